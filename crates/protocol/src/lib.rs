@@ -1,0 +1,23 @@
+//! The contract between the coordinator and its workers: message types, id newtypes, the
+//! protocol version, the layout of the shared-memory slot ring, fault-injection kinds and the
+//! documented exit codes.
+//!
+//! This crate holds data and pure functions only: no processes, no mmap, no GDAL, no `unsafe`,
+//! no scheduling policy. Messages carry *descriptors* of shared memory ([`Region`]), never the
+//! pixels themselves. Everything that goes on the wire is encoded by [`codec`] alone.
+
+pub mod codec;
+pub mod exit;
+pub mod fault;
+pub mod layout;
+pub mod messages;
+pub mod types;
+
+pub use codec::{decode, encode, CodecError};
+pub use fault::{FaultKind, FaultSpec};
+pub use layout::{LayoutError, Region, SlotLayout};
+pub use messages::{FromWorker, TaskMsg, TaskStats, ToWorker, WorkerArgs};
+pub use types::{Agg, Attempt, KernelSpec, SampleType, SlotId, TaskId, Window};
+
+/// Bumped whenever a message changes shape. Checked at the handshake.
+pub const PROTOCOL_VERSION: u32 = 1;
