@@ -5,7 +5,8 @@ The raster has a projected CRS (EPSG:32633 by default), a geotransform with a
 non-trivial origin and a non-square pixel size, random values, and invalid
 pixels: a scattered fraction set to the nodata value plus one solid nodata
 rectangle (so that some output blocks are entirely nodata), and optionally
-NaNs for float types.
+NaNs for float types.  With --nodata none the raster has no nodata value;
+the solid rectangle is then NaN when --nan-frac > 0, and absent otherwise.
 
 Output is deterministic for a given seed and set of options.  Data is
 generated and written in full-width strips, so large rasters (e.g. 16384 x
@@ -197,7 +198,13 @@ def write_raster(args):
     if strip_h < rows_budget:
         strip_h *= max(1, rows_budget // strip_h)
 
-    rect = nodata_rectangle(args.width, args.height) if (nodata is not None and args.nodata_frac > 0) else None
+    # The solid rectangle is nodata; without a nodata value it is NaN (float types with --nan-frac > 0).
+    rect = None
+    rect_value = None
+    if nodata is not None and args.nodata_frac > 0:
+        rect, rect_value = nodata_rectangle(args.width, args.height), nodata
+    elif nodata is None and args.nan_frac > 0:
+        rect, rect_value = nodata_rectangle(args.width, args.height), np.nan
 
     with rasterio.open(args.out, "w", **profile) as dst:
         for strip_idx, row0 in enumerate(range(0, args.height, strip_h)):
@@ -208,12 +215,13 @@ def write_raster(args):
                 a = gen_strip(rng, args.dtype, nrows, args.width)
                 if nodata is not None and args.nodata_frac > 0:
                     a[rng.random((nrows, args.width), dtype=np.float32) < args.nodata_frac] = nodata
+                if args.nan_frac > 0:
+                    a[rng.random((nrows, args.width), dtype=np.float32) < args.nan_frac] = np.nan
+                if rect is not None:
                     r0, r1, c0, c1 = rect
                     lo, hi = max(r0, row0), min(r1, row0 + nrows)
                     if lo < hi:
-                        a[lo - row0 : hi - row0, c0:c1] = nodata
-                if args.nan_frac > 0:
-                    a[rng.random((nrows, args.width), dtype=np.float32) < args.nan_frac] = np.nan
+                        a[lo - row0 : hi - row0, c0:c1] = rect_value
                 data[b] = a
             dst.write(data, window=Window(0, row0, args.width, nrows))
 

@@ -136,13 +136,14 @@ def run(args):
             "nodata": out_nodata,
             "compress": "deflate",
             "BIGTIFF": "IF_SAFER",
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
         }
-        if ow >= 16 and oh >= 16:
-            profile.update(tiled=True, blockxsize=256, blockysize=256)
         with rasterio.open(args.output, "w", **profile) as dst:
             for b in range(1, src.count + 1):
                 band = src.read(b)
-                res = aggregate_band(band, nodata, f, args.agg, out_nodata)
+                res = aggregate_band(band, src.nodatavals[b - 1], f, args.agg, out_nodata)
                 dst.write(res, b)
 
 

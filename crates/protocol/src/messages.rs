@@ -71,3 +71,71 @@ pub struct TaskStats {
     /// Number of valid (not nodata, not NaN) input pixels seen.
     pub valid_pixels: u64,
 }
+
+impl WorkerArgs {
+    /// The worker's command line, in the form [`WorkerArgs::parse`] reads.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut v = vec![
+            "--connect".to_string(),
+            self.connect.clone(),
+            "--shm-fd".to_string(),
+            self.shm_fd.to_string(),
+            "--shm-len".to_string(),
+            self.shm_len.to_string(),
+            "--input".to_string(),
+            self.input.clone(),
+        ];
+        for b in &self.bands {
+            v.push("--band".to_string());
+            v.push(b.to_string());
+        }
+        v
+    }
+
+    /// Parses the worker's command line (without the program name).
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<WorkerArgs, String> {
+        let mut connect = None;
+        let mut shm_fd = None;
+        let mut shm_len = None;
+        let mut input = None;
+        let mut bands = Vec::new();
+        let mut it = args.into_iter();
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--connect" => connect = Some(value()?),
+                "--shm-fd" => shm_fd = Some(value()?.parse().map_err(|_| "--shm-fd is not a number")?),
+                "--shm-len" => shm_len = Some(value()?.parse().map_err(|_| "--shm-len is not a number")?),
+                "--input" => input = Some(value()?),
+                "--band" => bands.push(value()?.parse().map_err(|_| "--band is not a number")?),
+                other => return Err(format!("unknown argument '{other}'")),
+            }
+        }
+        Ok(WorkerArgs {
+            connect: connect.ok_or("missing --connect")?,
+            shm_fd: shm_fd.ok_or("missing --shm-fd")?,
+            shm_len: shm_len.ok_or("missing --shm-len")?,
+            input: input.ok_or("missing --input")?,
+            bands,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_args_round_trip() {
+        let a = WorkerArgs {
+            connect: "srv".into(),
+            shm_fd: 3,
+            shm_len: 1 << 30,
+            input: "in put.tif".into(),
+            bands: vec![1, 3],
+        };
+        assert_eq!(WorkerArgs::parse(a.to_args()).unwrap(), a);
+        assert!(WorkerArgs::parse(vec!["--bogus".into()]).is_err());
+        assert!(WorkerArgs::parse(vec!["--shm-fd".into()]).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! Running one chunk end to end inside a process: read the window into the slot's input
+//! region, aggregate every band into its output region. Used by the worker binary and by the
+//! coordinator's in-process executor alike.
+
+use std::{path::Path, time::Instant};
+
+use gdal::Dataset;
+use protocol::{SampleType, TaskMsg, TaskStats};
+
+use crate::{
+    kernel::{aggregate, out_dims, BandKernel, Sample},
+    read::{read_window, ReadError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("opening {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: gdal::errors::GdalError,
+    },
+    #[error("band {0} does not exist")]
+    NoBand(usize),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("slot regions are too small or misaligned for the chunk")]
+    Region,
+}
+
+/// One open dataset and the bands to read: a GDAL `Dataset` is not `Sync`, so each thread or
+/// process that reads owns one runner.
+pub struct ChunkRunner {
+    ds: Dataset,
+    bands: Vec<usize>,
+    /// Per band: nodata as the kernels compare it (rounded to the sample type).
+    nodata: Vec<Option<f64>>,
+}
+
+impl ChunkRunner {
+    pub fn open(path: &Path, bands: &[u32]) -> Result<ChunkRunner, ExecError> {
+        let ds = Dataset::open(path).map_err(|source| ExecError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut nodata = Vec::with_capacity(bands.len());
+        for &b in bands {
+            let rb = ds.rasterband(b as usize).map_err(|_| ExecError::NoBand(b as usize))?;
+            nodata.push(rb.no_data_value());
+        }
+        Ok(ChunkRunner {
+            ds,
+            bands: bands.iter().map(|&b| b as usize).collect(),
+            nodata,
+        })
+    }
+
+    /// Reads and aggregates `task` into `output`, using `input` as the read buffer.
+    pub fn run(&self, task: &TaskMsg, input: &mut [u8], output: &mut [u8]) -> Result<TaskStats, ExecError> {
+        let t0 = Instant::now();
+        let win = task.window;
+        let k = task.kernel;
+        read_window(&self.ds, &self.bands, win, k.sample, input)?;
+        let read_us = t0.elapsed().as_micros() as u64;
+        let t1 = Instant::now();
+        let (w, h) = (win.w as usize, win.h as usize);
+        let (ow, oh) = out_dims(w, h, k.factor as usize);
+        let in_band = w * h * k.sample.size() as usize;
+        let out_band = ow * oh * 8;
+        if output.len() < out_band * self.bands.len() || input.len() < in_band * self.bands.len() {
+            return Err(ExecError::Region);
+        }
+        let mut valid = 0;
+        for (i, nodata) in self.nodata.iter().enumerate() {
+            let src = &input[i * in_band..(i + 1) * in_band];
+            let dst: &mut [f64] =
+                bytemuck::try_cast_slice_mut(&mut output[i * out_band..(i + 1) * out_band])
+                    .map_err(|_| ExecError::Region)?;
+            let bk = BandKernel {
+                agg: k.agg,
+                factor: k.factor as usize,
+                nodata: nodata.map(|v| round_to(v, k.sample)),
+                out_nodata: k.out_nodata,
+            };
+            valid += match k.sample {
+                SampleType::U8 => agg_bytes::<u8>(src, w, h, &bk, dst)?,
+                SampleType::I16 => agg_bytes::<i16>(src, w, h, &bk, dst)?,
+                SampleType::U16 => agg_bytes::<u16>(src, w, h, &bk, dst)?,
+                SampleType::I32 => agg_bytes::<i32>(src, w, h, &bk, dst)?,
+                SampleType::U32 => agg_bytes::<u32>(src, w, h, &bk, dst)?,
+                SampleType::F32 => agg_bytes::<f32>(src, w, h, &bk, dst)?,
+                SampleType::F64 => agg_bytes::<f64>(src, w, h, &bk, dst)?,
+            };
+        }
+        Ok(TaskStats {
+            read_us,
+            compute_us: t1.elapsed().as_micros() as u64,
+            valid_pixels: valid,
+        })
+    }
+}
+
+fn agg_bytes<T: Sample>(src: &[u8], w: usize, h: usize, k: &BandKernel, dst: &mut [f64]) -> Result<u64, ExecError> {
+    let src: &[T] = bytemuck::try_cast_slice(src).map_err(|_| ExecError::Region)?;
+    Ok(aggregate(src, w, h, k, dst))
+}
+
+/// The nodata value as a pixel of type `sample` holds it: a Float32 raster with nodata
+/// 1e20 stores `1e20f32`, which is not `1e20f64`.
+fn round_to(v: f64, sample: SampleType) -> f64 {
+    match sample {
+        SampleType::F32 => v as f32 as f64,
+        _ => v,
+    }
+}

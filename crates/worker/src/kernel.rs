@@ -1,0 +1,207 @@
+//! Block aggregation of one band of one chunk: each output pixel aggregates an F x F block
+//! of input pixels; nodata and NaN are excluded; partial edge blocks aggregate what exists.
+//! Accumulation is in `f64`.
+
+use protocol::Agg;
+
+/// A pixel type the kernels read.
+pub trait Sample: Copy + Into<f64> + bytemuck::Pod + Send + Sync + 'static {}
+impl<T: Copy + Into<f64> + bytemuck::Pod + Send + Sync + 'static> Sample for T {}
+
+/// What to aggregate and how.
+#[derive(Debug, Clone, Copy)]
+pub struct BandKernel {
+    pub agg: Agg,
+    pub factor: usize,
+    /// Input nodata, already rounded to the input type (`None`: only NaN is invalid).
+    pub nodata: Option<f64>,
+    /// Value written for a block without a valid pixel (sum, mean, min, max).
+    pub out_nodata: f64,
+}
+
+/// Output size of a `w x h` window at factor `f`.
+pub fn out_dims(w: usize, h: usize, f: usize) -> (usize, usize) {
+    (w.div_ceil(f), h.div_ceil(f))
+}
+
+trait Op {
+    const INIT: f64;
+    fn combine(a: f64, b: f64) -> f64;
+}
+struct SumOp;
+struct MinOp;
+struct MaxOp;
+impl Op for SumOp {
+    const INIT: f64 = 0.0;
+    #[inline(always)]
+    fn combine(a: f64, b: f64) -> f64 {
+        a + b
+    }
+}
+impl Op for MinOp {
+    const INIT: f64 = f64::INFINITY;
+    #[inline(always)]
+    fn combine(a: f64, b: f64) -> f64 {
+        a.min(b)
+    }
+}
+impl Op for MaxOp {
+    const INIT: f64 = f64::NEG_INFINITY;
+    #[inline(always)]
+    fn combine(a: f64, b: f64) -> f64 {
+        a.max(b)
+    }
+}
+
+/// Aggregates `input` (row-major `w x h`) into `out` (row-major `ceil(w/F) x ceil(h/F)`).
+/// Returns the number of valid input pixels.
+pub fn aggregate<T: Sample>(input: &[T], w: usize, h: usize, k: &BandKernel, out: &mut [f64]) -> u64 {
+    let (ow, oh) = out_dims(w, h, k.factor);
+    assert_eq!(input.len(), w * h, "input window size");
+    assert_eq!(out.len(), ow * oh, "output window size");
+    match k.agg {
+        Agg::Sum | Agg::Mean | Agg::Count => run::<T, SumOp>(input, w, h, k, out),
+        Agg::Min => run::<T, MinOp>(input, w, h, k, out),
+        Agg::Max => run::<T, MaxOp>(input, w, h, k, out),
+    }
+}
+
+fn run<T: Sample, O: Op>(input: &[T], w: usize, h: usize, k: &BandKernel, out: &mut [f64]) -> u64 {
+    let f = k.factor;
+    let (ow, _) = out_dims(w, h, f);
+    // With no nodata, comparing against NaN is always "not equal": one branch-free test serves both.
+    let nd = k.nodata.unwrap_or(f64::NAN);
+    let mut acc = vec![O::INIT; ow];
+    let mut cnt = vec![0u32; ow];
+    let mut valid_total = 0u64;
+    for (oy, out_row) in out.chunks_mut(ow).enumerate() {
+        acc.fill(O::INIT);
+        cnt.fill(0);
+        let rows = &input[oy * f * w..((oy + 1) * f).min(h) * w];
+        for row in rows.chunks_exact(w) {
+            for ((blk, a), c) in row.chunks(f).zip(acc.iter_mut()).zip(cnt.iter_mut()) {
+                let mut s = O::INIT;
+                let mut n = 0u32;
+                for &v in blk {
+                    let v: f64 = v.into();
+                    #[allow(clippy::eq_op)]
+                    let ok = (v == v) & (v != nd);
+                    s = O::combine(s, if ok { v } else { O::INIT });
+                    n += ok as u32;
+                }
+                *a = O::combine(*a, s);
+                *c += n;
+            }
+        }
+        for ((o, &a), &c) in out_row.iter_mut().zip(&acc).zip(&cnt) {
+            valid_total += c as u64;
+            *o = match k.agg {
+                Agg::Count => c as f64,
+                _ if c == 0 => k.out_nodata,
+                Agg::Mean => a / c as f64,
+                _ => a,
+            };
+        }
+    }
+    valid_total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The obvious, slow definition.
+    fn naive(input: &[f64], w: usize, h: usize, k: &BandKernel) -> Vec<f64> {
+        let f = k.factor;
+        let (ow, oh) = out_dims(w, h, f);
+        let mut out = vec![0.0; ow * oh];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut vals = vec![];
+                for y in oy * f..((oy + 1) * f).min(h) {
+                    for x in ox * f..((ox + 1) * f).min(w) {
+                        let v = input[y * w + x];
+                        if !v.is_nan() && Some(v) != k.nodata {
+                            vals.push(v);
+                        }
+                    }
+                }
+                out[oy * ow + ox] = match k.agg {
+                    Agg::Count => vals.len() as f64,
+                    _ if vals.is_empty() => k.out_nodata,
+                    Agg::Sum => vals.iter().sum(),
+                    Agg::Mean => vals.iter().sum::<f64>() / vals.len() as f64,
+                    Agg::Min => vals.iter().cloned().fold(f64::INFINITY, f64::min),
+                    Agg::Max => vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                };
+            }
+        }
+        out
+    }
+
+    fn agg() -> impl Strategy<Value = Agg> {
+        prop_oneof![Just(Agg::Sum), Just(Agg::Mean), Just(Agg::Min), Just(Agg::Max), Just(Agg::Count)]
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+    }
+
+    proptest! {
+        #[test]
+        fn float_input_matches_naive(
+            w in 1usize..40, h in 1usize..40, f in 1usize..12, agg in agg(),
+            with_nodata in any::<bool>(), seed in any::<u64>(),
+        ) {
+            let nodata = with_nodata.then_some(-9999.0);
+            let mut state = seed | 1;
+            let input: Vec<f32> = (0..w * h).map(|_| {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+                match state % 10 {
+                    0 => f32::NAN,
+                    1 | 2 => -9999.0,
+                    r => (r as f32) * 1.5 - 4.0 + (state >> 40) as f32 / 1e6,
+                }
+            }).collect();
+            let k = BandKernel { agg, factor: f, nodata, out_nodata: nodata.unwrap_or(f64::NAN) };
+            let (ow, oh) = out_dims(w, h, f);
+            let mut out = vec![0.0; ow * oh];
+            aggregate(&input, w, h, &k, &mut out);
+            let wide: Vec<f64> = input.iter().map(|&v| v as f64).collect();
+            let want = naive(&wide, w, h, &k);
+            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                prop_assert!(close(*a, *b), "pixel {i}: got {a}, want {b}");
+            }
+        }
+
+        #[test]
+        fn integer_input_matches_naive(
+            w in 1usize..30, h in 1usize..30, f in 1usize..9, agg in agg(),
+            input in proptest::collection::vec(any::<u16>(), 900),
+        ) {
+            let input = &input[..w * h];
+            let k = BandKernel { agg, factor: f, nodata: Some(0.0), out_nodata: 0.0 };
+            let (ow, oh) = out_dims(w, h, f);
+            let mut out = vec![0.0; ow * oh];
+            aggregate(input, w, h, &k, &mut out);
+            let wide: Vec<f64> = input.iter().map(|&v| v as f64).collect();
+            prop_assert_eq!(out, naive(&wide, w, h, &k));
+        }
+    }
+
+    #[test]
+    fn all_invalid_block_is_nodata_and_count_zero() {
+        let input = [f32::NAN, -1.0, -1.0, 5.0];
+        let mut k = BandKernel { agg: Agg::Sum, factor: 2, nodata: Some(-1.0), out_nodata: -7.0 };
+        let mut out = [0.0; 1];
+        assert_eq!(aggregate(&input, 2, 2, &k, &mut out), 1);
+        assert_eq!(out, [5.0]);
+        let nothing = [f32::NAN, -1.0, -1.0, -1.0];
+        aggregate(&nothing, 2, 2, &k, &mut out);
+        assert_eq!(out, [-7.0]);
+        k.agg = Agg::Count;
+        aggregate(&nothing, 2, 2, &k, &mut out);
+        assert_eq!(out, [0.0]);
+    }
+}
