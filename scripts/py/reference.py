@@ -114,9 +114,15 @@ def aggregate_band(band, nodata, factor, agg, out_nodata, strip_blocks=64):
     return out
 
 
+def scaled_transform(t, f):
+    """Same origin, pixel size (and rotation terms) multiplied by f."""
+    from rasterio.transform import Affine
+
+    return Affine(t.a * f, t.b * f, t.c, t.d * f, t.e * f, t.f)
+
+
 def run(args):
     import rasterio
-    from rasterio.transform import Affine
 
     if args.factor < 1:
         raise ValueError("--factor must be >= 1")
@@ -132,7 +138,7 @@ def run(args):
             "count": src.count,
             "dtype": "float64",
             "crs": src.crs,
-            "transform": src.transform * Affine.scale(f, f),
+            "transform": scaled_transform(src.transform, f),
             "nodata": out_nodata,
             "compress": "deflate",
             "BIGTIFF": "IF_SAFER",

@@ -8,6 +8,9 @@ same loop, compare.py's verdicts, and make_raster.py's determinism.
 Run with `python3 -m pytest scripts/py -q` or `python3 scripts/py/test_reference.py`.
 """
 
+import contextlib
+import importlib.util
+import io
 import math
 import subprocess
 import sys
@@ -24,13 +27,42 @@ AGGS = ["sum", "mean", "min", "max", "count"]
 GT = Affine(30.0, 0.0, 512345.25, 0.0, -20.0, 6123456.75)
 
 
+_MODULES = {}
+
+
+class Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _module(name):
+    """Import a script of this folder as a module (once)."""
+    if name not in _MODULES:
+        spec = importlib.util.spec_from_file_location(name[:-3], HERE / name)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name[:-3]] = mod  # so that the process pool can pickle its functions
+        spec.loader.exec_module(mod)
+        _MODULES[name] = mod
+    return _MODULES[name]
+
+
 def run_script(name, *args, check=True):
-    proc = subprocess.run(
-        [sys.executable, str(HERE / name), *map(str, args)], capture_output=True, text=True
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{name} {args} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
-    return proc
+    """Run a script's main() in-process (fast) and capture its output."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = _module(name).main([str(a) for a in args])
+        except SystemExit as exc:
+            rc = exc.code
+    res = Result(rc, out.getvalue(), err.getvalue())
+    if check and rc != 0:
+        raise AssertionError(f"{name} {args} failed ({rc}): {res.stdout}{res.stderr}")
+    return res
+
+
+def run_cli(name, *args):
+    """Run a script as a real subprocess."""
+    return subprocess.run([sys.executable, str(HERE / name), *map(str, args)], capture_output=True, text=True)
 
 
 def write_tiny(path, data, nodata, tile=None):
@@ -99,7 +131,7 @@ def assert_matches(path, expected, nodata, factor):
         got = ds.read()
         assert ds.dtypes[0] == "float64"
         assert ds.crs == CRS.from_epsg(32633)
-        assert ds.transform.almost_equals(GT * Affine.scale(factor, factor), precision=1e-9)
+        assert ds.transform.almost_equals(Affine(GT.a * factor, GT.b * factor, GT.c, GT.d * factor, GT.e * factor, GT.f), precision=1e-9)
         if nodata is None:
             assert ds.nodata is None or math.isnan(ds.nodata)
         else:
@@ -199,6 +231,17 @@ def test_make_raster_deterministic(tmp_path):
     run_script("reference.py", tmp_path / "a.tif", tmp_path / "r.tif", "--factor", 7)
     run_script("seed_blocksum.py", tmp_path / "a.tif", tmp_path / "s.tif", "--factor", 7, "--workers", 0, "-q")
     run_script("compare.py", tmp_path / "r.tif", tmp_path / "s.tif", "--rtol", "1e-12")
+
+
+def test_cli_help_and_errors(tmp_path):
+    for name in ["make_raster.py", "reference.py", "compare.py", "seed_blocksum.py", "decode_floor.py"]:
+        proc = run_cli(name, "--help")
+        assert proc.returncode == 0 and "usage:" in proc.stdout, name
+    proc = run_cli("reference.py", tmp_path / "missing.tif", tmp_path / "out.tif", "--factor", 3)
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "error" in proc.stderr
+    run_script("make_raster.py", tmp_path / "a.tif", "--width", 100, "--height", 90, "--dtype", "int16", "--tile", 32)
+    proc = run_cli("decode_floor.py", tmp_path / "a.tif", "--procs", 2)
+    assert proc.returncode == 0 and float(proc.stdout) >= 0.0, proc.stderr
 
 
 def _main():

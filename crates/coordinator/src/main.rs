@@ -1,1 +1,116 @@
-fn main(){}
+//! The `coordinator` binary: parse, set up logging, call the library, map errors to the
+//! documented exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use coordinator::{
+    cli::{self, Cli, Command},
+    error::CoordError,
+    run, synth,
+};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                protocol::exit::USAGE
+            } else {
+                0
+            };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BLOCKSUM_LOG")
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    // The coordinator reads only for in-process chunks and writes a small output: a modest
+    // block cache, not GDAL's 5 % of RAM.
+    let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "128");
+    match dispatch(&cli) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
+    match &cli.command {
+        Command::Resample(r) => {
+            let cfg = cli::resolve(cli.workers, cli.quiet, &r.job, Some(r))?;
+            let summary = run::resample(&cfg)?;
+            if !cli.quiet {
+                eprintln!("{}", summary.message);
+            }
+            Ok(summary.exit_code)
+        }
+        Command::Plan(p) => {
+            let cfg = cli::resolve(cli.workers, cli.quiet, &p.job, None)?;
+            let prep = run::prepare(&cfg)?;
+            if p.json {
+                let summary = coordinator::report::PlanSummary::new(
+                    &prep.plan,
+                    prep.layout.slots,
+                    prep.layout.slot_bytes(),
+                );
+                let mut v = serde_json::to_value(&summary)
+                    .map_err(|e| CoordError::Internal(e.to_string()))?;
+                if p.chunks {
+                    v["chunk_list"] = serde_json::to_value(&prep.plan.chunks)
+                        .map_err(|e| CoordError::Internal(e.to_string()))?;
+                }
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v)
+                        .map_err(|e| CoordError::Internal(e.to_string()))?
+                );
+            } else {
+                print!("{}", run::describe(&prep, &cfg));
+                if p.chunks {
+                    for c in &prep.plan.chunks {
+                        let (w, o) = (c.window, c.out);
+                        println!(
+                            "chunk {:>6}  in {}x{}+{}+{}  out {}x{}+{}+{}",
+                            c.id.0, w.w, w.h, w.x, w.y, o.w, o.h, o.x, o.y
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Synth(s) => {
+            let cfg = synth::SynthConfig {
+                width: s.width,
+                height: s.height,
+                seed: s.seed,
+                overwrite: s.overwrite,
+            };
+            synth::synth(&s.output, &cfg)?;
+            if !cli.quiet {
+                eprintln!(
+                    "wrote {} ({}x{} Float32, seed {})",
+                    s.output.display(),
+                    s.width,
+                    s.height,
+                    s.seed
+                );
+            }
+            Ok(0)
+        }
+    }
+}

@@ -29,7 +29,11 @@ pub enum LayoutError {
 
 impl Region {
     /// The region as a `usize` range of a segment of `total` bytes, checked.
-    pub fn checked_range(&self, total: u64, align: u64) -> Result<std::ops::Range<usize>, LayoutError> {
+    pub fn checked_range(
+        &self,
+        total: u64,
+        align: u64,
+    ) -> Result<std::ops::Range<usize>, LayoutError> {
         let end = self.offset.checked_add(self.len);
         match end {
             Some(end) if end <= total => {
@@ -121,8 +125,14 @@ mod tests {
         let total = l.total_bytes();
         let mut seen = vec![];
         for s in 0..3 {
-            let i = l.input(SlotId(s), l.input_bytes).checked_range(total, PAGE).unwrap();
-            let o = l.output(SlotId(s), l.output_bytes).checked_range(total, PAGE).unwrap();
+            let i = l
+                .input(SlotId(s), l.input_bytes)
+                .checked_range(total, PAGE)
+                .unwrap();
+            let o = l
+                .output(SlotId(s), l.output_bytes)
+                .checked_range(total, PAGE)
+                .unwrap();
             seen.push(i);
             seen.push(o);
         }
@@ -131,9 +141,15 @@ mod tests {
                 assert!(r.end <= q.start || q.end <= r.start);
             }
         }
-        let bad = Region { offset: total - 8, len: 16 };
+        let bad = Region {
+            offset: total - 8,
+            len: 16,
+        };
         assert!(bad.checked_range(total, 8).is_err());
-        let wrap = Region { offset: u64::MAX, len: 2 };
+        let wrap = Region {
+            offset: u64::MAX,
+            len: 2,
+        };
         assert!(wrap.checked_range(total, 1).is_err());
     }
 }

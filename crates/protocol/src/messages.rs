@@ -104,8 +104,12 @@ impl WorkerArgs {
             let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
             match flag.as_str() {
                 "--connect" => connect = Some(value()?),
-                "--shm-fd" => shm_fd = Some(value()?.parse().map_err(|_| "--shm-fd is not a number")?),
-                "--shm-len" => shm_len = Some(value()?.parse().map_err(|_| "--shm-len is not a number")?),
+                "--shm-fd" => {
+                    shm_fd = Some(value()?.parse().map_err(|_| "--shm-fd is not a number")?)
+                }
+                "--shm-len" => {
+                    shm_len = Some(value()?.parse().map_err(|_| "--shm-len is not a number")?)
+                }
                 "--input" => input = Some(value()?),
                 "--band" => bands.push(value()?.parse().map_err(|_| "--band is not a number")?),
                 other => return Err(format!("unknown argument '{other}'")),

@@ -39,10 +39,26 @@ fn to_worker() -> impl Strategy<Value = ToWorker> {
             ToWorker::Task(TaskMsg {
                 task: TaskId(t),
                 attempt: Attempt(a),
-                window: Window { x: w[0], y: w[1], w: w[2], h: w[3] },
-                input: Region { offset: r[0], len: r[1] },
-                output: Region { offset: r[2], len: r[3] },
-                kernel: KernelSpec { agg, factor, sample, out_nodata: nd },
+                window: Window {
+                    x: w[0],
+                    y: w[1],
+                    w: w[2],
+                    h: w[3],
+                },
+                input: Region {
+                    offset: r[0],
+                    len: r[1],
+                },
+                output: Region {
+                    offset: r[2],
+                    len: r[3],
+                },
+                kernel: KernelSpec {
+                    agg,
+                    factor,
+                    sample,
+                    out_nodata: nd,
+                },
                 fault,
             })
         });
@@ -55,7 +71,11 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
         (any::<u32>(), any::<u32>(), any::<[u64; 3]>()).prop_map(|(t, a, s)| FromWorker::Done {
             task: TaskId(t),
             attempt: Attempt(a),
-            stats: TaskStats { read_us: s[0], compute_us: s[1], valid_pixels: s[2] },
+            stats: TaskStats {
+                read_us: s[0],
+                compute_us: s[1],
+                valid_pixels: s[2]
+            },
         }),
         (any::<u32>(), any::<u32>(), ".{0,200}").prop_map(|(t, a, error)| FromWorker::Failed {
             task: TaskId(t),
@@ -70,8 +90,19 @@ fn same_bits(a: &ToWorker, b: &ToWorker) -> bool {
     match (a, b) {
         (ToWorker::Task(x), ToWorker::Task(y)) => {
             x.kernel.out_nodata.to_bits() == y.kernel.out_nodata.to_bits()
-                && TaskMsg { kernel: KernelSpec { out_nodata: 0.0, ..x.kernel }, ..x.clone() }
-                    == TaskMsg { kernel: KernelSpec { out_nodata: 0.0, ..y.kernel }, ..y.clone() }
+                && TaskMsg {
+                    kernel: KernelSpec {
+                        out_nodata: 0.0,
+                        ..x.kernel
+                    },
+                    ..x.clone()
+                } == TaskMsg {
+                    kernel: KernelSpec {
+                        out_nodata: 0.0,
+                        ..y.kernel
+                    },
+                    ..y.clone()
+                }
         }
         _ => a == b,
     }
@@ -112,5 +143,8 @@ proptest! {
 #[test]
 fn oversized_input_is_rejected_without_reading_it() {
     let big = vec![0u8; protocol::codec::MAX_MESSAGE_BYTES + 1];
-    assert!(matches!(decode::<FromWorker>(&big), Err(CodecError::TooLarge(_))));
+    assert!(matches!(
+        decode::<FromWorker>(&big),
+        Err(CodecError::TooLarge(_))
+    ));
 }

@@ -45,7 +45,9 @@ impl ChunkRunner {
         })?;
         let mut nodata = Vec::with_capacity(bands.len());
         for &b in bands {
-            let rb = ds.rasterband(b as usize).map_err(|_| ExecError::NoBand(b as usize))?;
+            let rb = ds
+                .rasterband(b as usize)
+                .map_err(|_| ExecError::NoBand(b as usize))?;
             nodata.push(rb.no_data_value());
         }
         Ok(ChunkRunner {
@@ -56,7 +58,12 @@ impl ChunkRunner {
     }
 
     /// Reads and aggregates `task` into `output`, using `input` as the read buffer.
-    pub fn run(&self, task: &TaskMsg, input: &mut [u8], output: &mut [u8]) -> Result<TaskStats, ExecError> {
+    pub fn run(
+        &self,
+        task: &TaskMsg,
+        input: &mut [u8],
+        output: &mut [u8],
+    ) -> Result<TaskStats, ExecError> {
         let t0 = Instant::now();
         let win = task.window;
         let k = task.kernel;
@@ -100,7 +107,13 @@ impl ChunkRunner {
     }
 }
 
-fn agg_bytes<T: Sample>(src: &[u8], w: usize, h: usize, k: &BandKernel, dst: &mut [f64]) -> Result<u64, ExecError> {
+fn agg_bytes<T: Sample>(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    k: &BandKernel,
+    dst: &mut [f64],
+) -> Result<u64, ExecError> {
     let src: &[T] = bytemuck::try_cast_slice(src).map_err(|_| ExecError::Region)?;
     Ok(aggregate(src, w, h, k, dst))
 }

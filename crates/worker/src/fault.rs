@@ -22,7 +22,10 @@ pub fn inject(kind: FaultKind, reply: &IpcBytesSender) -> AfterFault {
             // action so the signal kills the process as a real segfault would.
             // SAFETY: setting a signal to SIG_DFL installs no handler code.
             unsafe {
-                let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGSEGV, nix::sys::signal::SigHandler::SigDfl);
+                let _ = nix::sys::signal::signal(
+                    nix::sys::signal::Signal::SIGSEGV,
+                    nix::sys::signal::SigHandler::SigDfl,
+                );
             }
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSEGV);
             std::process::abort()
@@ -36,7 +39,8 @@ pub fn inject(kind: FaultKind, reply: &IpcBytesSender) -> AfterFault {
             AfterFault::Compute
         }
         FaultKind::Garbage => {
-            let _ = reply.send(b"\xde\xad\xbe\xef this is not a protocol message \xff\xff\xff\xff\xff");
+            let _ =
+                reply.send(b"\xde\xad\xbe\xef this is not a protocol message \xff\xff\xff\xff\xff");
             loop {
                 thread::sleep(Duration::from_secs(3600));
             }

@@ -55,7 +55,13 @@ impl Op for MaxOp {
 
 /// Aggregates `input` (row-major `w x h`) into `out` (row-major `ceil(w/F) x ceil(h/F)`).
 /// Returns the number of valid input pixels.
-pub fn aggregate<T: Sample>(input: &[T], w: usize, h: usize, k: &BandKernel, out: &mut [f64]) -> u64 {
+pub fn aggregate<T: Sample>(
+    input: &[T],
+    w: usize,
+    h: usize,
+    k: &BandKernel,
+    out: &mut [f64],
+) -> u64 {
     let (ow, oh) = out_dims(w, h, k.factor);
     assert_eq!(input.len(), w * h, "input window size");
     assert_eq!(out.len(), ow * oh, "output window size");
@@ -141,7 +147,13 @@ mod tests {
     }
 
     fn agg() -> impl Strategy<Value = Agg> {
-        prop_oneof![Just(Agg::Sum), Just(Agg::Mean), Just(Agg::Min), Just(Agg::Max), Just(Agg::Count)]
+        prop_oneof![
+            Just(Agg::Sum),
+            Just(Agg::Mean),
+            Just(Agg::Min),
+            Just(Agg::Max),
+            Just(Agg::Count)
+        ]
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -193,7 +205,12 @@ mod tests {
     #[test]
     fn all_invalid_block_is_nodata_and_count_zero() {
         let input = [f32::NAN, -1.0, -1.0, 5.0];
-        let mut k = BandKernel { agg: Agg::Sum, factor: 2, nodata: Some(-1.0), out_nodata: -7.0 };
+        let mut k = BandKernel {
+            agg: Agg::Sum,
+            factor: 2,
+            nodata: Some(-1.0),
+            out_nodata: -7.0,
+        };
         let mut out = [0.0; 1];
         assert_eq!(aggregate(&input, 2, 2, &k, &mut out), 1);
         assert_eq!(out, [5.0]);

@@ -32,13 +32,16 @@ pub const FAKE_VERSION_ENV: &str = "BLOCKSUM_WORKER_FAKE_PROTOCOL_VERSION";
 
 pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     // SAFETY: the coordinator passes this descriptor to us alone, dup'ed for this process.
-    let seg = unsafe { SharedSegment::from_inherited_fd(args.shm_fd, args.shm_len) }.map_err(WorkerError::Shm)?;
+    let seg = unsafe { SharedSegment::from_inherited_fd(args.shm_fd, args.shm_len) }
+        .map_err(WorkerError::Shm)?;
     let runner = ChunkRunner::open(Path::new(&args.input), &args.bands)?;
 
-    let bootstrap: IpcSender<Bootstrap> =
-        IpcSender::connect(args.connect.clone()).map_err(|e| WorkerError::Connect(e.to_string()))?;
-    let (to_worker_tx, to_worker_rx) = ipc::bytes_channel().map_err(|e| WorkerError::Connect(e.to_string()))?;
-    let (from_worker_tx, from_worker_rx) = ipc::bytes_channel().map_err(|e| WorkerError::Connect(e.to_string()))?;
+    let bootstrap: IpcSender<Bootstrap> = IpcSender::connect(args.connect.clone())
+        .map_err(|e| WorkerError::Connect(e.to_string()))?;
+    let (to_worker_tx, to_worker_rx) =
+        ipc::bytes_channel().map_err(|e| WorkerError::Connect(e.to_string()))?;
+    let (from_worker_tx, from_worker_rx) =
+        ipc::bytes_channel().map_err(|e| WorkerError::Connect(e.to_string()))?;
     bootstrap
         .send((to_worker_tx, from_worker_rx))
         .map_err(|e| WorkerError::Connect(e.to_string()))?;
@@ -46,14 +49,19 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(PROTOCOL_VERSION);
-    let hello = FromWorker::Hello { version, pid: std::process::id() };
+    let hello = FromWorker::Hello {
+        version,
+        pid: std::process::id(),
+    };
     if from_worker_tx.send(&encode(&hello)).is_err() {
         return Ok(());
     }
 
     loop {
         // A closed channel means the coordinator is gone: exit quietly.
-        let Ok(bytes) = to_worker_rx.recv() else { return Ok(()) };
+        let Ok(bytes) = to_worker_rx.recv() else {
+            return Ok(());
+        };
         match decode::<ToWorker>(&bytes)? {
             ToWorker::Shutdown => return Ok(()),
             ToWorker::Task(task) => {
@@ -66,14 +74,24 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     }
 }
 
-fn handle(seg: &SharedSegment, runner: &ChunkRunner, task: &TaskMsg, reply: &IpcBytesSender) -> FromWorker {
-    let _span = tracing::debug_span!("task", task = task.task.0, attempt = task.attempt.0).entered();
+fn handle(
+    seg: &SharedSegment,
+    runner: &ChunkRunner,
+    task: &TaskMsg,
+    reply: &IpcBytesSender,
+) -> FromWorker {
+    let _span =
+        tracing::debug_span!("task", task = task.task.0, attempt = task.attempt.0).entered();
     if let Some(kind) = task.fault {
         match fault::inject(kind, reply) {
             fault::AfterFault::Compute => {}
         }
     }
-    let failed = |error: String| FromWorker::Failed { task: task.task, attempt: task.attempt, error };
+    let failed = |error: String| FromWorker::Failed {
+        task: task.task,
+        attempt: task.attempt,
+        error,
+    };
     let align = task.kernel.sample.size();
     let (inr, outr) = match (seg.check(task.input, align), seg.check(task.output, 8)) {
         (Ok(i), Ok(o)) if i.end <= o.start || o.end <= i.start => (i, o),
@@ -84,7 +102,11 @@ fn handle(seg: &SharedSegment, runner: &ChunkRunner, task: &TaskMsg, reply: &Ipc
     // slot to this worker alone until we answer.
     let (input, output) = unsafe { (seg.slice_mut(inr), seg.slice_mut(outr)) };
     match runner.run(task, input, output) {
-        Ok(stats) => FromWorker::Done { task: task.task, attempt: task.attempt, stats },
+        Ok(stats) => FromWorker::Done {
+            task: task.task,
+            attempt: task.attempt,
+            stats,
+        },
         Err(e) => failed(e.to_string()),
     }
 }

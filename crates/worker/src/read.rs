@@ -32,7 +32,10 @@ pub fn read_window(
     let band_bytes = (win.pixels() * sample.size()) as usize;
     let need = band_bytes * bands.len();
     if dst.len() < need {
-        return Err(ReadError::TooSmall { have: dst.len(), need });
+        return Err(ReadError::TooSmall {
+            have: dst.len(),
+            need,
+        });
     }
     for (&band, part) in bands.iter().zip(dst.chunks_exact_mut(band_bytes.max(1))) {
         let res = match sample {
@@ -48,7 +51,14 @@ pub fn read_window(
             Ok(()) => {}
             Err(None) => return Err(ReadError::Misaligned(sample)),
             Err(Some(source)) => {
-                return Err(ReadError::Gdal { band, x: win.x, y: win.y, w: win.w, h: win.h, source })
+                return Err(ReadError::Gdal {
+                    band,
+                    x: win.x,
+                    y: win.y,
+                    w: win.w,
+                    h: win.h,
+                    source,
+                })
             }
         }
     }

@@ -85,6 +85,20 @@ impl SharedSegment {
         assert!(range.start <= range.end && range.end as u64 <= self.len);
         // SAFETY: the range lies inside the live mapping (checked above); exclusivity is the
         // caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(range.start), range.len()) }
+        unsafe {
+            std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(range.start), range.len())
+        }
+    }
+}
+
+impl SharedSegment {
+    /// A shared view of `range`.
+    ///
+    /// # Safety
+    /// No one may write `range` while the view is used.
+    pub unsafe fn slice(&self, range: Range<usize>) -> &[u8] {
+        assert!(range.start <= range.end && range.end as u64 <= self.len);
+        // SAFETY: inside the live mapping (checked above); no writer is the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(range.start), range.len()) }
     }
 }

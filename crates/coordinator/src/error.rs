@@ -1,0 +1,50 @@
+//! The coordinator's expected failures, each with its documented exit code
+//! (see `protocol::exit` and the README).
+
+use std::path::PathBuf;
+
+use protocol::exit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    #[error("input '{0}' does not exist")]
+    InputMissing(PathBuf),
+    #[error("input '{path}' is not a raster GDAL can read: {reason}")]
+    InputNotRaster { path: PathBuf, reason: String },
+    #[error("{0}")]
+    BadInput(String),
+    #[error("output '{0}' exists (pass --overwrite to replace it)")]
+    OutputExists(PathBuf),
+    #[error("output directory '{0}' does not exist")]
+    OutputDirMissing(PathBuf),
+    #[error("output directory '{path}' is not writable: {reason}")]
+    OutputDirNotWritable { path: PathBuf, reason: String },
+    #[error("writing output '{path}': {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Workers(String),
+    #[error("{0}")]
+    Resources(String),
+    #[error("interrupted by {0}: workers stopped, no output written")]
+    Interrupted(&'static str),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CoordError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CoordError::InputMissing(_)
+            | CoordError::InputNotRaster { .. }
+            | CoordError::BadInput(_) => exit::INPUT,
+            CoordError::OutputExists(_)
+            | CoordError::OutputDirMissing(_)
+            | CoordError::OutputDirNotWritable { .. }
+            | CoordError::Write { .. } => exit::OUTPUT,
+            CoordError::Workers(_) => exit::WORKERS,
+            CoordError::Resources(_) => exit::RESOURCES,
+            CoordError::Interrupted(_) => exit::INTERRUPTED,
+            CoordError::Internal(_) => exit::INTERNAL,
+        }
+    }
+}

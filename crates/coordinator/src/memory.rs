@@ -1,0 +1,82 @@
+//! The memory sampler: every `--memory-poll`, read each live worker's /proc status (VmHWM,
+//! VmRSS, RssAnon). RssAnon is the worker's private resident memory: the shared slots it
+//! touched count in RssShmem, not here. Peaks go to the report; crossing the soft limit
+//! becomes an `OverSoftLimit` event (the worker is recycled after its chunk).
+
+use std::{
+    collections::HashMap,
+    sync::{mpsc, Arc, Mutex},
+    thread,
+    time::Duration,
+};
+
+use serde::Serialize;
+
+use crate::{
+    os,
+    sched::{SchedEvent, WorkerKey},
+};
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MemPeak {
+    /// Peak resident set (VmHWM), shared slot pages included.
+    pub peak_rss_bytes: u64,
+    /// Peak private resident memory (RssAnon) seen by the sampler.
+    pub peak_private_bytes: u64,
+}
+
+#[derive(Default)]
+pub struct MemShared {
+    pub live: Vec<(WorkerKey, u32)>,
+    pub peaks: HashMap<(u32, u32), MemPeak>,
+}
+
+pub type MemState = Arc<Mutex<MemShared>>;
+
+/// Samples one pid now.
+pub fn sample(state: &MemState, key: WorkerKey, pid: u32) -> Option<u64> {
+    let v = os::proc_status_kb(Some(pid), &["VmHWM", "RssAnon"])?;
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let p = s.peaks.entry((key.id.0, key.gen)).or_default();
+    p.peak_rss_bytes = p.peak_rss_bytes.max(v[0]);
+    p.peak_private_bytes = p.peak_private_bytes.max(v[1]);
+    Some(v[1])
+}
+
+pub fn start<E: Send + 'static>(
+    state: MemState,
+    poll: Duration,
+    soft_limit: Option<u64>,
+    events: mpsc::Sender<E>,
+    wrap: fn(SchedEvent) -> E,
+) {
+    thread::Builder::new()
+        .name("memory".into())
+        .spawn(move || {
+            let mut flagged: std::collections::HashSet<(u32, u32)> = Default::default();
+            loop {
+                let live = state.lock().unwrap_or_else(|p| p.into_inner()).live.clone();
+                for (key, pid) in live {
+                    let Some(anon) = sample(&state, key, pid) else {
+                        continue;
+                    };
+                    if soft_limit.is_some_and(|l| anon > l) && flagged.insert((key.id.0, key.gen)) {
+                        tracing::info!(
+                            worker = key.id.0,
+                            pid,
+                            anon,
+                            "over the soft memory limit: recycling after its chunk"
+                        );
+                        if events
+                            .send(wrap(SchedEvent::OverSoftLimit { key }))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                thread::sleep(poll);
+            }
+        })
+        .expect("spawning the memory sampler");
+}

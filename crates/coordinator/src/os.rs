@@ -1,0 +1,82 @@
+//! The Unix-specific and `unsafe` part of the coordinator, behind a safe interface:
+//! what a worker child does between fork and exec, and signalling process groups.
+
+use std::{os::unix::process::CommandExt, process::Command};
+
+use nix::{
+    sys::signal::{killpg, Signal},
+    unistd::Pid,
+};
+
+/// Limits and plumbing applied to a worker between fork and exec.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildSetup {
+    /// The shared segment's descriptor: made inheritable in the child only.
+    pub shm_fd: i32,
+    /// Hard per-worker memory limit (RLIMIT_DATA), in bytes.
+    pub data_limit: Option<u64>,
+}
+
+/// Arranges for `cmd`'s child to: lead its own process group (signals reach it and anything
+/// it starts, and the terminal's Ctrl-C reaches only the coordinator); die with SIGKILL when
+/// the thread that spawned it exits (the coordinator spawns from its long-lived main thread);
+/// inherit the shared segment; and run under the memory limit.
+pub fn prepare(cmd: &mut Command, setup: ChildSetup) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe syscalls (setpgid, prctl, getppid, fcntl, setrlimit, _exit); it
+    // allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The coordinator may have died between fork and prctl: then nobody would kill us.
+            if nix::unistd::getppid() != parent {
+                nix::libc::_exit(1);
+            }
+            let flags = nix::fcntl::fcntl(
+                std::os::fd::BorrowedFd::borrow_raw(setup.shm_fd),
+                nix::fcntl::FcntlArg::F_GETFD,
+            )?;
+            let flags =
+                nix::fcntl::FdFlag::from_bits_truncate(flags) - nix::fcntl::FdFlag::FD_CLOEXEC;
+            nix::fcntl::fcntl(
+                std::os::fd::BorrowedFd::borrow_raw(setup.shm_fd),
+                nix::fcntl::FcntlArg::F_SETFD(flags),
+            )?;
+            if let Some(limit) = setup.data_limit {
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_DATA,
+                    limit,
+                    limit,
+                )?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `sig` to the process group led by `pid` (each worker leads its own group).
+pub fn signal_group(pid: u32, sig: Signal) {
+    let _ = killpg(Pid::from_raw(pid as i32), sig);
+}
+
+/// Reads `key:` (in kB) from /proc/PID/status, in bytes.
+pub fn proc_status_kb(pid: Option<u32>, keys: &[&str]) -> Option<Vec<u64>> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut out = vec![0; keys.len()];
+    for line in text.lines() {
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(rest) = line.strip_prefix(k) {
+                if let Some(v) = rest.trim_start_matches(':').split_whitespace().next() {
+                    out[i] = v.parse::<u64>().unwrap_or(0) * 1024;
+                }
+            }
+        }
+    }
+    Some(out)
+}

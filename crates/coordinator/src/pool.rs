@@ -1,0 +1,275 @@
+//! Worker processes: spawn with the handshake, forward what they say as scheduler events,
+//! send them tasks, signal them. One thread per worker reads its channel, one waits for its
+//! exit, one keeps the tail of its stderr. Spawning happens on the caller's thread, which
+//! must live as long as the workers (the parent-death signal is tied to it).
+
+use std::{
+    collections::VecDeque,
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    thread,
+};
+
+use ipc_channel::ipc::{IpcBytesSender, IpcOneShotServer, IpcSender};
+use nix::sys::signal::Signal;
+use protocol::{decode, encode, FromWorker, ToWorker, WorkerArgs, PROTOCOL_VERSION};
+use worker::process::Bootstrap;
+
+use crate::{
+    os::{self, ChildSetup},
+    sched::{ExitInfo, SchedEvent, Sig, WorkerKey},
+};
+
+/// Lines of a worker's stderr kept for the report.
+const STDERR_TAIL: usize = 20;
+
+/// What the pool tells the supervisor.
+pub enum PoolEvent {
+    Sched(SchedEvent),
+    /// Handshake done: the channel to send tasks on.
+    Connected {
+        key: WorkerKey,
+        pid: u32,
+        sender: IpcBytesSender,
+    },
+    /// The worker speaks another protocol version: fatal for the run.
+    VersionMismatch {
+        key: WorkerKey,
+        theirs: u32,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub worker_bin: PathBuf,
+    pub input: String,
+    pub bands: Vec<u32>,
+    pub shm_fd: i32,
+    pub shm_len: u64,
+    pub data_limit: Option<u64>,
+    pub env: Vec<(String, String)>,
+}
+
+/// A live (or dying) worker process as the supervisor sees it.
+pub struct Proc {
+    pub pid: u32,
+    pub sender: Option<IpcBytesSender>,
+    server_name: String,
+    pub stderr_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Proc {
+    /// Sends a message; a failure means the worker is dying, which its exit event reports.
+    pub fn send(&self, msg: &ToWorker) -> bool {
+        match &self.sender {
+            Some(s) => s.send(&encode(msg)).is_ok(),
+            None => false,
+        }
+    }
+
+    pub fn signal(&self, sig: Sig) {
+        os::signal_group(
+            self.pid,
+            match sig {
+                Sig::Term => Signal::SIGTERM,
+                Sig::Kill => Signal::SIGKILL,
+            },
+        );
+    }
+
+    /// Unblocks the handshake thread of a worker that died before connecting.
+    pub fn unblock_handshake(&self) {
+        if self.sender.is_none() {
+            if let Ok(s) = IpcSender::<Bootstrap>::connect(self.server_name.clone()) {
+                drop(s);
+            }
+        }
+    }
+}
+
+/// Spawns the worker `key`, wiring its events into `events`.
+pub fn spawn<E: Send + 'static>(
+    cfg: &PoolConfig,
+    key: WorkerKey,
+    events: &mpsc::Sender<E>,
+    wrap: fn(PoolEvent) -> E,
+) -> std::io::Result<Proc> {
+    let (server, name) = IpcOneShotServer::<Bootstrap>::new()?;
+    let args = WorkerArgs {
+        connect: name.clone(),
+        shm_fd: cfg.shm_fd,
+        shm_len: cfg.shm_len,
+        input: cfg.input.clone(),
+        bands: cfg.bands.clone(),
+    };
+    let mut cmd = Command::new(&cfg.worker_bin);
+    cmd.args(args.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // A crashing worker must not spend half a second symbolizing a backtrace.
+        .env("RUST_BACKTRACE", "0");
+    for (k, v) in &cfg.env {
+        cmd.env(k, v);
+    }
+    os::prepare(
+        &mut cmd,
+        ChildSetup {
+            shm_fd: cfg.shm_fd,
+            data_limit: cfg.data_limit,
+        },
+    );
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let tail_w = tail.clone();
+    let stderr_thread = thread::Builder::new()
+        .name(format!("w{}-stderr", key.id.0))
+        .spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                tracing::debug!(worker = key.id.0, pid, "stderr: {line}");
+                let mut t = tail_w.lock().unwrap_or_else(|p| p.into_inner());
+                if t.len() == STDERR_TAIL {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        })?;
+
+    let ev = events.clone();
+    let tail_x = tail.clone();
+    thread::Builder::new()
+        .name(format!("w{}-wait", key.id.0))
+        .spawn(move || {
+            use std::os::unix::process::ExitStatusExt;
+            let status = child.wait();
+            // stderr reaches EOF once the process is gone; its last lines explain the death.
+            let _ = stderr_thread.join();
+            let stderr_tail: Vec<String> = tail_x
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            let out_of_memory = stderr_tail.iter().any(|l| {
+                l.contains("memory allocation of")
+                    || l.contains("Out of memory")
+                    || l.contains("out of memory")
+            });
+            let exit = match status {
+                Ok(s) => ExitInfo {
+                    code: s.code(),
+                    signal: s.signal(),
+                    out_of_memory,
+                    stderr_tail,
+                },
+                Err(_) => ExitInfo {
+                    out_of_memory,
+                    stderr_tail,
+                    ..ExitInfo::default()
+                },
+            };
+            let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::WorkerExited {
+                key,
+                exit,
+            })));
+        })?;
+
+    let ev = events.clone();
+    thread::Builder::new()
+        .name(format!("w{}-recv", key.id.0))
+        .spawn(move || {
+            let Ok((_boot_rx, (sender, receiver))) = server.accept() else {
+                return;
+            };
+            let hello = receiver.recv().ok().map(|b| decode::<FromWorker>(&b));
+            match hello {
+                Some(Ok(FromWorker::Hello { version, pid })) if version == PROTOCOL_VERSION => {
+                    if ev
+                        .send(wrap(PoolEvent::Connected { key, pid, sender }))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Some(Ok(FromWorker::Hello { version, .. })) => {
+                    let _ = ev.send(wrap(PoolEvent::VersionMismatch {
+                        key,
+                        theirs: version,
+                    }));
+                    return;
+                }
+                Some(Ok(other)) => {
+                    let detail = format!("expected hello, got {other:?}");
+                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage { key, detail })));
+                    return;
+                }
+                Some(Err(e)) => {
+                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage {
+                        key,
+                        detail: e.to_string(),
+                    })));
+                    return;
+                }
+                None => {
+                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Disconnected { key })));
+                    return;
+                }
+            }
+            loop {
+                let bytes = match receiver.recv() {
+                    Ok(b) => b,
+                    Err(_) => {
+                        let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Disconnected { key })));
+                        return;
+                    }
+                };
+                let se = match decode::<FromWorker>(&bytes) {
+                    Ok(FromWorker::Done {
+                        task,
+                        attempt,
+                        stats,
+                    }) => SchedEvent::TaskDone {
+                        key,
+                        task,
+                        attempt,
+                        stats,
+                    },
+                    Ok(FromWorker::Failed {
+                        task,
+                        attempt,
+                        error,
+                    }) => SchedEvent::TaskFailed {
+                        key,
+                        task,
+                        attempt,
+                        error,
+                    },
+                    Ok(FromWorker::Hello { .. }) => SchedEvent::Garbage {
+                        key,
+                        detail: "a second hello".into(),
+                    },
+                    Err(e) => SchedEvent::Garbage {
+                        key,
+                        detail: e.to_string(),
+                    },
+                };
+                let stop = matches!(se, SchedEvent::Garbage { .. });
+                if ev.send(wrap(PoolEvent::Sched(se))).is_err() || stop {
+                    return;
+                }
+            }
+        })?;
+
+    Ok(Proc {
+        pid,
+        sender: None,
+        server_name: name,
+        stderr_tail: tail,
+    })
+}

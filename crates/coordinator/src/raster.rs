@@ -1,0 +1,162 @@
+//! What the coordinator learns about the input before planning: size, bands, sample types,
+//! nodata, block size, georeferencing. All validation of the input happens here, so the rest
+//! of the run can assume a readable raster.
+
+use std::path::{Path, PathBuf};
+
+use gdal::{raster::GdalDataType, Dataset, Metadata};
+use protocol::{Agg, SampleType};
+
+use crate::error::CoordError;
+
+#[derive(Debug, Clone)]
+pub struct BandInfo {
+    /// 1-based band number.
+    pub index: u32,
+    pub sample: SampleType,
+    pub nodata: Option<f64>,
+    pub description: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RasterInfo {
+    pub path: PathBuf,
+    pub width: u64,
+    pub height: u64,
+    pub bands: Vec<BandInfo>,
+    pub block: (u64, u64),
+    pub geo_transform: Option<[f64; 6]>,
+    pub projection: String,
+    pub driver: String,
+}
+
+pub fn sample_of(t: GdalDataType) -> Option<SampleType> {
+    Some(match t {
+        GdalDataType::UInt8 => SampleType::U8,
+        GdalDataType::Int16 => SampleType::I16,
+        GdalDataType::UInt16 => SampleType::U16,
+        GdalDataType::Int32 => SampleType::I32,
+        GdalDataType::UInt32 => SampleType::U32,
+        GdalDataType::Float32 => SampleType::F32,
+        GdalDataType::Float64 => SampleType::F64,
+        _ => return None,
+    })
+}
+
+/// Opens and validates `path`.
+pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
+    if !path.exists() {
+        return Err(CoordError::InputMissing(path.to_path_buf()));
+    }
+    let not_raster = |reason: String| CoordError::InputNotRaster {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let ds = Dataset::open(path)
+        .map_err(|e| not_raster(e.to_string().lines().next().unwrap_or("").to_string()))?;
+    if ds.raster_count() == 0 {
+        return Err(not_raster("it has no raster bands".into()));
+    }
+    let (w, h) = ds.raster_size();
+    let mut bands = Vec::new();
+    let mut block = (0, 0);
+    for i in 1..=ds.raster_count() {
+        let rb = ds.rasterband(i).map_err(|e| not_raster(e.to_string()))?;
+        let t = rb.band_type();
+        let sample = sample_of(t).ok_or_else(|| {
+            not_raster(format!("band {i} has unsupported data type {}", t.name()))
+        })?;
+        if i == 1 {
+            let (bw, bh) = rb.block_size();
+            block = (bw as u64, bh as u64);
+        }
+        bands.push(BandInfo {
+            index: i as u32,
+            sample,
+            nodata: rb.no_data_value(),
+            description: rb.description().unwrap_or_default(),
+        });
+    }
+    Ok(RasterInfo {
+        path: path.to_path_buf(),
+        width: w as u64,
+        height: h as u64,
+        bands,
+        block,
+        geo_transform: ds.geo_transform().ok(),
+        projection: ds.projection(),
+        driver: ds.driver().short_name(),
+    })
+}
+
+impl RasterInfo {
+    /// The bands picked by `--band` (all when empty), validated.
+    pub fn select(&self, wanted: &[u32]) -> Result<Vec<BandInfo>, CoordError> {
+        if wanted.is_empty() {
+            return Ok(self.bands.clone());
+        }
+        wanted
+            .iter()
+            .map(|&b| {
+                self.bands
+                    .iter()
+                    .find(|x| x.index == b)
+                    .cloned()
+                    .ok_or_else(|| {
+                        CoordError::BadInput(format!(
+                            "band {b} does not exist: '{}' has {} band(s)",
+                            self.path.display(),
+                            self.bands.len()
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The sample type the selected bands are read as: their common type, or Float64 when they
+/// differ (GDAL converts on read; Float64 holds every supported type exactly).
+pub fn common_sample(bands: &[BandInfo]) -> SampleType {
+    let first = bands[0].sample;
+    if bands.iter().all(|b| b.sample == first) {
+        first
+    } else {
+        SampleType::F64
+    }
+}
+
+/// The default output type: never overflows, never loses precision against the input.
+///
+/// | agg        | output                                                      |
+/// |------------|-------------------------------------------------------------|
+/// | sum        | Float64 (integers exact up to 2^53; no float overflow)      |
+/// | mean       | Float32 for Float32 input, else Float64                     |
+/// | min, max   | the input type (the result is one of the input values)      |
+/// | count      | UInt32                                                      |
+pub fn default_out_type(agg: Agg, sample: SampleType) -> SampleType {
+    match agg {
+        Agg::Sum => SampleType::F64,
+        Agg::Mean if sample == SampleType::F32 => SampleType::F32,
+        Agg::Mean => SampleType::F64,
+        Agg::Min | Agg::Max => sample,
+        Agg::Count => SampleType::U32,
+    }
+}
+
+/// Output nodata: the input's when the output type holds it (not for count, whose 0 is a
+/// value), else NaN for float outputs, else the integer type's extreme (max for unsigned,
+/// min for signed). It marks blocks without a valid pixel and quarantined chunks.
+pub fn out_nodata(agg: Agg, out: SampleType, input: Option<f64>) -> f64 {
+    match input {
+        Some(v) if agg != Agg::Count && out.represents(v) => v,
+        _ if out.is_float() => f64::NAN,
+        _ => {
+            let (lo, hi) = out.range();
+            if lo < 0.0 {
+                lo
+            } else {
+                hi
+            }
+        }
+    }
+}

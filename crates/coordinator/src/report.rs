@@ -1,0 +1,100 @@
+//! The JSON run report (`--report PATH`): the plan, every chunk with every attempt, every
+//! worker incarnation with its memory peaks and cause of death, and totals.
+
+use serde::Serialize;
+
+use crate::{
+    memory::MemPeak,
+    plan::Plan,
+    sched::{AttemptRecord, ChunkOutcome, FailureCause, SchedCounters, WorkerId},
+};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub status: String,
+    pub exit_code: i32,
+    pub input: String,
+    pub output: String,
+    pub options: serde_json::Value,
+    pub plan: PlanSummary,
+    pub chunks: Vec<ChunkReport>,
+    pub workers: Vec<WorkerReport>,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanSummary {
+    pub width: u64,
+    pub height: u64,
+    pub factor: u64,
+    pub out_width: u64,
+    pub out_height: u64,
+    pub chunk_width: u64,
+    pub chunk_height: u64,
+    pub chunks: usize,
+    pub slots: u32,
+    pub slot_bytes: u64,
+    pub bytes_in_flight: u64,
+}
+
+impl PlanSummary {
+    pub fn new(plan: &Plan, slots: u32, slot_bytes: u64) -> PlanSummary {
+        PlanSummary {
+            width: plan.width,
+            height: plan.height,
+            factor: plan.factor,
+            out_width: plan.out_width,
+            out_height: plan.out_height,
+            chunk_width: plan.chunk_w,
+            chunk_height: plan.chunk_h,
+            chunks: plan.chunks.len(),
+            slots,
+            slot_bytes,
+            bytes_in_flight: slots as u64 * slot_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChunkReport {
+    pub id: u32,
+    pub window: [u64; 4],
+    pub out_window: [u64; 4],
+    pub outcome: Option<ChunkOutcome>,
+    pub attempts: Vec<AttemptRecord>,
+    pub write_us: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkerReport {
+    pub worker: WorkerId,
+    pub incarnation: u32,
+    pub pid: Option<u32>,
+    pub spawned_ms: u64,
+    pub ready_ms: Option<u64>,
+    pub exited_ms: Option<u64>,
+    pub chunks: u32,
+    pub recycled: bool,
+    pub cause: Option<FailureCause>,
+    #[serde(flatten)]
+    pub memory: MemPeak,
+    pub stderr_tail: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Totals {
+    pub chunks: usize,
+    pub done: usize,
+    pub done_in_process: usize,
+    pub quarantined: Vec<u32>,
+    pub workers_spawned: usize,
+    #[serde(flatten)]
+    pub counters: SchedCounters,
+    pub deaths_by_cause: std::collections::BTreeMap<String, u32>,
+    pub wall_ms: u64,
+    pub input_mib_per_s: f64,
+    pub coordinator_peak_rss_bytes: u64,
+    pub admission_wait_ms: u64,
+}

@@ -1,0 +1,881 @@
+//! `coordinator resample`: prepare (validate, plan), then supervise the run. The supervisor
+//! owns the processes, channels, threads, timers and signals, feeds the scheduler's state
+//! machine with events and carries out the actions it returns.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{mpsc, Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use protocol::{Agg, FaultSpec, KernelSpec, SampleType, SlotLayout, TaskMsg, ToWorker};
+use worker::shm::SharedSegment;
+
+use crate::{
+    error::CoordError,
+    inproc,
+    memory::{self, MemShared, MemState},
+    plan::{plan, Plan},
+    pool::{self, PoolConfig, PoolEvent, Proc},
+    raster::{self, BandInfo, RasterInfo},
+    report::{ChunkReport, PlanSummary, Report, Totals, WorkerReport},
+    sched::{
+        ChunkOutcome, ExitInfo, SchedAction, SchedConfig, SchedEvent, Scheduler, Sig, TimeoutSpec,
+        WorkerId, WorkerKey,
+    },
+    writer::{self, OutputSpec, WriteJob, WriterEvent, WriterMsg},
+};
+
+/// Everything `resample` needs, resolved: no option left to default.
+#[derive(Debug, Clone)]
+pub struct ResampleConfig {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub factor: u32,
+    pub agg: Agg,
+    pub bands: Vec<u32>,
+    pub out_type: Option<SampleType>,
+    pub chunk_bytes: u64,
+    /// 0: in-process only.
+    pub workers: u32,
+    pub in_process_threads: u32,
+    pub report: Option<PathBuf>,
+    pub overwrite: bool,
+    pub creation_options: Vec<String>,
+    pub worker_bin: PathBuf,
+    pub max_attempts: u32,
+    pub task_timeout: Option<TimeoutSpec>,
+    pub kill_grace: Duration,
+    pub faults: Vec<FaultSpec>,
+    /// Hard per-worker limit (RLIMIT_DATA).
+    pub memory_limit: Option<u64>,
+    pub soft_fraction: f64,
+    pub memory_poll: Duration,
+    /// Per-worker GDAL block cache, bytes.
+    pub gdal_cache: u64,
+    pub progress: bool,
+    pub quiet: bool,
+}
+
+/// The validated input and the plan derived from it (shared with `coordinator plan`).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub info: RasterInfo,
+    pub bands: Vec<BandInfo>,
+    pub sample: SampleType,
+    pub out_type: SampleType,
+    pub out_nodata: f64,
+    pub plan: Plan,
+    pub layout: SlotLayout,
+    pub lanes: u32,
+}
+
+/// Validates the input and the options and plans the run, without starting anything.
+pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
+    if cfg.factor == 0 {
+        return Err(CoordError::BadInput("--factor must be at least 1".into()));
+    }
+    let info = raster::inspect(&cfg.input)?;
+    let f = cfg.factor as u64;
+    if f > info.width || f > info.height {
+        return Err(CoordError::BadInput(format!(
+            "--factor {f} is larger than the raster ({}x{})",
+            info.width, info.height
+        )));
+    }
+    let bands = info.select(&cfg.bands)?;
+    let sample = raster::common_sample(&bands);
+    let out_type = cfg
+        .out_type
+        .unwrap_or_else(|| raster::default_out_type(cfg.agg, sample));
+    let out_nodata = raster::out_nodata(cfg.agg, out_type, bands[0].nodata);
+    let nb = bands.len() as u64;
+    let plan = plan(
+        info.width,
+        info.height,
+        info.block,
+        f,
+        nb,
+        sample.size() * nb,
+        cfg.chunk_bytes,
+    );
+    for fault in &cfg.faults {
+        if let Some(c) = fault.chunk {
+            if c as usize >= plan.chunks.len() {
+                return Err(CoordError::BadInput(format!(
+                    "--inject-fault names chunk {c}, but the plan has {} chunks (0..{})",
+                    plan.chunks.len(),
+                    plan.chunks.len() - 1
+                )));
+            }
+        }
+    }
+    // In-process lanes: all the work without workers, one fallback lane with them.
+    let lanes = if cfg.workers == 0 {
+        cfg.in_process_threads.max(1)
+    } else {
+        1
+    };
+    // A slot per worker and per lane, plus two so the writer never starves the pool.
+    let slots = cfg.workers + lanes + 2;
+    let layout = SlotLayout::new(slots, plan.max_input_bytes(), plan.max_output_bytes())
+        .map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
+    Ok(Prepared {
+        info,
+        bands,
+        sample,
+        out_type,
+        out_nodata,
+        plan,
+        layout,
+        lanes,
+    })
+}
+
+/// Output checks that must pass before any work starts.
+fn check_output(cfg: &ResampleConfig) -> Result<(), CoordError> {
+    let out = &cfg.output;
+    if out.exists() && !cfg.overwrite {
+        return Err(CoordError::OutputExists(out.clone()));
+    }
+    if let (Ok(a), Ok(b)) = (out.canonicalize(), cfg.input.canonicalize()) {
+        if a == b {
+            return Err(CoordError::BadInput("output is the input file".into()));
+        }
+    }
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(CoordError::OutputDirMissing(dir));
+    }
+    // Root ignores permission bits: try for real.
+    let probe = writer::temp_path(out);
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(CoordError::OutputDirNotWritable {
+            path: dir,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// What a finished run tells `main`.
+pub struct RunSummary {
+    pub exit_code: i32,
+    pub message: String,
+}
+
+enum Event {
+    Pool(PoolEvent),
+    Writer(WriterEvent),
+    Sched(SchedEvent),
+    Signal(i32),
+}
+
+fn wrap_pool(e: PoolEvent) -> Event {
+    Event::Pool(e)
+}
+fn wrap_writer(e: WriterEvent) -> Event {
+    Event::Writer(e)
+}
+fn wrap_sched(e: SchedEvent) -> Event {
+    Event::Sched(e)
+}
+
+/// Removes the temporary output unless disarmed: every failure path leaves nothing behind.
+struct TempGuard(Option<PathBuf>);
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
+    let t_start = Instant::now();
+    let prep = prepare(cfg)?;
+    check_output(cfg)?;
+    if cfg.workers > 0 && !cfg.worker_bin.is_file() {
+        return Err(CoordError::Workers(format!(
+            "worker binary not found at '{}' (set --worker-bin or BLOCKSUM_WORKER_BIN)",
+            cfg.worker_bin.display()
+        )));
+    }
+    let seg = Arc::new(
+        SharedSegment::create(prep.layout.total_bytes())
+            .map_err(|e| CoordError::Resources(format!("creating the shared slot ring: {e}")))?,
+    );
+    let tmp = writer::temp_path(&cfg.output);
+    let mut guard = TempGuard(Some(tmp.clone()));
+    let spec = OutputSpec {
+        path: cfg.output.clone(),
+        width: prep.plan.out_width,
+        height: prep.plan.out_height,
+        bands: prep.bands.clone(),
+        out_type: prep.out_type,
+        nodata: prep.out_nodata,
+        geo_transform: prep.info.geo_transform.map(|g| {
+            let f = cfg.factor as f64;
+            [g[0], g[1] * f, g[2] * f, g[3], g[4] * f, g[5] * f]
+        }),
+        projection: prep.info.projection.clone(),
+        creation_options: cfg.creation_options.clone(),
+    };
+    let ds = writer::create(&spec, &tmp)?;
+
+    let (tx, rx) = mpsc::channel::<Event>();
+    let writer_tx = writer::spawn(ds, spec, seg.clone(), tx.clone(), wrap_writer);
+    let band_numbers: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
+    let lanes = inproc::start(
+        prep.lanes,
+        cfg.input.clone(),
+        band_numbers.clone(),
+        seg.clone(),
+        tx.clone(),
+        wrap_sched,
+    );
+    let signals = install_signals(tx.clone())?;
+    let mem: MemState = Arc::new(Mutex::new(MemShared::default()));
+    if cfg.workers > 0 {
+        let soft = cfg
+            .memory_limit
+            .map(|l| (l as f64 * cfg.soft_fraction) as u64);
+        memory::start(mem.clone(), cfg.memory_poll, soft, tx.clone(), wrap_sched);
+    }
+
+    let pool_cfg = PoolConfig {
+        worker_bin: cfg.worker_bin.clone(),
+        input: cfg.input.to_string_lossy().into_owned(),
+        bands: band_numbers,
+        shm_fd: seg.raw_fd(),
+        shm_len: seg.len(),
+        data_limit: cfg.memory_limit,
+        env: vec![
+            (
+                "GDAL_CACHEMAX".into(),
+                format!("{}", (cfg.gdal_cache >> 20).max(1)),
+            ),
+            ("GDAL_NUM_THREADS".into(), "1".into()),
+        ],
+    };
+    let mut sc = SchedConfig::new(cfg.workers, prep.lanes, prep.layout.slots);
+    sc.max_attempts = cfg.max_attempts;
+    sc.timeout = cfg.task_timeout;
+    sc.kill_grace = cfg.kill_grace;
+    sc.faults = cfg.faults.clone();
+    let now = Instant::now();
+    let (sched, first) = Scheduler::new(sc, prep.plan.chunks.len(), now);
+
+    let progress =
+        crate::progress::Progress::new(prep.plan.chunks.len() as u64, cfg.progress && !cfg.quiet);
+    let mut sup = Supervisor {
+        cfg,
+        prep: &prep,
+        sched,
+        procs: HashMap::new(),
+        pool_cfg,
+        _seg: seg,
+        writer_tx: Some(writer_tx),
+        lanes,
+        events: tx,
+        mem,
+        write_us: vec![None; prep.plan.chunks.len()],
+        progress,
+        start: t_start,
+        interrupts: 0,
+    };
+    let outcome = sup.run(first, &rx);
+    drop(signals);
+    sup.progress.finish();
+
+    // Shut everything down whatever happened; on success the workers are already retiring.
+    let finished_ok = outcome.is_ok();
+    sup.stop_all(&rx, finished_ok);
+    let result = match outcome {
+        Ok(()) => {
+            // The writer closed the file under its temporary name: move it into place.
+            std::fs::rename(&tmp, &cfg.output).map_err(|e| CoordError::Write {
+                path: cfg.output.clone(),
+                reason: format!("renaming the finished file into place: {e}"),
+            })?;
+            guard.0 = None;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    let quarantined: Vec<u32> = (0..prep.plan.chunks.len() as u32)
+        .filter(|&t| sup.sched.outcome(protocol::TaskId(t)) == Some(ChunkOutcome::Quarantined))
+        .collect();
+    let exit_code = match &result {
+        Ok(()) if quarantined.is_empty() => protocol::exit::OK,
+        Ok(()) => protocol::exit::QUARANTINED,
+        Err(e) => e.exit_code(),
+    };
+    let report = sup.report(exit_code, &result, &quarantined);
+    if let Some(path) = &cfg.report {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| CoordError::Internal(e.to_string()))?;
+        std::fs::write(path, text).map_err(|e| CoordError::Write {
+            path: path.clone(),
+            reason: format!("writing the report: {e}"),
+        })?;
+    }
+    result?;
+    let t = &report.totals;
+    let mut message = format!(
+        "wrote {} ({}x{}, {} band(s), {}): {} chunks in {:.2} s ({:.0} MiB/s), {} worker(s), {} restart(s)",
+        cfg.output.display(),
+        prep.plan.out_width,
+        prep.plan.out_height,
+        prep.bands.len(),
+        prep.out_type,
+        t.chunks,
+        t.wall_ms as f64 / 1000.0,
+        t.input_mib_per_s,
+        cfg.workers,
+        t.counters.restarts,
+    );
+    if t.done_in_process > 0 && cfg.workers > 0 {
+        message.push_str(&format!(
+            ", {} chunk(s) run in process after a timeout",
+            t.done_in_process
+        ));
+    }
+    if !t.deaths_by_cause.is_empty() {
+        let causes: Vec<String> = t
+            .deaths_by_cause
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        message.push_str(&format!("; worker deaths: {}", causes.join(", ")));
+    }
+    if !quarantined.is_empty() {
+        let ids: Vec<String> = quarantined.iter().map(|q| q.to_string()).collect();
+        message.push_str(&format!(
+            "\nwarning: {} chunk(s) quarantined ({}): their pixels are nodata; the report says why",
+            quarantined.len(),
+            ids.join(", ")
+        ));
+    }
+    Ok(RunSummary { exit_code, message })
+}
+
+fn install_signals(tx: mpsc::Sender<Event>) -> Result<signal_hook::iterator::Handle, CoordError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| CoordError::Internal(format!("installing signal handlers: {e}")))?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if tx.send(Event::Signal(s)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| CoordError::Internal(e.to_string()))?;
+    Ok(handle)
+}
+
+struct Supervisor<'a> {
+    cfg: &'a ResampleConfig,
+    prep: &'a Prepared,
+    sched: Scheduler,
+    procs: HashMap<WorkerId, (WorkerKey, Proc)>,
+    pool_cfg: PoolConfig,
+    /// Keeps the ring mapped and its descriptor open for workers spawned later.
+    _seg: Arc<SharedSegment>,
+    writer_tx: Option<mpsc::Sender<WriterMsg>>,
+    lanes: Vec<mpsc::Sender<TaskMsg>>,
+    events: mpsc::Sender<Event>,
+    mem: MemState,
+    write_us: Vec<Option<u64>>,
+    progress: crate::progress::Progress,
+    start: Instant,
+    interrupts: u32,
+}
+
+impl Supervisor<'_> {
+    fn run(
+        &mut self,
+        first: Vec<SchedAction>,
+        rx: &mpsc::Receiver<Event>,
+    ) -> Result<(), CoordError> {
+        let mut pending = first;
+        let mut closing = false;
+        loop {
+            for action in std::mem::take(&mut pending) {
+                match action {
+                    SchedAction::Finished => {
+                        closing = true;
+                        let metadata = self.output_metadata();
+                        if let Some(w) = &self.writer_tx {
+                            let _ = w.send(WriterMsg::Close { metadata });
+                        }
+                    }
+                    SchedAction::Fatal(why) => return Err(CoordError::Workers(why)),
+                    other => self.execute(other),
+                }
+            }
+            let now = Instant::now();
+            let wait = self
+                .sched
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(now))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            let ev = match rx.recv_timeout(wait) {
+                Ok(ev) => ev,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    pending = self.sched.handle(Instant::now(), SchedEvent::Tick);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(CoordError::Internal("event channel closed".into()))
+                }
+            };
+            let now = Instant::now();
+            match ev {
+                Event::Sched(se) => {
+                    if let SchedEvent::WorkerExited { key, .. } = &se {
+                        self.forget(*key);
+                    }
+                    pending = self.sched.handle(now, se);
+                }
+                Event::Pool(PoolEvent::Sched(se)) => {
+                    if let SchedEvent::WorkerExited { key, .. } = &se {
+                        self.forget(*key);
+                    }
+                    pending = self.sched.handle(now, se);
+                }
+                Event::Pool(PoolEvent::Connected { key, pid, sender }) => {
+                    if let Some((k, p)) = self.procs.get_mut(&key.id) {
+                        if *k == key {
+                            p.sender = Some(sender);
+                            let mut m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+                            m.live.push((key, pid));
+                        }
+                    }
+                    pending = self.sched.handle(now, SchedEvent::WorkerReady { key, pid });
+                }
+                Event::Pool(PoolEvent::VersionMismatch { theirs, .. }) => {
+                    return Err(CoordError::Workers(format!(
+                        "the worker binary '{}' speaks protocol version {theirs}, this coordinator {}: build both from the same source",
+                        self.cfg.worker_bin.display(),
+                        protocol::PROTOCOL_VERSION
+                    )));
+                }
+                Event::Writer(WriterEvent::Written { task, micros }) => {
+                    self.write_us[task.0 as usize] = Some(micros);
+                    let c = &self.prep.plan.chunks[task.0 as usize];
+                    self.progress
+                        .chunk_done(c.window.pixels() * self.prep.plan.pixel_bytes);
+                    pending = self.sched.handle(now, SchedEvent::Written { task });
+                }
+                Event::Writer(WriterEvent::Closed) => {
+                    if closing {
+                        return Ok(());
+                    }
+                }
+                Event::Writer(WriterEvent::Failed(why)) => {
+                    return Err(CoordError::Write {
+                        path: self.cfg.output.clone(),
+                        reason: why,
+                    });
+                }
+                Event::Signal(sig) => {
+                    self.interrupts += 1;
+                    let name = if sig == signal_hook::consts::SIGTERM {
+                        "SIGTERM"
+                    } else {
+                        "SIGINT"
+                    };
+                    return Err(CoordError::Interrupted(name));
+                }
+            }
+            if self
+                .sched
+                .next_deadline()
+                .is_some_and(|d| d <= Instant::now())
+            {
+                let more = self.sched.handle(Instant::now(), SchedEvent::Tick);
+                pending.extend(more);
+            }
+        }
+    }
+
+    /// A worker process has exited: drop it from the live tables.
+    fn forget(&mut self, key: WorkerKey) {
+        if self.procs.get(&key.id).is_some_and(|(k, _)| *k == key) {
+            if let Some((_, p)) = self.procs.remove(&key.id) {
+                p.unblock_handshake();
+            }
+        }
+        let mut m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+        m.live.retain(|(k, _)| *k != key);
+    }
+
+    fn execute(&mut self, action: SchedAction) {
+        match action {
+            SchedAction::Spawn { key } => {
+                match pool::spawn(&self.pool_cfg, key, &self.events, wrap_pool) {
+                    Ok(proc_) => {
+                        tracing::debug!(
+                            worker = key.id.0,
+                            gen = key.gen,
+                            pid = proc_.pid,
+                            "spawned worker"
+                        );
+                        self.procs.insert(key.id, (key, proc_));
+                    }
+                    Err(e) => {
+                        let exit = ExitInfo {
+                            stderr_tail: vec![format!("spawn failed: {e}")],
+                            ..ExitInfo::default()
+                        };
+                        let _ = self
+                            .events
+                            .send(Event::Sched(SchedEvent::WorkerExited { key, exit }));
+                    }
+                }
+            }
+            SchedAction::Dispatch {
+                key,
+                task,
+                attempt,
+                slot,
+                fault,
+            } => {
+                let msg = self.task_msg(task, attempt, slot, fault);
+                if let Some((k, p)) = self.procs.get(&key.id) {
+                    if *k == key {
+                        p.send(&ToWorker::Task(msg));
+                    }
+                }
+            }
+            SchedAction::Signal { key, sig } => {
+                if let Some((k, p)) = self.procs.get(&key.id) {
+                    if *k == key {
+                        p.signal(sig);
+                    }
+                }
+            }
+            SchedAction::Shutdown { key } => {
+                if let Some((k, p)) = self.procs.get(&key.id) {
+                    if *k == key && !p.send(&ToWorker::Shutdown) {
+                        p.signal(Sig::Kill);
+                    }
+                }
+            }
+            SchedAction::RunInProcess {
+                lane,
+                task,
+                attempt,
+                slot,
+            } => {
+                let msg = self.task_msg(task, attempt, slot, None);
+                let _ = self.lanes[lane as usize].send(msg);
+            }
+            SchedAction::Write { task, slot } => {
+                let c = &self.prep.plan.chunks[task.0 as usize];
+                let region = slot.map(|s| {
+                    let r = self.prep.layout.output(s, self.out_len(c.out));
+                    r.offset as usize..(r.offset + r.len) as usize
+                });
+                if let Some(w) = &self.writer_tx {
+                    let _ = w.send(WriterMsg::Write(WriteJob {
+                        task,
+                        out: c.out,
+                        region,
+                    }));
+                }
+            }
+            SchedAction::Finished | SchedAction::Fatal(_) => unreachable!("handled by run"),
+        }
+    }
+
+    fn out_len(&self, out: protocol::Window) -> u64 {
+        out.pixels() * 8 * self.prep.bands.len() as u64
+    }
+
+    fn task_msg(
+        &self,
+        task: protocol::TaskId,
+        attempt: protocol::Attempt,
+        slot: protocol::SlotId,
+        fault: Option<protocol::FaultKind>,
+    ) -> TaskMsg {
+        let c = &self.prep.plan.chunks[task.0 as usize];
+        TaskMsg {
+            task,
+            attempt,
+            window: c.window,
+            input: self
+                .prep
+                .layout
+                .input(slot, c.window.pixels() * self.prep.plan.pixel_bytes),
+            output: self.prep.layout.output(slot, self.out_len(c.out)),
+            kernel: KernelSpec {
+                agg: self.cfg.agg,
+                factor: self.cfg.factor,
+                sample: self.prep.sample,
+                out_nodata: self.prep.out_nodata,
+            },
+            fault,
+        }
+    }
+
+    fn output_metadata(&self) -> Vec<(String, String)> {
+        let quarantined: Vec<String> = (0..self.prep.plan.chunks.len() as u32)
+            .filter(|&t| self.sched.outcome(protocol::TaskId(t)) == Some(ChunkOutcome::Quarantined))
+            .map(|t| t.to_string())
+            .collect();
+        let mut md = vec![
+            ("BLOCKSUM_AGG".to_string(), self.cfg.agg.name().to_string()),
+            ("BLOCKSUM_FACTOR".to_string(), self.cfg.factor.to_string()),
+        ];
+        if !quarantined.is_empty() {
+            md.push((
+                "BLOCKSUM_QUARANTINED_CHUNKS".to_string(),
+                quarantined.join(","),
+            ));
+        }
+        md
+    }
+
+    /// Stops every worker: politely on success (they were told to shut down), otherwise
+    /// TERM, then KILL after the grace period or at a second interrupt. Waits for the exits
+    /// so that nothing outlives the run.
+    fn stop_all(&mut self, rx: &mpsc::Receiver<Event>, success: bool) {
+        self.writer_tx = None;
+        self.lanes.clear();
+        if self.procs.is_empty() {
+            return;
+        }
+        if !success {
+            for (_, p) in self.procs.values() {
+                p.signal(Sig::Term);
+            }
+        } else {
+            for (_, p) in self.procs.values() {
+                if !p.send(&ToWorker::Shutdown) {
+                    p.signal(Sig::Kill);
+                }
+            }
+        }
+        let mut kill_at = Instant::now() + self.cfg.kill_grace;
+        let give_up = Instant::now() + self.cfg.kill_grace + Duration::from_secs(5);
+        let mut killed = false;
+        while !self.procs.is_empty() && Instant::now() < give_up {
+            if !killed && Instant::now() >= kill_at {
+                for (_, p) in self.procs.values() {
+                    p.signal(Sig::Kill);
+                }
+                killed = true;
+            }
+            let wait = kill_at
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10));
+            match rx.recv_timeout(wait) {
+                Ok(Event::Sched(SchedEvent::WorkerExited { key, exit }))
+                | Ok(Event::Pool(PoolEvent::Sched(SchedEvent::WorkerExited { key, exit }))) => {
+                    self.forget(key);
+                    // Record the death for the report (the scheduler ignores events after the end).
+                    let _ = self
+                        .sched
+                        .handle(Instant::now(), SchedEvent::WorkerExited { key, exit });
+                }
+                Ok(Event::Signal(_)) => {
+                    self.interrupts += 1;
+                    kill_at = Instant::now();
+                }
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    fn report(
+        &self,
+        exit_code: i32,
+        result: &Result<(), CoordError>,
+        quarantined: &[u32],
+    ) -> Report {
+        let plan = &self.prep.plan;
+        let chunks: Vec<ChunkReport> = plan
+            .chunks
+            .iter()
+            .map(|c| ChunkReport {
+                id: c.id.0,
+                window: [c.window.x, c.window.y, c.window.w, c.window.h],
+                out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
+                outcome: self.sched.outcome(c.id),
+                attempts: self.sched.attempts(c.id).to_vec(),
+                write_us: self.write_us[c.id.0 as usize],
+            })
+            .collect();
+        let mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+        let workers: Vec<WorkerReport> = self
+            .sched
+            .worker_records()
+            .iter()
+            .map(|r| WorkerReport {
+                worker: r.worker,
+                incarnation: r.gen,
+                pid: r.pid,
+                spawned_ms: r.spawned_ms,
+                ready_ms: r.ready_ms,
+                exited_ms: r.exited_ms,
+                chunks: r.chunks,
+                recycled: r.recycled,
+                cause: r.cause.clone(),
+                memory: mem
+                    .peaks
+                    .get(&(r.worker.0, r.gen))
+                    .copied()
+                    .unwrap_or_default(),
+                stderr_tail: Vec::new(),
+            })
+            .collect();
+        let mut deaths = std::collections::BTreeMap::new();
+        for w in &workers {
+            if let Some(c) = &w.cause {
+                let k = match c {
+                    crate::sched::FailureCause::Signal { name, .. } => format!("killed by {name}"),
+                    crate::sched::FailureCause::Recycled => continue,
+                    other => serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| {
+                            v.get("kind")
+                                .and_then(|k| k.as_str())
+                                .map(|s| s.replace('_', " "))
+                        })
+                        .unwrap_or_default(),
+                };
+                if result.is_ok()
+                    && exit_code == 0
+                    && matches!(c, crate::sched::FailureCause::ExitCode { code: 0 })
+                {
+                    continue;
+                }
+                *deaths.entry(k).or_insert(0) += 1;
+            }
+        }
+        let wall_ms = self.start.elapsed().as_millis() as u64;
+        let input_bytes = plan.width * plan.height * plan.pixel_bytes;
+        let count = |o: ChunkOutcome| chunks.iter().filter(|c| c.outcome == Some(o)).count();
+        let totals = Totals {
+            chunks: plan.chunks.len(),
+            done: count(ChunkOutcome::Done),
+            done_in_process: count(ChunkOutcome::DoneInProcess),
+            quarantined: quarantined.to_vec(),
+            workers_spawned: workers.len(),
+            counters: self.sched.counters.clone(),
+            deaths_by_cause: deaths,
+            wall_ms,
+            input_mib_per_s: input_bytes as f64
+                / (1 << 20) as f64
+                / (wall_ms.max(1) as f64 / 1000.0),
+            coordinator_peak_rss_bytes: crate::os::proc_status_kb(None, &["VmHWM"])
+                .map(|v| v[0])
+                .unwrap_or(0),
+            admission_wait_ms: 0,
+        };
+        Report {
+            tool: "blocksum coordinator",
+            version: env!("CARGO_PKG_VERSION"),
+            status: match result {
+                Ok(()) if quarantined.is_empty() => "ok".into(),
+                Ok(()) => "completed with quarantined chunks".into(),
+                Err(e) => format!("failed: {e}"),
+            },
+            exit_code,
+            input: self.cfg.input.display().to_string(),
+            output: self.cfg.output.display().to_string(),
+            options: serde_json::json!({
+                "factor": self.cfg.factor,
+                "agg": self.cfg.agg.name(),
+                "bands": self.prep.bands.iter().map(|b| b.index).collect::<Vec<_>>(),
+                "sample_type": self.prep.sample.gdal_name(),
+                "output_type": self.prep.out_type.gdal_name(),
+                "output_nodata": if self.prep.out_nodata.is_nan() { serde_json::Value::String("nan".into()) } else { serde_json::json!(self.prep.out_nodata) },
+                "workers": self.cfg.workers,
+                "max_attempts": self.cfg.max_attempts,
+                "task_timeout": format!("{:?}", self.cfg.task_timeout),
+                "memory_limit_per_worker": self.cfg.memory_limit,
+                "faults": self.cfg.faults.iter().map(|f| format!("{}:{}:{}", f.kind, f.chunk.map(|c| c.to_string()).unwrap_or("*".into()), f.times.map(|t| t.to_string()).unwrap_or_default())).collect::<Vec<_>>(),
+            }),
+            plan: PlanSummary::new(plan, self.prep.layout.slots, self.prep.layout.slot_bytes()),
+            chunks,
+            workers,
+            totals,
+        }
+    }
+}
+
+/// For `plan`: a human-readable description.
+pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
+    let p = &prep.plan;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "input        {} ({}x{}, {} band(s) selected, {}, block {}x{})\n",
+        prep.info.path.display(),
+        p.width,
+        p.height,
+        prep.bands.len(),
+        prep.sample,
+        prep.info.block.0,
+        prep.info.block.1
+    ));
+    s.push_str(&format!(
+        "output       {}x{} {} ({} of {}x{} blocks), nodata {}\n",
+        p.out_width,
+        p.out_height,
+        prep.out_type,
+        cfg.agg.name(),
+        p.factor,
+        p.factor,
+        prep.out_nodata
+    ));
+    s.push_str(&format!(
+        "chunks       {} of {}x{} pixels ({:.1} MiB each)\n",
+        p.chunks.len(),
+        p.chunk_w,
+        p.chunk_h,
+        mib(p.max_input_bytes())
+    ));
+    s.push_str(&format!(
+        "workers      {}{}\n",
+        cfg.workers,
+        if cfg.workers == 0 {
+            format!(" (in process, {} thread(s))", prep.lanes)
+        } else {
+            String::new()
+        }
+    ));
+    s.push_str(&format!(
+        "slots        {} x {:.1} MiB = {:.1} MiB of shared memory in flight\n",
+        prep.layout.slots,
+        mib(prep.layout.slot_bytes()),
+        mib(prep.layout.total_bytes())
+    ));
+    s
+}
+
+/// Where the worker binary is by default: beside the running coordinator.
+pub fn default_worker_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("worker")))
+        .unwrap_or_else(|| Path::new("worker").to_path_buf())
+}

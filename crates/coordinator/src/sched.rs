@@ -1,0 +1,1308 @@
+//! The scheduling decisions, as a state machine with no I/O: events in, actions out.
+//!
+//! It owns the lifecycles of chunks and workers, the free slots, the retry budget, the
+//! timeout rule, restart backoff and the breaker. It never touches a process, a channel, a
+//! clock or a file: the supervisor feeds it events stamped with `now` and carries out the
+//! actions it returns, so every rule here is tested without a single process.
+//!
+//! Promise kept here: every chunk ends exactly once, done by a worker, done in process, or
+//! quarantined; never lost, never written twice.
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+use protocol::{Attempt, FaultKind, FaultSpec, SlotId, TaskId, TaskStats};
+use serde::Serialize;
+
+/// A worker lane: the n-th process of the pool, restarted in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct WorkerId(pub u32);
+
+/// One incarnation of a lane. Events from an older incarnation are stale and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct WorkerKey {
+    pub id: WorkerId,
+    pub gen: u32,
+}
+
+/// How long an attempt may take.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum TimeoutSpec {
+    Fixed(Duration),
+    /// A percentage of the median attempt time so far (no limit before three samples).
+    PercentOfMedian(f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedConfig {
+    pub workers: u32,
+    /// In-process executor threads: every chunk's home with no workers, the timeout
+    /// fallback otherwise.
+    pub lanes: u32,
+    pub slots: u32,
+    pub max_attempts: u32,
+    pub timeout: Option<TimeoutSpec>,
+    pub kill_grace: Duration,
+    /// Deadline for a spawned worker to say hello.
+    pub start_timeout: Duration,
+    /// Restart backoff: first restart at once, then `base * 2^n` up to `max`, with jitter.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Breaker: consecutive workers that die before they are ready.
+    pub max_start_failures: u32,
+    /// Breaker: workers that die idle (or starting) with no chunk finished in between.
+    pub max_idle_deaths: u32,
+    /// Breaker: chunks quarantined in a row with none done in between.
+    pub max_quarantines_in_row: u32,
+    pub faults: Vec<FaultSpec>,
+    pub jitter_seed: u64,
+}
+
+impl SchedConfig {
+    pub fn new(workers: u32, lanes: u32, slots: u32) -> SchedConfig {
+        SchedConfig {
+            workers,
+            lanes,
+            slots,
+            max_attempts: 3,
+            timeout: None,
+            kill_grace: Duration::from_millis(500),
+            start_timeout: Duration::from_secs(20),
+            backoff_base: Duration::from_millis(25),
+            backoff_max: Duration::from_secs(2),
+            max_start_failures: 5,
+            max_idle_deaths: 12,
+            max_quarantines_in_row: 8,
+            faults: Vec::new(),
+            jitter_seed: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+/// How a process ended, as the supervisor observed it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The allocator or GDAL said it ran out of memory (from the worker's stderr).
+    pub out_of_memory: bool,
+    /// The worker's last stderr lines.
+    pub stderr_tail: Vec<String>,
+}
+
+/// Why an attempt failed (or a worker died).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FailureCause {
+    Signal {
+        signal: i32,
+        name: String,
+    },
+    ExitCode {
+        code: i32,
+    },
+    Timeout {
+        after_ms: u64,
+    },
+    Garbage {
+        detail: String,
+    },
+    OverMemory {
+        detail: String,
+    },
+    Disconnected,
+    /// The worker answered that it could not compute the chunk (e.g. a GDAL read error).
+    WorkerError {
+        error: String,
+    },
+    /// The in-process executor failed.
+    InProcessError {
+        error: String,
+    },
+    /// The worker did not become ready in time.
+    StartTimeout,
+    /// The worker was stopped on purpose (soft memory limit, end of run).
+    Recycled,
+    Interrupted,
+}
+
+impl FailureCause {
+    /// Whether a chunk whose attempt ended this way took a worker down with it.
+    fn is_crash(&self) -> bool {
+        matches!(
+            self,
+            FailureCause::Signal { .. }
+                | FailureCause::ExitCode { .. }
+                | FailureCause::Garbage { .. }
+                | FailureCause::OverMemory { .. }
+                | FailureCause::Disconnected
+        )
+    }
+
+    pub fn from_exit(exit: &ExitInfo) -> FailureCause {
+        if exit.out_of_memory {
+            let detail = match exit.signal {
+                Some(s) => format!("killed by {} after an allocation failed", signal_name(s)),
+                None => format!(
+                    "exited with code {} after an allocation failed",
+                    exit.code.unwrap_or(-1)
+                ),
+            };
+            return FailureCause::OverMemory { detail };
+        }
+        match (exit.signal, exit.code) {
+            (Some(s), _) => FailureCause::Signal {
+                signal: s,
+                name: signal_name(s),
+            },
+            (None, Some(c)) => FailureCause::ExitCode { code: c },
+            (None, None) => FailureCause::Disconnected,
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        match self {
+            FailureCause::Signal { name, .. } => format!("killed by {name}"),
+            FailureCause::ExitCode { code } => format!("exited with code {code}"),
+            FailureCause::Timeout { after_ms } => format!("timed out after {after_ms} ms"),
+            FailureCause::Garbage { detail } => format!("sent garbage ({detail})"),
+            FailureCause::OverMemory { detail } => format!("over memory ({detail})"),
+            FailureCause::Disconnected => "closed its channel".into(),
+            FailureCause::WorkerError { error } => format!("worker error: {error}"),
+            FailureCause::InProcessError { error } => format!("in-process error: {error}"),
+            FailureCause::StartTimeout => "did not become ready in time".into(),
+            FailureCause::Recycled => "recycled".into(),
+            FailureCause::Interrupted => "interrupted".into(),
+        }
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "on", rename_all = "snake_case")]
+pub enum Executor {
+    Worker { worker: WorkerId, pid: u32 },
+    InProcess { lane: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub executor: Executor,
+    pub started_ms: u64,
+    pub ended_ms: u64,
+    pub stats: Option<TaskStats>,
+    pub failure: Option<FailureCause>,
+    pub fault: Option<FaultKind>,
+}
+
+/// The final result of a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkOutcome {
+    Done,
+    DoneInProcess,
+    Quarantined,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum ChunkState {
+    Pending,
+    PendingInProcess,
+    OnWorker {
+        key: WorkerKey,
+        attempt: Attempt,
+        slot: SlotId,
+    },
+    InProcess {
+        lane: u32,
+        attempt: Attempt,
+        slot: SlotId,
+    },
+    Writing {
+        slot: Option<SlotId>,
+        outcome: ChunkOutcome,
+    },
+    Finished(ChunkOutcome),
+}
+
+#[derive(Debug, Clone)]
+struct ChunkEntry {
+    state: ChunkState,
+    attempts: Vec<AttemptRecord>,
+    crashed_a_worker: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerState {
+    /// Spawn asked for; waiting for hello.
+    Starting {
+        gen: u32,
+        since: Instant,
+    },
+    Idle {
+        gen: u32,
+        pid: u32,
+    },
+    Busy {
+        gen: u32,
+        pid: u32,
+        task: TaskId,
+        attempt: Attempt,
+        slot: SlotId,
+        since: Instant,
+    },
+    /// Told to stop (or killed); its slot, if any, is held until it has exited.
+    Stopping {
+        gen: u32,
+        pid: Option<u32>,
+        cause: FailureCause,
+        kill_at: Option<Instant>,
+        slot: Option<SlotId>,
+    },
+    /// Waiting out a restart backoff.
+    Backoff {
+        gen: u32,
+        until: Instant,
+    },
+    /// Not coming back (end of run).
+    Retired,
+}
+
+/// Per-incarnation facts for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRecord {
+    pub worker: WorkerId,
+    pub gen: u32,
+    pub pid: Option<u32>,
+    pub spawned_ms: u64,
+    pub ready_ms: Option<u64>,
+    pub exited_ms: Option<u64>,
+    pub chunks: u32,
+    pub cause: Option<FailureCause>,
+    pub recycled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sig {
+    Term,
+    Kill,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchedEvent {
+    WorkerReady {
+        key: WorkerKey,
+        pid: u32,
+    },
+    TaskDone {
+        key: WorkerKey,
+        task: TaskId,
+        attempt: Attempt,
+        stats: TaskStats,
+    },
+    TaskFailed {
+        key: WorkerKey,
+        task: TaskId,
+        attempt: Attempt,
+        error: String,
+    },
+    Garbage {
+        key: WorkerKey,
+        detail: String,
+    },
+    Disconnected {
+        key: WorkerKey,
+    },
+    WorkerExited {
+        key: WorkerKey,
+        exit: ExitInfo,
+    },
+    /// The soft memory limit: recycle after the current chunk.
+    OverSoftLimit {
+        key: WorkerKey,
+    },
+    InProcessDone {
+        lane: u32,
+        task: TaskId,
+        attempt: Attempt,
+        result: Result<TaskStats, String>,
+    },
+    Written {
+        task: TaskId,
+    },
+    Tick,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchedAction {
+    Spawn {
+        key: WorkerKey,
+    },
+    Dispatch {
+        key: WorkerKey,
+        task: TaskId,
+        attempt: Attempt,
+        slot: SlotId,
+        fault: Option<FaultKind>,
+    },
+    /// Signal the worker's process group.
+    Signal {
+        key: WorkerKey,
+        sig: Sig,
+    },
+    /// Ask politely: send the shutdown message.
+    Shutdown {
+        key: WorkerKey,
+    },
+    RunInProcess {
+        lane: u32,
+        task: TaskId,
+        attempt: Attempt,
+        slot: SlotId,
+    },
+    /// Write the chunk's output from `slot`, or nodata when `None` (quarantined).
+    Write {
+        task: TaskId,
+        slot: Option<SlotId>,
+    },
+    /// Every chunk is written.
+    Finished,
+    /// The run cannot go on.
+    Fatal(String),
+}
+
+/// Counters for the report and the summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SchedCounters {
+    pub restarts: u32,
+    pub late_replies: u32,
+    pub timeouts: u32,
+    pub recycles: u32,
+}
+
+pub struct Scheduler {
+    cfg: SchedConfig,
+    start: Instant,
+    chunks: Vec<ChunkEntry>,
+    pending: VecDeque<TaskId>,
+    pending_inproc: VecDeque<TaskId>,
+    free_slots: Vec<SlotId>,
+    workers: Vec<WorkerState>,
+    /// Per lane: recycle after the current chunk.
+    recycle: Vec<bool>,
+    /// Per lane: deaths since its last finished chunk (drives backoff).
+    lane_failures: Vec<u32>,
+    lanes_busy: Vec<bool>,
+    records: Vec<WorkerRecord>,
+    durations: Vec<Duration>,
+    finished: usize,
+    start_failures_in_row: u32,
+    idle_deaths_since_progress: u32,
+    quarantines_in_row: u32,
+    last_death: Option<FailureCause>,
+    rng: u64,
+    done: bool,
+    pub counters: SchedCounters,
+}
+
+impl Scheduler {
+    /// A scheduler for `chunks` chunks; returns the first actions (spawn the pool, start
+    /// in-process work).
+    pub fn new(cfg: SchedConfig, chunks: usize, now: Instant) -> (Scheduler, Vec<SchedAction>) {
+        let mut s = Scheduler {
+            start: now,
+            chunks: vec![
+                ChunkEntry {
+                    state: ChunkState::Pending,
+                    attempts: Vec::new(),
+                    crashed_a_worker: false
+                };
+                chunks
+            ],
+            pending: (0..chunks as u32).map(TaskId).collect(),
+            pending_inproc: VecDeque::new(),
+            free_slots: (0..cfg.slots).rev().map(SlotId).collect(),
+            workers: vec![WorkerState::Retired; cfg.workers as usize],
+            recycle: vec![false; cfg.workers as usize],
+            lane_failures: vec![0; cfg.workers as usize],
+            lanes_busy: vec![false; cfg.lanes as usize],
+            records: Vec::new(),
+            durations: Vec::new(),
+            finished: 0,
+            start_failures_in_row: 0,
+            idle_deaths_since_progress: 0,
+            quarantines_in_row: 0,
+            last_death: None,
+            rng: cfg.jitter_seed | 1,
+            done: false,
+            counters: SchedCounters::default(),
+            cfg,
+        };
+        let mut out = Vec::new();
+        if chunks == 0 {
+            s.done = true;
+            out.push(SchedAction::Finished);
+            return (s, out);
+        }
+        for i in 0..s.cfg.workers {
+            s.spawn(WorkerId(i), 0, now, &mut out);
+        }
+        s.pump(now, &mut out);
+        (s, out)
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.start).as_millis() as u64
+    }
+
+    fn spawn(&mut self, id: WorkerId, gen: u32, now: Instant, out: &mut Vec<SchedAction>) {
+        self.workers[id.0 as usize] = WorkerState::Starting { gen, since: now };
+        self.records.push(WorkerRecord {
+            worker: id,
+            gen,
+            pid: None,
+            spawned_ms: self.ms(now),
+            ready_ms: None,
+            exited_ms: None,
+            chunks: 0,
+            cause: None,
+            recycled: false,
+        });
+        out.push(SchedAction::Spawn {
+            key: WorkerKey { id, gen },
+        });
+    }
+
+    fn record_mut(&mut self, key: WorkerKey) -> Option<&mut WorkerRecord> {
+        self.records
+            .iter_mut()
+            .rev()
+            .find(|r| r.worker == key.id && r.gen == key.gen)
+    }
+
+    fn gen_of(state: &WorkerState) -> Option<u32> {
+        match state {
+            WorkerState::Starting { gen, .. }
+            | WorkerState::Idle { gen, .. }
+            | WorkerState::Busy { gen, .. }
+            | WorkerState::Stopping { gen, .. }
+            | WorkerState::Backoff { gen, .. } => Some(*gen),
+            WorkerState::Retired => None,
+        }
+    }
+
+    /// The lane's state if `key` is its current incarnation.
+    fn current(&self, key: WorkerKey) -> Option<&WorkerState> {
+        let st = self.workers.get(key.id.0 as usize)?;
+        match st {
+            WorkerState::Backoff { .. } | WorkerState::Retired => None,
+            _ if Self::gen_of(st) == Some(key.gen) => Some(st),
+            _ => None,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub fn worker_state(&self, id: WorkerId) -> &WorkerState {
+        &self.workers[id.0 as usize]
+    }
+
+    pub fn attempts(&self, task: TaskId) -> &[AttemptRecord] {
+        &self.chunks[task.0 as usize].attempts
+    }
+
+    pub fn outcome(&self, task: TaskId) -> Option<ChunkOutcome> {
+        match self.chunks[task.0 as usize].state {
+            ChunkState::Finished(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn worker_records(&self) -> &[WorkerRecord] {
+        &self.records
+    }
+
+    pub fn finished(&self) -> usize {
+        self.finished
+    }
+
+    /// The current per-attempt time limit.
+    pub fn time_limit(&self) -> Option<Duration> {
+        match self.cfg.timeout? {
+            TimeoutSpec::Fixed(d) => Some(d),
+            TimeoutSpec::PercentOfMedian(p) => {
+                if self.durations.len() < 3 {
+                    return None;
+                }
+                let med = self.durations[self.durations.len() / 2];
+                // Never below 1 ms, so that a run of no-op chunks cannot time everything out.
+                Some(med.mul_f64(p / 100.0).max(Duration::from_millis(1)))
+            }
+        }
+    }
+
+    /// The earliest instant at which a `Tick` has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let limit = self.time_limit();
+        self.workers
+            .iter()
+            .filter_map(|w| match w {
+                WorkerState::Starting { since, .. } => Some(*since + self.cfg.start_timeout),
+                WorkerState::Busy { since, .. } => limit.map(|l| *since + l),
+                WorkerState::Stopping { kill_at, .. } => *kill_at,
+                WorkerState::Backoff { until, .. } => Some(*until),
+                _ => None,
+            })
+            .min()
+    }
+
+    pub fn handle(&mut self, now: Instant, ev: SchedEvent) -> Vec<SchedAction> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        match ev {
+            SchedEvent::WorkerReady { key, pid } => self.on_ready(key, pid, now, &mut out),
+            SchedEvent::TaskDone {
+                key,
+                task,
+                attempt,
+                stats,
+            } => self.on_done(key, task, attempt, stats, now, &mut out),
+            SchedEvent::TaskFailed {
+                key,
+                task,
+                attempt,
+                error,
+            } => self.on_task_failed(key, task, attempt, error, now, &mut out),
+            SchedEvent::Garbage { key, detail } => self.stop_worker(
+                key,
+                FailureCause::Garbage { detail },
+                Sig::Kill,
+                now,
+                &mut out,
+            ),
+            SchedEvent::Disconnected { key } => {
+                self.stop_worker(key, FailureCause::Disconnected, Sig::Kill, now, &mut out)
+            }
+            SchedEvent::WorkerExited { key, exit } => self.on_exit(key, exit, now, &mut out),
+            SchedEvent::OverSoftLimit { key } => self.on_soft_limit(key, now, &mut out),
+            SchedEvent::InProcessDone {
+                lane,
+                task,
+                attempt,
+                result,
+            } => self.on_inproc_done(lane, task, attempt, result, now, &mut out),
+            SchedEvent::Written { task } => self.on_written(task, &mut out),
+            SchedEvent::Tick => self.on_tick(now, &mut out),
+        }
+        if !self.done {
+            self.pump(now, &mut out);
+        }
+        out
+    }
+
+    fn on_ready(&mut self, key: WorkerKey, pid: u32, now: Instant, out: &mut Vec<SchedAction>) {
+        if !matches!(self.current(key), Some(WorkerState::Starting { .. })) {
+            return;
+        }
+        self.workers[key.id.0 as usize] = WorkerState::Idle { gen: key.gen, pid };
+        self.start_failures_in_row = 0;
+        let t = self.ms(now);
+        if let Some(r) = self.record_mut(key) {
+            r.pid = Some(pid);
+            r.ready_ms = Some(t);
+        }
+        if self.pending.is_empty() && self.all_assigned() {
+            self.retire(key.id, out);
+        }
+    }
+
+    /// Every chunk is beyond needing a worker.
+    fn all_assigned(&self) -> bool {
+        self.pending.is_empty()
+            && self
+                .chunks
+                .iter()
+                .all(|c| !matches!(c.state, ChunkState::Pending | ChunkState::OnWorker { .. }))
+    }
+
+    fn on_done(
+        &mut self,
+        key: WorkerKey,
+        task: TaskId,
+        attempt: Attempt,
+        stats: TaskStats,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) {
+        let Some(WorkerState::Busy {
+            pid,
+            task: t,
+            attempt: a,
+            slot,
+            since,
+            ..
+        }) = self.current(key).cloned()
+        else {
+            self.counters.late_replies += 1;
+            return;
+        };
+        if t != task || a != attempt {
+            self.counters.late_replies += 1;
+            return;
+        }
+        self.durations_insert(now - since);
+        let started_ms = self.ms(since);
+        let ended_ms = self.ms(now);
+        let entry = &mut self.chunks[task.0 as usize];
+        entry.attempts.push(AttemptRecord {
+            attempt: attempt.0,
+            executor: Executor::Worker {
+                worker: key.id,
+                pid,
+            },
+            started_ms,
+            ended_ms,
+            stats: Some(stats),
+            failure: None,
+            fault: self
+                .cfg
+                .faults
+                .iter()
+                .find(|f| f.fires(task.0, attempt.0))
+                .map(|f| f.kind),
+        });
+        entry.state = ChunkState::Writing {
+            slot: Some(slot),
+            outcome: ChunkOutcome::Done,
+        };
+        out.push(SchedAction::Write {
+            task,
+            slot: Some(slot),
+        });
+        self.progress();
+        self.lane_failures[key.id.0 as usize] = 0;
+        if let Some(r) = self.record_mut(key) {
+            r.chunks += 1;
+        }
+        self.workers[key.id.0 as usize] = WorkerState::Idle { gen: key.gen, pid };
+        self.after_idle(key, now, out);
+    }
+
+    fn durations_insert(&mut self, d: Duration) {
+        let i = self.durations.partition_point(|x| *x < d);
+        self.durations.insert(i, d);
+    }
+
+    /// A chunk made progress: the breaker's counters start over.
+    fn progress(&mut self) {
+        self.idle_deaths_since_progress = 0;
+        self.quarantines_in_row = 0;
+    }
+
+    /// A worker has just become idle: recycle it, retire it, or leave it for `pump`.
+    fn after_idle(&mut self, key: WorkerKey, now: Instant, out: &mut Vec<SchedAction>) {
+        let i = key.id.0 as usize;
+        if self.recycle[i] {
+            self.recycle[i] = false;
+            self.counters.recycles += 1;
+            if let Some(r) = self.record_mut(key) {
+                r.recycled = true;
+            }
+            let pid = match self.workers[i] {
+                WorkerState::Idle { pid, .. } => Some(pid),
+                _ => None,
+            };
+            self.workers[i] = WorkerState::Stopping {
+                gen: key.gen,
+                pid,
+                cause: FailureCause::Recycled,
+                kill_at: Some(now + self.cfg.kill_grace),
+                slot: None,
+            };
+            out.push(SchedAction::Shutdown { key });
+        } else if self.all_assigned() {
+            self.retire(key.id, out);
+        }
+    }
+
+    fn retire(&mut self, id: WorkerId, out: &mut Vec<SchedAction>) {
+        let i = id.0 as usize;
+        if let WorkerState::Idle { gen, .. } | WorkerState::Starting { gen, .. } = self.workers[i] {
+            out.push(SchedAction::Shutdown {
+                key: WorkerKey { id, gen },
+            });
+        }
+        if let WorkerState::Idle { .. }
+        | WorkerState::Starting { .. }
+        | WorkerState::Backoff { .. } = self.workers[i]
+        {
+            self.workers[i] = WorkerState::Retired;
+        }
+    }
+
+    fn on_task_failed(
+        &mut self,
+        key: WorkerKey,
+        task: TaskId,
+        attempt: Attempt,
+        error: String,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) {
+        let Some(WorkerState::Busy {
+            pid,
+            task: t,
+            attempt: a,
+            slot,
+            since,
+            ..
+        }) = self.current(key).cloned()
+        else {
+            self.counters.late_replies += 1;
+            return;
+        };
+        if t != task || a != attempt {
+            self.counters.late_replies += 1;
+            return;
+        }
+        self.free_slots.push(slot);
+        self.fail_attempt(
+            task,
+            attempt,
+            Executor::Worker {
+                worker: key.id,
+                pid,
+            },
+            since,
+            FailureCause::WorkerError { error },
+            now,
+            out,
+        );
+        self.workers[key.id.0 as usize] = WorkerState::Idle { gen: key.gen, pid };
+        self.after_idle(key, now, out);
+    }
+
+    /// Records a failed attempt and decides the chunk's next step.
+    #[allow(clippy::too_many_arguments)]
+    fn fail_attempt(
+        &mut self,
+        task: TaskId,
+        attempt: Attempt,
+        executor: Executor,
+        since: Instant,
+        cause: FailureCause,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) {
+        let started_ms = self.ms(since);
+        let ended_ms = self.ms(now);
+        let fault = self
+            .cfg
+            .faults
+            .iter()
+            .find(|f| f.fires(task.0, attempt.0))
+            .map(|f| f.kind);
+        let max = self.cfg.max_attempts;
+        let entry = &mut self.chunks[task.0 as usize];
+        let timed_out = matches!(cause, FailureCause::Timeout { .. });
+        entry.crashed_a_worker |= cause.is_crash();
+        entry.attempts.push(AttemptRecord {
+            attempt: attempt.0,
+            executor,
+            started_ms,
+            ended_ms,
+            stats: None,
+            failure: Some(cause),
+            fault,
+        });
+        if timed_out && !entry.crashed_a_worker {
+            // The seed design's rule: a chunk whose worker timed out runs in process. A
+            // chunk that crashed a worker never does: it could take the coordinator down.
+            entry.state = ChunkState::PendingInProcess;
+            self.pending_inproc.push_back(task);
+        } else if attempt.0 >= max {
+            self.quarantine(task, out);
+        } else if matches!(executor, Executor::InProcess { .. }) {
+            entry.state = ChunkState::PendingInProcess;
+            self.pending_inproc.push_front(task);
+        } else {
+            entry.state = ChunkState::Pending;
+            self.pending.push_front(task);
+        }
+    }
+
+    fn quarantine(&mut self, task: TaskId, out: &mut Vec<SchedAction>) {
+        self.chunks[task.0 as usize].state = ChunkState::Writing {
+            slot: None,
+            outcome: ChunkOutcome::Quarantined,
+        };
+        out.push(SchedAction::Write { task, slot: None });
+        self.quarantines_in_row += 1;
+        if self.quarantines_in_row >= self.cfg.max_quarantines_in_row {
+            self.fatal(
+                format!(
+                    "{} chunks in a row were quarantined with none done in between: the workers cannot compute this input ({})",
+                    self.quarantines_in_row,
+                    self.last_death.as_ref().map(|c| c.summary()).unwrap_or_else(|| "see the report".into())
+                ),
+                out,
+            );
+        }
+    }
+
+    fn fatal(&mut self, why: String, out: &mut Vec<SchedAction>) {
+        if !self.done {
+            self.done = true;
+            out.push(SchedAction::Fatal(why));
+        }
+    }
+
+    /// Stop a worker on purpose (garbage, disconnect, timeout): its chunk's attempt fails now,
+    /// but its slot stays held until the process has exited.
+    fn stop_worker(
+        &mut self,
+        key: WorkerKey,
+        cause: FailureCause,
+        sig: Sig,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) {
+        let Some(st) = self.current(key).cloned() else {
+            return;
+        };
+        let i = key.id.0 as usize;
+        let (pid, slot) = match st {
+            WorkerState::Busy {
+                pid,
+                task,
+                attempt,
+                slot,
+                since,
+                ..
+            } => {
+                self.fail_attempt(
+                    task,
+                    attempt,
+                    Executor::Worker {
+                        worker: key.id,
+                        pid,
+                    },
+                    since,
+                    cause.clone(),
+                    now,
+                    out,
+                );
+                (Some(pid), Some(slot))
+            }
+            WorkerState::Idle { pid, .. } => (Some(pid), None),
+            WorkerState::Starting { .. } => (None, None),
+            // Already stopping: escalate to KILL if asked.
+            WorkerState::Stopping {
+                pid,
+                cause: c,
+                slot,
+                ..
+            } => {
+                if sig == Sig::Kill {
+                    out.push(SchedAction::Signal {
+                        key,
+                        sig: Sig::Kill,
+                    });
+                    self.workers[i] = WorkerState::Stopping {
+                        gen: key.gen,
+                        pid,
+                        cause: c,
+                        kill_at: None,
+                        slot,
+                    };
+                }
+                return;
+            }
+            WorkerState::Backoff { .. } | WorkerState::Retired => return,
+        };
+        let kill_at = match sig {
+            Sig::Term => Some(now + self.cfg.kill_grace),
+            Sig::Kill => None,
+        };
+        out.push(SchedAction::Signal { key, sig });
+        self.workers[i] = WorkerState::Stopping {
+            gen: key.gen,
+            pid,
+            cause,
+            kill_at,
+            slot,
+        };
+    }
+
+    fn on_exit(
+        &mut self,
+        key: WorkerKey,
+        exit: ExitInfo,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) {
+        let Some(st) = self.current(key).cloned() else {
+            return;
+        };
+        let i = key.id.0 as usize;
+        let observed = FailureCause::from_exit(&exit);
+        let (cause, counts_for_breaker) = match st {
+            WorkerState::Busy {
+                pid,
+                task,
+                attempt,
+                slot,
+                since,
+                ..
+            } => {
+                // The process is gone: nothing can write the slot any more.
+                self.free_slots.push(slot);
+                self.fail_attempt(
+                    task,
+                    attempt,
+                    Executor::Worker {
+                        worker: key.id,
+                        pid,
+                    },
+                    since,
+                    observed.clone(),
+                    now,
+                    out,
+                );
+                (observed, false)
+            }
+            WorkerState::Stopping { cause, slot, .. } => {
+                if let Some(slot) = slot {
+                    self.free_slots.push(slot);
+                }
+                // What we decided (timeout, garbage...) explains the death better than the
+                // signal we sent; but an out-of-memory death is still that.
+                let cause = match (&cause, &observed) {
+                    (FailureCause::Recycled, FailureCause::OverMemory { .. }) => observed,
+                    _ => cause,
+                };
+                (cause, false)
+            }
+            WorkerState::Starting { .. } => {
+                self.start_failures_in_row += 1;
+                (observed, true)
+            }
+            WorkerState::Idle { .. } => (observed, true),
+            WorkerState::Backoff { .. } | WorkerState::Retired => return,
+        };
+        let ms = self.ms(now);
+        if let Some(r) = self.record_mut(key) {
+            r.exited_ms = Some(ms);
+            r.cause = Some(cause.clone());
+        }
+        let deliberate = matches!(cause, FailureCause::Recycled);
+        if !deliberate {
+            self.last_death = Some(cause.clone());
+        }
+        if counts_for_breaker {
+            self.idle_deaths_since_progress += 1;
+        }
+        if self.start_failures_in_row >= self.cfg.max_start_failures {
+            let tail = exit
+                .stderr_tail
+                .last()
+                .map(|l| format!("; its last words: {l}"))
+                .unwrap_or_default();
+            return self.fatal(
+                format!(
+                    "workers cannot start: {} in a row died before they were ready (last one {}{tail})",
+                    self.start_failures_in_row,
+                    cause.summary()
+                ),
+                out,
+            );
+        }
+        if self.idle_deaths_since_progress >= self.cfg.max_idle_deaths {
+            return self.fatal(
+                format!(
+                    "workers keep dying before they can work: {} deaths with no chunk finished in between (last one {})",
+                    self.idle_deaths_since_progress,
+                    cause.summary()
+                ),
+                out,
+            );
+        }
+        if self.all_assigned() {
+            self.workers[i] = WorkerState::Retired;
+            return;
+        }
+        if !deliberate {
+            self.lane_failures[i] += 1;
+            self.counters.restarts += 1;
+        }
+        let delay = self.backoff(self.lane_failures[i]);
+        if delay.is_zero() {
+            self.spawn(key.id, key.gen + 1, now, out);
+        } else {
+            self.workers[i] = WorkerState::Backoff {
+                gen: key.gen + 1,
+                until: now + delay,
+            };
+        }
+    }
+
+    /// Restart delay after `failures` consecutive deaths of a lane: none for the first,
+    /// then exponential with +-20 % jitter, capped.
+    fn backoff(&mut self, failures: u32) -> Duration {
+        if failures <= 1 {
+            return Duration::ZERO;
+        }
+        let exp = self
+            .cfg
+            .backoff_base
+            .saturating_mul(1 << (failures - 2).min(16));
+        let capped = exp.min(self.cfg.backoff_max);
+        // xorshift: deterministic jitter, no I/O.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let j = 0.8 + 0.4 * ((self.rng >> 11) as f64 / (1u64 << 53) as f64);
+        capped.mul_f64(j)
+    }
+
+    fn on_soft_limit(&mut self, key: WorkerKey, now: Instant, out: &mut Vec<SchedAction>) {
+        match self.current(key) {
+            Some(WorkerState::Busy { .. }) => self.recycle[key.id.0 as usize] = true,
+            Some(WorkerState::Idle { .. }) => {
+                self.recycle[key.id.0 as usize] = true;
+                self.after_idle(key, now, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_inproc_done(
+        &mut self,
+        lane: u32,
+        task: TaskId,
+        attempt: Attempt,
+        result: Result<TaskStats, String>,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) {
+        let ChunkState::InProcess {
+            lane: l,
+            attempt: a,
+            slot,
+        } = self.chunks[task.0 as usize].state.clone()
+        else {
+            return;
+        };
+        if l != lane || a != attempt {
+            return;
+        }
+        self.lanes_busy[lane as usize] = false;
+        let since = now; // in-process attempts carry their own timing in stats
+        match result {
+            Ok(stats) => {
+                let t = self.ms(now);
+                let started = t.saturating_sub((stats.read_us + stats.compute_us) / 1000);
+                let entry = &mut self.chunks[task.0 as usize];
+                entry.attempts.push(AttemptRecord {
+                    attempt: attempt.0,
+                    executor: Executor::InProcess { lane },
+                    started_ms: started,
+                    ended_ms: t,
+                    stats: Some(stats),
+                    failure: None,
+                    fault: None,
+                });
+                entry.state = ChunkState::Writing {
+                    slot: Some(slot),
+                    outcome: ChunkOutcome::DoneInProcess,
+                };
+                out.push(SchedAction::Write {
+                    task,
+                    slot: Some(slot),
+                });
+                self.progress();
+            }
+            Err(error) => {
+                self.free_slots.push(slot);
+                self.fail_attempt(
+                    task,
+                    attempt,
+                    Executor::InProcess { lane },
+                    since,
+                    FailureCause::InProcessError { error },
+                    now,
+                    out,
+                );
+            }
+        }
+    }
+
+    fn on_written(&mut self, task: TaskId, out: &mut Vec<SchedAction>) {
+        let entry = &mut self.chunks[task.0 as usize];
+        let ChunkState::Writing { slot, outcome } = entry.state else {
+            return;
+        };
+        entry.state = ChunkState::Finished(outcome);
+        if let Some(slot) = slot {
+            self.free_slots.push(slot);
+        }
+        self.finished += 1;
+        if self.finished == self.chunks.len() {
+            self.done = true;
+            for i in 0..self.workers.len() {
+                self.retire(WorkerId(i as u32), out);
+            }
+            out.push(SchedAction::Finished);
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<SchedAction>) {
+        let limit = self.time_limit();
+        for i in 0..self.workers.len() {
+            let id = WorkerId(i as u32);
+            match self.workers[i].clone() {
+                WorkerState::Starting { gen, since } if now >= since + self.cfg.start_timeout => {
+                    self.stop_worker(
+                        WorkerKey { id, gen },
+                        FailureCause::StartTimeout,
+                        Sig::Kill,
+                        now,
+                        out,
+                    );
+                }
+                WorkerState::Busy { gen, since, .. } if limit.is_some_and(|l| now >= since + l) => {
+                    self.counters.timeouts += 1;
+                    let after_ms = (now - since).as_millis() as u64;
+                    self.stop_worker(
+                        WorkerKey { id, gen },
+                        FailureCause::Timeout { after_ms },
+                        Sig::Term,
+                        now,
+                        out,
+                    );
+                }
+                WorkerState::Stopping {
+                    gen,
+                    pid,
+                    cause,
+                    kill_at: Some(at),
+                    slot,
+                } if now >= at => {
+                    out.push(SchedAction::Signal {
+                        key: WorkerKey { id, gen },
+                        sig: Sig::Kill,
+                    });
+                    self.workers[i] = WorkerState::Stopping {
+                        gen,
+                        pid,
+                        cause,
+                        kill_at: None,
+                        slot,
+                    };
+                }
+                WorkerState::Backoff { gen, until } if now >= until => {
+                    if self.all_assigned() {
+                        self.workers[i] = WorkerState::Retired;
+                    } else {
+                        self.spawn(id, gen, now, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Hands out work: in-process lanes first (their queue holds chunks that timed out),
+    /// then idle workers. Each needs a free slot.
+    fn pump(&mut self, now: Instant, out: &mut Vec<SchedAction>) {
+        let inproc_only = self.cfg.workers == 0;
+        for lane in 0..self.lanes_busy.len() {
+            if self.lanes_busy[lane] {
+                continue;
+            }
+            let next = if !self.pending_inproc.is_empty() {
+                self.pending_inproc.front().copied()
+            } else if inproc_only {
+                self.pending.front().copied()
+            } else {
+                None
+            };
+            let Some(task) = next else { break };
+            let Some(slot) = self.free_slots.pop() else {
+                return;
+            };
+            if !self.pending_inproc.is_empty() {
+                self.pending_inproc.pop_front();
+            } else {
+                self.pending.pop_front();
+            }
+            let attempt = Attempt(self.chunks[task.0 as usize].attempts.len() as u32 + 1);
+            self.chunks[task.0 as usize].state = ChunkState::InProcess {
+                lane: lane as u32,
+                attempt,
+                slot,
+            };
+            self.lanes_busy[lane] = true;
+            out.push(SchedAction::RunInProcess {
+                lane: lane as u32,
+                task,
+                attempt,
+                slot,
+            });
+        }
+        for i in 0..self.workers.len() {
+            let WorkerState::Idle { gen, pid } = self.workers[i] else {
+                continue;
+            };
+            if self.recycle[i] {
+                continue;
+            }
+            let Some(&task) = self.pending.front() else {
+                break;
+            };
+            let Some(slot) = self.free_slots.pop() else {
+                return;
+            };
+            self.pending.pop_front();
+            let attempt = Attempt(self.chunks[task.0 as usize].attempts.len() as u32 + 1);
+            let key = WorkerKey {
+                id: WorkerId(i as u32),
+                gen,
+            };
+            self.chunks[task.0 as usize].state = ChunkState::OnWorker { key, attempt, slot };
+            self.workers[i] = WorkerState::Busy {
+                gen,
+                pid,
+                task,
+                attempt,
+                slot,
+                since: now,
+            };
+            let fault = self
+                .cfg
+                .faults
+                .iter()
+                .find(|f| f.fires(task.0, attempt.0))
+                .map(|f| f.kind);
+            out.push(SchedAction::Dispatch {
+                key,
+                task,
+                attempt,
+                slot,
+                fault,
+            });
+        }
+    }
+}
