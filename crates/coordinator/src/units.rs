@@ -53,21 +53,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let v: f64 = num
         .parse()
         .map_err(|_| format!("'{s}' is not a size (e.g. 512MiB, 2GiB)"))?;
-    let mult: f64 =
-        match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1.0,
-            "k" | "kb" => 1e3,
-            "kib" => 1024.0,
-            "m" | "mb" => 1e6,
-            "mib" => (1u64 << 20) as f64,
-            "g" | "gb" => 1e9,
-            "gib" => (1u64 << 30) as f64,
-            "t" | "tb" => 1e12,
-            "tib" => (1u64 << 40) as f64,
-            other => return Err(format!(
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => (1u64 << 20) as f64,
+        "g" | "gb" => 1e9,
+        "gib" => (1u64 << 30) as f64,
+        "t" | "tb" => 1e12,
+        "tib" => (1u64 << 40) as f64,
+        other => {
+            return Err(format!(
                 "'{s}': unknown size unit '{other}' (use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"
-            )),
-        };
+            ))
+        }
+    };
     let bytes = v * mult;
     if !bytes.is_finite() || bytes < 1.0 {
         return Err(format!("'{s}' must be a positive size"));

@@ -37,7 +37,7 @@ impl Region {
         let end = self.offset.checked_add(self.len);
         match end {
             Some(end) if end <= total => {
-                if self.offset % align != 0 {
+                if !self.offset.is_multiple_of(align) {
                     return Err(LayoutError::Misaligned {
                         offset: self.offset,
                         len: self.len,

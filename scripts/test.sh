@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up what is missing, then: format check, clippy with warnings denied, every test
+# (unit, property, end-to-end with the real binaries), and the Python reference checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# End-to-end tests find the binaries in target/debug; build them first.
+cargo build --workspace --bins
+cargo test --workspace
+
+# The independent Python reference (rasterio + numpy), in a private virtualenv.
+venv=target/pyenv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check rasterio numpy
+fi
+"$venv/bin/python" scripts/py/test_reference.py
+BLOCKSUM_PYTHON="$venv/bin/python" bash scripts/check-foreign.sh

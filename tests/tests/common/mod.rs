@@ -1,0 +1,279 @@
+//! Shared helpers for the end-to-end tests: locate the real binaries, write test rasters with
+//! GDAL directly (not with the project), compute a naive reference, read outputs back.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::Once,
+    time::{Duration, Instant},
+};
+
+use gdal::{
+    raster::{Buffer, RasterCreationOptions},
+    spatial_ref::SpatialRef,
+    Dataset, DriverManager,
+};
+
+static BUILD: Once = Once::new();
+
+/// target/debug (or whichever profile the tests were built with).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// Path of a binary of the workspace, building the binaries once if they are missing.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    BUILD.call_once(|| {
+        if !bin_dir().join("coordinator").exists() || !bin_dir().join("worker").exists() {
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--bins",
+                    "-p",
+                    "blocksum-coordinator",
+                    "-p",
+                    "blocksum-worker",
+                ])
+                .status()
+                .expect("running cargo build");
+            assert!(status.success(), "building the binaries failed");
+        }
+    });
+    p
+}
+
+pub fn coordinator() -> Command {
+    let mut c = Command::new(bin("coordinator"));
+    c.env_remove("BLOCKSUM_WORKERS")
+        .env_remove("BLOCKSUM_WORKER_BIN")
+        .env_remove("BLOCKSUM_CONFIG");
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("running the coordinator")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub const NODATA: f64 = -9999.0;
+
+/// Options for a test raster.
+pub struct RasterSpec {
+    pub width: usize,
+    pub height: usize,
+    pub bands: usize,
+    pub tile: Option<usize>,
+    pub nodata: Option<f64>,
+    pub seed: u64,
+}
+
+impl Default for RasterSpec {
+    fn default() -> Self {
+        RasterSpec {
+            width: 1003,
+            height: 777,
+            bands: 1,
+            tile: Some(64),
+            nodata: Some(NODATA),
+            seed: 1,
+        }
+    }
+}
+
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Writes a Float32 GeoTIFF (DEFLATE, tiled or striped) with ~30 % nodata, some NaN, a
+/// solid nodata rectangle, EPSG:32633 and a non-trivial geotransform. Returns the pixels.
+pub fn write_f32(path: &Path, spec: &RasterSpec) -> Vec<Vec<f32>> {
+    let driver = DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut opts = vec!["COMPRESS=DEFLATE".to_string()];
+    if let Some(t) = spec.tile {
+        opts.extend([
+            "TILED=YES".into(),
+            format!("BLOCKXSIZE={t}"),
+            format!("BLOCKYSIZE={t}"),
+        ]);
+    }
+    let opts = RasterCreationOptions::from_iter(opts.iter().map(String::as_str));
+    let mut ds = driver
+        .create_with_band_type_with_options::<f32, _>(
+            path,
+            spec.width,
+            spec.height,
+            spec.bands,
+            &opts,
+        )
+        .unwrap();
+    ds.set_geo_transform(&[500000.0, 30.0, 0.0, 5200000.0, 0.0, -30.0])
+        .unwrap();
+    ds.set_spatial_ref(&SpatialRef::from_epsg(32633).unwrap())
+        .unwrap();
+    let mut st = spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut all = Vec::new();
+    for b in 1..=spec.bands {
+        let mut data = Vec::with_capacity(spec.width * spec.height);
+        for y in 0..spec.height {
+            for x in 0..spec.width {
+                let r = next(&mut st) % 100;
+                let in_hole = x > spec.width / 5
+                    && x < spec.width / 3
+                    && y > spec.height / 4
+                    && y < spec.height / 2;
+                let v = if let (Some(nd), true) = (spec.nodata, r < 27 || in_hole) {
+                    nd as f32
+                } else if r < 30 {
+                    f32::NAN
+                } else {
+                    (x as f32 * 0.37 + y as f32 * 0.11).sin() * 50.0
+                        + (next(&mut st) % 1000) as f32 / 7.0
+                        + b as f32
+                };
+                data.push(v);
+            }
+        }
+        let mut band = ds.rasterband(b).unwrap();
+        if let Some(nd) = spec.nodata {
+            band.set_no_data_value(Some(nd)).unwrap();
+        }
+        let mut buf = Buffer::new((spec.width, spec.height), data.clone());
+        band.write((0, 0), (spec.width, spec.height), &mut buf)
+            .unwrap();
+        all.push(data);
+    }
+    all
+}
+
+/// Naive block sum with the documented semantics (NaN where no valid pixel and no nodata).
+pub fn reference_sum(data: &[f32], w: usize, h: usize, f: usize, nodata: Option<f64>) -> Vec<f64> {
+    let (ow, oh) = (w.div_ceil(f), h.div_ceil(f));
+    let mut out = vec![0.0; ow * oh];
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let mut s = 0.0f64;
+            let mut n = 0;
+            for y in oy * f..((oy + 1) * f).min(h) {
+                for x in ox * f..((ox + 1) * f).min(w) {
+                    let v = data[y * w + x];
+                    if !v.is_nan() && Some(v as f64) != nodata {
+                        s += v as f64;
+                        n += 1;
+                    }
+                }
+            }
+            out[oy * ow + ox] = if n == 0 {
+                nodata.unwrap_or(f64::NAN)
+            } else {
+                s
+            };
+        }
+    }
+    out
+}
+
+/// Reads every band of `path` as f64.
+pub fn read_all(path: &Path) -> (Dataset, Vec<Vec<f64>>) {
+    let ds = Dataset::open(path).unwrap();
+    let (w, h) = ds.raster_size();
+    let bands = (1..=ds.raster_count())
+        .map(|b| {
+            ds.rasterband(b)
+                .unwrap()
+                .read_as::<f64>((0, 0), (w, h), (w, h), None)
+                .unwrap()
+                .data()
+                .to_vec()
+        })
+        .collect();
+    (ds, bands)
+}
+
+/// Same values, NaN equal to NaN.
+pub fn same_pixels(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+}
+
+pub fn close(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-6 * a.abs().max(b.abs())
+}
+
+pub fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report written"))
+        .expect("report is JSON")
+}
+
+/// Polls `f` until it returns Some, or fails the test after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Pids of live processes whose parent is `ppid` and whose name is `worker`.
+pub fn worker_children(ppid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // comm is in parentheses; fields after it are state, ppid.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let comm = &stat[stat.find('(').unwrap() + 1..close];
+        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        if comm == "worker"
+            && rest.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(ppid)
+            && rest[0] != "Z"
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Pids of every live `worker` process on the machine whose command line mentions `needle`.
+pub fn workers_mentioning(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = state
+            .rfind(')')
+            .is_some_and(|i| state[i + 2..].starts_with('Z'));
+        if cmd.contains("worker") && cmd.contains(needle) && !zombie {
+            out.push(pid);
+        }
+    }
+    out
+}
