@@ -266,6 +266,9 @@ pub enum WorkerState {
         cause: FailureCause,
         kill_at: Option<Instant>,
         slot: Option<SlotId>,
+        /// An attempt whose failure is decided when the exit status is known (a closed
+        /// channel is usually a crash whose signal arrives a moment later).
+        deferred: Option<(TaskId, Attempt, Instant)>,
     },
     /// Waiting out a restart backoff.
     Backoff {
@@ -289,6 +292,9 @@ pub struct WorkerRecord {
     pub cause: Option<FailureCause>,
     pub recycled: bool,
 }
+
+/// How long a worker whose channel closed may take to exit by itself before it is killed.
+const DISCONNECT_GRACE: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sig {
@@ -465,6 +471,8 @@ impl Scheduler {
 
     fn spawn(&mut self, id: WorkerId, gen: u32, now: Instant, out: &mut Vec<SchedAction>) {
         self.workers[id.0 as usize] = WorkerState::Starting { gen, since: now };
+        // A recycle request belongs to the incarnation it was made for.
+        self.recycle[id.0 as usize] = false;
         self.records.push(WorkerRecord {
             worker: id,
             gen,
@@ -609,6 +617,10 @@ impl Scheduler {
         if !self.done {
             self.pump(now, &mut out);
         }
+        // Nothing follows a fatal decision.
+        if let Some(i) = out.iter().position(|a| matches!(a, SchedAction::Fatal(_))) {
+            out.truncate(i + 1);
+        }
         out
     }
 
@@ -730,6 +742,7 @@ impl Scheduler {
                 cause: FailureCause::Recycled,
                 kill_at: Some(now + self.cfg.kill_grace),
                 slot: None,
+                deferred: None,
             };
             out.push(SchedAction::Shutdown { key });
         } else if self.all_assigned() {
@@ -883,7 +896,10 @@ impl Scheduler {
             return;
         };
         let i = key.id.0 as usize;
-        let (pid, slot) = match st {
+        // A closed channel is classified by the exit status that follows: give the process a
+        // moment to finish dying on its own before we kill it (and mask its real cause).
+        let defer = cause == FailureCause::Disconnected;
+        let (pid, slot, deferred) = match st {
             WorkerState::Busy {
                 pid,
                 task,
@@ -892,30 +908,35 @@ impl Scheduler {
                 since,
                 ..
             } => {
-                self.fail_attempt(
-                    task,
-                    attempt,
-                    Executor::Worker {
-                        worker: key.id,
-                        pid,
-                    },
-                    since,
-                    cause.clone(),
-                    now,
-                    out,
-                );
-                (Some(pid), Some(slot))
+                if defer {
+                    (Some(pid), Some(slot), Some((task, attempt, since)))
+                } else {
+                    self.fail_attempt(
+                        task,
+                        attempt,
+                        Executor::Worker {
+                            worker: key.id,
+                            pid,
+                        },
+                        since,
+                        cause.clone(),
+                        now,
+                        out,
+                    );
+                    (Some(pid), Some(slot), None)
+                }
             }
-            WorkerState::Idle { pid, .. } => (Some(pid), None),
-            WorkerState::Starting { .. } => (None, None),
+            WorkerState::Idle { pid, .. } => (Some(pid), None, None),
+            WorkerState::Starting { .. } => (None, None, None),
             // Already stopping: escalate to KILL if asked.
             WorkerState::Stopping {
                 pid,
                 cause: c,
                 slot,
+                deferred,
                 ..
             } => {
-                if sig == Sig::Kill {
+                if sig == Sig::Kill && !defer {
                     out.push(SchedAction::Signal {
                         key,
                         sig: Sig::Kill,
@@ -926,23 +947,32 @@ impl Scheduler {
                         cause: c,
                         kill_at: None,
                         slot,
+                        deferred,
                     };
                 }
                 return;
             }
             WorkerState::Backoff { .. } | WorkerState::Retired => return,
         };
-        let kill_at = match sig {
-            Sig::Term => Some(now + self.cfg.kill_grace),
-            Sig::Kill => None,
+        let kill_at = if defer {
+            Some(now + DISCONNECT_GRACE)
+        } else {
+            out.push(SchedAction::Signal {
+                key,
+                sig: sig.clone(),
+            });
+            match sig {
+                Sig::Term => Some(now + self.cfg.kill_grace),
+                Sig::Kill => None,
+            }
         };
-        out.push(SchedAction::Signal { key, sig });
         self.workers[i] = WorkerState::Stopping {
             gen: key.gen,
             pid,
             cause,
             kill_at,
             slot,
+            deferred,
         };
     }
 
@@ -969,6 +999,7 @@ impl Scheduler {
             } => {
                 // The process is gone: nothing can write the slot any more.
                 self.free_slots.push(slot);
+                self.last_death = Some(observed.clone());
                 self.fail_attempt(
                     task,
                     attempt,
@@ -983,17 +1014,41 @@ impl Scheduler {
                 );
                 (observed, false)
             }
-            WorkerState::Stopping { cause, slot, .. } => {
+            WorkerState::Stopping {
+                cause,
+                slot,
+                deferred,
+                kill_at,
+                pid,
+                ..
+            } => {
                 if let Some(slot) = slot {
                     self.free_slots.push(slot);
                 }
                 // What we decided (timeout, garbage...) explains the death better than the
-                // signal we sent; but an out-of-memory death is still that.
+                // signal we sent; but an out-of-memory death is still that, and a closed
+                // channel followed by a death we did not cause is that death.
+                let we_killed = kill_at.is_none();
                 let cause = match (&cause, &observed) {
-                    (FailureCause::Recycled, FailureCause::OverMemory { .. }) => observed,
+                    (_, FailureCause::OverMemory { .. }) => observed,
+                    (FailureCause::Disconnected, _) if !we_killed => observed,
                     _ => cause,
                 };
-                (cause, false)
+                self.last_death = Some(cause.clone());
+                if let Some((task, attempt, since)) = deferred {
+                    let executor = Executor::Worker {
+                        worker: key.id,
+                        pid: pid.unwrap_or(0),
+                    };
+                    self.fail_attempt(task, attempt, executor, since, cause.clone(), now, out);
+                }
+                // A worker stopped while it held no chunk (start timeout, closed channel while
+                // idle) is an infrastructure death, like one that dies on its own.
+                let infra = slot.is_none() && cause != FailureCause::Recycled;
+                if infra && self.record_mut(key).is_some_and(|r| r.ready_ms.is_none()) {
+                    self.start_failures_in_row += 1;
+                }
+                (cause, infra)
             }
             WorkerState::Starting { .. } => {
                 self.start_failures_in_row += 1;
@@ -1199,6 +1254,7 @@ impl Scheduler {
                     cause,
                     kill_at: Some(at),
                     slot,
+                    deferred,
                 } if now >= at => {
                     out.push(SchedAction::Signal {
                         key: WorkerKey { id, gen },
@@ -1210,6 +1266,7 @@ impl Scheduler {
                         cause,
                         kill_at: None,
                         slot,
+                        deferred,
                     };
                 }
                 WorkerState::Backoff { gen, until } if now >= until => {

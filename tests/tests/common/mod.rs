@@ -271,7 +271,8 @@ pub fn workers_mentioning(needle: &str) -> Vec<u32> {
         let zombie = state
             .rfind(')')
             .is_some_and(|i| state[i + 2..].starts_with('Z'));
-        if cmd.contains("worker") && cmd.contains(needle) && !zombie {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "worker" && cmd.contains(needle) && !zombie {
             out.push(pid);
         }
     }

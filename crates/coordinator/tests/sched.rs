@@ -1,0 +1,2184 @@
+//! Drives the scheduler state machine with events and a fake clock: no processes, no
+//! threads, no sleeps. A small model of the world (worker processes, in-process lanes, the
+//! shared slots, the writer) carries out the actions the scheduler returns and checks the
+//! invariants on every step:
+//!
+//! - a slot is never handed out while something may still write it (a worker that was
+//!   dispatched into it and has neither answered nor exited, a lane, or the writer);
+//! - a worker is spawned only once its previous incarnation has exited, with `gen + 1`;
+//! - work is dispatched only to live, ready, idle workers, with the next attempt number;
+//! - every chunk is written exactly once, and `Finished` comes after the last write.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use coordinator::sched::*;
+use protocol::{Attempt, SlotId, TaskId, TaskStats};
+
+const SIGKILL: i32 = 9;
+const SIGSEGV: i32 = 11;
+const SIGTERM: i32 = 15;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn key(id: u32, gen: u32) -> WorkerKey {
+    WorkerKey {
+        id: WorkerId(id),
+        gen,
+    }
+}
+
+fn stats() -> TaskStats {
+    TaskStats {
+        read_us: 1_000,
+        compute_us: 2_000,
+        valid_pixels: 42,
+    }
+}
+
+fn killed_by(sig: i32) -> ExitInfo {
+    ExitInfo {
+        signal: Some(sig),
+        ..ExitInfo::default()
+    }
+}
+
+fn exited(code: i32) -> ExitInfo {
+    ExitInfo {
+        code: Some(code),
+        ..ExitInfo::default()
+    }
+}
+
+fn segv() -> FailureCause {
+    FailureCause::Signal {
+        signal: SIGSEGV,
+        name: "SIGSEGV".into(),
+    }
+}
+
+/// A config with the knobs the tests care about.
+fn config(workers: u32, lanes: u32, slots: u32) -> SchedConfig {
+    SchedConfig::new(workers, lanes, slots)
+}
+
+/// Deterministic xorshift64* so that "random" orders are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Action filters.
+
+fn spawns(acts: &[SchedAction]) -> Vec<WorkerKey> {
+    acts.iter()
+        .filter_map(|a| match a {
+            SchedAction::Spawn { key } => Some(*key),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dispatches(acts: &[SchedAction]) -> Vec<(WorkerKey, TaskId, Attempt, SlotId)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            SchedAction::Dispatch {
+                key,
+                task,
+                attempt,
+                slot,
+                ..
+            } => Some((*key, *task, *attempt, *slot)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn in_process_runs(acts: &[SchedAction]) -> Vec<(u32, TaskId, Attempt, SlotId)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            SchedAction::RunInProcess {
+                lane,
+                task,
+                attempt,
+                slot,
+            } => Some((*lane, *task, *attempt, *slot)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn signals(acts: &[SchedAction]) -> Vec<(WorkerKey, Sig)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            SchedAction::Signal { key, sig } => Some((*key, sig.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn shutdowns(acts: &[SchedAction]) -> Vec<WorkerKey> {
+    acts.iter()
+        .filter_map(|a| match a {
+            SchedAction::Shutdown { key } => Some(*key),
+            _ => None,
+        })
+        .collect()
+}
+
+fn writes(acts: &[SchedAction]) -> Vec<(TaskId, Option<SlotId>)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            SchedAction::Write { task, slot } => Some((*task, *slot)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fatal(acts: &[SchedAction]) -> Option<&str> {
+    acts.iter().find_map(|a| match a {
+        SchedAction::Fatal(why) => Some(why.as_str()),
+        _ => None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The model of the world.
+
+/// Who may write a slot right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotUse {
+    /// Dispatched into; the process has neither answered nor exited.
+    Worker { key: WorkerKey, task: TaskId },
+    /// An in-process lane is computing into it.
+    Lane { lane: u32, task: TaskId },
+    /// Holds a finished result the scheduler accepted; a `Write` must follow.
+    Result { task: TaskId },
+    /// The writer is reading it.
+    Writing { task: TaskId },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Job {
+    task: TaskId,
+    attempt: Attempt,
+    slot: SlotId,
+}
+
+/// One worker process (one incarnation of a lane).
+#[derive(Debug, Clone)]
+struct Proc {
+    key: WorkerKey,
+    pid: u32,
+    ready: bool,
+    alive: bool,
+    job: Option<Job>,
+    shutdown: bool,
+    signals: Vec<Sig>,
+}
+
+impl Proc {
+    fn stopping(&self) -> bool {
+        self.shutdown || !self.signals.is_empty()
+    }
+}
+
+/// What a worker does with a given chunk, in the automatic driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Misbehave {
+    /// The process dies with SIGSEGV.
+    Crash,
+    /// The worker answers `Failed`.
+    Fail,
+}
+
+struct World {
+    s: Scheduler,
+    t0: Instant,
+    now: Instant,
+    slots: u32,
+    lanes_n: u32,
+    procs: Vec<Proc>,
+    lanes: BTreeMap<u32, Job>,
+    slot_use: HashMap<SlotId, SlotUse>,
+    /// Writes asked for and not yet reported written.
+    pending_writes: Vec<(TaskId, Option<SlotId>)>,
+    write_count: Vec<u32>,
+    /// Every action ever returned, in order.
+    log: Vec<SchedAction>,
+    /// Chunks whose result the scheduler accepted (worker or in process).
+    completions: u32,
+    finished: bool,
+    fatal: Option<String>,
+    misbehave: HashMap<TaskId, Misbehave>,
+    next_pid: u32,
+}
+
+impl World {
+    fn new(cfg: SchedConfig, chunks: usize) -> (World, Vec<SchedAction>) {
+        let t0 = Instant::now();
+        let slots = cfg.slots;
+        let lanes_n = cfg.lanes;
+        let (s, first) = Scheduler::new(cfg, chunks, t0);
+        let mut w = World {
+            s,
+            t0,
+            now: t0,
+            slots,
+            lanes_n,
+            procs: Vec::new(),
+            lanes: BTreeMap::new(),
+            slot_use: HashMap::new(),
+            pending_writes: Vec::new(),
+            write_count: vec![0; chunks],
+            log: Vec::new(),
+            completions: 0,
+            finished: false,
+            fatal: None,
+            misbehave: HashMap::new(),
+            next_pid: 1000,
+        };
+        w.apply(&first);
+        (w, first)
+    }
+
+    /// Moves the fake clock to `t0 + n` ms.
+    fn at(&mut self, n: u64) {
+        self.at_instant(self.t0 + ms(n));
+    }
+
+    fn at_instant(&mut self, t: Instant) {
+        assert!(t >= self.now, "the fake clock must not go backwards");
+        self.now = t;
+    }
+
+    fn t(&self, n: u64) -> Instant {
+        self.t0 + ms(n)
+    }
+
+    fn proc_mut(&mut self, key: WorkerKey) -> Option<&mut Proc> {
+        self.procs.iter_mut().find(|p| p.key == key)
+    }
+
+    fn proc(&self, key: WorkerKey) -> &Proc {
+        self.procs
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("no process {key:?}"))
+    }
+
+    /// The latest incarnation spawned for lane `id`.
+    fn latest(&self, id: u32) -> WorkerKey {
+        self.procs
+            .iter()
+            .rev()
+            .find(|p| p.key.id == WorkerId(id))
+            .unwrap_or_else(|| panic!("lane {id} never spawned"))
+            .key
+    }
+
+    fn pid(&self, key: WorkerKey) -> u32 {
+        self.proc(key).pid
+    }
+
+    fn chunks(&self) -> usize {
+        self.write_count.len()
+    }
+
+    /// Hands an event to the scheduler, updates the model for the event, then carries out
+    /// the actions.
+    fn send(&mut self, ev: SchedEvent) -> Vec<SchedAction> {
+        let watched = match &ev {
+            SchedEvent::TaskDone { task, .. }
+            | SchedEvent::TaskFailed { task, .. }
+            | SchedEvent::InProcessDone { task, .. } => Some(*task),
+            _ => None,
+        };
+        let before = watched.map(|t| self.s.attempts(t).len());
+        let acts = self.s.handle(self.now, ev.clone());
+        let accepted = match (watched, before) {
+            (Some(t), Some(n)) => self.s.attempts(t).len() > n,
+            _ => false,
+        };
+        self.observe(&ev, accepted);
+        self.apply(&acts);
+        acts
+    }
+
+    /// The world's side of an event: what the process, lane or writer did.
+    fn observe(&mut self, ev: &SchedEvent, accepted: bool) {
+        match ev {
+            SchedEvent::WorkerReady { key, .. } => {
+                if let Some(p) = self.proc_mut(*key) {
+                    p.ready = true;
+                }
+            }
+            SchedEvent::TaskDone {
+                key, task, attempt, ..
+            }
+            | SchedEvent::TaskFailed {
+                key, task, attempt, ..
+            } => {
+                let done = matches!(ev, SchedEvent::TaskDone { .. });
+                let job = self.proc_mut(*key).and_then(|p| match p.job {
+                    Some(j) if j.task == *task && j.attempt == *attempt => p.job.take(),
+                    _ => None,
+                });
+                if !accepted {
+                    // Ignored: the scheduler still counts the slot as the process's until it
+                    // exits, and so does the model.
+                    return;
+                }
+                let job = job.expect("an accepted reply must match the worker's job");
+                assert_eq!(
+                    self.slot_use.get(&job.slot),
+                    Some(&SlotUse::Worker {
+                        key: *key,
+                        task: *task
+                    })
+                );
+                if done {
+                    self.slot_use
+                        .insert(job.slot, SlotUse::Result { task: *task });
+                    self.completions += 1;
+                } else {
+                    self.slot_use.remove(&job.slot);
+                }
+            }
+            SchedEvent::WorkerExited { key, .. } => {
+                if let Some(p) = self.proc_mut(*key) {
+                    p.alive = false;
+                    p.job = None;
+                }
+                // The process is gone: nothing of it can write a slot any more.
+                self.slot_use
+                    .retain(|_, u| !matches!(u, SlotUse::Worker { key: k, .. } if k == key));
+            }
+            SchedEvent::InProcessDone {
+                lane, task, result, ..
+            } => {
+                let job = self.lanes.remove(lane);
+                if !accepted {
+                    return;
+                }
+                let job = job.expect("an accepted in-process result must match a lane's job");
+                assert_eq!(job.task, *task);
+                if result.is_ok() {
+                    self.slot_use
+                        .insert(job.slot, SlotUse::Result { task: *task });
+                    self.completions += 1;
+                } else {
+                    self.slot_use.remove(&job.slot);
+                }
+            }
+            SchedEvent::Written { task } => {
+                let i = self
+                    .pending_writes
+                    .iter()
+                    .position(|(t, _)| t == task)
+                    .unwrap_or_else(|| panic!("Written for {task:?} that was never asked for"));
+                let (_, slot) = self.pending_writes.remove(i);
+                if let Some(slot) = slot {
+                    assert_eq!(
+                        self.slot_use.remove(&slot),
+                        Some(SlotUse::Writing { task: *task })
+                    );
+                }
+            }
+            SchedEvent::Garbage { .. }
+            | SchedEvent::Disconnected { .. }
+            | SchedEvent::OverSoftLimit { .. }
+            | SchedEvent::Tick => {}
+        }
+    }
+
+    fn take_slot(&mut self, slot: SlotId, by: SlotUse) {
+        assert!(slot.0 < self.slots, "slot {slot:?} out of range");
+        if let Some(holder) = self.slot_use.get(&slot) {
+            panic!(
+                "slot {slot:?} handed to {by:?} while still held by {holder:?} (at {} ms)",
+                (self.now - self.t0).as_millis()
+            );
+        }
+        self.slot_use.insert(slot, by);
+    }
+
+    fn next_attempt(&self, task: TaskId) -> Attempt {
+        Attempt(self.s.attempts(task).len() as u32 + 1)
+    }
+
+    /// Carries out actions, checking each against the model.
+    fn apply(&mut self, acts: &[SchedAction]) {
+        for a in acts {
+            self.log.push(a.clone());
+            assert!(
+                !self.finished && self.fatal.is_none(),
+                "action after the end of the run: {a:?}"
+            );
+            match a {
+                SchedAction::Spawn { key } => {
+                    let prev = self.procs.iter().rev().find(|p| p.key.id == key.id);
+                    match prev {
+                        Some(p) => {
+                            assert!(!p.alive, "{key:?} spawned while {:?} is alive", p.key);
+                            assert_eq!(key.gen, p.key.gen + 1, "generations go up by one");
+                        }
+                        None => assert_eq!(key.gen, 0),
+                    }
+                    assert!(key.id.0 < 1_000);
+                    self.next_pid += 1;
+                    self.procs.push(Proc {
+                        key: *key,
+                        pid: self.next_pid,
+                        ready: false,
+                        alive: true,
+                        job: None,
+                        shutdown: false,
+                        signals: Vec::new(),
+                    });
+                }
+                SchedAction::Dispatch {
+                    key,
+                    task,
+                    attempt,
+                    slot,
+                    ..
+                } => {
+                    let p = self.proc(*key);
+                    assert!(
+                        p.alive && p.ready && p.job.is_none() && !p.stopping(),
+                        "dispatch of {task:?} to a worker that cannot take it: {p:?}"
+                    );
+                    assert_eq!(*attempt, self.next_attempt(*task));
+                    self.assert_not_running(*task);
+                    self.take_slot(
+                        *slot,
+                        SlotUse::Worker {
+                            key: *key,
+                            task: *task,
+                        },
+                    );
+                    let job = Job {
+                        task: *task,
+                        attempt: *attempt,
+                        slot: *slot,
+                    };
+                    self.proc_mut(*key).expect("checked above").job = Some(job);
+                }
+                SchedAction::RunInProcess {
+                    lane,
+                    task,
+                    attempt,
+                    slot,
+                } => {
+                    assert!(*lane < self.lanes_n, "lane {lane} does not exist");
+                    assert!(!self.lanes.contains_key(lane), "lane {lane} is busy");
+                    assert_eq!(*attempt, self.next_attempt(*task));
+                    self.assert_not_running(*task);
+                    self.take_slot(
+                        *slot,
+                        SlotUse::Lane {
+                            lane: *lane,
+                            task: *task,
+                        },
+                    );
+                    self.lanes.insert(
+                        *lane,
+                        Job {
+                            task: *task,
+                            attempt: *attempt,
+                            slot: *slot,
+                        },
+                    );
+                }
+                SchedAction::Signal { key, sig } => {
+                    let p = self
+                        .proc_mut(*key)
+                        .unwrap_or_else(|| panic!("signal to unknown {key:?}"));
+                    assert!(p.alive, "signal to a dead process {key:?}");
+                    p.signals.push(sig.clone());
+                }
+                SchedAction::Shutdown { key } => {
+                    let p = self
+                        .proc_mut(*key)
+                        .unwrap_or_else(|| panic!("shutdown of unknown {key:?}"));
+                    assert!(p.alive, "shutdown of a dead process {key:?}");
+                    p.shutdown = true;
+                }
+                SchedAction::Write { task, slot } => {
+                    let n = &mut self.write_count[task.0 as usize];
+                    *n += 1;
+                    assert_eq!(*n, 1, "{task:?} written twice");
+                    if let Some(slot) = slot {
+                        assert_eq!(
+                            self.slot_use.get(slot),
+                            Some(&SlotUse::Result { task: *task }),
+                            "write of {task:?} from a slot that does not hold its result"
+                        );
+                        self.slot_use
+                            .insert(*slot, SlotUse::Writing { task: *task });
+                    }
+                    self.pending_writes.push((*task, *slot));
+                }
+                SchedAction::Finished => {
+                    assert!(self.pending_writes.is_empty());
+                    assert!(
+                        self.write_count.iter().all(|&n| n == 1),
+                        "finished with write counts {:?}",
+                        self.write_count
+                    );
+                    assert!(self.s.is_done());
+                    self.finished = true;
+                }
+                SchedAction::Fatal(why) => {
+                    assert!(self.s.is_done());
+                    self.fatal = Some(why.clone());
+                }
+            }
+        }
+    }
+
+    /// A chunk being (re)started must not be running on a healthy worker or a lane.
+    fn assert_not_running(&self, task: TaskId) {
+        for p in &self.procs {
+            if p.alive && !p.stopping() {
+                assert!(
+                    p.job.is_none_or(|j| j.task != task),
+                    "{task:?} started again while {:?} still runs it",
+                    p.key
+                );
+            }
+        }
+        for (lane, j) in &self.lanes {
+            assert_ne!(
+                j.task, task,
+                "{task:?} started again while lane {lane} runs it"
+            );
+        }
+    }
+
+    // -- events, by name ----------------------------------------------------------------
+
+    fn ready(&mut self, id: u32) -> Vec<SchedAction> {
+        let key = self.latest(id);
+        self.ready_key(key)
+    }
+
+    fn ready_key(&mut self, key: WorkerKey) -> Vec<SchedAction> {
+        let pid = self.pid(key);
+        self.send(SchedEvent::WorkerReady { key, pid })
+    }
+
+    fn job(&self, key: WorkerKey) -> Job {
+        self.proc(key)
+            .job
+            .unwrap_or_else(|| panic!("{key:?} has no job"))
+    }
+
+    /// The latest worker of lane `id` answers `Done` for its job.
+    fn done(&mut self, id: u32) -> Vec<SchedAction> {
+        let key = self.latest(id);
+        self.done_key(key)
+    }
+
+    fn done_key(&mut self, key: WorkerKey) -> Vec<SchedAction> {
+        let j = self.job(key);
+        self.send(SchedEvent::TaskDone {
+            key,
+            task: j.task,
+            attempt: j.attempt,
+            stats: stats(),
+        })
+    }
+
+    fn fail(&mut self, id: u32, error: &str) -> Vec<SchedAction> {
+        let key = self.latest(id);
+        let j = self.job(key);
+        self.send(SchedEvent::TaskFailed {
+            key,
+            task: j.task,
+            attempt: j.attempt,
+            error: error.into(),
+        })
+    }
+
+    /// The latest process of lane `id` exits.
+    fn exit(&mut self, id: u32, exit: ExitInfo) -> Vec<SchedAction> {
+        let key = self.latest(id);
+        self.exit_key(key, exit)
+    }
+
+    fn exit_key(&mut self, key: WorkerKey, exit: ExitInfo) -> Vec<SchedAction> {
+        assert!(self.proc(key).alive, "{key:?} already exited");
+        self.send(SchedEvent::WorkerExited { key, exit })
+    }
+
+    fn lane_done(&mut self, lane: u32, result: Result<TaskStats, String>) -> Vec<SchedAction> {
+        let j = *self
+            .lanes
+            .get(&lane)
+            .unwrap_or_else(|| panic!("lane {lane} is idle"));
+        self.send(SchedEvent::InProcessDone {
+            lane,
+            task: j.task,
+            attempt: j.attempt,
+            result,
+        })
+    }
+
+    fn written(&mut self, task: TaskId) -> Vec<SchedAction> {
+        self.send(SchedEvent::Written { task })
+    }
+
+    fn write_all(&mut self) -> Vec<SchedAction> {
+        let mut out = Vec::new();
+        while let Some(&(task, _)) = self.pending_writes.first() {
+            out.extend(self.written(task));
+        }
+        out
+    }
+
+    fn tick(&mut self) -> Vec<SchedAction> {
+        self.send(SchedEvent::Tick)
+    }
+
+    /// If lane `id` waits out a backoff, moves the clock to its end and ticks (which must
+    /// spawn it). Returns the key of the lane's current incarnation.
+    fn through_backoff(&mut self, id: u32) -> WorkerKey {
+        if let WorkerState::Backoff { gen, until } = self.s.worker_state(WorkerId(id)).clone() {
+            self.at_instant(until);
+            let acts = self.tick();
+            assert!(spawns(&acts).contains(&key(id, gen)), "{acts:?}");
+        }
+        self.latest(id)
+    }
+
+    /// A live process that is not being stopped, picked at random.
+    fn random_live(&self, rng: &mut Rng, ready_only: bool) -> Option<WorkerKey> {
+        let live: Vec<WorkerKey> = self
+            .procs
+            .iter()
+            .filter(|p| p.alive && !p.stopping() && (p.ready || !ready_only))
+            .map(|p| p.key)
+            .collect();
+        (!live.is_empty()).then(|| live[rng.below(live.len())])
+    }
+
+    // -- the automatic driver -----------------------------------------------------------
+
+    /// One natural thing happens, 1 ms later: a Tick if a deadline is due, else a random
+    /// one of: a process says hello, answers its job (or misbehaves), exits after being
+    /// told to; a lane finishes; the writer finishes a write. With nothing to do, jumps to
+    /// the next deadline. Returns false when the world is stuck.
+    fn step(&mut self, rng: &mut Rng) -> bool {
+        #[derive(Clone, Copy)]
+        enum Choice {
+            Ready(WorkerKey),
+            Reply(WorkerKey),
+            Exit(WorkerKey),
+            Lane(u32),
+            Write(usize),
+        }
+        self.now += ms(1);
+        if self.s.next_deadline().is_some_and(|d| d <= self.now) {
+            self.tick();
+            return true;
+        }
+        let mut choices = Vec::new();
+        for p in self.procs.iter().filter(|p| p.alive) {
+            if p.stopping() {
+                choices.push(Choice::Exit(p.key));
+            } else if !p.ready {
+                choices.push(Choice::Ready(p.key));
+            } else if p.job.is_some() {
+                choices.push(Choice::Reply(p.key));
+            }
+        }
+        choices.extend(self.lanes.keys().map(|&l| Choice::Lane(l)));
+        choices.extend((0..self.pending_writes.len()).map(Choice::Write));
+        if choices.is_empty() {
+            return match self.s.next_deadline() {
+                Some(d) => {
+                    self.now = self.now.max(d);
+                    self.tick();
+                    true
+                }
+                None => false,
+            };
+        }
+        match choices[rng.below(choices.len())] {
+            Choice::Ready(k) => {
+                self.ready_key(k);
+            }
+            Choice::Reply(k) => {
+                let j = self.job(k);
+                match self.misbehave.get(&j.task) {
+                    Some(Misbehave::Crash) => {
+                        self.exit_key(k, killed_by(SIGSEGV));
+                    }
+                    Some(Misbehave::Fail) => {
+                        self.send(SchedEvent::TaskFailed {
+                            key: k,
+                            task: j.task,
+                            attempt: j.attempt,
+                            error: "cannot read block".into(),
+                        });
+                    }
+                    None => {
+                        self.done_key(k);
+                    }
+                }
+            }
+            Choice::Exit(k) => {
+                let p = self.proc(k);
+                let exit = match p.signals.last() {
+                    Some(Sig::Kill) => killed_by(SIGKILL),
+                    Some(Sig::Term) => killed_by(SIGTERM),
+                    None => exited(0),
+                };
+                self.exit_key(k, exit);
+            }
+            Choice::Lane(l) => {
+                self.lane_done(l, Ok(stats()));
+            }
+            Choice::Write(i) => {
+                let task = self.pending_writes[i].0;
+                self.written(task);
+            }
+        }
+        true
+    }
+
+    /// Runs the automatic driver until `Finished` or `Fatal`; panics if stuck.
+    fn run_to_end(&mut self, rng: &mut Rng) {
+        for _ in 0..100_000 {
+            if self.finished || self.fatal.is_some() {
+                return;
+            }
+            if !self.step(rng) {
+                let mut ids: Vec<WorkerId> = self.procs.iter().map(|p| p.key.id).collect();
+                ids.dedup();
+                let states: Vec<WorkerState> = ids
+                    .into_iter()
+                    .map(|id| self.s.worker_state(id).clone())
+                    .collect();
+                panic!(
+                    "stuck with nothing to do: finished {} of {}, workers {states:?}",
+                    self.s.finished(),
+                    self.chunks()
+                );
+            }
+        }
+        panic!("the run did not end in 100000 steps");
+    }
+
+    fn assert_finished(&self) {
+        assert!(self.finished, "not finished (fatal: {:?})", self.fatal);
+        assert!(self.fatal.is_none());
+        assert_eq!(self.s.finished(), self.chunks());
+        assert!(self.write_count.iter().all(|&n| n == 1));
+    }
+
+    fn outcomes(&self) -> Vec<Option<ChunkOutcome>> {
+        (0..self.chunks() as u32)
+            .map(|t| self.s.outcome(TaskId(t)))
+            .collect()
+    }
+
+    fn all_log<T>(&self, f: impl Fn(&[SchedAction]) -> Vec<T>) -> Vec<T> {
+        f(&self.log)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Happy path.
+
+#[test]
+fn happy_path_two_workers_step_by_step() {
+    let (mut w, first) = World::new(config(2, 1, 4), 10);
+    assert_eq!(
+        first,
+        vec![
+            SchedAction::Spawn { key: key(0, 0) },
+            SchedAction::Spawn { key: key(1, 0) }
+        ]
+    );
+    assert!(!w.s.is_done());
+    // Workers are starting: the start deadline is the next thing to watch.
+    assert_eq!(w.s.next_deadline(), Some(w.t(20_000)));
+
+    w.at(1);
+    let a = w.ready(0);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 0), TaskId(0), Attempt(1), SlotId(0))]
+    );
+    assert!(matches!(
+        w.s.worker_state(WorkerId(0)),
+        WorkerState::Busy {
+            task: TaskId(0),
+            ..
+        }
+    ));
+    w.at(2);
+    let a = w.ready(1);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(1, 0), TaskId(1), Attempt(1), SlotId(1))]
+    );
+    // No timeout configured, nobody starting: nothing to wake up for.
+    assert_eq!(w.s.next_deadline(), None);
+
+    w.at(10);
+    let a = w.done(0);
+    assert_eq!(writes(&a), vec![(TaskId(0), Some(SlotId(0)))]);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 0), TaskId(2), Attempt(1), SlotId(2))]
+    );
+    // Chunk 0 is being written, not finished yet.
+    assert_eq!(w.s.outcome(TaskId(0)), None);
+    let a = w.written(TaskId(0));
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(w.s.outcome(TaskId(0)), Some(ChunkOutcome::Done));
+
+    let mut rng = Rng::new(1);
+    w.run_to_end(&mut rng);
+    w.assert_finished();
+    assert!(w.outcomes().iter().all(|o| *o == Some(ChunkOutcome::Done)));
+    for t in 0..10 {
+        let att = w.s.attempts(TaskId(t));
+        assert_eq!(att.len(), 1);
+        assert_eq!(att[0].attempt, 1);
+        assert!(att[0].failure.is_none());
+        assert_eq!(att[0].stats, Some(stats()));
+        assert!(matches!(att[0].executor, Executor::Worker { .. }));
+    }
+    assert_eq!(w.all_log(dispatches).len(), 10);
+    assert_eq!(w.all_log(spawns).len(), 2);
+    assert!(w.all_log(in_process_runs).is_empty());
+    assert!(w.all_log(signals).is_empty());
+    let recs = w.s.worker_records();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs.iter().map(|r| r.chunks).sum::<u32>(), 10);
+    assert!(recs.iter().all(|r| r.ready_ms.is_some() && !r.recycled));
+    assert_eq!(w.s.counters.restarts, 0);
+    assert_eq!(w.s.counters.late_replies, 0);
+    // Both workers were told to go home.
+    let mut sd = w.all_log(shutdowns);
+    sd.sort_by_key(|k| k.id);
+    assert_eq!(sd, vec![key(0, 0), key(1, 0)]);
+    // After the end, the scheduler is silent.
+    assert!(w.s.handle(w.now + ms(5), SchedEvent::Tick).is_empty());
+}
+
+#[test]
+fn happy_path_many_orders_and_tight_slots() {
+    for seed in 0..40 {
+        for slots in [1, 2, 3, 6] {
+            let (mut w, _) = World::new(config(2, 1, slots), 10);
+            let mut rng = Rng::new(seed);
+            w.run_to_end(&mut rng);
+            w.assert_finished();
+            assert!(
+                w.outcomes().iter().all(|o| *o == Some(ChunkOutcome::Done)),
+                "seed {seed} slots {slots}"
+            );
+            assert_eq!(w.all_log(dispatches).len(), 10);
+            assert_eq!(w.all_log(spawns).len(), 2);
+        }
+    }
+}
+
+#[test]
+fn no_chunks_finishes_at_once() {
+    let (w, first) = World::new(config(3, 1, 5), 0);
+    assert_eq!(first, vec![SchedAction::Finished]);
+    assert!(w.s.is_done());
+    assert!(w.procs.is_empty());
+}
+
+#[test]
+fn workers_are_retired_when_nothing_is_left_for_them() {
+    // 3 workers, 2 chunks. The third has nothing to do but is kept while a chunk is still
+    // on a worker (it may crash and need another); a worker is let go once every chunk is
+    // past needing one, and the rest at the end.
+    let (mut w, _) = World::new(config(3, 1, 6), 2);
+    w.ready(0);
+    w.ready(1);
+    let a = w.ready(2);
+    assert!(a.is_empty(), "{a:?}");
+    assert!(matches!(
+        w.s.worker_state(WorkerId(2)),
+        WorkerState::Idle { .. }
+    ));
+    let a = w.done(0);
+    assert!(shutdowns(&a).is_empty(), "{a:?}");
+    let a = w.done(1);
+    assert_eq!(shutdowns(&a), vec![key(1, 0)]);
+    assert_eq!(w.s.worker_state(WorkerId(1)), &WorkerState::Retired);
+    // Its exit is expected and changes nothing.
+    let a = w.exit(1, exited(0));
+    assert!(a.is_empty(), "{a:?}");
+    let a = w.write_all();
+    assert_eq!(
+        a,
+        vec![
+            SchedAction::Shutdown { key: key(0, 0) },
+            SchedAction::Shutdown { key: key(2, 0) },
+            SchedAction::Finished
+        ]
+    );
+    w.assert_finished();
+    assert_eq!(w.s.counters.restarts, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. In process only.
+
+#[test]
+fn in_process_only() {
+    for lanes in [1, 2] {
+        for seed in 0..10 {
+            let (mut w, first) = World::new(config(0, lanes, lanes + 2), 10);
+            let runs = in_process_runs(&first);
+            assert_eq!(runs.len(), lanes as usize);
+            for (i, (lane, task, attempt, _)) in runs.iter().enumerate() {
+                assert_eq!(*lane, i as u32);
+                assert_eq!(*task, TaskId(i as u32));
+                assert_eq!(*attempt, Attempt(1));
+            }
+            assert!(spawns(&first).is_empty());
+            assert_eq!(w.s.next_deadline(), None);
+            let mut rng = Rng::new(seed);
+            w.run_to_end(&mut rng);
+            w.assert_finished();
+            assert!(w
+                .outcomes()
+                .iter()
+                .all(|o| *o == Some(ChunkOutcome::DoneInProcess)));
+            for t in 0..10 {
+                let att = w.s.attempts(TaskId(t));
+                assert_eq!(att.len(), 1);
+                assert!(matches!(att[0].executor, Executor::InProcess { .. }));
+            }
+            assert!(w.all_log(spawns).is_empty());
+            assert!(w.all_log(dispatches).is_empty());
+            assert_eq!(w.all_log(in_process_runs).len(), 10);
+        }
+    }
+}
+
+#[test]
+fn in_process_error_is_retried_in_process_then_quarantined() {
+    let (mut w, first) = World::new(config(0, 1, 3), 2);
+    assert_eq!(
+        in_process_runs(&first),
+        vec![(0, TaskId(0), Attempt(1), SlotId(0))]
+    );
+    w.at(5);
+    for n in 1..=3 {
+        let a = w.lane_done(0, Err("GDAL read failed".into()));
+        let att = w.s.attempts(TaskId(0));
+        assert_eq!(att.len(), n);
+        assert_eq!(
+            att[n - 1].failure,
+            Some(FailureCause::InProcessError {
+                error: "GDAL read failed".into()
+            })
+        );
+        if n < 3 {
+            // Back in process, first in line.
+            assert_eq!(
+                in_process_runs(&a),
+                vec![(0, TaskId(0), Attempt(n as u32 + 1), SlotId(0))]
+            );
+        } else {
+            assert_eq!(writes(&a), vec![(TaskId(0), None)]);
+            assert_eq!(
+                in_process_runs(&a),
+                vec![(0, TaskId(1), Attempt(1), SlotId(0))]
+            );
+        }
+    }
+    w.run_to_end(&mut Rng::new(3));
+    w.assert_finished();
+    assert_eq!(
+        w.outcomes(),
+        vec![
+            Some(ChunkOutcome::Quarantined),
+            Some(ChunkOutcome::DoneInProcess)
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Crash.
+
+#[test]
+fn crash_is_recorded_and_the_chunk_goes_to_a_fresh_worker() {
+    let (mut w, _) = World::new(config(1, 1, 3), 3);
+    w.at(1);
+    w.ready(0);
+    w.at(5);
+    let a = w.done(0);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 0), TaskId(1), Attempt(1), SlotId(1))]
+    );
+    let pid0 = w.pid(key(0, 0));
+
+    w.at(12);
+    let a = w.exit(0, killed_by(SIGSEGV));
+    assert_eq!(a, vec![SchedAction::Spawn { key: key(0, 1) }]);
+    let att = w.s.attempts(TaskId(1));
+    assert_eq!(att.len(), 1);
+    assert_eq!(att[0].attempt, 1);
+    assert_eq!(att[0].failure, Some(segv()));
+    assert_eq!(
+        att[0].executor,
+        Executor::Worker {
+            worker: WorkerId(0),
+            pid: pid0
+        }
+    );
+    assert_eq!((att[0].started_ms, att[0].ended_ms), (5, 12));
+    assert!(att[0].stats.is_none());
+    assert_eq!(w.s.counters.restarts, 1);
+    let rec = &w.s.worker_records()[0];
+    assert_eq!((rec.gen, rec.exited_ms), (0, Some(12)));
+    assert_eq!(rec.cause, Some(segv()));
+    assert!(matches!(
+        w.s.worker_state(WorkerId(0)),
+        WorkerState::Starting { gen: 1, .. }
+    ));
+
+    w.at(13);
+    let a = w.ready(0);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 1), TaskId(1), Attempt(2), SlotId(1))]
+    );
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert!(w.all_log(in_process_runs).is_empty());
+    assert!(w.outcomes().iter().all(|o| *o == Some(ChunkOutcome::Done)));
+    let att = w.s.attempts(TaskId(1));
+    assert_eq!(att.len(), 2);
+    assert!(att[1].failure.is_none());
+}
+
+#[test]
+fn exit_causes_are_classified() {
+    assert_eq!(FailureCause::from_exit(&killed_by(SIGSEGV)), segv());
+    assert_eq!(
+        FailureCause::from_exit(&exited(42)),
+        FailureCause::ExitCode { code: 42 }
+    );
+    assert_eq!(
+        FailureCause::from_exit(&ExitInfo::default()),
+        FailureCause::Disconnected
+    );
+    let oom = ExitInfo {
+        signal: Some(SIGKILL),
+        out_of_memory: true,
+        ..ExitInfo::default()
+    };
+    assert!(matches!(
+        FailureCause::from_exit(&oom),
+        FailureCause::OverMemory { detail } if detail.contains("SIGKILL")
+    ));
+    assert_eq!(signal_name(SIGSEGV), "SIGSEGV");
+    assert_eq!(segv().summary(), "killed by SIGSEGV");
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Quarantine.
+
+#[test]
+fn a_chunk_that_always_crashes_is_quarantined() {
+    for seed in 0..20 {
+        let (mut w, _) = World::new(config(2, 1, 5), 6);
+        w.misbehave.insert(TaskId(3), Misbehave::Crash);
+        w.run_to_end(&mut Rng::new(seed));
+        w.assert_finished();
+        let att = w.s.attempts(TaskId(3));
+        assert_eq!(att.len(), 3, "seed {seed}");
+        for (i, a) in att.iter().enumerate() {
+            assert_eq!(a.attempt, i as u32 + 1);
+            assert_eq!(a.failure, Some(segv()));
+            assert!(matches!(a.executor, Executor::Worker { .. }));
+        }
+        assert_eq!(
+            w.all_log(writes)
+                .into_iter()
+                .filter(|(t, _)| *t == TaskId(3))
+                .collect::<Vec<_>>(),
+            vec![(TaskId(3), None)]
+        );
+        for t in 0..6 {
+            let want = if t == 3 {
+                ChunkOutcome::Quarantined
+            } else {
+                ChunkOutcome::Done
+            };
+            assert_eq!(w.s.outcome(TaskId(t)), Some(want), "seed {seed}");
+        }
+        assert!(w.all_log(in_process_runs).is_empty());
+        // The last crash restarts nobody if nothing is left for workers by then.
+        assert!((2..=3).contains(&w.s.counters.restarts), "seed {seed}");
+    }
+}
+
+#[test]
+fn a_chunk_that_crashed_a_worker_and_then_timed_out_stays_on_workers() {
+    let mut cfg = config(1, 1, 3);
+    cfg.timeout = Some(TimeoutSpec::Fixed(ms(100)));
+    cfg.kill_grace = ms(50);
+    let (mut w, _) = World::new(cfg, 2);
+    w.ready(0);
+    w.at(10);
+    let a = w.exit(0, killed_by(SIGSEGV));
+    assert_eq!(spawns(&a), vec![key(0, 1)]);
+    w.at(11);
+    let a = w.ready(0);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 1), TaskId(0), Attempt(2), SlotId(0))]
+    );
+    w.at(111);
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(0, 1), Sig::Term)]);
+    assert!(in_process_runs(&a).is_empty(), "{a:?}");
+    assert_eq!(
+        w.s.attempts(TaskId(0))[1].failure,
+        Some(FailureCause::Timeout { after_ms: 100 })
+    );
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert!(w.all_log(in_process_runs).is_empty());
+    assert_eq!(w.s.outcome(TaskId(0)), Some(ChunkOutcome::Done));
+    assert_eq!(w.s.attempts(TaskId(0)).len(), 3);
+}
+
+#[test]
+fn a_chunk_that_crashed_a_worker_and_times_out_on_its_last_attempt_is_quarantined() {
+    let mut cfg = config(1, 1, 3);
+    cfg.timeout = Some(TimeoutSpec::Fixed(ms(100)));
+    cfg.max_attempts = 2;
+    let (mut w, _) = World::new(cfg, 2);
+    w.ready(0);
+    w.exit(0, exited(3));
+    w.at(1);
+    w.ready(0);
+    w.at(101);
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(0, 1), Sig::Term)]);
+    assert_eq!(writes(&a), vec![(TaskId(0), None)]);
+    assert!(in_process_runs(&a).is_empty());
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert_eq!(
+        w.outcomes(),
+        vec![Some(ChunkOutcome::Quarantined), Some(ChunkOutcome::Done)]
+    );
+}
+
+#[test]
+fn quarantines_in_a_row_are_fatal() {
+    let mut cfg = config(2, 1, 4);
+    cfg.max_attempts = 1;
+    cfg.max_quarantines_in_row = 4;
+    let (mut w, _) = World::new(cfg, 10);
+    for t in 0..10 {
+        w.misbehave.insert(TaskId(t), Misbehave::Crash);
+    }
+    w.run_to_end(&mut Rng::new(5));
+    let why = w.fatal.clone().expect("fatal");
+    assert!(why.contains("4 chunks in a row were quarantined"), "{why}");
+    assert!(why.contains("killed by SIGSEGV"), "{why}");
+    assert!(!w.finished);
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Fixed timeout.
+
+#[test]
+fn fixed_timeout_terms_then_kills_and_runs_the_chunk_in_process() {
+    let mut cfg = config(2, 1, 3);
+    cfg.timeout = Some(TimeoutSpec::Fixed(ms(100)));
+    cfg.kill_grace = ms(50);
+    let (mut w, _) = World::new(cfg, 3);
+    let a = w.ready(0);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 0), TaskId(0), Attempt(1), SlotId(0))]
+    );
+    assert_eq!(w.s.time_limit(), Some(ms(100)));
+    // Worker 1 is still starting: its start deadline is later than the busy one.
+    assert_eq!(w.s.next_deadline(), Some(w.t(100)));
+    w.at(60);
+    let a = w.ready(1);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(1, 0), TaskId(1), Attempt(1), SlotId(1))]
+    );
+    assert_eq!(w.s.next_deadline(), Some(w.t(100)));
+
+    w.at(99);
+    assert!(w.tick().is_empty());
+
+    w.at(100);
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(0, 0), Sig::Term)]);
+    assert_eq!(
+        in_process_runs(&a),
+        vec![(0, TaskId(0), Attempt(2), SlotId(2))]
+    );
+    assert_eq!(w.s.counters.timeouts, 1);
+    let att = w.s.attempts(TaskId(0));
+    assert_eq!(att.len(), 1);
+    assert_eq!(
+        att[0].failure,
+        Some(FailureCause::Timeout { after_ms: 100 })
+    );
+    assert!(matches!(
+        w.s.worker_state(WorkerId(0)),
+        WorkerState::Stopping {
+            slot: Some(SlotId(0)),
+            kill_at: Some(_),
+            ..
+        }
+    ));
+    // Kill is due at 150, worker 1's own deadline at 160.
+    assert_eq!(w.s.next_deadline(), Some(w.t(150)));
+
+    // Worker 1 finishes; no slot is free (slot 0 is still the stopped worker's).
+    w.at(120);
+    let a = w.done(1);
+    assert_eq!(writes(&a), vec![(TaskId(1), Some(SlotId(1)))]);
+    assert!(dispatches(&a).is_empty(), "{a:?}");
+    w.at(121);
+    let a = w.written(TaskId(1));
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(1, 0), TaskId(2), Attempt(1), SlotId(1))]
+    );
+
+    w.at(149);
+    assert!(w.tick().is_empty());
+    w.at(150);
+    let a = w.tick();
+    assert_eq!(
+        a,
+        vec![SchedAction::Signal {
+            key: key(0, 0),
+            sig: Sig::Kill
+        }]
+    );
+    assert_eq!(w.s.next_deadline(), Some(w.t(221)));
+
+    // The killed worker's answer comes in late: ignored, counted.
+    w.at(151);
+    let a = w.send(SchedEvent::TaskDone {
+        key: key(0, 0),
+        task: TaskId(0),
+        attempt: Attempt(1),
+        stats: stats(),
+    });
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(w.s.counters.late_replies, 1);
+    assert_eq!(w.s.attempts(TaskId(0)).len(), 1);
+
+    w.at(160);
+    let a = w.lane_done(0, Ok(stats()));
+    assert_eq!(writes(&a), vec![(TaskId(0), Some(SlotId(2)))]);
+    w.at(161);
+    let a = w.written(TaskId(0));
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(w.s.outcome(TaskId(0)), Some(ChunkOutcome::DoneInProcess));
+
+    // Only the exit frees slot 0 and brings the lane back.
+    w.at(170);
+    let a = w.exit(0, killed_by(SIGKILL));
+    assert_eq!(a, vec![SchedAction::Spawn { key: key(0, 1) }]);
+    let rec = &w.s.worker_records()[0];
+    assert_eq!(rec.cause, Some(FailureCause::Timeout { after_ms: 100 }));
+
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert_eq!(
+        w.outcomes(),
+        vec![
+            Some(ChunkOutcome::DoneInProcess),
+            Some(ChunkOutcome::Done),
+            Some(ChunkOutcome::Done)
+        ]
+    );
+    assert_eq!(w.write_count, vec![1, 1, 1]);
+    let att = w.s.attempts(TaskId(0));
+    assert_eq!(att.len(), 2);
+    assert_eq!(att[1].executor, Executor::InProcess { lane: 0 });
+}
+
+#[test]
+fn a_slow_worker_that_answers_during_the_grace_period_is_still_ignored() {
+    let mut cfg = config(1, 1, 3);
+    cfg.timeout = Some(TimeoutSpec::Fixed(ms(100)));
+    let (mut w, _) = World::new(cfg, 1);
+    w.ready(0);
+    w.at(100);
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(0, 0), Sig::Term)]);
+    assert_eq!(in_process_runs(&a).len(), 1);
+    // Answers after TERM, before the KILL.
+    w.at(101);
+    assert!(w.done(0).is_empty());
+    assert_eq!(w.s.counters.late_replies, 1);
+    w.at(102);
+    let a = w.exit(0, exited(0));
+    // Nothing left for a worker: the lane is not restarted.
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(w.s.worker_state(WorkerId(0)), &WorkerState::Retired);
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert_eq!(w.write_count, vec![1]);
+    assert_eq!(w.s.outcome(TaskId(0)), Some(ChunkOutcome::DoneInProcess));
+}
+
+#[test]
+fn timeouts_under_random_orders_keep_every_invariant() {
+    // Workers answer after a random number of 1 ms steps; with a 3 ms limit many time out.
+    for seed in 0..30 {
+        let mut cfg = config(3, 1, 6);
+        cfg.timeout = Some(TimeoutSpec::Fixed(ms(3)));
+        cfg.kill_grace = ms(2);
+        let (mut w, _) = World::new(cfg, 12);
+        w.run_to_end(&mut Rng::new(seed));
+        w.assert_finished();
+        assert!(w
+            .outcomes()
+            .iter()
+            .all(|o| matches!(o, Some(ChunkOutcome::Done | ChunkOutcome::DoneInProcess))));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Relative timeout.
+
+#[test]
+fn percent_of_median_timeout() {
+    let mut cfg = config(2, 1, 5);
+    cfg.timeout = Some(TimeoutSpec::PercentOfMedian(500.0));
+    let (mut w, _) = World::new(cfg, 6);
+    w.ready(0);
+    w.ready(1);
+    assert_eq!(w.s.time_limit(), None);
+    assert_eq!(w.s.next_deadline(), None);
+
+    w.at(10);
+    w.done(0); // 10 ms; chunk 2 to worker 0
+    w.at(30);
+    w.done(0); // 20 ms; chunk 3 to worker 0
+    assert_eq!(w.s.time_limit(), None);
+    assert_eq!(w.s.next_deadline(), None);
+    // Two samples only: worker 1, a second into chunk 1, is left alone.
+    w.at(1_000);
+    assert!(w.tick().is_empty());
+
+    w.at(1_030);
+    let a = w.done(0); // 1000 ms: samples 10, 20, 1000, median 20
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 0), TaskId(4), Attempt(1), SlotId(4))]
+    );
+    w.write_all();
+    assert_eq!(w.s.time_limit(), Some(ms(100)));
+    // Worker 1 has been busy since 0: already past 100 ms.
+    assert_eq!(w.s.next_deadline(), Some(w.t(100)));
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(1, 0), Sig::Term)]);
+    let runs = in_process_runs(&a);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].0, runs[0].1, runs[0].2),
+        (0, TaskId(1), Attempt(2))
+    );
+    assert_eq!(
+        w.s.attempts(TaskId(1))[0].failure,
+        Some(FailureCause::Timeout { after_ms: 1_030 })
+    );
+
+    // Worker 0, busy since 1030, gets exactly five times the median.
+    assert_eq!(w.s.next_deadline(), Some(w.t(1_130)));
+    w.at(1_129);
+    assert!(w.tick().is_empty());
+    w.at(1_130);
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(0, 0), Sig::Term)]);
+    assert_eq!(
+        w.s.attempts(TaskId(4))[0].failure,
+        Some(FailureCause::Timeout { after_ms: 100 })
+    );
+    assert_eq!(w.s.counters.timeouts, 2);
+
+    w.run_to_end(&mut Rng::new(9));
+    w.assert_finished();
+    assert_eq!(w.s.outcome(TaskId(1)), Some(ChunkOutcome::DoneInProcess));
+    assert_eq!(w.s.outcome(TaskId(4)), Some(ChunkOutcome::DoneInProcess));
+}
+
+#[test]
+fn percent_of_median_never_goes_below_a_millisecond() {
+    let mut cfg = config(1, 1, 4);
+    cfg.timeout = Some(TimeoutSpec::PercentOfMedian(1.0));
+    let (mut w, _) = World::new(cfg, 5);
+    w.ready(0);
+    for _ in 0..3 {
+        w.done(0); // zero-length chunks
+    }
+    assert_eq!(w.s.time_limit(), Some(ms(1)));
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Garbage and disconnects.
+
+#[test]
+fn garbage_kills_at_once_and_retries_on_a_worker() {
+    let (mut w, _) = World::new(config(2, 1, 3), 3);
+    w.ready(0);
+    w.ready(1);
+    w.at(5);
+    let a = w.send(SchedEvent::Garbage {
+        key: key(0, 0),
+        detail: "bad tag 0xff".into(),
+    });
+    assert_eq!(signals(&a), vec![(key(0, 0), Sig::Kill)]);
+    assert!(dispatches(&a).is_empty());
+    assert!(in_process_runs(&a).is_empty());
+    assert_eq!(
+        w.s.attempts(TaskId(0))[0].failure,
+        Some(FailureCause::Garbage {
+            detail: "bad tag 0xff".into()
+        })
+    );
+    assert!(matches!(
+        w.s.worker_state(WorkerId(0)),
+        WorkerState::Stopping {
+            kill_at: None,
+            slot: Some(SlotId(0)),
+            ..
+        }
+    ));
+    // A second bad message changes nothing.
+    let a = w.send(SchedEvent::Garbage {
+        key: key(0, 0),
+        detail: "more".into(),
+    });
+    assert!(signals(&a).len() <= 1 && dispatches(&a).is_empty());
+    assert_eq!(w.s.attempts(TaskId(0)).len(), 1);
+
+    w.at(10);
+    let a = w.done(1);
+    // Chunk 0 is first in line; slot 0 is still held by the killed worker.
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(1, 0), TaskId(0), Attempt(2), SlotId(2))]
+    );
+    w.at(11);
+    let a = w.exit(0, killed_by(SIGKILL));
+    assert_eq!(spawns(&a), vec![key(0, 1)]);
+    assert_eq!(
+        w.s.worker_records()[0].cause,
+        Some(FailureCause::Garbage {
+            detail: "bad tag 0xff".into()
+        })
+    );
+    w.run_to_end(&mut Rng::new(2));
+    w.assert_finished();
+    assert!(w.all_log(in_process_runs).is_empty());
+    assert!(w.outcomes().iter().all(|o| *o == Some(ChunkOutcome::Done)));
+}
+
+#[test]
+fn disconnect_then_crash_is_recorded_as_the_crash() {
+    // A closed channel is judged by the exit status that follows: no signal yet, the slot
+    // stays held, and the attempt fails with what the exit says.
+    let (mut w, _) = World::new(config(1, 1, 3), 2);
+    w.ready(0);
+    w.at(10);
+    let a = w.send(SchedEvent::Disconnected { key: key(0, 0) });
+    assert!(signals(&a).is_empty(), "{a:?}");
+    assert!(dispatches(&a).is_empty() && in_process_runs(&a).is_empty());
+    assert!(matches!(
+        w.s.worker_state(WorkerId(0)),
+        WorkerState::Stopping {
+            slot: Some(SlotId(0)),
+            ..
+        }
+    ));
+    let deadline = w.s.next_deadline().expect("a kill deadline");
+    assert!(deadline > w.now, "{deadline:?}");
+    w.at(12);
+    let a = w.exit(0, killed_by(SIGSEGV));
+    assert_eq!(spawns(&a), vec![key(0, 1)]);
+    let att = w.s.attempts(TaskId(0));
+    assert_eq!(att.len(), 1);
+    assert_eq!(att[0].failure, Some(segv()));
+    assert_eq!(w.s.worker_records()[0].cause, Some(segv()));
+    let a = w.ready(0);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 1), TaskId(0), Attempt(2), SlotId(0))]
+    );
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert!(w.all_log(in_process_runs).is_empty());
+}
+
+#[test]
+fn disconnected_worker_that_does_not_exit_is_killed() {
+    let (mut w, _) = World::new(config(1, 1, 3), 2);
+    w.ready(0);
+    w.send(SchedEvent::Disconnected { key: key(0, 0) });
+    let deadline = w.s.next_deadline().expect("a kill deadline");
+    w.at_instant(deadline - ms(1));
+    assert!(w.tick().is_empty());
+    w.at_instant(deadline);
+    let a = w.tick();
+    assert_eq!(
+        a,
+        vec![SchedAction::Signal {
+            key: key(0, 0),
+            sig: Sig::Kill
+        }]
+    );
+    let a = w.exit(0, killed_by(SIGKILL));
+    assert_eq!(spawns(&a), vec![key(0, 1)]);
+    assert_eq!(
+        w.s.attempts(TaskId(0))[0].failure,
+        Some(FailureCause::Disconnected)
+    );
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert!(w.all_log(in_process_runs).is_empty());
+    assert_eq!(w.s.attempts(TaskId(0)).len(), 2);
+}
+
+#[test]
+fn mixed_faults_keep_every_invariant() {
+    // Random crashes, worker errors, kills, garbage, disconnects, stray ticks and timeouts,
+    // breakers out of the way: every run must end with every chunk written exactly once.
+    for seed in 0..400 {
+        let mut rng = Rng::new(seed);
+        let workers = 1 + rng.below(4) as u32;
+        let mut cfg = config(workers, 1, workers + 1 + rng.below(3) as u32);
+        cfg.max_attempts = 4;
+        cfg.max_quarantines_in_row = 1_000;
+        cfg.max_idle_deaths = 1_000;
+        cfg.max_start_failures = 1_000;
+        cfg.kill_grace = ms(3);
+        cfg.start_timeout = ms(50);
+        cfg.timeout = Some(if rng.chance(50) {
+            TimeoutSpec::Fixed(ms(2 + rng.below(6) as u64))
+        } else {
+            TimeoutSpec::PercentOfMedian(300.0)
+        });
+        let n = 5 + rng.below(20);
+        let (mut w, _) = World::new(cfg, n);
+        for t in 0..n as u32 {
+            match rng.below(10) {
+                0 => {
+                    w.misbehave.insert(TaskId(t), Misbehave::Crash);
+                }
+                1 => {
+                    w.misbehave.insert(TaskId(t), Misbehave::Fail);
+                }
+                _ => {}
+            }
+        }
+        for _ in 0..100_000 {
+            if w.finished || w.fatal.is_some() {
+                break;
+            }
+            if rng.chance(5) {
+                if let Some(k) = w.random_live(&mut rng, false) {
+                    w.now += ms(1);
+                    let ev = match rng.below(4) {
+                        0 => SchedEvent::WorkerExited {
+                            key: k,
+                            exit: killed_by(SIGKILL),
+                        },
+                        1 => SchedEvent::Garbage {
+                            key: k,
+                            detail: "bad frame".into(),
+                        },
+                        2 => SchedEvent::Disconnected { key: k },
+                        _ => SchedEvent::Tick,
+                    };
+                    w.send(ev);
+                    continue;
+                }
+            }
+            assert!(w.step(&mut rng), "stuck (seed {seed})");
+        }
+        assert!(w.fatal.is_none(), "seed {seed}: {:?}", w.fatal);
+        w.assert_finished();
+        for t in 0..n as u32 {
+            let att = w.s.attempts(TaskId(t));
+            let last = att.last().expect("every chunk was attempted");
+            for (i, a) in att.iter().enumerate() {
+                assert_eq!(a.attempt, i as u32 + 1);
+                assert_eq!(
+                    a.failure.is_none(),
+                    i + 1 == att.len() && last.stats.is_some()
+                );
+            }
+            match w.s.outcome(TaskId(t)) {
+                Some(ChunkOutcome::Done) => {
+                    assert!(matches!(last.executor, Executor::Worker { .. }));
+                    assert!(last.stats.is_some());
+                }
+                Some(ChunkOutcome::DoneInProcess) => {
+                    assert!(matches!(last.executor, Executor::InProcess { .. }));
+                    assert!(last.stats.is_some());
+                }
+                Some(ChunkOutcome::Quarantined) => {
+                    assert!(last.failure.is_some() && last.attempt >= 4, "seed {seed}");
+                }
+                None => panic!("seed {seed}: chunk {t} not finished"),
+            }
+            if !w.misbehave.contains_key(&TaskId(t)) {
+                assert!(att
+                    .iter()
+                    .all(|a| !matches!(a.failure, Some(FailureCause::WorkerError { .. }))));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Restart storms and the breaker.
+
+#[test]
+fn workers_that_cannot_start_are_fatal() {
+    let (mut w, _) = World::new(config(1, 1, 3), 4);
+    for n in 1..=5 {
+        let k = w.through_backoff(0);
+        assert_eq!(k, key(0, n - 1));
+        w.now += ms(1);
+        let exit = ExitInfo {
+            code: Some(127),
+            stderr_tail: vec!["error while loading shared libraries: libgdal.so".into()],
+            ..ExitInfo::default()
+        };
+        let a = w.exit(0, exit);
+        if n < 5 {
+            assert!(fatal(&a).is_none(), "fatal after {n}: {a:?}");
+        } else {
+            let why = fatal(&a).expect("fatal after 5 start failures");
+            assert!(why.contains("workers cannot start"), "{why}");
+            assert!(why.contains("5 in a row"), "{why}");
+            assert!(why.contains("exited with code 127"), "{why}");
+            assert!(why.contains("libgdal.so"), "{why}");
+            assert!(spawns(&a).is_empty());
+        }
+    }
+    assert!(w.s.is_done());
+    // Silent afterwards.
+    w.now += ms(10_000);
+    assert!(w.tick().is_empty());
+}
+
+#[test]
+fn start_failures_that_are_not_in_a_row_are_not_fatal() {
+    let (mut w, _) = World::new(config(1, 1, 3), 4);
+    for _ in 0..3 {
+        for _ in 0..4 {
+            w.through_backoff(0);
+            w.now += ms(1);
+            assert!(fatal(&w.exit(0, exited(1))).is_none());
+        }
+        // One worker starts and finishes a chunk.
+        w.through_backoff(0);
+        w.ready(0);
+        w.done(0);
+        w.exit(0, killed_by(SIGKILL));
+        w.through_backoff(0);
+    }
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+}
+
+/// Two workers, one slot: worker 0 holds the slot, worker 1 can only idle.
+fn one_slot_world() -> World {
+    let (mut w, _) = World::new(config(2, 1, 1), 2);
+    let a = w.ready(0);
+    assert_eq!(dispatches(&a).len(), 1);
+    w
+}
+
+/// Lane 1 comes up, says hello, idles, and is killed.
+fn idle_death(w: &mut World) -> Vec<SchedAction> {
+    w.through_backoff(1);
+    w.now += ms(1);
+    let a = w.ready(1);
+    assert!(dispatches(&a).is_empty());
+    assert!(matches!(
+        w.s.worker_state(WorkerId(1)),
+        WorkerState::Idle { .. }
+    ));
+    w.now += ms(1);
+    w.exit(1, killed_by(SIGKILL))
+}
+
+#[test]
+fn workers_dying_idle_with_no_progress_trip_the_breaker() {
+    let mut w = one_slot_world();
+    for n in 1..=12 {
+        let a = idle_death(&mut w);
+        if n < 12 {
+            assert!(fatal(&a).is_none(), "fatal after {n}");
+        } else {
+            let why = fatal(&a).expect("fatal after 12 idle deaths");
+            assert!(why.contains("workers keep dying"), "{why}");
+            assert!(why.contains("12 deaths"), "{why}");
+            assert!(why.contains("killed by SIGKILL"), "{why}");
+        }
+    }
+}
+
+#[test]
+fn idle_deaths_with_progress_in_between_do_not_trip_the_breaker() {
+    let mut w = one_slot_world();
+    for _ in 0..11 {
+        assert!(fatal(&idle_death(&mut w)).is_none());
+    }
+    // Progress: chunk 0 done (its write keeps the only slot).
+    let a = w.done(0);
+    assert_eq!(writes(&a), vec![(TaskId(0), Some(SlotId(0)))]);
+    assert!(dispatches(&a).is_empty());
+    for _ in 0..11 {
+        assert!(fatal(&idle_death(&mut w)).is_none());
+    }
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert!(w.outcomes().iter().all(|o| *o == Some(ChunkOutcome::Done)));
+    assert_eq!(w.s.counters.restarts, 22);
+}
+
+#[test]
+fn chaos_kills_between_completions_never_trip_the_breaker() {
+    for seed in 0..25 {
+        let mut cfg = config(4, 1, 7);
+        cfg.max_attempts = 20;
+        let (mut w, _) = World::new(cfg, 60);
+        let mut rng = Rng::new(seed);
+        let mut seen = 0;
+        let mut kills = 0;
+        for _ in 0..100_000 {
+            if w.finished || w.fatal.is_some() {
+                break;
+            }
+            if w.completions > seen {
+                seen = w.completions;
+                if rng.chance(80) {
+                    if let Some(k) = w.random_live(&mut rng, true) {
+                        w.now += ms(1);
+                        w.exit_key(k, killed_by(SIGKILL));
+                        kills += 1;
+                    }
+                }
+            }
+            assert!(w.step(&mut rng), "stuck (seed {seed})");
+        }
+        assert!(w.fatal.is_none(), "seed {seed}: {:?}", w.fatal);
+        w.assert_finished();
+        assert!(
+            w.outcomes().iter().all(|o| *o == Some(ChunkOutcome::Done)),
+            "seed {seed}: {:?}",
+            w.outcomes()
+        );
+        assert!(kills > 20, "seed {seed}: only {kills} kills");
+        // A lane whose worker dies when nothing is left for workers is not restarted.
+        assert!(w.s.counters.restarts as usize <= kills && w.s.counters.restarts > 20);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. Backoff.
+
+#[test]
+fn repeated_deaths_of_a_lane_back_off_exponentially() {
+    let mut cfg = config(1, 1, 3);
+    cfg.max_attempts = 50;
+    cfg.backoff_base = ms(25);
+    cfg.backoff_max = ms(100);
+    let (mut w, _) = World::new(cfg, 2);
+    w.ready(0);
+    // First death: restarted at once.
+    w.at(10);
+    let a = w.exit(0, killed_by(SIGSEGV));
+    assert_eq!(spawns(&a), vec![key(0, 1)]);
+
+    // Then 25, 50, 100, 100 ... ms, each +-20 %.
+    let nominal = [25u64, 50, 100, 100, 100, 100];
+    for (i, nom) in nominal.iter().enumerate() {
+        w.now += ms(1);
+        let a = w.ready(0);
+        assert_eq!(dispatches(&a).len(), 1);
+        w.now += ms(1);
+        let died = w.now;
+        let a = w.exit(0, killed_by(SIGSEGV));
+        assert!(spawns(&a).is_empty(), "no immediate restart: {a:?}");
+        let gen = i as u32 + 2;
+        let WorkerState::Backoff { gen: g, until } = w.s.worker_state(WorkerId(0)).clone() else {
+            panic!("expected backoff, got {:?}", w.s.worker_state(WorkerId(0)));
+        };
+        assert_eq!(g, gen);
+        let delay = until - died;
+        assert!(
+            delay >= ms(nom * 8 / 10) && delay < ms(nom * 12 / 10),
+            "failure {}: delay {delay:?}, nominal {nom} ms",
+            i + 2
+        );
+        assert_eq!(w.s.next_deadline(), Some(until));
+        // Events from the dead incarnation and early ticks do nothing.
+        w.at_instant(until - ms(1));
+        assert!(w.tick().is_empty());
+        assert!(w
+            .send(SchedEvent::WorkerReady {
+                key: key(0, gen),
+                pid: 1
+            })
+            .is_empty());
+        w.at_instant(until);
+        let a = w.tick();
+        assert_eq!(a, vec![SchedAction::Spawn { key: key(0, gen) }]);
+    }
+    assert_eq!(w.s.counters.restarts, 7);
+
+    // A finished chunk resets the lane: the next death restarts at once.
+    w.now += ms(1);
+    w.ready(0);
+    w.now += ms(1);
+    w.done(0);
+    w.now += ms(1);
+    let a = w.exit(0, killed_by(SIGSEGV));
+    assert_eq!(spawns(&a).len(), 1, "{a:?}");
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert_eq!(w.s.attempts(TaskId(0)).len(), 8);
+}
+
+#[test]
+fn start_timeout_kills_and_restarts() {
+    let mut cfg = config(1, 1, 3);
+    cfg.start_timeout = ms(1_000);
+    let (mut w, _) = World::new(cfg, 1);
+    assert_eq!(w.s.next_deadline(), Some(w.t(1_000)));
+    w.at(999);
+    assert!(w.tick().is_empty());
+    w.at(1_000);
+    let a = w.tick();
+    assert_eq!(
+        a,
+        vec![SchedAction::Signal {
+            key: key(0, 0),
+            sig: Sig::Kill
+        }]
+    );
+    // A late hello from the killed worker is ignored.
+    assert!(w.ready(0).is_empty());
+    w.at(1_001);
+    let a = w.exit(0, killed_by(SIGKILL));
+    assert_eq!(spawns(&a), vec![key(0, 1)]);
+    assert_eq!(
+        w.s.worker_records()[0].cause,
+        Some(FailureCause::StartTimeout)
+    );
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. Soft memory limit.
+
+#[test]
+fn soft_limit_recycles_the_worker_after_its_chunk() {
+    let (mut w, _) = World::new(config(1, 1, 3), 3);
+    w.ready(0);
+    w.at(5);
+    let a = w.send(SchedEvent::OverSoftLimit { key: key(0, 0) });
+    assert!(a.is_empty(), "{a:?}");
+    w.at(10);
+    let a = w.done(0);
+    assert_eq!(writes(&a), vec![(TaskId(0), Some(SlotId(0)))]);
+    assert_eq!(shutdowns(&a), vec![key(0, 0)]);
+    assert!(
+        dispatches(&a).is_empty(),
+        "no new work for a recycled worker"
+    );
+    assert!(matches!(
+        w.s.worker_state(WorkerId(0)),
+        WorkerState::Stopping {
+            cause: FailureCause::Recycled,
+            slot: None,
+            ..
+        }
+    ));
+    assert_eq!(w.s.counters.recycles, 1);
+    assert!(w.s.worker_records()[0].recycled);
+
+    w.at(20);
+    let a = w.exit(0, exited(0));
+    assert_eq!(a, vec![SchedAction::Spawn { key: key(0, 1) }]);
+    assert_eq!(w.s.counters.restarts, 0, "a recycle is not a restart");
+    let rec = &w.s.worker_records()[0];
+    assert_eq!(rec.cause, Some(FailureCause::Recycled));
+    assert_eq!(rec.chunks, 1);
+    w.at(21);
+    let a = w.ready(0);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 1), TaskId(1), Attempt(1), SlotId(1))]
+    );
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert!(w.outcomes().iter().all(|o| *o == Some(ChunkOutcome::Done)));
+    assert!(!w.s.worker_records()[1].recycled);
+}
+
+#[test]
+fn soft_limit_on_an_idle_worker_recycles_it_at_once() {
+    let (mut w, _) = World::new(config(2, 1, 1), 2);
+    w.ready(0);
+    w.ready(1); // idle: the only slot is worker 0's
+    let a = w.send(SchedEvent::OverSoftLimit { key: key(1, 0) });
+    assert_eq!(a, vec![SchedAction::Shutdown { key: key(1, 0) }]);
+    assert!(w.s.worker_records()[1].recycled);
+    // It ignores the request: killed after the grace period.
+    assert_eq!(w.s.next_deadline(), Some(w.t(500)));
+    w.at(500);
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(1, 0), Sig::Kill)]);
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+}
+
+#[test]
+fn a_recycled_worker_dying_of_oom_is_recorded_as_such() {
+    let (mut w, _) = World::new(config(1, 1, 3), 2);
+    w.ready(0);
+    w.send(SchedEvent::OverSoftLimit { key: key(0, 0) });
+    w.done(0);
+    let a = w.exit(
+        0,
+        ExitInfo {
+            signal: Some(SIGKILL),
+            out_of_memory: true,
+            ..ExitInfo::default()
+        },
+    );
+    assert_eq!(spawns(&a), vec![key(0, 1)]);
+    assert!(matches!(
+        w.s.worker_records()[0].cause,
+        Some(FailureCause::OverMemory { .. })
+    ));
+    assert_eq!(w.s.counters.restarts, 1);
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. Stale events.
+
+#[test]
+fn events_from_an_old_generation_are_ignored() {
+    let (mut w, _) = World::new(config(1, 1, 3), 2);
+    w.ready(0);
+    w.at(5);
+    w.exit(0, killed_by(SIGSEGV));
+    assert!(matches!(
+        w.s.worker_state(WorkerId(0)),
+        WorkerState::Starting { gen: 1, .. }
+    ));
+    let old = key(0, 0);
+    let late = w.s.counters.late_replies;
+    let stale = [
+        SchedEvent::WorkerReady { key: old, pid: 7 },
+        SchedEvent::TaskDone {
+            key: old,
+            task: TaskId(0),
+            attempt: Attempt(1),
+            stats: stats(),
+        },
+        SchedEvent::TaskFailed {
+            key: old,
+            task: TaskId(0),
+            attempt: Attempt(1),
+            error: "x".into(),
+        },
+        SchedEvent::Garbage {
+            key: old,
+            detail: "x".into(),
+        },
+        SchedEvent::Disconnected { key: old },
+        SchedEvent::OverSoftLimit { key: old },
+        SchedEvent::WorkerExited {
+            key: old,
+            exit: killed_by(SIGSEGV),
+        },
+        // A generation from the future, too.
+        SchedEvent::WorkerReady {
+            key: key(0, 9),
+            pid: 7,
+        },
+    ];
+    for ev in stale {
+        w.at(6);
+        let a = w.s.handle(w.now, ev.clone());
+        assert!(a.is_empty(), "{ev:?} gave {a:?}");
+    }
+    assert_eq!(w.s.counters.late_replies, late + 2);
+    assert_eq!(w.s.attempts(TaskId(0)).len(), 1);
+    assert!(matches!(
+        w.s.worker_state(WorkerId(0)),
+        WorkerState::Starting { gen: 1, .. }
+    ));
+    assert_eq!(w.s.counters.restarts, 1);
+    assert!(!w.s.worker_records()[1].recycled);
+
+    // The current incarnation, answering for the wrong attempt, is also late.
+    w.ready(0);
+    let a = w.send(SchedEvent::TaskDone {
+        key: key(0, 1),
+        task: TaskId(0),
+        attempt: Attempt(1),
+        stats: stats(),
+    });
+    assert!(a.is_empty());
+    assert_eq!(w.s.counters.late_replies, late + 3);
+    // Or for another chunk.
+    let a = w.send(SchedEvent::TaskDone {
+        key: key(0, 1),
+        task: TaskId(1),
+        attempt: Attempt(1),
+        stats: stats(),
+    });
+    assert!(a.is_empty());
+    assert_eq!(w.s.counters.late_replies, late + 4);
+    // Written for a chunk that is not being written, and a stray in-process result.
+    assert!(w
+        .s
+        .handle(w.now, SchedEvent::Written { task: TaskId(1) })
+        .is_empty());
+    assert!(w
+        .s
+        .handle(
+            w.now,
+            SchedEvent::InProcessDone {
+                lane: 0,
+                task: TaskId(1),
+                attempt: Attempt(1),
+                result: Ok(stats())
+            }
+        )
+        .is_empty());
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert!(w.outcomes().iter().all(|o| *o == Some(ChunkOutcome::Done)));
+}
+
+// ---------------------------------------------------------------------------------------
+// 12. Worker errors.
+
+#[test]
+fn worker_errors_are_retried_then_quarantined_and_the_worker_lives_on() {
+    let (mut w, _) = World::new(config(1, 1, 3), 3);
+    w.ready(0);
+    w.done(0);
+    for n in 1..=3u32 {
+        w.now += ms(1);
+        let a = w.fail(0, "cannot read block 7");
+        let att = w.s.attempts(TaskId(1));
+        assert_eq!(att.len(), n as usize);
+        assert_eq!(
+            att[n as usize - 1].failure,
+            Some(FailureCause::WorkerError {
+                error: "cannot read block 7".into()
+            })
+        );
+        assert!(spawns(&a).is_empty() && signals(&a).is_empty());
+        if n < 3 {
+            // Same worker, same chunk, next attempt.
+            assert_eq!(
+                dispatches(&a),
+                vec![(key(0, 0), TaskId(1), Attempt(n + 1), SlotId(1))]
+            );
+        } else {
+            assert_eq!(writes(&a), vec![(TaskId(1), None)]);
+            assert_eq!(
+                dispatches(&a),
+                vec![(key(0, 0), TaskId(2), Attempt(1), SlotId(1))]
+            );
+        }
+    }
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert_eq!(
+        w.outcomes(),
+        vec![
+            Some(ChunkOutcome::Done),
+            Some(ChunkOutcome::Quarantined),
+            Some(ChunkOutcome::Done)
+        ]
+    );
+    assert_eq!(w.all_log(spawns), vec![key(0, 0)]);
+    assert!(w.all_log(signals).is_empty());
+    assert_eq!(w.s.counters.restarts, 0);
+    assert_eq!(w.s.worker_records()[0].chunks, 2);
+}
+
+#[test]
+fn worker_errors_under_random_orders() {
+    for seed in 0..20 {
+        let (mut w, _) = World::new(config(3, 1, 5), 12);
+        w.misbehave.insert(TaskId(4), Misbehave::Fail);
+        w.misbehave.insert(TaskId(9), Misbehave::Crash);
+        w.run_to_end(&mut Rng::new(seed));
+        w.assert_finished();
+        for t in 0..12 {
+            let want = if t == 4 || t == 9 {
+                ChunkOutcome::Quarantined
+            } else {
+                ChunkOutcome::Done
+            };
+            assert_eq!(w.s.outcome(TaskId(t)), Some(want), "seed {seed}");
+        }
+        assert!((2..=3).contains(&w.s.counters.restarts), "seed {seed}");
+    }
+}
