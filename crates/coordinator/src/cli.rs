@@ -137,7 +137,7 @@ pub struct ResampleArgs {
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
-    /// GDAL creation option KEY=VALUE (repeatable). Default: TILED=YES COMPRESS=DEFLATE BIGTIFF=IF_SAFER.
+    /// GDAL creation option KEY=VALUE (repeatable). Default: TILED=YES COMPRESS=DEFLATE BIGTIFF=IF_SAFER NUM_THREADS=ALL_CPUS.
     #[arg(long = "co")]
     pub creation_options: Vec<String>,
     /// The worker binary. Default: `worker` beside this program.

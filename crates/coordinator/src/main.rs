@@ -37,9 +37,6 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    // The coordinator reads only for in-process chunks and writes a small output: a modest
-    // block cache, not GDAL's 5 % of RAM.
-    let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "128");
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {

@@ -91,15 +91,11 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
         .unwrap_or_else(|| raster::default_out_type(cfg.agg, sample));
     let out_nodata = raster::out_nodata(cfg.agg, out_type, bands[0].nodata);
     let nb = bands.len() as u64;
-    let plan = plan(
-        info.width,
-        info.height,
-        info.block,
-        f,
-        nb,
-        sample.size() * nb,
-        cfg.chunk_bytes,
-    );
+    // Small rasters still get a few chunks per worker, so that every worker has work.
+    let total = info.width * info.height * sample.size() * nb;
+    let spread = (total / (4 * cfg.workers.max(1) as u64)).max(1 << 20);
+    let target = cfg.chunk_bytes.min(spread);
+    let plan = plan(info.width, info.height, info.block, f, nb, sample.size() * nb, target);
     for fault in &cfg.faults {
         if let Some(c) = fault.chunk {
             if c as usize >= plan.chunks.len() {
@@ -208,6 +204,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             cfg.worker_bin.display()
         )));
     }
+    set_block_cache(cache_bytes(&prep, cfg));
     let seg = Arc::new(
         SharedSegment::create(prep.layout.total_bytes())
             .map_err(|e| CoordError::Resources(format!("creating the shared slot ring: {e}")))?,
@@ -870,6 +867,24 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
         mib(prep.layout.total_bytes())
     ));
     s
+}
+
+/// The coordinator's GDAL block cache: enough for a few rows of output tiles and the chunks
+/// in flight (so a tile is complete before it is evicted and compressed), plus the read
+/// cache of the in-process lanes; not GDAL's 5 % of RAM, so the coordinator's memory does
+/// not grow with the output.
+pub fn cache_bytes(prep: &Prepared, cfg: &ResampleConfig) -> u64 {
+    let p = &prep.plan;
+    let bands = prep.bands.len() as u64;
+    let tile_row = p.out_width * 256 * prep.out_type.size() * bands;
+    let in_flight = prep.layout.slots as u64 * p.max_output_bytes();
+    let reading = if cfg.workers == 0 { prep.lanes as u64 * cfg.gdal_cache } else { 0 };
+    (4 * tile_row + in_flight).clamp(16 << 20, 256 << 20) + reading
+}
+
+fn set_block_cache(bytes: u64) {
+    // SAFETY: GDALSetCacheMax64 only stores a number; it is safe to call at any time.
+    unsafe { gdal_sys::GDALSetCacheMax64(bytes as i64) };
 }
 
 /// Where the worker binary is by default: beside the running coordinator.
