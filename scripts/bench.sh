@@ -3,5 +3,5 @@
 # (see scripts/BENCH.md or scripts/bench.sh --help).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-(cd "$ROOT" && cargo build --release)
+(cd "$ROOT" && cargo build --release --bins && cargo build --release -p blocksum-worker --example decode_floor)
 exec python3 "$ROOT/scripts/bench.py" "$@"

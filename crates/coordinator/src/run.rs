@@ -95,7 +95,15 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     let total = info.width * info.height * sample.size() * nb;
     let spread = (total / (4 * cfg.workers.max(1) as u64)).max(1 << 20);
     let target = cfg.chunk_bytes.min(spread);
-    let plan = plan(info.width, info.height, info.block, f, nb, sample.size() * nb, target);
+    let plan = plan(
+        info.width,
+        info.height,
+        info.block,
+        f,
+        nb,
+        sample.size() * nb,
+        target,
+    );
     for fault in &cfg.faults {
         if let Some(c) = fault.chunk {
             if c as usize >= plan.chunks.len() {
@@ -869,7 +877,7 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
     s
 }
 
-/// The coordinator's GDAL block cache: enough for a few rows of output tiles and the chunks
+/// The coordinator's GDAL block cache: enough for two rows of output tiles and the chunks
 /// in flight (so a tile is complete before it is evicted and compressed), plus the read
 /// cache of the in-process lanes; not GDAL's 5 % of RAM, so the coordinator's memory does
 /// not grow with the output.
@@ -878,8 +886,12 @@ pub fn cache_bytes(prep: &Prepared, cfg: &ResampleConfig) -> u64 {
     let bands = prep.bands.len() as u64;
     let tile_row = p.out_width * 256 * prep.out_type.size() * bands;
     let in_flight = prep.layout.slots as u64 * p.max_output_bytes();
-    let reading = if cfg.workers == 0 { prep.lanes as u64 * cfg.gdal_cache } else { 0 };
-    (4 * tile_row + in_flight).clamp(16 << 20, 256 << 20) + reading
+    let reading = if cfg.workers == 0 {
+        prep.lanes as u64 * cfg.gdal_cache
+    } else {
+        0
+    };
+    (2 * tile_row + in_flight).clamp(8 << 20, 256 << 20) + reading
 }
 
 fn set_block_cache(bytes: u64) {
