@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 PY_DIR = REPO / "scripts" / "py"
 GNU_TIME = "/usr/bin/time"
 
-METHODS = ["ours-pool", "ours-inproc", "floor", "seed-seq", "seed-W", "gdalwarp"]
+METHODS = ["ours-pool", "ours-inproc", "floor", "floor-rasterio", "seed-seq", "seed-W", "gdalwarp"]
 
 # Ratio targets: (name, numerator, denominator, comparison, target).
 RATIOS = [
