@@ -793,7 +793,16 @@ impl Supervisor<'_> {
             coordinator_peak_rss_bytes: crate::os::proc_status_kb(None, &["VmHWM"])
                 .map(|v| v[0])
                 .unwrap_or(0),
-            admission_wait_ms: 0,
+            coordinator_cpu_ms: nix::sys::resource::getrusage(
+                nix::sys::resource::UsageWho::RUSAGE_SELF,
+            )
+            .map(|u| {
+                let ms = |t: nix::sys::time::TimeVal| {
+                    t.tv_sec() as u64 * 1000 + t.tv_usec() as u64 / 1000
+                };
+                ms(u.user_time()) + ms(u.system_time())
+            })
+            .unwrap_or(0),
         };
         Report {
             tool: "blocksum coordinator",
