@@ -2,10 +2,18 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
+use clap::{parser::ValueSource, ArgMatches, Args, Parser, Subcommand, ValueEnum};
 use protocol::{Agg, FaultSpec, SampleType};
 
-use crate::{error::CoordError, run::ResampleConfig, units};
+use crate::{
+    config::{self, Setting, Source},
+    error::CoordError,
+    run::ResampleConfig,
+    sched::TimeoutSpec,
+    units,
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -26,6 +34,10 @@ pub struct Cli {
     /// Worker processes: a number, or `auto` (one fewer than the CPUs, at least 1). 0 runs in process.
     #[arg(long, global = true, env = "BLOCKSUM_WORKERS", value_parser = parse_workers)]
     pub workers: Option<Workers>,
+    /// TOML config file with the seed's `[resampling.multiprocessing]` keys; layered as
+    /// defaults < file < environment < flags (`coordinator config` shows the result).
+    #[arg(long, global = true, env = "BLOCKSUM_CONFIG")]
+    pub config: Option<PathBuf>,
     /// More logging (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -60,6 +72,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write a realistic demo raster (Float32, tiled, DEFLATE, EPSG:4326, with nodata).
     Synth(SynthArgs),
+    /// Print the resolved configuration and where each value came from.
+    Config(PoolArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -112,6 +126,8 @@ pub struct JobArgs {
     /// slow, garbage, oom, leak; CHUNK a chunk index (or *); TIMES the attempts it fires on.
     #[arg(long = "inject-fault", value_parser = parse_fault)]
     pub faults: Vec<FaultSpec>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
 }
 
 fn parse_ot(s: &str) -> Result<SampleType, String> {
@@ -137,30 +153,44 @@ pub struct ResampleArgs {
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
-    /// GDAL creation option KEY=VALUE (repeatable). Default: TILED=YES COMPRESS=DEFLATE BIGTIFF=IF_SAFER NUM_THREADS=ALL_CPUS.
+    /// GDAL creation option KEY=VALUE (repeatable). Default: TILED=YES COMPRESS=DEFLATE ZLEVEL=1 BIGTIFF=IF_SAFER NUM_THREADS=ALL_CPUS.
     #[arg(long = "co")]
     pub creation_options: Vec<String>,
     /// The worker binary. Default: `worker` beside this program.
     #[arg(long, env = "BLOCKSUM_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
-    /// Attempts per chunk before it is quarantined.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_attempts: u32,
-    /// Time limit per attempt: 500ms, 30s, 2m, or a percentage of the median chunk time (500%).
-    #[arg(long, value_parser = units::parse_timeout)]
-    pub task_timeout: Option<crate::sched::TimeoutSpec>,
     /// Grace between TERM and KILL when stopping a worker.
     #[arg(long, default_value = "500ms", value_parser = units::parse_duration)]
     pub kill_grace: std::time::Duration,
-    /// Hard memory limit per worker (RLIMIT_DATA): 512MiB, 2GiB...
-    #[arg(long, value_parser = units::parse_size)]
+}
+
+/// Pool, memory and retry options: flags over environment over the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PoolArgs {
+    /// Attempts per chunk before it is quarantined [default: 3].
+    #[arg(long, env = "BLOCKSUM_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+    /// Time limit per attempt: 500ms, 30s, 2m, or a percentage of the median chunk time (500%).
+    #[arg(long, env = "BLOCKSUM_TASK_TIMEOUT", value_parser = units::parse_timeout)]
+    pub task_timeout: Option<crate::sched::TimeoutSpec>,
+    /// Hard memory limit per worker, enforced by the kernel (RLIMIT_DATA): 512MiB, 2GiB...
+    /// [default: (80 % of available memory - slot ring) / workers].
+    #[arg(long, env = "BLOCKSUM_MEMORY_LIMIT_PER_WORKER", value_parser = units::parse_size)]
     pub memory_limit_per_worker: Option<u64>,
-    /// Fraction of the limit at which a worker is recycled after its chunk.
-    #[arg(long, default_value_t = 0.8)]
-    pub soft_fraction: f64,
-    /// How often worker memory is sampled.
-    #[arg(long, default_value = "100ms", value_parser = units::parse_duration)]
-    pub memory_poll: std::time::Duration,
+    /// Fraction of the limit of private memory (RssAnon) above which a worker is recycled
+    /// after its chunk [default: 0.8].
+    #[arg(long, env = "BLOCKSUM_SOFT_FRACTION")]
+    pub soft_fraction: Option<f64>,
+    /// How often worker memory and free memory are sampled [default: 100ms].
+    #[arg(long, env = "BLOCKSUM_MEMORY_POLL", value_parser = units::parse_duration)]
+    pub memory_poll: Option<std::time::Duration>,
+    /// Do not dispatch a chunk while the machine has less available memory than this: the
+    /// run waits (like GNU parallel's --memfree).
+    #[arg(long, env = "BLOCKSUM_MIN_FREE_MEMORY", value_parser = units::parse_size)]
+    pub min_free_memory: Option<u64>,
+    /// Slots beyond one per worker: finished chunks waiting for the writer [default: 2].
+    #[arg(long, env = "BLOCKSUM_CHUNK_PREFETCH")]
+    pub chunk_prefetch: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -194,22 +224,268 @@ fn cpus() -> u32 {
         .unwrap_or(1)
 }
 
-/// Resolves the worker count: `--in-process` wins, then `--workers`, then auto.
-pub fn resolve_workers(w: Option<Workers>, in_process: bool) -> u32 {
-    if in_process {
-        return 0;
-    }
-    match w {
-        Some(Workers::N(n)) => {
-            if n > cpus() {
-                tracing::warn!(
-                    "--workers {n} is more than the {} CPUs here: honoured",
-                    cpus()
-                );
-            }
-            n
+/// `--workers` as resolved: auto, or a number (0: in process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkersSetting {
+    Auto,
+    N(u32),
+}
+
+impl std::fmt::Display for WorkersSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkersSetting::Auto => write!(
+                f,
+                "auto (min(CPUs - 1, what memory allows) = up to {})",
+                cpus().saturating_sub(1).max(1)
+            ),
+            WorkersSetting::N(0) => f.write_str("0 (in process)"),
+            WorkersSetting::N(n) => write!(f, "{n}"),
         }
-        Some(Workers::Auto) | None => cpus().saturating_sub(1).max(1),
+    }
+}
+
+/// Every layered setting with its source: what `coordinator config` prints.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_file: Option<PathBuf>,
+    pub workers: Setting<WorkersSetting>,
+    pub max_attempts: Setting<u32>,
+    pub task_timeout: Setting<Option<TimeoutSpec>>,
+    pub memory_limit: Setting<Option<u64>>,
+    pub soft_fraction: Setting<f64>,
+    pub memory_poll: Setting<Duration>,
+    pub min_free_memory: Setting<Option<u64>>,
+    pub chunk_prefetch: Setting<u32>,
+    pub chunk_queue: Setting<Option<u32>>,
+    pub result_queue: Setting<Option<u32>>,
+}
+
+fn source_of(m: Option<&ArgMatches>, id: &str, env: &'static str) -> Source {
+    match m.and_then(|m| m.value_source(id)) {
+        Some(ValueSource::EnvVariable) => Source::Env(env),
+        Some(ValueSource::CommandLine) => Source::Flag,
+        _ => Source::Default,
+    }
+}
+
+/// Layers defaults < config file < environment < flags.
+pub fn settings(
+    cli: &Cli,
+    matches: &ArgMatches,
+    pool: &PoolArgs,
+    in_process: bool,
+) -> Result<Settings, CoordError> {
+    // Global arguments are visible in the subcommand's matches too.
+    let m = matches.subcommand().map(|(_, m)| m).or(Some(matches));
+    let file = match &cli.config {
+        Some(p) => Some((p.clone(), config::load(p)?)),
+        None => None,
+    };
+    let fsrc = || Source::File(file.as_ref().map(|(p, _)| p.clone()).unwrap_or_default());
+    let fm = file.as_ref().map(|(_, r)| &r.resampling.multiprocessing);
+    let size = |s: &Option<String>| {
+        s.as_deref()
+            .map(|v| units::parse_size(v).expect("validated by config::load"))
+    };
+
+    let mut workers = Setting::default(WorkersSetting::Auto);
+    if let Some(fm) = fm {
+        workers.layer(fm.max_workers.map(WorkersSetting::N), fsrc());
+        if fm.enabled == Some(false) {
+            workers.layer(Some(WorkersSetting::N(0)), fsrc());
+        }
+    }
+    let w = cli.workers.map(|w| match w {
+        Workers::Auto => WorkersSetting::Auto,
+        Workers::N(n) => WorkersSetting::N(n),
+    });
+    workers.layer(w, source_of(m, "workers", "BLOCKSUM_WORKERS"));
+    if in_process {
+        workers.layer(Some(WorkersSetting::N(0)), Source::Flag);
+    }
+
+    let mut max_attempts = Setting::default(3);
+    max_attempts.layer(fm.and_then(|f| f.max_attempts), fsrc());
+    max_attempts.layer(
+        pool.max_attempts,
+        source_of(m, "max_attempts", "BLOCKSUM_MAX_ATTEMPTS"),
+    );
+
+    let mut task_timeout = Setting::default(None);
+    task_timeout.layer(
+        fm.and_then(|f| {
+            f.task_timeout
+                .as_deref()
+                .map(|t| Some(units::parse_timeout(t).expect("validated")))
+        }),
+        fsrc(),
+    );
+    task_timeout.layer(
+        pool.task_timeout.map(Some),
+        source_of(m, "task_timeout", "BLOCKSUM_TASK_TIMEOUT"),
+    );
+
+    let mut memory_limit = Setting::default(None);
+    memory_limit.layer(
+        fm.and_then(|f| size(&f.memory_limit_per_worker)).map(Some),
+        fsrc(),
+    );
+    memory_limit.layer(
+        pool.memory_limit_per_worker.map(Some),
+        source_of(
+            m,
+            "memory_limit_per_worker",
+            "BLOCKSUM_MEMORY_LIMIT_PER_WORKER",
+        ),
+    );
+
+    let mut soft_fraction = Setting::default(0.8);
+    soft_fraction.layer(fm.and_then(|f| f.memory_soft_fraction), fsrc());
+    soft_fraction.layer(
+        pool.soft_fraction,
+        source_of(m, "soft_fraction", "BLOCKSUM_SOFT_FRACTION"),
+    );
+    if !(soft_fraction.value > 0.0 && soft_fraction.value <= 1.0) {
+        return Err(CoordError::BadInput(format!(
+            "--soft-fraction {} is not in (0, 1]",
+            soft_fraction.value
+        )));
+    }
+
+    let mut memory_poll = Setting::default(Duration::from_millis(100));
+    memory_poll.layer(
+        fm.and_then(|f| {
+            f.memory_poll
+                .as_deref()
+                .map(|d| units::parse_duration(d).expect("validated"))
+        }),
+        fsrc(),
+    );
+    memory_poll.layer(
+        pool.memory_poll,
+        source_of(m, "memory_poll", "BLOCKSUM_MEMORY_POLL"),
+    );
+
+    let mut min_free_memory = Setting::default(None);
+    min_free_memory.layer(fm.and_then(|f| size(&f.min_free_memory)).map(Some), fsrc());
+    min_free_memory.layer(
+        pool.min_free_memory.map(Some),
+        source_of(m, "min_free_memory", "BLOCKSUM_MIN_FREE_MEMORY"),
+    );
+
+    let mut chunk_prefetch = Setting::default(2);
+    chunk_prefetch.layer(fm.and_then(|f| f.chunk_prefetch), fsrc());
+    chunk_prefetch.layer(
+        pool.chunk_prefetch,
+        source_of(m, "chunk_prefetch", "BLOCKSUM_CHUNK_PREFETCH"),
+    );
+
+    let mut chunk_queue = Setting::default(None);
+    chunk_queue.layer(fm.and_then(|f| f.queue_sizes.chunk_queue).map(Some), fsrc());
+    let mut result_queue = Setting::default(None);
+    result_queue.layer(
+        fm.and_then(|f| f.queue_sizes.result_queue).map(Some),
+        fsrc(),
+    );
+
+    Ok(Settings {
+        config_file: cli.config.clone(),
+        workers,
+        max_attempts,
+        task_timeout,
+        memory_limit,
+        soft_fraction,
+        memory_poll,
+        min_free_memory,
+        chunk_prefetch,
+        chunk_queue,
+        result_queue,
+    })
+}
+
+impl Settings {
+    /// The text `coordinator config` prints.
+    pub fn describe(&self) -> String {
+        let size = |v: Option<u64>, none: &str| {
+            v.map(|b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
+                .unwrap_or(none.to_string())
+        };
+        let rows: Vec<(&str, String, &Source)> = vec![
+            (
+                "workers",
+                self.workers.value.to_string(),
+                &self.workers.source,
+            ),
+            (
+                "max_attempts",
+                self.max_attempts.value.to_string(),
+                &self.max_attempts.source,
+            ),
+            (
+                "task_timeout",
+                match self.task_timeout.value {
+                    None => "none".into(),
+                    Some(TimeoutSpec::Fixed(d)) => format!("{d:?}"),
+                    Some(TimeoutSpec::PercentOfMedian(p)) => {
+                        format!("{p}% of the median chunk time")
+                    }
+                },
+                &self.task_timeout.source,
+            ),
+            (
+                "memory_limit_per_worker",
+                size(
+                    self.memory_limit.value,
+                    "auto ((80 % of available - slot ring) / workers)",
+                ),
+                &self.memory_limit.source,
+            ),
+            (
+                "memory_soft_fraction",
+                self.soft_fraction.value.to_string(),
+                &self.soft_fraction.source,
+            ),
+            (
+                "memory_poll",
+                format!("{:?}", self.memory_poll.value),
+                &self.memory_poll.source,
+            ),
+            (
+                "min_free_memory",
+                size(self.min_free_memory.value, "none"),
+                &self.min_free_memory.source,
+            ),
+            (
+                "chunk_prefetch",
+                self.chunk_prefetch.value.to_string(),
+                &self.chunk_prefetch.source,
+            ),
+            (
+                "queue_sizes.chunk_queue",
+                self.chunk_queue
+                    .value
+                    .map(|v| format!("{v} (caps the slot ring)"))
+                    .unwrap_or("none".into()),
+                &self.chunk_queue.source,
+            ),
+            (
+                "queue_sizes.result_queue",
+                self.result_queue
+                    .value
+                    .map(|v| format!("{v} (bounded by the slot ring already)"))
+                    .unwrap_or("none".into()),
+                &self.result_queue.source,
+            ),
+        ];
+        let mut out = match &self.config_file {
+            Some(p) => format!("config file: {}\n", p.display()),
+            None => "config file: none\n".to_string(),
+        };
+        for (k, v, s) in rows {
+            out.push_str(&format!("{k:<26} {v:<50} ({s})\n"));
+        }
+        out
     }
 }
 
@@ -224,12 +500,24 @@ fn chunk_bytes(mib: f64) -> Result<u64, CoordError> {
 
 /// Builds the resolved config for `resample` (and for `plan`, with defaults for the rest).
 pub fn resolve(
-    workers: Option<Workers>,
-    quiet: bool,
+    cli: &Cli,
+    matches: &ArgMatches,
     job: &JobArgs,
     r: Option<&ResampleArgs>,
-) -> Result<ResampleConfig, CoordError> {
-    let workers = resolve_workers(workers, job.in_process);
+) -> Result<(ResampleConfig, Settings), CoordError> {
+    let st = settings(cli, matches, &job.pool, job.in_process)?;
+    let (workers, workers_auto) = match st.workers.value {
+        WorkersSetting::Auto => (cpus().saturating_sub(1).max(1), true),
+        WorkersSetting::N(n) => {
+            if n > cpus() {
+                tracing::warn!(
+                    "--workers {n} is more than the {} CPUs here: honoured",
+                    cpus()
+                );
+            }
+            (n, false)
+        }
+    };
     let mut co = r.map(|r| r.creation_options.clone()).unwrap_or_default();
     for c in &co {
         if !c.contains('=') {
@@ -240,6 +528,10 @@ pub fn resolve(
         ("TILED", "YES"),
         ("COMPRESS", "DEFLATE"),
         ("BIGTIFF", "IF_SAFER"),
+        ("NUM_THREADS", "ALL_CPUS"),
+        // Level 1 compresses the Float64 output about 4x faster than the default 6 for a few
+        // percent more bytes: the writer then keeps up with the readers.
+        ("ZLEVEL", "1"),
     ] {
         if !co.iter().any(|c| {
             c.split('=')
@@ -249,14 +541,7 @@ pub fn resolve(
             co.push(format!("{k}={v}"));
         }
     }
-    if let Some(r) = r {
-        if !(r.soft_fraction > 0.0 && r.soft_fraction <= 1.0) {
-            return Err(CoordError::BadInput(
-                "--soft-fraction must be in (0, 1]".into(),
-            ));
-        }
-    }
-    Ok(ResampleConfig {
+    let cfg = ResampleConfig {
         input: job.input.clone(),
         output: r.map(|r| r.output.clone()).unwrap_or_default(),
         factor: job.factor,
@@ -265,6 +550,7 @@ pub fn resolve(
         out_type: job.ot,
         chunk_bytes: chunk_bytes(job.chunk_mib)?,
         workers,
+        workers_auto,
         in_process_threads: cpus().saturating_sub(1).max(1),
         report: r.and_then(|r| r.report.clone()),
         overwrite: r.is_some_and(|r| r.overwrite),
@@ -272,19 +558,20 @@ pub fn resolve(
         worker_bin: r
             .and_then(|r| r.worker_bin.clone())
             .unwrap_or_else(crate::run::default_worker_bin),
-        max_attempts: r.map(|r| r.max_attempts).unwrap_or(3),
-        task_timeout: r.and_then(|r| r.task_timeout),
+        max_attempts: st.max_attempts.value,
+        task_timeout: st.task_timeout.value,
         kill_grace: r
             .map(|r| r.kill_grace)
-            .unwrap_or(std::time::Duration::from_millis(500)),
+            .unwrap_or(Duration::from_millis(500)),
         faults: job.faults.clone(),
-        memory_limit: r.and_then(|r| r.memory_limit_per_worker),
-        soft_fraction: r.map(|r| r.soft_fraction).unwrap_or(0.8),
-        memory_poll: r
-            .map(|r| r.memory_poll)
-            .unwrap_or(std::time::Duration::from_millis(100)),
-        gdal_cache: 64 << 20,
+        memory_limit: st.memory_limit.value,
+        soft_fraction: st.soft_fraction.value,
+        memory_poll: st.memory_poll.value,
+        min_free_memory: st.min_free_memory.value,
+        chunk_prefetch: st.chunk_prefetch.value,
+        chunk_queue: st.chunk_queue.value,
         progress: true,
-        quiet,
-    })
+        quiet: cli.quiet,
+    };
+    Ok((cfg, st))
 }

@@ -7,7 +7,9 @@
 //! (in-process executor), [`writer`] (the output), [`memory`] (sampling), [`os`] (unsafe and
 //! Unix specifics), [`report`], [`progress`], [`synth`], [`cli`], [`units`].
 
+pub mod budget;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod inproc;
 pub mod memory;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use coordinator::{
     cli::{self, Cli, Command},
     error::CoordError,
@@ -11,7 +11,12 @@ use coordinator::{
 };
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // Parse through ArgMatches to know, for each value, whether a flag or the environment
+    // gave it (the config file sits below both).
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -37,7 +42,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    match dispatch(&cli) {
+    match dispatch(&cli, &matches) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("error: {e}");
@@ -46,10 +51,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
+fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> Result<i32, CoordError> {
     match &cli.command {
         Command::Resample(r) => {
-            let cfg = cli::resolve(cli.workers, cli.quiet, &r.job, Some(r))?;
+            let (cfg, _) = cli::resolve(cli, matches, &r.job, Some(r))?;
             let summary = run::resample(&cfg)?;
             if !cli.quiet {
                 eprintln!("{}", summary.message);
@@ -57,7 +62,7 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
             Ok(summary.exit_code)
         }
         Command::Plan(p) => {
-            let cfg = cli::resolve(cli.workers, cli.quiet, &p.job, None)?;
+            let (cfg, _) = cli::resolve(cli, matches, &p.job, None)?;
             let prep = run::prepare(&cfg)?;
             if p.json {
                 let summary = coordinator::report::PlanSummary::new(
@@ -66,6 +71,8 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
                     prep.layout.slot_bytes(),
                 );
                 let mut v = serde_json::to_value(&summary)
+                    .map_err(|e| CoordError::Internal(e.to_string()))?;
+                v["memory"] = serde_json::to_value(&prep.memory)
                     .map_err(|e| CoordError::Internal(e.to_string()))?;
                 if p.chunks {
                     v["chunk_list"] = serde_json::to_value(&prep.plan.chunks)
@@ -88,6 +95,11 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
                     }
                 }
             }
+            Ok(0)
+        }
+        Command::Config(pool) => {
+            let st = cli::settings(cli, matches, pool, false)?;
+            print!("{}", st.describe());
             Ok(0)
         }
         Command::Synth(s) => {

@@ -1,7 +1,8 @@
 //! The memory sampler: every `--memory-poll`, read each live worker's /proc status (VmHWM,
 //! VmRSS, RssAnon). RssAnon is the worker's private resident memory: the shared slots it
 //! touched count in RssShmem, not here. Peaks go to the report; crossing the soft limit
-//! becomes an `OverSoftLimit` event (the worker is recycled after its chunk).
+//! becomes an `OverSoftLimit` event (the worker is recycled after its chunk). With
+//! `--min-free-memory`, the machine's available memory opens and closes admission.
 
 use std::{
     collections::HashMap,
@@ -47,6 +48,7 @@ pub fn start<E: Send + 'static>(
     state: MemState,
     poll: Duration,
     soft_limit: Option<u64>,
+    min_free: Option<u64>,
     events: mpsc::Sender<E>,
     wrap: fn(SchedEvent) -> E,
 ) {
@@ -54,7 +56,21 @@ pub fn start<E: Send + 'static>(
         .name("memory".into())
         .spawn(move || {
             let mut flagged: std::collections::HashSet<(u32, u32)> = Default::default();
+            let mut open = None;
             loop {
+                // Admission: hold dispatch while the machine is short of memory.
+                if let Some(min) = min_free {
+                    let now_open = crate::run::available_memory() >= min;
+                    if open != Some(now_open) {
+                        open = Some(now_open);
+                        if events
+                            .send(wrap(SchedEvent::Admission { open: now_open }))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
                 let live = state.lock().unwrap_or_else(|p| p.into_inner()).live.clone();
                 for (key, pid) in live {
                     let Some(anon) = sample(&state, key, pid) else {

@@ -80,3 +80,10 @@ pub fn proc_status_kb(pid: Option<u32>, keys: &[&str]) -> Option<Vec<u64>> {
     }
     Some(out)
 }
+
+/// MemAvailable from /proc/meminfo, in bytes.
+pub fn meminfo_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}

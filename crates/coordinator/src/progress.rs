@@ -40,6 +40,17 @@ impl Progress {
         }
     }
 
+    /// Shows (or clears) that dispatch waits for free memory.
+    pub fn waiting(&mut self, waiting: bool) {
+        if let Some(b) = &self.bar {
+            b.set_message(if waiting {
+                "waiting for free memory (--min-free-memory)".to_string()
+            } else {
+                String::new()
+            });
+        }
+    }
+
     pub fn finish(&mut self) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();

@@ -96,6 +96,8 @@ pub struct Totals {
     pub wall_ms: u64,
     pub input_mib_per_s: f64,
     pub coordinator_peak_rss_bytes: u64,
+    /// Time dispatch was held because available memory was under `--min-free-memory`.
+    pub admission_wait_ms: u64,
     /// User + system CPU of the coordinator process itself (writer and in-process lanes included).
     pub coordinator_cpu_ms: u64,
 }

@@ -13,6 +13,7 @@ use protocol::{Agg, FaultSpec, KernelSpec, SampleType, SlotLayout, TaskMsg, ToWo
 use worker::shm::SharedSegment;
 
 use crate::{
+    budget::{self, MemoryPlan},
     error::CoordError,
     inproc,
     memory::{self, MemShared, MemState},
@@ -39,6 +40,8 @@ pub struct ResampleConfig {
     pub chunk_bytes: u64,
     /// 0: in-process only.
     pub workers: u32,
+    /// `--workers auto`: memory may lower `workers`.
+    pub workers_auto: bool,
     pub in_process_threads: u32,
     pub report: Option<PathBuf>,
     pub overwrite: bool,
@@ -52,8 +55,12 @@ pub struct ResampleConfig {
     pub memory_limit: Option<u64>,
     pub soft_fraction: f64,
     pub memory_poll: Duration,
-    /// Per-worker GDAL block cache, bytes.
-    pub gdal_cache: u64,
+    /// Admission: no dispatch while available memory is below this.
+    pub min_free_memory: Option<u64>,
+    /// Slots beyond one per worker and lane.
+    pub chunk_prefetch: u32,
+    /// Upper bound on the slot ring (the seed's `queue_sizes.chunk_queue`).
+    pub chunk_queue: Option<u32>,
     pub progress: bool,
     pub quiet: bool,
 }
@@ -69,6 +76,7 @@ pub struct Prepared {
     pub plan: Plan,
     pub layout: SlotLayout,
     pub lanes: u32,
+    pub memory: MemoryPlan,
 }
 
 /// Validates the input and the options and plans the run, without starting anything.
@@ -121,10 +129,50 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     } else {
         1
     };
-    // A slot per worker and per lane, plus two so the writer never starves the pool.
-    let slots = cfg.workers + lanes + 2;
-    let layout = SlotLayout::new(slots, plan.max_input_bytes(), plan.max_output_bytes())
-        .map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
+    let slots_for = |workers: u32| {
+        // A slot per worker and per lane, plus the prefetch so the writer never starves the
+        // pool; `chunk_queue` caps the ring.
+        let want = workers + lanes + cfg.chunk_prefetch.max(1);
+        cfg.chunk_queue.map_or(want, |q| want.min(q.max(lanes + 1)))
+    };
+    let layout_for = |workers: u32| {
+        SlotLayout::new(
+            slots_for(workers),
+            plan.max_input_bytes(),
+            plan.max_output_bytes(),
+        )
+    };
+    layout_for(cfg.workers).map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
+    let coordinator_cache = coordinator_cache_bytes(
+        &plan,
+        out_type,
+        bands.len() as u64,
+        slots_for(cfg.workers),
+        lanes,
+        cfg.workers,
+    );
+    let memory = budget::plan_memory(
+        available_memory(),
+        cfg.workers,
+        cfg.workers_auto,
+        cfg.memory_limit,
+        cfg.soft_fraction,
+        coordinator_cache,
+        |w| {
+            layout_for(w)
+                .map(|l| l.total_bytes())
+                .unwrap_or(u64::MAX / 4)
+        },
+    )?;
+    let layout =
+        layout_for(memory.workers).map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
+    if layout.slots < memory.workers + lanes {
+        tracing::warn!(
+            "queue_sizes.chunk_queue allows {} chunks in flight for {} workers: some will idle",
+            layout.slots,
+            memory.workers
+        );
+    }
     Ok(Prepared {
         info,
         bands,
@@ -134,7 +182,19 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
         plan,
         layout,
         lanes,
+        memory,
     })
+}
+
+/// Available memory as the kernel estimates it (MemAvailable).
+pub fn available_memory() -> u64 {
+    match sysinfo::System::new() {
+        Ok(mut s) => {
+            s.refresh_memory();
+            s.available_memory()
+        }
+        Err(_) => crate::os::meminfo_available().unwrap_or(0),
+    }
 }
 
 /// Output checks that must pass before any work starts.
@@ -206,13 +266,13 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let t_start = Instant::now();
     let prep = prepare(cfg)?;
     check_output(cfg)?;
-    if cfg.workers > 0 && !cfg.worker_bin.is_file() {
+    if prep.memory.workers > 0 && !cfg.worker_bin.is_file() {
         return Err(CoordError::Workers(format!(
             "worker binary not found at '{}' (set --worker-bin or BLOCKSUM_WORKER_BIN)",
             cfg.worker_bin.display()
         )));
     }
-    set_block_cache(cache_bytes(&prep, cfg));
+    set_block_cache(prep.memory.coordinator - prep.memory.ring - budget::COORDINATOR_BASE);
     let seg = Arc::new(
         SharedSegment::create(prep.layout.total_bytes())
             .map_err(|e| CoordError::Resources(format!("creating the shared slot ring: {e}")))?,
@@ -248,11 +308,15 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     );
     let signals = install_signals(tx.clone())?;
     let mem: MemState = Arc::new(Mutex::new(MemShared::default()));
-    if cfg.workers > 0 {
-        let soft = cfg
-            .memory_limit
-            .map(|l| (l as f64 * cfg.soft_fraction) as u64);
-        memory::start(mem.clone(), cfg.memory_poll, soft, tx.clone(), wrap_sched);
+    if prep.memory.workers > 0 || cfg.min_free_memory.is_some() {
+        memory::start(
+            mem.clone(),
+            cfg.memory_poll,
+            prep.memory.soft,
+            cfg.min_free_memory,
+            tx.clone(),
+            wrap_sched,
+        );
     }
 
     let pool_cfg = PoolConfig {
@@ -261,16 +325,17 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         bands: band_numbers,
         shm_fd: seg.raw_fd(),
         shm_len: seg.len(),
-        data_limit: cfg.memory_limit,
+        data_limit: prep.memory.limit,
         env: vec![
             (
                 "GDAL_CACHEMAX".into(),
-                format!("{}", (cfg.gdal_cache >> 20).max(1)),
+                format!("{}", (prep.memory.gdal_cache >> 20).max(1)),
             ),
             ("GDAL_NUM_THREADS".into(), "1".into()),
         ],
     };
-    let mut sc = SchedConfig::new(cfg.workers, prep.lanes, prep.layout.slots);
+    let mut sc = SchedConfig::new(prep.memory.workers, prep.lanes, prep.layout.slots);
+    sc.admission_open = cfg.min_free_memory.is_none_or(|m| available_memory() >= m);
     sc.max_attempts = cfg.max_attempts;
     sc.timeout = cfg.task_timeout;
     sc.kill_grace = cfg.kill_grace;
@@ -344,10 +409,10 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         t.chunks,
         t.wall_ms as f64 / 1000.0,
         t.input_mib_per_s,
-        cfg.workers,
+        prep.memory.workers,
         t.counters.restarts,
     );
-    if t.done_in_process > 0 && cfg.workers > 0 {
+    if t.done_in_process > 0 && prep.memory.workers > 0 {
         message.push_str(&format!(
             ", {} chunk(s) run in process after a timeout",
             t.done_in_process
@@ -450,8 +515,12 @@ impl Supervisor<'_> {
             let now = Instant::now();
             match ev {
                 Event::Sched(se) => {
-                    if let SchedEvent::WorkerExited { key, .. } = &se {
-                        self.forget(*key);
+                    if let SchedEvent::Admission { open } = se {
+                        self.progress.waiting(!open);
+                        tracing::info!(
+                            open,
+                            "admission (available memory against --min-free-memory)"
+                        );
                     }
                     pending = self.sched.handle(now, se);
                 }
@@ -459,7 +528,23 @@ impl Supervisor<'_> {
                     if let SchedEvent::WorkerExited { key, .. } = &se {
                         self.forget(*key);
                     }
-                    pending = self.sched.handle(now, se);
+                    // Check the soft limit at the end of every chunk, not only every poll: a
+                    // worker over it is recycled before it gets another chunk.
+                    if let (SchedEvent::TaskDone { key, .. }, Some(soft)) =
+                        (&se, self.prep.memory.soft)
+                    {
+                        if let Some((k, p)) = self.procs.get(&key.id) {
+                            if k == key
+                                && memory::sample(&self.mem, *key, p.pid)
+                                    .is_some_and(|anon| anon > soft)
+                            {
+                                pending = self
+                                    .sched
+                                    .handle(now, SchedEvent::OverSoftLimit { key: *key });
+                            }
+                        }
+                    }
+                    pending.extend(self.sched.handle(now, se));
                 }
                 Event::Pool(PoolEvent::Connected { key, pid, sender }) => {
                     if let Some((k, p)) = self.procs.get_mut(&key.id) {
@@ -793,6 +878,7 @@ impl Supervisor<'_> {
             coordinator_peak_rss_bytes: crate::os::proc_status_kb(None, &["VmHWM"])
                 .map(|v| v[0])
                 .unwrap_or(0),
+            admission_wait_ms: self.sched.admission_wait(Instant::now()).as_millis() as u64,
             coordinator_cpu_ms: nix::sys::resource::getrusage(
                 nix::sys::resource::UsageWho::RUSAGE_SELF,
             )
@@ -822,11 +908,21 @@ impl Supervisor<'_> {
                 "sample_type": self.prep.sample.gdal_name(),
                 "output_type": self.prep.out_type.gdal_name(),
                 "output_nodata": if self.prep.out_nodata.is_nan() { serde_json::Value::String("nan".into()) } else { serde_json::json!(self.prep.out_nodata) },
-                "workers": self.cfg.workers,
+                "workers": self.prep.memory.workers,
+                "memory": {
+                    "limit_per_worker": self.prep.memory.limit,
+                    "limit_is_auto": self.prep.memory.limit_is_auto,
+                    "soft_limit": self.prep.memory.soft,
+                    "gdal_cache_per_worker": self.prep.memory.gdal_cache,
+                    "ring": self.prep.memory.ring,
+                    "coordinator_expected": self.prep.memory.coordinator,
+                    "total_expected": self.prep.memory.total,
+                    "available": self.prep.memory.available,
+                    "min_free_memory": self.cfg.min_free_memory,
+                },
                 "max_attempts": self.cfg.max_attempts,
                 "task_timeout": format!("{:?}", self.cfg.task_timeout),
-                "memory_limit_per_worker": self.cfg.memory_limit,
-                "faults": self.cfg.faults.iter().map(|f| format!("{}:{}:{}", f.kind, f.chunk.map(|c| c.to_string()).unwrap_or("*".into()), f.times.map(|t| t.to_string()).unwrap_or_default())).collect::<Vec<_>>(),
+                                "faults": self.cfg.faults.iter().map(|f| format!("{}:{}:{}", f.kind, f.chunk.map(|c| c.to_string()).unwrap_or("*".into()), f.times.map(|t| t.to_string()).unwrap_or_default())).collect::<Vec<_>>(),
             }),
             plan: PlanSummary::new(plan, self.prep.layout.slots, self.prep.layout.slot_bytes()),
             chunks,
@@ -870,8 +966,8 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
     ));
     s.push_str(&format!(
         "workers      {}{}\n",
-        cfg.workers,
-        if cfg.workers == 0 {
+        prep.memory.workers,
+        if prep.memory.workers == 0 {
             format!(" (in process, {} thread(s))", prep.lanes)
         } else {
             String::new()
@@ -883,6 +979,7 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
         mib(prep.layout.slot_bytes()),
         mib(prep.layout.total_bytes())
     ));
+    s.push_str(&prep.memory.describe());
     s
 }
 
@@ -890,13 +987,18 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
 /// in flight (so a tile is complete before it is evicted and compressed), plus the read
 /// cache of the in-process lanes; not GDAL's 5 % of RAM, so the coordinator's memory does
 /// not grow with the output.
-pub fn cache_bytes(prep: &Prepared, cfg: &ResampleConfig) -> u64 {
-    let p = &prep.plan;
-    let bands = prep.bands.len() as u64;
-    let tile_row = p.out_width * 256 * prep.out_type.size() * bands;
-    let in_flight = prep.layout.slots as u64 * p.max_output_bytes();
-    let reading = if cfg.workers == 0 {
-        prep.lanes as u64 * cfg.gdal_cache
+pub fn coordinator_cache_bytes(
+    p: &Plan,
+    out_type: SampleType,
+    bands: u64,
+    slots: u32,
+    lanes: u32,
+    workers: u32,
+) -> u64 {
+    let tile_row = p.out_width * 256 * out_type.size() * bands;
+    let in_flight = slots as u64 * p.max_output_bytes();
+    let reading = if workers == 0 {
+        lanes as u64 * (64 << 20)
     } else {
         0
     };

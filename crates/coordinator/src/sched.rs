@@ -58,6 +58,8 @@ pub struct SchedConfig {
     pub max_quarantines_in_row: u32,
     pub faults: Vec<FaultSpec>,
     pub jitter_seed: u64,
+    /// Admission at the start (`--min-free-memory`); `Admission` events change it.
+    pub admission_open: bool,
 }
 
 impl SchedConfig {
@@ -77,6 +79,7 @@ impl SchedConfig {
             max_quarantines_in_row: 8,
             faults: Vec::new(),
             jitter_seed: 0x9e37_79b9_7f4a_7c15,
+            admission_open: true,
         }
     }
 }
@@ -201,6 +204,8 @@ pub struct AttemptRecord {
     pub stats: Option<TaskStats>,
     pub failure: Option<FailureCause>,
     pub fault: Option<FaultKind>,
+    /// The worker was recycled (soft memory limit) right after this attempt.
+    pub recycled_after: bool,
 }
 
 /// The final result of a chunk.
@@ -335,6 +340,10 @@ pub enum SchedEvent {
     OverSoftLimit {
         key: WorkerKey,
     },
+    /// Admission opens or closes (available memory against `--min-free-memory`).
+    Admission {
+        open: bool,
+    },
     InProcessDone {
         lane: u32,
         task: TaskId,
@@ -416,6 +425,11 @@ pub struct Scheduler {
     last_death: Option<FailureCause>,
     rng: u64,
     done: bool,
+    /// Per lane: the chunk its current incarnation finished last.
+    last_task: Vec<Option<TaskId>>,
+    admission_open: bool,
+    closed_since: Option<Instant>,
+    admission_wait: Duration,
     pub counters: SchedCounters,
 }
 
@@ -449,6 +463,10 @@ impl Scheduler {
             last_death: None,
             rng: cfg.jitter_seed | 1,
             done: false,
+            last_task: vec![None; cfg.workers as usize],
+            admission_open: cfg.admission_open,
+            closed_since: (!cfg.admission_open).then_some(now),
+            admission_wait: Duration::ZERO,
             counters: SchedCounters::default(),
             cfg,
         };
@@ -473,6 +491,7 @@ impl Scheduler {
         self.workers[id.0 as usize] = WorkerState::Starting { gen, since: now };
         // A recycle request belongs to the incarnation it was made for.
         self.recycle[id.0 as usize] = false;
+        self.last_task[id.0 as usize] = None;
         self.records.push(WorkerRecord {
             worker: id,
             gen,
@@ -540,6 +559,18 @@ impl Scheduler {
         &self.records
     }
 
+    /// Time dispatch has been held by admission so far.
+    pub fn admission_wait(&self, now: Instant) -> Duration {
+        self.admission_wait
+            + self
+                .closed_since
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    pub fn admission_open(&self) -> bool {
+        self.admission_open
+    }
+
     pub fn finished(&self) -> usize {
         self.finished
     }
@@ -605,6 +636,16 @@ impl Scheduler {
             }
             SchedEvent::WorkerExited { key, exit } => self.on_exit(key, exit, now, &mut out),
             SchedEvent::OverSoftLimit { key } => self.on_soft_limit(key, now, &mut out),
+            SchedEvent::Admission { open } => {
+                if open && !self.admission_open {
+                    if let Some(t) = self.closed_since.take() {
+                        self.admission_wait += now.saturating_duration_since(t);
+                    }
+                } else if !open && self.admission_open {
+                    self.closed_since = Some(now);
+                }
+                self.admission_open = open;
+            }
             SchedEvent::InProcessDone {
                 lane,
                 task,
@@ -694,6 +735,7 @@ impl Scheduler {
                 .iter()
                 .find(|f| f.fires(task.0, attempt.0))
                 .map(|f| f.kind),
+            recycled_after: false,
         });
         entry.state = ChunkState::Writing {
             slot: Some(slot),
@@ -708,6 +750,7 @@ impl Scheduler {
         if let Some(r) = self.record_mut(key) {
             r.chunks += 1;
         }
+        self.last_task[key.id.0 as usize] = Some(task);
         self.workers[key.id.0 as usize] = WorkerState::Idle { gen: key.gen, pid };
         self.after_idle(key, now, out);
     }
@@ -731,6 +774,11 @@ impl Scheduler {
             self.counters.recycles += 1;
             if let Some(r) = self.record_mut(key) {
                 r.recycled = true;
+            }
+            if let Some(t) = self.last_task[i] {
+                if let Some(a) = self.chunks[t.0 as usize].attempts.last_mut() {
+                    a.recycled_after = true;
+                }
             }
             let pid = match self.workers[i] {
                 WorkerState::Idle { pid, .. } => Some(pid),
@@ -839,6 +887,7 @@ impl Scheduler {
             stats: None,
             failure: Some(cause),
             fault,
+            recycled_after: false,
         });
         if timed_out && !entry.crashed_a_worker {
             // The seed design's rule: a chunk whose worker timed out runs in process. A
@@ -1178,6 +1227,7 @@ impl Scheduler {
                     stats: Some(stats),
                     failure: None,
                     fault: None,
+                    recycled_after: false,
                 });
                 entry.state = ChunkState::Writing {
                     slot: Some(slot),
@@ -1284,6 +1334,9 @@ impl Scheduler {
     /// Hands out work: in-process lanes first (their queue holds chunks that timed out),
     /// then idle workers. Each needs a free slot.
     fn pump(&mut self, now: Instant, out: &mut Vec<SchedAction>) {
+        if !self.admission_open {
+            return;
+        }
         let inproc_only = self.cfg.workers == 0;
         for lane in 0..self.lanes_busy.len() {
             if self.lanes_busy[lane] {

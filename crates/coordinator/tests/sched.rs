@@ -411,6 +411,7 @@ impl World {
             SchedEvent::Garbage { .. }
             | SchedEvent::Disconnected { .. }
             | SchedEvent::OverSoftLimit { .. }
+            | SchedEvent::Admission { .. }
             | SchedEvent::Tick => {}
         }
     }

@@ -1,0 +1,202 @@
+//! Memory arithmetic: how many workers fit, each worker's hard limit and GDAL block cache,
+//! and whether the whole run fits in the machine's available memory. Pure functions: the
+//! caller passes what it measured.
+
+use crate::error::CoordError;
+
+const MIB: u64 = 1 << 20;
+/// A worker's private memory besides its GDAL block cache (libgdal's data, allocator, stack).
+pub const WORKER_BASE: u64 = 48 * MIB;
+/// The smallest hard limit a worker can do anything under.
+pub const MIN_WORKER_LIMIT: u64 = WORKER_BASE + 16 * MIB;
+/// What `--workers auto` budgets per worker at least.
+pub const AUTO_WORKER_MIN: u64 = 256 * MIB;
+/// The coordinator's own memory besides its block cache and the ring.
+pub const COORDINATOR_BASE: u64 = 64 * MIB;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MemoryPlan {
+    pub workers: u32,
+    /// Hard per-worker limit (RLIMIT_DATA); `None` with no workers.
+    pub limit: Option<u64>,
+    /// Whether the limit was derived (no `--memory-limit-per-worker`).
+    pub limit_is_auto: bool,
+    pub soft: Option<u64>,
+    /// Per-worker GDAL block cache (part of the limit).
+    pub gdal_cache: u64,
+    /// The shared slot ring.
+    pub ring: u64,
+    /// Expected peak of the coordinator: base + its block cache + the ring.
+    pub coordinator: u64,
+    /// Expected peak of the whole run.
+    pub total: u64,
+    pub available: u64,
+}
+
+fn mib(b: u64) -> String {
+    if b >= 10 << 30 {
+        format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.0} MiB", b as f64 / MIB as f64)
+    }
+}
+
+/// The GDAL block cache a worker with hard limit `limit` gets: a quarter of what is left
+/// after the base, between 8 and 64 MiB (whole-block-row reads need little cache).
+pub fn gdal_cache_for(limit: u64) -> u64 {
+    (limit.saturating_sub(WORKER_BASE) / 4).clamp(8 * MIB, 64 * MIB)
+}
+
+/// Plans memory. `ring(workers)` is the ring's size for a worker count; `coordinator_cache`
+/// the coordinator's block cache.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_memory(
+    available: u64,
+    workers: u32,
+    workers_auto: bool,
+    limit: Option<u64>,
+    soft_fraction: f64,
+    coordinator_cache: u64,
+    ring: impl Fn(u32) -> u64,
+) -> Result<MemoryPlan, CoordError> {
+    let coordinator_fixed = COORDINATOR_BASE + coordinator_cache;
+    let mut workers = workers;
+    if workers > 0 && workers_auto {
+        // As many as the CPUs allow, and as memory allows at AUTO_WORKER_MIN (or the limit asked for) each.
+        let per = limit
+            .unwrap_or(AUTO_WORKER_MIN)
+            .max(AUTO_WORKER_MIN.min(limit.unwrap_or(u64::MAX)));
+        let spare = (available as f64 * 0.8) as u64;
+        while workers > 1 && ring(workers) + coordinator_fixed + workers as u64 * per > spare {
+            workers -= 1;
+        }
+    }
+    let ring_bytes = ring(workers);
+    let coordinator = coordinator_fixed + ring_bytes;
+    if workers == 0 {
+        return Ok(MemoryPlan {
+            workers,
+            limit: None,
+            limit_is_auto: false,
+            soft: None,
+            gdal_cache: 0,
+            ring: ring_bytes,
+            coordinator,
+            total: coordinator,
+            available,
+        });
+    }
+    let (limit, auto) = match limit {
+        Some(l) => (l, false),
+        None => {
+            let spare =
+                ((available as f64 * 0.8) as u64).saturating_sub(ring_bytes + coordinator_fixed);
+            ((spare / workers as u64).max(MIN_WORKER_LIMIT), true)
+        }
+    };
+    if limit < MIN_WORKER_LIMIT {
+        return Err(CoordError::Resources(format!(
+            "--memory-limit-per-worker {} is too small: a worker needs at least {}",
+            mib(limit),
+            mib(MIN_WORKER_LIMIT)
+        )));
+    }
+    let total = workers as u64 * limit + coordinator;
+    if total > available {
+        return Err(CoordError::Resources(format!(
+            "memory limits do not fit: {workers} worker(s) x {} + slot ring {} + coordinator {} = {}, but {} is available{}",
+            mib(limit),
+            mib(ring_bytes),
+            mib(coordinator_fixed),
+            mib(total),
+            mib(available),
+            if auto { "" } else { " (lower --memory-limit-per-worker or --workers)" }
+        )));
+    }
+    Ok(MemoryPlan {
+        workers,
+        limit: Some(limit),
+        limit_is_auto: auto,
+        soft: Some((limit as f64 * soft_fraction) as u64),
+        gdal_cache: gdal_cache_for(limit),
+        ring: ring_bytes,
+        coordinator,
+        total,
+        available,
+    })
+}
+
+impl MemoryPlan {
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        if self.workers == 0 {
+            s.push_str(&format!(
+                "memory       in process: coordinator ~{} (ring {}), {} available\n",
+                mib(self.coordinator),
+                mib(self.ring),
+                mib(self.available)
+            ));
+            return s;
+        }
+        let limit = self.limit.unwrap_or(0);
+        s.push_str(&format!(
+            "memory       {} available; per worker: hard limit {}{} (GDAL cache {} + working {}), recycled above {} private\n",
+            mib(self.available),
+            mib(limit),
+            if self.limit_is_auto { " (auto: (80 % of available - ring - coordinator) / workers)" } else { "" },
+            mib(self.gdal_cache),
+            mib(limit - self.gdal_cache),
+            mib(self.soft.unwrap_or(0)),
+        ));
+        s.push_str(&format!(
+            "             coordinator ~{} (ring {} + cache and base {}); whole run at most {}\n",
+            mib(self.coordinator),
+            mib(self.ring),
+            mib(self.coordinator - self.ring),
+            mib(self.total)
+        ));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn auto_limit_splits_eighty_percent() {
+        let p = plan_memory(10 * GIB, 4, false, None, 0.8, 16 * MIB, |w| {
+            w as u64 * 20 * MIB
+        })
+        .unwrap();
+        let spare = (10.0 * GIB as f64 * 0.8) as u64 - 80 * MIB - (COORDINATOR_BASE + 16 * MIB);
+        assert_eq!(p.limit, Some(spare / 4));
+        assert!(p.total <= 10 * GIB);
+        assert_eq!(p.gdal_cache, 64 * MIB);
+    }
+
+    #[test]
+    fn limits_that_do_not_fit_are_refused() {
+        let e =
+            plan_memory(4 * GIB, 8, false, Some(GIB), 0.8, 16 * MIB, |_| 100 * MIB).unwrap_err();
+        assert!(e.to_string().contains("do not fit"), "{e}");
+        let e = plan_memory(4 * GIB, 1, false, Some(10 * MIB), 0.8, 16 * MIB, |_| MIB).unwrap_err();
+        assert!(e.to_string().contains("too small"), "{e}");
+    }
+
+    #[test]
+    fn auto_workers_shrink_to_what_memory_allows() {
+        // 2 GiB available: 0.8 * 2 GiB = 1.6 GiB; 256 MiB per worker plus ring and coordinator.
+        let p = plan_memory(2 * GIB, 31, true, None, 0.8, 16 * MIB, |w| {
+            w as u64 * 16 * MIB
+        })
+        .unwrap();
+        assert!(p.workers >= 1 && p.workers < 31, "{}", p.workers);
+        assert!(p.total <= 2 * GIB);
+        // Never below one worker.
+        let q = plan_memory(200 * MIB, 7, true, None, 0.8, 16 * MIB, |_| MIB).unwrap();
+        assert_eq!(q.workers, 1);
+    }
+}
