@@ -74,6 +74,25 @@ pub enum Command {
     Synth(SynthArgs),
     /// Print the resolved configuration and where each value came from.
     Config(PoolArgs),
+    /// Benchmark the pool itself: no-op chunks through real workers (chunks/s, coordinator
+    /// CPU per chunk) and the hand-over of a slot. INPUT is any raster (workers open it).
+    BenchDispatch(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    pub input: PathBuf,
+    /// No-op chunks to push through the pool.
+    #[arg(long, default_value_t = 200_000)]
+    pub chunks: u32,
+    /// Slot size for the hand-over measurement, in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub slot_mib: u64,
+    /// Round trips for the hand-over median.
+    #[arg(long, default_value_t = 2000)]
+    pub handovers: u32,
+    #[arg(long, env = "BLOCKSUM_WORKER_BIN")]
+    pub worker_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,6 +7,7 @@
 //! (in-process executor), [`writer`] (the output), [`memory`] (sampling), [`os`] (unsafe and
 //! Unix specifics), [`report`], [`progress`], [`synth`], [`cli`], [`units`].
 
+pub mod bench;
 pub mod budget;
 pub mod cli;
 pub mod config;

@@ -97,6 +97,23 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> Result<i32, CoordError> {
             }
             Ok(0)
         }
+        Command::BenchDispatch(b) => {
+            let workers = match cli.workers {
+                Some(cli::Workers::N(n)) => n,
+                _ => 2,
+            };
+            let bin = b.worker_bin.clone().unwrap_or_else(run::default_worker_bin);
+            let text = coordinator::bench::bench_dispatch(&coordinator::bench::BenchConfig {
+                input: &b.input,
+                worker_bin: &bin,
+                workers,
+                chunks: b.chunks,
+                slot_bytes: b.slot_mib.max(1) << 20,
+                handovers: b.handovers.max(1),
+            })?;
+            print!("{text}");
+            Ok(0)
+        }
         Command::Config(pool) => {
             let st = cli::settings(cli, matches, pool, false)?;
             print!("{}", st.describe());

@@ -298,6 +298,43 @@ pub struct WorkerRecord {
     pub recycled: bool,
 }
 
+/// The median of attempt durations, O(log n) per sample: two heaps, the lower half as a
+/// max-heap and the upper half as a min-heap.
+#[derive(Debug, Default)]
+struct RunningMedian {
+    low: std::collections::BinaryHeap<Duration>,
+    high: std::collections::BinaryHeap<std::cmp::Reverse<Duration>>,
+}
+
+impl RunningMedian {
+    fn push(&mut self, d: Duration) {
+        if self.low.peek().is_none_or(|&m| d <= m) {
+            self.low.push(d);
+        } else {
+            self.high.push(std::cmp::Reverse(d));
+        }
+        if self.low.len() > self.high.len() + 1 {
+            let v = self.low.pop().expect("non-empty");
+            self.high.push(std::cmp::Reverse(v));
+        } else if self.high.len() > self.low.len() {
+            let std::cmp::Reverse(v) = self.high.pop().expect("non-empty");
+            self.low.push(v);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.low.len() + self.high.len()
+    }
+
+    fn median(&self) -> Option<Duration> {
+        if self.len() % 2 == 0 {
+            self.high.peek().map(|r| r.0)
+        } else {
+            self.low.peek().copied()
+        }
+    }
+}
+
 /// How long a worker whose channel closed may take to exit by itself before it is killed.
 const DISCONNECT_GRACE: Duration = Duration::from_millis(250);
 
@@ -417,7 +454,7 @@ pub struct Scheduler {
     lane_failures: Vec<u32>,
     lanes_busy: Vec<bool>,
     records: Vec<WorkerRecord>,
-    durations: Vec<Duration>,
+    durations: RunningMedian,
     finished: usize,
     start_failures_in_row: u32,
     idle_deaths_since_progress: u32,
@@ -455,7 +492,7 @@ impl Scheduler {
             lane_failures: vec![0; cfg.workers as usize],
             lanes_busy: vec![false; cfg.lanes as usize],
             records: Vec::new(),
-            durations: Vec::new(),
+            durations: RunningMedian::default(),
             finished: 0,
             start_failures_in_row: 0,
             idle_deaths_since_progress: 0,
@@ -583,7 +620,7 @@ impl Scheduler {
                 if self.durations.len() < 3 {
                     return None;
                 }
-                let med = self.durations[self.durations.len() / 2];
+                let med = self.durations.median()?;
                 // Never below 1 ms, so that a run of no-op chunks cannot time everything out.
                 Some(med.mul_f64(p / 100.0).max(Duration::from_millis(1)))
             }
@@ -683,11 +720,19 @@ impl Scheduler {
 
     /// Every chunk is beyond needing a worker.
     fn all_assigned(&self) -> bool {
+        // A chunk is on a worker exactly while that worker is busy with it, or stopping with
+        // its attempt's fate deferred: O(workers), not O(chunks), on the per-chunk path.
         self.pending.is_empty()
-            && self
-                .chunks
-                .iter()
-                .all(|c| !matches!(c.state, ChunkState::Pending | ChunkState::OnWorker { .. }))
+            && self.workers.iter().all(|w| {
+                !matches!(
+                    w,
+                    WorkerState::Busy { .. }
+                        | WorkerState::Stopping {
+                            deferred: Some(_),
+                            ..
+                        }
+                )
+            })
     }
 
     fn on_done(
@@ -756,8 +801,7 @@ impl Scheduler {
     }
 
     fn durations_insert(&mut self, d: Duration) {
-        let i = self.durations.partition_point(|x| *x < d);
-        self.durations.insert(i, d);
+        self.durations.push(d);
     }
 
     /// A chunk made progress: the breaker's counters start over.
@@ -1413,6 +1457,28 @@ impl Scheduler {
                 slot,
                 fault,
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_median_matches_sorting() {
+        let mut m = RunningMedian::default();
+        let mut all = Vec::new();
+        let mut x = 12345u64;
+        for _ in 0..500 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let d = Duration::from_micros(x % 10_000);
+            m.push(d);
+            all.push(d);
+            all.sort();
+            assert_eq!(m.median(), Some(all[all.len() / 2]));
         }
     }
 }

@@ -20,4 +20,4 @@ pub use messages::{FromWorker, TaskMsg, TaskStats, ToWorker, WorkerArgs};
 pub use types::{Agg, Attempt, KernelSpec, SampleType, SlotId, TaskId, Window};
 
 /// Bumped whenever a message changes shape. Checked at the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -27,6 +27,13 @@ pub struct WorkerArgs {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
     Task(TaskMsg),
+    /// No-op task for the dispatch benchmark: touch the first and last byte of `region`
+    /// (proving the worker sees the coordinator's bytes without a copy) and answer `Done`.
+    Echo {
+        task: TaskId,
+        attempt: Attempt,
+        region: Region,
+    },
     /// Finish: exit 0 at once.
     Shutdown,
 }

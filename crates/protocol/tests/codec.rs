@@ -62,7 +62,16 @@ fn to_worker() -> impl Strategy<Value = ToWorker> {
                 fault,
             })
         });
-    prop_oneof![task, Just(ToWorker::Shutdown)]
+    let echo =
+        (any::<u32>(), any::<u32>(), any::<[u64; 2]>()).prop_map(|(t, a, r)| ToWorker::Echo {
+            task: TaskId(t),
+            attempt: Attempt(a),
+            region: Region {
+                offset: r[0],
+                len: r[1],
+            },
+        });
+    prop_oneof![task, echo, Just(ToWorker::Shutdown)]
 }
 
 fn from_worker() -> impl Strategy<Value = FromWorker> {

@@ -64,6 +64,40 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         };
         match decode::<ToWorker>(&bytes)? {
             ToWorker::Shutdown => return Ok(()),
+            ToWorker::Echo {
+                task,
+                attempt,
+                region,
+            } => {
+                let reply = match seg.check(region, 1) {
+                    Ok(r) if !r.is_empty() => {
+                        // SAFETY: the coordinator does not write the region until we answer.
+                        let bytes = unsafe { seg.slice(r) };
+                        let touched = bytes[0] as u64 + bytes[bytes.len() - 1] as u64;
+                        FromWorker::Done {
+                            task,
+                            attempt,
+                            stats: protocol::TaskStats {
+                                valid_pixels: touched,
+                                ..Default::default()
+                            },
+                        }
+                    }
+                    Ok(_) => FromWorker::Done {
+                        task,
+                        attempt,
+                        stats: Default::default(),
+                    },
+                    Err(e) => FromWorker::Failed {
+                        task,
+                        attempt,
+                        error: e.to_string(),
+                    },
+                };
+                if from_worker_tx.send(&encode(&reply)).is_err() {
+                    return Ok(());
+                }
+            }
             ToWorker::Task(task) => {
                 let reply = handle(&seg, &runner, &task, &from_worker_tx);
                 if from_worker_tx.send(&encode(&reply)).is_err() {
