@@ -327,7 +327,7 @@ impl RunningMedian {
     }
 
     fn median(&self) -> Option<Duration> {
-        if self.len() % 2 == 0 {
+        if self.len().is_multiple_of(2) {
             self.high.peek().map(|r| r.0)
         } else {
             self.low.peek().copied()
