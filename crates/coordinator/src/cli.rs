@@ -68,19 +68,32 @@ pub enum Command {
     /// Resample INPUT into OUTPUT by aggregating F x F blocks.
     #[command(after_help = EXAMPLES)]
     Resample(ResampleArgs),
-    /// Print the chunk plan (chunks, slots, bytes in flight) without running anything.
+    /// Print the chunk plan (chunks, slots, memory arithmetic) without running anything.
+    #[command(
+        after_help = "Examples:\n  coordinator plan demo.tif --factor 8\n  coordinator --workers 8 plan demo.tif -f 8 --memory-limit-per-worker 1GiB --chunks\n  coordinator plan demo.tif -f 8 --json"
+    )]
     Plan(PlanArgs),
     /// Write a realistic demo raster (Float32, tiled, DEFLATE, EPSG:4326, with nodata).
+    #[command(
+        after_help = "Examples:\n  coordinator synth demo.tif\n  coordinator synth big.tif --width 32768 --height 32768 --seed 7"
+    )]
     Synth(SynthArgs),
     /// Print the resolved configuration and where each value came from.
+    #[command(
+        after_help = "Examples:\n  coordinator config\n  coordinator --config blocksum.toml config\n  BLOCKSUM_MEMORY_LIMIT_PER_WORKER=1GiB coordinator --config blocksum.toml --workers 4 config"
+    )]
     Config(PoolArgs),
     /// Benchmark the pool itself: no-op chunks through real workers (chunks/s, coordinator
     /// CPU per chunk) and the hand-over of a slot. INPUT is any raster (workers open it).
+    #[command(
+        after_help = "Examples:\n  coordinator --workers 2 bench-dispatch demo.tif\n  coordinator --workers 4 bench-dispatch demo.tif --chunks 500000 --slot-mib 64"
+    )]
     BenchDispatch(BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    /// Any raster GDAL opens (the workers open it at start, and read nothing).
     pub input: PathBuf,
     /// No-op chunks to push through the pool.
     #[arg(long, default_value_t = 200_000)]
@@ -91,6 +104,7 @@ pub struct BenchArgs {
     /// Round trips for the hand-over median.
     #[arg(long, default_value_t = 2000)]
     pub handovers: u32,
+    /// The worker binary. Default: `worker` beside this program.
     #[arg(long, env = "BLOCKSUM_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
 }
@@ -135,8 +149,9 @@ pub struct JobArgs {
     /// min/max: the input type; count: UInt32).
     #[arg(long, value_parser = parse_ot)]
     pub ot: Option<SampleType>,
-    /// Target input bytes per chunk, in MiB.
-    #[arg(long, default_value_t = 16.0)]
+    /// Largest input bytes per chunk, in MiB (windows follow the file's block grid, so
+    /// chunks are often somewhat smaller).
+    #[arg(long, default_value_t = 16.0, value_parser = parse_positive)]
     pub chunk_mib: f64,
     /// Run every chunk inside the coordinator (same as --workers 0).
     #[arg(long)]
@@ -198,7 +213,7 @@ pub struct PoolArgs {
     pub memory_limit_per_worker: Option<u64>,
     /// Fraction of the limit of private memory (RssAnon) above which a worker is recycled
     /// after its chunk [default: 0.8].
-    #[arg(long, env = "BLOCKSUM_SOFT_FRACTION")]
+    #[arg(long, env = "BLOCKSUM_SOFT_FRACTION", value_parser = parse_fraction)]
     pub soft_fraction: Option<f64>,
     /// How often worker memory and free memory are sampled [default: 100ms].
     #[arg(long, env = "BLOCKSUM_MEMORY_POLL", value_parser = units::parse_duration)]
@@ -226,15 +241,34 @@ pub struct PlanArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct SynthArgs {
+    /// Where to write the GeoTIFF.
     pub output: PathBuf,
+    /// Width in pixels.
     #[arg(long, default_value_t = 8192)]
     pub width: u64,
+    /// Height in pixels.
     #[arg(long, default_value_t = 8192)]
     pub height: u64,
+    /// Seed of the noise and of the field's phase: the same seed gives the same file.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Replace OUTPUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a positive number")),
+    }
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a fraction in (0, 1]")),
+    }
 }
 
 fn cpus() -> u32 {

@@ -19,13 +19,18 @@ fn main() -> ExitCode {
     let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                protocol::exit::USAGE
-            } else {
-                0
-            };
-            let _ = e.print();
-            return ExitCode::from(code as u8);
+            if !e.use_stderr() {
+                // --help, --version.
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line, like every other error; `--help` has the rest.
+            let text = e.render().to_string();
+            eprintln!(
+                "{} (see --help)",
+                text.lines().next().unwrap_or("error: bad command line")
+            );
+            return ExitCode::from(protocol::exit::USAGE as u8);
         }
     };
     let default = match (cli.quiet, cli.verbose) {
@@ -40,6 +45,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     match dispatch(&cli, &matches) {

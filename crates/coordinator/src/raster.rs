@@ -52,8 +52,15 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
         path: path.to_path_buf(),
         reason,
     };
-    let ds = Dataset::open(path)
-        .map_err(|e| not_raster(e.to_string().lines().next().unwrap_or("").to_string()))?;
+    let ds = Dataset::open(path).map_err(|e| {
+        let msg = e.to_string();
+        // GDAL's open failure carries no message of its own through the bindings.
+        if msg.contains("NULL pointer") {
+            not_raster("GDAL recognises no raster format in it".to_string())
+        } else {
+            not_raster(msg.lines().next().unwrap_or("").to_string())
+        }
+    })?;
     if ds.raster_count() == 0 {
         return Err(not_raster("it has no raster bands".into()));
     }

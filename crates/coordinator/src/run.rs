@@ -921,7 +921,11 @@ impl Supervisor<'_> {
                     "min_free_memory": self.cfg.min_free_memory,
                 },
                 "max_attempts": self.cfg.max_attempts,
-                "task_timeout": format!("{:?}", self.cfg.task_timeout),
+                "task_timeout": match self.cfg.task_timeout {
+                    None => "none".to_string(),
+                    Some(TimeoutSpec::Fixed(d)) => format!("{} ms", d.as_millis()),
+                    Some(TimeoutSpec::PercentOfMedian(p)) => format!("{p}% of the median chunk time"),
+                },
                                 "faults": self.cfg.faults.iter().map(|f| format!("{}:{}:{}", f.kind, f.chunk.map(|c| c.to_string()).unwrap_or("*".into()), f.times.map(|t| t.to_string()).unwrap_or_default())).collect::<Vec<_>>(),
             }),
             plan: PlanSummary::new(plan, self.prep.layout.slots, self.prep.layout.slot_bytes()),

@@ -9,6 +9,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .with_target(false)
         .init();
     let args = match protocol::WorkerArgs::parse(std::env::args().skip(1)) {
