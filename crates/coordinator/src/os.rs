@@ -87,3 +87,28 @@ pub fn meminfo_available() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
+
+/// The memory cgroup's headroom (limit - usage), if this process has a limited one:
+/// cgroup v2 `memory.max`/`memory.current`, or v1 `memory.limit_in_bytes`/`memory.usage_in_bytes`.
+pub fn cgroup_headroom() -> Option<u64> {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    let (limit, usage) = match (
+        read("/sys/fs/cgroup/memory.max"),
+        read("/sys/fs/cgroup/memory.current"),
+    ) {
+        (Some(l), Some(u)) => (l, u),
+        _ => (
+            read("/sys/fs/cgroup/memory/memory.limit_in_bytes")?,
+            read("/sys/fs/cgroup/memory/memory.usage_in_bytes")?,
+        ),
+    };
+    // "max" (v2) does not parse; v1's "no limit" is a huge page-rounded number.
+    if limit >= 1 << 60 {
+        return None;
+    }
+    Some(limit.saturating_sub(usage))
+}

@@ -56,7 +56,6 @@ pub struct PoolConfig {
 pub struct Proc {
     pub pid: u32,
     pub sender: Option<IpcBytesSender>,
-    server_name: String,
     pub stderr_tail: Arc<Mutex<VecDeque<String>>>,
 }
 
@@ -77,15 +76,6 @@ impl Proc {
                 Sig::Kill => Signal::SIGKILL,
             },
         );
-    }
-
-    /// Unblocks the handshake thread of a worker that died before connecting.
-    pub fn unblock_handshake(&self) {
-        if self.sender.is_none() {
-            if let Ok(s) = IpcSender::<Bootstrap>::connect(self.server_name.clone()) {
-                drop(s);
-            }
-        }
     }
 }
 
@@ -141,8 +131,12 @@ pub fn spawn<E: Send + 'static>(
             }
         })?;
 
+    // The receive thread drops `recv_done` when it ends; the wait thread waits for that, so
+    // everything the worker said (a `Done` just before it died) is queued before its exit.
+    let (recv_done_tx, recv_done) = mpsc::channel::<()>();
     let ev = events.clone();
     let tail_x = tail.clone();
+    let server_name = name.clone();
     thread::Builder::new()
         .name(format!("w{}-wait", key.id.0))
         .spawn(move || {
@@ -150,17 +144,27 @@ pub fn spawn<E: Send + 'static>(
             let status = child.wait();
             // stderr reaches EOF once the process is gone; its last lines explain the death.
             let _ = stderr_thread.join();
+            // A worker that died before connecting leaves the handshake blocked in accept():
+            // connecting to the server ourselves unblocks it.
+            if let Ok(s) = IpcSender::<Bootstrap>::connect(server_name) {
+                drop(s);
+            }
+            let _ = recv_done.recv_timeout(std::time::Duration::from_secs(2));
             let stderr_tail: Vec<String> = tail_x
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
                 .cloned()
                 .collect();
-            let out_of_memory = stderr_tail.iter().any(|l| {
-                l.contains("memory allocation of")
-                    || l.contains("Out of memory")
-                    || l.contains("out of memory")
-            });
+            // Only an abnormal exit can be an out-of-memory death, and only the last words
+            // count: an allocation failure is the last thing a dying Rust process prints.
+            let abnormal = status.as_ref().map(|s| !s.success()).unwrap_or(true);
+            let out_of_memory = abnormal
+                && stderr_tail.iter().rev().take(3).any(|l| {
+                    l.contains("memory allocation of")
+                        || l.contains("Out of memory")
+                        || l.contains("out of memory")
+                });
             let exit = match status {
                 Ok(s) => ExitInfo {
                     code: s.code(),
@@ -184,6 +188,7 @@ pub fn spawn<E: Send + 'static>(
     thread::Builder::new()
         .name(format!("w{}-recv", key.id.0))
         .spawn(move || {
+            let _recv_done = recv_done_tx;
             let Ok((_boot_rx, (sender, receiver))) = server.accept() else {
                 return;
             };
@@ -269,7 +274,6 @@ pub fn spawn<E: Send + 'static>(
     Ok(Proc {
         pid,
         sender: None,
-        server_name: name,
         stderr_tail: tail,
     })
 }

@@ -187,13 +187,19 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
 }
 
 /// Available memory as the kernel estimates it (MemAvailable).
+/// Available memory: the kernel's MemAvailable, or the memory cgroup's headroom when that is
+/// smaller (in a container the cgroup limit, not the host, decides when the OOM killer acts).
 pub fn available_memory() -> u64 {
-    match sysinfo::System::new() {
+    let host = match sysinfo::System::new() {
         Ok(mut s) => {
             s.refresh_memory();
             s.available_memory()
         }
         Err(_) => crate::os::meminfo_available().unwrap_or(0),
+    };
+    match crate::os::cgroup_headroom() {
+        Some(h) => host.min(h),
+        None => host,
     }
 }
 
@@ -214,6 +220,15 @@ fn check_output(cfg: &ResampleConfig) -> Result<(), CoordError> {
     };
     if !dir.is_dir() {
         return Err(CoordError::OutputDirMissing(dir));
+    }
+    if let Some(report) = &cfg.report {
+        let rdir = match report.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !rdir.is_dir() {
+            return Err(CoordError::OutputDirMissing(rdir));
+        }
     }
     // Root ignores permission bits: try for real.
     let probe = writer::temp_path(out);
@@ -390,12 +405,14 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     };
     let report = sup.report(exit_code, &result, &quarantined);
     if let Some(path) = &cfg.report {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| CoordError::Internal(e.to_string()))?;
-        std::fs::write(path, text).map_err(|e| CoordError::Write {
-            path: path.clone(),
-            reason: format!("writing the report: {e}"),
-        })?;
+        // The report was checked writable before the run: a failure now is reported, but the
+        // run's own result (and exit code) stands.
+        let written = serde_json::to_string_pretty(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|text| std::fs::write(path, text).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("error: writing the report '{}': {e}", path.display());
+        }
     }
     result?;
     let t = &report.totals;
@@ -605,9 +622,7 @@ impl Supervisor<'_> {
     /// A worker process has exited: drop it from the live tables.
     fn forget(&mut self, key: WorkerKey) {
         if self.procs.get(&key.id).is_some_and(|(k, _)| *k == key) {
-            if let Some((_, p)) = self.procs.remove(&key.id) {
-                p.unblock_handshake();
-            }
+            self.procs.remove(&key.id);
         }
         let mut m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
         m.live.retain(|(k, _)| *k != key);
@@ -778,10 +793,8 @@ impl Supervisor<'_> {
                 Ok(Event::Sched(SchedEvent::WorkerExited { key, exit }))
                 | Ok(Event::Pool(PoolEvent::Sched(SchedEvent::WorkerExited { key, exit }))) => {
                     self.forget(key);
-                    // Record the death for the report (the scheduler ignores events after the end).
-                    let _ = self
-                        .sched
-                        .handle(Instant::now(), SchedEvent::WorkerExited { key, exit });
+                    // Record the exit for the report (the scheduler decides nothing any more).
+                    self.sched.record_exit(key, &exit, Instant::now());
                 }
                 Ok(Event::Signal(_)) => {
                     self.interrupts += 1;

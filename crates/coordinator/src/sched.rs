@@ -335,8 +335,18 @@ impl RunningMedian {
     }
 }
 
+/// An in-process attempt may take this many time limits, and at least
+/// `INPROC_LIMIT_FLOOR`, before the run gives up on it: a chunk that timed out on a worker
+/// may be slow for a reason, but a thread cannot be killed, so a hang must end somewhere.
+const INPROC_LIMIT_FACTOR: u32 = 10;
+const INPROC_LIMIT_FLOOR: Duration = Duration::from_secs(60);
+
+fn inproc_limit(limit: Duration) -> Duration {
+    (limit * INPROC_LIMIT_FACTOR).max(INPROC_LIMIT_FLOOR)
+}
+
 /// How long a worker whose channel closed may take to exit by itself before it is killed.
-const DISCONNECT_GRACE: Duration = Duration::from_millis(250);
+const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sig {
@@ -452,7 +462,8 @@ pub struct Scheduler {
     recycle: Vec<bool>,
     /// Per lane: deaths since its last finished chunk (drives backoff).
     lane_failures: Vec<u32>,
-    lanes_busy: Vec<bool>,
+    /// Per in-process lane: the chunk it runs and since when.
+    lanes_busy: Vec<Option<(TaskId, Instant)>>,
     records: Vec<WorkerRecord>,
     durations: RunningMedian,
     finished: usize,
@@ -490,7 +501,7 @@ impl Scheduler {
             workers: vec![WorkerState::Retired; cfg.workers as usize],
             recycle: vec![false; cfg.workers as usize],
             lane_failures: vec![0; cfg.workers as usize],
-            lanes_busy: vec![false; cfg.lanes as usize],
+            lanes_busy: vec![None; cfg.lanes as usize],
             records: Vec::new(),
             durations: RunningMedian::default(),
             finished: 0,
@@ -596,6 +607,20 @@ impl Scheduler {
         &self.records
     }
 
+    /// Records a worker's exit after the run has ended (for the report only: no decision).
+    pub fn record_exit(&mut self, key: WorkerKey, exit: &ExitInfo, now: Instant) {
+        let ms = self.ms(now);
+        if let Some(r) = self.record_mut(key) {
+            if r.exited_ms.is_none() {
+                r.exited_ms = Some(ms);
+                // A clean exit at the end of the run is no failure: no cause.
+                if exit.code != Some(0) {
+                    r.cause = Some(FailureCause::from_exit(exit));
+                }
+            }
+        }
+    }
+
     /// Time dispatch has been held by admission so far.
     pub fn admission_wait(&self, now: Instant) -> Duration {
         self.admission_wait
@@ -639,6 +664,12 @@ impl Scheduler {
                 WorkerState::Backoff { until, .. } => Some(*until),
                 _ => None,
             })
+            .chain(
+                self.lanes_busy
+                    .iter()
+                    .flatten()
+                    .filter_map(|(_, since)| limit.map(|l| *since + inproc_limit(l))),
+            )
             .min()
     }
 
@@ -1256,7 +1287,7 @@ impl Scheduler {
         if l != lane || a != attempt {
             return;
         }
-        self.lanes_busy[lane as usize] = false;
+        self.lanes_busy[lane as usize] = None;
         let since = now; // in-process attempts carry their own timing in stats
         match result {
             Ok(stats) => {
@@ -1319,6 +1350,20 @@ impl Scheduler {
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<SchedAction>) {
         let limit = self.time_limit();
+        // A thread cannot be killed: an in-process attempt far past the limit ends the run
+        // rather than hang it.
+        if let Some(l) = limit {
+            for (task, since) in self.lanes_busy.iter().flatten() {
+                if now >= *since + inproc_limit(l) {
+                    let why = format!(
+                        "chunk {task} did not finish in process within {} s (max(time limit x {INPROC_LIMIT_FACTOR}, {} s)); an in-process run cannot be stopped, so the run ends",
+                        inproc_limit(l).as_secs(),
+                        INPROC_LIMIT_FLOOR.as_secs()
+                    );
+                    return self.fatal(why, out);
+                }
+            }
+        }
         for i in 0..self.workers.len() {
             let id = WorkerId(i as u32);
             match self.workers[i].clone() {
@@ -1383,7 +1428,7 @@ impl Scheduler {
         }
         let inproc_only = self.cfg.workers == 0;
         for lane in 0..self.lanes_busy.len() {
-            if self.lanes_busy[lane] {
+            if self.lanes_busy[lane].is_some() {
                 continue;
             }
             let next = if !self.pending_inproc.is_empty() {
@@ -1408,7 +1453,7 @@ impl Scheduler {
                 attempt,
                 slot,
             };
-            self.lanes_busy[lane] = true;
+            self.lanes_busy[lane] = Some((task, now));
             out.push(SchedAction::RunInProcess {
                 lane: lane as u32,
                 task,
@@ -1464,6 +1509,48 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_in_process_attempt_far_past_the_limit_ends_the_run() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut cfg = SchedConfig::new(1, 1, 3);
+        cfg.timeout = Some(TimeoutSpec::Fixed(Duration::from_millis(100)));
+        let (mut s, _) = Scheduler::new(cfg, 1, t0);
+        let key = WorkerKey {
+            id: WorkerId(0),
+            gen: 0,
+        };
+        let acts = s.handle(ms(1), SchedEvent::WorkerReady { key, pid: 42 });
+        assert!(matches!(acts[0], SchedAction::Dispatch { .. }));
+        // The worker times out: TERM, and the chunk runs in process.
+        let acts = s.handle(ms(101), SchedEvent::Tick);
+        assert!(
+            acts.contains(&SchedAction::Signal {
+                key,
+                sig: Sig::Term
+            }),
+            "{acts:?}"
+        );
+        assert!(
+            acts.iter()
+                .any(|a| matches!(a, SchedAction::RunInProcess { .. })),
+            "{acts:?}"
+        );
+        // The in-process attempt hangs: a minute later the run ends instead of hanging.
+        assert!(s.next_deadline().is_some_and(|d| d <= ms(101 + 60_000)));
+        let acts = s.handle(ms(30_000), SchedEvent::Tick);
+        assert!(
+            !acts.iter().any(|a| matches!(a, SchedAction::Fatal(_))),
+            "{acts:?}"
+        );
+        let acts = s.handle(ms(60_102), SchedEvent::Tick);
+        assert!(
+            acts.iter()
+                .any(|a| matches!(a, SchedAction::Fatal(w) if w.contains("in process"))),
+            "{acts:?}"
+        );
+    }
 
     #[test]
     fn running_median_matches_sorting() {
