@@ -27,4 +27,6 @@ run_case i16 5 sum --width 777 --height 555 --dtype int16 --bands 3 --nodata-fra
 run_case u16striped 4 max --width 640 --height 481 --dtype uint16 --striped --nodata-frac 0.2 --seed 10
 run_case f64 9 min --width 500 --height 700 --dtype float64 --nodata-frac 0.3 --seed 11
 run_case u8 6 count --width 333 --height 222 --dtype uint8 --nodata-frac 0.3 --seed 12
+run_case i32 3 sum --width 257 --height 129 --dtype int32 --nodata-frac 0.3 --seed 13
+run_case u32 10 mean --width 401 --height 399 --dtype uint32 --bands 2 --nodata-frac 0.3 --seed 14
 echo "foreign rasters: all cases agree"

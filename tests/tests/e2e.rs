@@ -86,6 +86,16 @@ fn multiband_selection_and_striped_input() {
     assert!(o.status.success(), "{}", stderr(&o));
     let (ds, bands) = read_all(&out);
     assert_eq!(ds.raster_count(), 2);
+    // Band descriptions follow their bands.
+    use gdal::Metadata;
+    assert_eq!(
+        ds.rasterband(1).unwrap().description().unwrap(),
+        "test band 3"
+    );
+    assert_eq!(
+        ds.rasterband(2).unwrap().description().unwrap(),
+        "test band 1"
+    );
     for (got, src) in bands.iter().zip([2, 0]) {
         let want = reference_sum(&data[src], spec.width, spec.height, 7, Some(NODATA));
         assert!(

@@ -230,6 +230,23 @@ fn over_memory_is_reported_as_such_in_the_summary() {
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     assert!(stderr(&o).contains("over memory"), "{}", stderr(&o));
     assert_eq!(report["totals"]["deaths_by_cause"]["over memory"], 3);
+    // The worker's last words are kept: the allocator's complaint.
+    let tails: Vec<String> = report["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| {
+            w["stderr_tail"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(
+        tails.iter().any(|l| l.contains("memory allocation of")),
+        "{tails:?}"
+    );
 }
 
 #[test]

@@ -846,7 +846,7 @@ impl Supervisor<'_> {
                     .get(&(r.worker.0, r.gen))
                     .copied()
                     .unwrap_or_default(),
-                stderr_tail: Vec::new(),
+                stderr_tail: r.stderr_tail.clone(),
             })
             .collect();
         let mut deaths = std::collections::BTreeMap::new();

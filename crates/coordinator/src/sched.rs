@@ -296,6 +296,8 @@ pub struct WorkerRecord {
     pub chunks: u32,
     pub cause: Option<FailureCause>,
     pub recycled: bool,
+    /// The worker's last stderr lines when it exited.
+    pub stderr_tail: Vec<String>,
 }
 
 /// The median of attempt durations, O(log n) per sample: two heaps, the lower half as a
@@ -550,6 +552,7 @@ impl Scheduler {
             chunks: 0,
             cause: None,
             recycled: false,
+            stderr_tail: Vec::new(),
         });
         out.push(SchedAction::Spawn {
             key: WorkerKey { id, gen },
@@ -613,6 +616,7 @@ impl Scheduler {
         if let Some(r) = self.record_mut(key) {
             if r.exited_ms.is_none() {
                 r.exited_ms = Some(ms);
+                r.stderr_tail = exit.stderr_tail.clone();
                 // A clean exit at the end of the run is no failure: no cause.
                 if exit.code != Some(0) {
                     r.cause = Some(FailureCause::from_exit(exit));
@@ -1185,6 +1189,7 @@ impl Scheduler {
         if let Some(r) = self.record_mut(key) {
             r.exited_ms = Some(ms);
             r.cause = Some(cause.clone());
+            r.stderr_tail = exit.stderr_tail.clone();
         }
         let deliberate = matches!(cause, FailureCause::Recycled);
         if !deliberate {

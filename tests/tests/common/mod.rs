@@ -146,6 +146,7 @@ pub fn write_f32(path: &Path, spec: &RasterSpec) -> Vec<Vec<f32>> {
             }
         }
         let mut band = ds.rasterband(b).unwrap();
+        gdal::Metadata::set_description(&mut band, &format!("test band {b}")).unwrap();
         if let Some(nd) = spec.nodata {
             band.set_no_data_value(Some(nd)).unwrap();
         }
