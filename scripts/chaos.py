@@ -76,7 +76,14 @@ def main():
             nxt = [x for x in ws if x["worker"] == w["worker"] and x["incarnation"] == w["incarnation"] + 1]
             if nxt and nxt[0]["ready_ms"] is not None:
                 lat.append(nxt[0]["ready_ms"] - w["exited_ms"])
-    print(f"restart latency (exit -> replacement ready): {lat} ms")
+    takeover = []
+    for c in rep["chunks"]:
+        a = c["attempts"]
+        for x, y in zip(a, a[1:]):
+            if x.get("failure"):
+                takeover.append(y["started_ms"] - x["ended_ms"])
+    print(f"restart latency (exit -> replacement process ready): {lat} ms")
+    print(f"takeover latency (crash -> chunk running again, on a warm spare): {takeover} ms")
 
     rc, clean_wall, _, clean, err = run(args, ck, f"{tmp}/clean.tif", f"{tmp}/clean.json")
     if rc != 0:

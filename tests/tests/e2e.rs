@@ -333,10 +333,10 @@ fn workers_are_children_that_map_the_shared_slots() {
     };
     wait_for(
         Duration::from_secs(10),
-        "three workers mapping the slot ring",
+        "three workers and the warm spare mapping the slot ring",
         || {
             let w = worker_children(pid);
-            (w.len() == 3 && w.iter().all(maps_ring)).then_some(())
+            (w.len() == 4 && w.iter().all(maps_ring)).then_some(())
         },
     );
     let status = child.wait().unwrap();

@@ -273,8 +273,8 @@ fn admission_waits_for_free_memory_instead_of_failing() {
         .unwrap();
     let pid = child.id();
     // The worker starts, but no chunk is dispatched while admission is closed.
-    wait_for(Duration::from_secs(10), "the worker", || {
-        (worker_children(pid).len() == 1).then_some(())
+    wait_for(Duration::from_secs(10), "the worker and its spare", || {
+        (worker_children(pid).len() == 2).then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
     nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();

@@ -364,8 +364,9 @@ fn hanging_run(fx: &Fixture, out: &Path) -> std::process::Child {
         .spawn()
         .unwrap();
     let pid = child.id();
-    wait_for(Duration::from_secs(10), "two workers", || {
-        (worker_children(pid).len() == 2).then_some(())
+    // Two workers and the warm spare.
+    wait_for(Duration::from_secs(10), "three worker processes", || {
+        (worker_children(pid).len() == 3).then_some(())
     });
     child
 }
@@ -377,7 +378,7 @@ fn killing_the_coordinator_takes_its_workers_along() {
     let out = fx.dir.path().join("killed.tif");
     let mut child = hanging_run(&fx, &out);
     let needle = fx.input.to_string_lossy().into_owned();
-    assert_eq!(workers_mentioning(&needle).len(), 2);
+    assert_eq!(workers_mentioning(&needle).len(), 3);
     nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
     child.wait().unwrap();
     wait_for(

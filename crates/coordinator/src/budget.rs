@@ -16,7 +16,10 @@ pub const COORDINATOR_BASE: u64 = 64 * MIB;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MemoryPlan {
+    /// Workers busy at once.
     pub workers: u32,
+    /// Warm spare processes beside them (each under the same limit).
+    pub spares: u32,
     /// Hard per-worker limit (RLIMIT_DATA); `None` with no workers.
     pub limit: Option<u64>,
     /// Whether the limit was derived (no `--memory-limit-per-worker`).
@@ -53,6 +56,7 @@ pub fn gdal_cache_for(limit: u64) -> u64 {
 pub fn plan_memory(
     available: u64,
     workers: u32,
+    spares: u32,
     workers_auto: bool,
     limit: Option<u64>,
     soft_fraction: f64,
@@ -67,7 +71,9 @@ pub fn plan_memory(
             .unwrap_or(AUTO_WORKER_MIN)
             .max(AUTO_WORKER_MIN.min(limit.unwrap_or(u64::MAX)));
         let spare = (available as f64 * 0.8) as u64;
-        while workers > 1 && ring(workers) + coordinator_fixed + workers as u64 * per > spare {
+        while workers > 1
+            && ring(workers) + coordinator_fixed + (workers + spares) as u64 * per > spare
+        {
             workers -= 1;
         }
     }
@@ -76,6 +82,7 @@ pub fn plan_memory(
     if workers == 0 {
         return Ok(MemoryPlan {
             workers,
+            spares: 0,
             limit: None,
             limit_is_auto: false,
             soft: None,
@@ -91,7 +98,10 @@ pub fn plan_memory(
         None => {
             let spare =
                 ((available as f64 * 0.8) as u64).saturating_sub(ring_bytes + coordinator_fixed);
-            ((spare / workers as u64).max(MIN_WORKER_LIMIT), true)
+            (
+                (spare / (workers + spares) as u64).max(MIN_WORKER_LIMIT),
+                true,
+            )
         }
     };
     if limit < MIN_WORKER_LIMIT {
@@ -101,10 +111,11 @@ pub fn plan_memory(
             mib(MIN_WORKER_LIMIT)
         )));
     }
-    let total = workers as u64 * limit + coordinator;
+    let processes = workers + spares;
+    let total = processes as u64 * limit + coordinator;
     if total > available {
         return Err(CoordError::Resources(format!(
-            "memory limits do not fit: {workers} worker(s) x {} + slot ring {} + coordinator {} = {}, but {} is available{}",
+            "memory limits do not fit: {processes} worker process(es) x {} + slot ring {} + coordinator {} = {}, but {} is available{}",
             mib(limit),
             mib(ring_bytes),
             mib(coordinator_fixed),
@@ -115,6 +126,7 @@ pub fn plan_memory(
     }
     Ok(MemoryPlan {
         workers,
+        spares,
         limit: Some(limit),
         limit_is_auto: auto,
         soft: Some((limit as f64 * soft_fraction) as u64),
@@ -140,10 +152,13 @@ impl MemoryPlan {
         }
         let limit = self.limit.unwrap_or(0);
         s.push_str(&format!(
-            "memory       {} available; per worker: hard limit {}{} (GDAL cache {} + working {}), recycled above {} private\n",
+            "memory       {} available; {} worker process(es) ({} busy at most + {} warm spare); per worker: hard limit {}{} (GDAL cache {} + working {}), recycled above {} private\n",
             mib(self.available),
+            self.workers + self.spares,
+            self.workers,
+            self.spares,
             mib(limit),
-            if self.limit_is_auto { " (auto: (80 % of available - ring - coordinator) / workers)" } else { "" },
+            if self.limit_is_auto { " (auto: (80 % of available - ring - coordinator) / processes)" } else { "" },
             mib(self.gdal_cache),
             mib(limit - self.gdal_cache),
             mib(self.soft.unwrap_or(0)),
@@ -167,7 +182,7 @@ mod tests {
 
     #[test]
     fn auto_limit_splits_eighty_percent() {
-        let p = plan_memory(10 * GIB, 4, false, None, 0.8, 16 * MIB, |w| {
+        let p = plan_memory(10 * GIB, 4, 0, false, None, 0.8, 16 * MIB, |w| {
             w as u64 * 20 * MIB
         })
         .unwrap();
@@ -179,24 +194,27 @@ mod tests {
 
     #[test]
     fn limits_that_do_not_fit_are_refused() {
-        let e =
-            plan_memory(4 * GIB, 8, false, Some(GIB), 0.8, 16 * MIB, |_| 100 * MIB).unwrap_err();
+        let e = plan_memory(4 * GIB, 8, 1, false, Some(GIB), 0.8, 16 * MIB, |_| {
+            100 * MIB
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("do not fit"), "{e}");
-        let e = plan_memory(4 * GIB, 1, false, Some(10 * MIB), 0.8, 16 * MIB, |_| MIB).unwrap_err();
+        let e =
+            plan_memory(4 * GIB, 1, 1, false, Some(10 * MIB), 0.8, 16 * MIB, |_| MIB).unwrap_err();
         assert!(e.to_string().contains("too small"), "{e}");
     }
 
     #[test]
     fn auto_workers_shrink_to_what_memory_allows() {
         // 2 GiB available: 0.8 * 2 GiB = 1.6 GiB; 256 MiB per worker plus ring and coordinator.
-        let p = plan_memory(2 * GIB, 31, true, None, 0.8, 16 * MIB, |w| {
+        let p = plan_memory(2 * GIB, 31, 1, true, None, 0.8, 16 * MIB, |w| {
             w as u64 * 16 * MIB
         })
         .unwrap();
         assert!(p.workers >= 1 && p.workers < 31, "{}", p.workers);
         assert!(p.total <= 2 * GIB);
         // Never below one worker.
-        let q = plan_memory(200 * MIB, 7, true, None, 0.8, 16 * MIB, |_| MIB).unwrap();
+        let q = plan_memory(200 * MIB, 7, 0, true, None, 0.8, 16 * MIB, |_| MIB).unwrap();
         assert_eq!(q.workers, 1);
     }
 }

@@ -225,6 +225,10 @@ pub struct PoolArgs {
     /// Slots beyond one per worker: finished chunks waiting for the writer [default: 2].
     #[arg(long, env = "BLOCKSUM_CHUNK_PREFETCH")]
     pub chunk_prefetch: Option<u32>,
+    /// Warm spare worker processes, started and idle, that take over a crashed worker's
+    /// chunk at once while it restarts [default: 1].
+    #[arg(long, env = "BLOCKSUM_SPARE_WORKERS")]
+    pub spare_workers: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -310,6 +314,7 @@ pub struct Settings {
     pub memory_poll: Setting<Duration>,
     pub min_free_memory: Setting<Option<u64>>,
     pub chunk_prefetch: Setting<u32>,
+    pub spare_workers: Setting<u32>,
     pub chunk_queue: Setting<Option<u32>>,
     pub result_queue: Setting<Option<u32>>,
 }
@@ -434,6 +439,13 @@ pub fn settings(
         source_of(m, "chunk_prefetch", "BLOCKSUM_CHUNK_PREFETCH"),
     );
 
+    let mut spare_workers = Setting::default(1);
+    spare_workers.layer(fm.and_then(|f| f.spare_workers), fsrc());
+    spare_workers.layer(
+        pool.spare_workers,
+        source_of(m, "spare_workers", "BLOCKSUM_SPARE_WORKERS"),
+    );
+
     let mut chunk_queue = Setting::default(None);
     chunk_queue.layer(fm.and_then(|f| f.queue_sizes.chunk_queue).map(Some), fsrc());
     let mut result_queue = Setting::default(None);
@@ -452,6 +464,7 @@ pub fn settings(
         memory_poll,
         min_free_memory,
         chunk_prefetch,
+        spare_workers,
         chunk_queue,
         result_queue,
     })
@@ -513,6 +526,11 @@ impl Settings {
                 "chunk_prefetch",
                 self.chunk_prefetch.value.to_string(),
                 &self.chunk_prefetch.source,
+            ),
+            (
+                "spare_workers",
+                self.spare_workers.value.to_string(),
+                &self.spare_workers.source,
             ),
             (
                 "queue_sizes.chunk_queue",
@@ -622,6 +640,7 @@ pub fn resolve(
         memory_poll: st.memory_poll.value,
         min_free_memory: st.min_free_memory.value,
         chunk_prefetch: st.chunk_prefetch.value,
+        spare_workers: st.spare_workers.value,
         chunk_queue: st.chunk_queue.value,
         progress: true,
         quiet: cli.quiet,

@@ -81,6 +81,8 @@ pub struct FileMultiprocessing {
     /// Slots beyond one per worker: chunks finished and waiting for the writer, or about to
     /// be dispatched.
     pub chunk_prefetch: Option<u32>,
+    /// Warm spare worker processes.
+    pub spare_workers: Option<u32>,
     pub memory_limit_per_worker: Option<String>,
     pub memory_soft_fraction: Option<f64>,
     pub memory_poll: Option<String>,

@@ -42,6 +42,8 @@ pub struct ResampleConfig {
     pub workers: u32,
     /// `--workers auto`: memory may lower `workers`.
     pub workers_auto: bool,
+    /// Warm spare worker processes beside the busy ones (pool only).
+    pub spare_workers: u32,
     pub in_process_threads: u32,
     pub report: Option<PathBuf>,
     pub overwrite: bool,
@@ -154,6 +156,11 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     let memory = budget::plan_memory(
         available_memory(),
         cfg.workers,
+        if cfg.workers > 0 {
+            cfg.spare_workers
+        } else {
+            0
+        },
         cfg.workers_auto,
         cfg.memory_limit,
         cfg.soft_fraction,
@@ -349,7 +356,12 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             ("GDAL_NUM_THREADS".into(), "1".into()),
         ],
     };
-    let mut sc = SchedConfig::new(prep.memory.workers, prep.lanes, prep.layout.slots);
+    let mut sc = SchedConfig::new(
+        prep.memory.workers + prep.memory.spares,
+        prep.lanes,
+        prep.layout.slots,
+    );
+    sc.max_busy = prep.memory.workers;
     sc.admission_open = cfg.min_free_memory.is_none_or(|m| available_memory() >= m);
     sc.max_attempts = cfg.max_attempts;
     sc.timeout = cfg.task_timeout;

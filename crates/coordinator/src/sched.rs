@@ -37,7 +37,11 @@ pub enum TimeoutSpec {
 
 #[derive(Debug, Clone)]
 pub struct SchedConfig {
+    /// Worker processes kept alive (lanes).
     pub workers: u32,
+    /// At most this many of them busy at once: the rest are warm spares, ready to take a
+    /// crashed worker's chunk at once while it restarts.
+    pub max_busy: u32,
     /// In-process executor threads: every chunk's home with no workers, the timeout
     /// fallback otherwise.
     pub lanes: u32,
@@ -66,6 +70,7 @@ impl SchedConfig {
     pub fn new(workers: u32, lanes: u32, slots: u32) -> SchedConfig {
         SchedConfig {
             workers,
+            max_busy: workers,
             lanes,
             slots,
             max_attempts: 3,
@@ -1466,7 +1471,15 @@ impl Scheduler {
                 slot,
             });
         }
+        let mut busy = self
+            .workers
+            .iter()
+            .filter(|w| matches!(w, WorkerState::Busy { .. }))
+            .count() as u32;
         for i in 0..self.workers.len() {
+            if busy >= self.cfg.max_busy {
+                break;
+            }
             let WorkerState::Idle { gen, pid } = self.workers[i] else {
                 continue;
             };
@@ -1500,6 +1513,7 @@ impl Scheduler {
                 .iter()
                 .find(|f| f.fires(task.0, attempt.0))
                 .map(|f| f.kind);
+            busy += 1;
             out.push(SchedAction::Dispatch {
                 key,
                 task,
@@ -1553,6 +1567,64 @@ mod tests {
         assert!(
             acts.iter()
                 .any(|a| matches!(a, SchedAction::Fatal(w) if w.contains("in process"))),
+            "{acts:?}"
+        );
+    }
+
+    #[test]
+    fn a_warm_spare_takes_a_crashed_workers_chunk_at_once() {
+        let t0 = Instant::now();
+        let mut cfg = SchedConfig::new(3, 1, 5);
+        cfg.max_busy = 2;
+        let (mut s, _) = Scheduler::new(cfg, 10, t0);
+        let keys: Vec<WorkerKey> = (0..3)
+            .map(|i| WorkerKey {
+                id: WorkerId(i),
+                gen: 0,
+            })
+            .collect();
+        let mut dispatched = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            for a in s.handle(
+                t0,
+                SchedEvent::WorkerReady {
+                    key: *k,
+                    pid: 100 + i as u32,
+                },
+            ) {
+                if let SchedAction::Dispatch { key, task, .. } = a {
+                    dispatched.push((key, task));
+                }
+            }
+        }
+        // Two busy at most: the third process waits as a spare.
+        assert_eq!(dispatched.len(), 2, "{dispatched:?}");
+        let (victim, task) = dispatched[0];
+        let exit = ExitInfo {
+            signal: Some(9),
+            ..ExitInfo::default()
+        };
+        let acts = s.handle(t0, SchedEvent::WorkerExited { key: victim, exit });
+        // In the same step: the chunk goes to the spare, and the dead lane restarts.
+        let retry = acts.iter().find_map(|a| match a {
+            SchedAction::Dispatch {
+                key,
+                task: t,
+                attempt,
+                ..
+            } if *t == task => Some((*key, *attempt)),
+            _ => None,
+        });
+        let (spare, attempt) = retry.expect("the spare took the chunk");
+        assert_ne!(spare, victim);
+        assert_eq!(attempt, Attempt(2));
+        assert!(
+            acts.contains(&SchedAction::Spawn {
+                key: WorkerKey {
+                    id: victim.id,
+                    gen: 1
+                }
+            }),
             "{acts:?}"
         );
     }
