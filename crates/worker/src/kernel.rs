@@ -77,29 +77,28 @@ fn run<T: Sample, O: Op>(input: &[T], w: usize, h: usize, k: &BandKernel, out: &
     let (ow, _) = out_dims(w, h, f);
     // With no nodata, comparing against NaN is always "not equal": one branch-free test serves both.
     let nd = k.nodata.unwrap_or(f64::NAN);
-    let mut acc = vec![O::INIT; ow];
-    let mut cnt = vec![0u32; ow];
+    // Two passes per output row: fold the F input rows into per-column accumulators (one
+    // straight, branch-free loop over contiguous memory that the compiler vectorizes), then
+    // fold each run of F columns into its output pixel.
+    let mut col = vec![O::INIT; w];
+    let mut cnt = vec![0u32; w];
     let mut valid_total = 0u64;
     for (oy, out_row) in out.chunks_mut(ow).enumerate() {
-        acc.fill(O::INIT);
+        col.fill(O::INIT);
         cnt.fill(0);
         let rows = &input[oy * f * w..((oy + 1) * f).min(h) * w];
         for row in rows.chunks_exact(w) {
-            for ((blk, a), c) in row.chunks(f).zip(acc.iter_mut()).zip(cnt.iter_mut()) {
-                let mut s = O::INIT;
-                let mut n = 0u32;
-                for &v in blk {
-                    let v: f64 = v.into();
-                    #[allow(clippy::eq_op)]
-                    let ok = (v == v) & (v != nd);
-                    s = O::combine(s, if ok { v } else { O::INIT });
-                    n += ok as u32;
-                }
-                *a = O::combine(*a, s);
-                *c += n;
+            for ((c, n), &v) in col.iter_mut().zip(cnt.iter_mut()).zip(row) {
+                let v: f64 = v.into();
+                #[allow(clippy::eq_op)]
+                let ok = (v == v) & (v != nd);
+                *c = O::combine(*c, if ok { v } else { O::INIT });
+                *n += ok as u32;
             }
         }
-        for ((o, &a), &c) in out_row.iter_mut().zip(&acc).zip(&cnt) {
+        for ((o, a), c) in out_row.iter_mut().zip(col.chunks(f)).zip(cnt.chunks(f)) {
+            let a = a.iter().fold(O::INIT, |x, &y| O::combine(x, y));
+            let c: u32 = c.iter().sum();
             valid_total += c as u64;
             *o = match k.agg {
                 Agg::Count => c as f64,
