@@ -775,6 +775,39 @@ impl Scheduler {
             })
     }
 
+    /// The worker's pid, slot and start time if it is busy with exactly this attempt; any
+    /// other reply is late (a killed or timed-out worker's) and only counted.
+    fn busy_with(
+        &mut self,
+        key: WorkerKey,
+        task: TaskId,
+        attempt: Attempt,
+    ) -> Option<(u32, SlotId, Instant)> {
+        match self.current(key) {
+            Some(&WorkerState::Busy {
+                pid,
+                task: t,
+                attempt: a,
+                slot,
+                since,
+                ..
+            }) if t == task && a == attempt => Some((pid, slot, since)),
+            _ => {
+                self.counters.late_replies += 1;
+                None
+            }
+        }
+    }
+
+    /// The fault injected on this attempt, if any.
+    fn fault_for(&self, task: TaskId, attempt: Attempt) -> Option<FaultKind> {
+        self.cfg
+            .faults
+            .iter()
+            .find(|f| f.fires(task.0, attempt.0))
+            .map(|f| f.kind)
+    }
+
     fn on_done(
         &mut self,
         key: WorkerKey,
@@ -784,25 +817,13 @@ impl Scheduler {
         now: Instant,
         out: &mut Vec<SchedAction>,
     ) {
-        let Some(WorkerState::Busy {
-            pid,
-            task: t,
-            attempt: a,
-            slot,
-            since,
-            ..
-        }) = self.current(key).cloned()
-        else {
-            self.counters.late_replies += 1;
+        let Some((pid, slot, since)) = self.busy_with(key, task, attempt) else {
             return;
         };
-        if t != task || a != attempt {
-            self.counters.late_replies += 1;
-            return;
-        }
         self.durations_insert(now - since);
         let started_ms = self.ms(since);
         let ended_ms = self.ms(now);
+        let fault = self.fault_for(task, attempt);
         let entry = &mut self.chunks[task.0 as usize];
         entry.attempts.push(AttemptRecord {
             attempt: attempt.0,
@@ -814,12 +835,7 @@ impl Scheduler {
             ended_ms,
             stats: Some(stats),
             failure: None,
-            fault: self
-                .cfg
-                .faults
-                .iter()
-                .find(|f| f.fires(task.0, attempt.0))
-                .map(|f| f.kind),
+            fault,
             recycled_after: false,
         });
         entry.state = ChunkState::Writing {
@@ -906,22 +922,9 @@ impl Scheduler {
         now: Instant,
         out: &mut Vec<SchedAction>,
     ) {
-        let Some(WorkerState::Busy {
-            pid,
-            task: t,
-            attempt: a,
-            slot,
-            since,
-            ..
-        }) = self.current(key).cloned()
-        else {
-            self.counters.late_replies += 1;
+        let Some((pid, slot, since)) = self.busy_with(key, task, attempt) else {
             return;
         };
-        if t != task || a != attempt {
-            self.counters.late_replies += 1;
-            return;
-        }
         self.free_slots.push(slot);
         self.fail_attempt(
             task,
@@ -953,12 +956,7 @@ impl Scheduler {
     ) {
         let started_ms = self.ms(since);
         let ended_ms = self.ms(now);
-        let fault = self
-            .cfg
-            .faults
-            .iter()
-            .find(|f| f.fires(task.0, attempt.0))
-            .map(|f| f.kind);
+        let fault = self.fault_for(task, attempt);
         let max = self.cfg.max_attempts;
         let entry = &mut self.chunks[task.0 as usize];
         let timed_out = matches!(cause, FailureCause::Timeout { .. });
@@ -1507,12 +1505,7 @@ impl Scheduler {
                 slot,
                 since: now,
             };
-            let fault = self
-                .cfg
-                .faults
-                .iter()
-                .find(|f| f.fires(task.0, attempt.0))
-                .map(|f| f.kind);
+            let fault = self.fault_for(task, attempt);
             busy += 1;
             out.push(SchedAction::Dispatch {
                 key,
