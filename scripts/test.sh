@@ -10,7 +10,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # End-to-end tests find the binaries in target/debug; build them first.
 cargo build --workspace --bins
-cargo test --workspace
+mkdir -p target
+cargo test --workspace 2>&1 | tee target/cargo-test.log
 
 # The independent Python reference (rasterio + numpy), in a private virtualenv.
 venv=target/pyenv
@@ -20,3 +21,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" scripts/py/test_reference.py
 BLOCKSUM_PYTHON="$venv/bin/python" bash scripts/check-foreign.sh
+
+# One closing line for everything above (cargo's own last lines are the doc-test runs).
+awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) == "passed;") p += $i; if ($(i+1) == "failed;") f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' target/cargo-test.log
