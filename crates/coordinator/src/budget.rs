@@ -63,18 +63,62 @@ pub fn plan_memory(
     coordinator_cache: u64,
     ring: impl Fn(u32) -> u64,
 ) -> Result<MemoryPlan, CoordError> {
+    let plan = |spares| {
+        plan_with(
+            available,
+            workers,
+            spares,
+            workers_auto,
+            limit,
+            soft_fraction,
+            coordinator_cache,
+            &ring,
+        )
+    };
+    match plan(spares) {
+        // Spares are a comfort, not a need: drop them before refusing the run.
+        Err(e) if spares > 0 => match plan(0) {
+            Ok(p) => {
+                tracing::warn!(
+                    "no memory for a warm spare worker: running without (--spare-workers 0)"
+                );
+                Ok(p)
+            }
+            Err(_) => Err(e),
+        },
+        other => other,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_with(
+    available: u64,
+    workers: u32,
+    spares: u32,
+    workers_auto: bool,
+    limit: Option<u64>,
+    soft_fraction: f64,
+    coordinator_cache: u64,
+    ring: &impl Fn(u32) -> u64,
+) -> Result<MemoryPlan, CoordError> {
     let coordinator_fixed = COORDINATOR_BASE + coordinator_cache;
     let mut workers = workers;
+    let mut spares = spares;
     if workers > 0 && workers_auto {
         // As many as the CPUs allow, and as memory allows at AUTO_WORKER_MIN (or the limit asked for) each.
         let per = limit
             .unwrap_or(AUTO_WORKER_MIN)
             .max(AUTO_WORKER_MIN.min(limit.unwrap_or(u64::MAX)));
         let spare = (available as f64 * 0.8) as u64;
-        while workers > 1
-            && ring(workers) + coordinator_fixed + (workers + spares) as u64 * per > spare
-        {
-            workers -= 1;
+        // Spares go first, then busy workers, down to one.
+        while ring(workers) + coordinator_fixed + (workers + spares) as u64 * per > spare {
+            if spares > 0 {
+                spares = 0;
+            } else if workers > 1 {
+                workers -= 1;
+            } else {
+                break;
+            }
         }
     }
     let ring_bytes = ring(workers);
@@ -202,6 +246,33 @@ mod tests {
         let e =
             plan_memory(4 * GIB, 1, 1, false, Some(10 * MIB), 0.8, 16 * MIB, |_| MIB).unwrap_err();
         assert!(e.to_string().contains("too small"), "{e}");
+    }
+
+    #[test]
+    fn spares_are_dropped_before_a_run_is_refused_or_shrunk() {
+        // Fits with one worker but not with a spare beside it.
+        let p = plan_memory(
+            300 * MIB,
+            1,
+            1,
+            false,
+            Some(128 * MIB),
+            0.8,
+            16 * MIB,
+            |_| MIB,
+        )
+        .unwrap();
+        assert_eq!((p.workers, p.spares), (1, 0));
+        // Auto: the spare goes before a busy worker does.
+        let q = plan_memory(2 * GIB, 4, 1, true, None, 0.8, 16 * MIB, |w| {
+            w as u64 * 16 * MIB
+        })
+        .unwrap();
+        let r = plan_memory(2 * GIB, 4, 0, true, None, 0.8, 16 * MIB, |w| {
+            w as u64 * 16 * MIB
+        })
+        .unwrap();
+        assert_eq!(q.workers, r.workers, "{q:?} vs {r:?}");
     }
 
     #[test]

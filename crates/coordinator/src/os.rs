@@ -88,27 +88,55 @@ pub fn meminfo_available() -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
-/// The memory cgroup's headroom (limit - usage), if this process has a limited one:
-/// cgroup v2 `memory.max`/`memory.current`, or v1 `memory.limit_in_bytes`/`memory.usage_in_bytes`.
+/// The memory cgroup's headroom if this process is in a limited one: limit - (usage -
+/// inactive file cache), since the kernel reclaims that cache before it kills anything.
+/// cgroup v2 (`memory.max`, `memory.current`, `inactive_file`) or v1
+/// (`memory.limit_in_bytes`, `memory.usage_in_bytes`, `total_inactive_file`), at the path
+/// /proc/self/cgroup names.
 pub fn cgroup_headroom() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let read = |p: &str| {
         std::fs::read_to_string(p)
             .ok()
             .and_then(|t| t.trim().parse::<u64>().ok())
     };
-    let (limit, usage) = match (
-        read("/sys/fs/cgroup/memory.max"),
-        read("/sys/fs/cgroup/memory.current"),
-    ) {
-        (Some(l), Some(u)) => (l, u),
-        _ => (
-            read("/sys/fs/cgroup/memory/memory.limit_in_bytes")?,
-            read("/sys/fs/cgroup/memory/memory.usage_in_bytes")?,
-        ),
+    let stat = |p: &str, key: &str| {
+        std::fs::read_to_string(p).ok().and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+        })
     };
-    // "max" (v2) does not parse; v1's "no limit" is a huge page-rounded number.
-    if limit >= 1 << 60 {
-        return None;
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let (limit, usage, inactive) = if controllers.is_empty() {
+            let d = format!("/sys/fs/cgroup{path}");
+            (
+                read(&format!("{d}/memory.max")),
+                read(&format!("{d}/memory.current")),
+                stat(&format!("{d}/memory.stat"), "inactive_file "),
+            )
+        } else if controllers.split(',').any(|c| c == "memory") {
+            let d = format!("/sys/fs/cgroup/memory{path}");
+            (
+                read(&format!("{d}/memory.limit_in_bytes")),
+                read(&format!("{d}/memory.usage_in_bytes")),
+                stat(&format!("{d}/memory.stat"), "total_inactive_file "),
+            )
+        } else {
+            continue;
+        };
+        // v2's "max" does not parse; v1's "no limit" is a huge page-rounded number.
+        let (Some(limit), Some(usage)) = (limit, usage) else {
+            continue;
+        };
+        if limit >= 1 << 60 {
+            continue;
+        }
+        let used = usage.saturating_sub(inactive.unwrap_or(0));
+        return Some(limit.saturating_sub(used));
     }
-    Some(limit.saturating_sub(usage))
+    None
 }

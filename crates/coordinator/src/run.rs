@@ -554,8 +554,11 @@ impl Supervisor<'_> {
                     pending = self.sched.handle(now, se);
                 }
                 Event::Pool(PoolEvent::Sched(se)) => {
-                    if let SchedEvent::WorkerExited { key, .. } = &se {
+                    if let SchedEvent::WorkerExited { key, exit } = &se {
                         self.forget(*key);
+                        // Retired lanes are past the scheduler's decisions: keep their exit
+                        // for the report all the same.
+                        self.sched.record_exit(*key, exit, now);
                     }
                     // Check the soft limit at the end of every chunk, not only every poll: a
                     // worker over it is recycled before it gets another chunk.

@@ -677,6 +677,7 @@ impl Scheduler {
                 self.lanes_busy
                     .iter()
                     .flatten()
+                    .filter(|_| self.cfg.workers > 0)
                     .filter_map(|(_, since)| limit.map(|l| *since + inproc_limit(l))),
             )
             .min()
@@ -1359,8 +1360,8 @@ impl Scheduler {
     fn on_tick(&mut self, now: Instant, out: &mut Vec<SchedAction>) {
         let limit = self.time_limit();
         // A thread cannot be killed: an in-process attempt far past the limit ends the run
-        // rather than hang it.
-        if let Some(l) = limit {
+        // rather than hang it. (With --in-process, the limit is for workers only: none here.)
+        if let (Some(l), true) = (limit, self.cfg.workers > 0) {
             for (task, since) in self.lanes_busy.iter().flatten() {
                 if now >= *since + inproc_limit(l) {
                     let why = format!(
@@ -1469,10 +1470,21 @@ impl Scheduler {
                 slot,
             });
         }
+        // A worker whose attempt's fate waits for its exit status still counts as busy: its
+        // chunk comes back to the front of the queue in a moment and must find the spare free.
         let mut busy = self
             .workers
             .iter()
-            .filter(|w| matches!(w, WorkerState::Busy { .. }))
+            .filter(|w| {
+                matches!(
+                    w,
+                    WorkerState::Busy { .. }
+                        | WorkerState::Stopping {
+                            deferred: Some(_),
+                            ..
+                        }
+                )
+            })
             .count() as u32;
         for i in 0..self.workers.len() {
             if busy >= self.cfg.max_busy {
@@ -1593,11 +1605,23 @@ mod tests {
         // Two busy at most: the third process waits as a spare.
         assert_eq!(dispatched.len(), 2, "{dispatched:?}");
         let (victim, task) = dispatched[0];
+        // As the pool reports a crash: the channel closes first, then the exit status comes.
+        // The spare must not take another chunk in between: the crashed one comes first.
+        let acts = s.handle(t0, SchedEvent::Disconnected { key: victim });
+        assert!(
+            !acts
+                .iter()
+                .any(|a| matches!(a, SchedAction::Dispatch { .. })),
+            "{acts:?}"
+        );
         let exit = ExitInfo {
             signal: Some(9),
             ..ExitInfo::default()
         };
-        let acts = s.handle(t0, SchedEvent::WorkerExited { key: victim, exit });
+        let acts = s.handle(
+            t0 + Duration::from_millis(2),
+            SchedEvent::WorkerExited { key: victim, exit },
+        );
         // In the same step: the chunk goes to the spare, and the dead lane restarts.
         let retry = acts.iter().find_map(|a| match a {
             SchedAction::Dispatch {
