@@ -278,14 +278,18 @@ fn a_failed_run_leaves_no_output() {
         },
     );
     let out = dir.path().join("out.tif");
-    // A worker binary that exits at once: the pool cannot start.
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&input)
-        .arg(&out)
-        .args(["--factor", "4", "--worker-bin", "/bin/false"]));
-    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
-    assert!(stderr(&o).contains("cannot start"), "{}", stderr(&o));
+    // A worker binary that exits at once: the pool cannot start. Several times: the
+    // coordinator once crashed at exit now and then on this path (GDAL torn down under the
+    // writer thread still closing the temporary file).
+    for _ in 0..6 {
+        let o = run(coordinator()
+            .args(["--workers", "2", "resample"])
+            .arg(&input)
+            .arg(&out)
+            .args(["--factor", "4", "--worker-bin", "/bin/false"]));
+        assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+        assert!(stderr(&o).contains("cannot start"), "{}", stderr(&o));
+    }
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()

@@ -48,13 +48,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    match dispatch(&cli, &matches) {
-        Ok(code) => ExitCode::from(code as u8),
+    let code = match dispatch(&cli, &matches) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            e.exit_code()
         }
-    }
+    };
+    coordinator::os::exit_now(code)
 }
 
 fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> Result<i32, CoordError> {

@@ -140,3 +140,14 @@ pub fn cgroup_headroom() -> Option<u64> {
     }
     None
 }
+
+/// Ends the process now with `code`, after flushing stdout and stderr, without running C and
+/// C++ exit handlers: GDAL's global destructors must not run while a thread that could not
+/// be joined (an in-process chunk, a worker's reader) may still be inside GDAL.
+pub fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process at once; nothing in this process runs after it.
+    unsafe { nix::libc::_exit(code) }
+}

@@ -318,7 +318,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let ds = writer::create(&spec, &tmp)?;
 
     let (tx, rx) = mpsc::channel::<Event>();
-    let writer_tx = writer::spawn(ds, spec, seg.clone(), tx.clone(), wrap_writer);
+    let (writer_tx, writer_thread) = writer::spawn(ds, spec, seg.clone(), tx.clone(), wrap_writer);
     let band_numbers: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
     let lanes = inproc::start(
         prep.lanes,
@@ -395,6 +395,8 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     // Shut everything down whatever happened; on success the workers are already retiring.
     let finished_ok = outcome.is_ok();
     sup.stop_all(&rx, finished_ok);
+    // The writer's sender is gone: the thread closes the dataset and ends.
+    let _ = writer_thread.join();
     let result = match outcome {
         Ok(()) => {
             // The writer closed the file under its temporary name: move it into place.

@@ -102,16 +102,18 @@ pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
     Ok(ds)
 }
 
-/// Runs the writer on its own thread. Events go to `events` through `wrap`.
+/// Runs the writer on its own thread. Events go to `events` through `wrap`. Dropping the
+/// sender ends the thread, which closes the dataset; join it before the process exits, so
+/// GDAL is not torn down under a dataset still closing.
 pub fn spawn<E: Send + 'static>(
     ds: Dataset,
     spec: OutputSpec,
     seg: Arc<SharedSegment>,
     events: mpsc::Sender<E>,
     wrap: fn(WriterEvent) -> E,
-) -> mpsc::Sender<WriterMsg> {
+) -> (mpsc::Sender<WriterMsg>, thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<WriterMsg>();
-    thread::Builder::new()
+    let handle = thread::Builder::new()
         .name("writer".into())
         .spawn(move || {
             let mut ds = Some(ds);
@@ -155,7 +157,7 @@ pub fn spawn<E: Send + 'static>(
             }
         })
         .expect("spawning the writer thread");
-    tx
+    (tx, handle)
 }
 
 fn write_job(
