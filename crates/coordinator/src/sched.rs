@@ -800,6 +800,28 @@ impl Scheduler {
         }
     }
 
+    /// A successful attempt: record it and hand the chunk's slot to the writer.
+    fn attempt_succeeded(
+        &mut self,
+        task: TaskId,
+        record: AttemptRecord,
+        slot: SlotId,
+        outcome: ChunkOutcome,
+        out: &mut Vec<SchedAction>,
+    ) {
+        let entry = &mut self.chunks[task.0 as usize];
+        entry.attempts.push(record);
+        entry.state = ChunkState::Writing {
+            slot: Some(slot),
+            outcome,
+        };
+        out.push(SchedAction::Write {
+            task,
+            slot: Some(slot),
+        });
+        self.progress();
+    }
+
     /// The fault injected on this attempt, if any.
     fn fault_for(&self, task: TaskId, attempt: Attempt) -> Option<FaultKind> {
         self.cfg
@@ -822,32 +844,20 @@ impl Scheduler {
             return;
         };
         self.durations_insert(now - since);
-        let started_ms = self.ms(since);
-        let ended_ms = self.ms(now);
-        let fault = self.fault_for(task, attempt);
-        let entry = &mut self.chunks[task.0 as usize];
-        entry.attempts.push(AttemptRecord {
+        let record = AttemptRecord {
             attempt: attempt.0,
             executor: Executor::Worker {
                 worker: key.id,
                 pid,
             },
-            started_ms,
-            ended_ms,
+            started_ms: self.ms(since),
+            ended_ms: self.ms(now),
             stats: Some(stats),
             failure: None,
-            fault,
+            fault: self.fault_for(task, attempt),
             recycled_after: false,
-        });
-        entry.state = ChunkState::Writing {
-            slot: Some(slot),
-            outcome: ChunkOutcome::Done,
         };
-        out.push(SchedAction::Write {
-            task,
-            slot: Some(slot),
-        });
-        self.progress();
+        self.attempt_succeeded(task, record, slot, ChunkOutcome::Done, out);
         self.lane_failures[key.id.0 as usize] = 0;
         if let Some(r) = self.record_mut(key) {
             r.chunks += 1;
@@ -1296,32 +1306,22 @@ impl Scheduler {
         if l != lane || a != attempt {
             return;
         }
-        self.lanes_busy[lane as usize] = None;
-        let since = now; // in-process attempts carry their own timing in stats
+        let since = self.lanes_busy[lane as usize]
+            .take()
+            .map_or(now, |(_, t)| t);
         match result {
             Ok(stats) => {
-                let t = self.ms(now);
-                let started = t.saturating_sub((stats.read_us + stats.compute_us) / 1000);
-                let entry = &mut self.chunks[task.0 as usize];
-                entry.attempts.push(AttemptRecord {
+                let record = AttemptRecord {
                     attempt: attempt.0,
                     executor: Executor::InProcess { lane },
-                    started_ms: started,
-                    ended_ms: t,
+                    started_ms: self.ms(since),
+                    ended_ms: self.ms(now),
                     stats: Some(stats),
                     failure: None,
                     fault: None,
                     recycled_after: false,
-                });
-                entry.state = ChunkState::Writing {
-                    slot: Some(slot),
-                    outcome: ChunkOutcome::DoneInProcess,
                 };
-                out.push(SchedAction::Write {
-                    task,
-                    slot: Some(slot),
-                });
-                self.progress();
+                self.attempt_succeeded(task, record, slot, ChunkOutcome::DoneInProcess, out);
             }
             Err(error) => {
                 self.free_slots.push(slot);
