@@ -19,6 +19,20 @@ pub enum CoordError {
     OutputDirMissing(PathBuf),
     #[error("output directory '{path}' is not writable: {reason}")]
     OutputDirNotWritable { path: PathBuf, reason: String },
+    #[error("output '{path}' is {what}: OUTPUT must name a regular file (--overwrite only ever replaces one)")]
+    OutputNotFile { path: PathBuf, what: &'static str },
+    #[error("output '{path}' is being written by {holder} (lock file beside it): wait for it, or choose another OUTPUT")]
+    OutputLocked { path: PathBuf, holder: String },
+    #[error("output '{0}' appeared during the run and was not replaced (pass --overwrite to replace it); the result was discarded")]
+    OutputAppeared(PathBuf),
+    #[error("--report '{path}' refused: {why}")]
+    ReportPath { path: PathBuf, why: String },
+    #[error("wrote '{output}', but writing the report '{path}' failed: {reason}")]
+    ReportWrite {
+        output: PathBuf,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("writing output '{path}': {reason}")]
     Write { path: PathBuf, reason: String },
     #[error("{0}")]
@@ -40,7 +54,12 @@ impl CoordError {
             CoordError::OutputExists(_)
             | CoordError::OutputDirMissing(_)
             | CoordError::OutputDirNotWritable { .. }
+            | CoordError::OutputNotFile { .. }
+            | CoordError::OutputLocked { .. }
+            | CoordError::OutputAppeared(_)
+            | CoordError::ReportWrite { .. }
             | CoordError::Write { .. } => exit::OUTPUT,
+            CoordError::ReportPath { .. } => exit::USAGE,
             CoordError::Workers(_) => exit::WORKERS,
             CoordError::Resources(_) => exit::RESOURCES,
             CoordError::Interrupted(_) => exit::INTERRUPTED,

@@ -15,6 +15,7 @@ pub mod error;
 pub mod inproc;
 pub mod memory;
 pub mod os;
+pub mod output;
 pub mod plan;
 pub mod pool;
 pub mod progress;

@@ -48,6 +48,21 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    // A write past `ulimit -f` must fail with EFBIG and be reported, not kill us silently.
+    coordinator::os::ignore_sigxfsz();
+    // GDAL's messages go through our logging (one-line errors on stderr carry GDAL's text
+    // where it matters); the write path checks GDAL's error state itself.
+    gdal::config::set_error_handler(|kind, num, msg| {
+        use gdal::errors::CplErrType;
+        match kind {
+            CplErrType::Failure | CplErrType::Fatal => {
+                coordinator::os::gdal_err::record(msg);
+                tracing::debug!("GDAL error {num}: {msg}")
+            }
+            CplErrType::Warning => tracing::info!("GDAL warning {num}: {msg}"),
+            _ => tracing::trace!("GDAL: {msg}"),
+        }
+    });
     let code = match dispatch(&cli, &matches) {
         Ok(code) => code,
         Err(e) => {

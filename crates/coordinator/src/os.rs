@@ -151,3 +151,126 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit ends the process at once; nothing in this process runs after it.
     unsafe { nix::libc::_exit(code) }
 }
+
+/// Renames `from` to `to` unless `to` exists (then `AlreadyExists`), atomically where the
+/// filesystem can: `renameat2(RENAME_NOREPLACE)`, else `link` + `unlink` (a hard link also
+/// fails on an existing name). Where neither is supported (some network and FAT
+/// filesystems) it checks and renames, which leaves a small window, and says so.
+pub fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    use nix::{
+        errno::Errno,
+        fcntl::{renameat2, RenameFlags, AT_FDCWD},
+    };
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => return Ok(()),
+        Err(Errno::EEXIST) => return Err(std::io::ErrorKind::AlreadyExists.into()),
+        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {
+            std::fs::remove_file(from)?;
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+        Err(e) => {
+            tracing::warn!(
+                "this filesystem supports neither RENAME_NOREPLACE nor hard links ({e}): checking that '{}' does not exist, then renaming",
+                to.display()
+            );
+        }
+    }
+    if std::fs::symlink_metadata(to).is_ok() {
+        return Err(std::io::ErrorKind::AlreadyExists.into());
+    }
+    std::fs::rename(from, to)
+}
+
+/// Ignores SIGXFSZ, so that a write past `ulimit -f` fails with EFBIG (and is reported)
+/// instead of killing the process without a word.
+pub fn ignore_sigxfsz() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installing SIG_IGN runs no code of ours in signal context.
+    let _ = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) };
+}
+
+/// GDAL's error state on this thread (it is thread-local in GDAL), for the write path, where
+/// many failures (disk full, codec errors) come only through the error handler.
+pub mod gdal_err {
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// The first failure GDAL reported on this thread since `reset`: the cause, where the
+        /// last one is often a consequence ("write error" first, "error fetching directory
+        /// count" last).
+        static FIRST: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    /// Called from the process's GDAL error handler (which runs on the thread that raised
+    /// the error) for every failure.
+    pub fn record(msg: &str) {
+        FIRST.with(|f| {
+            let mut f = f.borrow_mut();
+            if f.is_none() {
+                *f = Some(msg.to_string());
+            }
+        });
+    }
+
+    /// Clears this thread's last GDAL error.
+    pub fn reset() {
+        FIRST.with(|f| f.borrow_mut().take());
+        // SAFETY: CPLErrorReset only clears this thread's error context.
+        unsafe { gdal_sys::CPLErrorReset() };
+    }
+
+    /// This thread's last GDAL error of severity Failure or Fatal since `reset`, with GDAL's
+    /// own text.
+    pub fn take() -> Option<String> {
+        if let Some(first) = FIRST.with(|f| f.borrow_mut().take()) {
+            // SAFETY: CPLErrorReset only clears this thread's error context.
+            unsafe { gdal_sys::CPLErrorReset() };
+            return Some(first);
+        }
+        // SAFETY: these read this thread's error context; the message pointer stays valid
+        // until the next GDAL call on this thread, and is copied at once.
+        unsafe {
+            let t = gdal_sys::CPLGetLastErrorType();
+            if t < gdal_sys::CPLErr::CE_Failure {
+                return None;
+            }
+            let p = gdal_sys::CPLGetLastErrorMsg();
+            let msg = if p.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            };
+            gdal_sys::CPLErrorReset();
+            Some(if msg.is_empty() {
+                "GDAL reported a failure without a message".into()
+            } else {
+                msg
+            })
+        }
+    }
+
+    /// Runs `f`, failing with GDAL's own text when it returned an error or left one behind.
+    pub fn check<T, E: std::fmt::Display>(f: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
+        reset();
+        let r = f();
+        let pending = take();
+        match (r, pending) {
+            (Ok(v), None) => Ok(v),
+            (Ok(_), Some(msg)) => Err(msg),
+            (Err(e), Some(msg)) => {
+                let e = e.to_string();
+                if e.contains(&msg) {
+                    Err(e)
+                } else {
+                    Err(format!("{e}: {msg}"))
+                }
+            }
+            (Err(e), None) => Err(e.to_string()),
+        }
+    }
+}

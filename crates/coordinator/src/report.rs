@@ -100,4 +100,7 @@ pub struct Totals {
     pub admission_wait_ms: u64,
     /// User + system CPU of the coordinator process itself (writer and in-process lanes included).
     pub coordinator_cpu_ms: u64,
+    /// Per output band: valid values the output type could not hold (clamped into its
+    /// range, or moved one step off the nodata value).
+    pub adjusted_by_band: Vec<crate::writer::Adjusted>,
 }

@@ -17,6 +17,7 @@ use crate::{
     error::CoordError,
     inproc,
     memory::{self, MemShared, MemState},
+    output,
     plan::{plan, Plan},
     pool::{self, PoolConfig, PoolEvent, Proc},
     raster::{self, BandInfo, RasterInfo},
@@ -25,7 +26,7 @@ use crate::{
         ChunkOutcome, ExitInfo, SchedAction, SchedConfig, SchedEvent, Scheduler, Sig, TimeoutSpec,
         WorkerId, WorkerKey,
     },
-    writer::{self, OutputSpec, WriteJob, WriterEvent, WriterMsg},
+    writer::{self, Adjusted, OutputSpec, WriteJob, WriterEvent, WriterMsg},
 };
 
 /// Everything `resample` needs, resolved: no option left to default.
@@ -99,7 +100,19 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     let out_type = cfg
         .out_type
         .unwrap_or_else(|| raster::default_out_type(cfg.agg, sample));
-    let out_nodata = raster::out_nodata(cfg.agg, out_type, bands[0].nodata);
+    // A GeoTIFF holds one nodata value for all bands: the bands' own when they agree (each
+    // band is still read with its own), else one no valid result can take (NaN, or the
+    // integer type's end that clamping keeps valid values off).
+    let shared = bands[0].nodata;
+    let agree = bands
+        .iter()
+        .all(|b| b.nodata.map(f64::to_bits) == shared.map(f64::to_bits));
+    let out_nodata = raster::out_nodata(cfg.agg, out_type, if agree { shared } else { None });
+    if !agree {
+        tracing::info!(
+            "the selected bands have different nodata values; the output's nodata is {out_nodata} for all bands"
+        );
+    }
     let nb = bands.len() as u64;
     // Small rasters still get a few chunks per worker, so that every worker has work.
     let total = info.width * info.height * sample.size() * nb;
@@ -210,47 +223,6 @@ pub fn available_memory() -> u64 {
     }
 }
 
-/// Output checks that must pass before any work starts.
-fn check_output(cfg: &ResampleConfig) -> Result<(), CoordError> {
-    let out = &cfg.output;
-    if out.exists() && !cfg.overwrite {
-        return Err(CoordError::OutputExists(out.clone()));
-    }
-    if let (Ok(a), Ok(b)) = (out.canonicalize(), cfg.input.canonicalize()) {
-        if a == b {
-            return Err(CoordError::BadInput("output is the input file".into()));
-        }
-    }
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.is_dir() {
-        return Err(CoordError::OutputDirMissing(dir));
-    }
-    if let Some(report) = &cfg.report {
-        let rdir = match report.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !rdir.is_dir() {
-            return Err(CoordError::OutputDirMissing(rdir));
-        }
-    }
-    // Root ignores permission bits: try for real.
-    let probe = writer::temp_path(out);
-    match std::fs::File::create(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) => Err(CoordError::OutputDirNotWritable {
-            path: dir,
-            reason: e.to_string(),
-        }),
-    }
-}
-
 /// What a finished run tells `main`.
 pub struct RunSummary {
     pub exit_code: i32,
@@ -274,20 +246,16 @@ fn wrap_sched(e: SchedEvent) -> Event {
     Event::Sched(e)
 }
 
-/// Removes the temporary output unless disarmed: every failure path leaves nothing behind.
-struct TempGuard(Option<PathBuf>);
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
 pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let t_start = Instant::now();
     let prep = prepare(cfg)?;
-    check_output(cfg)?;
+    output::check_paths(
+        &cfg.input,
+        &cfg.output,
+        cfg.report.as_deref(),
+        cfg.overwrite,
+    )?;
+    let mut staging = output::Staging::lock(&cfg.output)?;
     if prep.memory.workers > 0 && !cfg.worker_bin.is_file() {
         return Err(CoordError::Workers(format!(
             "worker binary not found at '{}' (set --worker-bin or BLOCKSUM_WORKER_BIN)",
@@ -295,12 +263,19 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         )));
     }
     set_block_cache(prep.memory.coordinator - prep.memory.ring - budget::COORDINATOR_BASE);
-    let seg = Arc::new(
-        SharedSegment::create(prep.layout.total_bytes())
-            .map_err(|e| CoordError::Resources(format!("creating the shared slot ring: {e}")))?,
-    );
-    let tmp = writer::temp_path(&cfg.output);
-    let mut guard = TempGuard(Some(tmp.clone()));
+    let ring = prep.layout.total_bytes();
+    let seg = Arc::new(SharedSegment::create(ring).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(nix::libc::EFBIG) {
+            " (the file-size limit, ulimit -f, is below the ring's size: raise it, or lower --chunk-mib or --workers)"
+        } else {
+            ""
+        };
+        CoordError::Resources(format!(
+            "creating the shared slot ring of {:.1} MiB: {e}{hint}",
+            ring as f64 / (1 << 20) as f64
+        ))
+    })?);
+    let tmp = staging.temp().to_path_buf();
     let spec = OutputSpec {
         path: cfg.output.clone(),
         width: prep.plan.out_width,
@@ -318,7 +293,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let ds = writer::create(&spec, &tmp)?;
 
     let (tx, rx) = mpsc::channel::<Event>();
-    let (writer_tx, writer_thread) = writer::spawn(ds, spec, seg.clone(), tx.clone(), wrap_writer);
+    let (writer_tx, writer_thread) =
+        writer::spawn(ds, spec, tmp.clone(), seg.clone(), tx.clone(), wrap_writer)
+            .map_err(|e| CoordError::Internal(format!("starting the writer thread: {e}")))?;
     let band_numbers: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
     let lanes = inproc::start(
         prep.lanes,
@@ -387,6 +364,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         progress,
         start: t_start,
         interrupts: 0,
+        adjusted: Vec::new(),
     };
     let outcome = sup.run(first, &rx);
     drop(signals);
@@ -398,15 +376,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     // The writer's sender is gone: the thread closes the dataset and ends.
     let _ = writer_thread.join();
     let result = match outcome {
-        Ok(()) => {
-            // The writer closed the file under its temporary name: move it into place.
-            std::fs::rename(&tmp, &cfg.output).map_err(|e| CoordError::Write {
-                path: cfg.output.clone(),
-                reason: format!("renaming the finished file into place: {e}"),
-            })?;
-            guard.0 = None;
-            Ok(())
-        }
+        // The writer closed, reopened and checked the file under its temporary name: move
+        // it into place (never over a file that appeared meanwhile, unless --overwrite).
+        Ok(()) => staging.commit(cfg.overwrite),
         Err(e) => Err(e),
     };
     let quarantined: Vec<u32> = (0..prep.plan.chunks.len() as u32)
@@ -418,16 +390,27 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         Err(e) => e.exit_code(),
     };
     let report = sup.report(exit_code, &result, &quarantined);
+    // The lock is held until the output is in place and the report written.
     if let Some(path) = &cfg.report {
-        // The report was checked writable before the run: a failure now is reported, but the
-        // run's own result (and exit code) stands.
         let written = serde_json::to_string_pretty(&report)
             .map_err(|e| e.to_string())
-            .and_then(|text| std::fs::write(path, text).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            eprintln!("error: writing the report '{}': {e}", path.display());
+            .and_then(|text| output::write_report(path, &text).map_err(|e| e.to_string()));
+        if let Err(reason) = written {
+            match &result {
+                // The output is committed and complete; the report is not: exit 4 says so.
+                Ok(()) => {
+                    return Err(CoordError::ReportWrite {
+                        output: cfg.output.clone(),
+                        path: path.clone(),
+                        reason,
+                    })
+                }
+                // The run's own failure is the one to report.
+                Err(_) => tracing::error!("writing the report '{}': {reason}", path.display()),
+            }
         }
     }
+    drop(staging);
     result?;
     let t = &report.totals;
     let mut message = format!(
@@ -456,6 +439,15 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             .map(|(k, v)| format!("{v} {k}"))
             .collect();
         message.push_str(&format!("; worker deaths: {}", causes.join(", ")));
+    }
+    for (i, a) in t.adjusted_by_band.iter().enumerate() {
+        if a.clamped + a.moved_off_nodata > 0 {
+            let b = prep.bands[i].index;
+            message.push_str(&format!(
+                "\nwarning: band {b}: {} valid pixel(s) clamped into {}'s range and {} moved one step off the nodata value {}, so that none reads as nodata (a wider --ot keeps them exact)",
+                a.clamped, prep.out_type, a.moved_off_nodata, prep.out_nodata
+            ));
+        }
     }
     if !quarantined.is_empty() {
         let ids: Vec<String> = quarantined.iter().map(|q| q.to_string()).collect();
@@ -502,6 +494,8 @@ struct Supervisor<'a> {
     progress: crate::progress::Progress,
     start: Instant,
     interrupts: u32,
+    /// Per band, from the writer once the file is closed.
+    adjusted: Vec<Adjusted>,
 }
 
 impl Supervisor<'_> {
@@ -604,7 +598,8 @@ impl Supervisor<'_> {
                         .chunk_done(c.window.pixels() * self.prep.plan.pixel_bytes);
                     pending = self.sched.handle(now, SchedEvent::Written { task });
                 }
-                Event::Writer(WriterEvent::Closed) => {
+                Event::Writer(WriterEvent::Closed { adjusted }) => {
+                    self.adjusted = adjusted;
                     if closing {
                         return Ok(());
                     }
@@ -749,7 +744,9 @@ impl Supervisor<'_> {
                 agg: self.cfg.agg,
                 factor: self.cfg.factor,
                 sample: self.prep.sample,
-                out_nodata: self.prep.out_nodata,
+                // Empty blocks come back as NaN; the writer turns them into the output's
+                // nodata, so that it can tell them from a valid value equal to nodata.
+                out_nodata: f64::NAN,
             },
             fault,
         }
@@ -919,6 +916,7 @@ impl Supervisor<'_> {
                 ms(u.user_time()) + ms(u.system_time())
             })
             .unwrap_or(0),
+            adjusted_by_band: self.adjusted.clone(),
         };
         Report {
             tool: "blocksum coordinator",

@@ -54,7 +54,7 @@ pub fn synth(out: &Path, cfg: &SynthConfig) -> Result<(), CoordError> {
         path: out.to_path_buf(),
         reason,
     };
-    let tmp = crate::writer::temp_path(out);
+    let tmp = crate::output::temp_path(out);
     let driver = DriverManager::get_driver_by_name("GTiff").map_err(|e| err(e.to_string()))?;
     let opts = RasterCreationOptions::from_iter([
         "TILED=YES",

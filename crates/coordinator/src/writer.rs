@@ -11,13 +11,13 @@ use std::{
 };
 
 use gdal::{
-    raster::{Buffer, RasterCreationOptions},
+    raster::{Buffer, GdalType, RasterCreationOptions},
     Dataset, DriverManager, Metadata,
 };
 use protocol::{SampleType, TaskId, Window};
 use worker::shm::SharedSegment;
 
-use crate::{error::CoordError, raster::BandInfo};
+use crate::{error::CoordError, os::gdal_err::check, raster::BandInfo};
 
 /// Everything needed to create the output.
 #[derive(Debug, Clone)]
@@ -27,6 +27,7 @@ pub struct OutputSpec {
     pub height: u64,
     pub bands: Vec<BandInfo>,
     pub out_type: SampleType,
+    /// The output's nodata, one for all bands (a GeoTIFF holds one nodata value per file).
     pub nodata: f64,
     pub geo_transform: Option<[f64; 6]>,
     pub projection: String,
@@ -50,18 +51,88 @@ pub enum WriterMsg {
 }
 
 pub enum WriterEvent {
-    Written { task: TaskId, micros: u64 },
-    Closed,
+    Written {
+        task: TaskId,
+        micros: u64,
+    },
+    /// The file is closed, reopened and checked: complete and readable.
+    Closed {
+        adjusted: Vec<Adjusted>,
+    },
     Failed(String),
 }
 
-/// The temporary name the output is written under, beside the final one.
-pub fn temp_path(final_path: &Path) -> PathBuf {
-    let name = final_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    final_path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+/// Per output band: valid values that the output type could not hold as they were.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Adjusted {
+    /// Out of the type's range, clamped to its nearest end.
+    pub clamped: u64,
+    /// Equal to the nodata value once converted: moved one step (one unit, or one ulp for
+    /// floats) off it, so that a valid pixel never reads as nodata.
+    pub moved_off_nodata: u64,
+}
+
+/// The kernels mark a block with no valid pixel as NaN; the writer turns it into the
+/// output's nodata. Every other value is a valid result: it is rounded (integer types) and
+/// clamped into the type's range, and a result equal to the nodata value is moved one step
+/// off it, so that a valid pixel never becomes nodata. Returns the value and what was done.
+pub fn convert(v: f64, nodata: f64, t: SampleType) -> (f64, bool, bool) {
+    if v.is_nan() {
+        return (nodata, false, false);
+    }
+    let (lo, hi) = t.range();
+    let (mut r, clamped) = match t {
+        SampleType::F64 => (v, false),
+        SampleType::F32 => {
+            if v.is_finite() && v.abs() > f32::MAX as f64 {
+                (v.signum() * f32::MAX as f64, true)
+            } else {
+                ((v as f32) as f64, false)
+            }
+        }
+        _ => {
+            let x = v.round();
+            if x < lo {
+                (lo, true)
+            } else if x > hi {
+                (hi, true)
+            } else {
+                (x, false)
+            }
+        }
+    };
+    let mut moved = false;
+    if r == nodata {
+        moved = true;
+        r = match t {
+            SampleType::F64 => step_f64(r, v, lo, hi),
+            SampleType::F32 => step_f32(r, v),
+            _ if r >= hi => hi - 1.0,
+            _ if r <= lo => lo + 1.0,
+            _ if v > r => r + 1.0,
+            _ => r - 1.0,
+        };
+    }
+    (r, clamped, moved)
+}
+
+fn step_f64(r: f64, toward: f64, lo: f64, hi: f64) -> f64 {
+    let up = toward > r || r <= lo;
+    if r >= hi || !up {
+        r.next_down()
+    } else {
+        r.next_up()
+    }
+}
+
+fn step_f32(r: f64, toward: f64) -> f64 {
+    let x = r as f32;
+    let up = toward > r || x == f32::MIN;
+    (if x == f32::MAX || !up {
+        x.next_down()
+    } else {
+        x.next_up()
+    }) as f64
 }
 
 /// Creates the output under `tmp`.
@@ -70,10 +141,10 @@ pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
         path: spec.path.clone(),
         reason,
     };
-    let driver = DriverManager::get_driver_by_name("GTiff").map_err(|e| err(e.to_string()))?;
+    let driver = check(|| DriverManager::get_driver_by_name("GTiff")).map_err(err)?;
     let opts = RasterCreationOptions::from_iter(spec.creation_options.iter().map(String::as_str));
     let (w, h, n) = (spec.width as usize, spec.height as usize, spec.bands.len());
-    let created = match spec.out_type {
+    let mut ds = check(|| match spec.out_type {
         SampleType::U8 => driver.create_with_band_type_with_options::<u8, _>(tmp, w, h, n, &opts),
         SampleType::I16 => driver.create_with_band_type_with_options::<i16, _>(tmp, w, h, n, &opts),
         SampleType::U16 => driver.create_with_band_type_with_options::<u16, _>(tmp, w, h, n, &opts),
@@ -81,22 +152,26 @@ pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
         SampleType::U32 => driver.create_with_band_type_with_options::<u32, _>(tmp, w, h, n, &opts),
         SampleType::F32 => driver.create_with_band_type_with_options::<f32, _>(tmp, w, h, n, &opts),
         SampleType::F64 => driver.create_with_band_type_with_options::<f64, _>(tmp, w, h, n, &opts),
-    };
-    let mut ds = created.map_err(|e| err(format!("creating the file: {e}")))?;
+    })
+    .map_err(|e| {
+        // GDAL may have left a file behind before failing.
+        let _ = std::fs::remove_file(tmp);
+        err(format!("creating the file: {e}"))
+    })?;
     if let Some(gt) = spec.geo_transform {
-        ds.set_geo_transform(&gt).map_err(|e| err(e.to_string()))?;
+        check(|| ds.set_geo_transform(&gt))
+            .map_err(|e| err(format!("setting the geotransform: {e}")))?;
     }
     if !spec.projection.is_empty() {
-        ds.set_projection(&spec.projection)
-            .map_err(|e| err(e.to_string()))?;
+        check(|| ds.set_projection(&spec.projection))
+            .map_err(|e| err(format!("setting the projection: {e}")))?;
     }
     for (i, b) in spec.bands.iter().enumerate() {
-        let mut rb = ds.rasterband(i + 1).map_err(|e| err(e.to_string()))?;
-        rb.set_no_data_value(Some(spec.nodata))
-            .map_err(|e| err(e.to_string()))?;
+        let band_err = |e: String| err(format!("band {}: {e}", i + 1));
+        let mut rb = check(|| ds.rasterband(i + 1)).map_err(band_err)?;
+        check(|| rb.set_no_data_value(Some(spec.nodata))).map_err(band_err)?;
         if !b.description.is_empty() {
-            rb.set_description(&b.description)
-                .map_err(|e| err(e.to_string()))?;
+            check(|| rb.set_description(&b.description)).map_err(band_err)?;
         }
     }
     Ok(ds)
@@ -108,56 +183,87 @@ pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
 pub fn spawn<E: Send + 'static>(
     ds: Dataset,
     spec: OutputSpec,
+    tmp: PathBuf,
     seg: Arc<SharedSegment>,
     events: mpsc::Sender<E>,
     wrap: fn(WriterEvent) -> E,
-) -> (mpsc::Sender<WriterMsg>, thread::JoinHandle<()>) {
+) -> std::io::Result<(mpsc::Sender<WriterMsg>, thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel::<WriterMsg>();
     let handle = thread::Builder::new()
         .name("writer".into())
         .spawn(move || {
             let mut ds = Some(ds);
+            let mut adjusted = vec![Adjusted::default(); spec.bands.len()];
             for msg in rx {
                 let Some(d) = ds.as_mut() else { break };
                 match msg {
                     WriterMsg::Write(job) => {
                         let t0 = Instant::now();
-                        let ev = match write_job(d, &spec, &seg, &job) {
+                        let ev = match write_job(d, &spec, &seg, &job, &mut adjusted) {
                             Ok(()) => WriterEvent::Written {
                                 task: job.task,
                                 micros: t0.elapsed().as_micros() as u64,
                             },
-                            Err(e) => WriterEvent::Failed(format!("chunk {}: {e}", job.task)),
+                            Err(e) => WriterEvent::Failed(e),
                         };
                         if events.send(wrap(ev)).is_err() {
                             break;
                         }
                     }
                     WriterMsg::Close { metadata } => {
-                        let mut d = ds.take().expect("checked above");
-                        let mut res = Ok(());
-                        for (k, v) in &metadata {
-                            if let Err(e) = d.set_metadata_item(k, v, "") {
-                                res = Err(e.to_string());
-                            }
-                        }
-                        if res.is_ok() {
-                            res = d.flush_cache().map_err(|e| e.to_string());
-                        }
-                        if res.is_ok() {
-                            res = d.close().map_err(|e| e.to_string());
-                        }
-                        let _ = events.send(wrap(match res {
-                            Ok(()) => WriterEvent::Closed,
-                            Err(e) => WriterEvent::Failed(format!("closing the file: {e}")),
-                        }));
+                        let d = ds.take().expect("checked above");
+                        let ev = match close(d, &spec, &tmp, &metadata, &adjusted) {
+                            Ok(()) => WriterEvent::Closed {
+                                adjusted: std::mem::take(&mut adjusted),
+                            },
+                            Err(e) => WriterEvent::Failed(e),
+                        };
+                        let _ = events.send(wrap(ev));
                         break;
                     }
                 }
             }
-        })
-        .expect("spawning the writer thread");
-    (tx, handle)
+        })?;
+    Ok((tx, handle))
+}
+
+/// Metadata, flush, close (each checked: GDAL reports disk-full and codec failures at flush
+/// and close only through its error state), then reopens the file and checks its shape.
+fn close(
+    mut d: Dataset,
+    spec: &OutputSpec,
+    tmp: &Path,
+    metadata: &[(String, String)],
+    adjusted: &[Adjusted],
+) -> Result<(), String> {
+    for (k, v) in metadata {
+        check(|| d.set_metadata_item(k, v, ""))
+            .map_err(|e| format!("setting metadata {k}: {e}"))?;
+    }
+    for (i, a) in adjusted.iter().enumerate() {
+        if a.clamped + a.moved_off_nodata > 0 {
+            let mut rb = check(|| d.rasterband(i + 1))?;
+            let v = format!("{}", a.clamped + a.moved_off_nodata);
+            check(|| rb.set_metadata_item("BLOCKSUM_ADJUSTED_PIXELS", &v, ""))
+                .map_err(|e| format!("setting band metadata: {e}"))?;
+        }
+    }
+    check(|| d.flush_cache()).map_err(|e| format!("flushing the file: {e}"))?;
+    check(|| d.close()).map_err(|e| format!("closing the file: {e}"))?;
+    let back = check(|| Dataset::open(tmp))
+        .map_err(|e| format!("the finished file does not open again: {e}"))?;
+    let (w, h) = back.raster_size();
+    if (w as u64, h as u64) != (spec.width, spec.height) || back.raster_count() != spec.bands.len()
+    {
+        return Err(format!(
+            "the finished file reads back as {w}x{h} with {} band(s), not {}x{} with {}",
+            back.raster_count(),
+            spec.width,
+            spec.height,
+            spec.bands.len()
+        ));
+    }
+    Ok(())
 }
 
 fn write_job(
@@ -165,25 +271,127 @@ fn write_job(
     spec: &OutputSpec,
     seg: &SharedSegment,
     job: &WriteJob,
+    adjusted: &mut [Adjusted],
 ) -> Result<(), String> {
     let (w, h) = (job.out.w as usize, job.out.h as usize);
     let n = w * h;
-    for i in 0..spec.bands.len() {
-        let data: Vec<f64> = match &job.region {
+    let o = job.out;
+    let at = |i: usize, e: String| {
+        format!(
+            "band {} at output window {},{} {}x{} (chunk {}): {e}",
+            i + 1,
+            o.x,
+            o.y,
+            o.w,
+            o.h,
+            job.task
+        )
+    };
+    for (i, adj) in adjusted.iter_mut().enumerate() {
+        let values: &[f64] = match &job.region {
             Some(r) => {
                 let start = r.start + i * n * 8;
                 // SAFETY: the scheduler gave this slot to the writer alone until it is written.
                 let bytes = unsafe { seg.slice(start..start + n * 8) };
-                bytemuck::try_cast_slice::<u8, f64>(bytes)
-                    .map_err(|e| e.to_string())?
-                    .to_vec()
+                bytemuck::try_cast_slice::<u8, f64>(bytes).map_err(|e| at(i, e.to_string()))?
             }
-            None => vec![spec.nodata; n],
+            None => &[],
         };
-        let mut rb = ds.rasterband(i + 1).map_err(|e| e.to_string())?;
-        let mut buf = Buffer::new((w, h), data);
-        rb.write((job.out.x as isize, job.out.y as isize), (w, h), &mut buf)
-            .map_err(|e| format!("band {}: {e}", i + 1))?;
+        let mut rb = check(|| ds.rasterband(i + 1)).map_err(|e| at(i, e))?;
+        let win = (o.x as isize, o.y as isize);
+        let nd = spec.nodata;
+        let res = match spec.out_type {
+            SampleType::U8 => put::<u8>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
+            SampleType::I16 => put::<i16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
+            SampleType::U16 => put::<u16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
+            SampleType::I32 => put::<i32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
+            SampleType::U32 => put::<u32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
+            SampleType::F32 => put::<f32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
+            SampleType::F64 => put::<f64>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
+        };
+        res.map_err(|e| at(i, e))?;
     }
     Ok(())
+}
+
+/// A value the writer converts exactly (the conversion already rounded and clamped it).
+trait OutSample: GdalType + Copy {
+    fn from_f64(v: f64) -> Self;
+}
+macro_rules! out_sample {
+    ($($t:ty),*) => {$(
+        impl OutSample for $t {
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+        }
+    )*};
+}
+out_sample!(u8, i16, u16, i32, u32, f32, f64);
+
+/// Converts one band of a window (or nodata, for an empty `values`) and writes it.
+fn put<T: OutSample>(
+    rb: &mut gdal::raster::RasterBand,
+    win: (isize, isize),
+    size: (usize, usize),
+    values: &[f64],
+    nodata: f64,
+    t: SampleType,
+    adj: &mut Adjusted,
+) -> Result<(), String> {
+    let n = size.0 * size.1;
+    let data: Vec<T> = if values.is_empty() {
+        vec![T::from_f64(nodata); n]
+    } else {
+        values
+            .iter()
+            .map(|&v| {
+                let (r, clamped, moved) = convert(v, nodata, t);
+                adj.clamped += clamped as u64;
+                adj.moved_off_nodata += (moved && !clamped) as u64;
+                T::from_f64(r)
+            })
+            .collect()
+    };
+    let mut buf = Buffer::new(size, data);
+    check(|| rb.write(win, size, &mut buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_value_never_becomes_nodata() {
+        // Byte output whose nodata is its maximum: sums above 254 clamp to 254, not 255.
+        assert_eq!(convert(300.0, 255.0, SampleType::U8), (254.0, true, true));
+        assert_eq!(convert(255.0, 255.0, SampleType::U8), (254.0, false, true));
+        assert_eq!(convert(254.6, 255.0, SampleType::U8), (254.0, false, true));
+        assert_eq!(convert(-3.0, 255.0, SampleType::U8), (0.0, true, false));
+        assert_eq!(
+            convert(f64::NAN, 255.0, SampleType::U8),
+            (255.0, false, false)
+        );
+        // Signed type whose nodata is its minimum.
+        assert_eq!(
+            convert(-40000.0, -32768.0, SampleType::I16),
+            (-32767.0, true, true)
+        );
+        // A nodata inside the range: moved toward the true value.
+        assert_eq!(convert(0.4, 0.0, SampleType::I16), (1.0, false, true));
+        assert_eq!(convert(-0.4, 0.0, SampleType::I16), (-1.0, false, true));
+        // Floats: out of Float32's range clamps; an exact hit on nodata moves one ulp.
+        let (v, c, m) = convert(1e39, f64::NAN, SampleType::F32);
+        assert_eq!((v, c, m), (f32::MAX as f64, true, false));
+        let (v, c, m) = convert(-9999.0, -9999.0, SampleType::F64);
+        assert!(v != -9999.0 && (v + 9999.0).abs() < 1e-9 && !c && m);
+        let (v, _, m) = convert(-9999.0, -9999.0, SampleType::F32);
+        assert!(v != -9999.0 && (v as f32) as f64 == v && m);
+        // Ordinary values pass unchanged.
+        assert_eq!(
+            convert(12.5, -9999.0, SampleType::F64),
+            (12.5, false, false)
+        );
+        assert_eq!(convert(12.5, 255.0, SampleType::U8), (13.0, false, false));
+    }
 }

@@ -1,0 +1,424 @@
+//! Output staging: everything between "the user named OUTPUT" and "OUTPUT holds a complete
+//! file". It checks the output and report paths before any work, holds an advisory lock on
+//! the output for the whole run, gives the writer a temporary name beside the target, and
+//! commits it without clobbering what it must not replace.
+//!
+//! It does not write pixels (that is `writer`) and does not decide whether the run succeeded
+//! (that is `run`): it only guarantees that OUTPUT is either untouched or complete.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{Read, Seek, Write},
+    os::unix::fs::{FileTypeExt, MetadataExt},
+    path::{Path, PathBuf},
+};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::CoordError;
+
+/// What is at a path, as far as replacing it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    Nothing,
+    Regular,
+    Directory,
+    Other(&'static str),
+}
+
+fn existing(path: &Path) -> Existing {
+    // Follow a symbolic link: what matters is what a reader of OUTPUT would get.
+    match std::fs::metadata(path) {
+        Err(_) => Existing::Nothing,
+        Ok(m) => {
+            let t = m.file_type();
+            if t.is_file() {
+                Existing::Regular
+            } else if t.is_dir() {
+                Existing::Directory
+            } else if t.is_char_device() {
+                Existing::Other("a character device")
+            } else if t.is_block_device() {
+                Existing::Other("a block device")
+            } else if t.is_fifo() {
+                Existing::Other("a FIFO")
+            } else if t.is_socket() {
+                Existing::Other("a socket")
+            } else {
+                Existing::Other("not a regular file")
+            }
+        }
+    }
+}
+
+/// A file's identity: (device, inode) where it exists, else its canonical parent and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Identity {
+    Inode(u64, u64),
+    Name(PathBuf),
+}
+
+fn identity(path: &Path) -> Option<Identity> {
+    if let Ok(m) = std::fs::metadata(path) {
+        return Some(Identity::Inode(m.dev(), m.ino()));
+    }
+    let name = path.file_name()?;
+    let parent = parent_dir(path).canonicalize().ok()?;
+    Some(Identity::Name(parent.join(name)))
+}
+
+/// The directory a path's file lives in (`.` for a bare name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((identity(a), identity(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Checks OUTPUT and `--report` before any work starts (exit 4 for the output, 2 for a report
+/// path that names the input, the output or something that is not a regular file).
+pub fn check_paths(
+    input: &Path,
+    output: &Path,
+    report: Option<&Path>,
+    overwrite: bool,
+) -> Result<(), CoordError> {
+    let out_text = output.as_os_str().to_string_lossy();
+    if out_text.ends_with('/') || output.file_name().is_none() {
+        return Err(CoordError::OutputNotFile {
+            path: output.to_path_buf(),
+            what: "a directory name",
+        });
+    }
+    match existing(output) {
+        Existing::Nothing => {}
+        Existing::Regular if overwrite => {}
+        Existing::Regular => return Err(CoordError::OutputExists(output.to_path_buf())),
+        Existing::Directory => {
+            return Err(CoordError::OutputNotFile {
+                path: output.to_path_buf(),
+                what: "a directory",
+            })
+        }
+        Existing::Other(what) => {
+            return Err(CoordError::OutputNotFile {
+                path: output.to_path_buf(),
+                what,
+            })
+        }
+    }
+    if same_file(output, input) {
+        return Err(CoordError::BadInput(format!(
+            "output '{}' is the input file",
+            output.display()
+        )));
+    }
+    let dir = parent_dir(output);
+    if !dir.is_dir() {
+        return Err(CoordError::OutputDirMissing(dir));
+    }
+    probe_writable(&dir, output)?;
+    if let Some(report) = report {
+        let refuse = |why: String| CoordError::ReportPath {
+            path: report.to_path_buf(),
+            why,
+        };
+        if report.as_os_str().to_string_lossy().ends_with('/') || report.file_name().is_none() {
+            return Err(refuse("it names a directory".into()));
+        }
+        if same_file(report, input) {
+            return Err(refuse("it is the input raster".into()));
+        }
+        if same_file(report, output) {
+            return Err(refuse("it is the output raster".into()));
+        }
+        match existing(report) {
+            Existing::Nothing => {}
+            Existing::Regular if overwrite => {}
+            Existing::Regular => {
+                return Err(refuse(
+                    "it exists (pass --overwrite to replace it, as for the output)".into(),
+                ))
+            }
+            Existing::Directory => return Err(refuse("it is a directory".into())),
+            Existing::Other(what) => return Err(refuse(format!("it is {what}"))),
+        }
+        let rdir = parent_dir(report);
+        if !rdir.is_dir() {
+            return Err(refuse(format!(
+                "its directory '{}' does not exist",
+                rdir.display()
+            )));
+        }
+        probe_writable(&rdir, report).map_err(|e| refuse(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Root ignores permission bits, so try for real: create and remove a probe file.
+fn probe_writable(dir: &Path, target: &Path) -> Result<(), CoordError> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(CoordError::OutputDirNotWritable {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The temporary name the output is written under, beside the final one.
+pub fn temp_path(final_path: &Path) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    final_path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+fn lock_path(final_path: &Path) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    final_path.with_file_name(format!(".{name}.lock"))
+}
+
+/// The run's claim on OUTPUT: an advisory lock held from before the first chunk to after the
+/// commit, and the temporary file, removed on drop unless committed.
+pub struct Staging {
+    target: PathBuf,
+    temp: PathBuf,
+    lock_path: PathBuf,
+    lock: Option<Flock<File>>,
+    committed: bool,
+}
+
+impl Staging {
+    /// Takes the lock on `target`: a second run on the same OUTPUT fails at once (exit 4),
+    /// naming the process that holds it.
+    pub fn lock(target: &Path) -> Result<Staging, CoordError> {
+        let lock_path = lock_path(target);
+        let err = |reason: String| CoordError::Write {
+            path: target.to_path_buf(),
+            reason,
+        };
+        // A lock file that another run removes between our open and our flock would leave us
+        // holding a lock on a dead inode: check after locking that the name still leads to
+        // the file we locked, and start over if not.
+        for _ in 0..100 {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .map_err(|e| {
+                    err(format!(
+                        "creating the lock file '{}': {e}",
+                        lock_path.display()
+                    ))
+                })?;
+            let mut locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => l,
+                Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let mut pid = String::new();
+                    let _ = file.read_to_string(&mut pid);
+                    let pid = pid.trim();
+                    return Err(CoordError::OutputLocked {
+                        path: target.to_path_buf(),
+                        holder: if pid.is_empty() {
+                            "another process".into()
+                        } else {
+                            format!("process {pid}")
+                        },
+                    });
+                }
+                Err((_, e)) => return Err(err(format!("locking '{}': {e}", lock_path.display()))),
+            };
+            let ours = locked.metadata().map(|m| (m.dev(), m.ino())).ok();
+            let named = std::fs::metadata(&lock_path)
+                .map(|m| (m.dev(), m.ino()))
+                .ok();
+            if ours.is_none() || ours != named {
+                continue;
+            }
+            let written = locked
+                .set_len(0)
+                .and_then(|()| locked.rewind())
+                .and_then(|()| writeln!(locked, "{}", std::process::id()))
+                .and_then(|()| locked.flush());
+            written.map_err(|e| err(format!("writing the lock file: {e}")))?;
+            return Ok(Staging {
+                target: target.to_path_buf(),
+                temp: temp_path(target),
+                lock_path,
+                lock: Some(locked),
+                committed: false,
+            });
+        }
+        Err(err(
+            "the lock file keeps being replaced by another run".into()
+        ))
+    }
+
+    pub fn temp(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Moves the finished temporary file into place. Without `overwrite` it never replaces
+    /// anything, not even a file that appeared at OUTPUT during the run; with it, the rename
+    /// is atomic, so a reader sees the old file or the new one, never a mixture.
+    pub fn commit(&mut self, overwrite: bool) -> Result<(), CoordError> {
+        let err = |reason: String| CoordError::Write {
+            path: self.target.clone(),
+            reason,
+        };
+        // The data must be on disk before the name points at it: a crash after the rename
+        // must not leave a complete-looking name over missing blocks.
+        File::open(&self.temp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| err(format!("syncing the finished file: {e}")))?;
+        match existing(&self.target) {
+            Existing::Nothing | Existing::Regular => {}
+            Existing::Directory => {
+                return Err(CoordError::OutputNotFile {
+                    path: self.target.clone(),
+                    what: "a directory",
+                })
+            }
+            Existing::Other(what) => {
+                return Err(CoordError::OutputNotFile {
+                    path: self.target.clone(),
+                    what,
+                })
+            }
+        }
+        if overwrite {
+            std::fs::rename(&self.temp, &self.target)
+                .map_err(|e| err(format!("renaming the finished file into place: {e}")))?;
+        } else {
+            crate::os::rename_noreplace(&self.temp, &self.target).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    CoordError::OutputAppeared(self.target.clone())
+                } else {
+                    err(format!("moving the finished file into place: {e}"))
+                }
+            })?;
+        }
+        self.committed = true;
+        if let Ok(d) = File::open(parent_dir(&self.target)) {
+            // The rename itself is durable once the directory is synced.
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+        // Remove the lock file while still holding the lock; a run that opened it meanwhile
+        // sees the name gone after its own flock and starts over.
+        if self.lock.is_some() {
+            let _ = std::fs::remove_file(&self.lock_path);
+        }
+        self.lock = None;
+    }
+}
+
+/// Writes the report: to a temporary name, then renamed, so a reader never sees half a report.
+pub fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = temp_path(path);
+    let res = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_output_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.tif");
+        let first = Staging::lock(&out).unwrap();
+        match Staging::lock(&out) {
+            Err(CoordError::OutputLocked { holder, .. }) => {
+                assert_eq!(holder, format!("process {}", std::process::id()))
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("locked twice"),
+        }
+        drop(first);
+        assert!(!lock_path(&out).exists());
+        Staging::lock(&out).unwrap();
+    }
+
+    #[test]
+    fn commit_never_clobbers_without_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.tif");
+        let mut st = Staging::lock(&out).unwrap();
+        std::fs::write(st.temp(), b"new").unwrap();
+        std::fs::write(&out, b"someone else's").unwrap();
+        assert!(matches!(
+            st.commit(false),
+            Err(CoordError::OutputAppeared(_))
+        ));
+        assert_eq!(std::fs::read(&out).unwrap(), b"someone else's");
+        let temp = st.temp().to_path_buf();
+        drop(st);
+        assert!(!temp.exists());
+
+        let mut st = Staging::lock(&out).unwrap();
+        std::fs::write(st.temp(), b"new").unwrap();
+        st.commit(true).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new");
+    }
+
+    #[test]
+    fn paths_are_compared_by_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.tif");
+        std::fs::write(&input, b"x").unwrap();
+        let out = dir.path().join("out.tif");
+        let via_dots = dir.path().join(".").join("in.tif");
+        assert!(matches!(
+            check_paths(&input, &out, Some(&via_dots), false),
+            Err(CoordError::ReportPath { .. })
+        ));
+        let out_alias = dir.path().join("sub").join("..").join("out.tif");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert!(matches!(
+            check_paths(&input, &out, Some(&out_alias), false),
+            Err(CoordError::ReportPath { .. })
+        ));
+        assert!(check_paths(&input, &out, Some(&dir.path().join("r.json")), false).is_ok());
+        assert!(matches!(
+            check_paths(&input, Path::new("/dev/null"), None, true),
+            Err(CoordError::OutputNotFile { .. })
+        ));
+    }
+}
