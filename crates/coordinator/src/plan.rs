@@ -153,7 +153,7 @@ impl Plan {
         // n lines make n + 1 cells: cut after half of them.
         let along_x = nx > ny || (nx == ny && w.w >= w.h);
         let (a, b) = if along_x {
-            let cut = fx + ((nx + 1) / 2 - 1) * self.grid_w;
+            let cut = fx + (nx.div_ceil(2) - 1) * self.grid_w;
             let left = cut - w.x;
             (
                 Window { w: left, ..w },
@@ -164,7 +164,7 @@ impl Plan {
                 },
             )
         } else {
-            let cut = fy + ((ny + 1) / 2 - 1) * self.grid_h;
+            let cut = fy + (ny.div_ceil(2) - 1) * self.grid_h;
             let top = cut - w.y;
             (
                 Window { h: top, ..w },

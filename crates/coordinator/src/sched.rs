@@ -1203,7 +1203,9 @@ impl Scheduler {
                 format!(
                     "{} chunks in a row were quarantined with none done in between: the workers cannot compute this input ({})",
                     self.quarantines_in_row,
-                    self.last_death.as_ref().map(|c| c.summary()).unwrap_or_else(|| "see the report".into())
+                    // The chunk's own cause: GDAL's text or the signal, whether or not a
+                    // report is written.
+                    if cause.is_empty() { "unknown cause".to_string() } else { cause }
                 ),
                 out,
             );
