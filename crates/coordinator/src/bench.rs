@@ -116,6 +116,9 @@ pub fn bench_dispatch(cfg: &BenchConfig) -> Result<String, CoordError> {
                 SchedAction::Signal { .. }
                 | SchedAction::Shutdown { .. }
                 | SchedAction::RunInProcess { .. } => {}
+                // No windows to split: every chunk is a leaf.
+                SchedAction::Split { task } => next
+                    .extend(sched.handle(Instant::now(), SchedEvent::Split { task, children: 0 })),
             }
         }
         if !next.is_empty() {

@@ -40,6 +40,13 @@ impl Progress {
         }
     }
 
+    /// A chunk was split: its parts replace it in the count.
+    pub fn add_chunks(&mut self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc_length(n);
+        }
+    }
+
     /// Shows (or clears) that dispatch waits for free memory.
     pub fn waiting(&mut self, waiting: bool) {
         if let Some(b) = &self.bar {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::{
     memory::MemPeak,
     plan::Plan,
-    sched::{AttemptRecord, ChunkOutcome, FailureCause, SchedCounters, WorkerId},
+    sched::{AttemptRecord, ChunkOutcome, FailureCause, SchedCounters, SplitReason, WorkerId},
 };
 
 #[derive(Debug, Serialize)]
@@ -60,9 +60,14 @@ impl PlanSummary {
 #[derive(Debug, Serialize)]
 pub struct ChunkReport {
     pub id: u32,
+    /// The chunk this one is a part of (split), or none for a plan chunk.
+    pub parent: Option<u32>,
     pub window: [u64; 4],
     pub out_window: [u64; 4],
     pub outcome: Option<ChunkOutcome>,
+    /// Why it was split, when its outcome is `split`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitReason>,
     pub attempts: Vec<AttemptRecord>,
     pub write_us: Option<u64>,
 }
@@ -83,12 +88,29 @@ pub struct WorkerReport {
     pub stderr_tail: Vec<String>,
 }
 
+/// A window whose output pixels are nodata: `x, y, w, h` in input and output pixels.
+#[derive(Debug, Serialize)]
+pub struct QuarantinedWindow {
+    pub id: u32,
+    pub window: [u64; 4],
+    pub out_window: [u64; 4],
+    /// Its last failure: GDAL's text, the signal, ...
+    pub cause: String,
+}
+
 #[derive(Debug, Serialize, Default)]
 pub struct Totals {
+    /// Chunks of the plan.
     pub chunks: usize,
+    /// Chunks run: the plan's and the parts of split ones.
+    pub tasks: usize,
     pub done: usize,
     pub done_in_process: usize,
+    /// Chunks split into parts (they write nothing themselves).
+    pub split: usize,
+    /// Ids of the quarantined chunks (leaves: exact windows).
     pub quarantined: Vec<u32>,
+    pub quarantined_windows: Vec<QuarantinedWindow>,
     pub workers_spawned: usize,
     #[serde(flatten)]
     pub counters: SchedCounters,

@@ -18,10 +18,10 @@ use crate::{
     inproc,
     memory::{self, MemShared, MemState},
     output,
-    plan::{plan, Plan},
+    plan::{plan, Chunk, Plan},
     pool::{self, PoolConfig, PoolEvent, Proc},
     raster::{self, BandInfo, RasterInfo},
-    report::{ChunkReport, PlanSummary, Report, Totals, WorkerReport},
+    report::{ChunkReport, PlanSummary, QuarantinedWindow, Report, Totals, WorkerReport},
     sched::{
         ChunkOutcome, ExitInfo, SchedAction, SchedConfig, SchedEvent, Scheduler, Sig, TimeoutSpec,
         WorkerId, WorkerKey,
@@ -344,6 +344,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     sc.timeout = cfg.task_timeout;
     sc.kill_grace = cfg.kill_grace;
     sc.faults = cfg.faults.clone();
+    sc.can_split = true;
     let now = Instant::now();
     let (sched, first) = Scheduler::new(sc, prep.plan.chunks.len(), now);
 
@@ -360,6 +361,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         lanes,
         events: tx,
         mem,
+        tasks: prep.plan.chunks.clone(),
         write_us: vec![None; prep.plan.chunks.len()],
         progress,
         start: t_start,
@@ -381,9 +383,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         Ok(()) => staging.commit(cfg.overwrite),
         Err(e) => Err(e),
     };
-    let quarantined: Vec<u32> = (0..prep.plan.chunks.len() as u32)
-        .filter(|&t| sup.sched.outcome(protocol::TaskId(t)) == Some(ChunkOutcome::Quarantined))
-        .collect();
+    let quarantined = sup.quarantined();
     let exit_code = match &result {
         Ok(()) if quarantined.is_empty() => protocol::exit::OK,
         Ok(()) => protocol::exit::QUARANTINED,
@@ -450,12 +450,8 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         }
     }
     if !quarantined.is_empty() {
-        let ids: Vec<String> = quarantined.iter().map(|q| q.to_string()).collect();
-        message.push_str(&format!(
-            "\nwarning: {} chunk(s) quarantined ({}): their pixels are nodata; the report says why",
-            quarantined.len(),
-            ids.join(", ")
-        ));
+        message.push('\n');
+        message.push_str(&sup.quarantine_warning(&quarantined));
     }
     Ok(RunSummary { exit_code, message })
 }
@@ -490,6 +486,8 @@ struct Supervisor<'a> {
     lanes: Vec<mpsc::Sender<TaskMsg>>,
     events: mpsc::Sender<Event>,
     mem: MemState,
+    /// Every chunk by task id: the plan's, then the parts of split ones.
+    tasks: Vec<Chunk>,
     write_us: Vec<Option<u64>>,
     progress: crate::progress::Progress,
     start: Instant,
@@ -507,8 +505,17 @@ impl Supervisor<'_> {
         let mut pending = first;
         let mut closing = false;
         loop {
-            for action in std::mem::take(&mut pending) {
+            let mut queue = std::collections::VecDeque::from(std::mem::take(&mut pending));
+            while let Some(action) = queue.pop_front() {
                 match action {
+                    // Answered at once: the scheduler waits for it before the chunk moves on.
+                    SchedAction::Split { task } => {
+                        let children = self.split(task);
+                        queue.extend(
+                            self.sched
+                                .handle(Instant::now(), SchedEvent::Split { task, children }),
+                        );
+                    }
                     SchedAction::Finished => {
                         closing = true;
                         let metadata = self.output_metadata();
@@ -593,7 +600,7 @@ impl Supervisor<'_> {
                 }
                 Event::Writer(WriterEvent::Written { task, micros }) => {
                     self.write_us[task.0 as usize] = Some(micros);
-                    let c = &self.prep.plan.chunks[task.0 as usize];
+                    let c = &self.tasks[task.0 as usize];
                     self.progress
                         .chunk_done(c.window.pixels() * self.prep.plan.pixel_bytes);
                     pending = self.sched.handle(now, SchedEvent::Written { task });
@@ -702,7 +709,7 @@ impl Supervisor<'_> {
                 let _ = self.lanes[lane as usize].send(msg);
             }
             SchedAction::Write { task, slot } => {
-                let c = &self.prep.plan.chunks[task.0 as usize];
+                let c = &self.tasks[task.0 as usize];
                 let region = slot.map(|s| {
                     let r = self.prep.layout.output(s, self.out_len(c.out));
                     r.offset as usize..(r.offset + r.len) as usize
@@ -715,7 +722,9 @@ impl Supervisor<'_> {
                     }));
                 }
             }
-            SchedAction::Finished | SchedAction::Fatal(_) => unreachable!("handled by run"),
+            SchedAction::Finished | SchedAction::Fatal(_) | SchedAction::Split { .. } => {
+                unreachable!("handled by run")
+            }
         }
     }
 
@@ -730,7 +739,7 @@ impl Supervisor<'_> {
         slot: protocol::SlotId,
         fault: Option<protocol::FaultKind>,
     ) -> TaskMsg {
-        let c = &self.prep.plan.chunks[task.0 as usize];
+        let c = &self.tasks[task.0 as usize];
         TaskMsg {
             task,
             attempt,
@@ -752,10 +761,91 @@ impl Supervisor<'_> {
         }
     }
 
-    fn output_metadata(&self) -> Vec<(String, String)> {
-        let quarantined: Vec<String> = (0..self.prep.plan.chunks.len() as u32)
+    /// Splits chunk `task` in two along the file's block grid: appends the parts to the task
+    /// table (the scheduler gives them the next ids) and returns how many, 0 for a leaf.
+    fn split(&mut self, task: protocol::TaskId) -> u32 {
+        let parent = self.tasks[task.0 as usize];
+        let first = protocol::TaskId(self.tasks.len() as u32);
+        let Some(parts) = self.prep.plan.split(&parent, first) else {
+            return 0;
+        };
+        for p in parts {
+            tracing::debug!(
+                task = task.0,
+                part = p.id.0,
+                window = ?p.window,
+                "part of a split chunk"
+            );
+            self.tasks.push(p);
+            self.write_us.push(None);
+        }
+        // The parent writes nothing; its parts each count as one.
+        self.progress.add_chunks(parts.len() as u64 - 1);
+        parts.len() as u32
+    }
+
+    /// Quarantined chunks (the exact windows: parts of split chunks), by task id.
+    fn quarantined(&self) -> Vec<u32> {
+        (0..self.sched.tasks() as u32)
             .filter(|&t| self.sched.outcome(protocol::TaskId(t)) == Some(ChunkOutcome::Quarantined))
-            .map(|t| t.to_string())
+            .collect()
+    }
+
+    /// The last failure of a quarantined chunk: GDAL's text or the signal.
+    fn quarantine_cause(&self, task: u32) -> String {
+        self.sched
+            .attempts(protocol::TaskId(task))
+            .iter()
+            .rev()
+            .find_map(|a| a.failure.as_ref())
+            .map(|c| c.summary())
+            .unwrap_or_else(|| "unknown cause".into())
+    }
+
+    /// The closing warning: which windows are nodata, and the first cause.
+    fn quarantine_warning(&self, quarantined: &[u32]) -> String {
+        const SHOWN: usize = 4;
+        let mut windows: Vec<String> = quarantined
+            .iter()
+            .take(SHOWN)
+            .map(|&t| {
+                let c = &self.tasks[t as usize];
+                let (w, o) = (c.window, c.out);
+                format!(
+                    "chunk {t}: input {},{} {}x{}, output {},{} {}x{}",
+                    w.x, w.y, w.w, w.h, o.x, o.y, o.w, o.h
+                )
+            })
+            .collect();
+        if quarantined.len() > SHOWN {
+            windows.push(format!("and {} more", quarantined.len() - SHOWN));
+        }
+        let more = if self.cfg.report.is_some() {
+            "; the report has every attempt"
+        } else {
+            ""
+        };
+        format!(
+            "warning: {} window(s) quarantined ({}): their output pixels are nodata; first cause: {}{more}",
+            quarantined.len(),
+            windows.join("; "),
+            self.quarantine_cause(quarantined[0]),
+        )
+    }
+
+    fn output_metadata(&self) -> Vec<(String, String)> {
+        // `ID:x,y,w,h:x,y,w,h` (input window, output window) for each quarantined chunk.
+        let quarantined: Vec<String> = self
+            .quarantined()
+            .into_iter()
+            .map(|t| {
+                let c = &self.tasks[t as usize];
+                let (w, o) = (c.window, c.out);
+                format!(
+                    "{t}:{},{},{},{}:{},{},{},{}",
+                    w.x, w.y, w.w, w.h, o.x, o.y, o.w, o.h
+                )
+            })
             .collect();
         let mut md = vec![
             ("BLOCKSUM_AGG".to_string(), self.cfg.agg.name().to_string()),
@@ -764,7 +854,7 @@ impl Supervisor<'_> {
         if !quarantined.is_empty() {
             md.push((
                 "BLOCKSUM_QUARANTINED_CHUNKS".to_string(),
-                quarantined.join(","),
+                quarantined.join(";"),
             ));
         }
         md
@@ -828,16 +918,30 @@ impl Supervisor<'_> {
         quarantined: &[u32],
     ) -> Report {
         let plan = &self.prep.plan;
-        let chunks: Vec<ChunkReport> = plan
-            .chunks
+        let chunks: Vec<ChunkReport> = self
+            .tasks
             .iter()
             .map(|c| ChunkReport {
                 id: c.id.0,
+                parent: self.sched.parent(c.id).map(|p| p.0),
                 window: [c.window.x, c.window.y, c.window.w, c.window.h],
                 out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
                 outcome: self.sched.outcome(c.id),
+                split: self.sched.split_reason(c.id),
                 attempts: self.sched.attempts(c.id).to_vec(),
                 write_us: self.write_us[c.id.0 as usize],
+            })
+            .collect();
+        let quarantined_windows: Vec<QuarantinedWindow> = quarantined
+            .iter()
+            .map(|&t| {
+                let c = &self.tasks[t as usize];
+                QuarantinedWindow {
+                    id: t,
+                    window: [c.window.x, c.window.y, c.window.w, c.window.h],
+                    out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
+                    cause: self.quarantine_cause(t),
+                }
             })
             .collect();
         let mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
@@ -895,6 +999,9 @@ impl Supervisor<'_> {
             done: count(ChunkOutcome::Done),
             done_in_process: count(ChunkOutcome::DoneInProcess),
             quarantined: quarantined.to_vec(),
+            quarantined_windows,
+            tasks: self.tasks.len(),
+            split: count(ChunkOutcome::Split),
             workers_spawned: workers.len(),
             counters: self.sched.counters.clone(),
             deaths_by_cause: deaths,

@@ -5,8 +5,14 @@
 //! clock or a file: the supervisor feeds it events stamped with `now` and carries out the
 //! actions it returns, so every rule here is tested without a single process.
 //!
-//! Promise kept here: every chunk ends exactly once, done by a worker, done in process, or
-//! quarantined; never lost, never written twice.
+//! Promise kept here: every chunk ends exactly once, done by a worker, done in process,
+//! quarantined, or split into child chunks that each keep the same promise; never lost,
+//! never written twice.
+//!
+//! Splitting is asked for, not computed here: the scheduler knows no windows. When a chunk
+//! fails to read, or would be quarantined, it returns `Split { task }`; the job answers
+//! `SchedEvent::Split { task, children }` with the number of child chunks it appended (their
+//! ids follow the last task's), or 0 when the chunk cannot be split (a leaf).
 
 use std::{
     collections::VecDeque,
@@ -61,6 +67,9 @@ pub struct SchedConfig {
     /// Breaker: chunks quarantined in a row with none done in between.
     pub max_quarantines_in_row: u32,
     pub faults: Vec<FaultSpec>,
+    /// The job can split a chunk into smaller ones: a failing chunk is split (bisected)
+    /// before anything is quarantined, so that only the parts that really fail are.
+    pub can_split: bool,
     pub jitter_seed: u64,
     /// Admission at the start (`--min-free-memory`); `Admission` events change it.
     pub admission_open: bool,
@@ -83,6 +92,7 @@ impl SchedConfig {
             max_idle_deaths: 12,
             max_quarantines_in_row: 8,
             faults: Vec::new(),
+            can_split: false,
             jitter_seed: 0x9e37_79b9_7f4a_7c15,
             admission_open: true,
         }
@@ -136,7 +146,26 @@ pub enum FailureCause {
     Interrupted,
 }
 
+/// Why a chunk was split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitReason {
+    /// It could not be read or computed (a GDAL error): its parts are tried at once.
+    ReadError,
+    /// It took workers down on every attempt: rather than quarantine all of it, its parts
+    /// are tried, each once (a crash bisects again), so the crashes stay bounded.
+    Crashes,
+}
+
 impl FailureCause {
+    /// Whether the chunk itself could not be read or computed (the process lived on).
+    fn is_read_error(&self) -> bool {
+        matches!(
+            self,
+            FailureCause::WorkerError { .. } | FailureCause::InProcessError { .. }
+        )
+    }
+
     /// Whether a chunk whose attempt ended this way took a worker down with it.
     fn is_crash(&self) -> bool {
         matches!(
@@ -220,6 +249,8 @@ pub enum ChunkOutcome {
     Done,
     DoneInProcess,
     Quarantined,
+    /// Split into child chunks, which end on their own; this chunk writes nothing.
+    Split,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -240,6 +271,10 @@ enum ChunkState {
         slot: Option<SlotId>,
         outcome: ChunkOutcome,
     },
+    /// `Split` was asked for; waiting for the job's answer.
+    Splitting {
+        reason: SplitReason,
+    },
     Finished(ChunkOutcome),
 }
 
@@ -248,6 +283,35 @@ struct ChunkEntry {
     state: ChunkState,
     attempts: Vec<AttemptRecord>,
     crashed_a_worker: bool,
+    /// The chunk this one was split from.
+    parent: Option<TaskId>,
+    /// The plan chunk it descends from (itself for a plan chunk): faults target it, and the
+    /// breaker counts quarantines per plan chunk.
+    root: TaskId,
+    /// Attempts before it is split or quarantined: one for the parts of a chunk that kept
+    /// crashing workers, so that bisecting a poisoned region costs few crashes.
+    max_attempts: u32,
+    /// The job said it cannot be split.
+    leaf: bool,
+    /// Of a plan chunk: how many of its parts (or itself) were quarantined.
+    quarantined_parts: u32,
+    split: Option<SplitReason>,
+}
+
+impl ChunkEntry {
+    fn new(root: TaskId, max_attempts: u32) -> ChunkEntry {
+        ChunkEntry {
+            state: ChunkState::Pending,
+            attempts: Vec::new(),
+            crashed_a_worker: false,
+            parent: None,
+            root,
+            max_attempts,
+            leaf: false,
+            quarantined_parts: 0,
+            split: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -407,6 +471,12 @@ pub enum SchedEvent {
     Written {
         task: TaskId,
     },
+    /// The job's answer to `SchedAction::Split`: it appended `children` chunks (ids after
+    /// the last task's), or 0 when the chunk cannot be split.
+    Split {
+        task: TaskId,
+        children: u32,
+    },
     Tick,
 }
 
@@ -442,6 +512,10 @@ pub enum SchedAction {
         task: TaskId,
         slot: Option<SlotId>,
     },
+    /// Split the chunk into parts and answer with `SchedEvent::Split` before anything else.
+    Split {
+        task: TaskId,
+    },
     /// Every chunk is written.
     Finished,
     /// The run cannot go on.
@@ -455,6 +529,7 @@ pub struct SchedCounters {
     pub late_replies: u32,
     pub timeouts: u32,
     pub recycles: u32,
+    pub splits: u32,
 }
 
 pub struct Scheduler {
@@ -482,6 +557,8 @@ pub struct Scheduler {
     done: bool,
     /// Per lane: the chunk its current incarnation finished last.
     last_task: Vec<Option<TaskId>>,
+    /// Chunks waiting for the job's answer to `Split`.
+    splitting: usize,
     admission_open: bool,
     closed_since: Option<Instant>,
     admission_wait: Duration,
@@ -494,14 +571,9 @@ impl Scheduler {
     pub fn new(cfg: SchedConfig, chunks: usize, now: Instant) -> (Scheduler, Vec<SchedAction>) {
         let mut s = Scheduler {
             start: now,
-            chunks: vec![
-                ChunkEntry {
-                    state: ChunkState::Pending,
-                    attempts: Vec::new(),
-                    crashed_a_worker: false
-                };
-                chunks
-            ],
+            chunks: (0..chunks as u32)
+                .map(|t| ChunkEntry::new(TaskId(t), cfg.max_attempts))
+                .collect(),
             pending: (0..chunks as u32).map(TaskId).collect(),
             pending_inproc: VecDeque::new(),
             free_slots: (0..cfg.slots).rev().map(SlotId).collect(),
@@ -519,6 +591,7 @@ impl Scheduler {
             rng: cfg.jitter_seed | 1,
             done: false,
             last_task: vec![None; cfg.workers as usize],
+            splitting: 0,
             admission_open: cfg.admission_open,
             closed_since: (!cfg.admission_open).then_some(now),
             admission_wait: Duration::ZERO,
@@ -646,6 +719,21 @@ impl Scheduler {
         self.finished
     }
 
+    /// Chunks known so far: the plan's, then the parts of split chunks.
+    pub fn tasks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// The chunk `task` was split from.
+    pub fn parent(&self, task: TaskId) -> Option<TaskId> {
+        self.chunks[task.0 as usize].parent
+    }
+
+    /// Why `task` was split, if it was.
+    pub fn split_reason(&self, task: TaskId) -> Option<SplitReason> {
+        self.chunks[task.0 as usize].split
+    }
+
     /// The current per-attempt time limit.
     pub fn time_limit(&self) -> Option<Duration> {
         match self.cfg.timeout? {
@@ -731,6 +819,7 @@ impl Scheduler {
                 result,
             } => self.on_inproc_done(lane, task, attempt, result, now, &mut out),
             SchedEvent::Written { task } => self.on_written(task, &mut out),
+            SchedEvent::Split { task, children } => self.on_split(task, children, &mut out),
             SchedEvent::Tick => self.on_tick(now, &mut out),
         }
         if !self.done {
@@ -764,6 +853,7 @@ impl Scheduler {
         // A chunk is on a worker exactly while that worker is busy with it, or stopping with
         // its attempt's fate deferred: O(workers), not O(chunks), on the per-chunk path.
         self.pending.is_empty()
+            && self.splitting == 0
             && self.workers.iter().all(|w| {
                 !matches!(
                     w,
@@ -822,12 +912,14 @@ impl Scheduler {
         self.progress();
     }
 
-    /// The fault injected on this attempt, if any.
+    /// The fault injected on this attempt, if any. A fault targets a plan chunk's region:
+    /// the parts of a split chunk inherit it.
     fn fault_for(&self, task: TaskId, attempt: Attempt) -> Option<FaultKind> {
+        let root = self.chunks[task.0 as usize].root;
         self.cfg
             .faults
             .iter()
-            .find(|f| f.fires(task.0, attempt.0))
+            .find(|f| f.fires(root.0, attempt.0))
             .map(|f| f.kind)
     }
 
@@ -968,9 +1060,7 @@ impl Scheduler {
         let started_ms = self.ms(since);
         let ended_ms = self.ms(now);
         let fault = self.fault_for(task, attempt);
-        let max = self.cfg.max_attempts;
         let entry = &mut self.chunks[task.0 as usize];
-        let timed_out = matches!(cause, FailureCause::Timeout { .. });
         entry.crashed_a_worker |= cause.is_crash();
         entry.attempts.push(AttemptRecord {
             attempt: attempt.0,
@@ -982,13 +1072,42 @@ impl Scheduler {
             fault,
             recycled_after: false,
         });
+        self.after_failure(task, out);
+    }
+
+    /// A chunk's last attempt failed: retry it, run it in process, split it or quarantine it.
+    fn after_failure(&mut self, task: TaskId, out: &mut Vec<SchedAction>) {
+        let can_split = self.cfg.can_split;
+        let entry = &mut self.chunks[task.0 as usize];
+        let Some(last) = entry.attempts.last() else {
+            return;
+        };
+        let attempt = last.attempt;
+        let executor = last.executor;
+        let cause = last.failure.clone().unwrap_or(FailureCause::Disconnected);
+        let timed_out = matches!(cause, FailureCause::Timeout { .. });
+        let splittable = can_split && !entry.leaf;
         if timed_out && !entry.crashed_a_worker {
             // The seed design's rule: a chunk whose worker timed out runs in process. A
             // chunk that crashed a worker never does: it could take the coordinator down.
             entry.state = ChunkState::PendingInProcess;
             self.pending_inproc.push_back(task);
-        } else if attempt.0 >= max {
-            self.quarantine(task, out);
+        } else if cause.is_read_error() && splittable {
+            // A read error is the data's, not the process's: retrying the same window would
+            // fail the same way, its parts may not.
+            self.ask_split(task, SplitReason::ReadError, out);
+        } else if attempt >= entry.max_attempts {
+            if splittable {
+                tracing::info!(
+                    task = task.0,
+                    attempts = attempt,
+                    cause = %cause.summary(),
+                    "chunk keeps failing: splitting it before quarantining anything"
+                );
+                self.ask_split(task, SplitReason::Crashes, out);
+            } else {
+                self.quarantine(task, out);
+            }
         } else if matches!(executor, Executor::InProcess { .. }) {
             entry.state = ChunkState::PendingInProcess;
             self.pending_inproc.push_front(task);
@@ -998,19 +1117,95 @@ impl Scheduler {
         }
     }
 
+    fn ask_split(&mut self, task: TaskId, reason: SplitReason, out: &mut Vec<SchedAction>) {
+        self.chunks[task.0 as usize].state = ChunkState::Splitting { reason };
+        self.splitting += 1;
+        out.push(SchedAction::Split { task });
+    }
+
+    /// The job's answer to `Split`: the chunk ends as split and its parts join the front of
+    /// the queue, or it is a leaf and its failure is decided again as such.
+    fn on_split(&mut self, task: TaskId, children: u32, out: &mut Vec<SchedAction>) {
+        let Some(entry) = self.chunks.get_mut(task.0 as usize) else {
+            return;
+        };
+        let ChunkState::Splitting { reason } = entry.state else {
+            return;
+        };
+        self.splitting -= 1;
+        if children == 0 {
+            entry.leaf = true;
+            return self.after_failure(task, out);
+        }
+        entry.state = ChunkState::Finished(ChunkOutcome::Split);
+        entry.split = Some(reason);
+        let (root, crashed) = (entry.root, entry.crashed_a_worker);
+        // The parts of a chunk that failed in process (after a timeout) stay in process:
+        // the workers may be gone by now, and they would likely time out again.
+        let in_process = entry
+            .attempts
+            .last()
+            .is_some_and(|a| matches!(a.executor, Executor::InProcess { .. }));
+        let max_attempts = match reason {
+            SplitReason::Crashes => 1,
+            SplitReason::ReadError => entry.max_attempts,
+        };
+        self.finished += 1;
+        self.counters.splits += 1;
+        let first = self.chunks.len() as u32;
+        tracing::info!(
+            task = task.0,
+            ?reason,
+            children = ?(first..first + children).collect::<Vec<_>>(),
+            "split chunk"
+        );
+        for _ in 0..children {
+            let mut child = ChunkEntry::new(root, max_attempts);
+            child.parent = Some(task);
+            // A part of a chunk that crashed a worker is never run in process either.
+            child.crashed_a_worker = crashed;
+            self.chunks.push(child);
+        }
+        // The parts go first, in order: the region is finished before the queue moves on.
+        for t in (first..first + children).rev() {
+            if in_process {
+                self.chunks[t as usize].state = ChunkState::PendingInProcess;
+                self.pending_inproc.push_front(TaskId(t));
+            } else {
+                self.pending.push_front(TaskId(t));
+            }
+        }
+    }
+
     fn quarantine(&mut self, task: TaskId, out: &mut Vec<SchedAction>) {
+        let root = self.chunks[task.0 as usize].root;
         self.chunks[task.0 as usize].state = ChunkState::Writing {
             slot: None,
             outcome: ChunkOutcome::Quarantined,
         };
         out.push(SchedAction::Write { task, slot: None });
+        let cause = self.chunks[task.0 as usize]
+            .attempts
+            .last()
+            .and_then(|a| a.failure.as_ref())
+            .map(|c| c.summary())
+            .unwrap_or_default();
+        tracing::warn!(task = task.0, root = root.0, %cause, "chunk quarantined");
+        // The breaker counts plan chunks: one bisected into many quarantined parts is one.
+        let parts = &mut self.chunks[root.0 as usize].quarantined_parts;
+        *parts += 1;
+        if *parts > 1 {
+            return;
+        }
         self.quarantines_in_row += 1;
         if self.quarantines_in_row >= self.cfg.max_quarantines_in_row {
             self.fatal(
                 format!(
                     "{} chunks in a row were quarantined with none done in between: the workers cannot compute this input ({})",
                     self.quarantines_in_row,
-                    self.last_death.as_ref().map(|c| c.summary()).unwrap_or_else(|| "see the report".into())
+                    // The chunk's own cause: GDAL's text or the signal, whether or not a
+                    // report is written.
+                    if cause.is_empty() { "unknown cause".to_string() } else { cause }
                 ),
                 out,
             );

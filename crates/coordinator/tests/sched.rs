@@ -7,10 +7,15 @@
 //!   dispatched into it and has neither answered nor exited, a lane, or the writer);
 //! - a worker is spawned only once its previous incarnation has exited, with `gen + 1`;
 //! - work is dispatched only to live, ready, idle workers, with the next attempt number;
-//! - every chunk is written exactly once, and `Finished` comes after the last write.
+//! - every chunk is written exactly once, and `Finished` comes after the last write;
+//! - a split chunk is never written, each of its parts is, once.
+//!
+//! Geometry for splitting is one-dimensional: plan chunk `t` covers blocks `t*B..(t+1)*B`,
+//! a split halves a chunk's range of blocks, a chunk of one block is a leaf. Misbehaviour is
+//! set per block, so the parts of a chunk that holds a bad block misbehave too.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -233,12 +238,21 @@ struct World {
     completions: u32,
     finished: bool,
     fatal: Option<String>,
+    /// Keyed by block: with one block per chunk, the plan chunk's id.
     misbehave: HashMap<TaskId, Misbehave>,
     next_pid: u32,
+    /// Per task: its range of blocks.
+    ranges: Vec<(u32, u32)>,
+    split_parents: HashSet<TaskId>,
 }
 
 impl World {
     fn new(cfg: SchedConfig, chunks: usize) -> (World, Vec<SchedAction>) {
+        World::with_blocks(cfg, chunks, 1)
+    }
+
+    /// A world whose plan chunks are `blocks` blocks each.
+    fn with_blocks(cfg: SchedConfig, chunks: usize, blocks: u32) -> (World, Vec<SchedAction>) {
         let t0 = Instant::now();
         let slots = cfg.slots;
         let lanes_n = cfg.lanes;
@@ -260,6 +274,10 @@ impl World {
             fatal: None,
             misbehave: HashMap::new(),
             next_pid: 1000,
+            ranges: (0..chunks as u32)
+                .map(|t| (t * blocks, (t + 1) * blocks))
+                .collect(),
+            split_parents: HashSet::new(),
         };
         w.apply(&first);
         (w, first)
@@ -325,7 +343,43 @@ impl World {
         };
         self.observe(&ev, accepted);
         self.apply(&acts);
-        acts
+        let mut all = acts.clone();
+        // The job answers a split at once, as the supervisor does.
+        for a in &acts {
+            if let SchedAction::Split { task } = a {
+                let children = self.split(*task);
+                all.extend(self.send(SchedEvent::Split {
+                    task: *task,
+                    children,
+                }));
+            }
+        }
+        all
+    }
+
+    /// The job's side of a split: halve the range of blocks, or 0 for a single block.
+    fn split(&mut self, task: TaskId) -> u32 {
+        let (lo, hi) = self.ranges[task.0 as usize];
+        if hi - lo <= 1 {
+            return 0;
+        }
+        self.split_parents.insert(task);
+        let mid = lo + (hi - lo) / 2;
+        self.ranges.extend([(lo, mid), (mid, hi)]);
+        self.write_count.extend([0, 0]);
+        2
+    }
+
+    /// How the chunk misbehaves: as its worst block does.
+    fn misbehaviour(&self, task: TaskId) -> Option<Misbehave> {
+        let (lo, hi) = self.ranges[task.0 as usize];
+        let all: Vec<Misbehave> = (lo..hi)
+            .filter_map(|b| self.misbehave.get(&TaskId(b)).copied())
+            .collect();
+        all.iter()
+            .find(|m| **m == Misbehave::Crash)
+            .or(all.first())
+            .copied()
     }
 
     /// The world's side of an event: what the process, lane or writer did.
@@ -409,6 +463,7 @@ impl World {
                 }
             }
             SchedEvent::Garbage { .. }
+            | SchedEvent::Split { .. }
             | SchedEvent::Disconnected { .. }
             | SchedEvent::OverSoftLimit { .. }
             | SchedEvent::Admission { .. }
@@ -530,6 +585,10 @@ impl World {
                     p.shutdown = true;
                 }
                 SchedAction::Write { task, slot } => {
+                    assert!(
+                        !self.split_parents.contains(task),
+                        "{task:?} written after a split"
+                    );
                     let n = &mut self.write_count[task.0 as usize];
                     *n += 1;
                     assert_eq!(*n, 1, "{task:?} written twice");
@@ -544,13 +603,13 @@ impl World {
                     }
                     self.pending_writes.push((*task, *slot));
                 }
+                SchedAction::Split { task } => {
+                    assert_eq!(self.write_count[task.0 as usize], 0, "split after a write");
+                    assert!(!self.split_parents.contains(task), "{task:?} split twice");
+                }
                 SchedAction::Finished => {
                     assert!(self.pending_writes.is_empty());
-                    assert!(
-                        self.write_count.iter().all(|&n| n == 1),
-                        "finished with write counts {:?}",
-                        self.write_count
-                    );
+                    self.assert_each_written_once();
                     assert!(self.s.is_done());
                     self.finished = true;
                 }
@@ -736,7 +795,7 @@ impl World {
             }
             Choice::Reply(k) => {
                 let j = self.job(k);
-                match self.misbehave.get(&j.task) {
+                match self.misbehaviour(j.task) {
                     Some(Misbehave::Crash) => {
                         self.exit_key(k, killed_by(SIGSEGV));
                     }
@@ -763,7 +822,17 @@ impl World {
                 self.exit_key(k, exit);
             }
             Choice::Lane(l) => {
-                self.lane_done(l, Ok(stats()));
+                // In process, a crashing block computes (the model has no process to
+                // crash), a failing one fails.
+                let (lo, hi) = self.ranges[self.lanes[&l].task.0 as usize];
+                let fails =
+                    (lo..hi).any(|b| self.misbehave.get(&TaskId(b)) == Some(&Misbehave::Fail));
+                let result = if fails {
+                    Err("cannot read block".into())
+                } else {
+                    Ok(stats())
+                };
+                self.lane_done(l, result);
             }
             Choice::Write(i) => {
                 let task = self.pending_writes[i].0;
@@ -800,7 +869,22 @@ impl World {
         assert!(self.finished, "not finished (fatal: {:?})", self.fatal);
         assert!(self.fatal.is_none());
         assert_eq!(self.s.finished(), self.chunks());
-        assert!(self.write_count.iter().all(|&n| n == 1));
+        assert_eq!(self.s.tasks(), self.chunks());
+        self.assert_each_written_once();
+    }
+
+    /// Every chunk ended exactly once: a split one never written (its outcome `Split`), any
+    /// other written once.
+    fn assert_each_written_once(&self) {
+        for (t, &n) in self.write_count.iter().enumerate() {
+            let task = TaskId(t as u32);
+            if self.split_parents.contains(&task) {
+                assert_eq!(n, 0, "{task:?} was split and written");
+                assert_eq!(self.s.outcome(task), Some(ChunkOutcome::Split));
+            } else {
+                assert_eq!(n, 1, "{task:?} written {n} times");
+            }
+        }
     }
 
     fn outcomes(&self) -> Vec<Option<ChunkOutcome>> {
@@ -1670,6 +1754,7 @@ fn mixed_faults_keep_every_invariant() {
                 Some(ChunkOutcome::Quarantined) => {
                     assert!(last.failure.is_some() && last.attempt >= 4, "seed {seed}");
                 }
+                Some(ChunkOutcome::Split) => panic!("seed {seed}: split without can_split"),
                 None => panic!("seed {seed}: chunk {t} not finished"),
             }
             if !w.misbehave.contains_key(&TaskId(t)) {
@@ -2181,5 +2266,254 @@ fn worker_errors_under_random_orders() {
             assert_eq!(w.s.outcome(TaskId(t)), Some(want), "seed {seed}");
         }
         assert!((2..=3).contains(&w.s.counters.restarts), "seed {seed}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 13. Splitting: only the blocks that really fail are quarantined.
+
+fn split_config(workers: u32, lanes: u32, slots: u32) -> SchedConfig {
+    let mut cfg = config(workers, lanes, slots);
+    cfg.can_split = true;
+    cfg
+}
+
+/// The quarantined tasks, as ranges of blocks.
+fn quarantined_ranges(w: &World) -> Vec<(u32, u32)> {
+    let mut q: Vec<(u32, u32)> = (0..w.chunks() as u32)
+        .filter(|&t| w.s.outcome(TaskId(t)) == Some(ChunkOutcome::Quarantined))
+        .map(|t| w.ranges[t as usize])
+        .collect();
+    q.sort();
+    q
+}
+
+#[test]
+fn a_read_error_splits_the_chunk_at_once_and_quarantines_only_the_bad_block() {
+    for seed in 0..20 {
+        let (mut w, _) = World::with_blocks(split_config(2, 1, 4), 3, 8);
+        w.misbehave.insert(TaskId(13), Misbehave::Fail);
+        w.run_to_end(&mut Rng::new(seed));
+        w.assert_finished();
+        // Chunk 1 (blocks 8..16) failed once and was split at once, down to block 13.
+        assert_eq!(w.s.outcome(TaskId(1)), Some(ChunkOutcome::Split));
+        assert_eq!(w.s.attempts(TaskId(1)).len(), 1, "seed {seed}");
+        assert_eq!(w.s.split_reason(TaskId(1)), Some(SplitReason::ReadError));
+        assert_eq!(quarantined_ranges(&w), vec![(13, 14)], "seed {seed}");
+        // 8 -> 4 -> 2 -> 1: three splits on the way to the bad block.
+        assert_eq!(w.s.counters.splits, 3, "seed {seed}");
+        let leaf = (0..w.chunks() as u32)
+            .find(|&t| w.ranges[t as usize] == (13, 14))
+            .map(TaskId)
+            .unwrap();
+        // A leaf's read error is retried (on the same worker) up to the limit.
+        let att = w.s.attempts(leaf);
+        assert_eq!(att.len(), 3, "seed {seed}");
+        assert!(att
+            .iter()
+            .all(|a| matches!(a.failure, Some(FailureCause::WorkerError { .. }))));
+        // Its ancestry is recorded.
+        let mut up = leaf;
+        let mut depth = 0;
+        while let Some(p) = w.s.parent(up) {
+            up = p;
+            depth += 1;
+        }
+        assert_eq!((up, depth), (TaskId(1), 3));
+        // Every other part and chunk was done, by a worker, once.
+        for t in 0..w.chunks() as u32 {
+            let o = w.s.outcome(TaskId(t));
+            if TaskId(t) != leaf && o != Some(ChunkOutcome::Split) {
+                assert_eq!(o, Some(ChunkOutcome::Done), "seed {seed} task {t}");
+            }
+        }
+        assert_eq!(w.s.counters.restarts, 0);
+    }
+}
+
+#[test]
+fn a_leaf_is_treated_as_before() {
+    // Chunks of one block: the job answers every split with 0, and a read error is retried
+    // up to the limit, then quarantined, as without splitting.
+    let (mut w, _) = World::new(split_config(1, 1, 3), 3);
+    w.misbehave.insert(TaskId(1), Misbehave::Fail);
+    w.run_to_end(&mut Rng::new(1));
+    w.assert_finished();
+    assert_eq!(
+        w.outcomes(),
+        vec![
+            Some(ChunkOutcome::Done),
+            Some(ChunkOutcome::Quarantined),
+            Some(ChunkOutcome::Done)
+        ]
+    );
+    assert_eq!(w.s.attempts(TaskId(1)).len(), 3);
+    assert_eq!(w.s.tasks(), 3);
+}
+
+#[test]
+fn a_crashing_block_is_bisected_with_few_crashes_and_never_in_process() {
+    for seed in 0..20 {
+        let mut cfg = split_config(2, 1, 4);
+        cfg.timeout = Some(TimeoutSpec::Fixed(ms(500)));
+        let (mut w, _) = World::with_blocks(cfg, 4, 8);
+        w.misbehave.insert(TaskId(5), Misbehave::Crash);
+        w.run_to_end(&mut Rng::new(seed));
+        w.assert_finished();
+        assert_eq!(quarantined_ranges(&w), vec![(5, 6)], "seed {seed}");
+        assert_eq!(w.s.split_reason(TaskId(0)), Some(SplitReason::Crashes));
+        // Three attempts for the plan chunk, then one for each part on the way down:
+        // (4..8), (4..6), (5..6).
+        let crashes: usize = (0..w.chunks() as u32)
+            .map(|t| {
+                w.s.attempts(TaskId(t))
+                    .iter()
+                    .filter(|a| a.failure == Some(segv()))
+                    .count()
+            })
+            .sum();
+        assert_eq!(crashes, 6, "seed {seed}");
+        assert!(w.all_log(in_process_runs).is_empty());
+    }
+}
+
+#[test]
+fn one_plan_chunk_split_into_many_quarantined_parts_does_not_trip_the_breaker() {
+    let mut cfg = split_config(2, 1, 4);
+    cfg.max_quarantines_in_row = 4;
+    let (mut w, _) = World::with_blocks(cfg, 3, 16);
+    for b in 16..32 {
+        w.misbehave.insert(TaskId(b), Misbehave::Fail);
+    }
+    w.run_to_end(&mut Rng::new(7));
+    w.assert_finished();
+    assert_eq!(quarantined_ranges(&w).len(), 16);
+    // But a genuinely unreadable input still ends the run.
+    let mut cfg = split_config(2, 1, 4);
+    cfg.max_quarantines_in_row = 4;
+    let (mut w, _) = World::with_blocks(cfg, 10, 2);
+    for b in 0..20 {
+        w.misbehave.insert(TaskId(b), Misbehave::Fail);
+    }
+    w.run_to_end(&mut Rng::new(7));
+    let why = w.fatal.clone().expect("fatal");
+    assert!(why.contains("4 chunks in a row were quarantined"), "{why}");
+}
+
+#[test]
+fn in_process_read_errors_are_split_too() {
+    let (mut w, first) = World::with_blocks(split_config(0, 2, 4), 2, 4);
+    assert_eq!(in_process_runs(&first).len(), 2);
+    w.misbehave.insert(TaskId(2), Misbehave::Fail);
+    w.run_to_end(&mut Rng::new(3));
+    w.assert_finished();
+    assert_eq!(quarantined_ranges(&w), vec![(2, 3)]);
+    assert!(w.all_log(dispatches).is_empty());
+    for t in 0..w.chunks() as u32 {
+        assert_ne!(w.s.outcome(TaskId(t)), Some(ChunkOutcome::Done));
+    }
+}
+
+#[test]
+fn every_chunk_ends_exactly_once_under_random_splits_and_faults() {
+    for seed in 0..300 {
+        let mut rng = Rng::new(seed);
+        let workers = rng.below(4) as u32;
+        let lanes = 1 + rng.below(2) as u32;
+        let mut cfg = split_config(workers, lanes, workers + lanes + rng.below(3) as u32);
+        cfg.max_attempts = 1 + rng.below(3) as u32;
+        cfg.max_quarantines_in_row = 1_000;
+        cfg.max_idle_deaths = 1_000;
+        cfg.max_start_failures = 1_000;
+        cfg.kill_grace = ms(3);
+        cfg.start_timeout = ms(50);
+        let chaos = workers > 0 && rng.chance(50);
+        if chaos {
+            cfg.timeout = Some(TimeoutSpec::Fixed(ms(2 + rng.below(6) as u64)));
+        }
+        let n = 1 + rng.below(8);
+        let blocks = 1 + rng.below(9) as u32;
+        let (mut w, _) = World::with_blocks(cfg, n, blocks);
+        let mut bad = Vec::new();
+        for b in 0..n as u32 * blocks {
+            let m = match rng.below(12) {
+                0 if workers > 0 => Misbehave::Crash,
+                1 => Misbehave::Fail,
+                _ => continue,
+            };
+            w.misbehave.insert(TaskId(b), m);
+            bad.push((b, b + 1));
+        }
+        for _ in 0..200_000 {
+            if w.finished || w.fatal.is_some() {
+                break;
+            }
+            if chaos && rng.chance(3) {
+                if let Some(k) = w.random_live(&mut rng, false) {
+                    w.now += ms(1);
+                    let ev = match rng.below(3) {
+                        0 => SchedEvent::WorkerExited {
+                            key: k,
+                            exit: killed_by(SIGKILL),
+                        },
+                        1 => SchedEvent::Disconnected { key: k },
+                        _ => SchedEvent::Tick,
+                    };
+                    w.send(ev);
+                    continue;
+                }
+            }
+            assert!(w.step(&mut rng), "stuck (seed {seed})");
+        }
+        assert!(w.fatal.is_none(), "seed {seed}: {:?}", w.fatal);
+        w.assert_finished();
+        let q = quarantined_ranges(&w);
+        // Every bad block ends in a quarantined part (but in the model a crashing block
+        // that timed out first computes fine in process)...
+        for b in bad
+            .iter()
+            .filter(|b| !chaos || w.misbehave[&TaskId(b.0)] == Misbehave::Fail)
+        {
+            assert!(
+                q.iter().any(|r| r.0 <= b.0 && b.1 <= r.1),
+                "seed {seed}: bad block {b:?} not quarantined ({q:?})"
+            );
+        }
+        // ...and without random kills, only the bad blocks do, one block each.
+        if !chaos {
+            assert_eq!(q, bad, "seed {seed}");
+        }
+        for t in 0..w.chunks() as u32 {
+            let task = TaskId(t);
+            match w.s.outcome(task) {
+                Some(ChunkOutcome::Split) => {
+                    let (lo, hi) = w.ranges[t as usize];
+                    assert!(hi - lo > 1, "seed {seed}: a leaf was split");
+                }
+                Some(_) => {}
+                None => panic!("seed {seed}: task {t} not finished"),
+            }
+            // A chunk that crashed a worker, and every part of one, never runs in process.
+            let att = w.s.attempts(task);
+            let mut ancestor_crashed = false;
+            let mut up = w.s.parent(task);
+            while let Some(u) = up {
+                ancestor_crashed |= w.s.attempts(u).iter().any(|a| a.failure == Some(segv()));
+                up = w.s.parent(u);
+            }
+            let from = if ancestor_crashed {
+                Some(0)
+            } else {
+                att.iter().position(|a| a.failure == Some(segv()))
+            };
+            if let Some(i) = from {
+                assert!(
+                    att[i..]
+                        .iter()
+                        .all(|a| matches!(a.executor, Executor::Worker { .. })),
+                    "seed {seed}: task {t} ran in process after a crash"
+                );
+            }
+        }
     }
 }

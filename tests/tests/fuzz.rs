@@ -1,0 +1,267 @@
+//! Fuzz-style: 200 randomly corrupted copies of a small tiled GeoTIFF (random bytes in tile
+//! data, in the header and directory, truncations) run through the pool. No run may panic
+//! or hang; each exits 0 (clean), 3 (bad input) or 5 (quarantined); and every output pixel
+//! outside the reported quarantined windows equals the clean run, while every block that
+//! GDAL cannot read lies inside one.
+//!
+//! Seeded: a failure prints the seed and the case; `BLOCKSUM_FUZZ_SEED` and
+//! `BLOCKSUM_FUZZ_CASES` reproduce or widen a run.
+
+mod common;
+
+use std::{
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+const SIZE: usize = 256;
+const TILE: usize = 32;
+const F: usize = 4;
+/// Per run: far above the ~0.3 s a run takes, far below a hang.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Where the file's tile data starts: before it, the header and directories.
+fn first_tile_offset(path: &Path) -> usize {
+    let ds = gdal::Dataset::open(path).unwrap();
+    let band = ds.rasterband(1).unwrap();
+    let n = SIZE / TILE;
+    (0..n * n)
+        .map(|i| {
+            gdal::Metadata::metadata_item(
+                &band,
+                &format!("BLOCK_OFFSET_{}_{}", i % n, i / n),
+                "TIFF",
+            )
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+        })
+        .min()
+        .unwrap()
+}
+
+/// What GDAL itself reads of each tile of `path`: `None` for a tile it cannot read. `None`
+/// overall when the file does not open as the same raster (its directory was changed).
+fn tiles_as_read(path: &Path) -> Option<Vec<Option<Vec<f32>>>> {
+    let ds = gdal::Dataset::open(path).ok()?;
+    if ds.raster_size() != (SIZE, SIZE) || ds.raster_count() != 1 {
+        return None;
+    }
+    let band = ds.rasterband(1).ok()?;
+    if band.block_size() != (TILE, TILE)
+        || band.band_type() != gdal::raster::GdalDataType::Float32
+        || band.no_data_value() != Some(NODATA)
+    {
+        return None;
+    }
+    let n = SIZE / TILE;
+    Some(
+        (0..n * n)
+            .map(|i| {
+                let (x, y) = ((i % n) * TILE, (i / n) * TILE);
+                band.read_as::<f32>((x as isize, y as isize), (TILE, TILE), (TILE, TILE), None)
+                    .ok()
+                    .map(|b| b.data().to_vec())
+            })
+            .collect(),
+    )
+}
+
+fn tile_of_clean(clean: &[f32], i: usize) -> Vec<f32> {
+    let n = SIZE / TILE;
+    let (x0, y0) = ((i % n) * TILE, (i / n) * TILE);
+    let mut v = Vec::with_capacity(TILE * TILE);
+    for y in y0..y0 + TILE {
+        v.extend_from_slice(&clean[y * SIZE + x0..y * SIZE + x0 + TILE]);
+    }
+    v
+}
+
+fn same_f32(a: &[f32], b: &[f32]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+#[test]
+fn corrupted_inputs_never_panic_hang_or_lose_pixels() {
+    let seed: u64 = std::env::var("BLOCKSUM_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_b10c_5a11);
+    let cases: usize = std::env::var("BLOCKSUM_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.tif");
+    let clean_px = write_f32(
+        &input,
+        &RasterSpec {
+            width: SIZE,
+            height: SIZE,
+            tile: Some(TILE),
+            ..RasterSpec::default()
+        },
+    )
+    .remove(0);
+    let clean_out = dir.path().join("clean.tif");
+    let o = run(coordinator()
+        .args(["--workers", "0", "resample"])
+        .arg(&input)
+        .arg(&clean_out)
+        .args(["--factor", "4", "-q"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let clean = read_all(&clean_out).1.remove(0);
+    let pristine = std::fs::read(&input).unwrap();
+    let data_start = first_tile_offset(&input);
+    let ow = SIZE / F;
+    let n = SIZE / TILE;
+
+    let t_all = Instant::now();
+    let mut by_code = std::collections::BTreeMap::new();
+    let mut changed_silently = 0;
+    for case in 0..cases {
+        let mut rng = Rng((seed ^ (case as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
+        let mut bytes = pristine.clone();
+        let kind = match case % 3 {
+            0 => {
+                // Random bytes in tile data.
+                for _ in 0..1 + rng.below(8) {
+                    let at = data_start + rng.below(bytes.len() - data_start);
+                    bytes[at] = rng.next() as u8;
+                }
+                "tile data"
+            }
+            1 => {
+                // Random bytes in the header and directory (tags, offsets, byte counts).
+                for _ in 0..1 + rng.below(4) {
+                    let at = rng.below(data_start);
+                    bytes[at] = rng.next() as u8;
+                }
+                "directory"
+            }
+            _ => {
+                bytes.truncate(rng.below(bytes.len()));
+                "truncation"
+            }
+        };
+        let what = format!("seed {seed} case {case} ({kind})");
+        let path = dir.path().join("bad.tif");
+        std::fs::write(&path, &bytes).unwrap();
+        let out = dir.path().join("bad-out.tif");
+        let rep = dir.path().join("bad-out.json");
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&rep);
+
+        let t0 = Instant::now();
+        let mut child = coordinator()
+            .args(["--workers", "1", "resample", "--spare-workers", "0"])
+            .arg(&path)
+            .arg(&out)
+            .args(["--factor", "4", "--chunk-mib", "0.07", "-q", "--report"])
+            .arg(&rep)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > RUN_LIMIT {
+                let _ = child.kill();
+                let o = child.wait_with_output().unwrap();
+                panic!("{what}: no exit within {RUN_LIMIT:?}: {}", stderr(&o));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        let code = status.code();
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        *by_code.entry(code).or_insert(0) += 1;
+        let as_read = tiles_as_read(&path);
+        match code {
+            Some(0) | Some(5) => {}
+            Some(3) => continue,
+            // A directory that now describes another raster (say, a huge one whose every
+            // block fails to read) trips the quarantine breaker: that is a broken input.
+            Some(6) if as_read.is_none() && kind == "directory" => {
+                eprintln!("{what}: exit 6 (another raster now): {}", err.trim());
+                continue;
+            }
+            _ => panic!("{what}: exit {code:?}: {err}"),
+        }
+        let Some(tiles) = as_read else {
+            // Another raster now: nothing to compare with.
+            continue;
+        };
+        let report = report(&rep);
+        let mut inside = vec![false; ow * ow];
+        for q in report["totals"]["quarantined_windows"].as_array().unwrap() {
+            let o: Vec<usize> = serde_json::from_value(q["out_window"].clone()).unwrap();
+            for y in o[1]..o[1] + o[3] {
+                for x in o[0]..o[0] + o[2] {
+                    inside[y * ow + x] = true;
+                }
+            }
+        }
+        assert_eq!(code == Some(5), inside.iter().any(|&q| q), "{what}: {err}");
+        let got = read_all(&out).1.remove(0);
+        for (t, tile) in tiles.iter().enumerate() {
+            let (ox0, oy0) = ((t % n) * TILE / F, (t / n) * TILE / F);
+            let px =
+                (oy0..oy0 + TILE / F).flat_map(|y| (ox0..ox0 + TILE / F).map(move |x| y * ow + x));
+            match tile {
+                // Every block GDAL cannot read is quarantined.
+                None => {
+                    for p in px {
+                        assert!(inside[p], "{what}: unreadable tile {t} not quarantined");
+                        assert_eq!(got[p], NODATA, "{what}: tile {t}");
+                    }
+                }
+                Some(data) => {
+                    if !same_f32(data, &tile_of_clean(&clean_px, t)) {
+                        // GDAL decodes other values without an error: not ours to judge.
+                        changed_silently += 1;
+                        continue;
+                    }
+                    for p in px {
+                        if inside[p] {
+                            assert_eq!(got[p], NODATA, "{what}: tile {t}");
+                        } else {
+                            assert!(
+                                got[p].to_bits() == clean[p].to_bits()
+                                    || (got[p].is_nan() && clean[p].is_nan()),
+                                "{what}: pixel {p} of tile {t}: {} vs clean {}",
+                                got[p],
+                                clean[p]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "fuzz: {cases} cases in {:.1} s, exit codes {by_code:?}, {changed_silently} tile(s) GDAL decoded to other values without an error",
+        t_all.elapsed().as_secs_f64()
+    );
+}
