@@ -574,6 +574,17 @@ impl Supervisor<'_> {
         let mut pending = first;
         let mut closing = false;
         loop {
+            // Say so, now and then, while dispatch waits for memory: also without a terminal.
+            if !self.sched.admission_open() && self.admission_notice.elapsed() >= ADMISSION_NOTICE {
+                self.admission_notice = Instant::now();
+                tracing::info!(
+                    "waiting for free memory: {} MiB available, --min-free-memory {} MiB; {} of {} chunks done",
+                    available_memory() >> 20,
+                    self.cfg.min_free_memory.unwrap_or(0) >> 20,
+                    self.sched.finished(),
+                    self.prep.plan.chunks.len()
+                );
+            }
             for action in std::mem::take(&mut pending) {
                 match action {
                     SchedAction::Finished => {
@@ -687,17 +698,6 @@ impl Supervisor<'_> {
                     };
                     return Err(CoordError::Interrupted(name));
                 }
-            }
-            // Say so, now and then, while dispatch waits for memory: also without a terminal.
-            if !self.sched.admission_open() && self.admission_notice.elapsed() >= ADMISSION_NOTICE {
-                self.admission_notice = Instant::now();
-                tracing::info!(
-                    "waiting for free memory: {} MiB available, --min-free-memory {} MiB; {} of {} chunks done",
-                    available_memory() >> 20,
-                    self.cfg.min_free_memory.unwrap_or(0) >> 20,
-                    self.sched.finished(),
-                    self.prep.plan.chunks.len()
-                );
             }
             if self
                 .sched
