@@ -164,17 +164,6 @@ fn bad_inputs_get_their_exit_codes_and_one_line() {
                 d(&input),
                 d(&out),
                 "--factor".into(),
-                "49".into(),
-            ],
-            3,
-            "larger than the raster",
-        ),
-        (
-            vec![
-                "resample".into(),
-                d(&input),
-                d(&out),
-                "--factor".into(),
                 "2".into(),
                 "--band".into(),
                 "4".into(),

@@ -75,19 +75,20 @@ pub fn plan_memory(
             &ring,
         )
     };
-    match plan(spares) {
-        // Spares are a comfort, not a need: drop them before refusing the run.
-        Err(e) if spares > 0 => match plan(0) {
-            Ok(p) => {
-                tracing::warn!(
-                    "no memory for a warm spare worker: running without (--spare-workers 0)"
-                );
-                Ok(p)
-            }
-            Err(_) => Err(e),
-        },
-        other => other,
+    // Spares are a comfort, not a need: drop them before refusing the run.
+    let p = match plan(spares) {
+        Err(e) if spares > 0 => plan(0).map_err(|_| e)?,
+        other => other?,
+    };
+    if p.workers > 0 && p.spares < spares {
+        tracing::warn!(
+            "no memory for {} warm spare worker(s): running with {} (--spare-workers {})",
+            spares,
+            p.spares,
+            p.spares
+        );
     }
+    Ok(p)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -26,13 +26,13 @@ Examples:
 
 Logs go to stderr, filtered by BLOCKSUM_LOG (e.g. BLOCKSUM_LOG=debug); -v and -q adjust.
 Exit codes: 0 ok, 2 usage, 3 bad input, 4 output problem, 5 chunks quarantined,
-6 workers cannot be kept alive, 7 memory limits cannot be met, 130 interrupted.";
+6 workers cannot be kept alive, 7 memory or descriptor limits cannot be met, 130 interrupted.";
 
 #[derive(Debug, Parser)]
 #[command(name = "coordinator", version, about = "Block-aggregate huge rasters through a supervised pool of worker processes", after_help = EXAMPLES)]
 pub struct Cli {
     /// Worker processes: a number, or `auto` (one fewer than the CPUs, at least 1). 0 runs in process.
-    #[arg(long, global = true, env = "BLOCKSUM_WORKERS", value_parser = parse_workers)]
+    #[arg(long, global = true, env = "BLOCKSUM_WORKERS", value_parser = parse_workers, allow_negative_numbers = true)]
     pub workers: Option<Workers>,
     /// TOML config file with the seed's `[resampling.multiprocessing]` keys; layered as
     /// defaults < file < environment < flags (`coordinator config` shows the result).
@@ -61,6 +61,31 @@ fn parse_workers(s: &str) -> Result<Workers, String> {
     s.parse::<u32>()
         .map(Workers::N)
         .map_err(|_| format!("'{s}' is not a number of workers (a whole number, or auto)"))
+}
+
+/// A whole number >= `min`, with a message that says so (clap names the option).
+fn whole(s: &str, min: u32) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(v) if v >= min => Ok(v),
+        _ => Err(format!("'{s}' is not a whole number >= {min}")),
+    }
+}
+
+fn parse_factor(s: &str) -> Result<u32, String> {
+    // 0 parses here and is refused with the bad-input code, as before.
+    whole(s, 0)
+}
+
+fn parse_band(s: &str) -> Result<u32, String> {
+    whole(s, 1).map_err(|_| format!("'{s}' is not a band number (1, 2, ...)"))
+}
+
+fn parse_count(s: &str) -> Result<u32, String> {
+    whole(s, 0)
+}
+
+fn parse_attempts(s: &str) -> Result<u32, String> {
+    whole(s, 1)
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,13 +161,13 @@ pub struct JobArgs {
     /// The raster to read (anything GDAL opens).
     pub input: PathBuf,
     /// Block size F: each output pixel aggregates F x F input pixels.
-    #[arg(long, short = 'f')]
+    #[arg(long, short = 'f', value_parser = parse_factor, allow_negative_numbers = true)]
     pub factor: u32,
     /// Aggregation of the valid (not nodata, not NaN) pixels of a block.
     #[arg(long, value_enum, default_value = "sum")]
     pub agg: AggArg,
     /// Band to process (1-based; repeat for several). Default: all bands.
-    #[arg(long = "band", short = 'b')]
+    #[arg(long = "band", short = 'b', value_parser = parse_band, allow_negative_numbers = true)]
     pub bands: Vec<u32>,
     /// Output data type (Byte, Int16, UInt16, Int32, UInt32, Float32, Float64). Default: one
     /// that cannot overflow (sum: Float64; mean: Float32 for Float32 input, else Float64;
@@ -151,7 +176,7 @@ pub struct JobArgs {
     pub ot: Option<SampleType>,
     /// Largest input bytes per chunk, in MiB (windows follow the file's block grid, so
     /// chunks are often somewhat smaller).
-    #[arg(long, default_value_t = 16.0, value_parser = parse_positive)]
+    #[arg(long, default_value_t = 16.0, value_parser = parse_positive, allow_negative_numbers = true)]
     pub chunk_mib: f64,
     /// Run every chunk inside the coordinator (same as --workers 0).
     #[arg(long)]
@@ -194,7 +219,7 @@ pub struct ResampleArgs {
     #[arg(long, env = "BLOCKSUM_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
     /// Grace between TERM and KILL when stopping a worker.
-    #[arg(long, default_value = "500ms", value_parser = units::parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = units::parse_duration, allow_hyphen_values = true)]
     pub kill_grace: std::time::Duration,
 }
 
@@ -202,32 +227,41 @@ pub struct ResampleArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct PoolArgs {
     /// Attempts per chunk before it is quarantined [default: 3].
-    #[arg(long, env = "BLOCKSUM_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "BLOCKSUM_MAX_ATTEMPTS", value_parser = parse_attempts, allow_negative_numbers = true)]
     pub max_attempts: Option<u32>,
-    /// Time limit per attempt: 500ms, 30s, 2m, or a percentage of the median chunk time (500%).
-    #[arg(long, env = "BLOCKSUM_TASK_TIMEOUT", value_parser = units::parse_timeout)]
-    pub task_timeout: Option<crate::sched::TimeoutSpec>,
+    /// Time limit per attempt: 500ms, 30s, 2m; a percentage of the median chunk time (500%),
+    /// never below --task-timeout-floor; or none [default: 1000%].
+    #[arg(long, env = "BLOCKSUM_TASK_TIMEOUT", value_parser = units::parse_timeout_arg, allow_hyphen_values = true)]
+    pub task_timeout: Option<units::TimeoutArg>,
+    /// The least limit a percentage --task-timeout gives; also the limit until three chunks
+    /// have finished, when it is above 60s [default: 10s].
+    #[arg(long, env = "BLOCKSUM_TASK_TIMEOUT_FLOOR", value_parser = units::parse_duration, allow_hyphen_values = true)]
+    pub task_timeout_floor: Option<Duration>,
+    /// How long a new worker may take to say hello before it is killed (and counts toward
+    /// the restart breaker) [default: 10s].
+    #[arg(long, env = "BLOCKSUM_START_TIMEOUT", value_parser = units::parse_duration, allow_hyphen_values = true)]
+    pub start_timeout: Option<Duration>,
     /// Hard memory limit per worker, enforced by the kernel (RLIMIT_DATA): 512MiB, 2GiB...
     /// [default: (80 % of available memory - slot ring) / workers].
-    #[arg(long, env = "BLOCKSUM_MEMORY_LIMIT_PER_WORKER", value_parser = units::parse_size)]
+    #[arg(long, env = "BLOCKSUM_MEMORY_LIMIT_PER_WORKER", value_parser = units::parse_size, allow_hyphen_values = true)]
     pub memory_limit_per_worker: Option<u64>,
     /// Fraction of the limit of private memory (RssAnon) above which a worker is recycled
     /// after its chunk [default: 0.8].
-    #[arg(long, env = "BLOCKSUM_SOFT_FRACTION", value_parser = parse_fraction)]
+    #[arg(long, env = "BLOCKSUM_SOFT_FRACTION", value_parser = parse_fraction, allow_negative_numbers = true)]
     pub soft_fraction: Option<f64>,
     /// How often worker memory and free memory are sampled [default: 100ms].
-    #[arg(long, env = "BLOCKSUM_MEMORY_POLL", value_parser = units::parse_duration)]
+    #[arg(long, env = "BLOCKSUM_MEMORY_POLL", value_parser = units::parse_duration, allow_hyphen_values = true)]
     pub memory_poll: Option<std::time::Duration>,
     /// Do not dispatch a chunk while the machine has less available memory than this: the
     /// run waits (like GNU parallel's --memfree).
-    #[arg(long, env = "BLOCKSUM_MIN_FREE_MEMORY", value_parser = units::parse_size)]
+    #[arg(long, env = "BLOCKSUM_MIN_FREE_MEMORY", value_parser = units::parse_size, allow_hyphen_values = true)]
     pub min_free_memory: Option<u64>,
     /// Slots beyond one per worker: finished chunks waiting for the writer [default: 2].
-    #[arg(long, env = "BLOCKSUM_CHUNK_PREFETCH")]
+    #[arg(long, env = "BLOCKSUM_CHUNK_PREFETCH", value_parser = parse_count, allow_negative_numbers = true)]
     pub chunk_prefetch: Option<u32>,
     /// Warm spare worker processes, started and idle, that take over a crashed worker's
     /// chunk at once while it restarts [default: 1].
-    #[arg(long, env = "BLOCKSUM_SPARE_WORKERS")]
+    #[arg(long, env = "BLOCKSUM_SPARE_WORKERS", value_parser = parse_count, allow_negative_numbers = true)]
     pub spare_workers: Option<u32>,
 }
 
@@ -271,7 +305,7 @@ fn parse_positive(s: &str) -> Result<f64, String> {
 fn parse_fraction(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
-        _ => Err(format!("'{s}' is not a fraction in (0, 1]")),
+        _ => Err(format!("'{s}' is not a fraction in (0, 1] (e.g. 0.8)")),
     }
 }
 
@@ -280,6 +314,11 @@ fn cpus() -> u32 {
         .map(|n| n.get() as u32)
         .unwrap_or(1)
 }
+
+/// The default `--task-timeout`: ten times the median chunk time, never below the floor
+/// (`--task-timeout-floor`, 10 s). A stopped or hung worker cannot stall the run, and a
+/// slow but healthy chunk is far from the limit.
+pub const DEFAULT_TASK_TIMEOUT: TimeoutSpec = TimeoutSpec::PercentOfMedian(1000.0);
 
 /// `--workers` as resolved: auto, or a number (0: in process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +348,8 @@ pub struct Settings {
     pub workers: Setting<WorkersSetting>,
     pub max_attempts: Setting<u32>,
     pub task_timeout: Setting<Option<TimeoutSpec>>,
+    pub task_timeout_floor: Setting<Duration>,
+    pub start_timeout: Setting<Duration>,
     pub memory_limit: Setting<Option<u64>>,
     pub soft_fraction: Setting<f64>,
     pub memory_poll: Setting<Duration>,
@@ -342,9 +383,9 @@ pub fn settings(
     };
     let fsrc = || Source::File(file.as_ref().map(|(p, _)| p.clone()).unwrap_or_default());
     let fm = file.as_ref().map(|(_, r)| &r.resampling.multiprocessing);
-    let size = |s: &Option<String>| {
-        s.as_deref()
-            .map(|v| units::parse_size(v).expect("validated by config::load"))
+    let size = |s: &Option<config::SizeValue>| {
+        s.as_ref()
+            .map(|v| v.bytes().expect("validated by config::load"))
     };
 
     let mut workers = Setting::default(WorkersSetting::Auto);
@@ -370,18 +411,36 @@ pub fn settings(
         source_of(m, "max_attempts", "BLOCKSUM_MAX_ATTEMPTS"),
     );
 
-    let mut task_timeout = Setting::default(None);
+    let mut task_timeout = Setting::default(Some(DEFAULT_TASK_TIMEOUT));
     task_timeout.layer(
         fm.and_then(|f| {
             f.task_timeout
                 .as_deref()
-                .map(|t| Some(units::parse_timeout(t).expect("validated")))
+                .map(|t| units::parse_timeout_arg(t).expect("validated").0)
         }),
         fsrc(),
     );
     task_timeout.layer(
-        pool.task_timeout.map(Some),
+        pool.task_timeout.map(|t| t.0),
         source_of(m, "task_timeout", "BLOCKSUM_TASK_TIMEOUT"),
+    );
+
+    let duration = |s: &Option<String>| {
+        s.as_deref()
+            .map(|d| units::parse_duration(d).expect("validated"))
+    };
+    let mut task_timeout_floor = Setting::default(crate::sched::DEFAULT_TIMEOUT_FLOOR);
+    task_timeout_floor.layer(fm.and_then(|f| duration(&f.task_timeout_floor)), fsrc());
+    task_timeout_floor.layer(
+        pool.task_timeout_floor,
+        source_of(m, "task_timeout_floor", "BLOCKSUM_TASK_TIMEOUT_FLOOR"),
+    );
+
+    let mut start_timeout = Setting::default(crate::sched::DEFAULT_START_TIMEOUT);
+    start_timeout.layer(fm.and_then(|f| duration(&f.start_timeout)), fsrc());
+    start_timeout.layer(
+        pool.start_timeout,
+        source_of(m, "start_timeout", "BLOCKSUM_START_TIMEOUT"),
     );
 
     let mut memory_limit = Setting::default(None);
@@ -406,7 +465,10 @@ pub fn settings(
     );
     if !(soft_fraction.value > 0.0 && soft_fraction.value <= 1.0) {
         return Err(CoordError::BadInput(format!(
-            "--soft-fraction {} is not in (0, 1]",
+            "{} {} is not in (0, 1]",
+            soft_fraction
+                .source
+                .name("--soft-fraction", "memory_soft_fraction"),
             soft_fraction.value
         )));
     }
@@ -459,6 +521,8 @@ pub fn settings(
         workers,
         max_attempts,
         task_timeout,
+        task_timeout_floor,
+        start_timeout,
         memory_limit,
         soft_fraction,
         memory_poll,
@@ -494,10 +558,20 @@ impl Settings {
                     None => "none".into(),
                     Some(TimeoutSpec::Fixed(d)) => format!("{d:?}"),
                     Some(TimeoutSpec::PercentOfMedian(p)) => {
-                        format!("{p}% of the median chunk time")
+                        format!("{p}% of the median chunk time, at least the floor")
                     }
                 },
                 &self.task_timeout.source,
+            ),
+            (
+                "task_timeout_floor",
+                format!("{:?}", self.task_timeout_floor.value),
+                &self.task_timeout_floor.source,
+            ),
+            (
+                "start_timeout",
+                format!("{:?}", self.start_timeout.value),
+                &self.start_timeout.source,
             ),
             (
                 "memory_limit_per_worker",
@@ -592,8 +666,28 @@ pub fn resolve(
     let mut co = r.map(|r| r.creation_options.clone()).unwrap_or_default();
     for c in &co {
         if !c.contains('=') {
-            return Err(CoordError::BadInput(format!("--co '{c}' is not KEY=VALUE")));
+            return Err(CoordError::Usage(format!("--co '{c}' is not KEY=VALUE")));
         }
+    }
+    for (i, b) in job.bands.iter().enumerate() {
+        if job.bands[..i].contains(b) {
+            return Err(CoordError::Usage(format!(
+                "--band {b} is given twice: each band is written once"
+            )));
+        }
+    }
+    if workers == 0 && !job.faults.is_empty() {
+        return Err(CoordError::Usage(
+            "--inject-fault needs worker processes: it cannot be used with --workers 0 or --in-process".into(),
+        ));
+    }
+    let mut spare_workers = st.spare_workers.value;
+    if workers > 0 && spare_workers > workers {
+        tracing::warn!(
+            "{} {spare_workers} is more than the {workers} worker(s): using {workers} (a spare only takes over a crashed worker's chunk)",
+            st.spare_workers.source.name("--spare-workers", "spare_workers")
+        );
+        spare_workers = workers;
     }
     for (k, v) in [
         ("TILED", "YES"),
@@ -631,16 +725,22 @@ pub fn resolve(
             .unwrap_or_else(crate::run::default_worker_bin),
         max_attempts: st.max_attempts.value,
         task_timeout: st.task_timeout.value,
+        task_timeout_floor: st.task_timeout_floor.value,
+        start_timeout: st.start_timeout.value,
         kill_grace: r
             .map(|r| r.kill_grace)
             .unwrap_or(Duration::from_millis(500)),
         faults: job.faults.clone(),
         memory_limit: st.memory_limit.value,
+        memory_limit_from: st
+            .memory_limit
+            .source
+            .name("--memory-limit-per-worker", "memory_limit_per_worker"),
         soft_fraction: st.soft_fraction.value,
         memory_poll: st.memory_poll.value,
         min_free_memory: st.min_free_memory.value,
         chunk_prefetch: st.chunk_prefetch.value,
-        spare_workers: st.spare_workers.value,
+        spare_workers,
         chunk_queue: st.chunk_queue.value,
         progress: true,
         quiet: cli.quiet,

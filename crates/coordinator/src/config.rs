@@ -31,6 +31,18 @@ impl fmt::Display for Source {
     }
 }
 
+impl Source {
+    /// How a message names where a value came from: the flag, the variable, or the file
+    /// and its key.
+    pub fn name(&self, flag: &str, key: &str) -> String {
+        match self {
+            Source::Flag | Source::Default => flag.to_string(),
+            Source::Env(v) => v.to_string(),
+            Source::File(p) => format!("{key} in '{}'", p.display()),
+        }
+    }
+}
+
 /// A value and its source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setting<T> {
@@ -83,14 +95,37 @@ pub struct FileMultiprocessing {
     pub chunk_prefetch: Option<u32>,
     /// Warm spare worker processes.
     pub spare_workers: Option<u32>,
-    pub memory_limit_per_worker: Option<String>,
+    pub memory_limit_per_worker: Option<SizeValue>,
     pub memory_soft_fraction: Option<f64>,
     pub memory_poll: Option<String>,
-    pub min_free_memory: Option<String>,
+    pub min_free_memory: Option<SizeValue>,
     pub max_attempts: Option<u32>,
     pub task_timeout: Option<String>,
+    /// The least time limit a percentage `task_timeout` gives.
+    pub task_timeout_floor: Option<String>,
+    /// How long a new worker may take to say hello.
+    pub start_timeout: Option<String>,
     #[serde(default)]
     pub queue_sizes: FileQueueSizes,
+}
+
+/// A size in the file: a string with a unit (`"512MiB"`) or a bare number, as a TOML
+/// integer or string, meaning MiB (the seed's `memory_limit_per_worker = 512`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Int(i64),
+    Text(String),
+}
+
+impl SizeValue {
+    pub fn bytes(&self) -> Result<u64, String> {
+        match self {
+            SizeValue::Int(n) if *n > 0 && *n < (1 << 43) => Ok((*n as u64) << 20),
+            SizeValue::Int(n) => Err(format!("{n} is not a positive size in MiB")),
+            SizeValue::Text(s) => units::parse_size(s),
+        }
+    }
 }
 
 /// The seed's queue sizes. Here one slot ring bounds both queues: they are validated and
@@ -116,16 +151,22 @@ pub fn load(path: &Path) -> Result<FileRoot, CoordError> {
         CoordError::BadInput(format!("config file '{}': {key}: {why}", path.display()))
     };
     if let Some(s) = &m.memory_limit_per_worker {
-        units::parse_size(s).map_err(|e| bad("memory_limit_per_worker", e))?;
+        s.bytes().map_err(|e| bad("memory_limit_per_worker", e))?;
     }
     if let Some(s) = &m.min_free_memory {
-        units::parse_size(s).map_err(|e| bad("min_free_memory", e))?;
+        s.bytes().map_err(|e| bad("min_free_memory", e))?;
+    }
+    if let Some(s) = &m.task_timeout_floor {
+        units::parse_duration(s).map_err(|e| bad("task_timeout_floor", e))?;
+    }
+    if let Some(s) = &m.start_timeout {
+        units::parse_duration(s).map_err(|e| bad("start_timeout", e))?;
     }
     if let Some(s) = &m.memory_poll {
         units::parse_duration(s).map_err(|e| bad("memory_poll", e))?;
     }
     if let Some(s) = &m.task_timeout {
-        units::parse_timeout(s).map_err(|e| bad("task_timeout", e))?;
+        units::parse_timeout_arg(s).map_err(|e| bad("task_timeout", e))?;
     }
     if let Some(f) = m.memory_soft_fraction {
         if !(f > 0.0 && f <= 1.0) {
@@ -169,6 +210,15 @@ result_queue = 50
         )
         .unwrap();
         assert_eq!(ok.resampling.multiprocessing.max_workers, Some(50));
+        let bare: FileRoot =
+            toml::from_str("[resampling.multiprocessing]\nmemory_limit_per_worker = 512\nmin_free_memory = \"64\"\n")
+                .unwrap();
+        let m = &bare.resampling.multiprocessing;
+        assert_eq!(
+            m.memory_limit_per_worker.as_ref().unwrap().bytes(),
+            Ok(512 << 20)
+        );
+        assert_eq!(m.min_free_memory.as_ref().unwrap().bytes(), Ok(64 << 20));
         let err = toml::from_str::<FileRoot>("[resampling.multiprocessing]\nmax_wrokers = 3\n")
             .unwrap_err();
         assert!(err.message().contains("max_wrokers"), "{}", err.message());

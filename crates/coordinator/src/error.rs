@@ -13,6 +13,9 @@ pub enum CoordError {
     InputNotRaster { path: PathBuf, reason: String },
     #[error("{0}")]
     BadInput(String),
+    /// A command line that parses but does not make sense (exit 2, like clap's own errors).
+    #[error("{0}")]
+    Usage(String),
     #[error("output '{0}' exists (pass --overwrite to replace it)")]
     OutputExists(PathBuf),
     #[error("output directory '{0}' does not exist")]
@@ -60,6 +63,7 @@ impl CoordError {
             | CoordError::ReportWrite { .. }
             | CoordError::Write { .. } => exit::OUTPUT,
             CoordError::ReportPath { .. } => exit::USAGE,
+            CoordError::Usage(_) => exit::USAGE,
             CoordError::Workers(_) => exit::WORKERS,
             CoordError::Resources(_) => exit::RESOURCES,
             CoordError::Interrupted(_) => exit::INTERRUPTED,

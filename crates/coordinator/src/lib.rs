@@ -5,7 +5,8 @@
 //! Module map: [`raster`] (input validation), [`plan`] (chunk windows), [`sched`] (the
 //! decisions, no I/O), [`run`] (the supervisor), [`pool`] (worker processes), [`inproc`]
 //! (in-process executor), [`writer`] (the output), [`memory`] (sampling), [`os`] (unsafe and
-//! Unix specifics), [`report`], [`progress`], [`synth`], [`cli`], [`units`].
+//! Unix specifics), [`report`], [`progress`], [`synth`], [`cli`], [`units`], [`stdio`] (output that
+//! never panics on a closed pipe).
 
 pub mod bench;
 pub mod budget;
@@ -23,6 +24,7 @@ pub mod raster;
 pub mod report;
 pub mod run;
 pub mod sched;
+pub mod stdio;
 pub mod synth;
 pub mod units;
 pub mod writer;

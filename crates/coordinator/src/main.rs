@@ -7,7 +7,9 @@ use clap::{CommandFactory, FromArgMatches};
 use coordinator::{
     cli::{self, Cli, Command},
     error::CoordError,
-    run, synth,
+    run,
+    stdio::{eline, out},
+    synth,
 };
 
 fn main() -> ExitCode {
@@ -26,10 +28,10 @@ fn main() -> ExitCode {
             }
             // One line, like every other error; `--help` has the rest.
             let text = e.render().to_string();
-            eprintln!(
+            eline(&format!(
                 "{} (see --help)",
                 text.lines().next().unwrap_or("error: bad command line")
-            );
+            ));
             return ExitCode::from(protocol::exit::USAGE as u8);
         }
     };
@@ -44,7 +46,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("BLOCKSUM_LOG")
                 .unwrap_or_else(|_| default.into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| coordinator::stdio::Stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
@@ -65,8 +67,12 @@ fn main() -> ExitCode {
     });
     let code = match dispatch(&cli, &matches) {
         Ok(code) => code,
+        Err(e @ CoordError::Usage(_)) => {
+            eline(&format!("error: {e} (see --help)"));
+            e.exit_code()
+        }
         Err(e) => {
-            eprintln!("error: {e}");
+            eline(&format!("error: {e}"));
             e.exit_code()
         }
     };
@@ -79,7 +85,7 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> Result<i32, CoordError> {
             let (cfg, _) = cli::resolve(cli, matches, &r.job, Some(r))?;
             let summary = run::resample(&cfg)?;
             if !cli.quiet {
-                eprintln!("{}", summary.message);
+                eline(&summary.message);
             }
             Ok(summary.exit_code)
         }
@@ -100,22 +106,23 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> Result<i32, CoordError> {
                     v["chunk_list"] = serde_json::to_value(&prep.plan.chunks)
                         .map_err(|e| CoordError::Internal(e.to_string()))?;
                 }
-                println!(
-                    "{}",
+                out(&format!(
+                    "{}\n",
                     serde_json::to_string_pretty(&v)
                         .map_err(|e| CoordError::Internal(e.to_string()))?
-                );
+                ));
             } else {
-                print!("{}", run::describe(&prep, &cfg));
+                let mut text = run::describe(&prep, &cfg);
                 if p.chunks {
                     for c in &prep.plan.chunks {
                         let (w, o) = (c.window, c.out);
-                        println!(
-                            "chunk {:>6}  in {}x{}+{}+{}  out {}x{}+{}+{}",
+                        text.push_str(&format!(
+                            "chunk {:>6}  in {}x{}+{}+{}  out {}x{}+{}+{}\n",
                             c.id.0, w.w, w.h, w.x, w.y, o.w, o.h, o.x, o.y
-                        );
+                        ));
                     }
                 }
+                out(&text);
             }
             Ok(0)
         }
@@ -133,12 +140,12 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> Result<i32, CoordError> {
                 slot_bytes: b.slot_mib.max(1) << 20,
                 handovers: b.handovers.max(1),
             })?;
-            print!("{text}");
+            out(&text);
             Ok(0)
         }
         Command::Config(pool) => {
             let st = cli::settings(cli, matches, pool, false)?;
-            print!("{}", st.describe());
+            out(&st.describe());
             Ok(0)
         }
         Command::Synth(s) => {
@@ -150,13 +157,13 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> Result<i32, CoordError> {
             };
             synth::synth(&s.output, &cfg)?;
             if !cli.quiet {
-                eprintln!(
+                eline(&format!(
                     "wrote {} ({}x{} Float32, seed {})",
                     s.output.display(),
                     s.width,
                     s.height,
                     s.seed
-                );
+                ));
             }
             Ok(0)
         }

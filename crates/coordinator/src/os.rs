@@ -56,6 +56,29 @@ pub fn prepare(cmd: &mut Command, setup: ChildSetup) {
     }
 }
 
+/// Raises the soft limit of open descriptors to the hard one, as servers do, and checks that
+/// `need` fit under it. On failure: the limit there is, and whether it is the hard one.
+pub fn ensure_nofile(need: u64) -> Result<(), (u64, &'static str)> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Ok(());
+    };
+    // An unlimited hard limit still stops at the kernel's nr_open (1 Mi by default).
+    let target = hard.min(1 << 20);
+    let have = if soft < target && setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_ok() {
+        target
+    } else {
+        soft
+    };
+    if have >= need {
+        Ok(())
+    } else if have >= hard {
+        Err((have, " (the hard limit)"))
+    } else {
+        Err((have, ""))
+    }
+}
+
 /// Sends `sig` to the process group led by `pid` (each worker leads its own group).
 pub fn signal_group(pid: u32, sig: Signal) {
     let _ = killpg(Pid::from_raw(pid as i32), sig);

@@ -3,7 +3,7 @@
 //! machine with events and carries out the actions it returns.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
     sync::{mpsc, Arc, Mutex},
     time::{Duration, Instant},
@@ -52,10 +52,16 @@ pub struct ResampleConfig {
     pub worker_bin: PathBuf,
     pub max_attempts: u32,
     pub task_timeout: Option<TimeoutSpec>,
+    /// The least limit a percentage `task_timeout` gives.
+    pub task_timeout_floor: Duration,
+    /// Deadline for a new worker's hello.
+    pub start_timeout: Duration,
     pub kill_grace: Duration,
     pub faults: Vec<FaultSpec>,
     /// Hard per-worker limit (RLIMIT_DATA).
     pub memory_limit: Option<u64>,
+    /// Where `memory_limit` came from, as messages name it (flag, variable, or file and key).
+    pub memory_limit_from: String,
     pub soft_fraction: f64,
     pub memory_poll: Duration,
     /// Admission: no dispatch while available memory is below this.
@@ -88,13 +94,8 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
         return Err(CoordError::BadInput("--factor must be at least 1".into()));
     }
     let info = raster::inspect(&cfg.input)?;
+    // A factor beyond the raster's sides is fine: the partial-edge rule gives one block.
     let f = cfg.factor as u64;
-    if f > info.width || f > info.height {
-        return Err(CoordError::BadInput(format!(
-            "--factor {f} is larger than the raster ({}x{})",
-            info.width, info.height
-        )));
-    }
     let bands = info.select(&cfg.bands)?;
     let sample = raster::common_sample(&bands);
     let out_type = cfg
@@ -183,7 +184,24 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
                 .map(|l| l.total_bytes())
                 .unwrap_or(u64::MAX / 4)
         },
-    )?;
+    )
+    .map_err(|e| match e {
+        // Name the limit's real source: the file's key or the variable, not the flag.
+        CoordError::Resources(m) => {
+            CoordError::Resources(m.replace("--memory-limit-per-worker", &cfg.memory_limit_from))
+        }
+        other => other,
+    })?;
+    if let Some(min) = cfg.min_free_memory {
+        let total = total_memory();
+        if min > total {
+            return Err(CoordError::Resources(format!(
+                "--min-free-memory {} MiB is more than this machine's {} MiB of memory: the run would wait forever",
+                min >> 20,
+                total >> 20
+            )));
+        }
+    }
     let layout =
         layout_for(memory.workers).map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
     if layout.slots < memory.workers + lanes {
@@ -223,6 +241,26 @@ pub fn available_memory() -> u64 {
     }
 }
 
+/// The machine's memory: available memory can never exceed it.
+pub fn total_memory() -> u64 {
+    match sysinfo::System::new() {
+        Ok(mut s) => {
+            s.refresh_memory();
+            s.total_memory()
+        }
+        Err(_) => u64::MAX,
+    }
+}
+
+/// Descriptors the coordinator needs besides its workers (input and output files, the
+/// ring, GDAL, signals, the in-process lanes), and per worker process (its channel's
+/// sockets, the handshake, its stderr pipe): measured ~5 per worker, with margin.
+const FDS_BASE: u64 = 48;
+const FDS_PER_WORKER: u64 = 8;
+
+/// How often a run held by `--min-free-memory` says that it is waiting.
+const ADMISSION_NOTICE: Duration = Duration::from_secs(5);
+
 /// What a finished run tells `main`.
 pub struct RunSummary {
     pub exit_code: i32,
@@ -261,6 +299,16 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             "worker binary not found at '{}' (set --worker-bin or BLOCKSUM_WORKER_BIN)",
             cfg.worker_bin.display()
         )));
+    }
+    if prep.memory.workers > 0 {
+        // Refuse now rather than fail inside a channel's thread halfway through the run.
+        let processes = prep.memory.workers + prep.memory.spares;
+        let need = FDS_BASE + FDS_PER_WORKER * (processes as u64 + 1);
+        crate::os::ensure_nofile(need).map_err(|(have, why)| {
+            CoordError::Resources(format!(
+                "too few file descriptors: {processes} worker process(es) need about {need}, the limit is {have}{why} (raise it with ulimit -n, or lower --workers)"
+            ))
+        })?;
     }
     set_block_cache(prep.memory.coordinator - prep.memory.ring - budget::COORDINATOR_BASE);
     let ring = prep.layout.total_bytes();
@@ -342,6 +390,8 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     sc.admission_open = cfg.min_free_memory.is_none_or(|m| available_memory() >= m);
     sc.max_attempts = cfg.max_attempts;
     sc.timeout = cfg.task_timeout;
+    sc.timeout_floor = cfg.task_timeout_floor;
+    sc.start_timeout = cfg.start_timeout;
     sc.kill_grace = cfg.kill_grace;
     sc.faults = cfg.faults.clone();
     sc.can_split = true;
@@ -367,6 +417,8 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         start: t_start,
         interrupts: 0,
         adjusted: Vec::new(),
+        stopped: HashSet::new(),
+        admission_notice: Instant::now(),
     };
     let outcome = sup.run(first, &rx);
     drop(signals);
@@ -457,8 +509,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
 }
 
 fn install_signals(tx: mpsc::Sender<Event>) -> Result<signal_hook::iterator::Handle, CoordError> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // A closed terminal (SIGHUP) ends the run like SIGTERM: workers stopped, nothing left.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| CoordError::Internal(format!("installing signal handlers: {e}")))?;
     let handle = signals.handle();
     std::thread::Builder::new()
@@ -494,6 +547,11 @@ struct Supervisor<'a> {
     interrupts: u32,
     /// Per band, from the writer once the file is closed.
     adjusted: Vec<Adjusted>,
+    /// Workers the supervisor stopped on purpose (retired, or at the end of the run): their
+    /// exit, whatever signal it took, is no death.
+    stopped: HashSet<WorkerKey>,
+    /// When the run last said that admission holds dispatch.
+    admission_notice: Instant,
 }
 
 impl Supervisor<'_> {
@@ -505,6 +563,17 @@ impl Supervisor<'_> {
         let mut pending = first;
         let mut closing = false;
         loop {
+            // Say so, now and then, while dispatch waits for memory: also without a terminal.
+            if !self.sched.admission_open() && self.admission_notice.elapsed() >= ADMISSION_NOTICE {
+                self.admission_notice = Instant::now();
+                tracing::info!(
+                    "waiting for free memory: {} MiB available, --min-free-memory {} MiB; {} of {} chunks done",
+                    available_memory() >> 20,
+                    self.cfg.min_free_memory.unwrap_or(0) >> 20,
+                    self.sched.finished(),
+                    self.prep.plan.chunks.len()
+                );
+            }
             let mut queue = std::collections::VecDeque::from(std::mem::take(&mut pending));
             while let Some(action) = queue.pop_front() {
                 match action {
@@ -553,6 +622,7 @@ impl Supervisor<'_> {
                             open,
                             "admission (available memory against --min-free-memory)"
                         );
+                        self.admission_notice = now;
                     }
                     pending = self.sched.handle(now, se);
                 }
@@ -561,7 +631,8 @@ impl Supervisor<'_> {
                         self.forget(*key);
                         // Retired lanes are past the scheduler's decisions: keep their exit
                         // for the report all the same.
-                        self.sched.record_exit(*key, exit, now);
+                        let deliberate = self.stopped.contains(key);
+                        self.sched.record_exit(*key, exit, now, deliberate);
                     }
                     // Check the soft limit at the end of every chunk, not only every poll: a
                     // worker over it is recycled before it gets another chunk.
@@ -619,10 +690,10 @@ impl Supervisor<'_> {
                 }
                 Event::Signal(sig) => {
                     self.interrupts += 1;
-                    let name = if sig == signal_hook::consts::SIGTERM {
-                        "SIGTERM"
-                    } else {
-                        "SIGINT"
+                    let name = match sig {
+                        signal_hook::consts::SIGTERM => "SIGTERM",
+                        signal_hook::consts::SIGHUP => "SIGHUP",
+                        _ => "SIGINT",
                     };
                     return Err(CoordError::Interrupted(name));
                 }
@@ -693,6 +764,7 @@ impl Supervisor<'_> {
                 }
             }
             SchedAction::Shutdown { key } => {
+                self.stopped.insert(key);
                 if let Some((k, p)) = self.procs.get(&key.id) {
                     if *k == key && !p.send(&ToWorker::Shutdown) {
                         p.signal(Sig::Kill);
@@ -898,7 +970,7 @@ impl Supervisor<'_> {
                 | Ok(Event::Pool(PoolEvent::Sched(SchedEvent::WorkerExited { key, exit }))) => {
                     self.forget(key);
                     // Record the exit for the report (the scheduler decides nothing any more).
-                    self.sched.record_exit(key, &exit, Instant::now());
+                    self.sched.record_exit(key, &exit, Instant::now(), true);
                 }
                 Ok(Event::Signal(_)) => {
                     self.interrupts += 1;

@@ -37,9 +37,19 @@ pub struct WorkerKey {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub enum TimeoutSpec {
     Fixed(Duration),
-    /// A percentage of the median attempt time so far (no limit before three samples).
+    /// A percentage of the median attempt time so far, never below the floor
+    /// (`SchedConfig::timeout_floor`); until three attempts have finished, the larger of the
+    /// floor and `FIRST_CHUNKS_LIMIT`.
     PercentOfMedian(f64),
 }
+
+/// The default least limit of a percentage timeout (`--task-timeout-floor`).
+pub const DEFAULT_TIMEOUT_FLOOR: Duration = Duration::from_secs(10);
+/// A percentage timeout before there is a median to take a percentage of.
+pub const FIRST_CHUNKS_LIMIT: Duration = Duration::from_secs(60);
+/// The default deadline for a new worker's hello (`--start-timeout`): a worker links
+/// libgdal and is ready in ~50 ms here, so 10 s is a wide margin on a loaded machine.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct SchedConfig {
@@ -54,6 +64,8 @@ pub struct SchedConfig {
     pub slots: u32,
     pub max_attempts: u32,
     pub timeout: Option<TimeoutSpec>,
+    /// The least limit a percentage timeout gives.
+    pub timeout_floor: Duration,
     pub kill_grace: Duration,
     /// Deadline for a spawned worker to say hello.
     pub start_timeout: Duration,
@@ -62,6 +74,9 @@ pub struct SchedConfig {
     pub backoff_max: Duration,
     /// Breaker: consecutive workers that die before they are ready.
     pub max_start_failures: u32,
+    /// Breaker: consecutive workers killed for not saying hello within `start_timeout`
+    /// (each has already cost that long: a second one in a row ends the run).
+    pub max_start_timeouts: u32,
     /// Breaker: workers that die idle (or starting) with no chunk finished in between.
     pub max_idle_deaths: u32,
     /// Breaker: chunks quarantined in a row with none done in between.
@@ -84,11 +99,13 @@ impl SchedConfig {
             slots,
             max_attempts: 3,
             timeout: None,
+            timeout_floor: DEFAULT_TIMEOUT_FLOOR,
             kill_grace: Duration::from_millis(500),
-            start_timeout: Duration::from_secs(20),
+            start_timeout: DEFAULT_START_TIMEOUT,
             backoff_base: Duration::from_millis(25),
             backoff_max: Duration::from_secs(2),
             max_start_failures: 5,
+            max_start_timeouts: 2,
             max_idle_deaths: 12,
             max_quarantines_in_row: 8,
             faults: Vec::new(),
@@ -550,6 +567,8 @@ pub struct Scheduler {
     durations: RunningMedian,
     finished: usize,
     start_failures_in_row: u32,
+    /// Workers killed in a row for not saying hello in time.
+    start_timeouts_in_row: u32,
     idle_deaths_since_progress: u32,
     quarantines_in_row: u32,
     last_death: Option<FailureCause>,
@@ -585,6 +604,7 @@ impl Scheduler {
             durations: RunningMedian::default(),
             finished: 0,
             start_failures_in_row: 0,
+            start_timeouts_in_row: 0,
             idle_deaths_since_progress: 0,
             quarantines_in_row: 0,
             last_death: None,
@@ -689,14 +709,16 @@ impl Scheduler {
     }
 
     /// Records a worker's exit after the run has ended (for the report only: no decision).
-    pub fn record_exit(&mut self, key: WorkerKey, exit: &ExitInfo, now: Instant) {
+    /// `deliberate`: the coordinator stopped it (a spare or a finished worker at the end):
+    /// that is no death, whatever signal it took.
+    pub fn record_exit(&mut self, key: WorkerKey, exit: &ExitInfo, now: Instant, deliberate: bool) {
         let ms = self.ms(now);
         if let Some(r) = self.record_mut(key) {
             if r.exited_ms.is_none() {
                 r.exited_ms = Some(ms);
                 r.stderr_tail = exit.stderr_tail.clone();
                 // A clean exit at the end of the run is no failure: no cause.
-                if exit.code != Some(0) {
+                if exit.code != Some(0) && !deliberate {
                     r.cause = Some(FailureCause::from_exit(exit));
                 }
             }
@@ -739,12 +761,20 @@ impl Scheduler {
         match self.cfg.timeout? {
             TimeoutSpec::Fixed(d) => Some(d),
             TimeoutSpec::PercentOfMedian(p) => {
+                let floor = self.cfg.timeout_floor;
                 if self.durations.len() < 3 {
-                    return None;
+                    // No median yet: a stalled first chunk must still end somewhere.
+                    return Some(floor.max(FIRST_CHUNKS_LIMIT));
                 }
                 let med = self.durations.median()?;
-                // Never below 1 ms, so that a run of no-op chunks cannot time everything out.
-                Some(med.mul_f64(p / 100.0).max(Duration::from_millis(1)))
+                // Never below the floor, so that fast chunks cannot make a limit too tight
+                // for an ordinary hiccup.
+                // (and never below 1 ms, so that no-op chunks cannot time everything out).
+                Some(
+                    med.mul_f64(p / 100.0)
+                        .max(floor)
+                        .max(Duration::from_millis(1)),
+                )
             }
         }
     }
@@ -838,6 +868,7 @@ impl Scheduler {
         }
         self.workers[key.id.0 as usize] = WorkerState::Idle { gen: key.gen, pid };
         self.start_failures_in_row = 0;
+        self.start_timeouts_in_row = 0;
         let t = self.ms(now);
         if let Some(r) = self.record_mut(key) {
             r.pid = Some(pid);
@@ -1385,6 +1416,9 @@ impl Scheduler {
                 if infra && self.record_mut(key).is_some_and(|r| r.ready_ms.is_none()) {
                     self.start_failures_in_row += 1;
                 }
+                if cause == FailureCause::StartTimeout {
+                    self.start_timeouts_in_row += 1;
+                }
                 (cause, infra)
             }
             WorkerState::Starting { .. } => {
@@ -1418,6 +1452,15 @@ impl Scheduler {
                     "workers cannot start: {} in a row died before they were ready (last one {}{tail})",
                     self.start_failures_in_row,
                     cause.summary()
+                ),
+                out,
+            );
+        }
+        if self.start_timeouts_in_row >= self.cfg.max_start_timeouts {
+            return self.fatal(
+                format!(
+                    "workers cannot start: {} in a row did not say hello within {:?} (--start-timeout); is '--worker-bin' the blocksum worker?",
+                    self.start_timeouts_in_row, self.cfg.start_timeout
                 ),
                 out,
             );
@@ -1572,6 +1615,11 @@ impl Scheduler {
             let id = WorkerId(i as u32);
             match self.workers[i].clone() {
                 WorkerState::Starting { gen, since } if now >= since + self.cfg.start_timeout => {
+                    tracing::info!(
+                        worker = i,
+                        "worker did not say hello within {:?}: killing it",
+                        self.cfg.start_timeout
+                    );
                     self.stop_worker(
                         WorkerKey { id, gen },
                         FailureCause::StartTimeout,
@@ -1583,6 +1631,12 @@ impl Scheduler {
                 WorkerState::Busy { gen, since, .. } if limit.is_some_and(|l| now >= since + l) => {
                     self.counters.timeouts += 1;
                     let after_ms = (now - since).as_millis() as u64;
+                    tracing::info!(
+                        worker = i,
+                        after_ms,
+                        limit_ms = limit.map_or(0, |l| l.as_millis() as u64),
+                        "task timeout: stopping the worker; its chunk runs in process"
+                    );
                     self.stop_worker(
                         WorkerKey { id, gen },
                         FailureCause::Timeout { after_ms },

@@ -1,5 +1,5 @@
 //! Parsing human units: durations (`500ms`, `30s`, `2m`, `1h`), relative timeouts (`500%`),
-//! and sizes (`512MiB`, `2GiB`, `1.5G`, `4096`).
+//! and sizes (`512MiB`, `2GiB`, `1.5G`; a bare number is MiB: `512`).
 
 use std::time::Duration;
 
@@ -31,6 +31,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// `--task-timeout` as given: a limit, or `none` (no limit at all).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeoutArg(pub Option<TimeoutSpec>);
+
+pub fn parse_timeout_arg(s: &str) -> Result<TimeoutArg, String> {
+    if s.trim().eq_ignore_ascii_case("none") || s.trim().eq_ignore_ascii_case("off") {
+        return Ok(TimeoutArg(None));
+    }
+    parse_timeout(s).map(|t| TimeoutArg(Some(t)))
+}
+
 pub fn parse_timeout(s: &str) -> Result<TimeoutSpec, String> {
     if let Some(p) = s.trim().strip_suffix('%') {
         let v: f64 = p
@@ -44,6 +55,8 @@ pub fn parse_timeout(s: &str) -> Result<TimeoutSpec, String> {
     parse_duration(s).map(TimeoutSpec::Fixed)
 }
 
+/// A size in bytes. A bare number means MiB (the seed's `memory_limit_per_worker = 512`);
+/// `B` asks for bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t
@@ -54,11 +67,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("'{s}' is not a size (e.g. 512MiB, 2GiB)"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
+        "" | "mib" => (1u64 << 20) as f64,
+        "b" => 1.0,
         "k" | "kb" => 1e3,
         "kib" => 1024.0,
         "m" | "mb" => 1e6,
-        "mib" => (1u64 << 20) as f64,
         "g" | "gb" => 1e9,
         "gib" => (1u64 << 30) as f64,
         "t" | "tb" => 1e12,
@@ -93,6 +106,9 @@ mod tests {
         );
         assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
         assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("512").unwrap(), 512 << 20);
+        assert_eq!(parse_size("4096B").unwrap(), 4096);
+        assert_eq!(parse_timeout_arg("none").unwrap(), TimeoutArg(None));
         for bad in ["0", "lots", "-1MiB", "0MiB", "5 parsecs"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }

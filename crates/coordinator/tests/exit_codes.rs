@@ -81,6 +81,7 @@ fn every_error() -> Vec<CoordError> {
             path: p.clone(),
             reason: String::new(),
         },
+        CoordError::Usage(String::new()),
         CoordError::Workers(String::new()),
         CoordError::Resources(String::new()),
         CoordError::Interrupted(""),
@@ -100,6 +101,7 @@ fn every_error() -> Vec<CoordError> {
             | CoordError::ReportPath { .. }
             | CoordError::ReportWrite { .. }
             | CoordError::Write { .. }
+            | CoordError::Usage(_)
             | CoordError::Workers(_)
             | CoordError::Resources(_)
             | CoordError::Interrupted(_)

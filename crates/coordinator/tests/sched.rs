@@ -913,7 +913,7 @@ fn happy_path_two_workers_step_by_step() {
     );
     assert!(!w.s.is_done());
     // Workers are starting: the start deadline is the next thing to watch.
-    assert_eq!(w.s.next_deadline(), Some(w.t(20_000)));
+    assert_eq!(w.s.next_deadline(), Some(w.t(10_000)));
 
     w.at(1);
     let a = w.ready(0);
@@ -1478,18 +1478,20 @@ fn timeouts_under_random_orders_keep_every_invariant() {
 fn percent_of_median_timeout() {
     let mut cfg = config(2, 1, 5);
     cfg.timeout = Some(TimeoutSpec::PercentOfMedian(500.0));
+    cfg.timeout_floor = Duration::ZERO;
     let (mut w, _) = World::new(cfg, 6);
     w.ready(0);
     w.ready(1);
-    assert_eq!(w.s.time_limit(), None);
-    assert_eq!(w.s.next_deadline(), None);
+    // No median yet: the first chunks get the generous first-chunks limit.
+    assert_eq!(w.s.time_limit(), Some(FIRST_CHUNKS_LIMIT));
+    assert_eq!(w.s.next_deadline(), Some(w.t(60_000)));
 
     w.at(10);
     w.done(0); // 10 ms; chunk 2 to worker 0
     w.at(30);
     w.done(0); // 20 ms; chunk 3 to worker 0
-    assert_eq!(w.s.time_limit(), None);
-    assert_eq!(w.s.next_deadline(), None);
+    assert_eq!(w.s.time_limit(), Some(FIRST_CHUNKS_LIMIT));
+    assert_eq!(w.s.next_deadline(), Some(w.t(60_000)));
     // Two samples only: worker 1, a second into chunk 1, is left alone.
     w.at(1_000);
     assert!(w.tick().is_empty());
@@ -1540,12 +1542,62 @@ fn percent_of_median_timeout() {
 fn percent_of_median_never_goes_below_a_millisecond() {
     let mut cfg = config(1, 1, 4);
     cfg.timeout = Some(TimeoutSpec::PercentOfMedian(1.0));
+    cfg.timeout_floor = Duration::ZERO;
     let (mut w, _) = World::new(cfg, 5);
     w.ready(0);
     for _ in 0..3 {
         w.done(0); // zero-length chunks
     }
     assert_eq!(w.s.time_limit(), Some(ms(1)));
+}
+
+#[test]
+fn percent_of_median_never_goes_below_the_floor() {
+    let mut cfg = config(1, 1, 8);
+    cfg.timeout = Some(TimeoutSpec::PercentOfMedian(1000.0));
+    cfg.timeout_floor = ms(500);
+    let (mut w, _) = World::new(cfg, 8);
+    w.ready(0);
+    // Before three chunks: the larger of the floor and the first-chunks limit.
+    assert_eq!(w.s.time_limit(), Some(FIRST_CHUNKS_LIMIT));
+    for i in 1..=3 {
+        w.at(10 * i);
+        w.done(0); // 10 ms chunks: 10 x median = 100 ms, below the floor
+    }
+    assert_eq!(w.s.time_limit(), Some(ms(500)));
+    for i in 4..=6 {
+        w.at(30 + 100 * (i - 3));
+        w.done(0); // 100 ms chunks: median 100 ms (of 10, 10, 10, 100, 100, 100)
+    }
+    assert_eq!(w.s.time_limit(), Some(ms(1000)));
+}
+
+#[test]
+fn workers_that_never_say_hello_end_the_run_at_the_second_start_timeout() {
+    let (mut w, _) = World::new(config(2, 1, 4), 4);
+    w.at(10_000);
+    let a = w.tick();
+    assert_eq!(
+        signals(&a),
+        vec![(key(0, 0), Sig::Kill), (key(1, 0), Sig::Kill)]
+    );
+    w.exit(
+        0,
+        ExitInfo {
+            signal: Some(9),
+            ..ExitInfo::default()
+        },
+    );
+    assert!(w.fatal.is_none());
+    w.exit(
+        1,
+        ExitInfo {
+            signal: Some(9),
+            ..ExitInfo::default()
+        },
+    );
+    let why = w.fatal.clone().expect("the breaker trips");
+    assert!(why.contains("did not say hello"), "{why}");
 }
 
 // ---------------------------------------------------------------------------------------

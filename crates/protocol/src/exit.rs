@@ -4,9 +4,10 @@
 pub const OK: i32 = 0;
 /// An unexpected internal error (a bug: please report it).
 pub const INTERNAL: i32 = 1;
-/// Bad command line: unknown flag, value that does not parse (clap's own code).
+/// Bad command line: unknown flag, value that does not parse (clap's own code), and options
+/// that parse but do not go together (`--band` twice, `--inject-fault` without workers).
 pub const USAGE: i32 = 2;
-/// Bad input: missing or non-raster file, unknown band, factor 0 or larger than the raster,
+/// Bad input: missing or non-raster file, unsupported data type, unknown band, factor 0,
 /// bad config file, fault index out of range.
 pub const INPUT: i32 = 3;
 /// Output problem: exists without `--overwrite`, directory missing or not writable, write failed.
@@ -14,12 +15,13 @@ pub const OUTPUT: i32 = 4;
 /// The run completed but some chunks were quarantined: their pixels are nodata, the report
 /// names them. The output file is in place and carries the list in its metadata.
 pub const QUARANTINED: i32 = 5;
-/// The worker pool could not be kept alive: workers cannot start, the restart breaker
-/// tripped, or the worker speaks another protocol version.
+/// The worker pool could not be kept alive: workers cannot start (or never say hello), the
+/// restart breaker tripped, or the worker speaks another protocol version.
 pub const WORKERS: i32 = 6;
-/// Memory limits asked for cannot be satisfied on this machine.
+/// Machine limits cannot be met: memory (limits asked for, `--min-free-memory` above the
+/// machine's memory) or the file descriptors the worker pool needs.
 pub const RESOURCES: i32 = 7;
-/// Interrupted by SIGINT or SIGTERM: workers stopped, no output left behind.
+/// Interrupted by SIGINT, SIGTERM or SIGHUP: workers stopped, no output left behind.
 pub const INTERRUPTED: i32 = 130;
 
 /// Exit codes of the `worker` binary itself (seen by the coordinator, reported as causes).
