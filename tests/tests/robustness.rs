@@ -368,6 +368,40 @@ fn too_few_file_descriptors_is_refused_up_front() {
     assert_no_process(&input.to_string_lossy());
 }
 
+// Item 12, continued: restarts do not leak descriptors. ipc-channel's `connect` leaked one
+// socket per worker exit (about 1 per restart): under a limit of 64, 150 restarts in one run
+// ran out. The limit is hard, so the coordinator cannot raise it.
+#[test]
+fn many_restarts_under_a_low_descriptor_limit_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, _) = raster(dir.path(), 1024, 600);
+    let out = dir.path().join("out.tif");
+    let mut cmd = coordinator();
+    cmd.args(["--workers", "1", "resample"])
+        .arg(&input)
+        .arg(&out)
+        .args(["-f", "4", "--chunk-mib", "0.01", "--spare-workers", "0"])
+        .args(["--inject-fault", "crash:*:1"]);
+    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 64, 64)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let o = run(&mut cmd);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let restarts: u32 = stderr(&o)
+        .split(" restart(s)")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the summary counts restarts");
+    assert!(restarts >= 100, "only {restarts} restarts: {}", stderr(&o));
+    assert_no_partial(dir.path());
+    assert_no_process(&input.to_string_lossy());
+}
+
 // Item 14: GDAL's virtual paths are GDAL's to open, in the coordinator and the workers.
 #[test]
 fn a_zipped_raster_opens_through_vsizip() {

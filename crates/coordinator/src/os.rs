@@ -297,3 +297,23 @@ pub mod gdal_err {
         }
     }
 }
+
+/// Connects to the one-shot server `name` and hangs up at once: unblocks an `accept()` whose
+/// worker died before connecting. ipc-channel's own `connect` leaks its socket when the
+/// connection fails (the server is already gone after a normal handshake), one descriptor
+/// per worker restart; here the socket is owned and always closed.
+pub fn poke_server(name: &str) {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let Ok(fd) = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return;
+    };
+    if let Ok(addr) = UnixAddr::new(name) {
+        let _ = connect(fd.as_raw_fd(), &addr);
+    }
+}

@@ -12,7 +12,7 @@ use std::{
     thread,
 };
 
-use ipc_channel::ipc::{IpcBytesSender, IpcOneShotServer, IpcSender};
+use ipc_channel::ipc::{IpcBytesSender, IpcOneShotServer};
 use nix::sys::signal::Signal;
 use protocol::{decode, encode, FromWorker, ToWorker, WorkerArgs, PROTOCOL_VERSION};
 use worker::process::Bootstrap;
@@ -146,9 +146,7 @@ pub fn spawn<E: Send + 'static>(
             let _ = stderr_thread.join();
             // A worker that died before connecting leaves the handshake blocked in accept():
             // connecting to the server ourselves unblocks it.
-            if let Ok(s) = IpcSender::<Bootstrap>::connect(server_name) {
-                drop(s);
-            }
+            os::poke_server(&server_name);
             let _ = recv_done.recv_timeout(std::time::Duration::from_secs(2));
             let stderr_tail: Vec<String> = tail_x
                 .lock()
