@@ -1,23 +1,25 @@
-//! `coordinator bench-dispatch`: the dispatch micro-benchmark. No-op chunks go through the
-//! real machinery (scheduler, worker processes, bincode over ipc-channel, the shared ring)
-//! with no GDAL read and no write, to measure what the pool costs per chunk: chunks per
-//! second, coordinator CPU per chunk, and the hand-over of a 16 MiB slot (a round trip whose
-//! worker reads the slot's first and last byte: no pixel is copied).
+//! `coordinator bench-dispatch`: the dispatch micro-benchmark, as a second job of the engine.
+//! No-op chunks (the worker's `Noop` kernel: it touches the first and last byte of its input
+//! region and answers) go through the real machinery (scheduler, supervisor, worker
+//! processes, bincode over ipc-channel, the shared ring) into a sink that discards them, to
+//! measure what the engine costs per chunk: chunks per second, coordinator CPU per chunk,
+//! and the hand-over of a large slot (one worker, one chunk at a time: no pixel is copied,
+//! so a 16 MiB slot costs what a 4 KiB one does).
 
 use std::{
     path::Path,
-    sync::mpsc,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use protocol::{Attempt, Region, TaskId, ToWorker};
-use worker::shm::SharedSegment;
-
-use crate::{
-    error::CoordError,
-    pool::{self, PoolConfig, PoolEvent, Proc},
-    sched::{SchedAction, SchedConfig, SchedEvent, Scheduler, WorkerKey},
+use engine::{
+    inproc::ExecutorFactory, sched::SchedConfig, ChunkSink, ChunkSpec, EngineConfig, Job,
 };
+use protocol::{SlotLayout, TaskId};
+use shm::SlotRing;
+use worker::{WorkerChunk, WorkerKernel, WorkerSetup};
+
+use crate::error::CoordError;
 
 pub struct BenchConfig<'a> {
     pub input: &'a Path,
@@ -37,8 +39,102 @@ fn cpu_ms() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn wrap(e: PoolEvent) -> PoolEvent {
-    e
+/// `tasks` no-op chunks whose input region is `input_len` bytes.
+struct NoopJob {
+    input_len: u64,
+    payload: Vec<u8>,
+}
+
+impl Job for NoopJob {
+    type Sink = NullSink;
+
+    fn chunk(&self, _: TaskId) -> ChunkSpec {
+        ChunkSpec {
+            input_len: self.input_len,
+            output_len: 0,
+            payload: self.payload.clone(),
+            weight: 0,
+        }
+    }
+
+    fn split(&mut self, _: TaskId) -> u32 {
+        0
+    }
+
+    fn write_item(&self, _: TaskId) {}
+
+    fn close_item(&self, _: &[TaskId]) {}
+}
+
+/// Discards every output.
+struct NullSink;
+
+impl ChunkSink for NullSink {
+    type Item = ();
+    type Close = ();
+    type Closed = ();
+
+    fn write(&mut self, _: TaskId, _: (), _: Option<&[u8]>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn close(self, _: ()) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Runs `tasks` no-op chunks through `workers` workers; returns the wall time from the first
+/// dispatch (workers started and ready) and the coordinator's CPU in that time.
+fn run_noop(
+    cfg: &BenchConfig,
+    workers: u32,
+    tasks: u32,
+    input_len: u64,
+) -> Result<(Duration, f64), CoordError> {
+    let layout = SlotLayout::new(workers + 2, input_len, 0)
+        .map_err(|e| CoordError::BadInput(format!("slot size: {e}")))?;
+    let ring = SlotRing::create(layout)
+        .map_err(|e| CoordError::Resources(format!("creating the shared ring: {e}")))?;
+    let setup = protocol::encode(&WorkerSetup::Noop);
+    let lane_setup = setup.clone();
+    let executor: ExecutorFactory = Arc::new(move || runtime::open::<WorkerKernel>(&lane_setup));
+    let mut sc = SchedConfig::new(workers, 1, layout.slots);
+    sc.can_split = false;
+    let ecfg = EngineConfig {
+        sched: sc,
+        layout,
+        tasks: tasks as usize,
+        worker_bin: cfg.worker_bin.to_path_buf(),
+        worker_env: Vec::new(),
+        data_limit: None,
+        setup,
+        executor: Some(executor),
+        memory_poll: Duration::from_secs(1),
+        soft_limit: None,
+        min_free_memory: None,
+        kill_grace: Duration::from_millis(500),
+        progress: false,
+    };
+    let mut job = NoopJob {
+        input_len,
+        payload: protocol::encode(&WorkerChunk::Noop),
+    };
+    let cpu0 = cpu_ms();
+    let (res, rec) = engine::run(&mut job, NullSink, ring, ecfg);
+    let cpu = cpu_ms() - cpu0;
+    res.map_err(|e| CoordError::Workers(e.to_string()))?;
+    // From the first worker ready (spawning and loading libraries is not dispatch) to the
+    // last chunk's answer.
+    let ready = rec
+        .sched
+        .worker_records()
+        .iter()
+        .filter_map(|r| r.ready_ms)
+        .min()
+        .unwrap_or(0);
+    let total = rec.start.elapsed();
+    let wall = total.saturating_sub(Duration::from_millis(ready));
+    Ok((wall, cpu))
 }
 
 pub fn bench_dispatch(cfg: &BenchConfig) -> Result<String, CoordError> {
@@ -48,159 +144,24 @@ pub fn bench_dispatch(cfg: &BenchConfig) -> Result<String, CoordError> {
         ));
     }
     crate::raster::inspect(cfg.input)?;
-    let slots = cfg.workers + 2;
-    let seg = SharedSegment::create(cfg.slot_bytes * slots as u64)
-        .map_err(|e| CoordError::Resources(format!("creating the shared ring: {e}")))?;
-    let pool_cfg = PoolConfig {
-        worker_bin: cfg.worker_bin.to_path_buf(),
-        input: cfg.input.to_string_lossy().into_owned(),
-        bands: vec![1],
-        shm_fd: seg.raw_fd(),
-        shm_len: seg.len(),
-        data_limit: None,
-        env: vec![("GDAL_CACHEMAX".into(), "16".into())],
-    };
-    let (tx, rx) = mpsc::channel::<PoolEvent>();
-    let region = |slot: u32| Region {
-        offset: slot as u64 * cfg.slot_bytes,
-        len: cfg.slot_bytes,
-    };
-    let mut procs: Vec<Option<(WorkerKey, Proc)>> = (0..cfg.workers).map(|_| None).collect();
-
-    // Phase 1: throughput of no-op chunks through the scheduler and the pool.
-    let now = Instant::now();
-    let mut sc = SchedConfig::new(cfg.workers, 0, slots);
-    sc.start_timeout = Duration::from_secs(30);
-    let (mut sched, mut actions) = Scheduler::new(sc, cfg.chunks as usize, now);
-    let mut started: Option<(Instant, f64)> = None;
-    let elapsed;
-    let cpu;
-    'run: loop {
-        let mut next = Vec::new();
-        for a in actions.drain(..) {
-            match a {
-                SchedAction::Spawn { key } => {
-                    let p = pool::spawn(&pool_cfg, key, &tx, wrap)
-                        .map_err(|e| CoordError::Workers(format!("spawning a worker: {e}")))?;
-                    procs[key.id.0 as usize] = Some((key, p));
-                }
-                SchedAction::Dispatch {
-                    key,
-                    task,
-                    attempt,
-                    slot,
-                    ..
-                } => {
-                    if started.is_none() {
-                        started = Some((Instant::now(), cpu_ms()));
-                    }
-                    if let Some((_, p)) = &procs[key.id.0 as usize] {
-                        p.send(&ToWorker::Echo {
-                            task,
-                            attempt,
-                            region: region(slot.0),
-                        });
-                    }
-                }
-                // No writer: the chunk is "written" at once.
-                SchedAction::Write { task, .. } => {
-                    next.extend(sched.handle(Instant::now(), SchedEvent::Written { task }))
-                }
-                SchedAction::Finished => {
-                    let (t0, c0) = started.unwrap_or((Instant::now(), cpu_ms()));
-                    elapsed = t0.elapsed();
-                    cpu = cpu_ms() - c0;
-                    break 'run;
-                }
-                SchedAction::Fatal(why) => return Err(CoordError::Workers(why)),
-                SchedAction::Signal { .. }
-                | SchedAction::Shutdown { .. }
-                | SchedAction::RunInProcess { .. } => {}
-                // No windows to split: every chunk is a leaf.
-                SchedAction::Split { task } => next
-                    .extend(sched.handle(Instant::now(), SchedEvent::Split { task, children: 0 })),
-            }
-        }
-        if !next.is_empty() {
-            actions = next;
-            continue;
-        }
-        let ev = rx
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| CoordError::Workers("the benchmark's workers stopped answering".into()))?;
-        let now = Instant::now();
-        actions = match ev {
-            PoolEvent::Connected { key, pid, sender } => {
-                if let Some((_, p)) = &mut procs[key.id.0 as usize] {
-                    p.sender = Some(sender);
-                }
-                sched.handle(now, SchedEvent::WorkerReady { key, pid })
-            }
-            PoolEvent::Sched(se) => sched.handle(now, se),
-            PoolEvent::VersionMismatch { .. } => {
-                return Err(CoordError::Workers("protocol version mismatch".into()))
-            }
-        };
-    }
-    let per_s = cfg.chunks as f64 / elapsed.as_secs_f64();
-
-    // Phase 2: hand-over latency of a full slot vs one page, one worker, sequential.
-    let probe = procs[0]
-        .as_ref()
-        .map(|(k, p)| (*k, p))
-        .expect("worker 0 was spawned");
-    let lat = |len: u64| -> Result<Duration, CoordError> {
-        let mut v = Vec::with_capacity(cfg.handovers as usize);
-        for i in 0..cfg.handovers {
-            let r = Region { offset: 0, len };
-            // SAFETY: the worker only reads the region after our message and answers before
-            // we write it again.
-            let bytes = unsafe { seg.slice_mut(0..len as usize) };
-            bytes[0] = i as u8;
-            bytes[len as usize - 1] = 1;
-            let t0 = Instant::now();
-            probe.1.send(&ToWorker::Echo {
-                task: TaskId(i),
-                attempt: Attempt(1_000_000),
-                region: r,
-            });
-            loop {
-                match rx.recv_timeout(Duration::from_secs(10)) {
-                    Ok(PoolEvent::Sched(SchedEvent::TaskDone {
-                        key, task, stats, ..
-                    })) if key == probe.0 && task == TaskId(i) => {
-                        if stats.valid_pixels != i as u8 as u64 + 1 {
-                            return Err(CoordError::Internal(
-                                "the worker read other bytes than we wrote".into(),
-                            ));
-                        }
-                        v.push(t0.elapsed());
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(_) => return Err(CoordError::Workers("no answer to a hand-over".into())),
-                }
-            }
-        }
-        v.sort();
-        Ok(v[v.len() / 2])
-    };
-    let full = lat(cfg.slot_bytes)?;
-    let page = lat(4096)?;
-    for (_, p) in procs.iter().flatten() {
-        p.send(&ToWorker::Shutdown);
-    }
+    let t0 = Instant::now();
+    let (wall, cpu) = run_noop(cfg, cfg.workers, cfg.chunks, 4096)?;
+    let per_s = cfg.chunks as f64 / wall.as_secs_f64().max(1e-9);
+    let (full, _) = run_noop(cfg, 1, cfg.handovers, cfg.slot_bytes)?;
+    let (page, _) = run_noop(cfg, 1, cfg.handovers, 4096)?;
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / cfg.handovers as f64;
+    tracing::debug!("bench-dispatch took {:.1} s", t0.elapsed().as_secs_f64());
     Ok(format!(
-        "dispatch: {} no-op chunks through {} worker(s) in {:.3} s: {:.0} chunks/s, coordinator CPU {:.1} us/chunk\n\
-         hand-over (median of {} round trips, worker reads first+last byte): {:.1} MiB slot {:.1} us, 4 KiB {:.1} us\n",
+        "dispatch: {} no-op chunks through {} worker(s) in {:.3} s: {:.0} chunks/s, coordinator CPU {:.1} us/chunk (spawning included)\n\
+         hand-over (one worker, {} chunks one at a time, worker reads first+last byte): {:.1} MiB slot {:.1} us/chunk, 4 KiB {:.1} us/chunk\n",
         cfg.chunks,
         cfg.workers,
-        elapsed.as_secs_f64(),
+        wall.as_secs_f64(),
         per_s,
         cpu * 1000.0 / cfg.chunks as f64,
         cfg.handovers,
         cfg.slot_bytes as f64 / (1 << 20) as f64,
-        full.as_secs_f64() * 1e6,
-        page.as_secs_f64() * 1e6,
+        per(full),
+        per(page),
     ))
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{parser::ValueSource, ArgMatches, Args, Parser, Subcommand, ValueEnum};
-use protocol::{Agg, FaultSpec, SampleType};
+use protocol::FaultSpec;
+use worker::{Agg, SampleType};
 
 use crate::{
     config::{self, Setting, Source},

@@ -1,30 +1,29 @@
-//! The coordinator: plans chunks, supervises a pool of `worker` processes through shared
-//! memory slots and bincode control messages, runs chunks in process when needed, and writes
-//! one georeferenced GeoTIFF.
+//! The coordinator of the block-aggregation job: inspects the input, plans chunks, and writes
+//! one georeferenced GeoTIFF, running every chunk through the supervision engine (`engine`)
+//! and the worker runtime (`runtime`), whose `worker` processes run this job's kernels
+//! (`worker`).
 //!
-//! Module map: [`raster`] (input validation), [`plan`] (chunk windows), [`sched`] (the
-//! decisions, no I/O), [`run`] (the supervisor), [`pool`] (worker processes), [`inproc`]
-//! (in-process executor), [`writer`] (the output), [`memory`] (sampling), [`os`] (unsafe and
-//! Unix specifics), [`report`], [`progress`], [`synth`], [`cli`], [`units`], [`stdio`] (output that
-//! never panics on a closed pipe).
+//! Module map: [`raster`] (input validation), [`plan`] (chunk windows and splitting),
+//! [`run`] (the job: prepare, wire the engine, commit, report), [`writer`] (the output, as
+//! the engine's sink), [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
+//! (the memory arithmetic), [`bench`] (the dispatch benchmark, a second job), [`report`],
+//! [`synth`], [`cli`], [`config`], [`units`], [`os`] (GDAL error state, rename, signals),
+//! [`stdio`] (output that never panics on a closed pipe). `sched` is the engine's, re-exported.
 
 pub mod bench;
 pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod inproc;
-pub mod memory;
 pub mod os;
 pub mod output;
 pub mod plan;
-pub mod pool;
-pub mod progress;
 pub mod raster;
 pub mod report;
 pub mod run;
-pub mod sched;
 pub mod stdio;
 pub mod synth;
 pub mod units;
 pub mod writer;
+
+pub use engine::sched;

@@ -3,8 +3,9 @@
 //! exactly once. Chunk ids are the row-major order of windows: deterministic from the input
 //! and the options, never from run order.
 
-use protocol::{TaskId, Window};
+use protocol::TaskId;
 use serde::Serialize;
+use worker::Window;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Chunk {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use gdal::{raster::GdalDataType, Dataset, Metadata};
-use protocol::{Agg, SampleType};
+use worker::{Agg, SampleType};
 
 use crate::error::CoordError;
 

@@ -1,10 +1,10 @@
 //! The JSON run report (`--report PATH`): the plan, every chunk with every attempt, every
 //! worker incarnation with its memory peaks and cause of death, and totals.
 
+use engine::memory::MemPeak;
 use serde::Serialize;
 
 use crate::{
-    memory::MemPeak,
     plan::Plan,
     sched::{AttemptRecord, ChunkOutcome, FailureCause, SchedCounters, SplitReason, WorkerId},
 };

@@ -3,30 +3,34 @@
 //! machine with events and carries out the actions it returns.
 
 use std::{
-    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
-    sync::{mpsc, Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use protocol::{Agg, FaultSpec, KernelSpec, SampleType, SlotLayout, TaskMsg, ToWorker};
-use worker::shm::SharedSegment;
+use engine::{
+    inproc::ExecutorFactory,
+    memory::MemState,
+    sched::{ChunkOutcome, SchedConfig, Scheduler, TimeoutSpec},
+    ChunkSpec, EngineConfig, EngineError, Job,
+};
+use protocol::{FaultSpec, SlotLayout, TaskId};
+use shm::SlotRing;
+use worker::{
+    exec::{BlockAggChunk, BlockAggSetup},
+    Agg, KernelSpec, SampleType, Window, WorkerChunk, WorkerKernel, WorkerSetup,
+};
+
+pub use engine::memory::{available_memory, total_memory};
 
 use crate::{
     budget::{self, MemoryPlan},
     error::CoordError,
-    inproc,
-    memory::{self, MemShared, MemState},
     output,
     plan::{plan, Chunk, Plan},
-    pool::{self, PoolConfig, PoolEvent, Proc},
     raster::{self, BandInfo, RasterInfo},
     report::{ChunkReport, PlanSummary, QuarantinedWindow, Report, Totals, WorkerReport},
-    sched::{
-        ChunkOutcome, ExitInfo, SchedAction, SchedConfig, SchedEvent, Scheduler, Sig, TimeoutSpec,
-        WorkerId, WorkerKey,
-    },
-    writer::{self, Adjusted, OutputSpec, WriteJob, WriterEvent, WriterMsg},
+    writer::{self, Adjusted, GtiffSink, OutputSpec},
 };
 
 /// Everything `resample` needs, resolved: no option left to default.
@@ -224,42 +228,11 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     })
 }
 
-/// Available memory as the kernel estimates it (MemAvailable).
-/// Available memory: the kernel's MemAvailable, or the memory cgroup's headroom when that is
-/// smaller (in a container the cgroup limit, not the host, decides when the OOM killer acts).
-pub fn available_memory() -> u64 {
-    let host = match sysinfo::System::new() {
-        Ok(mut s) => {
-            s.refresh_memory();
-            s.available_memory()
-        }
-        Err(_) => crate::os::meminfo_available().unwrap_or(0),
-    };
-    match crate::os::cgroup_headroom() {
-        Some(h) => host.min(h),
-        None => host,
-    }
-}
-
-/// The machine's memory: available memory can never exceed it.
-pub fn total_memory() -> u64 {
-    match sysinfo::System::new() {
-        Ok(mut s) => {
-            s.refresh_memory();
-            s.total_memory()
-        }
-        Err(_) => u64::MAX,
-    }
-}
-
 /// Descriptors the coordinator needs besides its workers (input and output files, the
 /// ring, GDAL, signals, the in-process lanes), and per worker process (its channel's
 /// sockets, the handshake, its stderr pipe): measured ~5 per worker, with margin.
 const FDS_BASE: u64 = 48;
 const FDS_PER_WORKER: u64 = 8;
-
-/// How often a run held by `--min-free-memory` says that it is waiting.
-const ADMISSION_NOTICE: Duration = Duration::from_secs(5);
 
 /// What a finished run tells `main`.
 pub struct RunSummary {
@@ -267,25 +240,7 @@ pub struct RunSummary {
     pub message: String,
 }
 
-enum Event {
-    Pool(PoolEvent),
-    Writer(WriterEvent),
-    Sched(SchedEvent),
-    Signal(i32),
-}
-
-fn wrap_pool(e: PoolEvent) -> Event {
-    Event::Pool(e)
-}
-fn wrap_writer(e: WriterEvent) -> Event {
-    Event::Writer(e)
-}
-fn wrap_sched(e: SchedEvent) -> Event {
-    Event::Sched(e)
-}
-
 pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
-    let t_start = Instant::now();
     let prep = prepare(cfg)?;
     output::check_paths(
         &cfg.input,
@@ -311,8 +266,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         })?;
     }
     set_block_cache(prep.memory.coordinator - prep.memory.ring - budget::COORDINATOR_BASE);
-    let ring = prep.layout.total_bytes();
-    let seg = Arc::new(SharedSegment::create(ring).map_err(|e| {
+    let ring = SlotRing::create(prep.layout).map_err(|e| {
         let hint = if e.raw_os_error() == Some(nix::libc::EFBIG) {
             " (the file-size limit, ulimit -f, is below the ring's size: raise it, or lower --chunk-mib or --workers)"
         } else {
@@ -320,9 +274,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         };
         CoordError::Resources(format!(
             "creating the shared slot ring of {:.1} MiB: {e}{hint}",
-            ring as f64 / (1 << 20) as f64
+            prep.layout.total_bytes() as f64 / (1 << 20) as f64
         ))
-    })?);
+    })?;
     let tmp = staging.temp().to_path_buf();
     let spec = OutputSpec {
         path: cfg.output.clone(),
@@ -339,48 +293,15 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         creation_options: cfg.creation_options.clone(),
     };
     let ds = writer::create(&spec, &tmp)?;
+    let sink = GtiffSink::new(ds, spec, tmp);
 
-    let (tx, rx) = mpsc::channel::<Event>();
-    let (writer_tx, writer_thread) =
-        writer::spawn(ds, spec, tmp.clone(), seg.clone(), tx.clone(), wrap_writer)
-            .map_err(|e| CoordError::Internal(format!("starting the writer thread: {e}")))?;
-    let band_numbers: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
-    let lanes = inproc::start(
-        prep.lanes,
-        cfg.input.clone(),
-        band_numbers.clone(),
-        seg.clone(),
-        tx.clone(),
-        wrap_sched,
-    );
-    let signals = install_signals(tx.clone())?;
-    let mem: MemState = Arc::new(Mutex::new(MemShared::default()));
-    if prep.memory.workers > 0 || cfg.min_free_memory.is_some() {
-        memory::start(
-            mem.clone(),
-            cfg.memory_poll,
-            prep.memory.soft,
-            cfg.min_free_memory,
-            tx.clone(),
-            wrap_sched,
-        );
-    }
-
-    let pool_cfg = PoolConfig {
-        worker_bin: cfg.worker_bin.clone(),
+    let mut job = BlockAggJob::new(cfg, &prep);
+    let setup = protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
         input: cfg.input.to_string_lossy().into_owned(),
-        bands: band_numbers,
-        shm_fd: seg.raw_fd(),
-        shm_len: seg.len(),
-        data_limit: prep.memory.limit,
-        env: vec![
-            (
-                "GDAL_CACHEMAX".into(),
-                format!("{}", (prep.memory.gdal_cache >> 20).max(1)),
-            ),
-            ("GDAL_NUM_THREADS".into(), "1".into()),
-        ],
-    };
+        bands: prep.bands.iter().map(|b| b.index).collect(),
+    }));
+    let lane_setup = setup.clone();
+    let executor: ExecutorFactory = Arc::new(move || runtime::open::<WorkerKernel>(&lane_setup));
     let mut sc = SchedConfig::new(
         prep.memory.workers + prep.memory.spares,
         prep.lanes,
@@ -395,53 +316,74 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     sc.kill_grace = cfg.kill_grace;
     sc.faults = cfg.faults.clone();
     sc.can_split = true;
-    let now = Instant::now();
-    let (sched, first) = Scheduler::new(sc, prep.plan.chunks.len(), now);
-
-    let progress =
-        crate::progress::Progress::new(prep.plan.chunks.len() as u64, cfg.progress && !cfg.quiet);
-    let mut sup = Supervisor {
+    let ecfg = EngineConfig {
+        sched: sc,
+        layout: prep.layout,
+        tasks: prep.plan.chunks.len(),
+        worker_bin: cfg.worker_bin.clone(),
+        worker_env: vec![
+            (
+                "GDAL_CACHEMAX".into(),
+                format!("{}", (prep.memory.gdal_cache >> 20).max(1)),
+            ),
+            ("GDAL_NUM_THREADS".into(), "1".into()),
+            // Which run a worker belongs to, for whoever looks at a process table (the
+            // command line carries only the connection and the segment).
+            (
+                "BLOCKSUM_JOB".into(),
+                format!(
+                    "resample {} -> {}",
+                    cfg.input.display(),
+                    cfg.output.display()
+                ),
+            ),
+        ],
+        data_limit: prep.memory.limit,
+        setup,
+        executor: Some(executor),
+        memory_poll: cfg.memory_poll,
+        soft_limit: prep.memory.soft,
+        min_free_memory: cfg.min_free_memory,
+        kill_grace: cfg.kill_grace,
+        progress: !cfg.quiet,
+    };
+    let (outcome, rec) = engine::run(&mut job, sink, ring, ecfg);
+    let outcome = outcome.map_err(|e| match e {
+        EngineError::Fatal(why) => CoordError::Workers(why),
+        EngineError::VersionMismatch { theirs, ours } => CoordError::Workers(format!(
+            "the worker binary '{}' speaks protocol version {theirs}, this coordinator {ours}: build both from the same source",
+            cfg.worker_bin.display()
+        )),
+        EngineError::Sink(reason) => CoordError::Write {
+            path: cfg.output.clone(),
+            reason,
+        },
+        EngineError::Interrupted(name) => CoordError::Interrupted(name),
+        EngineError::Internal(why) => CoordError::Internal(why),
+    });
+    let view = RunView {
         cfg,
         prep: &prep,
-        sched,
-        procs: HashMap::new(),
-        pool_cfg,
-        _seg: seg,
-        writer_tx: Some(writer_tx),
-        lanes,
-        events: tx,
-        mem,
-        tasks: prep.plan.chunks.clone(),
-        write_us: vec![None; prep.plan.chunks.len()],
-        progress,
-        start: t_start,
-        interrupts: 0,
-        adjusted: Vec::new(),
-        stopped: HashSet::new(),
-        admission_notice: Instant::now(),
+        sched: &rec.sched,
+        tasks: &job.tasks,
+        mem: &rec.memory,
+        write_us: &rec.write_us,
+        start: rec.start,
+        adjusted: outcome.as_ref().cloned().unwrap_or_default(),
     };
-    let outcome = sup.run(first, &rx);
-    drop(signals);
-    sup.progress.finish();
-
-    // Shut everything down whatever happened; on success the workers are already retiring.
-    let finished_ok = outcome.is_ok();
-    sup.stop_all(&rx, finished_ok);
-    // The writer's sender is gone: the thread closes the dataset and ends.
-    let _ = writer_thread.join();
     let result = match outcome {
         // The writer closed, reopened and checked the file under its temporary name: move
         // it into place (never over a file that appeared meanwhile, unless --overwrite).
-        Ok(()) => staging.commit(cfg.overwrite),
+        Ok(_) => staging.commit(cfg.overwrite),
         Err(e) => Err(e),
     };
-    let quarantined = sup.quarantined();
+    let quarantined = view.quarantined();
     let exit_code = match &result {
         Ok(()) if quarantined.is_empty() => protocol::exit::OK,
         Ok(()) => protocol::exit::QUARANTINED,
         Err(e) => e.exit_code(),
     };
-    let report = sup.report(exit_code, &result, &quarantined);
+    let report = view.report(exit_code, &result, &quarantined);
     // The lock is held until the output is in place and the report written.
     if let Some(path) = &cfg.report {
         let written = serde_json::to_string_pretty(&report)
@@ -503,342 +445,65 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     }
     if !quarantined.is_empty() {
         message.push('\n');
-        message.push_str(&sup.quarantine_warning(&quarantined));
+        message.push_str(&view.quarantine_warning(&quarantined));
     }
     Ok(RunSummary { exit_code, message })
 }
 
-fn install_signals(tx: mpsc::Sender<Event>) -> Result<signal_hook::iterator::Handle, CoordError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    // A closed terminal (SIGHUP) ends the run like SIGTERM: workers stopped, nothing left.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(|e| CoordError::Internal(format!("installing signal handlers: {e}")))?;
-    let handle = signals.handle();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for s in signals.forever() {
-                if tx.send(Event::Signal(s)).is_err() {
-                    break;
-                }
-            }
-        })
-        .map_err(|e| CoordError::Internal(e.to_string()))?;
-    Ok(handle)
-}
-
-struct Supervisor<'a> {
-    cfg: &'a ResampleConfig,
-    prep: &'a Prepared,
-    sched: Scheduler,
-    procs: HashMap<WorkerId, (WorkerKey, Proc)>,
-    pool_cfg: PoolConfig,
-    /// Keeps the ring mapped and its descriptor open for workers spawned later.
-    _seg: Arc<SharedSegment>,
-    writer_tx: Option<mpsc::Sender<WriterMsg>>,
-    lanes: Vec<mpsc::Sender<TaskMsg>>,
-    events: mpsc::Sender<Event>,
-    mem: MemState,
-    /// Every chunk by task id: the plan's, then the parts of split ones.
+/// The block-aggregation job as the engine sees it: the plan's chunks, then the parts of
+/// split ones, each with its kernel payload and slot sizes.
+struct BlockAggJob {
     tasks: Vec<Chunk>,
-    write_us: Vec<Option<u64>>,
-    progress: crate::progress::Progress,
-    start: Instant,
-    interrupts: u32,
-    /// Per band, from the writer once the file is closed.
-    adjusted: Vec<Adjusted>,
-    /// Workers the supervisor stopped on purpose (retired, or at the end of the run): their
-    /// exit, whatever signal it took, is no death.
-    stopped: HashSet<WorkerKey>,
-    /// When the run last said that admission holds dispatch.
-    admission_notice: Instant,
+    plan: Plan,
+    kernel: KernelSpec,
+    bands: u64,
+    metadata: Vec<(String, String)>,
 }
 
-impl Supervisor<'_> {
-    fn run(
-        &mut self,
-        first: Vec<SchedAction>,
-        rx: &mpsc::Receiver<Event>,
-    ) -> Result<(), CoordError> {
-        let mut pending = first;
-        let mut closing = false;
-        loop {
-            // Say so, now and then, while dispatch waits for memory: also without a terminal.
-            if !self.sched.admission_open() && self.admission_notice.elapsed() >= ADMISSION_NOTICE {
-                self.admission_notice = Instant::now();
-                tracing::info!(
-                    "waiting for free memory: {} MiB available, --min-free-memory {} MiB; {} of {} chunks done",
-                    available_memory() >> 20,
-                    self.cfg.min_free_memory.unwrap_or(0) >> 20,
-                    self.sched.finished(),
-                    self.prep.plan.chunks.len()
-                );
-            }
-            let mut queue = std::collections::VecDeque::from(std::mem::take(&mut pending));
-            while let Some(action) = queue.pop_front() {
-                match action {
-                    // Answered at once: the scheduler waits for it before the chunk moves on.
-                    SchedAction::Split { task } => {
-                        let children = self.split(task);
-                        queue.extend(
-                            self.sched
-                                .handle(Instant::now(), SchedEvent::Split { task, children }),
-                        );
-                    }
-                    SchedAction::Finished => {
-                        closing = true;
-                        let metadata = self.output_metadata();
-                        if let Some(w) = &self.writer_tx {
-                            let _ = w.send(WriterMsg::Close { metadata });
-                        }
-                    }
-                    SchedAction::Fatal(why) => return Err(CoordError::Workers(why)),
-                    other => self.execute(other),
-                }
-            }
-            let now = Instant::now();
-            let wait = self
-                .sched
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(now))
-                .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1));
-            let ev = match rx.recv_timeout(wait) {
-                Ok(ev) => ev,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    pending = self.sched.handle(Instant::now(), SchedEvent::Tick);
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(CoordError::Internal("event channel closed".into()))
-                }
-            };
-            let now = Instant::now();
-            match ev {
-                Event::Sched(se) => {
-                    if let SchedEvent::Admission { open } = se {
-                        self.progress.waiting(!open);
-                        tracing::info!(
-                            open,
-                            "admission (available memory against --min-free-memory)"
-                        );
-                        self.admission_notice = now;
-                    }
-                    pending = self.sched.handle(now, se);
-                }
-                Event::Pool(PoolEvent::Sched(se)) => {
-                    if let SchedEvent::WorkerExited { key, exit } = &se {
-                        self.forget(*key);
-                        // Retired lanes are past the scheduler's decisions: keep their exit
-                        // for the report all the same.
-                        let deliberate = self.stopped.contains(key);
-                        self.sched.record_exit(*key, exit, now, deliberate);
-                    }
-                    // Check the soft limit at the end of every chunk, not only every poll: a
-                    // worker over it is recycled before it gets another chunk.
-                    if let (SchedEvent::TaskDone { key, .. }, Some(soft)) =
-                        (&se, self.prep.memory.soft)
-                    {
-                        if let Some((k, p)) = self.procs.get(&key.id) {
-                            if k == key
-                                && memory::sample(&self.mem, *key, p.pid)
-                                    .is_some_and(|anon| anon > soft)
-                            {
-                                pending = self
-                                    .sched
-                                    .handle(now, SchedEvent::OverSoftLimit { key: *key });
-                            }
-                        }
-                    }
-                    pending.extend(self.sched.handle(now, se));
-                }
-                Event::Pool(PoolEvent::Connected { key, pid, sender }) => {
-                    if let Some((k, p)) = self.procs.get_mut(&key.id) {
-                        if *k == key {
-                            p.sender = Some(sender);
-                            let mut m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
-                            m.live.push((key, pid));
-                        }
-                    }
-                    pending = self.sched.handle(now, SchedEvent::WorkerReady { key, pid });
-                }
-                Event::Pool(PoolEvent::VersionMismatch { theirs, .. }) => {
-                    return Err(CoordError::Workers(format!(
-                        "the worker binary '{}' speaks protocol version {theirs}, this coordinator {}: build both from the same source",
-                        self.cfg.worker_bin.display(),
-                        protocol::PROTOCOL_VERSION
-                    )));
-                }
-                Event::Writer(WriterEvent::Written { task, micros }) => {
-                    self.write_us[task.0 as usize] = Some(micros);
-                    let c = &self.tasks[task.0 as usize];
-                    self.progress
-                        .chunk_done(c.window.pixels() * self.prep.plan.pixel_bytes);
-                    pending = self.sched.handle(now, SchedEvent::Written { task });
-                }
-                Event::Writer(WriterEvent::Closed { adjusted }) => {
-                    self.adjusted = adjusted;
-                    if closing {
-                        return Ok(());
-                    }
-                }
-                Event::Writer(WriterEvent::Failed(why)) => {
-                    return Err(CoordError::Write {
-                        path: self.cfg.output.clone(),
-                        reason: why,
-                    });
-                }
-                Event::Signal(sig) => {
-                    self.interrupts += 1;
-                    let name = match sig {
-                        signal_hook::consts::SIGTERM => "SIGTERM",
-                        signal_hook::consts::SIGHUP => "SIGHUP",
-                        _ => "SIGINT",
-                    };
-                    return Err(CoordError::Interrupted(name));
-                }
-            }
-            if self
-                .sched
-                .next_deadline()
-                .is_some_and(|d| d <= Instant::now())
-            {
-                let more = self.sched.handle(Instant::now(), SchedEvent::Tick);
-                pending.extend(more);
-            }
-        }
-    }
-
-    /// A worker process has exited: drop it from the live tables.
-    fn forget(&mut self, key: WorkerKey) {
-        if self.procs.get(&key.id).is_some_and(|(k, _)| *k == key) {
-            self.procs.remove(&key.id);
-        }
-        let mut m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
-        m.live.retain(|(k, _)| *k != key);
-    }
-
-    fn execute(&mut self, action: SchedAction) {
-        match action {
-            SchedAction::Spawn { key } => {
-                match pool::spawn(&self.pool_cfg, key, &self.events, wrap_pool) {
-                    Ok(proc_) => {
-                        tracing::debug!(
-                            worker = key.id.0,
-                            gen = key.gen,
-                            pid = proc_.pid,
-                            "spawned worker"
-                        );
-                        self.procs.insert(key.id, (key, proc_));
-                    }
-                    Err(e) => {
-                        let exit = ExitInfo {
-                            stderr_tail: vec![format!("spawn failed: {e}")],
-                            ..ExitInfo::default()
-                        };
-                        let _ = self
-                            .events
-                            .send(Event::Sched(SchedEvent::WorkerExited { key, exit }));
-                    }
-                }
-            }
-            SchedAction::Dispatch {
-                key,
-                task,
-                attempt,
-                slot,
-                fault,
-            } => {
-                let msg = self.task_msg(task, attempt, slot, fault);
-                if let Some((k, p)) = self.procs.get(&key.id) {
-                    if *k == key {
-                        p.send(&ToWorker::Task(msg));
-                    }
-                }
-            }
-            SchedAction::Signal { key, sig } => {
-                if let Some((k, p)) = self.procs.get(&key.id) {
-                    if *k == key {
-                        p.signal(sig);
-                    }
-                }
-            }
-            SchedAction::Shutdown { key } => {
-                self.stopped.insert(key);
-                if let Some((k, p)) = self.procs.get(&key.id) {
-                    if *k == key && !p.send(&ToWorker::Shutdown) {
-                        p.signal(Sig::Kill);
-                    }
-                }
-            }
-            SchedAction::RunInProcess {
-                lane,
-                task,
-                attempt,
-                slot,
-            } => {
-                let msg = self.task_msg(task, attempt, slot, None);
-                let _ = self.lanes[lane as usize].send(msg);
-            }
-            SchedAction::Write { task, slot } => {
-                let c = &self.tasks[task.0 as usize];
-                let region = slot.map(|s| {
-                    let r = self.prep.layout.output(s, self.out_len(c.out));
-                    r.offset as usize..(r.offset + r.len) as usize
-                });
-                if let Some(w) = &self.writer_tx {
-                    let _ = w.send(WriterMsg::Write(WriteJob {
-                        task,
-                        out: c.out,
-                        region,
-                    }));
-                }
-            }
-            SchedAction::Finished | SchedAction::Fatal(_) | SchedAction::Split { .. } => {
-                unreachable!("handled by run")
-            }
-        }
-    }
-
-    fn out_len(&self, out: protocol::Window) -> u64 {
-        out.pixels() * 8 * self.prep.bands.len() as u64
-    }
-
-    fn task_msg(
-        &self,
-        task: protocol::TaskId,
-        attempt: protocol::Attempt,
-        slot: protocol::SlotId,
-        fault: Option<protocol::FaultKind>,
-    ) -> TaskMsg {
-        let c = &self.tasks[task.0 as usize];
-        TaskMsg {
-            task,
-            attempt,
-            window: c.window,
-            input: self
-                .prep
-                .layout
-                .input(slot, c.window.pixels() * self.prep.plan.pixel_bytes),
-            output: self.prep.layout.output(slot, self.out_len(c.out)),
+impl BlockAggJob {
+    fn new(cfg: &ResampleConfig, prep: &Prepared) -> BlockAggJob {
+        BlockAggJob {
+            tasks: prep.plan.chunks.clone(),
+            plan: prep.plan.clone(),
             kernel: KernelSpec {
-                agg: self.cfg.agg,
-                factor: self.cfg.factor,
-                sample: self.prep.sample,
+                agg: cfg.agg,
+                factor: cfg.factor,
+                sample: prep.sample,
                 // Empty blocks come back as NaN; the writer turns them into the output's
                 // nodata, so that it can tell them from a valid value equal to nodata.
                 out_nodata: f64::NAN,
             },
-            fault,
+            bands: prep.bands.len() as u64,
+            metadata: vec![
+                ("BLOCKSUM_AGG".to_string(), cfg.agg.name().to_string()),
+                ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
+            ],
+        }
+    }
+}
+
+impl Job for BlockAggJob {
+    type Sink = GtiffSink;
+
+    fn chunk(&self, task: TaskId) -> ChunkSpec {
+        let c = &self.tasks[task.0 as usize];
+        let input_len = c.window.pixels() * self.plan.pixel_bytes;
+        ChunkSpec {
+            input_len,
+            output_len: c.out.pixels() * 8 * self.bands,
+            payload: protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
+                window: c.window,
+                kernel: self.kernel,
+            })),
+            weight: input_len,
         }
     }
 
-    /// Splits chunk `task` in two along the file's block grid: appends the parts to the task
-    /// table (the scheduler gives them the next ids) and returns how many, 0 for a leaf.
-    fn split(&mut self, task: protocol::TaskId) -> u32 {
+    /// Splits chunk `task` in two along the file's block grid.
+    fn split(&mut self, task: TaskId) -> u32 {
         let parent = self.tasks[task.0 as usize];
-        let first = protocol::TaskId(self.tasks.len() as u32);
-        let Some(parts) = self.prep.plan.split(&parent, first) else {
+        let first = TaskId(self.tasks.len() as u32);
+        let Some(parts) = self.plan.split(&parent, first) else {
             return 0;
         };
         for p in parts {
@@ -849,13 +514,48 @@ impl Supervisor<'_> {
                 "part of a split chunk"
             );
             self.tasks.push(p);
-            self.write_us.push(None);
         }
-        // The parent writes nothing; its parts each count as one.
-        self.progress.add_chunks(parts.len() as u64 - 1);
         parts.len() as u32
     }
 
+    fn write_item(&self, task: TaskId) -> Window {
+        self.tasks[task.0 as usize].out
+    }
+
+    fn close_item(&self, quarantined: &[TaskId]) -> Vec<(String, String)> {
+        // `ID:x,y,w,h:x,y,w,h` (input window, output window) for each quarantined chunk.
+        let q: Vec<String> = quarantined
+            .iter()
+            .map(|t| {
+                let c = &self.tasks[t.0 as usize];
+                let (w, o) = (c.window, c.out);
+                format!(
+                    "{t}:{},{},{},{}:{},{},{},{}",
+                    w.x, w.y, w.w, w.h, o.x, o.y, o.w, o.h
+                )
+            })
+            .collect();
+        let mut md = self.metadata.clone();
+        if !q.is_empty() {
+            md.push(("BLOCKSUM_QUARANTINED_CHUNKS".to_string(), q.join(";")));
+        }
+        md
+    }
+}
+
+/// A finished run, as the report and the summary read it.
+struct RunView<'a> {
+    cfg: &'a ResampleConfig,
+    prep: &'a Prepared,
+    sched: &'a Scheduler,
+    tasks: &'a [Chunk],
+    mem: &'a MemState,
+    write_us: &'a [Option<u64>],
+    start: Instant,
+    adjusted: Vec<Adjusted>,
+}
+
+impl RunView<'_> {
     /// Quarantined chunks (the exact windows: parts of split chunks), by task id.
     fn quarantined(&self) -> Vec<u32> {
         (0..self.sched.tasks() as u32)
@@ -903,84 +603,6 @@ impl Supervisor<'_> {
             windows.join("; "),
             self.quarantine_cause(quarantined[0]),
         )
-    }
-
-    fn output_metadata(&self) -> Vec<(String, String)> {
-        // `ID:x,y,w,h:x,y,w,h` (input window, output window) for each quarantined chunk.
-        let quarantined: Vec<String> = self
-            .quarantined()
-            .into_iter()
-            .map(|t| {
-                let c = &self.tasks[t as usize];
-                let (w, o) = (c.window, c.out);
-                format!(
-                    "{t}:{},{},{},{}:{},{},{},{}",
-                    w.x, w.y, w.w, w.h, o.x, o.y, o.w, o.h
-                )
-            })
-            .collect();
-        let mut md = vec![
-            ("BLOCKSUM_AGG".to_string(), self.cfg.agg.name().to_string()),
-            ("BLOCKSUM_FACTOR".to_string(), self.cfg.factor.to_string()),
-        ];
-        if !quarantined.is_empty() {
-            md.push((
-                "BLOCKSUM_QUARANTINED_CHUNKS".to_string(),
-                quarantined.join(";"),
-            ));
-        }
-        md
-    }
-
-    /// Stops every worker: politely on success (they were told to shut down), otherwise
-    /// TERM, then KILL after the grace period or at a second interrupt. Waits for the exits
-    /// so that nothing outlives the run.
-    fn stop_all(&mut self, rx: &mpsc::Receiver<Event>, success: bool) {
-        self.writer_tx = None;
-        self.lanes.clear();
-        if self.procs.is_empty() {
-            return;
-        }
-        if !success {
-            for (_, p) in self.procs.values() {
-                p.signal(Sig::Term);
-            }
-        } else {
-            for (_, p) in self.procs.values() {
-                if !p.send(&ToWorker::Shutdown) {
-                    p.signal(Sig::Kill);
-                }
-            }
-        }
-        let mut kill_at = Instant::now() + self.cfg.kill_grace;
-        let give_up = Instant::now() + self.cfg.kill_grace + Duration::from_secs(5);
-        let mut killed = false;
-        while !self.procs.is_empty() && Instant::now() < give_up {
-            if !killed && Instant::now() >= kill_at {
-                for (_, p) in self.procs.values() {
-                    p.signal(Sig::Kill);
-                }
-                killed = true;
-            }
-            let wait = kill_at
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(10));
-            match rx.recv_timeout(wait) {
-                Ok(Event::Sched(SchedEvent::WorkerExited { key, exit }))
-                | Ok(Event::Pool(PoolEvent::Sched(SchedEvent::WorkerExited { key, exit }))) => {
-                    self.forget(key);
-                    // Record the exit for the report (the scheduler decides nothing any more).
-                    self.sched.record_exit(key, &exit, Instant::now(), true);
-                }
-                Ok(Event::Signal(_)) => {
-                    self.interrupts += 1;
-                    kill_at = Instant::now();
-                }
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
     }
 
     fn report(
@@ -1043,8 +665,8 @@ impl Supervisor<'_> {
         for w in &workers {
             if let Some(c) = &w.cause {
                 let k = match c {
-                    crate::sched::FailureCause::Signal { name, .. } => format!("killed by {name}"),
-                    crate::sched::FailureCause::Recycled => continue,
+                    engine::sched::FailureCause::Signal { name, .. } => format!("killed by {name}"),
+                    engine::sched::FailureCause::Recycled => continue,
                     other => serde_json::to_value(other)
                         .ok()
                         .and_then(|v| {
@@ -1056,7 +678,7 @@ impl Supervisor<'_> {
                 };
                 if result.is_ok()
                     && exit_code == 0
-                    && matches!(c, crate::sched::FailureCause::ExitCode { code: 0 })
+                    && matches!(c, engine::sched::FailureCause::ExitCode { code: 0 })
                 {
                     continue;
                 }
@@ -1081,7 +703,7 @@ impl Supervisor<'_> {
             input_mib_per_s: input_bytes as f64
                 / (1 << 20) as f64
                 / (wall_ms.max(1) as f64 / 1000.0),
-            coordinator_peak_rss_bytes: crate::os::proc_status_kb(None, &["VmHWM"])
+            coordinator_peak_rss_bytes: engine::os::proc_status_kb(None, &["VmHWM"])
                 .map(|v| v[0])
                 .unwrap_or(0),
             admission_wait_ms: self.sched.admission_wait(Instant::now()).as_millis() as u64,

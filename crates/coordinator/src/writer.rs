@@ -1,21 +1,16 @@
-//! The one writer: owns the output dataset, writes finished chunk windows from their slots
-//! (or nodata for quarantined chunks), and on success closes the file under its temporary
-//! name so the caller can rename it into place. The output is never visible under its final
-//! name unless the whole run succeeded.
+//! The one writer, the block-aggregation job's sink: owns the output dataset, converts and
+//! writes finished chunk windows (or nodata for quarantined chunks), and on success closes
+//! the file under its temporary name so the caller can move it into place. The output is
+//! never visible under its final name unless the whole run succeeded.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{mpsc, Arc},
-    thread,
-    time::Instant,
-};
+use std::path::{Path, PathBuf};
 
 use gdal::{
     raster::{Buffer, GdalType, RasterCreationOptions},
     Dataset, DriverManager, Metadata,
 };
-use protocol::{SampleType, TaskId, Window};
-use worker::shm::SharedSegment;
+use protocol::TaskId;
+use worker::{SampleType, Window};
 
 use crate::{error::CoordError, os::gdal_err::check, raster::BandInfo};
 
@@ -32,34 +27,6 @@ pub struct OutputSpec {
     pub geo_transform: Option<[f64; 6]>,
     pub projection: String,
     pub creation_options: Vec<String>,
-}
-
-/// A finished window to write: from a slot's output region, or nodata.
-pub struct WriteJob {
-    pub task: TaskId,
-    pub out: Window,
-    /// Byte offset of the output region in the shared segment; `None` writes nodata.
-    pub region: Option<std::ops::Range<usize>>,
-}
-
-pub enum WriterMsg {
-    Write(WriteJob),
-    /// Set metadata, flush and close.
-    Close {
-        metadata: Vec<(String, String)>,
-    },
-}
-
-pub enum WriterEvent {
-    Written {
-        task: TaskId,
-        micros: u64,
-    },
-    /// The file is closed, reopened and checked: complete and readable.
-    Closed {
-        adjusted: Vec<Adjusted>,
-    },
-    Failed(String),
 }
 
 /// Per output band: valid values that the output type could not hold as they were.
@@ -177,54 +144,51 @@ pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
     Ok(ds)
 }
 
-/// Runs the writer on its own thread. Events go to `events` through `wrap`. Dropping the
-/// sender ends the thread, which closes the dataset; join it before the process exits, so
-/// GDAL is not torn down under a dataset still closing.
-pub fn spawn<E: Send + 'static>(
+/// The one writer, as the engine's sink: owns the output dataset, converts and writes each
+/// finished window (or nodata for a quarantined one), and at the end sets the metadata,
+/// flushes, closes and reopens the file to check it.
+pub struct GtiffSink {
     ds: Dataset,
     spec: OutputSpec,
     tmp: PathBuf,
-    seg: Arc<SharedSegment>,
-    events: mpsc::Sender<E>,
-    wrap: fn(WriterEvent) -> E,
-) -> std::io::Result<(mpsc::Sender<WriterMsg>, thread::JoinHandle<()>)> {
-    let (tx, rx) = mpsc::channel::<WriterMsg>();
-    let handle = thread::Builder::new()
-        .name("writer".into())
-        .spawn(move || {
-            let mut ds = Some(ds);
-            let mut adjusted = vec![Adjusted::default(); spec.bands.len()];
-            for msg in rx {
-                let Some(d) = ds.as_mut() else { break };
-                match msg {
-                    WriterMsg::Write(job) => {
-                        let t0 = Instant::now();
-                        let ev = match write_job(d, &spec, &seg, &job, &mut adjusted) {
-                            Ok(()) => WriterEvent::Written {
-                                task: job.task,
-                                micros: t0.elapsed().as_micros() as u64,
-                            },
-                            Err(e) => WriterEvent::Failed(e),
-                        };
-                        if events.send(wrap(ev)).is_err() {
-                            break;
-                        }
-                    }
-                    WriterMsg::Close { metadata } => {
-                        let d = ds.take().expect("checked above");
-                        let ev = match close(d, &spec, &tmp, &metadata, &adjusted) {
-                            Ok(()) => WriterEvent::Closed {
-                                adjusted: std::mem::take(&mut adjusted),
-                            },
-                            Err(e) => WriterEvent::Failed(e),
-                        };
-                        let _ = events.send(wrap(ev));
-                        break;
-                    }
-                }
-            }
-        })?;
-    Ok((tx, handle))
+    adjusted: Vec<Adjusted>,
+}
+
+impl GtiffSink {
+    pub fn new(ds: Dataset, spec: OutputSpec, tmp: PathBuf) -> GtiffSink {
+        let adjusted = vec![Adjusted::default(); spec.bands.len()];
+        GtiffSink {
+            ds,
+            spec,
+            tmp,
+            adjusted,
+        }
+    }
+}
+
+impl engine::ChunkSink for GtiffSink {
+    /// The output window (a chunk's place in the file).
+    type Item = Window;
+    /// Metadata to set before closing.
+    type Close = Vec<(String, String)>;
+    /// Per band: the valid values the output type could not hold as they were.
+    type Closed = Vec<Adjusted>;
+
+    fn write(&mut self, task: TaskId, out: Window, output: Option<&[u8]>) -> Result<(), String> {
+        write_job(
+            &mut self.ds,
+            &self.spec,
+            task,
+            out,
+            output,
+            &mut self.adjusted,
+        )
+    }
+
+    fn close(self, metadata: Vec<(String, String)>) -> Result<Vec<Adjusted>, String> {
+        close(self.ds, &self.spec, &self.tmp, &metadata, &self.adjusted)?;
+        Ok(self.adjusted)
+    }
 }
 
 /// Metadata, flush, close (each checked: GDAL reports disk-full and codec failures at flush
@@ -269,31 +233,30 @@ fn close(
 fn write_job(
     ds: &mut Dataset,
     spec: &OutputSpec,
-    seg: &SharedSegment,
-    job: &WriteJob,
+    task: TaskId,
+    o: Window,
+    output: Option<&[u8]>,
     adjusted: &mut [Adjusted],
 ) -> Result<(), String> {
-    let (w, h) = (job.out.w as usize, job.out.h as usize);
+    let (w, h) = (o.w as usize, o.h as usize);
     let n = w * h;
-    let o = job.out;
     let at = |i: usize, e: String| {
         format!(
-            "band {} at output window {},{} {}x{} (chunk {}): {e}",
+            "band {} at output window {},{} {}x{} (chunk {task}): {e}",
             i + 1,
             o.x,
             o.y,
             o.w,
             o.h,
-            job.task
         )
     };
     for (i, adj) in adjusted.iter_mut().enumerate() {
-        let values: &[f64] = match &job.region {
-            Some(r) => {
-                let start = r.start + i * n * 8;
-                // SAFETY: the scheduler gave this slot to the writer alone until it is written.
-                let bytes = unsafe { seg.slice(start..start + n * 8) };
-                bytemuck::try_cast_slice::<u8, f64>(bytes).map_err(|e| at(i, e.to_string()))?
+        let values: &[f64] = match output {
+            Some(bytes) => {
+                let band = bytes
+                    .get(i * n * 8..(i + 1) * n * 8)
+                    .ok_or_else(|| at(i, "the slot's output is too short".into()))?;
+                bytemuck::try_cast_slice::<u8, f64>(band).map_err(|e| at(i, e.to_string()))?
             }
             None => &[],
         };

@@ -1,10 +1,12 @@
-//! The contract between the coordinator and its workers: message types, id newtypes, the
-//! protocol version, the layout of the shared-memory slot ring, fault-injection kinds and the
-//! documented exit codes.
+//! The contract between the coordinator and its workers, whatever the job: the message
+//! envelope, id newtypes, the protocol version, the bootstrap channel type, the layout of the
+//! shared-memory slot ring, fault-injection kinds and the documented exit codes.
 //!
 //! This crate holds data and pure functions only: no processes, no mmap, no GDAL, no `unsafe`,
 //! no scheduling policy. Messages carry *descriptors* of shared memory ([`Region`]), never the
 //! pixels themselves. Everything that goes on the wire is encoded by [`codec`] alone.
+
+#![forbid(unsafe_code)]
 
 pub mod codec;
 pub mod exit;
@@ -17,7 +19,14 @@ pub use codec::{decode, encode, CodecError};
 pub use fault::{FaultKind, FaultSpec};
 pub use layout::{LayoutError, Region, SlotLayout};
 pub use messages::{FromWorker, TaskMsg, TaskStats, ToWorker, WorkerArgs};
-pub use types::{Agg, Attempt, KernelSpec, SampleType, SlotId, TaskId, Window};
+pub use types::{Attempt, SlotId, TaskId};
 
 /// Bumped whenever a message changes shape. Checked at the handshake.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// What a worker sends the coordinator's one-shot server: the channel the coordinator sends
+/// on, and the one it receives from (raw bytes: the codec encodes every message).
+pub type Bootstrap = (
+    ipc_channel::ipc::IpcBytesSender,
+    ipc_channel::ipc::IpcBytesReceiver,
+);

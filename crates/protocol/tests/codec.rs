@@ -4,47 +4,18 @@
 use proptest::prelude::*;
 use protocol::*;
 
-fn sample() -> impl Strategy<Value = SampleType> {
-    prop_oneof![
-        Just(SampleType::U8),
-        Just(SampleType::I16),
-        Just(SampleType::U16),
-        Just(SampleType::I32),
-        Just(SampleType::U32),
-        Just(SampleType::F32),
-        Just(SampleType::F64),
-    ]
-}
-
-fn agg() -> impl Strategy<Value = Agg> {
-    prop_oneof![
-        Just(Agg::Sum),
-        Just(Agg::Mean),
-        Just(Agg::Min),
-        Just(Agg::Max),
-        Just(Agg::Count)
-    ]
-}
-
 fn to_worker() -> impl Strategy<Value = ToWorker> {
     let task = (
         any::<u32>(),
         any::<u32>(),
         any::<[u64; 4]>(),
-        any::<[u64; 4]>(),
-        (agg(), any::<u32>(), sample(), any::<f64>()),
+        proptest::collection::vec(any::<u8>(), 0..64),
         proptest::option::of(proptest::sample::select(FaultKind::ALL.to_vec())),
     )
-        .prop_map(|(t, a, w, r, (agg, factor, sample, nd), fault)| {
+        .prop_map(|(t, a, r, payload, fault)| {
             ToWorker::Task(TaskMsg {
                 task: TaskId(t),
                 attempt: Attempt(a),
-                window: Window {
-                    x: w[0],
-                    y: w[1],
-                    w: w[2],
-                    h: w[3],
-                },
                 input: Region {
                     offset: r[0],
                     len: r[1],
@@ -53,30 +24,19 @@ fn to_worker() -> impl Strategy<Value = ToWorker> {
                     offset: r[2],
                     len: r[3],
                 },
-                kernel: KernelSpec {
-                    agg,
-                    factor,
-                    sample,
-                    out_nodata: nd,
-                },
+                payload,
                 fault,
             })
         });
-    let echo =
-        (any::<u32>(), any::<u32>(), any::<[u64; 2]>()).prop_map(|(t, a, r)| ToWorker::Echo {
-            task: TaskId(t),
-            attempt: Attempt(a),
-            region: Region {
-                offset: r[0],
-                len: r[1],
-            },
-        });
-    prop_oneof![task, echo, Just(ToWorker::Shutdown)]
+    let setup = proptest::collection::vec(any::<u8>(), 0..256).prop_map(ToWorker::Setup);
+    prop_oneof![task, setup, Just(ToWorker::Shutdown)]
 }
 
 fn from_worker() -> impl Strategy<Value = FromWorker> {
     prop_oneof![
         (any::<u32>(), any::<u32>()).prop_map(|(version, pid)| FromWorker::Hello { version, pid }),
+        Just(FromWorker::Ready),
+        ".{0,200}".prop_map(|error| FromWorker::SetupFailed { error }),
         (any::<u32>(), any::<u32>(), any::<[u64; 3]>()).prop_map(|(t, a, s)| FromWorker::Done {
             task: TaskId(t),
             attempt: Attempt(a),
@@ -95,26 +55,7 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
 }
 
 fn same_bits(a: &ToWorker, b: &ToWorker) -> bool {
-    // NaN != NaN, so compare the nodata by bits and the rest structurally.
-    match (a, b) {
-        (ToWorker::Task(x), ToWorker::Task(y)) => {
-            x.kernel.out_nodata.to_bits() == y.kernel.out_nodata.to_bits()
-                && TaskMsg {
-                    kernel: KernelSpec {
-                        out_nodata: 0.0,
-                        ..x.kernel
-                    },
-                    ..x.clone()
-                } == TaskMsg {
-                    kernel: KernelSpec {
-                        out_nodata: 0.0,
-                        ..y.kernel
-                    },
-                    ..y.clone()
-                }
-        }
-        _ => a == b,
-    }
+    a == b
 }
 
 proptest! {

@@ -1,16 +1,34 @@
-//! Running one chunk end to end inside a process: read the window into the slot's input
-//! region, aggregate every band into its output region. Used by the worker binary and by the
-//! coordinator's in-process executor alike.
+//! The block-aggregation kernel: read the chunk's window into the slot's input region,
+//! aggregate every band into its output region. The runtime runs it in worker processes and
+//! in the coordinator's in-process lanes alike.
 
 use std::{path::Path, time::Instant};
 
 use gdal::Dataset;
-use protocol::{SampleType, TaskMsg, TaskStats};
+use protocol::TaskStats;
+use runtime::{ChunkKernel, KernelError, Slot};
+use serde::{Deserialize, Serialize};
 
 use crate::{
     kernel::{aggregate, out_dims, BandKernel, Sample},
     read::{read_window, ReadError},
+    types::{KernelSpec, SampleType, Window},
 };
+
+/// What every process opens, once: the raster and the bands to read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockAggSetup {
+    pub input: String,
+    /// 1-based band numbers, in order.
+    pub bands: Vec<u32>,
+}
+
+/// One chunk: the input window and the aggregation to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BlockAggChunk {
+    pub window: Window,
+    pub kernel: KernelSpec,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -57,16 +75,16 @@ impl ChunkRunner {
         })
     }
 
-    /// Reads and aggregates `task` into `output`, using `input` as the read buffer.
+    /// Reads and aggregates `chunk` into `output`, using `input` as the read buffer.
     pub fn run(
         &self,
-        task: &TaskMsg,
+        chunk: &BlockAggChunk,
         input: &mut [u8],
         output: &mut [u8],
     ) -> Result<TaskStats, ExecError> {
         let t0 = Instant::now();
-        let win = task.window;
-        let k = task.kernel;
+        let win = chunk.window;
+        let k = chunk.kernel;
         read_window(&self.ds, &self.bands, win, k.sample, input)?;
         let read_us = t0.elapsed().as_micros() as u64;
         let t1 = Instant::now();
@@ -124,5 +142,18 @@ fn round_to(v: f64, sample: SampleType) -> f64 {
     match sample {
         SampleType::F32 => v as f32 as f64,
         _ => v,
+    }
+}
+
+impl ChunkKernel for ChunkRunner {
+    type Setup = BlockAggSetup;
+    type Chunk = BlockAggChunk;
+
+    fn open(setup: BlockAggSetup) -> Result<Self, KernelError> {
+        ChunkRunner::open(Path::new(&setup.input), &setup.bands).map_err(KernelError::new)
+    }
+
+    fn run(&mut self, chunk: BlockAggChunk, slot: Slot<'_>) -> Result<TaskStats, KernelError> {
+        ChunkRunner::run(self, &chunk, slot.input, slot.output).map_err(KernelError::new)
     }
 }

@@ -2,7 +2,7 @@
 //! of input pixels; nodata and NaN are excluded; partial edge blocks aggregate what exists.
 //! Accumulation is in `f64`.
 
-use protocol::Agg;
+use crate::types::Agg;
 
 /// A pixel type the kernels read.
 pub trait Sample: Copy + Into<f64> + bytemuck::Pod + Send + Sync + 'static {}

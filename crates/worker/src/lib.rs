@@ -1,13 +1,64 @@
-//! The compute side: block-aggregation kernels, GDAL window reads into shared slots, the
-//! shared segment mapping, and the worker process's main loop.
+//! The block-aggregation job's compute side: its value types, the kernels, GDAL window reads
+//! into shared slots, and [`WorkerKernel`], what the `worker` binary serves.
 //!
-//! The coordinator links this library too: its in-process executor calls the very same
-//! [`exec::ChunkRunner`] as the worker binary, so a run without workers and a run through the
-//! pool produce the same bytes. This crate does not spawn, schedule or supervise anything.
+//! The coordinator links this library too: its in-process lanes run the very same kernels
+//! through the runtime, so a run without workers and a run through the pool produce the same
+//! bytes. This crate does not spawn, schedule or supervise anything, and speaks no protocol
+//! (the runtime does).
+//!
+//! Modules: `types` (windows, sample types, aggregations), `kernel` (the aggregations,
+//! proptested against a naive reference), `read` (GDAL window reads), `exec` (the
+//! block-aggregation [`runtime::ChunkKernel`]), `noop` (the dispatch benchmark's kernel).
 
 pub mod exec;
-pub mod fault;
 pub mod kernel;
-pub mod process;
+pub mod noop;
 pub mod read;
-pub mod shm;
+pub mod types;
+
+use protocol::TaskStats;
+use runtime::{ChunkKernel, KernelError, Slot};
+use serde::{Deserialize, Serialize};
+
+pub use types::{Agg, KernelSpec, SampleType, Window};
+
+/// The kernels the `worker` binary can run; the setup picks one for the process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WorkerSetup {
+    BlockAgg(exec::BlockAggSetup),
+    Noop,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WorkerChunk {
+    BlockAgg(exec::BlockAggChunk),
+    Noop,
+}
+
+/// What the `worker` binary serves: one of the kernels above, chosen by the setup.
+pub enum WorkerKernel {
+    BlockAgg(exec::ChunkRunner),
+    Noop(noop::Noop),
+}
+
+impl ChunkKernel for WorkerKernel {
+    type Setup = WorkerSetup;
+    type Chunk = WorkerChunk;
+
+    fn open(setup: WorkerSetup) -> Result<Self, KernelError> {
+        Ok(match setup {
+            WorkerSetup::BlockAgg(s) => WorkerKernel::BlockAgg(ChunkKernel::open(s)?),
+            WorkerSetup::Noop => WorkerKernel::Noop(noop::Noop::open(())?),
+        })
+    }
+
+    fn run(&mut self, chunk: WorkerChunk, slot: Slot<'_>) -> Result<TaskStats, KernelError> {
+        match (self, chunk) {
+            (WorkerKernel::BlockAgg(k), WorkerChunk::BlockAgg(c)) => ChunkKernel::run(k, c, slot),
+            (WorkerKernel::Noop(k), WorkerChunk::Noop) => k.run((), slot),
+            _ => Err(KernelError::new(
+                "the chunk is for another kernel than this process's setup",
+            )),
+        }
+    }
+}

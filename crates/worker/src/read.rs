@@ -1,7 +1,7 @@
 //! Reading a window of selected bands straight into a slot's input region with GDAL.
 
+use crate::types::{SampleType, Window};
 use gdal::{raster::GdalType, Dataset};
-use protocol::{SampleType, Window};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

@@ -257,7 +257,8 @@ pub fn worker_children(ppid: u32) -> Vec<u32> {
     out
 }
 
-/// Pids of every live `worker` process on the machine whose command line mentions `needle`.
+/// Pids of every live `worker` process on the machine whose command line or environment
+/// mentions `needle`.
 pub fn workers_mentioning(needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -267,7 +268,14 @@ pub fn workers_mentioning(needle: &str) -> Vec<u32> {
         let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
-        let cmd = String::from_utf8_lossy(&cmd);
+        // The command line carries only the connection and the segment; the run's identity
+        // (input and output) is in the worker's environment, as BLOCKSUM_JOB.
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let cmd = format!(
+            "{} {}",
+            String::from_utf8_lossy(&cmd),
+            String::from_utf8_lossy(&env)
+        );
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let zombie = state
             .rfind(')')

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use coordinator::sched::*;
+use engine::sched::*;
 use protocol::{Attempt, SlotId, TaskId, TaskStats};
 
 const SIGKILL: i32 = 9;

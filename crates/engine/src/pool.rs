@@ -1,5 +1,5 @@
-//! Worker processes: spawn with the handshake, forward what they say as scheduler events,
-//! send them tasks, signal them. One thread per worker reads its channel, one waits for its
+//! Worker processes: spawn with the handshake (hello, then the job's setup, then ready),
+//! forward what they say as scheduler events, send them tasks, signal them. One thread per worker reads its channel, one waits for its
 //! exit, one keeps the tail of its stderr. Spawning happens on the caller's thread, which
 //! must live as long as the workers (the parent-death signal is tied to it).
 
@@ -14,8 +14,7 @@ use std::{
 
 use ipc_channel::ipc::{IpcBytesSender, IpcOneShotServer};
 use nix::sys::signal::Signal;
-use protocol::{decode, encode, FromWorker, ToWorker, WorkerArgs, PROTOCOL_VERSION};
-use worker::process::Bootstrap;
+use protocol::{decode, encode, Bootstrap, FromWorker, ToWorker, WorkerArgs, PROTOCOL_VERSION};
 
 use crate::{
     os::{self, ChildSetup},
@@ -44,8 +43,8 @@ pub enum PoolEvent {
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     pub worker_bin: PathBuf,
-    pub input: String,
-    pub bands: Vec<u32>,
+    /// The job's setup, sent to every worker after its hello.
+    pub setup: Arc<Vec<u8>>,
     pub shm_fd: i32,
     pub shm_len: u64,
     pub data_limit: Option<u64>,
@@ -91,8 +90,6 @@ pub fn spawn<E: Send + 'static>(
         connect: name.clone(),
         shm_fd: cfg.shm_fd,
         shm_len: cfg.shm_len,
-        input: cfg.input.clone(),
-        bands: cfg.bands.clone(),
     };
     let mut cmd = Command::new(&cfg.worker_bin);
     cmd.args(args.to_args())
@@ -183,6 +180,7 @@ pub fn spawn<E: Send + 'static>(
         })?;
 
     let ev = events.clone();
+    let setup = cfg.setup.clone();
     thread::Builder::new()
         .name(format!("w{}-recv", key.id.0))
         .spawn(move || {
@@ -192,14 +190,7 @@ pub fn spawn<E: Send + 'static>(
             };
             let hello = receiver.recv().ok().map(|b| decode::<FromWorker>(&b));
             match hello {
-                Some(Ok(FromWorker::Hello { version, pid })) if version == PROTOCOL_VERSION => {
-                    if ev
-                        .send(wrap(PoolEvent::Connected { key, pid, sender }))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
+                Some(Ok(FromWorker::Hello { version, .. })) if version == PROTOCOL_VERSION => {}
                 Some(Ok(FromWorker::Hello { version, .. })) => {
                     let _ = ev.send(wrap(PoolEvent::VersionMismatch {
                         key,
@@ -209,6 +200,45 @@ pub fn spawn<E: Send + 'static>(
                 }
                 Some(Ok(other)) => {
                     let detail = format!("expected hello, got {other:?}");
+                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage { key, detail })));
+                    return;
+                }
+                Some(Err(e)) => {
+                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage {
+                        key,
+                        detail: e.to_string(),
+                    })));
+                    return;
+                }
+                None => {
+                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Disconnected { key })));
+                    return;
+                }
+            }
+            // The setup; the worker is ready once its kernel opened. A worker whose setup
+            // fails says why and exits: its exit (and its last stderr lines) tell the
+            // scheduler it never became ready.
+            if sender
+                .send(&encode(&ToWorker::Setup(setup.to_vec())))
+                .is_err()
+            {
+                return;
+            }
+            match receiver.recv().ok().map(|b| decode::<FromWorker>(&b)) {
+                Some(Ok(FromWorker::Ready)) => {
+                    if ev
+                        .send(wrap(PoolEvent::Connected { key, pid, sender }))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Some(Ok(FromWorker::SetupFailed { error })) => {
+                    tracing::debug!(worker = key.id.0, pid, "setup failed: {error}");
+                    return;
+                }
+                Some(Ok(other)) => {
+                    let detail = format!("expected ready, got {other:?}");
                     let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage { key, detail })));
                     return;
                 }
@@ -253,9 +283,13 @@ pub fn spawn<E: Send + 'static>(
                         attempt,
                         error,
                     },
-                    Ok(FromWorker::Hello { .. }) => SchedEvent::Garbage {
+                    Ok(
+                        other @ (FromWorker::Hello { .. }
+                        | FromWorker::Ready
+                        | FromWorker::SetupFailed { .. }),
+                    ) => SchedEvent::Garbage {
                         key,
-                        detail: "a second hello".into(),
+                        detail: format!("out of turn: {other:?}"),
                     },
                     Err(e) => SchedEvent::Garbage {
                         key,

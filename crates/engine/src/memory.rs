@@ -60,7 +60,7 @@ pub fn start<E: Send + 'static>(
             loop {
                 // Admission: hold dispatch while the machine is short of memory.
                 if let Some(min) = min_free {
-                    let now_open = crate::run::available_memory() >= min;
+                    let now_open = available_memory() >= min;
                     if open != Some(now_open) {
                         open = Some(now_open);
                         if events
@@ -95,4 +95,31 @@ pub fn start<E: Send + 'static>(
             }
         })
         .expect("spawning the memory sampler");
+}
+
+/// Available memory: the kernel's MemAvailable, or the memory cgroup's headroom when that is
+/// smaller (in a container the cgroup limit, not the host, decides when the OOM killer acts).
+pub fn available_memory() -> u64 {
+    let host = match sysinfo::System::new() {
+        Ok(mut s) => {
+            s.refresh_memory();
+            s.available_memory()
+        }
+        Err(_) => os::meminfo_available().unwrap_or(0),
+    };
+    match os::cgroup_headroom() {
+        Some(h) => host.min(h),
+        None => host,
+    }
+}
+
+/// The machine's memory: available memory can never exceed it.
+pub fn total_memory() -> u64 {
+    match sysinfo::System::new() {
+        Ok(mut s) => {
+            s.refresh_memory();
+            s.total_memory()
+        }
+        Err(_) => u64::MAX,
+    }
 }

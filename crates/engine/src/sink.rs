@@ -1,0 +1,75 @@
+//! The sink's thread: takes finished slots (as output leases) in the order the scheduler
+//! writes them, hands each to the job's [`ChunkSink`], and releases the slot.
+
+use std::{
+    sync::{mpsc, Arc},
+    thread,
+    time::Instant,
+};
+
+use protocol::{SlotId, TaskId};
+use shm::SlotRing;
+
+use crate::job::ChunkSink;
+
+pub enum SinkMsg<S: ChunkSink> {
+    Write {
+        task: TaskId,
+        item: S::Item,
+        /// The slot and the length of its output, or `None` for a quarantined chunk.
+        slot: Option<(SlotId, u64)>,
+    },
+    Close(S::Close),
+}
+
+pub enum SinkEvent<C> {
+    Written { task: TaskId, micros: u64 },
+    Closed(C),
+    Failed(String),
+}
+
+/// Runs `sink` on its own thread. Dropping the sender ends the thread, which drops the sink
+/// unclosed; join it before the process exits.
+pub fn spawn<S: ChunkSink, E: Send + 'static>(
+    mut sink: S,
+    ring: Arc<SlotRing>,
+    events: mpsc::Sender<E>,
+    wrap: fn(SinkEvent<S::Closed>) -> E,
+) -> std::io::Result<(mpsc::Sender<SinkMsg<S>>, thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<SinkMsg<S>>();
+    let handle = thread::Builder::new().name("sink".into()).spawn(move || {
+        for msg in rx {
+            match msg {
+                SinkMsg::Write { task, item, slot } => {
+                    let t0 = Instant::now();
+                    let res = match slot {
+                        Some((slot, len)) => match ring.output_lease(slot, len) {
+                            Ok(lease) => sink.write(task, item, Some(lease.bytes())),
+                            Err(e) => Err(format!("chunk {task}: {e}")),
+                        },
+                        None => sink.write(task, item, None),
+                    };
+                    let ev = match res {
+                        Ok(()) => SinkEvent::Written {
+                            task,
+                            micros: t0.elapsed().as_micros() as u64,
+                        },
+                        Err(e) => SinkEvent::Failed(e),
+                    };
+                    if events.send(wrap(ev)).is_err() {
+                        return;
+                    }
+                }
+                SinkMsg::Close(close) => {
+                    let ev = match sink.close(close) {
+                        Ok(c) => SinkEvent::Closed(c),
+                        Err(e) => SinkEvent::Failed(e),
+                    };
+                    let _ = events.send(wrap(ev));
+                    return;
+                }
+            }
+        }
+    })?;
+    Ok((tx, handle))
+}

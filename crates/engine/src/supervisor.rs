@@ -1,0 +1,581 @@
+//! The supervisor: owns the processes, channels, threads, timers and signals of a run, feeds
+//! the scheduler's state machine with events and carries out the actions it returns. It asks
+//! the job for each chunk's payload and slot sizes, and hands finished slots to the job's
+//! sink; it never looks inside either.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    path::PathBuf,
+    sync::{mpsc, Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use protocol::{Attempt, FaultKind, SlotId, SlotLayout, TaskId, TaskMsg, ToWorker};
+use shm::SlotRing;
+
+use crate::{
+    inproc::{self, ExecutorFactory, LaneTask},
+    job::{ChunkSink, Job},
+    memory::{self, MemShared, MemState},
+    pool::{self, PoolConfig, PoolEvent, Proc},
+    progress::Progress,
+    sched::{ExitInfo, SchedAction, SchedConfig, SchedEvent, Scheduler, Sig, WorkerId, WorkerKey},
+    sink::{self, SinkEvent, SinkMsg},
+};
+
+/// How often a run held by `--min-free-memory` says that it is waiting.
+const ADMISSION_NOTICE: Duration = Duration::from_secs(5);
+
+/// Everything the engine needs besides the job: resolved, nothing left to default.
+pub struct EngineConfig {
+    pub sched: SchedConfig,
+    pub layout: SlotLayout,
+    /// Chunks in the plan (parts of split chunks come on top).
+    pub tasks: usize,
+    pub worker_bin: PathBuf,
+    /// Environment set for every worker (e.g. its library's cache size).
+    pub worker_env: Vec<(String, String)>,
+    /// Hard per-worker memory limit (RLIMIT_DATA).
+    pub data_limit: Option<u64>,
+    /// The job's setup, encoded: sent to every worker, and opened by every lane.
+    pub setup: Vec<u8>,
+    /// Opens the job's kernel in process (`None`: no in-process lanes).
+    pub executor: Option<ExecutorFactory>,
+    pub memory_poll: Duration,
+    /// Private memory above which a worker is recycled after its chunk.
+    pub soft_limit: Option<u64>,
+    pub min_free_memory: Option<u64>,
+    pub kill_grace: Duration,
+    pub progress: bool,
+}
+
+/// Why a run could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The scheduler gave up (breaker, in-process run far past its limit).
+    #[error("{0}")]
+    Fatal(String),
+    #[error("the worker binary speaks protocol version {theirs}, this coordinator {ours}: build both from the same source")]
+    VersionMismatch { theirs: u32, ours: u32 },
+    /// The sink failed (the job's text).
+    #[error("{0}")]
+    Sink(String),
+    #[error("interrupted by {0}")]
+    Interrupted(&'static str),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What a run leaves for the report, whatever its result.
+pub struct RunRecord {
+    pub sched: Scheduler,
+    /// Per task: microseconds the sink took to write it.
+    pub write_us: Vec<Option<u64>>,
+    pub memory: MemState,
+    pub start: Instant,
+}
+
+enum Event<C> {
+    Pool(PoolEvent),
+    Sink(SinkEvent<C>),
+    Sched(SchedEvent),
+    Signal(i32),
+}
+
+/// Runs the job to the end: every chunk done, quarantined or split, the sink closed. Workers
+/// are stopped and waited for before it returns, whatever happened.
+pub fn run<J: Job>(
+    job: &mut J,
+    sink: J::Sink,
+    ring: Arc<SlotRing>,
+    cfg: EngineConfig,
+) -> (
+    Result<<J::Sink as ChunkSink>::Closed, EngineError>,
+    RunRecord,
+) {
+    let start = Instant::now();
+    let (tx, rx) = mpsc::channel::<Event<<J::Sink as ChunkSink>::Closed>>();
+    let mem: MemState = Arc::new(Mutex::new(MemShared::default()));
+    let (sched, first) = Scheduler::new(cfg.sched.clone(), cfg.tasks, start);
+    let record = |sched| RunRecord {
+        sched,
+        write_us: Vec::new(),
+        memory: mem.clone(),
+        start,
+    };
+    let (sink_tx, sink_thread) = match sink::spawn(sink, ring.clone(), tx.clone(), Event::Sink) {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                Err(EngineError::Internal(format!(
+                    "starting the sink thread: {e}"
+                ))),
+                record(sched),
+            )
+        }
+    };
+    let lanes = match &cfg.executor {
+        Some(f) if cfg.sched.lanes > 0 => {
+            match inproc::start(
+                cfg.sched.lanes,
+                f.clone(),
+                ring.clone(),
+                tx.clone(),
+                Event::Sched,
+            ) {
+                Ok(l) => l,
+                Err(e) => {
+                    return (
+                        Err(EngineError::Internal(format!("starting a lane: {e}"))),
+                        record(sched),
+                    )
+                }
+            }
+        }
+        _ => Vec::new(),
+    };
+    let signals = match install_signals(tx.clone()) {
+        Ok(s) => s,
+        Err(e) => return (Err(e), record(sched)),
+    };
+    if cfg.sched.workers > 0 || cfg.min_free_memory.is_some() {
+        memory::start(
+            mem.clone(),
+            cfg.memory_poll,
+            cfg.soft_limit,
+            cfg.min_free_memory,
+            tx.clone(),
+            Event::Sched,
+        );
+    }
+    let pool_cfg = PoolConfig {
+        worker_bin: cfg.worker_bin.clone(),
+        setup: Arc::new(cfg.setup.clone()),
+        shm_fd: ring.segment().raw_fd(),
+        shm_len: ring.segment().len(),
+        data_limit: cfg.data_limit,
+        env: cfg.worker_env.clone(),
+    };
+    let mut sup = Supervisor {
+        job,
+        sched,
+        procs: HashMap::new(),
+        pool_cfg,
+        _ring: ring,
+        sink_tx: Some(sink_tx),
+        lanes,
+        events: tx,
+        mem: mem.clone(),
+        write_us: vec![None; cfg.tasks],
+        progress: Progress::new(cfg.tasks as u64, cfg.progress),
+        stopped: HashSet::new(),
+        admission_notice: Instant::now(),
+        closed: None,
+        cfg: &cfg,
+    };
+    let outcome = sup.run(first, &rx);
+    drop(signals);
+    sup.progress.finish();
+    // Shut everything down whatever happened; on success the workers are already retiring.
+    sup.stop_all(&rx, outcome.is_ok());
+    // The sink's sender is gone: its thread ends (dropping an unclosed sink).
+    let _ = sink_thread.join();
+    let closed = sup.closed.take();
+    let rec = RunRecord {
+        sched: sup.sched,
+        write_us: sup.write_us,
+        memory: mem,
+        start,
+    };
+    let result = match (outcome, closed) {
+        (Ok(()), Some(c)) => Ok(c),
+        (Ok(()), None) => Err(EngineError::Internal("the sink never closed".into())),
+        (Err(e), _) => Err(e),
+    };
+    (result, rec)
+}
+
+fn install_signals<C: Send + 'static>(
+    tx: mpsc::Sender<Event<C>>,
+) -> Result<signal_hook::iterator::Handle, EngineError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // A closed terminal (SIGHUP) ends the run like SIGTERM: workers stopped, nothing left.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| EngineError::Internal(format!("installing signal handlers: {e}")))?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if tx.send(Event::Signal(s)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    Ok(handle)
+}
+
+struct Supervisor<'a, J: Job> {
+    job: &'a mut J,
+    cfg: &'a EngineConfig,
+    sched: Scheduler,
+    procs: HashMap<WorkerId, (WorkerKey, Proc)>,
+    pool_cfg: PoolConfig,
+    /// Keeps the ring mapped and its descriptor open for workers spawned later.
+    _ring: Arc<SlotRing>,
+    sink_tx: Option<mpsc::Sender<SinkMsg<J::Sink>>>,
+    lanes: Vec<mpsc::Sender<LaneTask>>,
+    events: mpsc::Sender<Event<<J::Sink as ChunkSink>::Closed>>,
+    mem: MemState,
+    write_us: Vec<Option<u64>>,
+    progress: Progress,
+    /// Workers the supervisor stopped on purpose (retired, or at the end of the run): their
+    /// exit, whatever signal it took, is no death.
+    stopped: HashSet<WorkerKey>,
+    /// When the run last said that admission holds dispatch.
+    admission_notice: Instant,
+    closed: Option<<J::Sink as ChunkSink>::Closed>,
+}
+
+impl<J: Job> Supervisor<'_, J> {
+    fn run(
+        &mut self,
+        first: Vec<SchedAction>,
+        rx: &mpsc::Receiver<Event<<J::Sink as ChunkSink>::Closed>>,
+    ) -> Result<(), EngineError> {
+        let mut pending = first;
+        let mut closing = false;
+        loop {
+            // Say so, now and then, while dispatch waits for memory: also without a terminal.
+            if !self.sched.admission_open() && self.admission_notice.elapsed() >= ADMISSION_NOTICE {
+                self.admission_notice = Instant::now();
+                tracing::info!(
+                    "waiting for free memory: {} MiB available, --min-free-memory {} MiB; {} of {} chunks done",
+                    memory::available_memory() >> 20,
+                    self.cfg.min_free_memory.unwrap_or(0) >> 20,
+                    self.sched.finished(),
+                    self.sched.tasks()
+                );
+            }
+            let mut queue = VecDeque::from(std::mem::take(&mut pending));
+            while let Some(action) = queue.pop_front() {
+                match action {
+                    // Answered at once: the scheduler waits for it before the chunk moves on.
+                    SchedAction::Split { task } => {
+                        let children = self.split(task);
+                        queue.extend(
+                            self.sched
+                                .handle(Instant::now(), SchedEvent::Split { task, children }),
+                        );
+                    }
+                    SchedAction::Finished => {
+                        closing = true;
+                        let quarantined: Vec<TaskId> = (0..self.sched.tasks() as u32)
+                            .map(TaskId)
+                            .filter(|&t| {
+                                self.sched.outcome(t)
+                                    == Some(crate::sched::ChunkOutcome::Quarantined)
+                            })
+                            .collect();
+                        let close = self.job.close_item(&quarantined);
+                        if let Some(w) = &self.sink_tx {
+                            let _ = w.send(SinkMsg::Close(close));
+                        }
+                    }
+                    SchedAction::Fatal(why) => return Err(EngineError::Fatal(why.to_string())),
+                    other => self.execute(other),
+                }
+            }
+            let now = Instant::now();
+            let wait = self
+                .sched
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(now))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            let ev = match rx.recv_timeout(wait) {
+                Ok(ev) => ev,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    pending = self.sched.handle(Instant::now(), SchedEvent::Tick);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(EngineError::Internal("event channel closed".into()))
+                }
+            };
+            let now = Instant::now();
+            match ev {
+                Event::Sched(se) => {
+                    if let SchedEvent::Admission { open } = se {
+                        self.progress.waiting(!open);
+                        tracing::info!(
+                            open,
+                            "admission (available memory against --min-free-memory)"
+                        );
+                        self.admission_notice = now;
+                    }
+                    pending = self.sched.handle(now, se);
+                }
+                Event::Pool(PoolEvent::Sched(se)) => {
+                    if let SchedEvent::WorkerExited { key, exit } = &se {
+                        self.forget(*key);
+                        // Retired lanes are past the scheduler's decisions: keep their exit
+                        // for the report all the same.
+                        let deliberate = self.stopped.contains(key);
+                        self.sched.record_exit(*key, exit, now, deliberate);
+                    }
+                    // Check the soft limit at the end of every chunk, not only every poll: a
+                    // worker over it is recycled before it gets another chunk.
+                    if let (SchedEvent::TaskDone { key, .. }, Some(soft)) =
+                        (&se, self.cfg.soft_limit)
+                    {
+                        if let Some((k, p)) = self.procs.get(&key.id) {
+                            if k == key
+                                && memory::sample(&self.mem, *key, p.pid)
+                                    .is_some_and(|anon| anon > soft)
+                            {
+                                pending = self
+                                    .sched
+                                    .handle(now, SchedEvent::OverSoftLimit { key: *key });
+                            }
+                        }
+                    }
+                    pending.extend(self.sched.handle(now, se));
+                }
+                Event::Pool(PoolEvent::Connected { key, pid, sender }) => {
+                    if let Some((k, p)) = self.procs.get_mut(&key.id) {
+                        if *k == key {
+                            p.sender = Some(sender);
+                            let mut m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+                            m.live.push((key, pid));
+                        }
+                    }
+                    pending = self.sched.handle(now, SchedEvent::WorkerReady { key, pid });
+                }
+                Event::Pool(PoolEvent::VersionMismatch { theirs, .. }) => {
+                    return Err(EngineError::VersionMismatch {
+                        theirs,
+                        ours: protocol::PROTOCOL_VERSION,
+                    });
+                }
+                Event::Sink(SinkEvent::Written { task, micros }) => {
+                    self.write_us[task.0 as usize] = Some(micros);
+                    self.progress.chunk_done(self.job.chunk(task).weight);
+                    pending = self.sched.handle(now, SchedEvent::Written { task });
+                }
+                Event::Sink(SinkEvent::Closed(c)) => {
+                    self.closed = Some(c);
+                    if closing {
+                        return Ok(());
+                    }
+                }
+                Event::Sink(SinkEvent::Failed(why)) => return Err(EngineError::Sink(why)),
+                Event::Signal(sig) => {
+                    let name = match sig {
+                        signal_hook::consts::SIGTERM => "SIGTERM",
+                        signal_hook::consts::SIGHUP => "SIGHUP",
+                        _ => "SIGINT",
+                    };
+                    return Err(EngineError::Interrupted(name));
+                }
+            }
+            if self
+                .sched
+                .next_deadline()
+                .is_some_and(|d| d <= Instant::now())
+            {
+                let more = self.sched.handle(Instant::now(), SchedEvent::Tick);
+                pending.extend(more);
+            }
+        }
+    }
+
+    /// A worker process has exited: drop it from the live tables.
+    fn forget(&mut self, key: WorkerKey) {
+        if self.procs.get(&key.id).is_some_and(|(k, _)| *k == key) {
+            self.procs.remove(&key.id);
+        }
+        let mut m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+        m.live.retain(|(k, _)| *k != key);
+    }
+
+    fn execute(&mut self, action: SchedAction) {
+        match action {
+            SchedAction::Spawn { key } => {
+                match pool::spawn(&self.pool_cfg, key, &self.events, Event::Pool) {
+                    Ok(proc_) => {
+                        tracing::debug!(
+                            worker = key.id.0,
+                            gen = key.gen,
+                            pid = proc_.pid,
+                            "spawned worker"
+                        );
+                        self.procs.insert(key.id, (key, proc_));
+                    }
+                    Err(e) => {
+                        let exit = ExitInfo {
+                            stderr_tail: vec![format!("spawn failed: {e}")],
+                            ..ExitInfo::default()
+                        };
+                        let _ = self
+                            .events
+                            .send(Event::Sched(SchedEvent::WorkerExited { key, exit }));
+                    }
+                }
+            }
+            SchedAction::Dispatch {
+                key,
+                task,
+                attempt,
+                slot,
+                fault,
+            } => {
+                let msg = self.task_msg(task, attempt, slot, fault);
+                if let Some((k, p)) = self.procs.get(&key.id) {
+                    if *k == key {
+                        p.send(&ToWorker::Task(msg));
+                    }
+                }
+            }
+            SchedAction::Signal { key, sig } => {
+                if let Some((k, p)) = self.procs.get(&key.id) {
+                    if *k == key {
+                        p.signal(sig);
+                    }
+                }
+            }
+            SchedAction::Shutdown { key } => {
+                self.stopped.insert(key);
+                if let Some((k, p)) = self.procs.get(&key.id) {
+                    if *k == key && !p.send(&ToWorker::Shutdown) {
+                        p.signal(Sig::Kill);
+                    }
+                }
+            }
+            SchedAction::RunInProcess {
+                lane,
+                task,
+                attempt,
+                slot,
+            } => {
+                let c = self.job.chunk(task);
+                let t = LaneTask {
+                    task,
+                    attempt,
+                    slot,
+                    input_len: c.input_len,
+                    output_len: c.output_len,
+                    payload: c.payload,
+                };
+                match self.lanes.get(lane as usize) {
+                    Some(l) => {
+                        let _ = l.send(t);
+                    }
+                    None => {
+                        // No lane (the job allows none): the attempt fails at once.
+                        let _ = self.events.send(Event::Sched(SchedEvent::InProcessDone {
+                            lane,
+                            task,
+                            attempt,
+                            result: Err("this job does not run chunks in process".into()),
+                        }));
+                    }
+                }
+            }
+            SchedAction::Write { task, slot } => {
+                let item = self.job.write_item(task);
+                let slot = slot.map(|s| (s, self.job.chunk(task).output_len));
+                if let Some(w) = &self.sink_tx {
+                    let _ = w.send(SinkMsg::Write { task, item, slot });
+                }
+            }
+            SchedAction::Finished | SchedAction::Fatal(_) | SchedAction::Split { .. } => {
+                unreachable!("handled by run")
+            }
+        }
+    }
+
+    fn task_msg(
+        &self,
+        task: TaskId,
+        attempt: Attempt,
+        slot: SlotId,
+        fault: Option<FaultKind>,
+    ) -> TaskMsg {
+        let c = self.job.chunk(task);
+        TaskMsg {
+            task,
+            attempt,
+            input: self.cfg.layout.input(slot, c.input_len),
+            output: self.cfg.layout.output(slot, c.output_len),
+            payload: c.payload,
+            fault,
+        }
+    }
+
+    /// Asks the job to split `task`; its parts get the next task ids.
+    fn split(&mut self, task: TaskId) -> u32 {
+        let parts = self.job.split(task);
+        for _ in 0..parts {
+            self.write_us.push(None);
+        }
+        if parts > 0 {
+            // The parent writes nothing; its parts each count as one.
+            self.progress.add_chunks(parts as u64 - 1);
+        }
+        parts
+    }
+
+    /// Stops every worker: politely on success (they were told to shut down), otherwise
+    /// TERM, then KILL after the grace period or at a second interrupt. Waits for the exits
+    /// so that nothing outlives the run.
+    fn stop_all(
+        &mut self,
+        rx: &mpsc::Receiver<Event<<J::Sink as ChunkSink>::Closed>>,
+        success: bool,
+    ) {
+        self.sink_tx = None;
+        self.lanes.clear();
+        if self.procs.is_empty() {
+            return;
+        }
+        if !success {
+            for (_, p) in self.procs.values() {
+                p.signal(Sig::Term);
+            }
+        } else {
+            for (_, p) in self.procs.values() {
+                if !p.send(&ToWorker::Shutdown) {
+                    p.signal(Sig::Kill);
+                }
+            }
+        }
+        let mut kill_at = Instant::now() + self.cfg.kill_grace;
+        let give_up = Instant::now() + self.cfg.kill_grace + Duration::from_secs(5);
+        let mut killed = false;
+        while !self.procs.is_empty() && Instant::now() < give_up {
+            if !killed && Instant::now() >= kill_at {
+                for (_, p) in self.procs.values() {
+                    p.signal(Sig::Kill);
+                }
+                killed = true;
+            }
+            let wait = kill_at
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10));
+            match rx.recv_timeout(wait) {
+                Ok(Event::Sched(SchedEvent::WorkerExited { key, exit }))
+                | Ok(Event::Pool(PoolEvent::Sched(SchedEvent::WorkerExited { key, exit }))) => {
+                    self.forget(key);
+                    // Record the exit for the report (the scheduler decides nothing any more).
+                    self.sched.record_exit(key, &exit, Instant::now(), true);
+                }
+                Ok(Event::Signal(_)) => kill_at = Instant::now(),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The worker runtime, whatever the job: the [`ChunkKernel`] trait a job implements, the
+//! worker process's loop ([`serve`]), and the in-process executor ([`Executor`]), so that a
+//! chunk runs through exactly the same code in a worker process and inside the coordinator.
+//!
+//! A user's kernel is a crate that implements [`ChunkKernel`] and a binary whose `main` is
+//! `runtime::serve::<MyKernel>()`. The runtime maps the shared segment, speaks the protocol
+//! (hello, setup, tasks), injects test faults, and answers; the kernel only computes.
+//!
+//! It does not spawn, schedule or supervise anything (that is the engine), and knows nothing
+//! of rasters (that is the job).
+
+pub mod fault;
+mod serve;
+
+use serde::de::DeserializeOwned;
+
+pub use protocol::TaskStats;
+pub use serve::serve;
+
+/// Why a kernel could not set up or compute a chunk. A failed chunk is retried, split or
+/// quarantined by the engine; the process lives on.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KernelError(pub String);
+
+impl KernelError {
+    pub fn new(msg: impl std::fmt::Display) -> KernelError {
+        KernelError(msg.to_string())
+    }
+}
+
+/// The slot a chunk is computed in: its input region (the kernel may use it as scratch, or
+/// read the chunk into it) and its output region (the kernel fills it; the job's sink reads
+/// it). Both are shared memory, given to this computation alone.
+pub struct Slot<'a> {
+    pub input: &'a mut [u8],
+    pub output: &'a mut [u8],
+}
+
+/// A job's computation, run in worker processes and in process alike.
+pub trait ChunkKernel: Sized {
+    /// Sent once to every process (decoded with the protocol's codec): what to open.
+    type Setup: DeserializeOwned;
+    /// Sent with every task: which chunk.
+    type Chunk: DeserializeOwned;
+
+    fn open(setup: Self::Setup) -> Result<Self, KernelError>;
+
+    fn run(&mut self, chunk: Self::Chunk, slot: Slot<'_>) -> Result<TaskStats, KernelError>;
+}
+
+/// A kernel behind encoded payloads: one interface for both executors (a worker process's
+/// loop and an in-process lane).
+pub trait Executor: Send {
+    fn run(&mut self, payload: &[u8], slot: Slot<'_>) -> Result<TaskStats, KernelError>;
+}
+
+struct Typed<K>(K);
+
+impl<K: ChunkKernel + Send> Executor for Typed<K> {
+    fn run(&mut self, payload: &[u8], slot: Slot<'_>) -> Result<TaskStats, KernelError> {
+        let chunk: K::Chunk = protocol::decode(payload)
+            .map_err(|e| KernelError::new(format!("the chunk's payload does not decode: {e}")))?;
+        self.0.run(chunk, slot)
+    }
+}
+
+/// Opens kernel `K` from an encoded setup.
+pub fn open<K: ChunkKernel + Send + 'static>(
+    setup: &[u8],
+) -> Result<Box<dyn Executor>, KernelError> {
+    let setup: K::Setup = protocol::decode(setup)
+        .map_err(|e| KernelError::new(format!("the setup does not decode: {e}")))?;
+    Ok(Box::new(Typed(K::open(setup)?)))
+}

@@ -1,0 +1,158 @@
+//! The worker process: map the shared ring, connect to the coordinator, say hello with the
+//! protocol version, receive the setup and open the kernel, then compute chunks until told
+//! to stop or until the coordinator goes away (channel closed). The parent-death signal is
+//! set by the coordinator between fork and exec, so even a SIGKILLed coordinator takes its
+//! workers with it.
+
+use std::{os::fd::FromRawFd, process::ExitCode};
+
+use ipc_channel::ipc::{self, IpcBytesSender, IpcSender};
+use protocol::{
+    decode, encode, Bootstrap, FromWorker, TaskMsg, ToWorker, WorkerArgs, PROTOCOL_VERSION,
+};
+use shm::SharedSegment;
+
+use crate::{fault, ChunkKernel, Executor, Slot};
+
+/// Environment variable that makes the worker claim another protocol version (testing aid
+/// for the handshake check).
+pub const FAKE_VERSION_ENV: &str = "BLOCKSUM_WORKER_FAKE_PROTOCOL_VERSION";
+
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error("mapping the shared segment: {0}")]
+    Shm(#[source] std::io::Error),
+    #[error("connecting to the coordinator: {0}")]
+    Connect(String),
+    #[error("the coordinator sent a message that does not decode: {0}")]
+    Garbage(#[from] protocol::CodecError),
+    #[error("setup: {0}")]
+    Setup(String),
+}
+
+/// The whole worker process for kernel `K`: a worker binary's `main` is this one line.
+/// Logs go to stderr (the coordinator keeps the last lines for its report), filtered by
+/// `BLOCKSUM_LOG`.
+pub fn serve<K: ChunkKernel + Send + 'static>() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BLOCKSUM_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+    let args = match WorkerArgs::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("worker: {e} (this program is started by `coordinator`, not by hand)");
+            return ExitCode::from(protocol::exit::worker::SETUP as u8);
+        }
+    };
+    match run(args, crate::open::<K>) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("worker: {e}");
+            ExitCode::from(protocol::exit::worker::SETUP as u8)
+        }
+    }
+}
+
+type Opener = fn(&[u8]) -> Result<Box<dyn Executor>, crate::KernelError>;
+
+fn run(args: WorkerArgs, open: Opener) -> Result<(), ServeError> {
+    // SAFETY: the coordinator passes this descriptor to this process alone (it clears
+    // close-on-exec for it in the child only), and nothing else here owns or closes it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(args.shm_fd) };
+    let mut seg = SharedSegment::from_fd(fd, args.shm_len).map_err(ServeError::Shm)?;
+
+    let bootstrap: IpcSender<Bootstrap> =
+        IpcSender::connect(args.connect.clone()).map_err(|e| ServeError::Connect(e.to_string()))?;
+    let (to_worker_tx, to_worker_rx) =
+        ipc::bytes_channel().map_err(|e| ServeError::Connect(e.to_string()))?;
+    let (from_worker_tx, from_worker_rx) =
+        ipc::bytes_channel().map_err(|e| ServeError::Connect(e.to_string()))?;
+    bootstrap
+        .send((to_worker_tx, from_worker_rx))
+        .map_err(|e| ServeError::Connect(e.to_string()))?;
+    let version = std::env::var(FAKE_VERSION_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PROTOCOL_VERSION);
+    let hello = FromWorker::Hello {
+        version,
+        pid: std::process::id(),
+    };
+    if from_worker_tx.send(&encode(&hello)).is_err() {
+        return Ok(());
+    }
+
+    // The setup comes first, once.
+    let Ok(bytes) = to_worker_rx.recv() else {
+        return Ok(());
+    };
+    let mut exec = match decode::<ToWorker>(&bytes)? {
+        ToWorker::Setup(setup) => match open(&setup) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = from_worker_tx.send(&encode(&FromWorker::SetupFailed {
+                    error: e.to_string(),
+                }));
+                return Err(ServeError::Setup(e.to_string()));
+            }
+        },
+        ToWorker::Shutdown => return Ok(()),
+        ToWorker::Task(_) => return Err(ServeError::Setup("a task came before the setup".into())),
+    };
+    if from_worker_tx.send(&encode(&FromWorker::Ready)).is_err() {
+        return Ok(());
+    }
+
+    loop {
+        // A closed channel means the coordinator is gone: exit quietly.
+        let Ok(bytes) = to_worker_rx.recv() else {
+            return Ok(());
+        };
+        match decode::<ToWorker>(&bytes)? {
+            ToWorker::Shutdown => return Ok(()),
+            ToWorker::Setup(_) => return Err(ServeError::Setup("a second setup".into())),
+            ToWorker::Task(task) => {
+                let reply = handle(&mut seg, exec.as_mut(), &task, &from_worker_tx);
+                if from_worker_tx.send(&encode(&reply)).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn handle(
+    seg: &mut SharedSegment,
+    exec: &mut dyn Executor,
+    task: &TaskMsg,
+    reply: &IpcBytesSender,
+) -> FromWorker {
+    let _span =
+        tracing::debug_span!("task", task = task.task.0, attempt = task.attempt.0).entered();
+    if let Some(kind) = task.fault {
+        fault::inject(kind, reply);
+    }
+    let failed = |error: String| FromWorker::Failed {
+        task: task.task,
+        attempt: task.attempt,
+        error,
+    };
+    let (input, output) = match seg.task_regions(task.input, task.output) {
+        Ok(r) => r,
+        Err(e) => return failed(e.to_string()),
+    };
+    match exec.run(&task.payload, Slot { input, output }) {
+        Ok(stats) => FromWorker::Done {
+            task: task.task,
+            attempt: task.attempt,
+            stats,
+        },
+        Err(e) => failed(e.to_string()),
+    }
+}

@@ -1,0 +1,323 @@
+//! The shared slot ring: one memfd segment mapped `MAP_SHARED` by the coordinator and by
+//! every worker, and the leases through which its regions are handed out.
+//!
+//! Every `unsafe` of the workspace that concerns shared memory lives in this crate. Callers
+//! get owned leases ([`SlotLease`], [`OutputLease`]) or, in a worker, the two checked
+//! regions of one task ([`SharedSegment::task_regions`]): never `&self -> &mut [u8]`.
+//!
+//! The invariant that makes the views sound is the scheduler's: a slot belongs to one party
+//! at a time (the worker computing its chunk, an in-process lane, or the writer), never to
+//! two. Inside one process the [`SlotRing`] enforces it (a slot cannot be leased twice);
+//! across processes the scheduler does (a slot is given to one worker until it answers or
+//! has exited).
+//!
+//! It does not decide which slot goes where (the scheduler does), nor what the bytes mean
+//! (the job does).
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use std::{
+    fs::File,
+    io,
+    ops::Range,
+    os::fd::{AsRawFd, OwnedFd},
+    sync::{Arc, Mutex},
+};
+
+use memmap2::{MmapOptions, MmapRaw};
+use protocol::{LayoutError, Region, SlotId, SlotLayout};
+
+/// A mapped shared segment. memfd has no name in /dev/shm, so nothing is ever left behind:
+/// the memory goes when the last process holding the fd or a mapping exits, even after
+/// SIGKILL.
+pub struct SharedSegment {
+    map: MmapRaw,
+    file: File,
+    len: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShmError {
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("the input and output regions overlap")]
+    Overlap,
+    #[error("slot {0} is already leased")]
+    Leased(u32),
+    #[error("slot {0} is not in the ring")]
+    NoSlot(u32),
+}
+
+impl SharedSegment {
+    /// Creates a new anonymous segment of `len` bytes (the coordinator's side). Under a
+    /// file-size limit (`ulimit -f`) below `len`, this fails with EFBIG (SIGXFSZ must be
+    /// ignored by the caller, or the process dies instead).
+    pub fn create(len: u64) -> io::Result<SharedSegment> {
+        let fd: OwnedFd = nix::sys::memfd::memfd_create(
+            c"blocksum-slots",
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+        )?;
+        let file = File::from(fd);
+        file.set_len(len)?;
+        Self::map(file, len)
+    }
+
+    /// Maps a segment inherited as descriptor `fd` (the worker's side).
+    pub fn from_fd(fd: OwnedFd, len: u64) -> io::Result<SharedSegment> {
+        let file = File::from(fd);
+        let actual = file.metadata()?.len();
+        if actual < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("shared segment is {actual} bytes, expected {len}"),
+            ));
+        }
+        Self::map(file, len)
+    }
+
+    fn map(file: File, len: u64) -> io::Result<SharedSegment> {
+        let map = MmapOptions::new().len(len as usize).map_raw(&file)?;
+        Ok(SharedSegment { map, file, len })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The descriptor to hand to a child process.
+    pub fn raw_fd(&self) -> i32 {
+        self.file.as_raw_fd()
+    }
+
+    fn range(&self, region: Region) -> Result<Range<usize>, LayoutError> {
+        region.checked_range(self.len, 1)
+    }
+
+    /// The worker's side: the input and output regions of the one task it is computing,
+    /// checked to lie inside the segment and apart. `&mut self` makes them the only views in
+    /// this process; across processes, the coordinator hands a task's regions to one worker
+    /// alone until it answers (the protocol's contract, which the scheduler keeps).
+    pub fn task_regions(
+        &mut self,
+        input: Region,
+        output: Region,
+    ) -> Result<(&mut [u8], &mut [u8]), ShmError> {
+        let (i, o) = (self.range(input)?, self.range(output)?);
+        if !(i.end <= o.start || o.end <= i.start) {
+            return Err(ShmError::Overlap);
+        }
+        // SAFETY: both ranges lie inside the live mapping (checked) and are disjoint
+        // (checked); `&mut self` excludes any other view in this process.
+        unsafe { Ok((self.view_mut(i), self.view_mut(o))) }
+    }
+
+    /// # Safety
+    /// `r` lies inside the mapping and no other view of it is alive.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn view_mut(&self, r: Range<usize>) -> &mut [u8] {
+        // SAFETY: in bounds per the caller; the mapping lives as long as `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(r.start), r.len()) }
+    }
+
+    /// # Safety
+    /// `r` lies inside the mapping and nobody writes it while the view lives.
+    unsafe fn view(&self, r: Range<usize>) -> &[u8] {
+        // SAFETY: in bounds per the caller; the mapping lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(r.start), r.len()) }
+    }
+}
+
+/// The coordinator's ring: the segment cut into slots by a [`SlotLayout`], with a record of
+/// which slots are leased inside this process.
+pub struct SlotRing {
+    seg: SharedSegment,
+    layout: SlotLayout,
+    leased: Mutex<Vec<bool>>,
+}
+
+impl SlotRing {
+    /// Creates the segment for `layout`.
+    pub fn create(layout: SlotLayout) -> io::Result<Arc<SlotRing>> {
+        let seg = SharedSegment::create(layout.total_bytes())?;
+        Ok(Arc::new(SlotRing {
+            seg,
+            layout,
+            leased: Mutex::new(vec![false; layout.slots as usize]),
+        }))
+    }
+
+    pub fn layout(&self) -> SlotLayout {
+        self.layout
+    }
+
+    pub fn segment(&self) -> &SharedSegment {
+        &self.seg
+    }
+
+    fn claim(&self, slot: SlotId) -> Result<(), ShmError> {
+        let mut l = self.leased.lock().unwrap_or_else(|p| p.into_inner());
+        match l.get_mut(slot.0 as usize) {
+            None => Err(ShmError::NoSlot(slot.0)),
+            Some(true) => Err(ShmError::Leased(slot.0)),
+            Some(b) => {
+                *b = true;
+                Ok(())
+            }
+        }
+    }
+
+    fn release(&self, slot: SlotId) {
+        let mut l = self.leased.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = l.get_mut(slot.0 as usize) {
+            *b = false;
+        }
+    }
+
+    /// The whole slot, to compute a chunk in this process: its first `input_len` bytes of
+    /// input and `output_len` bytes of output. No worker may be given the slot while the
+    /// lease lives (the scheduler's contract).
+    pub fn lease(
+        self: &Arc<Self>,
+        slot: SlotId,
+        input_len: u64,
+        output_len: u64,
+    ) -> Result<SlotLease, ShmError> {
+        if slot.0 >= self.layout.slots {
+            return Err(ShmError::NoSlot(slot.0));
+        }
+        let input = self
+            .layout
+            .input(slot, input_len.min(self.layout.input_bytes));
+        let output = self
+            .layout
+            .output(slot, output_len.min(self.layout.output_bytes));
+        let (i, o) = (self.seg.range(input)?, self.seg.range(output)?);
+        self.claim(slot)?;
+        Ok(SlotLease {
+            ring: self.clone(),
+            slot,
+            input: i,
+            output: o,
+        })
+    }
+
+    /// The output part of a slot whose chunk is finished, to write it out.
+    pub fn output_lease(
+        self: &Arc<Self>,
+        slot: SlotId,
+        output_len: u64,
+    ) -> Result<OutputLease, ShmError> {
+        if slot.0 >= self.layout.slots {
+            return Err(ShmError::NoSlot(slot.0));
+        }
+        let output = self
+            .layout
+            .output(slot, output_len.min(self.layout.output_bytes));
+        let o = self.seg.range(output)?;
+        self.claim(slot)?;
+        Ok(OutputLease {
+            ring: self.clone(),
+            slot,
+            output: o,
+        })
+    }
+}
+
+/// A slot leased to an in-process computation. Released on drop.
+pub struct SlotLease {
+    ring: Arc<SlotRing>,
+    slot: SlotId,
+    input: Range<usize>,
+    output: Range<usize>,
+}
+
+impl SlotLease {
+    pub fn slot(&self) -> SlotId {
+        self.slot
+    }
+
+    /// The input and output parts, apart.
+    pub fn parts(&mut self) -> (&mut [u8], &mut [u8]) {
+        // SAFETY: the ranges were checked inside the mapping and are disjoint by the
+        // layout (input before output within a slot); the ring gave this slot to this lease
+        // alone, and `&mut self` makes the two views the only ones.
+        unsafe {
+            (
+                self.ring.seg.view_mut(self.input.clone()),
+                self.ring.seg.view_mut(self.output.clone()),
+            )
+        }
+    }
+}
+
+impl Drop for SlotLease {
+    fn drop(&mut self) {
+        self.ring.release(self.slot);
+    }
+}
+
+/// The output part of a finished slot, leased to the writer. Released on drop.
+pub struct OutputLease {
+    ring: Arc<SlotRing>,
+    slot: SlotId,
+    output: Range<usize>,
+}
+
+impl OutputLease {
+    pub fn slot(&self) -> SlotId {
+        self.slot
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: checked inside the mapping; the ring gave the slot to this lease alone
+        // and the scheduler gives it to no worker until the lease is gone.
+        unsafe { self.ring.seg.view(self.output.clone()) }
+    }
+}
+
+impl Drop for OutputLease {
+    fn drop(&mut self) {
+        self.ring.release(self.slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_leased_once_at_a_time() {
+        let ring = SlotRing::create(SlotLayout::new(2, 100, 50).unwrap()).unwrap();
+        let mut a = ring.lease(SlotId(0), 100, 50).unwrap();
+        assert!(matches!(
+            ring.output_lease(SlotId(0), 50),
+            Err(ShmError::Leased(0))
+        ));
+        let (i, o) = a.parts();
+        i[0] = 7;
+        o[49] = 9;
+        drop(a);
+        let out = ring.output_lease(SlotId(0), 50).unwrap();
+        assert_eq!(out.bytes()[49], 9);
+        assert!(matches!(
+            ring.lease(SlotId(5), 1, 1),
+            Err(ShmError::NoSlot(5))
+        ));
+    }
+
+    #[test]
+    fn task_regions_are_checked() {
+        let mut seg = SharedSegment::create(8192).unwrap();
+        let r = |offset, len| Region { offset, len };
+        assert!(seg.task_regions(r(0, 4096), r(4096, 4096)).is_ok());
+        assert!(matches!(
+            seg.task_regions(r(0, 4097), r(4096, 10)),
+            Err(ShmError::Overlap)
+        ));
+        assert!(seg.task_regions(r(0, 10), r(8190, 10)).is_err());
+    }
+}
