@@ -5,13 +5,12 @@
 //! Module map: [`raster`] (input validation), [`plan`] (chunk windows), [`sched`] (the
 //! decisions, no I/O), [`run`] (the supervisor), [`pool`] (worker processes), [`inproc`]
 //! (in-process executor), [`writer`] (the output), [`memory`] (sampling), [`os`] (unsafe and
-//! Unix specifics), [`report`], [`progress`], [`synth`], [`cli`], [`units`], [`stdio`] (output that
+//! Unix specifics), [`report`], [`progress`], [`synth`], [`cli`] (schema, settings table, resolution), [`units`], [`stdio`] (output that
 //! never panics on a closed pipe).
 
 pub mod bench;
 pub mod budget;
 pub mod cli;
-pub mod config;
 pub mod error;
 pub mod inproc;
 pub mod memory;

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use protocol::{Agg, FaultSpec, KernelSpec, SampleType, SlotLayout, TaskMsg, ToWorker};
+use protocol::{KernelSpec, SampleType, SlotLayout, TaskMsg, ToWorker};
 use worker::shm::SharedSegment;
 
 use crate::{
@@ -29,50 +29,8 @@ use crate::{
     writer::{self, Adjusted, OutputSpec, WriteJob, WriterEvent, WriterMsg},
 };
 
-/// Everything `resample` needs, resolved: no option left to default.
-#[derive(Debug, Clone)]
-pub struct ResampleConfig {
-    pub input: PathBuf,
-    pub output: PathBuf,
-    pub factor: u32,
-    pub agg: Agg,
-    pub bands: Vec<u32>,
-    pub out_type: Option<SampleType>,
-    pub chunk_bytes: u64,
-    /// 0: in-process only.
-    pub workers: u32,
-    /// `--workers auto`: memory may lower `workers`.
-    pub workers_auto: bool,
-    /// Warm spare worker processes beside the busy ones (pool only).
-    pub spare_workers: u32,
-    pub in_process_threads: u32,
-    pub report: Option<PathBuf>,
-    pub overwrite: bool,
-    pub creation_options: Vec<String>,
-    pub worker_bin: PathBuf,
-    pub max_attempts: u32,
-    pub task_timeout: Option<TimeoutSpec>,
-    /// The least limit a percentage `task_timeout` gives.
-    pub task_timeout_floor: Duration,
-    /// Deadline for a new worker's hello.
-    pub start_timeout: Duration,
-    pub kill_grace: Duration,
-    pub faults: Vec<FaultSpec>,
-    /// Hard per-worker limit (RLIMIT_DATA).
-    pub memory_limit: Option<u64>,
-    /// Where `memory_limit` came from, as messages name it (flag, variable, or file and key).
-    pub memory_limit_from: String,
-    pub soft_fraction: f64,
-    pub memory_poll: Duration,
-    /// Admission: no dispatch while available memory is below this.
-    pub min_free_memory: Option<u64>,
-    /// Slots beyond one per worker and lane.
-    pub chunk_prefetch: u32,
-    /// Upper bound on the slot ring (the seed's `queue_sizes.chunk_queue`).
-    pub chunk_queue: Option<u32>,
-    pub progress: bool,
-    pub quiet: bool,
-}
+/// Defined beside the code that builds it (`cli::resolve`).
+pub use crate::cli::ResampleConfig;
 
 /// The validated input and the plan derived from it (shared with `coordinator plan`).
 #[derive(Debug, Clone)]
@@ -398,8 +356,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let now = Instant::now();
     let (sched, first) = Scheduler::new(sc, prep.plan.chunks.len(), now);
 
-    let progress =
-        crate::progress::Progress::new(prep.plan.chunks.len() as u64, cfg.progress && !cfg.quiet);
+    let progress = crate::progress::Progress::new(prep.plan.chunks.len() as u64, !cfg.quiet);
     let mut sup = Supervisor {
         cfg,
         prep: &prep,
@@ -415,7 +372,6 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         write_us: vec![None; prep.plan.chunks.len()],
         progress,
         start: t_start,
-        interrupts: 0,
         adjusted: Vec::new(),
         stopped: HashSet::new(),
         admission_notice: Instant::now(),
@@ -544,7 +500,6 @@ struct Supervisor<'a> {
     write_us: Vec<Option<u64>>,
     progress: crate::progress::Progress,
     start: Instant,
-    interrupts: u32,
     /// Per band, from the writer once the file is closed.
     adjusted: Vec<Adjusted>,
     /// Workers the supervisor stopped on purpose (retired, or at the end of the run): their
@@ -689,7 +644,6 @@ impl Supervisor<'_> {
                     });
                 }
                 Event::Signal(sig) => {
-                    self.interrupts += 1;
                     let name = match sig {
                         signal_hook::consts::SIGTERM => "SIGTERM",
                         signal_hook::consts::SIGHUP => "SIGHUP",
@@ -973,7 +927,6 @@ impl Supervisor<'_> {
                     self.sched.record_exit(key, &exit, Instant::now(), true);
                 }
                 Ok(Event::Signal(_)) => {
-                    self.interrupts += 1;
                     kill_at = Instant::now();
                 }
                 Ok(_) => {}
