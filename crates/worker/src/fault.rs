@@ -6,14 +6,9 @@ use std::{thread, time::Duration};
 use ipc_channel::ipc::IpcBytesSender;
 use protocol::FaultKind;
 
-/// What the task loop does after a fault that does not end the process.
-pub enum AfterFault {
-    /// Go on and compute the chunk normally.
-    Compute,
-}
-
-/// Carries out `kind`. Faults that end the process or never return do not come back.
-pub fn inject(kind: FaultKind, reply: &IpcBytesSender) -> AfterFault {
+/// Carries out `kind`. Faults that end the process or never return do not come back; the
+/// others (slow, leak) return and the chunk is computed normally.
+pub fn inject(kind: FaultKind, reply: &IpcBytesSender) {
     tracing::warn!(fault = %kind, "injecting fault");
     match kind {
         FaultKind::Crash => std::process::abort(),
@@ -36,7 +31,6 @@ pub fn inject(kind: FaultKind, reply: &IpcBytesSender) -> AfterFault {
         },
         FaultKind::Slow => {
             thread::sleep(Duration::from_secs(10));
-            AfterFault::Compute
         }
         FaultKind::Garbage => {
             let _ =
@@ -50,7 +44,6 @@ pub fn inject(kind: FaultKind, reply: &IpcBytesSender) -> AfterFault {
             let mut leak = vec![0u8; 64 << 20];
             touch(&mut leak);
             std::mem::forget(leak);
-            AfterFault::Compute
         }
     }
 }

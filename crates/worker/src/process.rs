@@ -117,9 +117,7 @@ fn handle(
     let _span =
         tracing::debug_span!("task", task = task.task.0, attempt = task.attempt.0).entered();
     if let Some(kind) = task.fault {
-        match fault::inject(kind, reply) {
-            fault::AfterFault::Compute => {}
-        }
+        fault::inject(kind, reply);
     }
     let failed = |error: String| FromWorker::Failed {
         task: task.task,
