@@ -7,13 +7,12 @@
 //! [`run`] (the job: prepare, wire the engine, commit, report), [`writer`] (the output, as
 //! the engine's sink), [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
 //! (the memory arithmetic), [`bench`] (the dispatch benchmark, a second job), [`report`],
-//! [`synth`], [`cli`], [`config`], [`units`], [`os`] (GDAL error state, rename, signals),
+//! [`synth`], [`cli`] (schema, settings table, resolution), [`units`], [`os`] (GDAL error state, rename, signals),
 //! [`stdio`] (output that never panics on a closed pipe). `sched` is the engine's, re-exported.
 
 pub mod bench;
 pub mod budget;
 pub mod cli;
-pub mod config;
 pub mod error;
 pub mod os;
 pub mod output;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::Parser;
 use coordinator::{
     cli::{self, Cli, Command},
     error::CoordError,
@@ -13,12 +13,9 @@ use coordinator::{
 };
 
 fn main() -> ExitCode {
-    // Parse through ArgMatches to know, for each value, whether a flag or the environment
-    // gave it (the config file sits below both).
-    let parsed = Cli::command()
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
-    let (cli, matches) = match parsed {
+    // The layered options record whether a flag or the environment gave each value as they
+    // are parsed (`cli::PoolArgs`); the config file sits below both.
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             if !e.use_stderr() {
@@ -65,7 +62,7 @@ fn main() -> ExitCode {
             _ => tracing::trace!("GDAL: {msg}"),
         }
     });
-    let code = match dispatch(&cli, &matches) {
+    let code = match dispatch(&cli) {
         Ok(code) => code,
         Err(e @ CoordError::Usage(_)) => {
             eline(&format!("error: {e} (see --help)"));
@@ -79,10 +76,10 @@ fn main() -> ExitCode {
     coordinator::os::exit_now(code)
 }
 
-fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> Result<i32, CoordError> {
+fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
     match &cli.command {
         Command::Resample(r) => {
-            let (cfg, _) = cli::resolve(cli, matches, &r.job, Some(r))?;
+            let (cfg, _) = cli::resolve(cli, &r.job, Some(r))?;
             let summary = run::resample(&cfg)?;
             if !cli.quiet {
                 eline(&summary.message);
@@ -90,7 +87,7 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> Result<i32, CoordError> {
             Ok(summary.exit_code)
         }
         Command::Plan(p) => {
-            let (cfg, _) = cli::resolve(cli, matches, &p.job, None)?;
+            let (cfg, _) = cli::resolve(cli, &p.job, None)?;
             let prep = run::prepare(&cfg)?;
             if p.json {
                 let summary = coordinator::report::PlanSummary::new(
@@ -144,7 +141,7 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> Result<i32, CoordError> {
             Ok(0)
         }
         Command::Config(pool) => {
-            let st = cli::settings(cli, matches, pool, false)?;
+            let st = cli::settings(cli.config.as_deref(), pool)?;
             out(&st.describe());
             Ok(0)
         }

@@ -5,7 +5,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use engine::{
@@ -14,11 +14,11 @@ use engine::{
     sched::{ChunkOutcome, SchedConfig, Scheduler, TimeoutSpec},
     ChunkSpec, EngineConfig, EngineError, Job,
 };
-use protocol::{FaultSpec, SlotLayout, TaskId};
+use protocol::{SlotLayout, TaskId};
 use shm::SlotRing;
 use worker::{
     exec::{BlockAggChunk, BlockAggSetup},
-    Agg, KernelSpec, SampleType, Window, WorkerChunk, WorkerKernel, WorkerSetup,
+    KernelSpec, SampleType, Window, WorkerChunk, WorkerKernel, WorkerSetup,
 };
 
 pub use engine::memory::{available_memory, total_memory};
@@ -33,50 +33,8 @@ use crate::{
     writer::{self, Adjusted, GtiffSink, OutputSpec},
 };
 
-/// Everything `resample` needs, resolved: no option left to default.
-#[derive(Debug, Clone)]
-pub struct ResampleConfig {
-    pub input: PathBuf,
-    pub output: PathBuf,
-    pub factor: u32,
-    pub agg: Agg,
-    pub bands: Vec<u32>,
-    pub out_type: Option<SampleType>,
-    pub chunk_bytes: u64,
-    /// 0: in-process only.
-    pub workers: u32,
-    /// `--workers auto`: memory may lower `workers`.
-    pub workers_auto: bool,
-    /// Warm spare worker processes beside the busy ones (pool only).
-    pub spare_workers: u32,
-    pub in_process_threads: u32,
-    pub report: Option<PathBuf>,
-    pub overwrite: bool,
-    pub creation_options: Vec<String>,
-    pub worker_bin: PathBuf,
-    pub max_attempts: u32,
-    pub task_timeout: Option<TimeoutSpec>,
-    /// The least limit a percentage `task_timeout` gives.
-    pub task_timeout_floor: Duration,
-    /// Deadline for a new worker's hello.
-    pub start_timeout: Duration,
-    pub kill_grace: Duration,
-    pub faults: Vec<FaultSpec>,
-    /// Hard per-worker limit (RLIMIT_DATA).
-    pub memory_limit: Option<u64>,
-    /// Where `memory_limit` came from, as messages name it (flag, variable, or file and key).
-    pub memory_limit_from: String,
-    pub soft_fraction: f64,
-    pub memory_poll: Duration,
-    /// Admission: no dispatch while available memory is below this.
-    pub min_free_memory: Option<u64>,
-    /// Slots beyond one per worker and lane.
-    pub chunk_prefetch: u32,
-    /// Upper bound on the slot ring (the seed's `queue_sizes.chunk_queue`).
-    pub chunk_queue: Option<u32>,
-    pub progress: bool,
-    pub quiet: bool,
-}
+/// Defined beside the code that builds it (`cli::resolve`).
+pub use crate::cli::ResampleConfig;
 
 /// The validated input and the plan derived from it (shared with `coordinator plan`).
 #[derive(Debug, Clone)]

@@ -31,15 +31,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// `--task-timeout` as given: a limit, or `none` (no limit at all).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TimeoutArg(pub Option<TimeoutSpec>);
-
-pub fn parse_timeout_arg(s: &str) -> Result<TimeoutArg, String> {
+/// `--task-timeout`: a limit, or `none` (no limit at all).
+pub fn parse_timeout_arg(s: &str) -> Result<Option<TimeoutSpec>, String> {
     if s.trim().eq_ignore_ascii_case("none") || s.trim().eq_ignore_ascii_case("off") {
-        return Ok(TimeoutArg(None));
+        return Ok(None);
     }
-    parse_timeout(s).map(|t| TimeoutArg(Some(t)))
+    parse_timeout(s).map(Some)
 }
 
 pub fn parse_timeout(s: &str) -> Result<TimeoutSpec, String> {
@@ -108,7 +105,7 @@ mod tests {
         assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
         assert_eq!(parse_size("512").unwrap(), 512 << 20);
         assert_eq!(parse_size("4096B").unwrap(), 4096);
-        assert_eq!(parse_timeout_arg("none").unwrap(), TimeoutArg(None));
+        assert_eq!(parse_timeout_arg("none").unwrap(), None);
         for bad in ["0", "lots", "-1MiB", "0MiB", "5 parsecs"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }

@@ -1,0 +1,13 @@
+//! The command line: the clap schema ([`schema`]), the layered settings with one table row
+//! per setting ([`settings`]), and their resolution into the run's config ([`resolve`]).
+//! Nothing here runs anything.
+
+pub mod resolve;
+pub mod schema;
+pub mod settings;
+
+pub use resolve::{resolve, ResampleConfig};
+pub use schema::{
+    AggArg, BenchArgs, Cli, Command, JobArgs, PlanArgs, ResampleArgs, SynthArgs, EXAMPLES,
+};
+pub use settings::{settings, PoolArgs, Settings, Workers};

@@ -1,0 +1,172 @@
+//! Resolution: the parsed command line and the layered settings become the run's config,
+//! [`ResampleConfig`], with no option left to default. Checks that need more than one value
+//! (bands given twice, faults without workers, more spares than workers) live here.
+
+use std::{path::PathBuf, time::Duration};
+
+use protocol::FaultSpec;
+use worker::{Agg, SampleType};
+
+use super::{
+    schema::{Cli, JobArgs, ResampleArgs},
+    settings::{self, Setting, Settings, Source, Workers, DEFAULT_KILL_GRACE},
+};
+use crate::{error::CoordError, sched::TimeoutSpec};
+
+/// Everything `resample` needs, resolved: no option left to default.
+#[derive(Debug, Clone)]
+pub struct ResampleConfig {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub factor: u32,
+    pub agg: Agg,
+    pub bands: Vec<u32>,
+    pub out_type: Option<SampleType>,
+    pub chunk_bytes: u64,
+    /// 0: in-process only.
+    pub workers: u32,
+    /// `--workers auto`: memory may lower `workers`.
+    pub workers_auto: bool,
+    /// Warm spare worker processes beside the busy ones (pool only).
+    pub spare_workers: u32,
+    pub in_process_threads: u32,
+    pub report: Option<PathBuf>,
+    pub overwrite: bool,
+    pub creation_options: Vec<String>,
+    pub worker_bin: PathBuf,
+    pub max_attempts: u32,
+    pub task_timeout: Option<TimeoutSpec>,
+    /// The least limit a percentage `task_timeout` gives.
+    pub task_timeout_floor: Duration,
+    /// Deadline for a new worker's hello.
+    pub start_timeout: Duration,
+    pub kill_grace: Duration,
+    pub faults: Vec<FaultSpec>,
+    /// Hard per-worker limit (RLIMIT_DATA).
+    pub memory_limit: Option<u64>,
+    /// Where `memory_limit` came from, as messages name it (flag, variable, or file and key).
+    pub memory_limit_from: String,
+    pub soft_fraction: f64,
+    pub memory_poll: Duration,
+    /// Admission: no dispatch while available memory is below this.
+    pub min_free_memory: Option<u64>,
+    /// Slots beyond one per worker and lane.
+    pub chunk_prefetch: u32,
+    /// Upper bound on the slot ring (the seed's `queue_sizes.chunk_queue`).
+    pub chunk_queue: Option<u32>,
+    pub quiet: bool,
+}
+
+/// The layered settings of a `plan` or `resample` command line (`--in-process` included).
+pub fn job_settings(cli: &Cli, job: &JobArgs) -> Result<Settings, CoordError> {
+    let mut st = settings::settings(cli.config.as_deref(), &job.pool)?;
+    if job.in_process {
+        st.workers = Setting {
+            value: Workers::N(0),
+            source: Source::Flag,
+        };
+    }
+    Ok(st)
+}
+
+/// GDAL creation options the output gets unless the command line sets the key.
+const DEFAULT_CREATION_OPTIONS: [(&str, &str); 5] = [
+    ("TILED", "YES"),
+    ("COMPRESS", "DEFLATE"),
+    ("BIGTIFF", "IF_SAFER"),
+    ("NUM_THREADS", "ALL_CPUS"),
+    // Level 1 compresses the Float64 output about 4x faster than the default 6 for a few
+    // percent more bytes: the writer then keeps up with the readers.
+    ("ZLEVEL", "1"),
+];
+
+/// Builds the resolved config for `resample` (and for `plan`, with defaults for the rest).
+pub fn resolve(
+    cli: &Cli,
+    job: &JobArgs,
+    r: Option<&ResampleArgs>,
+) -> Result<(ResampleConfig, Settings), CoordError> {
+    let st = job_settings(cli, job)?;
+    let (workers, workers_auto) = match st.workers.value {
+        Workers::Auto => (settings::default_threads(), true),
+        Workers::N(n) => {
+            if n > settings::cpus() {
+                tracing::warn!(
+                    "--workers {n} is more than the {} CPUs here: honoured",
+                    settings::cpus()
+                );
+            }
+            (n, false)
+        }
+    };
+    let mut co = r.map(|r| r.creation_options.clone()).unwrap_or_default();
+    for c in &co {
+        if !c.contains('=') {
+            return Err(CoordError::Usage(format!("--co '{c}' is not KEY=VALUE")));
+        }
+    }
+    for (i, b) in job.bands.iter().enumerate() {
+        if job.bands[..i].contains(b) {
+            return Err(CoordError::Usage(format!(
+                "--band {b} is given twice: each band is written once"
+            )));
+        }
+    }
+    if workers == 0 && !job.faults.is_empty() {
+        return Err(CoordError::Usage(
+            "--inject-fault needs worker processes: it cannot be used with --workers 0 or --in-process".into(),
+        ));
+    }
+    let mut spare_workers = st.spare_workers.value;
+    if workers > 0 && spare_workers > workers {
+        tracing::warn!(
+            "{} {spare_workers} is more than the {workers} worker(s): using {workers} (a spare only takes over a crashed worker's chunk)",
+            settings::SPARE_WORKERS.source_name(&st.spare_workers.source)
+        );
+        spare_workers = workers;
+    }
+    for (k, v) in DEFAULT_CREATION_OPTIONS {
+        if !co.iter().any(|c| {
+            c.split('=')
+                .next()
+                .is_some_and(|x| x.eq_ignore_ascii_case(k))
+        }) {
+            co.push(format!("{k}={v}"));
+        }
+    }
+    let cfg = ResampleConfig {
+        input: job.input.clone(),
+        output: r.map(|r| r.output.clone()).unwrap_or_default(),
+        factor: job.factor,
+        agg: job.agg.into(),
+        bands: job.bands.clone(),
+        out_type: job.ot,
+        // `--chunk-mib` is positive and finite (its parser says so).
+        chunk_bytes: (job.chunk_mib * (1 << 20) as f64) as u64,
+        workers,
+        workers_auto,
+        in_process_threads: settings::default_threads(),
+        report: r.and_then(|r| r.report.clone()),
+        overwrite: r.is_some_and(|r| r.overwrite),
+        creation_options: co,
+        worker_bin: r
+            .and_then(|r| r.worker_bin.clone())
+            .unwrap_or_else(crate::run::default_worker_bin),
+        max_attempts: st.max_attempts.value,
+        task_timeout: st.task_timeout.value,
+        task_timeout_floor: st.task_timeout_floor.value,
+        start_timeout: st.start_timeout.value,
+        kill_grace: r.and_then(|r| r.kill_grace).unwrap_or(DEFAULT_KILL_GRACE),
+        faults: job.faults.clone(),
+        memory_limit: st.memory_limit_per_worker.value,
+        memory_limit_from: settings::MEMORY_LIMIT.source_name(&st.memory_limit_per_worker.source),
+        soft_fraction: st.memory_soft_fraction.value,
+        memory_poll: st.memory_poll.value,
+        min_free_memory: st.min_free_memory.value,
+        chunk_prefetch: st.chunk_prefetch.value,
+        spare_workers,
+        chunk_queue: st.chunk_queue.value,
+        quiet: cli.quiet,
+    };
+    Ok((cfg, st))
+}

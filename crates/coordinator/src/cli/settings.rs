@@ -1,0 +1,622 @@
+//! The layered settings: one table with one row per setting (flag, environment variable,
+//! config-file key, default, parser, and how a value is shown), layered as
+//! defaults < config file < environment < flags. Every value is parsed into its type once,
+//! where it is read: clap parses flags and variables with the row's parser, and loading the
+//! file parses each key with the same parser. `coordinator config` prints the same table.
+//! Turning the settings into the run's config is [`super::resolve`]'s job.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use clap::{parser::ValueSource, Arg, ArgMatches};
+
+use crate::{
+    error::CoordError,
+    sched::{TimeoutSpec, DEFAULT_START_TIMEOUT, DEFAULT_TIMEOUT_FLOOR},
+    units,
+};
+
+/// The default `--task-timeout`: ten times the median chunk time, never below the floor
+/// (`--task-timeout-floor`, 10 s). A stopped or hung worker cannot stall the run, and a
+/// slow but healthy chunk is far from the limit.
+pub const DEFAULT_TASK_TIMEOUT: TimeoutSpec = TimeoutSpec::PercentOfMedian(1000.0);
+
+/// The default `--kill-grace` (a `resample` flag, not layered).
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// Threads (or worker processes) when nothing says how many: one fewer than the CPUs, at
+/// least 1.
+pub fn default_threads() -> u32 {
+    cpus().saturating_sub(1).max(1)
+}
+
+pub fn cpus() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
+/// Layers defaults < config file < environment < flags.
+pub fn settings(config_file: Option<&Path>, given: &PoolArgs) -> Result<Settings, CoordError> {
+    let file = match config_file {
+        Some(p) => load(p)?,
+        None => FileValues::default(),
+    };
+    let mut s = Settings::layer(config_file, file, given);
+    // `enabled = false` runs in process, over the file's `max_workers`; the environment and
+    // flags still win, as for any file value.
+    if !s.enabled.value && matches!(s.workers.source, Source::Default | Source::File(_)) {
+        s.workers = Setting {
+            value: Workers::N(0),
+            source: s.enabled.source.clone(),
+        };
+    }
+    Ok(s)
+}
+
+impl Settings {
+    /// The text `coordinator config` prints.
+    pub fn describe(&self) -> String {
+        let mut out = match &self.config_file {
+            Some(p) => format!("config file: {}\n", p.display()),
+            None => "config file: none\n".to_string(),
+        };
+        for (k, v, s) in self.rows() {
+            out.push_str(&format!("{k:<26} {v:<50} ({s})\n"));
+        }
+        out
+    }
+}
+
+/// The table under which every row's file key lives.
+const FILE_TABLE: &str = "resampling.multiprocessing";
+
+/// Reads the config file and parses every key into its type; an unknown key is an error
+/// naming it.
+fn load(path: &Path) -> Result<FileValues, CoordError> {
+    let bad =
+        |why: String| CoordError::BadInput(format!("config file '{}': {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let root: toml::Table = toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
+    let mut keys = BTreeMap::new();
+    flatten(root, "", &mut keys);
+    let values = FileValues::take(&mut keys).map_err(|(key, why)| bad(format!("{key}: {why}")))?;
+    match keys.keys().next() {
+        Some(k) => Err(bad(format!("unknown key '{k}'"))),
+        None => Ok(values),
+    }
+}
+
+/// Every value of `table` by its dotted path relative to [`FILE_TABLE`] (or absolute when
+/// outside it). A table no row lives in is kept as a key of its own, so that it is reported
+/// as unknown even when empty.
+fn flatten(table: toml::Table, prefix: &str, out: &mut BTreeMap<String, toml::Value>) {
+    for (k, v) in table {
+        let path = format!("{prefix}{k}");
+        let full = |key: &str| format!("{FILE_TABLE}.{key}");
+        let holds_rows = FILE_KEYS
+            .iter()
+            .any(|key| full(key).starts_with(&format!("{path}.")));
+        match v {
+            toml::Value::Table(t) if holds_rows => flatten(t, &format!("{path}."), out),
+            v => {
+                let rel = path
+                    .strip_prefix(&format!("{FILE_TABLE}."))
+                    .map(str::to_string)
+                    .unwrap_or(path);
+                out.insert(rel, v);
+            }
+        }
+    }
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(&'static str),
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(v) => write!(f, "env {v}"),
+            Source::Flag => f.write_str("flag"),
+        }
+    }
+}
+
+/// A value and its source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+/// How a value is written in the TOML file.
+#[derive(Debug, Clone, Copy)]
+pub enum Toml {
+    Int,
+    Float,
+    Str,
+    /// A bare number (MiB for sizes) or a string with a unit.
+    IntOrStr,
+    Bool,
+}
+
+impl Toml {
+    /// The value as text for the row's parser, or why its TOML type is wrong.
+    fn text(self, v: &toml::Value) -> Result<String, String> {
+        use toml::Value as V;
+        match (self, v) {
+            (Toml::Int | Toml::Float | Toml::IntOrStr, V::Integer(i)) => Ok(i.to_string()),
+            (Toml::Float, V::Float(f)) => Ok(f.to_string()),
+            (Toml::Str | Toml::IntOrStr, V::String(s)) => Ok(s.clone()),
+            (Toml::Bool, V::Boolean(b)) => Ok(b.to_string()),
+            (_, v) => Err(format!(
+                "expected {}, found {}",
+                match self {
+                    Toml::Int => "a whole number",
+                    Toml::Float => "a number",
+                    Toml::Str => "a string",
+                    Toml::IntOrStr => "a number of MiB or a string with a unit",
+                    Toml::Bool => "true or false",
+                },
+                v.type_str()
+            )),
+        }
+    }
+}
+
+/// One setting: where it is read from, its default, how it is parsed and shown.
+pub struct Row<T: 'static> {
+    /// The long flag without `--`, also clap's id; `None`: the file only.
+    pub flag: Option<&'static str>,
+    pub env: Option<&'static str>,
+    /// The key under `[resampling.multiprocessing]`, dotted for a nested table.
+    pub key: &'static str,
+    pub toml: Toml,
+    pub default: T,
+    /// Parses a flag's, a variable's or the file's text.
+    pub parse: fn(&str) -> Result<T, String>,
+    pub show: fn(&T) -> String,
+    /// The value's placeholder in `--help`.
+    pub meta: &'static str,
+    /// Declared on the top-level command rather than with [`PoolArgs`].
+    pub global: bool,
+    pub help: &'static str,
+}
+
+impl<T: Clone + Send + Sync + 'static> Row<T> {
+    /// `--help`'s text: the row's, and its default.
+    pub fn help_text(&self) -> String {
+        format!("{} [default: {}]", self.help, (self.show)(&self.default))
+    }
+
+    /// How a message names where a value came from: the flag, the variable, or the file
+    /// and its key.
+    pub fn source_name(&self, source: &Source) -> String {
+        match source {
+            Source::Env(v) => v.to_string(),
+            Source::File(p) => format!("{} in '{}'", self.key, p.display()),
+            Source::Flag | Source::Default => match self.flag {
+                Some(f) => format!("--{f}"),
+                None => self.key.to_string(),
+            },
+        }
+    }
+
+    fn arg(&self) -> Option<Arg> {
+        let flag = self.flag.filter(|_| !self.global)?;
+        Some(
+            Arg::new(flag)
+                .long(flag)
+                .env(self.env)
+                .value_parser(self.parse)
+                .allow_hyphen_values(true)
+                .value_name(self.meta)
+                .help(self.help_text()),
+        )
+    }
+
+    fn given(&self, m: &ArgMatches) -> Option<Setting<T>> {
+        let id = self.flag?;
+        let value = m.try_get_one::<T>(id).ok().flatten()?.clone();
+        let source = match (m.value_source(id), self.env) {
+            (Some(ValueSource::EnvVariable), Some(env)) => Source::Env(env),
+            _ => Source::Flag,
+        };
+        Some(Setting { value, source })
+    }
+
+    fn take_from_file(
+        &self,
+        keys: &mut BTreeMap<String, toml::Value>,
+    ) -> Result<Option<T>, String> {
+        keys.remove(self.key)
+            .map(|v| self.toml.text(&v).and_then(|t| (self.parse)(&t)))
+            .transpose()
+    }
+
+    fn layer(&self, file: Option<T>, file_src: &Source, given: &Option<Setting<T>>) -> Setting<T> {
+        match (given, file) {
+            (Some(g), _) => g.clone(),
+            (None, Some(value)) => Setting {
+                value,
+                source: file_src.clone(),
+            },
+            (None, None) => Setting {
+                value: self.default.clone(),
+                source: Source::Default,
+            },
+        }
+    }
+
+    fn label(&self, name: &'static str) -> &'static str {
+        if self.key.contains('.') {
+            self.key
+        } else {
+            name
+        }
+    }
+}
+
+/// Builds, from the rows: the row constants, [`Settings`] (every value with its source),
+/// [`PoolArgs`] (the flags and variables as clap found them), the file's parsed values and
+/// the list `coordinator config` prints. Adding a setting is adding a row.
+macro_rules! table {
+    ($( $ROW:ident => $name:ident: $ty:ty = $row:expr; )*) => {
+        $( pub const $ROW: Row<$ty> = $row; )*
+
+        const FILE_KEYS: &[&str] = &[$( $ROW.key, )*];
+
+        /// Every layered setting, resolved, with where its value came from.
+        #[derive(Debug, Clone)]
+        pub struct Settings {
+            pub config_file: Option<PathBuf>,
+            $( pub $name: Setting<$ty>, )*
+        }
+
+        /// The layered options as clap found them, from a flag or its variable.
+        #[derive(Debug, Clone, Default)]
+        pub struct PoolArgs {
+            $( pub $name: Option<Setting<$ty>>, )*
+        }
+
+        impl clap::FromArgMatches for PoolArgs {
+            fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+                Ok(PoolArgs { $( $name: $ROW.given(m), )* })
+            }
+
+            fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+                *self = Self::from_arg_matches(m)?;
+                Ok(())
+            }
+        }
+
+        impl clap::Args for PoolArgs {
+            fn augment_args(cmd: clap::Command) -> clap::Command {
+                cmd $( .args($ROW.arg()) )*
+            }
+
+            fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+                Self::augment_args(cmd)
+            }
+        }
+
+        /// The config file's values, each parsed into its type when the file is loaded.
+        #[derive(Debug, Clone, Default)]
+        struct FileValues {
+            $( $name: Option<$ty>, )*
+        }
+
+        impl FileValues {
+            /// Takes every row's key out of `keys`; what is left is unknown.
+            fn take(keys: &mut BTreeMap<String, toml::Value>) -> Result<Self, (&'static str, String)> {
+                Ok(FileValues {
+                    $( $name: $ROW.take_from_file(keys).map_err(|e| ($ROW.key, e))?, )*
+                })
+            }
+        }
+
+        impl Settings {
+            fn layer(config_file: Option<&Path>, file: FileValues, given: &PoolArgs) -> Settings {
+                let file_src = Source::File(config_file.map(Path::to_path_buf).unwrap_or_default());
+                Settings {
+                    config_file: config_file.map(Path::to_path_buf),
+                    $( $name: $ROW.layer(file.$name, &file_src, &given.$name), )*
+                }
+            }
+
+            /// Name, shown value and source of every setting, in table order.
+            pub fn rows(&self) -> Vec<(&'static str, String, &Source)> {
+                vec![$( ($ROW.label(stringify!($name)), ($ROW.show)(&self.$name.value), &self.$name.source), )*]
+            }
+        }
+    };
+}
+// One row per setting. `flag` is also clap's id; `global` rows are declared on the top-level
+// command (see `schema::Cli`), the others come with `PoolArgs`. The name `coordinator config`
+// prints is the field's, or the file key when that is nested.
+table! {
+    WORKERS => workers: Workers = Row {
+        flag: Some("workers"), env: Some("BLOCKSUM_WORKERS"), key: "max_workers", toml: Toml::Int,
+        default: Workers::Auto, parse: parse_workers, show: plain, meta: "N|auto", global: true,
+        help: "Worker processes: a number, or `auto` (one fewer than the CPUs, at least 1). 0 runs in process",
+    };
+    ENABLED => enabled: bool = Row {
+        flag: None, env: None, key: "enabled", toml: Toml::Bool,
+        default: true, parse: parse_bool, show: plain, meta: "", global: false,
+        help: "`false`: run in process (the file's `max_workers` is then ignored)",
+    };
+    MAX_ATTEMPTS => max_attempts: u32 = Row {
+        flag: Some("max-attempts"), env: Some("BLOCKSUM_MAX_ATTEMPTS"), key: "max_attempts", toml: Toml::Int,
+        default: 3, parse: parse_attempts, show: plain, meta: "N", global: false,
+        help: "Attempts per chunk before it is quarantined",
+    };
+    TASK_TIMEOUT => task_timeout: Option<TimeoutSpec> = Row {
+        flag: Some("task-timeout"), env: Some("BLOCKSUM_TASK_TIMEOUT"), key: "task_timeout", toml: Toml::Str,
+        default: Some(DEFAULT_TASK_TIMEOUT), parse: units::parse_timeout_arg, show: show_timeout, meta: "TIMEOUT", global: false,
+        help: "Time limit per attempt: 500ms, 30s, 2m; a percentage of the median chunk time (500%), never below --task-timeout-floor; or none",
+    };
+    TASK_TIMEOUT_FLOOR => task_timeout_floor: Duration = Row {
+        flag: Some("task-timeout-floor"), env: Some("BLOCKSUM_TASK_TIMEOUT_FLOOR"), key: "task_timeout_floor", toml: Toml::Str,
+        default: DEFAULT_TIMEOUT_FLOOR, parse: units::parse_duration, show: show_duration, meta: "DURATION", global: false,
+        help: "The least limit a percentage --task-timeout gives; also the limit until three chunks have finished, when it is above 60s",
+    };
+    START_TIMEOUT => start_timeout: Duration = Row {
+        flag: Some("start-timeout"), env: Some("BLOCKSUM_START_TIMEOUT"), key: "start_timeout", toml: Toml::Str,
+        default: DEFAULT_START_TIMEOUT, parse: units::parse_duration, show: show_duration, meta: "DURATION", global: false,
+        help: "How long a new worker may take to say hello before it is killed (and counts toward the restart breaker)",
+    };
+    MEMORY_LIMIT => memory_limit_per_worker: Option<u64> = Row {
+        flag: Some("memory-limit-per-worker"), env: Some("BLOCKSUM_MEMORY_LIMIT_PER_WORKER"), key: "memory_limit_per_worker", toml: Toml::IntOrStr,
+        default: None, parse: parse_some_size, show: show_memory_limit, meta: "SIZE", global: false,
+        help: "Hard memory limit per worker, enforced by the kernel (RLIMIT_DATA): 512MiB, 2GiB, or a bare number of MiB",
+    };
+    SOFT_FRACTION => memory_soft_fraction: f64 = Row {
+        flag: Some("soft-fraction"), env: Some("BLOCKSUM_SOFT_FRACTION"), key: "memory_soft_fraction", toml: Toml::Float,
+        default: 0.8, parse: parse_fraction, show: plain, meta: "FRACTION", global: false,
+        help: "Fraction of the limit of private memory (RssAnon) above which a worker is recycled after its chunk",
+    };
+    MEMORY_POLL => memory_poll: Duration = Row {
+        flag: Some("memory-poll"), env: Some("BLOCKSUM_MEMORY_POLL"), key: "memory_poll", toml: Toml::Str,
+        default: Duration::from_millis(100), parse: units::parse_duration, show: show_duration, meta: "DURATION", global: false,
+        help: "How often worker memory and free memory are sampled",
+    };
+    MIN_FREE_MEMORY => min_free_memory: Option<u64> = Row {
+        flag: Some("min-free-memory"), env: Some("BLOCKSUM_MIN_FREE_MEMORY"), key: "min_free_memory", toml: Toml::IntOrStr,
+        default: None, parse: parse_some_size, show: show_size_or_none, meta: "SIZE", global: false,
+        help: "Do not dispatch a chunk while the machine has less available memory than this: the run waits (like GNU parallel's --memfree)",
+    };
+    CHUNK_PREFETCH => chunk_prefetch: u32 = Row {
+        flag: Some("chunk-prefetch"), env: Some("BLOCKSUM_CHUNK_PREFETCH"), key: "chunk_prefetch", toml: Toml::Int,
+        default: 2, parse: parse_count, show: plain, meta: "N", global: false,
+        help: "Slots beyond one per worker: finished chunks waiting for the writer",
+    };
+    SPARE_WORKERS => spare_workers: u32 = Row {
+        flag: Some("spare-workers"), env: Some("BLOCKSUM_SPARE_WORKERS"), key: "spare_workers", toml: Toml::Int,
+        default: 1, parse: parse_count, show: plain, meta: "N", global: false,
+        help: "Warm spare worker processes, started and idle, that take over a crashed worker's chunk at once while it restarts",
+    };
+    CHUNK_QUEUE => chunk_queue: Option<u32> = Row {
+        flag: None, env: None, key: "queue_sizes.chunk_queue", toml: Toml::Int,
+        default: None, parse: parse_some_queue, show: show_chunk_queue, meta: "", global: false,
+        help: "The seed's queue size: caps the slot ring",
+    };
+    RESULT_QUEUE => result_queue: Option<u32> = Row {
+        flag: None, env: None, key: "queue_sizes.result_queue", toml: Toml::Int,
+        default: None, parse: parse_some_queue, show: show_result_queue, meta: "", global: false,
+        help: "The seed's queue size: accepted; the slot ring already bounds finished chunks",
+    };
+}
+
+/// `--workers` as given: auto, or a number (0: in process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    Auto,
+    N(u32),
+}
+
+impl fmt::Display for Workers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Workers::Auto => write!(
+                f,
+                "auto (min(CPUs - 1, what memory allows) = up to {})",
+                default_threads()
+            ),
+            Workers::N(0) => f.write_str("0 (in process)"),
+            Workers::N(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+fn parse_workers(s: &str) -> Result<Workers, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(Workers::Auto);
+    }
+    s.trim()
+        .parse::<u32>()
+        .map(Workers::N)
+        .map_err(|_| format!("'{s}' is not a number of workers (a whole number, or auto)"))
+}
+
+/// A whole number >= `min`, with a message that says so (the caller names the source).
+pub fn whole(s: &str, min: u32) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(v) if v >= min => Ok(v),
+        _ => Err(format!("'{s}' is not a whole number >= {min}")),
+    }
+}
+
+fn parse_attempts(s: &str) -> Result<u32, String> {
+    whole(s, 1)
+}
+
+fn parse_count(s: &str) -> Result<u32, String> {
+    whole(s, 0)
+}
+
+fn parse_some_queue(s: &str) -> Result<Option<u32>, String> {
+    whole(s, 1).map(Some)
+}
+
+fn parse_some_size(s: &str) -> Result<Option<u64>, String> {
+    units::parse_size(s).map(Some)
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a fraction in (0, 1] (e.g. 0.8)")),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("'{s}' is not true or false")),
+    }
+}
+
+fn plain<T: fmt::Display>(v: &T) -> String {
+    v.to_string()
+}
+
+fn show_duration(d: &Duration) -> String {
+    format!("{d:?}")
+}
+
+fn show_timeout(t: &Option<TimeoutSpec>) -> String {
+    match t {
+        None => "none".into(),
+        Some(TimeoutSpec::Fixed(d)) => format!("{d:?}"),
+        Some(TimeoutSpec::PercentOfMedian(p)) => {
+            format!("{p}% of the median chunk time, at least the floor")
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+fn show_memory_limit(v: &Option<u64>) -> String {
+    v.map(mib)
+        .unwrap_or_else(|| "auto ((80 % of available - slot ring) / workers)".into())
+}
+
+fn show_size_or_none(v: &Option<u64>) -> String {
+    v.map(mib).unwrap_or_else(|| "none".into())
+}
+
+fn show_chunk_queue(v: &Option<u32>) -> String {
+    v.map(|v| format!("{v} (caps the slot ring)"))
+        .unwrap_or_else(|| "none".into())
+}
+
+fn show_result_queue(v: &Option<u32>) -> String {
+    v.map(|v| format!("{v} (bounded by the slot ring already)"))
+        .unwrap_or_else(|| "none".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<Settings, CoordError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        settings(Some(&p), &PoolArgs::default())
+    }
+
+    #[test]
+    fn seed_keys_parse_once_into_their_types() {
+        let s = file(
+            r#"
+[resampling.multiprocessing]
+enabled = true
+max_workers = 50
+chunk_prefetch = 4
+memory_limit_per_worker = "512MiB"
+min_free_memory = "64"
+memory_soft_fraction = 1
+task_timeout = "none"
+[resampling.multiprocessing.queue_sizes]
+chunk_queue = 100
+result_queue = 50
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.workers.value, Workers::N(50));
+        assert!(matches!(s.workers.source, Source::File(_)));
+        assert_eq!(s.chunk_prefetch.value, 4);
+        assert_eq!(s.memory_limit_per_worker.value, Some(512 << 20));
+        assert_eq!(s.min_free_memory.value, Some(64 << 20));
+        assert_eq!(s.memory_soft_fraction.value, 1.0);
+        assert_eq!(s.task_timeout.value, None);
+        assert_eq!(s.chunk_queue.value, Some(100));
+        assert_eq!(s.result_queue.value, Some(50));
+        assert_eq!(s.max_attempts.value, 3);
+        assert_eq!(s.max_attempts.source, Source::Default);
+        let bare = file("[resampling.multiprocessing]\nmemory_limit_per_worker = 512\n").unwrap();
+        assert_eq!(bare.memory_limit_per_worker.value, Some(512 << 20));
+        let off = file("[resampling.multiprocessing]\nmax_workers = 4\nenabled = false\n").unwrap();
+        assert_eq!(off.workers.value, Workers::N(0));
+    }
+
+    #[test]
+    fn bad_and_unknown_keys_are_named() {
+        for (text, needle) in [
+            (
+                "[resampling.multiprocessing]\nmax_wrokers = 3\n",
+                "max_wrokers",
+            ),
+            ("[resampling]\nmultiprocesing = {}\n", "multiprocesing"),
+            ("[other]\n", "other"),
+            (
+                "[resampling.multiprocessing]\nmax_attempts = 0\n",
+                "max_attempts",
+            ),
+            (
+                "[resampling.multiprocessing]\nmax_attempts = \"3\"\n",
+                "max_attempts",
+            ),
+            (
+                "[resampling.multiprocessing]\nmemory_poll = \"soon\"\n",
+                "memory_poll",
+            ),
+            (
+                "[resampling.multiprocessing]\nmemory_soft_fraction = 1.5\n",
+                "memory_soft_fraction",
+            ),
+            (
+                "[resampling.multiprocessing.queue_sizes]\nchunk_queue = 0\n",
+                "queue_sizes.chunk_queue",
+            ),
+        ] {
+            let e = file(text).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("c.toml"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_row_shows_its_default() {
+        let s = settings(None, &PoolArgs::default()).unwrap();
+        let rows = s.rows();
+        assert_eq!(rows.len(), FILE_KEYS.len());
+        assert!(rows.iter().all(|(_, _, src)| **src == Source::Default));
+        assert!(s.describe().contains("queue_sizes.chunk_queue"));
+    }
+}
