@@ -112,7 +112,7 @@ pub fn bench_dispatch(cfg: &BenchConfig) -> Result<String, CoordError> {
                     cpu = cpu_ms() - c0;
                     break 'run;
                 }
-                SchedAction::Fatal(why) => return Err(CoordError::Workers(why)),
+                SchedAction::Fatal(why) => return Err(CoordError::Workers(why.to_string())),
                 SchedAction::Signal { .. }
                 | SchedAction::Shutdown { .. }
                 | SchedAction::RunInProcess { .. } => {}

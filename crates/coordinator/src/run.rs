@@ -592,7 +592,7 @@ impl Supervisor<'_> {
                             let _ = w.send(WriterMsg::Close { metadata });
                         }
                     }
-                    SchedAction::Fatal(why) => return Err(CoordError::Workers(why)),
+                    SchedAction::Fatal(why) => return Err(CoordError::Workers(why.to_string())),
                     other => self.execute(other),
                 }
             }
