@@ -1080,7 +1080,8 @@ impl Scheduler {
 
     fn fatal(&mut self, why: FatalReason, out: &mut Vec<SchedAction>) {
         if !self.done {
-            tracing::error!(%why, "breaker: the run cannot go on");
+            // Info, not error: the supervisor reports the reason itself, once.
+            tracing::info!(%why, "the run cannot go on");
             self.done = true;
             out.push(SchedAction::Fatal(why));
         }
