@@ -28,7 +28,7 @@ mod chunks;
 mod events;
 mod history;
 mod lanes;
-pub mod policy;
+mod policy;
 mod slots;
 
 use std::time::{Duration, Instant};

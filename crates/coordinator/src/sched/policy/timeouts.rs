@@ -112,10 +112,6 @@ impl RunningMedian {
         self.low.len() + self.high.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The upper median for an even count.
     pub fn median(&self) -> Option<Duration> {
         if self.len().is_multiple_of(2) {
@@ -137,7 +133,7 @@ mod tests {
     #[test]
     fn running_median_matches_sorting() {
         let mut m = RunningMedian::default();
-        assert!(m.is_empty() && m.median().is_none());
+        assert!(m.len() == 0 && m.median().is_none());
         let mut all = Vec::new();
         let mut x = 12345u64;
         for _ in 0..500 {
