@@ -14,12 +14,12 @@ use crate::units;
 
 pub const EXAMPLES: &str = "\
 Examples:
-  coordinator synth demo.tif --width 8192 --height 8192
+  coordinator synth demo.tif --width 2048 --height 2048
   coordinator plan demo.tif --factor 8
   coordinator --workers 4 resample demo.tif out.tif --factor 8 --report run.json
-  coordinator resample demo.tif out.tif --factor 8 --in-process
-  coordinator resample in.tif out.tif --factor 10 --agg mean --band 1 --band 3 --ot Float32
-  coordinator resample demo.tif out.tif --factor 8 --inject-fault crash:3:1 --report run.json
+  coordinator resample demo.tif ref.tif --factor 8 --in-process
+  coordinator resample demo.tif mean.tif --factor 10 --agg mean --band 1 --ot Float32
+  coordinator --workers 2 resample demo.tif out.tif -f 8 --overwrite --inject-fault crash:3:1 --report run.json
 
 Logs go to stderr, filtered by BLOCKSUM_LOG (e.g. BLOCKSUM_LOG=debug); -v and -q adjust.
 Exit codes: 0 ok, 2 usage, 3 bad input, 4 output problem, 5 chunks quarantined,
@@ -62,12 +62,12 @@ pub enum Command {
     Resample(ResampleArgs),
     /// Print the chunk plan (chunks, slots, memory arithmetic) without running anything.
     #[command(
-        after_help = "Examples:\n  coordinator plan demo.tif --factor 8\n  coordinator --workers 8 plan demo.tif -f 8 --memory-limit-per-worker 1GiB --chunks\n  coordinator plan demo.tif -f 8 --json"
+        after_help = "Examples:\n  coordinator plan demo.tif --factor 8\n  coordinator --workers 8 plan demo.tif -f 8 --memory-limit-per-worker 512MiB --chunks\n  coordinator plan demo.tif -f 8 --json"
     )]
     Plan(PlanArgs),
     /// Write a realistic demo raster (Float32, tiled, DEFLATE, EPSG:4326, with nodata).
     #[command(
-        after_help = "Examples:\n  coordinator synth demo.tif\n  coordinator synth big.tif --width 32768 --height 32768 --seed 7"
+        after_help = "Examples:\n  coordinator synth demo.tif --width 2048 --height 2048\n  coordinator synth big.tif --width 32768 --height 32768 --seed 7"
     )]
     Synth(SynthArgs),
     /// Print the resolved configuration and where each value came from.
@@ -78,7 +78,7 @@ pub enum Command {
     /// Benchmark the pool itself: no-op chunks through real workers (chunks/s, coordinator
     /// CPU per chunk) and the hand-over of a slot. INPUT is any raster (workers open it).
     #[command(
-        after_help = "Examples:\n  coordinator --workers 2 bench-dispatch demo.tif\n  coordinator --workers 4 bench-dispatch demo.tif --chunks 500000 --slot-mib 64"
+        after_help = "Examples:\n  coordinator --workers 2 bench-dispatch demo.tif\n  coordinator --workers 4 bench-dispatch demo.tif --chunks 50000 --slot-mib 64"
     )]
     BenchDispatch(BenchArgs),
 }
