@@ -330,10 +330,9 @@ impl<J: Job> Supervisor<'_, J> {
                     if let (SchedEvent::TaskDone { key, .. }, Some(soft)) =
                         (&se, self.cfg.soft_limit)
                     {
-                        if let Some((k, p)) = self.procs.get(&key.id) {
-                            if k == key
-                                && memory::sample(&self.mem, *key, p.pid)
-                                    .is_some_and(|anon| anon > soft)
+                        if let Some(p) = self.proc_of(*key) {
+                            if memory::sample(&self.mem, *key, p.pid)
+                                .is_some_and(|anon| anon > soft)
                             {
                                 pending = self
                                     .sched
@@ -391,9 +390,17 @@ impl<J: Job> Supervisor<'_, J> {
         }
     }
 
+    /// The process of exactly this incarnation, if it is still alive: events and actions
+    /// for an older incarnation of a lane must never reach its successor.
+    fn proc_of(&self, key: WorkerKey) -> Option<&Proc> {
+        self.procs
+            .get(&key.id)
+            .and_then(|(k, p)| (*k == key).then_some(p))
+    }
+
     /// A worker process has exited: drop it from the live tables.
     fn forget(&mut self, key: WorkerKey) {
-        if self.procs.get(&key.id).is_some_and(|(k, _)| *k == key) {
+        if self.proc_of(key).is_some() {
             self.procs.remove(&key.id);
         }
         let mut m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
@@ -432,23 +439,19 @@ impl<J: Job> Supervisor<'_, J> {
                 fault,
             } => {
                 let msg = self.task_msg(task, attempt, slot, fault);
-                if let Some((k, p)) = self.procs.get(&key.id) {
-                    if *k == key {
-                        p.send(&ToWorker::Task(msg));
-                    }
+                if let Some(p) = self.proc_of(key) {
+                    p.send(&ToWorker::Task(msg));
                 }
             }
             SchedAction::Signal { key, sig } => {
-                if let Some((k, p)) = self.procs.get(&key.id) {
-                    if *k == key {
-                        p.signal(sig);
-                    }
+                if let Some(p) = self.proc_of(key) {
+                    p.signal(sig);
                 }
             }
             SchedAction::Shutdown { key } => {
                 self.stopped.insert(key);
-                if let Some((k, p)) = self.procs.get(&key.id) {
-                    if *k == key && !p.send(&ToWorker::Shutdown) {
+                if let Some(p) = self.proc_of(key) {
+                    if !p.send(&ToWorker::Shutdown) {
                         p.signal(Sig::Kill);
                     }
                 }
