@@ -2,17 +2,17 @@
 //! worker incarnation with its memory peaks and cause of death, and totals.
 
 use engine::memory::MemPeak;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     plan::Plan,
     sched::{AttemptRecord, ChunkOutcome, FailureCause, SchedCounters, SplitReason, WorkerId},
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
-    pub tool: &'static str,
-    pub version: &'static str,
+    pub tool: String,
+    pub version: String,
     pub status: String,
     pub exit_code: i32,
     pub input: String,
@@ -24,7 +24,7 @@ pub struct Report {
     pub totals: Totals,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PlanSummary {
     pub width: u64,
     pub height: u64,
@@ -57,7 +57,7 @@ impl PlanSummary {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ChunkReport {
     pub id: u32,
     /// The chunk this one is a part of (split), or none for a plan chunk.
@@ -72,7 +72,7 @@ pub struct ChunkReport {
     pub write_us: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct WorkerReport {
     pub worker: WorkerId,
     pub incarnation: u32,
@@ -89,7 +89,7 @@ pub struct WorkerReport {
 }
 
 /// A window whose output pixels are nodata: `x, y, w, h` in input and output pixels.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct QuarantinedWindow {
     pub id: u32,
     pub window: [u64; 4],
@@ -98,7 +98,7 @@ pub struct QuarantinedWindow {
     pub cause: String,
 }
 
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
 pub struct Totals {
     /// Chunks of the plan.
     pub chunks: usize,

@@ -678,8 +678,8 @@ impl RunView<'_> {
             adjusted_by_band: self.adjusted.clone(),
         };
         Report {
-            tool: "blocksum coordinator",
-            version: env!("CARGO_PKG_VERSION"),
+            tool: "blocksum coordinator".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
             status: match result {
                 Ok(()) if quarantined.is_empty() => "ok".into(),
                 Ok(()) => "completed with quarantined chunks".into(),

@@ -11,14 +11,14 @@ use std::{
     time::Duration,
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     os,
     sched::{SchedEvent, WorkerKey},
 };
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct MemPeak {
     /// Peak resident set (VmHWM), shared slot pages included.
     pub peak_rss_bytes: u64,

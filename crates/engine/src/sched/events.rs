@@ -8,23 +8,23 @@
 use std::{fmt, time::Duration};
 
 use protocol::{Attempt, FaultKind, SlotId, TaskId, TaskStats};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::policy::timeouts::{INPROC_LIMIT_FACTOR, INPROC_LIMIT_FLOOR};
 
 /// A worker lane: the n-th process of the pool, restarted in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct WorkerId(pub u32);
 
 /// One incarnation of a lane. Events from an older incarnation are stale and ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkerKey {
     pub id: WorkerId,
     pub gen: u32,
 }
 
 /// How long an attempt may take.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum TimeoutSpec {
     Fixed(Duration),
     /// A percentage of the median attempt time so far, never below the floor
@@ -34,7 +34,7 @@ pub enum TimeoutSpec {
 }
 
 /// How a process ended, as the supervisor observed it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ExitInfo {
     pub code: Option<i32>,
     pub signal: Option<i32>,
@@ -45,7 +45,7 @@ pub struct ExitInfo {
 }
 
 /// Why an attempt failed (or a worker died).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FailureCause {
     Signal {
@@ -81,7 +81,7 @@ pub enum FailureCause {
 }
 
 /// Why a chunk was split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SplitReason {
     /// It could not be read or computed (a GDAL error): its parts are tried at once.
@@ -156,7 +156,7 @@ pub fn signal_name(sig: i32) -> String {
         .unwrap_or_else(|_| format!("signal {sig}"))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "on", rename_all = "snake_case")]
 pub enum Executor {
     Worker { worker: WorkerId, pid: u32 },
@@ -164,7 +164,7 @@ pub enum Executor {
 }
 
 /// The final result of a chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChunkOutcome {
     Done,

@@ -7,11 +7,11 @@
 use std::time::Instant;
 
 use protocol::{FaultKind, TaskId, TaskStats};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Executor, FailureCause, WorkerId, WorkerKey};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub attempt: u32,
     pub executor: Executor,
@@ -25,7 +25,7 @@ pub struct AttemptRecord {
 }
 
 /// Per-incarnation facts for the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerRecord {
     pub worker: WorkerId,
     pub gen: u32,
@@ -41,7 +41,7 @@ pub struct WorkerRecord {
 }
 
 /// Counters for the report and the summary.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SchedCounters {
     pub restarts: u32,
     pub late_replies: u32,
