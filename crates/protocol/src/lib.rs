@@ -5,6 +5,11 @@
 //! This crate holds data and pure functions only: no processes, no mmap, no GDAL, no `unsafe`,
 //! no scheduling policy. Messages carry *descriptors* of shared memory ([`Region`]), never the
 //! pixels themselves. Everything that goes on the wire is encoded by [`codec`] alone.
+//!
+//! Modules: [`messages`] (the envelope and the worker's command line), [`codec`] (bincode,
+//! behind one module: RUSTSEC-2025-0141 marks bincode unmaintained, so the format can change
+//! here alone), [`types`] (ids), [`layout`] (the slot ring's checked offsets), [`fault`]
+//! (fault-injection kinds), [`exit`] (exit codes).
 
 #![forbid(unsafe_code)]
 
