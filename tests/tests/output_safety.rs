@@ -441,3 +441,41 @@ fn bands_with_different_nodata_are_each_read_with_their_own() {
         }
     }
 }
+
+#[test]
+fn a_report_that_appears_during_the_run_is_not_clobbered() {
+    let c = case();
+    let out = c.path("out.tif");
+    let rep = c.path("run.json");
+    let run1 = start_and_pause(&c, &out, &["--report", rep.to_str().unwrap()]);
+    std::fs::write(&rep, b"another run's report").unwrap();
+    let o = resume(run1);
+    fails(&o, 4, "was not replaced");
+    assert_eq!(std::fs::read(&rep).unwrap(), b"another run's report");
+    // The output itself was committed before the report failed.
+    let (ds, _) = read_all(&out);
+    assert_eq!(ds.raster_size(), (75, 50));
+    c.assert_clean(&o);
+}
+
+#[test]
+fn a_symbolic_link_at_output_is_refused() {
+    let c = case();
+    let target = c.path("real.tif");
+    std::fs::write(&target, b"kept").unwrap();
+    let link = c.path("link.tif");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = run(&mut c.resample(&link, &["--overwrite"]));
+    fails(&o, 4, "symbolic link");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"kept");
+    // Dangling: refused up front too, not after the work.
+    let dangling = c.path("dangling.tif");
+    std::os::unix::fs::symlink(c.path("nowhere.tif"), &dangling).unwrap();
+    let o = run(&mut c.resample(&dangling, &[]));
+    fails(&o, 4, "symbolic link");
+    c.assert_clean(&o);
+}

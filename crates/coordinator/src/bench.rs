@@ -52,9 +52,12 @@ impl Job for NoopJob {
         ChunkSpec {
             input_len: self.input_len,
             output_len: 0,
-            payload: self.payload.clone(),
             weight: 0,
         }
+    }
+
+    fn payload(&self, _: TaskId) -> Vec<u8> {
+        self.payload.clone()
     }
 
     fn split(&mut self, _: TaskId) -> u32 {
@@ -132,7 +135,7 @@ fn run_noop(
         .filter_map(|r| r.ready_ms)
         .min()
         .unwrap_or(0);
-    let total = rec.start.elapsed();
+    let total = rec.ended.duration_since(rec.start);
     let wall = total.saturating_sub(Duration::from_millis(ready));
     Ok((wall, cpu))
 }

@@ -22,7 +22,13 @@ pub fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> std::io
     }
     match std::fs::hard_link(from, to) {
         Ok(()) => {
-            std::fs::remove_file(from)?;
+            // The link is the commit: the file is complete under its final name.
+            if let Err(e) = std::fs::remove_file(from) {
+                tracing::warn!(
+                    "the result is in place, but '{}' remains: {e}",
+                    from.display()
+                );
+            }
             return Ok(());
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
@@ -65,9 +71,18 @@ pub mod gdal_err {
         FIRST.with(|f| {
             let mut f = f.borrow_mut();
             if f.is_none() {
-                *f = Some(msg.to_string());
+                *f = Some(one_line(msg));
             }
         });
+    }
+
+    /// GDAL's messages may span lines (PROJ's do): errors here are one line.
+    fn one_line(msg: &str) -> String {
+        msg.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Clears this thread's last GDAL error.
@@ -102,7 +117,7 @@ pub mod gdal_err {
             Some(if msg.is_empty() {
                 "GDAL reported a failure without a message".into()
             } else {
-                msg
+                one_line(&msg)
             })
         }
     }

@@ -27,12 +27,15 @@ enum Existing {
 }
 
 fn existing(path: &Path) -> Existing {
-    // Follow a symbolic link: what matters is what a reader of OUTPUT would get.
-    match std::fs::metadata(path) {
+    // A symbolic link is refused, dangling or not: the lock, the temporary file and the
+    // commit act on names, and a rename over a link replaces the link, not its target.
+    match std::fs::symlink_metadata(path) {
         Err(_) => Existing::Nothing,
         Ok(m) => {
             let t = m.file_type();
-            if t.is_file() {
+            if t.is_symlink() {
+                Existing::Other("a symbolic link (name its target instead)")
+            } else if t.is_file() {
                 Existing::Regular
             } else if t.is_dir() {
                 Existing::Directory
@@ -260,6 +263,7 @@ impl Staging {
                 .and_then(|()| writeln!(locked, "{}", std::process::id()))
                 .and_then(|()| locked.flush());
             written.map_err(|e| err(format!("writing the lock file: {e}")))?;
+            remove_stale_temps(target);
             return Ok(Staging {
                 target: target.to_path_buf(),
                 temp: temp_path(target),
@@ -340,19 +344,53 @@ impl Drop for Staging {
     }
 }
 
-/// Writes the report: to a temporary name, then renamed, so a reader never sees half a report.
-pub fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes the report: to a temporary name, then moved into place, so a reader never sees
+/// half a report. Without `overwrite` it never replaces a file, not even one that appeared
+/// during the run (`AlreadyExists`).
+pub fn write_report(path: &Path, text: &str, overwrite: bool) -> std::io::Result<()> {
     let tmp = temp_path(path);
     let res = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        if overwrite {
+            std::fs::rename(&tmp, path)
+        } else {
+            crate::os::rename_noreplace(&tmp, path)
+        }
     })();
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Removes temporary outputs of runs that died without cleaning up (SIGKILL, OOM kill):
+/// `.NAME.partial-PID` beside `target` whose PID is not alive. Called with the lock held,
+/// so no live run on this OUTPUT can own one.
+fn remove_stale_temps(target: &Path) {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.partial-");
+    let Ok(dir) = std::fs::read_dir(parent_dir(target)) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() as i32
+            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive && e.file_type().is_ok_and(|t| t.is_file()) {
+            tracing::info!("removing '{file}', left by a run (pid {pid}) that is gone");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -346,7 +346,15 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     if let Some(path) = &cfg.report {
         let written = serde_json::to_string_pretty(&report)
             .map_err(|e| e.to_string())
-            .and_then(|text| output::write_report(path, &text).map_err(|e| e.to_string()));
+            .and_then(|text| {
+                output::write_report(path, &text, cfg.overwrite).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        "a file appeared there during the run and was not replaced (pass --overwrite to replace it)".to_string()
+                    } else {
+                        e.to_string()
+                    }
+                })
+            });
         if let Err(reason) = written {
             match &result {
                 // The output is committed and complete; the report is not: exit 4 says so.
@@ -449,12 +457,15 @@ impl Job for BlockAggJob {
         ChunkSpec {
             input_len,
             output_len: c.out.pixels() * 8 * self.bands,
-            payload: protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
-                window: c.window,
-                kernel: self.kernel,
-            })),
             weight: input_len,
         }
+    }
+
+    fn payload(&self, task: TaskId) -> Vec<u8> {
+        protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
+            window: self.tasks[task.0 as usize].window,
+            kernel: self.kernel,
+        }))
     }
 
     /// Splits chunk `task` in two along the file's block grid.
@@ -581,7 +592,7 @@ impl RunView<'_> {
                 outcome: self.sched.outcome(c.id),
                 split: self.sched.split_reason(c.id),
                 attempts: self.sched.attempts(c.id).to_vec(),
-                write_us: self.write_us[c.id.0 as usize],
+                write_us: self.write_us.get(c.id.0 as usize).copied().flatten(),
             })
             .collect();
         let quarantined_windows: Vec<QuarantinedWindow> = quarantined

@@ -3,6 +3,7 @@
 //! the work; with a pool, one lane runs the chunks whose worker timed out.
 
 use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
     sync::{mpsc, Arc},
     thread,
 };
@@ -44,7 +45,18 @@ pub fn start<E: Send + 'static>(
                 .spawn(move || {
                     let mut exec: Option<Box<dyn Executor>> = None;
                     for t in rx {
-                        let result = run_one(&mut exec, &factory, &ring, &t);
+                        // A kernel that panics fails its attempt (and the lane starts afresh);
+                        // it must not leave the supervisor waiting for an answer.
+                        let result = catch_unwind(AssertUnwindSafe(|| {
+                            run_one(&mut exec, &factory, &ring, &t)
+                        }))
+                        .unwrap_or_else(|p| {
+                            exec = None;
+                            Err(format!(
+                                "the kernel panicked: {}",
+                                crate::sink::panic_text(&p)
+                            ))
+                        });
                         let ev = SchedEvent::InProcessDone {
                             lane,
                             task: t.task,

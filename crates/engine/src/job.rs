@@ -11,8 +11,6 @@ pub struct ChunkSpec {
     pub input_len: u64,
     /// Bytes of the slot's output region the kernel fills and the sink reads.
     pub output_len: u64,
-    /// The kernel's `Chunk`, encoded with the protocol's codec.
-    pub payload: Vec<u8>,
     /// Input bytes the chunk stands for (progress and throughput).
     pub weight: u64,
 }
@@ -22,7 +20,12 @@ pub struct ChunkSpec {
 pub trait Job {
     type Sink: ChunkSink;
 
+    /// The chunk's slot sizes: cheap, asked often.
     fn chunk(&self, task: TaskId) -> ChunkSpec;
+
+    /// The kernel's `Chunk` for `task`, encoded with the protocol's codec: asked once per
+    /// attempt.
+    fn payload(&self, task: TaskId) -> Vec<u8>;
 
     /// Splits `task` into parts appended after the last task, and returns how many (0: it
     /// cannot be split, and will be quarantined).

@@ -51,7 +51,7 @@ pub fn start<E: Send + 'static>(
     min_free: Option<u64>,
     events: mpsc::Sender<E>,
     wrap: fn(SchedEvent) -> E,
-) {
+) -> std::io::Result<()> {
     thread::Builder::new()
         .name("memory".into())
         .spawn(move || {
@@ -94,7 +94,7 @@ pub fn start<E: Send + 'static>(
                 thread::sleep(poll);
             }
         })
-        .expect("spawning the memory sampler");
+        .map(drop)
 }
 
 /// Available memory: the kernel's MemAvailable, or the memory cgroup's headroom when that is

@@ -1,7 +1,8 @@
 //! Worker processes: spawn with the handshake (hello, then the job's setup, then ready),
-//! forward what they say as scheduler events, send them tasks, signal them. One thread per worker reads its channel, one waits for its
-//! exit, one keeps the tail of its stderr. Spawning happens on the caller's thread, which
-//! must live as long as the workers (the parent-death signal is tied to it).
+//! forward what they say as scheduler events, send them tasks, signal them. One thread per
+//! worker reads its channel, one waits for its exit, one keeps the tail of its stderr.
+//! Spawning happens on the caller's thread, which must live as long as the workers (the
+//! parent-death signal is tied to it).
 
 use std::{
     collections::VecDeque,
@@ -55,7 +56,6 @@ pub struct PoolConfig {
 pub struct Proc {
     pub pid: u32,
     pub sender: Option<IpcBytesSender>,
-    pub stderr_tail: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl Proc {
@@ -132,7 +132,7 @@ pub fn spawn<E: Send + 'static>(
     // everything the worker said (a `Done` just before it died) is queued before its exit.
     let (recv_done_tx, recv_done) = mpsc::channel::<()>();
     let ev = events.clone();
-    let tail_x = tail.clone();
+    let tail_x = tail;
     let server_name = name.clone();
     thread::Builder::new()
         .name(format!("w{}-wait", key.id.0))
@@ -303,9 +303,5 @@ pub fn spawn<E: Send + 'static>(
             }
         })?;
 
-    Ok(Proc {
-        pid,
-        sender: None,
-        stderr_tail: tail,
-    })
+    Ok(Proc { pid, sender: None })
 }

@@ -2,6 +2,7 @@
 //! writes them, hands each to the job's [`ChunkSink`], and releases the slot.
 
 use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
     sync::{mpsc, Arc},
     thread,
     time::Instant,
@@ -42,13 +43,21 @@ pub fn spawn<S: ChunkSink, E: Send + 'static>(
             match msg {
                 SinkMsg::Write { task, item, slot } => {
                     let t0 = Instant::now();
-                    let res = match slot {
+                    // A panic in the job's sink must end the run with an error, not leave
+                    // the supervisor waiting for a write that never comes.
+                    let res = catch_unwind(AssertUnwindSafe(|| match slot {
                         Some((slot, len)) => match ring.output_lease(slot, len) {
                             Ok(lease) => sink.write(task, item, Some(lease.bytes())),
                             Err(e) => Err(format!("chunk {task}: {e}")),
                         },
                         None => sink.write(task, item, None),
-                    };
+                    }))
+                    .unwrap_or_else(|p| {
+                        Err(format!(
+                            "chunk {task}: the sink panicked: {}",
+                            panic_text(&p)
+                        ))
+                    });
                     let ev = match res {
                         Ok(()) => SinkEvent::Written {
                             task,
@@ -61,7 +70,11 @@ pub fn spawn<S: ChunkSink, E: Send + 'static>(
                     }
                 }
                 SinkMsg::Close(close) => {
-                    let ev = match sink.close(close) {
+                    let closed = catch_unwind(AssertUnwindSafe(|| sink.close(close)))
+                        .unwrap_or_else(|p| {
+                            Err(format!("closing: the sink panicked: {}", panic_text(&p)))
+                        });
+                    let ev = match closed {
                         Ok(c) => SinkEvent::Closed(c),
                         Err(e) => SinkEvent::Failed(e),
                     };
@@ -72,4 +85,12 @@ pub fn spawn<S: ChunkSink, E: Send + 'static>(
         }
     })?;
     Ok((tx, handle))
+}
+
+/// The text a panic carried, for the run's one-line error.
+pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }

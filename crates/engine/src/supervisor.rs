@@ -73,6 +73,9 @@ pub struct RunRecord {
     pub write_us: Vec<Option<u64>>,
     pub memory: MemState,
     pub start: Instant,
+    /// When the last chunk was written and the sink closed (or the run failed), before the
+    /// workers were stopped.
+    pub ended: Instant,
 }
 
 enum Event<C> {
@@ -99,21 +102,24 @@ pub fn run<J: Job>(
     let (sched, first) = Scheduler::new(cfg.sched.clone(), cfg.tasks, start);
     let record = |sched| RunRecord {
         sched,
-        write_us: Vec::new(),
+        write_us: vec![None; cfg.tasks],
         memory: mem.clone(),
         start,
+        ended: Instant::now(),
     };
-    let (sink_tx, sink_thread) = match sink::spawn(sink, ring.clone(), tx.clone(), Event::Sink) {
-        Ok(s) => s,
-        Err(e) => {
-            return (
-                Err(EngineError::Internal(format!(
-                    "starting the sink thread: {e}"
-                ))),
-                record(sched),
-            )
-        }
-    };
+    // Every chunk must fit its slot: a job's mistake here is an internal error, found
+    // before any process starts (a split part is never larger than its parent).
+    if let Some(t) = (0..cfg.tasks as u32).map(TaskId).find(|&t| {
+        let c = job.chunk(t);
+        c.input_len > cfg.layout.input_bytes || c.output_len > cfg.layout.output_bytes
+    }) {
+        return (
+            Err(EngineError::Internal(format!(
+                "chunk {t} does not fit the slot layout"
+            ))),
+            record(sched),
+        );
+    }
     let lanes = match &cfg.executor {
         Some(f) if cfg.sched.lanes > 0 => {
             match inproc::start(
@@ -139,15 +145,35 @@ pub fn run<J: Job>(
         Err(e) => return (Err(e), record(sched)),
     };
     if cfg.sched.workers > 0 || cfg.min_free_memory.is_some() {
-        memory::start(
+        if let Err(e) = memory::start(
             mem.clone(),
             cfg.memory_poll,
             cfg.soft_limit,
             cfg.min_free_memory,
             tx.clone(),
             Event::Sched,
-        );
+        ) {
+            return (
+                Err(EngineError::Internal(format!(
+                    "starting the memory sampler: {e}"
+                ))),
+                record(sched),
+            );
+        }
     }
+    // The sink last: once it runs, it owns the job's output, and every path below ends by
+    // dropping its sender and joining it.
+    let (sink_tx, sink_thread) = match sink::spawn(sink, ring.clone(), tx.clone(), Event::Sink) {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                Err(EngineError::Internal(format!(
+                    "starting the sink thread: {e}"
+                ))),
+                record(sched),
+            )
+        }
+    };
     let pool_cfg = PoolConfig {
         worker_bin: cfg.worker_bin.clone(),
         setup: Arc::new(cfg.setup.clone()),
@@ -174,6 +200,7 @@ pub fn run<J: Job>(
         cfg: &cfg,
     };
     let outcome = sup.run(first, &rx);
+    let ended = Instant::now();
     drop(signals);
     sup.progress.finish();
     // Shut everything down whatever happened; on success the workers are already retiring.
@@ -186,6 +213,7 @@ pub fn run<J: Job>(
         write_us: sup.write_us,
         memory: mem,
         start,
+        ended,
     };
     let result = match (outcome, closed) {
         (Ok(()), Some(c)) => Ok(c),
@@ -469,7 +497,7 @@ impl<J: Job> Supervisor<'_, J> {
                     slot,
                     input_len: c.input_len,
                     output_len: c.output_len,
-                    payload: c.payload,
+                    payload: self.job.payload(task),
                 };
                 match self.lanes.get(lane as usize) {
                     Some(l) => {
@@ -512,7 +540,7 @@ impl<J: Job> Supervisor<'_, J> {
             attempt,
             input: self.cfg.layout.input(slot, c.input_len),
             output: self.cfg.layout.output(slot, c.output_len),
-            payload: c.payload,
+            payload: self.job.payload(task),
             fault,
         }
     }

@@ -46,6 +46,8 @@ pub enum ShmError {
     Leased(u32),
     #[error("slot {0} is not in the ring")]
     NoSlot(u32),
+    #[error("{0} bytes do not fit the slot's {1}-byte region")]
+    TooLarge(u64, u64),
 }
 
 impl SharedSegment {
@@ -55,10 +57,20 @@ impl SharedSegment {
     pub fn create(len: u64) -> io::Result<SharedSegment> {
         let fd: OwnedFd = nix::sys::memfd::memfd_create(
             c"blocksum-slots",
-            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
         )?;
         let file = File::from(fd);
         file.set_len(len)?;
+        // Sealed at its size: no process holding the descriptor (a worker, or a user's
+        // plug-in inside one) can shrink it under the coordinator's mapping (SIGBUS).
+        nix::fcntl::fcntl(
+            &file,
+            nix::fcntl::FcntlArg::F_ADD_SEALS(
+                nix::fcntl::SealFlag::F_SEAL_SHRINK
+                    | nix::fcntl::SealFlag::F_SEAL_GROW
+                    | nix::fcntl::SealFlag::F_SEAL_SEAL,
+            ),
+        )?;
         Self::map(file, len)
     }
 
@@ -150,12 +162,18 @@ impl SlotRing {
         }))
     }
 
-    pub fn layout(&self) -> SlotLayout {
-        self.layout
-    }
-
     pub fn segment(&self) -> &SharedSegment {
         &self.seg
+    }
+
+    fn fits(&self, input_len: u64, output_len: u64) -> Result<(), ShmError> {
+        if input_len > self.layout.input_bytes {
+            return Err(ShmError::TooLarge(input_len, self.layout.input_bytes));
+        }
+        if output_len > self.layout.output_bytes {
+            return Err(ShmError::TooLarge(output_len, self.layout.output_bytes));
+        }
+        Ok(())
     }
 
     fn claim(&self, slot: SlotId) -> Result<(), ShmError> {
@@ -189,12 +207,9 @@ impl SlotRing {
         if slot.0 >= self.layout.slots {
             return Err(ShmError::NoSlot(slot.0));
         }
-        let input = self
-            .layout
-            .input(slot, input_len.min(self.layout.input_bytes));
-        let output = self
-            .layout
-            .output(slot, output_len.min(self.layout.output_bytes));
+        self.fits(input_len, output_len)?;
+        let input = self.layout.input(slot, input_len);
+        let output = self.layout.output(slot, output_len);
         let (i, o) = (self.seg.range(input)?, self.seg.range(output)?);
         self.claim(slot)?;
         Ok(SlotLease {
@@ -214,9 +229,8 @@ impl SlotRing {
         if slot.0 >= self.layout.slots {
             return Err(ShmError::NoSlot(slot.0));
         }
-        let output = self
-            .layout
-            .output(slot, output_len.min(self.layout.output_bytes));
+        self.fits(0, output_len)?;
+        let output = self.layout.output(slot, output_len);
         let o = self.seg.range(output)?;
         self.claim(slot)?;
         Ok(OutputLease {
@@ -236,10 +250,6 @@ pub struct SlotLease {
 }
 
 impl SlotLease {
-    pub fn slot(&self) -> SlotId {
-        self.slot
-    }
-
     /// The input and output parts, apart.
     pub fn parts(&mut self) -> (&mut [u8], &mut [u8]) {
         // SAFETY: the ranges were checked inside the mapping and are disjoint by the
@@ -268,10 +278,6 @@ pub struct OutputLease {
 }
 
 impl OutputLease {
-    pub fn slot(&self) -> SlotId {
-        self.slot
-    }
-
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: checked inside the mapping; the ring gave the slot to this lease alone
         // and the scheduler gives it to no worker until the lease is gone.
