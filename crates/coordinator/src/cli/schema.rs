@@ -91,14 +91,14 @@ pub enum Command {
 
 pub const MAP_EXAMPLES: &str = "\
 Examples:
-  coordinator map in.tif ndvi.tif --kernel-lib ./libndvi.so --band 3 --band 4
-  coordinator map in.tif range.tif --kernel-lib ./libblockstat.so --factor 4 --kernel-arg stat=range
-  coordinator map in.tif out.tif --worker-bin ./my-kernel-worker --factor 8
+  coordinator --workers 2 map demo.tif range.tif --worker-bin \"$(command -v block-range-worker)\" --factor 4
 
-The kernel library is loaded by worker processes only; --in-process-fallback lets the
-coordinator load it too (to run chunks whose worker timed out, or everything with
---workers 0). A --worker-bin without --kernel-lib is a Rust kernel's own binary: it is sent
-the bare worker::map::MapSetup, not the standard worker's setup.";
+A C kernel: build a shared library that exports blocksum_kernel_v1 (include/blocksum_kernel.h;
+examples in examples/c-kernels) and pass it with --kernel-lib ./libk.so [--kernel-arg K=V]...
+The library is loaded by worker processes only; --in-process-fallback lets the coordinator
+load it too (to run chunks whose worker timed out, or everything with --workers 0). A
+--worker-bin without --kernel-lib is a Rust kernel's own binary (runtime::serve::<K>() with
+K::Setup = worker::map::MapSetup): it is sent the bare MapSetup, not the standard worker's.";
 
 /// `coordinator map`: the options of `resample` that apply to any kernel, and the kernel's.
 #[derive(Debug, Clone, Args)]
