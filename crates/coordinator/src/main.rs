@@ -86,6 +86,14 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
             }
             Ok(summary.exit_code)
         }
+        Command::Map(m) => {
+            let (cfg, _) = cli::resolve_map(cli, m)?;
+            let summary = run::resample(&cfg)?;
+            if !cli.quiet {
+                eline(&summary.message);
+            }
+            Ok(summary.exit_code)
+        }
         Command::Plan(p) => {
             let (cfg, _) = cli::resolve(cli, &p.job, None)?;
             let prep = run::prepare(&cfg)?;

@@ -18,6 +18,7 @@ use protocol::{SlotLayout, TaskId};
 use shm::SlotRing;
 use worker::{
     exec::{BlockAggChunk, BlockAggSetup},
+    map::{MapChunk, MapSetup},
     KernelSpec, SampleType, Window, WorkerChunk, WorkerKernel, WorkerSetup,
 };
 
@@ -34,7 +35,7 @@ use crate::{
 };
 
 /// Defined beside the code that builds it (`cli::resolve`).
-pub use crate::cli::ResampleConfig;
+pub use crate::cli::{MapSpec, ResampleConfig};
 
 /// The validated input and the plan derived from it (shared with `coordinator plan`).
 #[derive(Debug, Clone)]
@@ -60,9 +61,13 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     let f = cfg.factor as u64;
     let bands = info.select(&cfg.bands)?;
     let sample = raster::common_sample(&bands);
-    let out_type = cfg
-        .out_type
-        .unwrap_or_else(|| raster::default_out_type(cfg.agg, sample));
+    // A map kernel's output is Float64 with nodata NaN, whatever its input.
+    let out_type = match &cfg.map {
+        Some(_) => SampleType::F64,
+        None => cfg
+            .out_type
+            .unwrap_or_else(|| raster::default_out_type(cfg.agg, sample)),
+    };
     // A GeoTIFF holds one nodata value for all bands: the bands' own when they agree (each
     // band is still read with its own), else one no valid result can take (NaN, or the
     // integer type's end that clamping keeps valid values off).
@@ -70,15 +75,27 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     let agree = bands
         .iter()
         .all(|b| b.nodata.map(f64::to_bits) == shared.map(f64::to_bits));
-    let out_nodata = raster::out_nodata(cfg.agg, out_type, if agree { shared } else { None });
-    if !agree {
+    let out_nodata = match &cfg.map {
+        Some(_) => f64::NAN,
+        None => raster::out_nodata(cfg.agg, out_type, if agree { shared } else { None }),
+    };
+    if !agree && cfg.map.is_none() {
         tracing::info!(
             "the selected bands have different nodata values; the output's nodata is {out_nodata} for all bands"
         );
     }
     let nb = bands.len() as u64;
+    // Input bytes per pixel (all bands) and output planes: a map kernel reads f64 samples
+    // and a mask byte per sample, and fills its own number of planes.
+    let (pixel_bytes, out_planes) = match &cfg.map {
+        Some(m) => (
+            worker::map::input_bytes(nb, unit_window()),
+            m.out_bands as u64,
+        ),
+        None => (sample.size() * nb, nb),
+    };
     // Small rasters still get a few chunks per worker, so that every worker has work.
-    let total = info.width * info.height * sample.size() * nb;
+    let total = info.width * info.height * pixel_bytes;
     let spread = (total / (4 * cfg.workers.max(1) as u64)).max(1 << 20);
     let target = cfg.chunk_bytes.min(spread);
     let plan = plan(
@@ -86,8 +103,8 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
         info.height,
         info.block,
         f,
-        nb,
-        sample.size() * nb,
+        out_planes,
+        pixel_bytes,
         target,
     );
     for fault in &cfg.faults {
@@ -101,8 +118,11 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
             }
         }
     }
-    // In-process lanes: all the work without workers, one fallback lane with them.
-    let lanes = if cfg.workers == 0 {
+    // In-process lanes: all the work without workers, one fallback lane with them; none
+    // for a plug-in kernel unless the user lets the coordinator load it.
+    let lanes = if cfg.map.as_ref().is_some_and(|m| !m.in_process_fallback) {
+        0
+    } else if cfg.workers == 0 {
         cfg.in_process_threads.max(1)
     } else {
         1
@@ -124,7 +144,7 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     let coordinator_cache = coordinator_cache_bytes(
         &plan,
         out_type,
-        bands.len() as u64,
+        out_planes,
         slots_for(cfg.workers),
         lanes,
         cfg.workers,
@@ -240,7 +260,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         path: cfg.output.clone(),
         width: prep.plan.out_width,
         height: prep.plan.out_height,
-        bands: prep.bands.clone(),
+        bands: out_bands(cfg, &prep),
         out_type: prep.out_type,
         nodata: prep.out_nodata,
         geo_transform: prep.info.geo_transform.map(|g| {
@@ -254,12 +274,36 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let sink = GtiffSink::new(ds, spec, tmp);
 
     let mut job = BlockAggJob::new(cfg, &prep);
-    let setup = protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
-        input: cfg.input.to_string_lossy().into_owned(),
-        bands: prep.bands.iter().map(|b| b.index).collect(),
-    }));
-    let lane_setup = setup.clone();
-    let executor: ExecutorFactory = Arc::new(move || runtime::open::<WorkerKernel>(&lane_setup));
+    let input = cfg.input.to_string_lossy().into_owned();
+    let bands: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
+    let setup = match &cfg.map {
+        None => protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup { input, bands })),
+        Some(m) => {
+            let ms = MapSetup {
+                input,
+                bands,
+                factor: cfg.factor,
+                out_bands: m.out_bands,
+                args: m.args.clone(),
+                lib: m.lib.as_ref().map(|l| l.to_string_lossy().into_owned()),
+                raster_size: (prep.info.width, prep.info.height),
+            };
+            // The rule for `map`: the standard worker (a library to load) takes its own
+            // setup enum; a Rust kernel's binary (no library) serves `MapSetup` itself.
+            if ms.lib.is_some() {
+                protocol::encode(&WorkerSetup::Map(ms))
+            } else {
+                protocol::encode(&ms)
+            }
+        }
+    };
+    // A plug-in is loaded into the coordinator only when the user asks for it (`lanes` is
+    // then non-zero); a Rust kernel's binary never runs here (`resolve_map` refuses it).
+    let executor: Option<ExecutorFactory> = (prep.lanes > 0).then(|| {
+        let lane_setup = setup.clone();
+        let f: ExecutorFactory = Arc::new(move || runtime::open::<WorkerKernel>(&lane_setup));
+        f
+    });
     let mut sc = SchedConfig::new(
         prep.memory.workers + prep.memory.spares,
         prep.lanes,
@@ -290,7 +334,8 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             (
                 "BLOCKSUM_JOB".into(),
                 format!(
-                    "resample {} -> {}",
+                    "{} {} -> {}",
+                    if cfg.map.is_some() { "map" } else { "resample" },
                     cfg.input.display(),
                     cfg.output.display()
                 ),
@@ -298,7 +343,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         ],
         data_limit: prep.memory.limit,
         setup,
-        executor: Some(executor),
+        executor,
         memory_poll: cfg.memory_poll,
         soft_limit: prep.memory.soft,
         min_free_memory: cfg.min_free_memory,
@@ -378,7 +423,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         cfg.output.display(),
         prep.plan.out_width,
         prep.plan.out_height,
-        prep.bands.len(),
+        prep.plan.bands,
         prep.out_type,
         t.chunks,
         t.wall_ms as f64 / 1000.0,
@@ -402,7 +447,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     }
     for (i, a) in t.adjusted_by_band.iter().enumerate() {
         if a.clamped + a.moved_off_nodata > 0 {
-            let b = prep.bands[i].index;
+            let b = prep.bands.get(i).map_or(i as u32 + 1, |b| b.index);
             message.push_str(&format!(
                 "\nwarning: band {b}: {} valid pixel(s) clamped into {}'s range and {} moved one step off the nodata value {}, so that none reads as nodata (a wider --ot keeps them exact)",
                 a.clamped, prep.out_type, a.moved_off_nodata, prep.out_nodata
@@ -422,6 +467,11 @@ struct BlockAggJob {
     tasks: Vec<Chunk>,
     plan: Plan,
     kernel: KernelSpec,
+    /// `coordinator map`: each chunk's payload is a `MapChunk` instead.
+    map: bool,
+    /// Payloads go bare (a Rust kernel's own binary), not in `WorkerChunk`.
+    bare: bool,
+    /// Output planes.
     bands: u64,
     metadata: Vec<(String, String)>,
 }
@@ -439,11 +489,19 @@ impl BlockAggJob {
                 // nodata, so that it can tell them from a valid value equal to nodata.
                 out_nodata: f64::NAN,
             },
-            bands: prep.bands.len() as u64,
-            metadata: vec![
-                ("BLOCKSUM_AGG".to_string(), cfg.agg.name().to_string()),
-                ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
-            ],
+            map: cfg.map.is_some(),
+            bare: cfg.map.as_ref().is_some_and(|m| m.lib.is_none()),
+            bands: prep.plan.bands,
+            metadata: match &cfg.map {
+                None => vec![
+                    ("BLOCKSUM_AGG".to_string(), cfg.agg.name().to_string()),
+                    ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
+                ],
+                Some(m) => vec![
+                    ("BLOCKSUM_KERNEL".to_string(), kernel_name(cfg, m)),
+                    ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
+                ],
+            },
         }
     }
 }
@@ -462,10 +520,24 @@ impl Job for BlockAggJob {
     }
 
     fn payload(&self, task: TaskId) -> Vec<u8> {
-        protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
-            window: self.tasks[task.0 as usize].window,
-            kernel: self.kernel,
-        }))
+        let c = &self.tasks[task.0 as usize];
+        if self.map {
+            let chunk = MapChunk {
+                window: c.window,
+                out_window: c.out,
+            };
+            // The same rule as the setup's: a payload in the standard worker's enum when the
+            // setup is, bare for a Rust kernel's binary.
+            match self.bare {
+                true => protocol::encode(&chunk),
+                false => protocol::encode(&WorkerChunk::Map(chunk)),
+            }
+        } else {
+            protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
+                window: c.window,
+                kernel: self.kernel,
+            }))
+        }
     }
 
     /// Splits chunk `task` in two along the file's block grid.
@@ -701,7 +773,14 @@ impl RunView<'_> {
             output: self.cfg.output.display().to_string(),
             options: serde_json::json!({
                 "factor": self.cfg.factor,
-                "agg": self.cfg.agg.name(),
+                "agg": if self.cfg.map.is_some() { serde_json::Value::Null } else { self.cfg.agg.name().into() },
+                "kernel": self.cfg.map.as_ref().map(|m| serde_json::json!({
+                    "name": kernel_name(self.cfg, m),
+                    "library": m.lib.as_ref().map(|l| l.display().to_string()),
+                    "args": m.args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+                    "out_bands": m.out_bands,
+                    "in_process_fallback": m.in_process_fallback,
+                })),
                 "bands": self.prep.bands.iter().map(|b| b.index).collect::<Vec<_>>(),
                 "sample_type": self.prep.sample.gdal_name(),
                 "output_type": self.prep.out_type.gdal_name(),
@@ -731,6 +810,40 @@ impl RunView<'_> {
             workers,
             totals,
         }
+    }
+}
+
+/// The output's bands: the selected input bands for `resample`, `out_bands` unnamed
+/// Float64 planes for `map`.
+fn out_bands(cfg: &ResampleConfig, prep: &Prepared) -> Vec<BandInfo> {
+    match &cfg.map {
+        None => prep.bands.clone(),
+        Some(m) => (1..=m.out_bands)
+            .map(|index| BandInfo {
+                index,
+                sample: SampleType::F64,
+                nodata: None,
+                description: String::new(),
+            })
+            .collect(),
+    }
+}
+
+/// How the report and the metadata name a map kernel: its library's or binary's file name.
+fn kernel_name(cfg: &ResampleConfig, m: &MapSpec) -> String {
+    let path = m.lib.as_deref().unwrap_or(&cfg.worker_bin);
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// One pixel: the per-pixel arithmetic of the slot sizes.
+fn unit_window() -> Window {
+    Window {
+        x: 0,
+        y: 0,
+        w: 1,
+        h: 1,
     }
 }
 

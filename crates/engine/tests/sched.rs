@@ -218,6 +218,8 @@ enum Misbehave {
     Crash,
     /// The worker answers `Failed`.
     Fail,
+    /// The worker never answers (only a timeout ends the attempt).
+    Hang,
 }
 
 struct World {
@@ -773,7 +775,10 @@ impl World {
                 choices.push(Choice::Exit(p.key));
             } else if !p.ready {
                 choices.push(Choice::Ready(p.key));
-            } else if p.job.is_some() {
+            } else if p
+                .job
+                .is_some_and(|j| self.misbehaviour(j.task) != Some(Misbehave::Hang))
+            {
                 choices.push(Choice::Reply(p.key));
             }
         }
@@ -807,7 +812,7 @@ impl World {
                             error: "cannot read block".into(),
                         });
                     }
-                    None => {
+                    None | Some(Misbehave::Hang) => {
                         self.done_key(k);
                     }
                 }
@@ -1473,6 +1478,73 @@ fn timeouts_under_random_orders_keep_every_invariant() {
     }
     // The test is about timeouts: make sure it saw some.
     assert!(timeouts > 0, "no attempt timed out in any seed");
+}
+
+#[test]
+fn with_no_in_process_lane_a_timed_out_chunk_is_retried_on_a_fresh_worker_then_quarantined() {
+    // A plug-in kernel is never loaded into the coordinator: no lanes. A timeout is then a
+    // failure like a crash: a fresh worker retries, the last attempt quarantines.
+    let mut cfg = config(1, 0, 2);
+    cfg.timeout = Some(TimeoutSpec::Fixed(ms(100)));
+    cfg.kill_grace = ms(50);
+    cfg.max_attempts = 2;
+    let (mut w, _) = World::new(cfg, 2);
+    let a = w.ready(0);
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 0), TaskId(0), Attempt(1), SlotId(0))]
+    );
+    w.at(100);
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(0, 0), Sig::Term)]);
+    assert!(in_process_runs(&a).is_empty(), "{a:?}");
+    w.at(110);
+    let a = w.exit(0, killed_by(SIGTERM));
+    assert_eq!(spawns(&a), vec![key(0, 1)]);
+    w.at(120);
+    let a = w.ready_key(key(0, 1));
+    assert_eq!(
+        dispatches(&a),
+        vec![(key(0, 1), TaskId(0), Attempt(2), SlotId(0))]
+    );
+    w.at(220);
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(0, 1), Sig::Term)]);
+    assert_eq!(writes(&a), vec![(TaskId(0), None)]);
+    assert!(in_process_runs(&a).is_empty(), "{a:?}");
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert!(w.all_log(in_process_runs).is_empty());
+    assert_eq!(
+        w.outcomes(),
+        vec![Some(ChunkOutcome::Quarantined), Some(ChunkOutcome::Done)]
+    );
+    let att = w.s.attempts(TaskId(0));
+    assert_eq!(att.len(), 2);
+    assert!(att
+        .iter()
+        .all(|a| matches!(a.failure, Some(FailureCause::Timeout { .. }))));
+}
+
+#[test]
+fn with_no_in_process_lane_hanging_blocks_are_bisected_and_quarantined_alone() {
+    for seed in 0..20 {
+        let mut cfg = config(2, 0, 4);
+        cfg.timeout = Some(TimeoutSpec::Fixed(ms(20)));
+        cfg.kill_grace = ms(2);
+        cfg.can_split = true;
+        let (mut w, _) = World::with_blocks(cfg, 4, 4);
+        w.misbehave.insert(TaskId(6), Misbehave::Hang);
+        w.run_to_end(&mut Rng::new(seed));
+        w.assert_finished();
+        w.assert_each_written_once();
+        assert!(w.all_log(in_process_runs).is_empty(), "seed {seed}");
+        let quarantined: Vec<(u32, u32)> = (0..w.s.tasks() as u32)
+            .filter(|&t| w.s.outcome(TaskId(t)) == Some(ChunkOutcome::Quarantined))
+            .map(|t| w.ranges[t as usize])
+            .collect();
+        assert_eq!(quarantined, vec![(6, 7)], "seed {seed}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

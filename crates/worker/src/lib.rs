@@ -8,10 +8,13 @@
 //!
 //! Modules: `types` (windows, sample types, aggregations), `kernel` (the aggregations,
 //! proptested against a naive reference), `read` (GDAL window reads), `exec` (the
-//! block-aggregation [`runtime::ChunkKernel`]), `noop` (the dispatch benchmark's kernel).
+//! block-aggregation [`runtime::ChunkKernel`]), `noop` (the dispatch benchmark's kernel),
+//! `map` (users' own kernels: the `map` job's types, the f64 window read with its validity
+//! mask, and C ABI plug-ins loaded in worker processes only).
 
 pub mod exec;
 pub mod kernel;
+pub mod map;
 pub mod noop;
 pub mod read;
 pub mod types;
@@ -27,18 +30,22 @@ pub use types::{Agg, KernelSpec, SampleType, Window};
 pub enum WorkerSetup {
     BlockAgg(exec::BlockAggSetup),
     Noop,
+    /// A C ABI plug-in (`MapSetup::lib`).
+    Map(map::MapSetup),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum WorkerChunk {
     BlockAgg(exec::BlockAggChunk),
     Noop,
+    Map(map::MapChunk),
 }
 
 /// What the `worker` binary serves: one of the kernels above, chosen by the setup.
 pub enum WorkerKernel {
     BlockAgg(exec::ChunkRunner),
     Noop(noop::Noop),
+    Map(map::PluginKernel),
 }
 
 impl ChunkKernel for WorkerKernel {
@@ -49,6 +56,7 @@ impl ChunkKernel for WorkerKernel {
         Ok(match setup {
             WorkerSetup::BlockAgg(s) => WorkerKernel::BlockAgg(ChunkKernel::open(s)?),
             WorkerSetup::Noop => WorkerKernel::Noop(noop::Noop::open(())?),
+            WorkerSetup::Map(s) => WorkerKernel::Map(ChunkKernel::open(s)?),
         })
     }
 
@@ -56,6 +64,7 @@ impl ChunkKernel for WorkerKernel {
         match (self, chunk) {
             (WorkerKernel::BlockAgg(k), WorkerChunk::BlockAgg(c)) => ChunkKernel::run(k, c, slot),
             (WorkerKernel::Noop(k), WorkerChunk::Noop) => k.run((), slot),
+            (WorkerKernel::Map(k), WorkerChunk::Map(c)) => ChunkKernel::run(k, c, slot),
             _ => Err(KernelError::new(
                 "the chunk is for another kernel than this process's setup",
             )),

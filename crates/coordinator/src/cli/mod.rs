@@ -6,8 +6,9 @@ pub mod resolve;
 pub mod schema;
 pub mod settings;
 
-pub use resolve::{resolve, ResampleConfig};
+pub use resolve::{resolve, resolve_map, MapSpec, ResampleConfig};
 pub use schema::{
-    AggArg, BenchArgs, Cli, Command, JobArgs, PlanArgs, ResampleArgs, SynthArgs, EXAMPLES,
+    AggArg, BenchArgs, Cli, Command, JobArgs, MapArgs, PlanArgs, ResampleArgs, SynthArgs, EXAMPLES,
+    MAP_EXAMPLES,
 };
 pub use settings::{settings, PoolArgs, Settings, Workers};

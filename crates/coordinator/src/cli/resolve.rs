@@ -8,7 +8,7 @@ use protocol::FaultSpec;
 use worker::{Agg, SampleType};
 
 use super::{
-    schema::{Cli, JobArgs, ResampleArgs},
+    schema::{AggArg, Cli, JobArgs, MapArgs, ResampleArgs},
     settings::{self, Setting, Settings, Source, Workers, DEFAULT_KILL_GRACE},
 };
 use crate::{error::CoordError, sched::TimeoutSpec};
@@ -55,6 +55,19 @@ pub struct ResampleConfig {
     /// Upper bound on the slot ring (the seed's `queue_sizes.chunk_queue`).
     pub chunk_queue: Option<u32>,
     pub quiet: bool,
+    /// `coordinator map`: the user's kernel in place of the block aggregation.
+    pub map: Option<MapSpec>,
+}
+
+/// What `map` adds to a run: the user's kernel and its output.
+#[derive(Debug, Clone)]
+pub struct MapSpec {
+    /// The C ABI library; `None`: `worker_bin` is a Rust kernel's own worker binary.
+    pub lib: Option<PathBuf>,
+    pub args: Vec<(String, String)>,
+    pub out_bands: u32,
+    /// The coordinator may load the kernel (`--in-process-fallback`).
+    pub in_process_fallback: bool,
 }
 
 /// The layered settings of a `plan` or `resample` command line (`--in-process` included).
@@ -167,6 +180,71 @@ pub fn resolve(
         spare_workers,
         chunk_queue: st.chunk_queue.value,
         quiet: cli.quiet,
+        map: None,
     };
+    Ok((cfg, st))
+}
+
+/// Builds the resolved config for `map`: the options it shares with `resample`, resolved
+/// the same way, and its kernel.
+pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings), CoordError> {
+    if m.kernel_lib.is_none() && m.worker_bin.is_none() {
+        return Err(CoordError::Usage(
+            "map needs a kernel: --kernel-lib PATH.so (a C ABI library), or --worker-bin PATH (a Rust kernel's worker binary)".into(),
+        ));
+    }
+    if m.kernel_lib.is_none() && m.in_process_fallback {
+        return Err(CoordError::Usage(
+            "--in-process-fallback needs --kernel-lib: a Rust kernel's own binary cannot run inside the coordinator".into(),
+        ));
+    }
+    if let Some(lib) = &m.kernel_lib {
+        if !lib.is_file() {
+            return Err(CoordError::BadInput(format!(
+                "--kernel-lib '{}' is not a file",
+                lib.display()
+            )));
+        }
+    }
+    let job = JobArgs {
+        input: m.input.clone(),
+        factor: m.factor,
+        agg: AggArg::Sum,
+        bands: m.bands.clone(),
+        ot: Some(SampleType::F64),
+        chunk_mib: m.chunk_mib,
+        in_process: false,
+        faults: m.faults.clone(),
+        pool: m.pool.clone(),
+    };
+    let r = ResampleArgs {
+        job: job.clone(),
+        output: m.output.clone(),
+        report: m.report.clone(),
+        overwrite: m.overwrite,
+        creation_options: m.creation_options.clone(),
+        worker_bin: m.worker_bin.clone(),
+        kill_grace: m.kill_grace,
+    };
+    let (mut cfg, st) = resolve(cli, &job, Some(&r))?;
+    if cfg.workers == 0 && !m.in_process_fallback {
+        return Err(CoordError::Usage(
+            "map loads the kernel in worker processes only: --workers 0 needs --in-process-fallback (the coordinator then loads it, and a crash in it ends the run)".into(),
+        ));
+    }
+    // The library is resolved now: a worker's working directory is not ours to rely on.
+    let lib =
+        match &m.kernel_lib {
+            Some(l) => Some(std::fs::canonicalize(l).map_err(|e| {
+                CoordError::BadInput(format!("--kernel-lib '{}': {e}", l.display()))
+            })?),
+            None => None,
+        };
+    cfg.map = Some(MapSpec {
+        lib,
+        args: m.kernel_args.clone(),
+        out_bands: m.out_bands,
+        in_process_fallback: m.in_process_fallback,
+    });
     Ok((cfg, st))
 }

@@ -81,6 +81,85 @@ pub enum Command {
         after_help = "Examples:\n  coordinator --workers 2 bench-dispatch demo.tif\n  coordinator --workers 4 bench-dispatch demo.tif --chunks 50000 --slot-mib 64"
     )]
     BenchDispatch(BenchArgs),
+    /// Run your own kernel over INPUT into OUTPUT (Float64, nodata NaN): a C ABI shared
+    /// library (`--kernel-lib`, see include/blocksum_kernel.h) loaded by worker processes
+    /// only, or a Rust worker binary built on `runtime::serve` (`--worker-bin`). A crash,
+    /// hang or runaway allocation in the kernel kills a worker, never the run.
+    #[command(after_help = MAP_EXAMPLES)]
+    Map(MapArgs),
+}
+
+pub const MAP_EXAMPLES: &str = "\
+Examples:
+  coordinator --workers 2 map demo.tif range.tif --worker-bin \"$(command -v block-range-worker)\" --factor 4
+
+A C kernel: build a shared library that exports blocksum_kernel_v1 (include/blocksum_kernel.h;
+examples in examples/c-kernels) and pass it with --kernel-lib ./libk.so [--kernel-arg K=V]...
+The library is loaded by worker processes only; --in-process-fallback lets the coordinator
+load it too (to run chunks whose worker timed out, or everything with --workers 0). A
+--worker-bin without --kernel-lib is a Rust kernel's own binary (runtime::serve::<K>() with
+K::Setup = worker::map::MapSetup): it is sent the bare MapSetup, not the standard worker's.";
+
+/// `coordinator map`: the options of `resample` that apply to any kernel, and the kernel's.
+#[derive(Debug, Clone, Args)]
+pub struct MapArgs {
+    /// The raster to read (anything GDAL opens).
+    pub input: PathBuf,
+    /// Where to write the GeoTIFF (Float64, nodata NaN; written under a temporary name,
+    /// renamed when complete).
+    pub output: PathBuf,
+    /// A shared library exporting `blocksum_kernel_v1` (include/blocksum_kernel.h).
+    #[arg(long)]
+    pub kernel_lib: Option<PathBuf>,
+    /// A parameter for the kernel, KEY=VALUE (repeatable; passed in order).
+    #[arg(long = "kernel-arg", value_parser = parse_kernel_arg)]
+    pub kernel_args: Vec<(String, String)>,
+    /// Output bands the kernel fills.
+    #[arg(long, default_value_t = 1, value_parser = parse_band)]
+    pub out_bands: u32,
+    /// Block size F: the output is ceil(W/F) x ceil(H/F); chunks are multiples of F.
+    #[arg(long, short = 'f', default_value_t = 1, value_parser = parse_factor, allow_negative_numbers = true)]
+    pub factor: u32,
+    /// Band to read (1-based; repeat for several, in the order the kernel sees them).
+    /// Default: all bands.
+    #[arg(long = "band", short = 'b', value_parser = parse_band, allow_negative_numbers = true)]
+    pub bands: Vec<u32>,
+    /// Largest input bytes per chunk, in MiB (as f64 samples plus the mask: 9 bytes per
+    /// sample).
+    #[arg(long, default_value_t = 16.0, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub chunk_mib: f64,
+    /// Let the coordinator load the kernel too: chunks whose worker timed out then run in
+    /// process (as for resample), and `--workers 0` is allowed. Off by default: a plug-in's
+    /// crash would take the coordinator down.
+    #[arg(long)]
+    pub in_process_fallback: bool,
+    /// Make a worker misbehave (as for resample): KIND:CHUNK[:TIMES].
+    #[arg(long = "inject-fault", value_parser = parse_fault)]
+    pub faults: Vec<FaultSpec>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    /// Write a JSON report: the plan, every chunk and attempt, every worker, totals.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// GDAL creation option KEY=VALUE (repeatable).
+    #[arg(long = "co")]
+    pub creation_options: Vec<String>,
+    /// The worker binary. Default: `worker` beside this program. Without --kernel-lib: a
+    /// Rust kernel's own binary (`fn main() { runtime::serve::<MyKernel>() }`).
+    #[arg(long, env = "BLOCKSUM_WORKER_BIN")]
+    pub worker_bin: Option<PathBuf>,
+    #[arg(long, value_parser = units::parse_duration, allow_hyphen_values = true, help = format!("Grace between TERM and KILL when stopping a worker [default: {DEFAULT_KILL_GRACE:?}]"))]
+    pub kill_grace: Option<Duration>,
+}
+
+fn parse_kernel_arg(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1017,9 +1017,13 @@ impl Scheduler {
         let crashed = entry.crashed_a_worker;
         let max_attempts = entry.max_attempts;
         let cause = &last.cause;
-        if matches!(cause, FailureCause::Timeout { .. }) && !crashed {
+        let has_lanes = self.inproc.len() > 0;
+        if matches!(cause, FailureCause::Timeout { .. }) && !crashed && has_lanes {
             // The seed design's rule: a chunk whose worker timed out runs in process. A
             // chunk that crashed a worker never does: it could take the coordinator down.
+            // With no in-process lane (a plug-in kernel that must never be loaded into the
+            // coordinator), a timeout is a failure like any other: retried on a fresh
+            // worker, then split or quarantined below.
             tracing::info!(
                 task = task.0,
                 attempt,
