@@ -13,15 +13,73 @@ use crate::{
 pub struct Report {
     pub tool: String,
     pub version: String,
-    pub status: String,
+    pub status: RunStatus,
+    /// The run's error, one line, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub exit_code: i32,
     pub input: String,
     pub output: String,
-    pub options: serde_json::Value,
+    pub options: ReportOptions,
     pub plan: PlanSummary,
     pub chunks: Vec<ChunkReport>,
     pub workers: Vec<WorkerReport>,
     pub totals: Totals,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Ok,
+    CompletedWithQuarantinedChunks,
+    Failed,
+}
+
+/// The options that decided the run, resolved.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReportOptions {
+    pub factor: u32,
+    /// The aggregation (`resample`), or `None` for `map`.
+    pub agg: Option<String>,
+    /// The user's kernel (`map`).
+    pub kernel: Option<KernelOptions>,
+    pub bands: Vec<u32>,
+    pub sample_type: String,
+    pub output_type: String,
+    /// A number, or "nan".
+    pub output_nodata: serde_json::Value,
+    pub workers: u32,
+    pub memory: MemoryOptions,
+    pub max_attempts: u32,
+    /// "none", "N ms", or "P% of the median chunk time".
+    pub task_timeout: String,
+    /// `KIND:CHUNK:TIMES` as given.
+    pub faults: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KernelOptions {
+    /// The library's or the binary's file name.
+    pub name: String,
+    pub library: Option<String>,
+    pub args: Vec<String>,
+    pub out_bands: u32,
+    pub in_process_fallback: bool,
+}
+
+/// The memory arithmetic the run used (bytes).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MemoryOptions {
+    pub limit_per_worker: Option<u64>,
+    pub limit_is_auto: bool,
+    pub soft_limit: Option<u64>,
+    pub gdal_cache_per_worker: u64,
+    pub ring: u64,
+    pub coordinator_expected: u64,
+    pub total_expected: u64,
+    pub available: u64,
+    pub min_free_memory: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -1,0 +1,128 @@
+//! The job as the engine sees it: each chunk's slot sizes and kernel payload, the split of a
+//! failing chunk along the file's block grid, the window each output goes to, and the
+//! metadata the sink sets at the end.
+
+use super::*;
+
+/// The block-aggregation job as the engine sees it: the plan's chunks, then the parts of
+/// split ones, each with its kernel payload and slot sizes.
+pub(super) struct BlockAggJob {
+    pub(super) tasks: Vec<Chunk>,
+    plan: Plan,
+    kernel: KernelSpec,
+    /// `coordinator map`: each chunk's payload is a `MapChunk` instead.
+    map: bool,
+    /// Payloads go bare (a Rust kernel's own binary), not in `WorkerChunk`.
+    bare: bool,
+    /// Output planes.
+    bands: u64,
+    metadata: Vec<(String, String)>,
+}
+
+impl BlockAggJob {
+    pub(super) fn new(cfg: &ResampleConfig, prep: &Prepared) -> BlockAggJob {
+        BlockAggJob {
+            tasks: prep.plan.chunks.clone(),
+            plan: prep.plan.clone(),
+            kernel: KernelSpec {
+                agg: cfg.agg,
+                factor: cfg.factor,
+                sample: prep.sample,
+                // Empty blocks come back as NaN; the writer turns them into the output's
+                // nodata, so that it can tell them from a valid value equal to nodata.
+                out_nodata: f64::NAN,
+            },
+            map: cfg.map.is_some(),
+            bare: cfg.map.as_ref().is_some_and(|m| m.lib.is_none()),
+            bands: prep.plan.bands,
+            metadata: match &cfg.map {
+                None => vec![
+                    ("BLOCKSUM_AGG".to_string(), cfg.agg.name().to_string()),
+                    ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
+                ],
+                Some(m) => vec![
+                    ("BLOCKSUM_KERNEL".to_string(), kernel_name(cfg, m)),
+                    ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
+                ],
+            },
+        }
+    }
+}
+
+impl Job for BlockAggJob {
+    type Sink = GtiffSink;
+
+    fn chunk(&self, task: TaskId) -> ChunkSpec {
+        let c = &self.tasks[task.0 as usize];
+        let input_len = c.window.pixels() * self.plan.pixel_bytes;
+        ChunkSpec {
+            input_len,
+            output_len: c.out.pixels() * 8 * self.bands,
+            weight: input_len,
+        }
+    }
+
+    fn payload(&self, task: TaskId) -> Vec<u8> {
+        let c = &self.tasks[task.0 as usize];
+        if self.map {
+            let chunk = MapChunk {
+                window: c.window,
+                out_window: c.out,
+            };
+            // The same rule as the setup's: a payload in the standard worker's enum when the
+            // setup is, bare for a Rust kernel's binary.
+            match self.bare {
+                true => protocol::encode(&chunk),
+                false => protocol::encode(&WorkerChunk::Map(chunk)),
+            }
+        } else {
+            protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
+                window: c.window,
+                kernel: self.kernel,
+            }))
+        }
+    }
+
+    /// Splits chunk `task` in two along the file's block grid.
+    fn split(&mut self, task: TaskId) -> u32 {
+        let parent = self.tasks[task.0 as usize];
+        let first = TaskId(self.tasks.len() as u32);
+        let Some(parts) = self.plan.split(&parent, first) else {
+            return 0;
+        };
+        for p in parts {
+            tracing::debug!(
+                task = task.0,
+                part = p.id.0,
+                window = ?p.window,
+                "part of a split chunk"
+            );
+            self.tasks.push(p);
+        }
+        parts.len() as u32
+    }
+
+    fn write_item(&self, task: TaskId) -> Window {
+        self.tasks[task.0 as usize].out
+    }
+
+    fn close_item(&self, quarantined: &[TaskId]) -> Vec<(String, String)> {
+        // `ID:x,y,w,h:x,y,w,h` (input window, output window) for each quarantined chunk.
+        let q: Vec<String> = quarantined
+            .iter()
+            .map(|t| {
+                let c = &self.tasks[t.0 as usize];
+                let (w, o) = (c.window, c.out);
+                format!(
+                    "{t}:{},{},{},{}:{},{},{},{}",
+                    w.x, w.y, w.w, w.h, o.x, o.y, o.w, o.h
+                )
+            })
+            .collect();
+        let mut md = self.metadata.clone();
+        if !q.is_empty() {
+            md.push(("BLOCKSUM_QUARANTINED_CHUNKS".to_string(), q.join(";")));
+        }
+        md
+    }
+}

@@ -1,0 +1,246 @@
+//! Preparing a run: validate the input and the options, plan the chunks, do the memory
+//! arithmetic; nothing starts here. `coordinator plan` prints what this computes.
+
+use super::*;
+
+/// The validated input and the plan derived from it (shared with `coordinator plan`).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub info: RasterInfo,
+    pub bands: Vec<BandInfo>,
+    pub sample: SampleType,
+    pub out_type: SampleType,
+    pub out_nodata: f64,
+    pub plan: Plan,
+    pub layout: SlotLayout,
+    pub lanes: u32,
+    pub memory: MemoryPlan,
+}
+
+/// Validates the input and the options and plans the run, without starting anything.
+pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
+    if cfg.factor == 0 {
+        return Err(CoordError::BadInput("--factor must be at least 1".into()));
+    }
+    let info = raster::inspect(&cfg.input)?;
+    // A factor beyond the raster's sides is fine: the partial-edge rule gives one block.
+    let f = cfg.factor as u64;
+    let bands = info.select(&cfg.bands)?;
+    let sample = raster::common_sample(&bands);
+    // A map kernel's output is Float64 with nodata NaN, whatever its input.
+    let out_type = match &cfg.map {
+        Some(_) => SampleType::F64,
+        None => cfg
+            .out_type
+            .unwrap_or_else(|| raster::default_out_type(cfg.agg, sample)),
+    };
+    // A GeoTIFF holds one nodata value for all bands: the bands' own when they agree (each
+    // band is still read with its own), else one no valid result can take (NaN, or the
+    // integer type's end that clamping keeps valid values off).
+    let shared = bands[0].nodata;
+    let agree = bands
+        .iter()
+        .all(|b| b.nodata.map(f64::to_bits) == shared.map(f64::to_bits));
+    let out_nodata = match &cfg.map {
+        Some(_) => f64::NAN,
+        None => raster::out_nodata(cfg.agg, out_type, if agree { shared } else { None }),
+    };
+    if !agree && cfg.map.is_none() {
+        tracing::info!(
+            "the selected bands have different nodata values; the output's nodata is {out_nodata} for all bands"
+        );
+    }
+    let nb = bands.len() as u64;
+    // Input bytes per pixel (all bands) and output planes: a map kernel reads f64 samples
+    // and a mask byte per sample, and fills its own number of planes.
+    let (pixel_bytes, out_planes) = match &cfg.map {
+        Some(m) => (
+            worker::map::input_bytes(nb, unit_window()),
+            m.out_bands as u64,
+        ),
+        None => (sample.size() * nb, nb),
+    };
+    // Small rasters still get a few chunks per worker, so that every worker has work.
+    let total = info.width * info.height * pixel_bytes;
+    let spread = (total / (4 * cfg.workers.max(1) as u64)).max(1 << 20);
+    let target = cfg.chunk_bytes.min(spread);
+    let plan = plan(
+        info.width,
+        info.height,
+        info.block,
+        f,
+        out_planes,
+        pixel_bytes,
+        target,
+    );
+    for fault in &cfg.faults {
+        if let Some(c) = fault.chunk {
+            if c as usize >= plan.chunks.len() {
+                return Err(CoordError::BadInput(format!(
+                    "--inject-fault names chunk {c}, but the plan has {} chunks (0..{})",
+                    plan.chunks.len(),
+                    plan.chunks.len() - 1
+                )));
+            }
+        }
+    }
+    // In-process lanes: all the work without workers, one fallback lane with them; none
+    // for a plug-in kernel unless the user lets the coordinator load it.
+    let lanes = if cfg.map.as_ref().is_some_and(|m| !m.in_process_fallback) {
+        0
+    } else if cfg.workers == 0 {
+        cfg.in_process_threads.max(1)
+    } else {
+        1
+    };
+    let slots_for = |workers: u32| {
+        // A slot per worker and per lane, plus the prefetch so the writer never starves the
+        // pool; `chunk_queue` caps the ring.
+        let want = workers + lanes + cfg.chunk_prefetch.max(1);
+        cfg.chunk_queue.map_or(want, |q| want.min(q.max(lanes + 1)))
+    };
+    let layout_for = |workers: u32| {
+        SlotLayout::new(
+            slots_for(workers),
+            plan.max_input_bytes(),
+            plan.max_output_bytes(),
+        )
+    };
+    layout_for(cfg.workers).map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
+    let coordinator_cache = coordinator_cache_bytes(
+        &plan,
+        out_type,
+        out_planes,
+        slots_for(cfg.workers),
+        lanes,
+        cfg.workers,
+    );
+    let memory = budget::plan_memory(
+        available_memory(),
+        cfg.workers,
+        if cfg.workers > 0 {
+            cfg.spare_workers
+        } else {
+            0
+        },
+        cfg.workers_auto,
+        cfg.memory_limit,
+        cfg.soft_fraction,
+        coordinator_cache,
+        |w| {
+            layout_for(w)
+                .map(|l| l.total_bytes())
+                .unwrap_or(u64::MAX / 4)
+        },
+    )
+    .map_err(|e| match e {
+        // Name the limit's real source: the file's key or the variable, not the flag.
+        CoordError::Resources(m) => {
+            CoordError::Resources(m.replace("--memory-limit-per-worker", &cfg.memory_limit_from))
+        }
+        other => other,
+    })?;
+    if let Some(min) = cfg.min_free_memory {
+        let total = total_memory();
+        if min > total {
+            return Err(CoordError::Resources(format!(
+                "--min-free-memory {} MiB is more than this machine's {} MiB of memory: the run would wait forever",
+                min >> 20,
+                total >> 20
+            )));
+        }
+    }
+    let layout =
+        layout_for(memory.workers).map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
+    if layout.slots < memory.workers + lanes {
+        tracing::warn!(
+            "queue_sizes.chunk_queue allows {} chunks in flight for {} workers: some will idle",
+            layout.slots,
+            memory.workers
+        );
+    }
+    Ok(Prepared {
+        info,
+        bands,
+        sample,
+        out_type,
+        out_nodata,
+        plan,
+        layout,
+        lanes,
+        memory,
+    })
+}
+
+/// For `plan`: a human-readable description.
+pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
+    let p = &prep.plan;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "input        {} ({}x{}, {} band(s) selected, {}, block {}x{})\n",
+        prep.info.path.display(),
+        p.width,
+        p.height,
+        prep.bands.len(),
+        prep.sample,
+        prep.info.block.0,
+        prep.info.block.1
+    ));
+    s.push_str(&format!(
+        "output       {}x{} {} ({} of {}x{} blocks), nodata {}\n",
+        p.out_width,
+        p.out_height,
+        prep.out_type,
+        cfg.agg.name(),
+        p.factor,
+        p.factor,
+        prep.out_nodata
+    ));
+    s.push_str(&format!(
+        "chunks       {} of {}x{} pixels ({:.1} MiB each)\n",
+        p.chunks.len(),
+        p.chunk_w,
+        p.chunk_h,
+        mib(p.max_input_bytes())
+    ));
+    s.push_str(&format!(
+        "workers      {}{}\n",
+        prep.memory.workers,
+        if prep.memory.workers == 0 {
+            format!(" (in process, {} thread(s))", prep.lanes)
+        } else {
+            String::new()
+        }
+    ));
+    s.push_str(&format!(
+        "slots        {} x {:.1} MiB = {:.1} MiB of shared memory in flight\n",
+        prep.layout.slots,
+        mib(prep.layout.slot_bytes()),
+        mib(prep.layout.total_bytes())
+    ));
+    s.push_str(&prep.memory.describe());
+    s
+}
+
+/// The coordinator's GDAL block cache: enough for two rows of output tiles and the chunks
+/// in flight (so a tile is complete before it is evicted and compressed), plus the read
+/// cache of the in-process lanes; not GDAL's 5 % of RAM, so the coordinator's memory does
+/// not grow with the output.
+pub fn coordinator_cache_bytes(
+    p: &Plan,
+    out_type: SampleType,
+    bands: u64,
+    slots: u32,
+    lanes: u32,
+    workers: u32,
+) -> u64 {
+    let tile_row = p.out_width * 256 * out_type.size() * bands;
+    let in_flight = slots as u64 * p.max_output_bytes();
+    let reading = if workers == 0 {
+        lanes as u64 * (64 << 20)
+    } else {
+        0
+    };
+    (2 * tile_row + in_flight).clamp(8 << 20, 256 << 20) + reading
+}

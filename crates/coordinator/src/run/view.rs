@@ -1,0 +1,258 @@
+//! A finished run read back: which windows were quarantined and why, the closing warning,
+//! and the JSON report.
+
+use super::*;
+use crate::report::{KernelOptions, MemoryOptions, ReportOptions, RunStatus};
+
+/// A finished run, as the report and the summary read it.
+pub(super) struct RunView<'a> {
+    pub(super) cfg: &'a ResampleConfig,
+    pub(super) prep: &'a Prepared,
+    pub(super) sched: &'a Scheduler,
+    pub(super) tasks: &'a [Chunk],
+    pub(super) mem: &'a MemState,
+    pub(super) write_us: &'a [Option<u64>],
+    pub(super) start: Instant,
+    pub(super) adjusted: Vec<Adjusted>,
+}
+
+impl RunView<'_> {
+    /// Quarantined chunks (the exact windows: parts of split chunks), by task id.
+    pub(super) fn quarantined(&self) -> Vec<u32> {
+        (0..self.sched.tasks() as u32)
+            .filter(|&t| self.sched.outcome(protocol::TaskId(t)) == Some(ChunkOutcome::Quarantined))
+            .collect()
+    }
+
+    /// The last failure of a quarantined chunk: GDAL's text or the signal.
+    pub(super) fn quarantine_cause(&self, task: u32) -> String {
+        self.sched
+            .attempts(protocol::TaskId(task))
+            .iter()
+            .rev()
+            .find_map(|a| a.failure.as_ref())
+            .map(|c| c.summary())
+            .unwrap_or_else(|| "unknown cause".into())
+    }
+
+    /// The closing warning: which windows are nodata, and the first cause.
+    pub(super) fn quarantine_warning(&self, quarantined: &[u32]) -> String {
+        const SHOWN: usize = 4;
+        let mut windows: Vec<String> = quarantined
+            .iter()
+            .take(SHOWN)
+            .map(|&t| {
+                let c = &self.tasks[t as usize];
+                let (w, o) = (c.window, c.out);
+                format!(
+                    "chunk {t}: input {},{} {}x{}, output {},{} {}x{}",
+                    w.x, w.y, w.w, w.h, o.x, o.y, o.w, o.h
+                )
+            })
+            .collect();
+        if quarantined.len() > SHOWN {
+            windows.push(format!("and {} more", quarantined.len() - SHOWN));
+        }
+        let more = if self.cfg.report.is_some() {
+            "; the report has every attempt"
+        } else {
+            ""
+        };
+        format!(
+            "warning: {} window(s) quarantined ({}): their output pixels are nodata; first cause: {}{more}",
+            quarantined.len(),
+            windows.join("; "),
+            self.quarantine_cause(quarantined[0]),
+        )
+    }
+
+    fn options(&self) -> ReportOptions {
+        let (cfg, prep) = (self.cfg, self.prep);
+        let m = &prep.memory;
+        ReportOptions {
+            factor: cfg.factor,
+            agg: cfg.map.is_none().then(|| cfg.agg.name().to_string()),
+            kernel: cfg.map.as_ref().map(|k| KernelOptions {
+                name: kernel_name(cfg, k),
+                library: k.lib.as_ref().map(|l| l.display().to_string()),
+                args: k.args.iter().map(|(a, v)| format!("{a}={v}")).collect(),
+                out_bands: k.out_bands,
+                in_process_fallback: k.in_process_fallback,
+            }),
+            bands: prep.bands.iter().map(|b| b.index).collect(),
+            sample_type: prep.sample.gdal_name().into(),
+            output_type: prep.out_type.gdal_name().into(),
+            output_nodata: if prep.out_nodata.is_nan() {
+                serde_json::Value::String("nan".into())
+            } else {
+                serde_json::json!(prep.out_nodata)
+            },
+            workers: m.workers,
+            memory: MemoryOptions {
+                limit_per_worker: m.limit,
+                limit_is_auto: m.limit_is_auto,
+                soft_limit: m.soft,
+                gdal_cache_per_worker: m.gdal_cache,
+                ring: m.ring,
+                coordinator_expected: m.coordinator,
+                total_expected: m.total,
+                available: m.available,
+                min_free_memory: cfg.min_free_memory,
+            },
+            max_attempts: cfg.max_attempts,
+            task_timeout: match cfg.task_timeout {
+                None => "none".to_string(),
+                Some(TimeoutSpec::Fixed(d)) => format!("{} ms", d.as_millis()),
+                Some(TimeoutSpec::PercentOfMedian(p)) => {
+                    format!("{p}% of the median chunk time")
+                }
+            },
+            faults: cfg
+                .faults
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}:{}:{}",
+                        f.kind,
+                        f.chunk.map(|c| c.to_string()).unwrap_or("*".into()),
+                        f.times.map(|t| t.to_string()).unwrap_or_default()
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn report(
+        &self,
+        exit_code: i32,
+        result: &Result<(), CoordError>,
+        quarantined: &[u32],
+    ) -> Report {
+        let plan = &self.prep.plan;
+        let chunks: Vec<ChunkReport> = self
+            .tasks
+            .iter()
+            .map(|c| ChunkReport {
+                id: c.id.0,
+                parent: self.sched.parent(c.id).map(|p| p.0),
+                window: [c.window.x, c.window.y, c.window.w, c.window.h],
+                out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
+                outcome: self.sched.outcome(c.id),
+                split: self.sched.split_reason(c.id),
+                attempts: self.sched.attempts(c.id).to_vec(),
+                write_us: self.write_us.get(c.id.0 as usize).copied().flatten(),
+            })
+            .collect();
+        let quarantined_windows: Vec<QuarantinedWindow> = quarantined
+            .iter()
+            .map(|&t| {
+                let c = &self.tasks[t as usize];
+                QuarantinedWindow {
+                    id: t,
+                    window: [c.window.x, c.window.y, c.window.w, c.window.h],
+                    out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
+                    cause: self.quarantine_cause(t),
+                }
+            })
+            .collect();
+        let mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+        let workers: Vec<WorkerReport> = self
+            .sched
+            .worker_records()
+            .iter()
+            .map(|r| WorkerReport {
+                worker: r.worker,
+                incarnation: r.gen,
+                pid: r.pid,
+                spawned_ms: r.spawned_ms,
+                ready_ms: r.ready_ms,
+                exited_ms: r.exited_ms,
+                chunks: r.chunks,
+                recycled: r.recycled,
+                cause: r.cause.clone(),
+                memory: mem
+                    .peaks
+                    .get(&(r.worker.0, r.gen))
+                    .copied()
+                    .unwrap_or_default(),
+                stderr_tail: r.stderr_tail.clone(),
+            })
+            .collect();
+        let mut deaths = std::collections::BTreeMap::new();
+        for w in &workers {
+            if let Some(c) = &w.cause {
+                let k = match c {
+                    engine::sched::FailureCause::Signal { name, .. } => format!("killed by {name}"),
+                    engine::sched::FailureCause::Recycled => continue,
+                    other => serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| {
+                            v.get("kind")
+                                .and_then(|k| k.as_str())
+                                .map(|s| s.replace('_', " "))
+                        })
+                        .unwrap_or_default(),
+                };
+                if result.is_ok()
+                    && exit_code == 0
+                    && matches!(c, engine::sched::FailureCause::ExitCode { code: 0 })
+                {
+                    continue;
+                }
+                *deaths.entry(k).or_insert(0) += 1;
+            }
+        }
+        let wall_ms = self.start.elapsed().as_millis() as u64;
+        let input_bytes = plan.width * plan.height * plan.pixel_bytes;
+        let count = |o: ChunkOutcome| chunks.iter().filter(|c| c.outcome == Some(o)).count();
+        let totals = Totals {
+            chunks: plan.chunks.len(),
+            done: count(ChunkOutcome::Done),
+            done_in_process: count(ChunkOutcome::DoneInProcess),
+            quarantined: quarantined.to_vec(),
+            quarantined_windows,
+            tasks: self.tasks.len(),
+            split: count(ChunkOutcome::Split),
+            workers_spawned: workers.len(),
+            counters: self.sched.counters.clone(),
+            deaths_by_cause: deaths,
+            wall_ms,
+            input_mib_per_s: input_bytes as f64
+                / (1 << 20) as f64
+                / (wall_ms.max(1) as f64 / 1000.0),
+            coordinator_peak_rss_bytes: engine::os::proc_status_kb(None, &["VmHWM"])
+                .map(|v| v[0])
+                .unwrap_or(0),
+            admission_wait_ms: self.sched.admission_wait(Instant::now()).as_millis() as u64,
+            coordinator_cpu_ms: nix::sys::resource::getrusage(
+                nix::sys::resource::UsageWho::RUSAGE_SELF,
+            )
+            .map(|u| {
+                let ms = |t: nix::sys::time::TimeVal| {
+                    t.tv_sec() as u64 * 1000 + t.tv_usec() as u64 / 1000
+                };
+                ms(u.user_time()) + ms(u.system_time())
+            })
+            .unwrap_or(0),
+            adjusted_by_band: self.adjusted.clone(),
+        };
+        Report {
+            tool: "blocksum coordinator".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            status: match result {
+                Ok(()) if quarantined.is_empty() => RunStatus::Ok,
+                Ok(()) => RunStatus::CompletedWithQuarantinedChunks,
+                Err(_) => RunStatus::Failed,
+            },
+            error: result.as_ref().err().map(|e| e.to_string()),
+            exit_code,
+            input: self.cfg.input.display().to_string(),
+            output: self.cfg.output.display().to_string(),
+            options: self.options(),
+            plan: PlanSummary::new(plan, self.prep.layout.slots, self.prep.layout.slot_bytes()),
+            chunks,
+            workers,
+            totals,
+        }
+    }
+}
