@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up what is missing, then: format check, clippy with warnings denied, every test
+# Sets up what is missing, then: format check, clippy with warnings denied, docs without
+# warnings, every test
 # (unit, property, end-to-end with the real binaries), and the Python reference checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # End-to-end tests find the binaries in target/debug; build them first.
 cargo build --workspace --bins
 mkdir -p target

@@ -1,5 +1,5 @@
 //! The command line: the clap schema ([`schema`]), the layered settings with one table row
-//! per setting ([`settings`]), and their resolution into the run's config ([`resolve`]).
+//! per setting ([`settings`](mod@settings)), and their resolution into the run's config ([`resolve`](mod@resolve)).
 //! Nothing here runs anything.
 
 pub mod resolve;

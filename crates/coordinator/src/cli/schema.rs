@@ -1,7 +1,7 @@
 //! The clap schema: commands, their arguments and the per-value parsers of the options that
 //! are not layered. The layered options (flag, environment, config file) are rows of
-//! [`super::settings`]'s table and reach clap through [`PoolArgs`] and `--workers`; turning
-//! all of it into the run's config is [`super::resolve`]'s job.
+//! [`super::settings`](mod@super::settings)'s table and reach clap through [`PoolArgs`] and `--workers`; turning
+//! all of it into the run's config is [`super::resolve`](mod@super::resolve)'s job.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -133,7 +133,7 @@ pub struct MapArgs {
     /// crash would take the coordinator down.
     #[arg(long)]
     pub in_process_fallback: bool,
-    /// Make a worker misbehave (as for resample): KIND:CHUNK[:TIMES].
+    /// Make a worker misbehave (as for resample): KIND:CHUNK or KIND:CHUNK:TIMES.
     #[arg(long = "inject-fault", value_parser = parse_fault)]
     pub faults: Vec<FaultSpec>,
     #[command(flatten)]
@@ -227,7 +227,7 @@ pub struct JobArgs {
     /// Run every chunk inside the coordinator (same as --workers 0).
     #[arg(long)]
     pub in_process: bool,
-    /// Make a worker misbehave: KIND:CHUNK[:TIMES], KIND one of crash, segv, exit, hang,
+    /// Make a worker misbehave: KIND:CHUNK or KIND:CHUNK:TIMES, KIND one of crash, segv, exit, hang,
     /// slow, garbage, oom, leak; CHUNK a chunk index (or *); TIMES the attempts it fires on.
     #[arg(long = "inject-fault", value_parser = parse_fault)]
     pub faults: Vec<FaultSpec>,

@@ -3,7 +3,7 @@
 //! defaults < config file < environment < flags. Every value is parsed into its type once,
 //! where it is read: clap parses flags and variables with the row's parser, and loading the
 //! file parses each key with the same parser. `coordinator config` prints the same table.
-//! Turning the settings into the run's config is [`super::resolve`]'s job.
+//! Turning the settings into the run's config is [`super::resolve`](mod@super::resolve)'s job.
 
 use std::{
     collections::BTreeMap,
