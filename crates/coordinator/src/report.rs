@@ -106,6 +106,9 @@ pub struct Totals {
     pub tasks: usize,
     pub done: usize,
     pub done_in_process: usize,
+    /// Successful attempts whose input the native decoder read (the others: GDAL).
+    #[serde(default)]
+    pub native_reads: usize,
     /// Chunks split into parts (they write nothing themselves).
     pub split: usize,
     /// Ids of the quarantined chunks (leaves: exact windows).

@@ -257,6 +257,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let setup = protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
         input: cfg.input.to_string_lossy().into_owned(),
         bands: prep.bands.iter().map(|b| b.index).collect(),
+        decoder: cfg.decoder,
     }));
     let lane_setup = setup.clone();
     let executor: ExecutorFactory = Arc::new(move || runtime::open::<WorkerKernel>(&lane_setup));
@@ -650,6 +651,11 @@ impl RunView<'_> {
             chunks: plan.chunks.len(),
             done: count(ChunkOutcome::Done),
             done_in_process: count(ChunkOutcome::DoneInProcess),
+            native_reads: chunks
+                .iter()
+                .flat_map(|c| &c.attempts)
+                .filter(|a| a.stats.is_some_and(|s| s.native_read))
+                .count(),
             quarantined: quarantined.to_vec(),
             quarantined_windows,
             tasks: self.tasks.len(),
@@ -691,6 +697,7 @@ impl RunView<'_> {
             options: serde_json::json!({
                 "factor": self.cfg.factor,
                 "agg": self.cfg.agg.name(),
+                "decoder": self.cfg.decoder.name(),
                 "bands": self.prep.bands.iter().map(|b| b.index).collect::<Vec<_>>(),
                 "sample_type": self.prep.sample.gdal_name(),
                 "output_type": self.prep.out_type.gdal_name(),

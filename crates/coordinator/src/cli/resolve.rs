@@ -5,7 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use protocol::FaultSpec;
-use worker::{Agg, SampleType};
+use worker::{Agg, Decoder, SampleType};
 
 use super::{
     schema::{Cli, JobArgs, ResampleArgs},
@@ -55,6 +55,8 @@ pub struct ResampleConfig {
     /// Upper bound on the slot ring (the seed's `queue_sizes.chunk_queue`).
     pub chunk_queue: Option<u32>,
     pub quiet: bool,
+    /// Which decoder the kernels read pixels with.
+    pub decoder: Decoder,
 }
 
 /// The layered settings of a `plan` or `resample` command line (`--in-process` included).
@@ -167,6 +169,7 @@ pub fn resolve(
         spare_workers,
         chunk_queue: st.chunk_queue.value,
         quiet: cli.quiet,
+        decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
     };
     Ok((cfg, st))
 }
