@@ -12,6 +12,7 @@
 mod codec;
 mod ifd;
 pub mod predict;
+pub mod simd;
 
 use std::{fs::File, io, os::unix::fs::FileExt, path::Path};
 

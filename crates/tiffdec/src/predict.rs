@@ -46,6 +46,9 @@ fn acc<T: Copy>(v: &mut [T], stride: usize, add: fn(T, T) -> T) {
 /// block), then the `size` byte planes (most significant first) interleaved back into
 /// native-endian samples, through `tmp` (at least `row.len()` bytes).
 pub fn float(row: &mut [u8], size: usize, stride: usize, tmp: &mut [u8]) {
+    if crate::simd::float(row, size, stride, tmp) {
+        return;
+    }
     float_scalar(row, size, stride, tmp);
 }
 
