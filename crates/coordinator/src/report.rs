@@ -42,6 +42,8 @@ pub struct ReportOptions {
     pub factor: u32,
     /// The aggregation (`resample`), or `None` for `map`.
     pub agg: Option<String>,
+    /// `--decoder`: auto, native or gdal.
+    pub decoder: String,
     /// The user's kernel (`map`).
     pub kernel: Option<KernelOptions>,
     pub bands: Vec<u32>,
@@ -164,6 +166,9 @@ pub struct Totals {
     pub tasks: usize,
     pub done: usize,
     pub done_in_process: usize,
+    /// Successful attempts whose input the native decoder read (the others: GDAL).
+    #[serde(default)]
+    pub native_reads: usize,
     /// Chunks split into parts (they write nothing themselves).
     pub split: usize,
     /// Ids of the quarantined chunks (leaves: exact windows).

@@ -42,6 +42,7 @@ fn stats() -> TaskStats {
         read_us: 1_000,
         compute_us: 2_000,
         valid_pixels: 42,
+        native_read: false,
     }
 }
 

@@ -80,6 +80,10 @@ pub struct TaskStats {
     /// Items the kernel counted as valid (for block aggregation: input pixels that are not
     /// nodata and not NaN).
     pub valid_pixels: u64,
+    /// The kernel read its input with its own native decoder rather than GDAL (the report
+    /// counts these; a kernel that reads nothing leaves it false).
+    #[serde(default)]
+    pub native_read: bool,
 }
 
 impl WorkerArgs {

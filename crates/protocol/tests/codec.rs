@@ -37,15 +37,18 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
         (any::<u32>(), any::<u32>()).prop_map(|(version, pid)| FromWorker::Hello { version, pid }),
         Just(FromWorker::Ready),
         ".{0,200}".prop_map(|error| FromWorker::SetupFailed { error }),
-        (any::<u32>(), any::<u32>(), any::<[u64; 3]>()).prop_map(|(t, a, s)| FromWorker::Done {
-            task: TaskId(t),
-            attempt: Attempt(a),
-            stats: TaskStats {
-                read_us: s[0],
-                compute_us: s[1],
-                valid_pixels: s[2]
-            },
-        }),
+        (any::<u32>(), any::<u32>(), any::<[u64; 3]>(), any::<bool>()).prop_map(
+            |(t, a, s, native_read)| FromWorker::Done {
+                task: TaskId(t),
+                attempt: Attempt(a),
+                stats: TaskStats {
+                    read_us: s[0],
+                    compute_us: s[1],
+                    valid_pixels: s[2],
+                    native_read,
+                },
+            }
+        ),
         (any::<u32>(), any::<u32>(), ".{0,200}").prop_map(|(t, a, error)| FromWorker::Failed {
             task: TaskId(t),
             attempt: Attempt(a),

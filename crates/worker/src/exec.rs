@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     kernel::{aggregate, out_dims, BandKernel, Sample},
-    read::{read_window, ReadError},
-    types::{KernelSpec, SampleType, Window},
+    read::{read_window, NativeReader, ReadError},
+    types::{Decoder, KernelSpec, SampleType, Window},
 };
 
 /// What every process opens, once: the raster and the bands to read.
@@ -21,6 +21,9 @@ pub struct BlockAggSetup {
     pub input: String,
     /// 1-based band numbers, in order.
     pub bands: Vec<u32>,
+    /// Which decoder reads the pixels.
+    #[serde(default)]
+    pub decoder: Decoder,
 }
 
 /// One chunk: the input window and the aggregation to apply.
@@ -38,6 +41,10 @@ pub enum ExecError {
         #[source]
         source: gdal::errors::GdalError,
     },
+    #[error("--decoder native cannot read {path}: {reason}")]
+    NativeUnsupported { path: String, reason: String },
+    #[error("--decoder native: the chunk asks for {want} samples, the file stores {have}")]
+    NativeSample { want: SampleType, have: SampleType },
     #[error("band {0} does not exist")]
     NoBand(usize),
     #[error(transparent)]
@@ -53,10 +60,13 @@ pub struct ChunkRunner {
     bands: Vec<usize>,
     /// Per band: nodata as the kernels compare it (rounded to the sample type).
     nodata: Vec<Option<f64>>,
+    /// The native decoder, when the setup allows it and the input suits it.
+    native: Option<Box<NativeReader>>,
+    decoder: Decoder,
 }
 
 impl ChunkRunner {
-    pub fn open(path: &Path, bands: &[u32]) -> Result<ChunkRunner, ExecError> {
+    pub fn open(path: &Path, bands: &[u32], decoder: Decoder) -> Result<ChunkRunner, ExecError> {
         let ds = Dataset::open(path).map_err(|source| ExecError::Open {
             path: path.display().to_string(),
             source,
@@ -68,10 +78,27 @@ impl ChunkRunner {
                 .map_err(|_| ExecError::NoBand(b as usize))?;
             nodata.push(rb.no_data_value());
         }
+        let bands: Vec<usize> = bands.iter().map(|&b| b as usize).collect();
+        let native = match decoder {
+            Decoder::Gdal => None,
+            Decoder::Auto => NativeReader::open(path, &ds, &bands, &nodata)
+                .ok()
+                .map(Box::new),
+            Decoder::Native => Some(Box::new(
+                NativeReader::open(path, &ds, &bands, &nodata).map_err(|reason| {
+                    ExecError::NativeUnsupported {
+                        path: path.display().to_string(),
+                        reason,
+                    }
+                })?,
+            )),
+        };
         Ok(ChunkRunner {
             ds,
-            bands: bands.iter().map(|&b| b as usize).collect(),
+            bands,
             nodata,
+            native,
+            decoder,
         })
     }
 
@@ -85,7 +112,21 @@ impl ChunkRunner {
         let t0 = Instant::now();
         let win = chunk.window;
         let k = chunk.kernel;
-        read_window(&self.ds, &self.bands, win, k.sample, input)?;
+        // The native decoder returns the stored type; a chunk asking for another goes to GDAL.
+        let native = match &self.native {
+            Some(n) if n.sample() == k.sample => Some(n),
+            Some(n) if self.decoder == Decoder::Native => {
+                return Err(ExecError::NativeSample {
+                    want: k.sample,
+                    have: n.sample(),
+                })
+            }
+            _ => None,
+        };
+        match native {
+            Some(n) => n.read_window(win, input)?,
+            None => read_window(&self.ds, &self.bands, win, k.sample, input)?,
+        }
         let read_us = t0.elapsed().as_micros() as u64;
         let t1 = Instant::now();
         let (w, h) = (win.w as usize, win.h as usize);
@@ -121,6 +162,7 @@ impl ChunkRunner {
             read_us,
             compute_us: t1.elapsed().as_micros() as u64,
             valid_pixels: valid,
+            native_read: native.is_some(),
         })
     }
 }
@@ -150,7 +192,8 @@ impl ChunkKernel for ChunkRunner {
     type Chunk = BlockAggChunk;
 
     fn open(setup: BlockAggSetup) -> Result<Self, KernelError> {
-        ChunkRunner::open(Path::new(&setup.input), &setup.bands).map_err(KernelError::new)
+        ChunkRunner::open(Path::new(&setup.input), &setup.bands, setup.decoder)
+            .map_err(KernelError::new)
     }
 
     fn run(&mut self, chunk: BlockAggChunk, slot: Slot<'_>) -> Result<TaskStats, KernelError> {

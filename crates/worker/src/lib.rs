@@ -7,7 +7,7 @@
 //! (the runtime does).
 //!
 //! Modules: `types` (windows, sample types, aggregations), `kernel` (the aggregations,
-//! proptested against a naive reference), `read` (GDAL window reads), `exec` (the
+//! proptested against a naive reference), `read` (window reads: GDAL's, and the native decoder's for local GeoTIFFs), `exec` (the
 //! block-aggregation [`runtime::ChunkKernel`]), `noop` (the dispatch benchmark's kernel),
 //! `map` (users' own kernels: the `map` job's types, the f64 window read with its validity
 //! mask, and C ABI plug-ins loaded in worker processes only).
@@ -23,7 +23,7 @@ use protocol::TaskStats;
 use runtime::{ChunkKernel, KernelError, Slot};
 use serde::{Deserialize, Serialize};
 
-pub use types::{Agg, KernelSpec, SampleType, Window};
+pub use types::{Agg, Decoder, KernelSpec, SampleType, Window};
 
 /// The kernels the `worker` binary can run; the setup picks one for the process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

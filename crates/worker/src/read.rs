@@ -1,4 +1,7 @@
-//! Reading a window of selected bands straight into a slot's input region with GDAL.
+//! Reading a window of selected bands straight into a slot's input region: with GDAL, or
+//! with the native decoder ([`NativeReader`]) on local GeoTIFFs it supports.
+
+use std::path::Path;
 
 use crate::types::{SampleType, Window};
 use gdal::{raster::GdalType, Dataset};
@@ -14,6 +17,15 @@ pub enum ReadError {
         h: u64,
         #[source]
         source: gdal::errors::GdalError,
+    },
+    #[error("native decoder: reading window {x},{y} {w}x{h}: {source}")]
+    Native {
+        x: u64,
+        y: u64,
+        w: u64,
+        h: u64,
+        #[source]
+        source: tiffdec::TiffError,
     },
     #[error("slot region of {have} bytes cannot hold {need} bytes")]
     TooSmall { have: usize, need: usize },
@@ -76,4 +88,108 @@ fn read_as<T: GdalType + bytemuck::Pod>(
     let size = (win.w as usize, win.h as usize);
     rb.read_into_slice((win.x as isize, win.y as isize), size, size, buf, None)
         .map_err(Some)
+}
+
+/// The native decoder (`tiffdec`) on a local GeoTIFF whose layout it supports and whose
+/// directory agrees with GDAL's view of the raster; decided once, at open.
+pub struct NativeReader {
+    tiff: tiffdec::Tiff,
+    sample: SampleType,
+    /// 0-based samples of the selected bands.
+    samples: Vec<usize>,
+    /// Per selected band: what a sparse block reads as (GDAL fills nodata, else zeros).
+    fill: Vec<Vec<u8>>,
+}
+
+impl NativeReader {
+    /// The reader, or why the native decoder cannot read `path` as GDAL does (`ds`).
+    pub fn open(
+        path: &Path,
+        ds: &Dataset,
+        bands: &[usize],
+        nodata: &[Option<f64>],
+    ) -> Result<NativeReader, String> {
+        if path.to_string_lossy().starts_with("/vsi") {
+            return Err("a GDAL virtual file system path".into());
+        }
+        let meta = std::fs::metadata(path).map_err(|e| format!("not a local file: {e}"))?;
+        if !meta.is_file() {
+            return Err("not a regular file".into());
+        }
+        let driver = ds.driver().short_name();
+        if driver != "GTiff" {
+            return Err(format!("GDAL reads it with {driver}, not GTiff"));
+        }
+        let tiff = tiffdec::Tiff::open(path).map_err(|e| e.to_string())?;
+        let l = tiff.layout();
+        let sample = match l.kind {
+            tiffdec::SampleKind::U8 => SampleType::U8,
+            tiffdec::SampleKind::I16 => SampleType::I16,
+            tiffdec::SampleKind::U16 => SampleType::U16,
+            tiffdec::SampleKind::I32 => SampleType::I32,
+            tiffdec::SampleKind::U32 => SampleType::U32,
+            tiffdec::SampleKind::F32 => SampleType::F32,
+            tiffdec::SampleKind::F64 => SampleType::F64,
+        };
+        let (w, h) = ds.raster_size();
+        if (w as u64, h as u64) != (l.width, l.height) || ds.raster_count() != l.samples {
+            return Err(format!(
+                "the directory says {}x{} with {} samples, GDAL {w}x{h} with {} bands",
+                l.width,
+                l.height,
+                l.samples,
+                ds.raster_count()
+            ));
+        }
+        for b in 1..=ds.raster_count() {
+            let name = ds
+                .rasterband(b)
+                .map_err(|e| e.to_string())?
+                .band_type()
+                .name();
+            if SampleType::from_gdal_name(&name) != Some(sample) {
+                return Err(format!(
+                    "band {b} is {name} for GDAL, {sample} in the directory"
+                ));
+            }
+        }
+        let fill = nodata
+            .iter()
+            .map(|nd| {
+                l.kind
+                    .encode(nd.unwrap_or(0.0))
+                    .ok_or_else(|| format!("nodata {nd:?} is not a {sample} value (sparse blocks)"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NativeReader {
+            samples: bands.iter().map(|&b| b - 1).collect(),
+            tiff,
+            sample,
+            fill,
+        })
+    }
+
+    /// The sample type the file stores (a chunk asking for another one goes to GDAL).
+    pub fn sample(&self) -> SampleType {
+        self.sample
+    }
+
+    /// Reads `win` of the selected bands into `dst`, band after band, as GDAL would.
+    pub fn read_window(&self, win: Window, dst: &mut [u8]) -> Result<(), ReadError> {
+        let w = tiffdec::Window {
+            x: win.x,
+            y: win.y,
+            w: win.w,
+            h: win.h,
+        };
+        self.tiff
+            .read_window(&self.samples, w, &self.fill, dst)
+            .map_err(|source| ReadError::Native {
+                x: win.x,
+                y: win.y,
+                w: win.w,
+                h: win.h,
+                source,
+            })
+    }
 }

@@ -106,6 +106,28 @@ impl fmt::Display for SampleType {
     }
 }
 
+/// Which decoder reads the input's pixels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Decoder {
+    /// The native decoder when the input is a local GeoTIFF whose layout it supports, else GDAL.
+    #[default]
+    Auto,
+    /// The native decoder, or an error at open when it cannot read the input.
+    Native,
+    /// GDAL always.
+    Gdal,
+}
+
+impl Decoder {
+    pub fn name(self) -> &'static str {
+        match self {
+            Decoder::Auto => "auto",
+            Decoder::Native => "native",
+            Decoder::Gdal => "gdal",
+        }
+    }
+}
+
 /// The block aggregation applied to each F x F block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Agg {

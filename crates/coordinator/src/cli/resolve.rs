@@ -5,7 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use protocol::FaultSpec;
-use worker::{Agg, SampleType};
+use worker::{Agg, Decoder, SampleType};
 
 use super::{
     schema::{AggArg, Cli, JobArgs, MapArgs, ResampleArgs},
@@ -57,6 +57,8 @@ pub struct ResampleConfig {
     pub quiet: bool,
     /// `coordinator map`: the user's kernel in place of the block aggregation.
     pub map: Option<MapSpec>,
+    /// Which decoder the kernels read pixels with.
+    pub decoder: Decoder,
 }
 
 /// What `map` adds to a run: the user's kernel and its output.
@@ -181,6 +183,7 @@ pub fn resolve(
         chunk_queue: st.chunk_queue.value,
         quiet: cli.quiet,
         map: None,
+        decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
     };
     Ok((cfg, st))
 }
@@ -225,6 +228,8 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
         creation_options: m.creation_options.clone(),
         worker_bin: m.worker_bin.clone(),
         kill_grace: m.kill_grace,
+        // `map` reads through GDAL: its kernels get f64 windows with a validity mask.
+        decoder: super::schema::DecoderArg::Gdal,
     };
     let (mut cfg, st) = resolve(cli, &job, Some(&r))?;
     if cfg.workers == 0 && !m.in_process_fallback {

@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use protocol::FaultSpec;
-use worker::{Agg, SampleType};
+use worker::{Agg, Decoder, SampleType};
 
 use super::settings::{self, PoolArgs, Workers, DEFAULT_KILL_GRACE, WORKERS};
 use crate::units;
@@ -201,6 +201,23 @@ impl From<AggArg> for Agg {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecoderArg {
+    Auto,
+    Native,
+    Gdal,
+}
+
+impl From<DecoderArg> for Decoder {
+    fn from(d: DecoderArg) -> Decoder {
+        match d {
+            DecoderArg::Auto => Decoder::Auto,
+            DecoderArg::Native => Decoder::Native,
+            DecoderArg::Gdal => Decoder::Gdal,
+        }
+    }
+}
+
 /// Options shared by `plan` and `resample`.
 #[derive(Debug, Clone, Args)]
 pub struct JobArgs {
@@ -264,6 +281,10 @@ pub struct ResampleArgs {
     /// The worker binary. Default: `worker` beside this program.
     #[arg(long, env = "BLOCKSUM_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
+    /// Pixel decoder: native (this tool's own, for local GeoTIFFs with no compression, DEFLATE
+    /// or ZSTD; an error on anything else), gdal, or auto (native where it applies, else GDAL).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub decoder: DecoderArg,
     // Help text built here so that the default is written once, in `DEFAULT_KILL_GRACE`.
     #[arg(long, value_parser = units::parse_duration, allow_hyphen_values = true, help = format!("Grace between TERM and KILL when stopping a worker [default: {DEFAULT_KILL_GRACE:?}]"))]
     pub kill_grace: Option<Duration>,

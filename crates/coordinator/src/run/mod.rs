@@ -119,7 +119,11 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let input = cfg.input.to_string_lossy().into_owned();
     let bands: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
     let setup = match &cfg.map {
-        None => protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup { input, bands })),
+        None => protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
+            input,
+            bands,
+            decoder: cfg.decoder,
+        })),
         Some(m) => {
             let ms = MapSetup {
                 input,

@@ -72,6 +72,7 @@ impl RunView<'_> {
         ReportOptions {
             factor: cfg.factor,
             agg: cfg.map.is_none().then(|| cfg.agg.name().to_string()),
+            decoder: cfg.decoder.name().to_string(),
             kernel: cfg.map.as_ref().map(|k| KernelOptions {
                 name: kernel_name(cfg, k),
                 library: k.lib.as_ref().map(|l| l.display().to_string()),
@@ -209,6 +210,11 @@ impl RunView<'_> {
             chunks: plan.chunks.len(),
             done: count(ChunkOutcome::Done),
             done_in_process: count(ChunkOutcome::DoneInProcess),
+            native_reads: chunks
+                .iter()
+                .flat_map(|c| &c.attempts)
+                .filter(|a| a.stats.is_some_and(|s| s.native_read))
+                .count(),
             quarantined: quarantined.to_vec(),
             quarantined_windows,
             tasks: self.tasks.len(),

@@ -208,6 +208,8 @@ impl ChunkKernel for PluginKernel {
             read_us,
             compute_us: t1.elapsed().as_micros() as u64,
             valid_pixels: valid,
+            // `map` reads through GDAL (the native decoder serves block aggregation).
+            native_read: false,
         })
     }
 }

@@ -1,0 +1,376 @@
+//! A native decoder of the tiles and strips of a local (Big)TIFF, bit-exact with what GDAL's
+//! GTiff driver (libtiff) returns for the same window: no compression, DEFLATE and ZSTD;
+//! predictors 1, 2 and 3; u8, i16, u16, i32, u32, f32 and f64 samples; chunky or planar;
+//! little or big endian.
+//!
+//! It owns the directory parse (`ifd`), inflating one block (`codec`), undoing predictors
+//! (`predict`, with the SIMD paths in `simd`, the crate's only `unsafe`), and assembling a
+//! window of selected samples, band after band, row-major, native-endian. It does not open
+//! GDAL, compare its view with GDAL's (the caller does, at open), or read anything but the
+//! first image directory. Bad input is an error, never a panic or a wrong window.
+
+mod codec;
+mod ifd;
+pub mod predict;
+pub mod simd;
+
+use std::{fs::File, io, os::unix::fs::FileExt, path::Path};
+
+pub use ifd::{ByteOrder, Compression, Layout, Predictor, SampleKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TiffError {
+    #[error("reading {what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corrupt TIFF: {0}")]
+    Corrupt(String),
+    #[error("unsupported TIFF layout: {0}")]
+    Unsupported(String),
+    #[error("block {block}: {reason}")]
+    Block { block: usize, reason: String },
+    #[error("window {x},{y} {w}x{h} is not inside the {width}x{height} raster")]
+    Window {
+        x: u64,
+        y: u64,
+        w: u64,
+        h: u64,
+        width: u64,
+        height: u64,
+    },
+    #[error("sample {0} does not exist")]
+    NoSample(usize),
+    #[error("a fill value has {have} bytes, samples have {need}")]
+    Fill { have: usize, need: usize },
+    #[error("destination of {have} bytes cannot hold {need} bytes")]
+    TooSmall { have: usize, need: usize },
+}
+
+/// Positioned reads from a file or a buffer.
+pub trait ReadAt {
+    fn len(&self) -> u64;
+    fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()>;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl ReadAt for [u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        let src = usize::try_from(off)
+            .ok()
+            .and_then(|o| self.get(o..o.checked_add(buf.len())?))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn len(&self) -> u64 {
+        self.as_slice().len() as u64
+    }
+    fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.as_slice().read_exact_at(off, buf)
+    }
+}
+
+/// A file and its length at open.
+pub struct LocalFile {
+    file: File,
+    len: u64,
+}
+
+impl ReadAt for LocalFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        FileExt::read_exact_at(&self.file, buf, off)
+    }
+}
+
+/// A pixel window: column/row offset and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub x: u64,
+    pub y: u64,
+    pub w: u64,
+    pub h: u64,
+}
+
+/// An open TIFF: its source and the layout of its first image.
+pub struct Tiff<R: ReadAt = LocalFile> {
+    src: R,
+    layout: Layout,
+}
+
+impl Tiff<LocalFile> {
+    pub fn open(path: &Path) -> Result<Self, TiffError> {
+        let io = |source| TiffError::Io {
+            what: "the file",
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        Tiff::new(LocalFile { file, len })
+    }
+}
+
+/// Buffers reused across the blocks of one window.
+struct Scratch {
+    raw: Vec<u8>,
+    /// `u64`-backed so that typed views of whole-sample rows are aligned.
+    block: Vec<u64>,
+    row: Vec<u8>,
+    inflater: codec::Inflater,
+}
+
+impl<R: ReadAt> Tiff<R> {
+    pub fn new(src: R) -> Result<Self, TiffError> {
+        let layout = ifd::parse(&src)?;
+        Ok(Tiff { src, layout })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Reads `win` of each sample in `samples` (0-based) into `dst`, band after band,
+    /// row-major, native-endian. A sparse block (byte count 0) reads as that band's entry of
+    /// `fill` (one sample's native bytes), as GDAL fills it with the nodata value, or zeros.
+    pub fn read_window(
+        &self,
+        samples: &[usize],
+        win: Window,
+        fill: &[Vec<u8>],
+        dst: &mut [u8],
+    ) -> Result<(), TiffError> {
+        let l = &self.layout;
+        let size = l.kind.size();
+        let inside = win.w > 0
+            && win.h > 0
+            && win.x.checked_add(win.w).is_some_and(|e| e <= l.width)
+            && win.y.checked_add(win.h).is_some_and(|e| e <= l.height);
+        if !inside {
+            return Err(TiffError::Window {
+                x: win.x,
+                y: win.y,
+                w: win.w,
+                h: win.h,
+                width: l.width,
+                height: l.height,
+            });
+        }
+        if let Some(&s) = samples.iter().find(|&&s| s >= l.samples) {
+            return Err(TiffError::NoSample(s));
+        }
+        if fill.len() != samples.len() {
+            return Err(TiffError::Fill {
+                have: fill.len(),
+                need: samples.len(),
+            });
+        }
+        if let Some(f) = fill.iter().find(|f| f.len() != size) {
+            return Err(TiffError::Fill {
+                have: f.len(),
+                need: size,
+            });
+        }
+        let (w, h) = (win.w as usize, win.h as usize);
+        let band_bytes = w * h * size;
+        let need = band_bytes * samples.len();
+        if dst.len() < need {
+            return Err(TiffError::TooSmall {
+                have: dst.len(),
+                need,
+            });
+        }
+        let mut scratch = Scratch {
+            raw: Vec::new(),
+            block: Vec::new(),
+            row: Vec::new(),
+            inflater: codec::Inflater::new(),
+        };
+        let per_plane = l.blocks_across() * l.blocks_down();
+        let (bw, bh) = (l.block_w, l.block_h);
+        for by in win.y / bh..=(win.y + win.h - 1) / bh {
+            for bx in win.x / bw..=(win.x + win.w - 1) / bw {
+                let x0 = win.x.max(bx * bw);
+                let x1 = (win.x + win.w).min((bx + 1) * bw);
+                let y0 = win.y.max(by * bh);
+                let y1 = (win.y + win.h).min((by + 1) * bh);
+                let part = Part {
+                    cols: ((x0 - bx * bw) as usize, (x1 - x0) as usize),
+                    rows: ((y0 - by * bh) as usize, (y1 - y0) as usize),
+                    dst_x: (x0 - win.x) as usize,
+                    dst_y: (y0 - win.y) as usize,
+                    dst_w: w,
+                };
+                let index = by * l.blocks_across() + bx;
+                if l.planar {
+                    for (i, &s) in samples.iter().enumerate() {
+                        let block = (s as u64 * per_plane + index) as usize;
+                        let dst = &mut dst[i * band_bytes..(i + 1) * band_bytes];
+                        match self.decode_block(block, by, &mut scratch)? {
+                            Some(bytes) => part.copy(bytes, l.row_bytes(), size, 1, 0, dst),
+                            None => part.fill(&fill[i], dst),
+                        }
+                    }
+                } else {
+                    let decoded = self.decode_block(index as usize, by, &mut scratch)?;
+                    for (i, &s) in samples.iter().enumerate() {
+                        let dst = &mut dst[i * band_bytes..(i + 1) * band_bytes];
+                        match decoded {
+                            Some(bytes) => part.copy(bytes, l.row_bytes(), size, l.samples, s, dst),
+                            None => part.fill(&fill[i], dst),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes block `block` (in block row `by`) into `scratch.block`: `None` for a sparse
+    /// block, else the decoded bytes, native-endian, predictor undone.
+    fn decode_block<'s>(
+        &self,
+        block: usize,
+        by: u64,
+        scratch: &'s mut Scratch,
+    ) -> Result<Option<&'s [u8]>, TiffError> {
+        let l = &self.layout;
+        let bad = |reason: String| TiffError::Block { block, reason };
+        let (off, count) = match (l.offsets.get(block), l.byte_counts.get(block)) {
+            (Some(&o), Some(&c)) => (o, c),
+            _ => return Err(bad("no such block".into())),
+        };
+        if count == 0 {
+            return Ok(None);
+        }
+        if off == 0 {
+            return Err(bad("offset 0 with a non-zero byte count".into()));
+        }
+        if off.checked_add(count).is_none_or(|e| e > self.src.len()) {
+            return Err(bad(format!(
+                "{count} bytes at {off} run past the end of the file ({} bytes)",
+                self.src.len()
+            )));
+        }
+        let row_bytes = l.row_bytes();
+        let rows = l.block_rows(by) as usize;
+        let expect = row_bytes * rows;
+        scratch.block.clear();
+        scratch.block.resize(expect.div_ceil(8), 0);
+        let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch.block)[..expect];
+        let read = |buf: &mut [u8]| {
+            self.src
+                .read_exact_at(off, buf)
+                .map_err(|source| TiffError::Io {
+                    what: "a block",
+                    source,
+                })
+        };
+        if l.compression == Compression::None {
+            if count as usize != expect {
+                return Err(bad(format!("{count} bytes stored, {expect} expected")));
+            }
+            read(out)?;
+        } else {
+            scratch.raw.resize(count as usize, 0);
+            read(&mut scratch.raw)?;
+            let got = match l.compression {
+                Compression::Zstd => codec::unzstd(&scratch.raw, out),
+                _ => scratch.inflater.inflate(&scratch.raw, out),
+            }
+            .map_err(bad)?;
+            if got != expect {
+                return Err(bad(format!("decodes to {got} bytes, {expect} expected")));
+            }
+        }
+        let size = l.kind.size();
+        let stride = l.block_samples();
+        match l.predictor {
+            // libtiff's floating-point predictor yields native order whatever the file's.
+            Predictor::Float => {
+                scratch.row.resize(row_bytes, 0);
+                for row in out.chunks_exact_mut(row_bytes) {
+                    predict::float(row, size, stride, &mut scratch.row);
+                }
+            }
+            Predictor::Horizontal => {
+                if !l.order.is_native() {
+                    predict::swap_bytes(out, size);
+                }
+                for row in out.chunks_exact_mut(row_bytes) {
+                    if !predict::horizontal(row, size, stride) {
+                        return Err(bad("misaligned row".into()));
+                    }
+                }
+            }
+            Predictor::None => {
+                if !l.order.is_native() {
+                    predict::swap_bytes(out, size);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The part of one block inside the window, and where it goes.
+struct Part {
+    /// First column and count, relative to the block.
+    cols: (usize, usize),
+    /// First row and count, relative to the block.
+    rows: (usize, usize),
+    dst_x: usize,
+    dst_y: usize,
+    dst_w: usize,
+}
+
+impl Part {
+    /// Copies sample `s` of each pixel (`spp` per pixel in the block) into `dst` (one band).
+    fn copy(
+        &self,
+        block: &[u8],
+        row_bytes: usize,
+        size: usize,
+        spp: usize,
+        s: usize,
+        dst: &mut [u8],
+    ) {
+        let pix = spp * size;
+        let n = self.cols.1;
+        for r in 0..self.rows.1 {
+            let src_row = &block[(self.rows.0 + r) * row_bytes..][..row_bytes];
+            let src = &src_row[self.cols.0 * pix..][..n * pix];
+            let d0 = ((self.dst_y + r) * self.dst_w + self.dst_x) * size;
+            let d = &mut dst[d0..d0 + n * size];
+            if spp == 1 {
+                d.copy_from_slice(src);
+            } else {
+                for (o, p) in d.chunks_exact_mut(size).zip(src.chunks_exact(pix)) {
+                    o.copy_from_slice(&p[s * size..(s + 1) * size]);
+                }
+            }
+        }
+    }
+
+    fn fill(&self, value: &[u8], dst: &mut [u8]) {
+        let size = value.len();
+        for r in 0..self.rows.1 {
+            let d0 = ((self.dst_y + r) * self.dst_w + self.dst_x) * size;
+            for o in dst[d0..d0 + self.cols.1 * size].chunks_exact_mut(size) {
+                o.copy_from_slice(value);
+            }
+        }
+    }
+}

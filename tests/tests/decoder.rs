@@ -1,0 +1,132 @@
+//! The native decoder end to end: `resample --decoder native` and `--decoder gdal` write the
+//! same pixels through the real worker pool, the report counts which decoder read each
+//! chunk, `auto` falls back to GDAL for a codec the native decoder does not handle, and
+//! `native` refuses it.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::{coordinator, read_all, report, run, same_pixels, stderr, write_f32, RasterSpec};
+
+fn translate(src: &Path, dst: &Path, opts: &[&str]) {
+    let mut c = Command::new("gdal_translate");
+    c.arg("-q");
+    for o in opts {
+        c.args(["-co", o]);
+    }
+    let st = c
+        .arg(src)
+        .arg(dst)
+        .status()
+        .expect("running gdal_translate");
+    assert!(st.success(), "gdal_translate {opts:?}");
+}
+
+/// Resamples `input` with `decoder`; the output's pixels and the report's native reads.
+fn resample(input: &Path, decoder: &str, workers: &str) -> (Vec<Vec<f64>>, u64, u64) {
+    let dir = input.parent().unwrap();
+    let out = dir.join(format!("out-{decoder}-{workers}.tif"));
+    let rep = dir.join(format!("rep-{decoder}-{workers}.json"));
+    let o = run(coordinator()
+        .args(["--workers", workers, "resample"])
+        .arg(input)
+        .arg(&out)
+        .args(["--factor", "5", "--chunk-mib", "0.05", "--overwrite"])
+        .args(["--decoder", decoder, "--report"])
+        .arg(&rep));
+    assert!(o.status.success(), "{decoder}: {}", stderr(&o));
+    let r = report(&rep);
+    assert_eq!(r["options"]["decoder"], decoder);
+    let totals = &r["totals"];
+    let done = totals["done"].as_u64().unwrap() + totals["done_in_process"].as_u64().unwrap();
+    (
+        read_all(&out).1,
+        totals["native_reads"].as_u64().unwrap(),
+        done,
+    )
+}
+
+#[test]
+fn native_and_gdal_decoders_write_the_same_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.tif");
+    let spec = RasterSpec {
+        width: 333,
+        height: 211,
+        bands: 2,
+        tile: Some(64),
+        ..RasterSpec::default()
+    };
+    write_f32(&base, &spec);
+    let pred3 = dir.path().join("pred3.tif");
+    translate(
+        &base,
+        &pred3,
+        &[
+            "COMPRESS=DEFLATE",
+            "PREDICTOR=3",
+            "TILED=YES",
+            "BLOCKXSIZE=32",
+            "BLOCKYSIZE=48",
+        ],
+    );
+    let striped = dir.path().join("striped.tif");
+    translate(
+        &base,
+        &striped,
+        &[
+            "COMPRESS=ZSTD",
+            "PREDICTOR=2",
+            "INTERLEAVE=BAND",
+            "BLOCKYSIZE=9",
+        ],
+    );
+    for input in [&base, &pred3, &striped] {
+        let (gdal, gdal_native, _) = resample(input, "gdal", "2");
+        assert_eq!(gdal_native, 0, "{input:?}: --decoder gdal read natively");
+        let (native, native_reads, done) = resample(input, "native", "2");
+        assert!(
+            done > 1 && native_reads == done,
+            "{input:?}: {native_reads} of {done}"
+        );
+        assert!(
+            gdal.iter().zip(&native).all(|(a, b)| same_pixels(a, b)),
+            "{input:?}: the decoders disagree"
+        );
+        let (inproc, inproc_reads, _) = resample(input, "native", "0");
+        assert!(inproc_reads > 0);
+        assert!(gdal.iter().zip(&inproc).all(|(a, b)| same_pixels(a, b)));
+    }
+}
+
+#[test]
+fn auto_falls_back_to_gdal_and_native_refuses_what_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.tif");
+    let spec = RasterSpec {
+        width: 120,
+        height: 90,
+        tile: Some(32),
+        ..RasterSpec::default()
+    };
+    write_f32(&base, &spec);
+    let lzw = dir.path().join("lzw.tif");
+    translate(&base, &lzw, &["COMPRESS=LZW", "TILED=YES"]);
+    let (want, _, _) = resample(&base, "gdal", "1");
+    let (got, native_reads, _) = resample(&lzw, "auto", "1");
+    assert_eq!(native_reads, 0, "LZW is GDAL's");
+    assert!(want.iter().zip(&got).all(|(a, b)| same_pixels(a, b)));
+    let (_, auto_reads, done) = resample(&base, "auto", "1");
+    assert_eq!(auto_reads, done, "auto reads DEFLATE natively");
+
+    let o = run(coordinator()
+        .args(["--workers", "1", "resample"])
+        .arg(&lzw)
+        .arg(dir.path().join("never.tif"))
+        .args(["--factor", "5", "--decoder", "native"]));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("--decoder native cannot read"), "{err}");
+    assert!(!dir.path().join("never.tif").exists());
+}
