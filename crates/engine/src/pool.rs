@@ -188,32 +188,35 @@ pub fn spawn<E: Send + 'static>(
             let Ok((_boot_rx, (sender, receiver))) = server.accept() else {
                 return;
             };
-            let hello = receiver.recv().ok().map(|b| decode::<FromWorker>(&b));
-            match hello {
-                Some(Ok(FromWorker::Hello { version, .. })) if version == PROTOCOL_VERSION => {}
-                Some(Ok(FromWorker::Hello { version, .. })) => {
+            // One handshake message: a closed channel or garbage is reported here, and the
+            // caller gets only a message that decoded.
+            let next = |what: &str| -> Option<FromWorker> {
+                let se = match receiver.recv().map(|b| decode::<FromWorker>(&b)) {
+                    Ok(Ok(m)) => return Some(m),
+                    Ok(Err(e)) => SchedEvent::Garbage {
+                        key,
+                        detail: format!("{what}: {e}"),
+                    },
+                    Err(_) => SchedEvent::Disconnected { key },
+                };
+                let _ = ev.send(wrap(PoolEvent::Sched(se)));
+                None
+            };
+            let garbage = |what: &str, got: FromWorker| {
+                let detail = format!("expected {what}, got {got:?}");
+                let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage { key, detail })));
+            };
+            match next("hello") {
+                Some(FromWorker::Hello { version, .. }) if version == PROTOCOL_VERSION => {}
+                Some(FromWorker::Hello { version, .. }) => {
                     let _ = ev.send(wrap(PoolEvent::VersionMismatch {
                         key,
                         theirs: version,
                     }));
                     return;
                 }
-                Some(Ok(other)) => {
-                    let detail = format!("expected hello, got {other:?}");
-                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage { key, detail })));
-                    return;
-                }
-                Some(Err(e)) => {
-                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage {
-                        key,
-                        detail: e.to_string(),
-                    })));
-                    return;
-                }
-                None => {
-                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Disconnected { key })));
-                    return;
-                }
+                Some(other) => return garbage("hello", other),
+                None => return,
             }
             // The setup; the worker is ready once its kernel opened. A worker whose setup
             // fails says why and exits: its exit (and its last stderr lines) tell the
@@ -224,8 +227,8 @@ pub fn spawn<E: Send + 'static>(
             {
                 return;
             }
-            match receiver.recv().ok().map(|b| decode::<FromWorker>(&b)) {
-                Some(Ok(FromWorker::Ready)) => {
+            match next("ready") {
+                Some(FromWorker::Ready) => {
                     if ev
                         .send(wrap(PoolEvent::Connected { key, pid, sender }))
                         .is_err()
@@ -233,26 +236,12 @@ pub fn spawn<E: Send + 'static>(
                         return;
                     }
                 }
-                Some(Ok(FromWorker::SetupFailed { error })) => {
+                Some(FromWorker::SetupFailed { error }) => {
                     tracing::debug!(worker = key.id.0, pid, "setup failed: {error}");
                     return;
                 }
-                Some(Ok(other)) => {
-                    let detail = format!("expected ready, got {other:?}");
-                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage { key, detail })));
-                    return;
-                }
-                Some(Err(e)) => {
-                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage {
-                        key,
-                        detail: e.to_string(),
-                    })));
-                    return;
-                }
-                None => {
-                    let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Disconnected { key })));
-                    return;
-                }
+                Some(other) => return garbage("ready", other),
+                None => return,
             }
             loop {
                 let bytes = match receiver.recv() {
