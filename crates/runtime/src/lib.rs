@@ -8,6 +8,10 @@
 //!
 //! It does not spawn, schedule or supervise anything (that is the engine), and knows nothing
 //! of rasters (that is the job).
+//!
+//! Modules: `serve` (the worker process's loop: connect, hello, setup, tasks), [`fault`]
+//! (fault injection: misbehave for real, for the tests and the chaos script); this file
+//! holds the trait and the `Executor` interface.
 
 pub mod fault;
 mod serve;
