@@ -125,8 +125,10 @@ fn auto_falls_back_to_gdal_and_native_refuses_what_it_cannot_read() {
         .arg(&lzw)
         .arg(dir.path().join("never.tif"))
         .args(["--factor", "5", "--decoder", "native"]));
-    assert!(!o.status.success());
+    // Refused before any worker starts: bad input, one line, with the reason.
     let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("--decoder native cannot read"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!dir.path().join("never.tif").exists());
 }

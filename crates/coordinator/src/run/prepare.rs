@@ -26,6 +26,16 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     // A factor beyond the raster's sides is fine: the partial-edge rule gives one block.
     let f = cfg.factor as u64;
     let bands = info.select(&cfg.bands)?;
+    if cfg.decoder == worker::types::Decoder::Native && cfg.map.is_none() {
+        // Asked for by name: refuse now, with the reason, rather than let every worker fail
+        // its setup. The workers run the same check.
+        let numbers: Vec<u32> = bands.iter().map(|b| b.index).collect();
+        if let Err(e) =
+            worker::exec::ChunkRunner::open(&cfg.input, &numbers, worker::types::Decoder::Native)
+        {
+            return Err(CoordError::BadInput(e.to_string()));
+        }
+    }
     let sample = raster::common_sample(&bands);
     // A map kernel's output is Float64 with nodata NaN, whatever its input.
     let out_type = match &cfg.map {
