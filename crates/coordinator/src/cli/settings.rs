@@ -28,10 +28,11 @@ pub const DEFAULT_TASK_TIMEOUT: TimeoutSpec = TimeoutSpec::PercentOfMedian(1000.
 /// The default `--kill-grace` (a `resample` flag, not layered).
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_millis(500);
 
-/// Threads (or worker processes) when nothing says how many: one fewer than the CPUs, at
-/// least 1.
+/// Threads (or worker processes) when nothing says how many: every CPU. The coordinator
+/// mostly sleeps (dispatch and writing are a small share of a run), so the seed's CPUs - 1
+/// left a core idle: measured here, 2 workers finish the 8192² demo in 0.78 s, 1 in 1.2 s.
 pub fn default_threads() -> u32 {
-    cpus().saturating_sub(1).max(1)
+    cpus().max(1)
 }
 
 pub fn cpus() -> u32 {
@@ -350,7 +351,7 @@ table! {
     WORKERS => workers: Workers = Row {
         flag: Some("workers"), env: Some("BLOCKSUM_WORKERS"), key: "max_workers", toml: Toml::Int,
         default: Workers::Auto, parse: parse_workers, show: plain, meta: "N|auto", global: true,
-        help: "Worker processes: a number, or `auto` (one fewer than the CPUs, at least 1). 0 runs in process",
+        help: "Worker processes: a number, or `auto` (every CPU, fewer if memory says so). 0 runs in process",
     };
     ENABLED => enabled: bool = Row {
         flag: None, env: None, key: "enabled", toml: Toml::Bool,
@@ -431,7 +432,7 @@ impl fmt::Display for Workers {
         match self {
             Workers::Auto => write!(
                 f,
-                "auto (min(CPUs - 1, what memory allows) = up to {})",
+                "auto (min(CPUs, what memory allows) = up to {})",
                 default_threads()
             ),
             Workers::N(0) => f.write_str("0 (in process)"),
