@@ -1,0 +1,127 @@
+//! Success: a worker's `TaskDone`, an in-process lane's `InProcessDone` (its failures go on
+//! to `fail`), and the writer's `Written`, which frees the chunk's slot and, once every chunk
+//! has ended, retires the lanes and finishes the run.
+//!
+//! Does not hand out the next chunk (`dispatch`, via the facade's pump after each event) nor
+//! decide anything about a failed attempt (`fail`).
+
+use std::time::Instant;
+
+use protocol::{Attempt, SlotId, TaskId, TaskStats};
+
+use super::{
+    chunks::ChunkState, AttemptRecord, ChunkOutcome, Executor, FailureCause, SchedAction,
+    Scheduler, WorkerKey, WorkerState,
+};
+
+impl Scheduler {
+    pub(super) fn on_done(
+        &mut self,
+        key: WorkerKey,
+        task: TaskId,
+        attempt: Attempt,
+        stats: TaskStats,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) {
+        let Some((pid, slot, since)) = self.busy_with(key, task, attempt) else {
+            return;
+        };
+        self.timeouts.record(now - since);
+        let record = AttemptRecord {
+            attempt: attempt.0,
+            executor: Executor::Worker {
+                worker: key.id,
+                pid,
+            },
+            started_ms: self.history.ms(since),
+            ended_ms: self.history.ms(now),
+            stats: Some(stats),
+            failure: None,
+            fault: self.fault_for(task, attempt),
+            recycled_after: false,
+        };
+        self.attempt_succeeded(task, record, slot, ChunkOutcome::Done, out);
+        let lane = self.lanes.get_mut(key.id);
+        lane.backoff.reset();
+        lane.last_task = Some(task);
+        lane.state = WorkerState::Idle { gen: key.gen, pid };
+        if let Some(r) = self.history.worker_mut(key) {
+            r.chunks += 1;
+        }
+        self.after_idle(key, now, out);
+    }
+
+    pub(super) fn on_inproc_done(
+        &mut self,
+        lane: u32,
+        task: TaskId,
+        attempt: Attempt,
+        result: Result<TaskStats, String>,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) {
+        if self.chunks.get(task).state != (ChunkState::InProcess { lane }) {
+            return;
+        }
+        let Some(run) = self.inproc.finish(lane, task, attempt) else {
+            return;
+        };
+        let executor = Executor::InProcess { lane };
+        match result {
+            Ok(stats) => {
+                let record = AttemptRecord {
+                    attempt: attempt.0,
+                    executor,
+                    started_ms: self.history.ms(run.since),
+                    ended_ms: self.history.ms(now),
+                    stats: Some(stats),
+                    failure: None,
+                    fault: None,
+                    recycled_after: false,
+                };
+                self.attempt_succeeded(task, record, run.slot, ChunkOutcome::DoneInProcess, out);
+            }
+            Err(error) => {
+                self.slots.give_back(run.slot);
+                let cause = FailureCause::InProcessError { error };
+                self.fail_attempt(task, attempt, executor, run.since, cause, now, out);
+            }
+        }
+    }
+
+    pub(super) fn on_written(&mut self, task: TaskId, out: &mut Vec<SchedAction>) {
+        let Some(slot) = self.chunks.written(task) else {
+            return;
+        };
+        if let Some(slot) = slot {
+            self.slots.give_back(slot);
+        }
+        if self.chunks.all_finished() {
+            self.done = true;
+            for id in self.lanes.ids().collect::<Vec<_>>() {
+                self.retire(id, out);
+            }
+            out.push(SchedAction::Finished);
+        }
+    }
+
+    /// A successful attempt: record it and hand the chunk's slot to the writer.
+    fn attempt_succeeded(
+        &mut self,
+        task: TaskId,
+        record: AttemptRecord,
+        slot: SlotId,
+        outcome: ChunkOutcome,
+        out: &mut Vec<SchedAction>,
+    ) {
+        self.history.attempt_ended(task, record);
+        self.chunks.attempt_succeeded(task, slot, outcome);
+        out.push(SchedAction::Write {
+            task,
+            slot: Some(slot),
+        });
+        // A chunk made progress: the breaker's counters start over.
+        self.breaker.progress();
+    }
+}
