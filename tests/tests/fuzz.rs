@@ -171,7 +171,7 @@ fn corrupted_inputs_never_panic_hang_or_lose_pixels() {
         let _ = std::fs::remove_file(&rep);
 
         let t0 = Instant::now();
-        let mut child = coordinator()
+        let child = coordinator()
             .args(["--workers", "1", "resample", "--spare-workers", "0"])
             .arg(&path)
             .arg(&out)
@@ -181,18 +181,9 @@ fn corrupted_inputs_never_panic_hang_or_lose_pixels() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if t0.elapsed() > RUN_LIMIT {
-                let _ = child.kill();
-                let o = child.wait_with_output().unwrap();
-                panic!("{what}: no exit within {RUN_LIMIT:?}: {}", stderr(&o));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let o = child.wait_with_output().unwrap();
+        let o = output_within(child, RUN_LIMIT.saturating_sub(t0.elapsed()), false)
+            .unwrap_or_else(|o| panic!("{what}: no exit within {RUN_LIMIT:?}: {}", stderr(&o)));
+        let status = o.status;
         let err = stderr(&o);
         let code = status.code();
         assert!(!err.contains("panicked"), "{what}: {err}");

@@ -20,7 +20,6 @@ use std::{
 };
 
 use common::bin_dir;
-use nix::{sys::signal::Signal, unistd::Pid};
 
 /// Commands shown to users that this test does not run, and why. Keep it small.
 const NOT_RUN: &[(&str, &str)] = &[
@@ -274,20 +273,13 @@ fn run_shown(cmd: &Shown, dir: &Path, logs: &Path, n: usize) {
         }
     }
     let t0 = Instant::now();
-    let mut child = c.spawn().expect("running sh");
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > COMMAND_LIMIT {
-            let _ = nix::sys::signal::killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-            panic!(
-                "{}: `{}` still running after {COMMAND_LIMIT:?}",
-                cmd.origin, cmd.text
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let child = c.spawn().expect("running sh");
+    let status = match common::output_within(child, COMMAND_LIMIT, true) {
+        Ok(o) => o.status,
+        Err(_) => panic!(
+            "{}: `{}` still running after {COMMAND_LIMIT:?}",
+            cmd.origin, cmd.text
+        ),
     };
     let err = std::fs::read_to_string(&err_log).unwrap_or_default();
     eprintln!(

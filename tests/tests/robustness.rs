@@ -140,7 +140,7 @@ fn a_stopped_worker_does_not_stall_the_run() {
     let rep = dir.path().join("run.json");
     let t0 = Instant::now();
     // The slow last chunk keeps the run going while the stopped worker is timed out.
-    let mut child = coordinator()
+    let child = coordinator()
         .args(["--workers", "2", "resample"])
         .arg(&input)
         .arg(&out)
@@ -159,19 +159,9 @@ fn a_stopped_worker_does_not_stall_the_run() {
         (w.len() == 2).then(|| w[0])
     });
     nix::sys::signal::kill(Pid::from_raw(victim as i32), Signal::SIGSTOP).unwrap();
-    let end = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("the run stalled behind a stopped worker");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let o = output_within(child, Duration::from_secs(40), false)
+        .unwrap_or_else(|_| panic!("the run stalled behind a stopped worker"));
+    let (status, err) = (o.status, stderr(&o));
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(40));
     assert!(err.starts_with("wrote "), "{err}");

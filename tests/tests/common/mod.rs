@@ -4,7 +4,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Child, Command, Output},
     sync::Once,
     time::{Duration, Instant},
 };
@@ -286,4 +286,27 @@ pub fn workers_mentioning(needle: &str) -> Vec<u32> {
         }
     }
     out
+}
+
+/// Waits for `child` to exit (a thread blocks in `wait`; this one waits on its answer with a
+/// deadline, no polling). Past `limit` the child (and, with `group`, its whole process group)
+/// is killed and `Err` carries what it wrote.
+pub fn output_within(child: Child, limit: Duration, group: bool) -> Result<Output, Output> {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output().expect("waiting for a child"));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(o) => Ok(o),
+        Err(_) => {
+            use nix::{sys::signal::Signal, unistd::Pid};
+            if group {
+                let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            } else {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            Err(rx.recv().expect("the killed child is reaped"))
+        }
+    }
 }
