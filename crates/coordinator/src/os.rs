@@ -1,5 +1,6 @@
 //! The coordinator's own OS and FFI specifics, behind a safe interface: the no-clobber
-//! rename, SIGXFSZ, and GDAL's thread-local error state on the write path. The process
+//! rename, SIGXFSZ, GDAL's thread-local error state, GDAL's block cache, and the names of
+//! data types the bindings do not know. Every `unsafe` of the coordinator is here. The process
 //! specifics of supervision (fork/exec setup, signals, limits) are the engine's
 //! (`engine::os`), re-exported here.
 
@@ -140,5 +141,22 @@ pub mod gdal_err {
             }
             (Err(e), None) => Err(e.to_string()),
         }
+    }
+}
+
+/// Sets GDAL's block cache of this process, in bytes.
+pub fn set_gdal_cache(bytes: u64) {
+    // SAFETY: GDALSetCacheMax64 only stores a number; it is safe to call at any time.
+    unsafe { gdal_sys::GDALSetCacheMax64(bytes as i64) };
+}
+
+/// GDAL's own name for a band's data type (the bindings call complex types "Unknown").
+pub fn gdal_type_name(band: &gdal::raster::RasterBand) -> Option<String> {
+    // SAFETY: the band handle is valid while `band` lives; GDALGetDataTypeName returns a
+    // static string, or NULL for an invalid type (checked).
+    unsafe {
+        let raw = gdal_sys::GDALGetRasterDataType(band.c_rasterband());
+        let p = gdal_sys::GDALGetDataTypeName(raw);
+        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
     }
 }

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use gdal::{raster::GdalDataType, Dataset, Metadata};
 use worker::{Agg, SampleType};
 
-use crate::error::CoordError;
+use crate::{
+    error::CoordError,
+    os::{gdal_err, gdal_type_name},
+};
 
 #[derive(Debug, Clone)]
 pub struct BandInfo {
@@ -43,19 +46,6 @@ pub fn sample_of(t: GdalDataType) -> Option<SampleType> {
     })
 }
 
-/// GDAL's last error message (the bindings' open error does not carry it).
-fn last_gdal_error() -> String {
-    // SAFETY: CPLGetLastErrorMsg returns a pointer to a thread-local, NUL-terminated
-    // string owned by GDAL (never NULL); it is copied before any other GDAL call.
-    let msg = unsafe { std::ffi::CStr::from_ptr(gdal_sys::CPLGetLastErrorMsg()) };
-    msg.to_string_lossy()
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
 /// Opens and validates `path`. GDAL is asked first: `/vsizip/`, `/vsicurl/` and other
 /// virtual paths exist only for it; the filesystem is consulted only to explain a failure.
 pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
@@ -63,10 +53,10 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
         path: path.to_path_buf(),
         reason,
     };
-    // SAFETY: CPLErrorReset only clears this thread's last-error state.
-    unsafe { gdal_sys::CPLErrorReset() };
+    gdal_err::reset();
     let ds = Dataset::open(path).map_err(|e| {
-        let gdal_msg = last_gdal_error();
+        // The bindings' open error does not carry GDAL's message; its error state does.
+        let gdal_msg = gdal_err::take().unwrap_or_default();
         let is_virtual = path.to_string_lossy().starts_with("/vsi");
         if !is_virtual && !path.exists() {
             return CoordError::InputMissing(path.to_path_buf());
@@ -91,18 +81,7 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
         let rb = ds.rasterband(i).map_err(|e| not_raster(e.to_string()))?;
         let t = rb.band_type();
         let sample = sample_of(t).ok_or_else(|| {
-            // The bindings call complex types Unknown: ask GDAL for the real name.
-            // SAFETY: the band handle is valid while `rb` lives; GDALGetDataTypeName returns
-            // a static string (or NULL for an invalid type, checked).
-            let name = unsafe {
-                let raw = gdal_sys::GDALGetRasterDataType(rb.c_rasterband());
-                let p = gdal_sys::GDALGetDataTypeName(raw);
-                if p.is_null() {
-                    t.name()
-                } else {
-                    std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-                }
-            };
+            let name = gdal_type_name(&rb).unwrap_or_else(|| t.name());
             CoordError::BadInput(format!(
                 "input '{}': band {i} has data type {name}, which is not supported (supported: Byte, Int16, UInt16, Int32, UInt32, Float32, Float64)",
                 path.display()

@@ -13,15 +13,7 @@ pub fn inject(kind: FaultKind, reply: &IpcBytesSender) {
     match kind {
         FaultKind::Crash => std::process::abort(),
         FaultKind::Segv => {
-            // Rust's runtime handles SIGSEGV to report stack overflows; restore the default
-            // action so the signal kills the process as a real segfault would.
-            // SAFETY: setting a signal to SIG_DFL installs no handler code.
-            unsafe {
-                let _ = nix::sys::signal::signal(
-                    nix::sys::signal::Signal::SIGSEGV,
-                    nix::sys::signal::SigHandler::SigDfl,
-                );
-            }
+            crate::os::default_sigsegv();
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSEGV);
             std::process::abort()
         }

@@ -9,11 +9,13 @@
 //! It does not spawn, schedule or supervise anything (that is the engine), and knows nothing
 //! of rasters (that is the job).
 //!
-//! Modules: `serve` (the worker process's loop: connect, hello, setup, tasks), [`fault`]
+//! Modules: `serve` (the worker process's loop: connect, hello, setup, tasks), `os` (the
+//! runtime's only `unsafe`: the inherited descriptor, SIGSEGV's default action), [`fault`]
 //! (fault injection: misbehave for real, for the tests and the chaos script); this file
 //! holds the trait and the `Executor` interface.
 
 pub mod fault;
+mod os;
 mod serve;
 
 use serde::de::DeserializeOwned;

@@ -4,7 +4,7 @@
 //! set by the coordinator between fork and exec, so even a SIGKILLed coordinator takes its
 //! workers with it.
 
-use std::{os::fd::FromRawFd, process::ExitCode};
+use std::process::ExitCode;
 
 use ipc_channel::ipc::{self, IpcBytesSender, IpcSender};
 use protocol::{
@@ -62,9 +62,7 @@ pub fn serve<K: ChunkKernel + Send + 'static>() -> ExitCode {
 type Opener = fn(&[u8]) -> Result<Box<dyn Executor>, crate::KernelError>;
 
 fn run(args: WorkerArgs, open: Opener) -> Result<(), ServeError> {
-    // SAFETY: the coordinator passes this descriptor to this process alone (it clears
-    // close-on-exec for it in the child only), and nothing else here owns or closes it.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(args.shm_fd) };
+    let fd = crate::os::inherited_fd(args.shm_fd).map_err(ServeError::Shm)?;
     let mut seg = SharedSegment::from_fd(fd, args.shm_len).map_err(ServeError::Shm)?;
 
     let bootstrap: IpcSender<Bootstrap> =

@@ -85,7 +85,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             ))
         })?;
     }
-    set_block_cache(prep.memory.coordinator - prep.memory.ring - budget::COORDINATOR_BASE);
+    crate::os::set_gdal_cache(
+        prep.memory.coordinator - prep.memory.ring - budget::COORDINATOR_BASE,
+    );
     let ring = SlotRing::create(prep.layout).map_err(|e| {
         let hint = if e.raw_os_error() == Some(nix::libc::EFBIG) {
             " (the file-size limit, ulimit -f, is below the ring's size: raise it, or lower --chunk-mib or --workers)"
@@ -339,11 +341,6 @@ fn unit_window() -> Window {
         w: 1,
         h: 1,
     }
-}
-
-fn set_block_cache(bytes: u64) {
-    // SAFETY: GDALSetCacheMax64 only stores a number; it is safe to call at any time.
-    unsafe { gdal_sys::GDALSetCacheMax64(bytes as i64) };
 }
 
 /// Where the worker binary is by default: beside the running coordinator.
