@@ -114,7 +114,9 @@ pub fn resolve(
             (n, false)
         }
     };
-    let mut co = r.map(|r| r.creation_options.clone()).unwrap_or_default();
+    let mut co = r
+        .map(|r| r.run.creation_options.clone())
+        .unwrap_or_default();
     for c in &co {
         if !c.contains('=') {
             return Err(CoordError::Usage(format!("--co '{c}' is not KEY=VALUE")));
@@ -161,17 +163,19 @@ pub fn resolve(
         workers,
         workers_auto,
         in_process_threads: settings::default_threads(),
-        report: r.and_then(|r| r.report.clone()),
-        overwrite: r.is_some_and(|r| r.overwrite),
+        report: r.and_then(|r| r.run.report.clone()),
+        overwrite: r.is_some_and(|r| r.run.overwrite),
         creation_options: co,
         worker_bin: r
-            .and_then(|r| r.worker_bin.clone())
+            .and_then(|r| r.run.worker_bin.clone())
             .unwrap_or_else(crate::run::default_worker_bin),
         max_attempts: st.max_attempts.value,
         task_timeout: st.task_timeout.value,
         task_timeout_floor: st.task_timeout_floor.value,
         start_timeout: st.start_timeout.value,
-        kill_grace: r.and_then(|r| r.kill_grace).unwrap_or(DEFAULT_KILL_GRACE),
+        kill_grace: r
+            .and_then(|r| r.run.kill_grace)
+            .unwrap_or(DEFAULT_KILL_GRACE),
         faults: job.faults.clone(),
         memory_limit: st.memory_limit_per_worker.value,
         memory_limit_from: settings::MEMORY_LIMIT.source_name(&st.memory_limit_per_worker.source),
@@ -191,7 +195,7 @@ pub fn resolve(
 /// Builds the resolved config for `map`: the options it shares with `resample`, resolved
 /// the same way, and its kernel.
 pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings), CoordError> {
-    if m.kernel_lib.is_none() && m.worker_bin.is_none() {
+    if m.kernel_lib.is_none() && m.run.worker_bin.is_none() {
         return Err(CoordError::Usage(
             "map needs a kernel: --kernel-lib PATH.so (a C ABI library), or --worker-bin PATH (a Rust kernel's worker binary)".into(),
         ));
@@ -223,11 +227,7 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
     let r = ResampleArgs {
         job: job.clone(),
         output: m.output.clone(),
-        report: m.report.clone(),
-        overwrite: m.overwrite,
-        creation_options: m.creation_options.clone(),
-        worker_bin: m.worker_bin.clone(),
-        kill_grace: m.kill_grace,
+        run: m.run.clone(),
         // `map` reads through GDAL: its kernels get f64 windows with a validity mask.
         decoder: super::schema::DecoderArg::Gdal,
     };

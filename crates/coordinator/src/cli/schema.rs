@@ -138,21 +138,8 @@ pub struct MapArgs {
     pub faults: Vec<FaultSpec>,
     #[command(flatten)]
     pub pool: PoolArgs,
-    /// Write a JSON report: the plan, every chunk and attempt, every worker, totals.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Replace OUTPUT if it exists.
-    #[arg(long)]
-    pub overwrite: bool,
-    /// GDAL creation option KEY=VALUE (repeatable).
-    #[arg(long = "co")]
-    pub creation_options: Vec<String>,
-    /// The worker binary. Default: `worker` beside this program. Without --kernel-lib: a
-    /// Rust kernel's own binary (`fn main() { runtime::serve::<MyKernel>() }`).
-    #[arg(long, env = "BLOCKSUM_WORKER_BIN")]
-    pub worker_bin: Option<PathBuf>,
-    #[arg(long, value_parser = units::parse_duration, allow_hyphen_values = true, help = format!("Grace between TERM and KILL when stopping a worker [default: {DEFAULT_KILL_GRACE:?}]"))]
-    pub kill_grace: Option<Duration>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 fn parse_kernel_arg(s: &str) -> Result<(String, String), String> {
@@ -269,22 +256,30 @@ pub struct ResampleArgs {
     pub job: JobArgs,
     /// Where to write the GeoTIFF (written under a temporary name, renamed when complete).
     pub output: PathBuf,
+    /// Pixel decoder: native (this tool's own, for local GeoTIFFs with no compression, DEFLATE
+    /// or ZSTD; an error on anything else), gdal, or auto (native where it applies, else GDAL).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub decoder: DecoderArg,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The options of a run that writes an output (`resample` and `map` alike).
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
     /// Write a JSON report: the plan, every chunk and attempt, every worker, totals.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Replace OUTPUT if it exists.
+    /// Replace OUTPUT (and the report) if it exists.
     #[arg(long)]
     pub overwrite: bool,
     /// GDAL creation option KEY=VALUE (repeatable). Default: TILED=YES COMPRESS=DEFLATE ZLEVEL=1 BIGTIFF=IF_SAFER NUM_THREADS=ALL_CPUS.
     #[arg(long = "co")]
     pub creation_options: Vec<String>,
-    /// The worker binary. Default: `worker` beside this program.
+    /// The worker binary. Default: `worker` beside this program. For `map` without
+    /// --kernel-lib: a Rust kernel's own binary (`fn main() { runtime::serve::<MyKernel>() }`).
     #[arg(long, env = "BLOCKSUM_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
-    /// Pixel decoder: native (this tool's own, for local GeoTIFFs with no compression, DEFLATE
-    /// or ZSTD; an error on anything else), gdal, or auto (native where it applies, else GDAL).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub decoder: DecoderArg,
     // Help text built here so that the default is written once, in `DEFAULT_KILL_GRACE`.
     #[arg(long, value_parser = units::parse_duration, allow_hyphen_values = true, help = format!("Grace between TERM and KILL when stopping a worker [default: {DEFAULT_KILL_GRACE:?}]"))]
     pub kill_grace: Option<Duration>,
