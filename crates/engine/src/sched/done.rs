@@ -30,10 +30,7 @@ impl Scheduler {
         self.timeouts.record(now - since);
         let record = AttemptRecord {
             attempt: attempt.0,
-            executor: Executor::Worker {
-                worker: key.id,
-                pid,
-            },
+            executor: Executor::worker(key, pid),
             started_ms: self.history.ms(since),
             ended_ms: self.history.ms(now),
             stats: Some(stats),

@@ -163,6 +163,16 @@ pub enum Executor {
     InProcess { lane: u32 },
 }
 
+impl Executor {
+    /// The process `pid` of lane `key.id`.
+    pub fn worker(key: WorkerKey, pid: u32) -> Executor {
+        Executor::Worker {
+            worker: key.id,
+            pid,
+        }
+    }
+}
+
 /// The final result of a chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

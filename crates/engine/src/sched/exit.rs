@@ -75,10 +75,7 @@ impl Scheduler {
             } => {
                 // The process is gone: nothing can write the slot any more.
                 self.slots.give_back(slot);
-                let executor = Executor::Worker {
-                    worker: key.id,
-                    pid,
-                };
+                let executor = Executor::worker(key, pid);
                 self.fail_attempt(task, attempt, executor, since, observed.clone(), now, out);
                 Some((observed, DeathKind::WORKING))
             }
@@ -103,10 +100,7 @@ impl Scheduler {
                     _ => cause,
                 };
                 if let Some((task, attempt, since)) = deferred {
-                    let executor = Executor::Worker {
-                        worker: key.id,
-                        pid: pid.unwrap_or(0),
-                    };
+                    let executor = Executor::worker(key, pid.unwrap_or(0));
                     self.fail_attempt(task, attempt, executor, since, cause.clone(), now, out);
                 }
                 // A worker stopped while it held no chunk (start timeout, closed channel while

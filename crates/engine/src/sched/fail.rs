@@ -33,10 +33,7 @@ impl Scheduler {
         self.fail_attempt(
             task,
             attempt,
-            Executor::Worker {
-                worker: key.id,
-                pid,
-            },
+            Executor::worker(key, pid),
             since,
             FailureCause::WorkerError { error },
             now,

@@ -42,10 +42,7 @@ impl Scheduler {
                 if defer {
                     (Some(pid), Some(slot), Some((task, attempt, since)))
                 } else {
-                    let executor = Executor::Worker {
-                        worker: key.id,
-                        pid,
-                    };
+                    let executor = Executor::worker(key, pid);
                     self.fail_attempt(task, attempt, executor, since, cause.clone(), now, out);
                     (Some(pid), Some(slot), None)
                 }
