@@ -117,6 +117,7 @@ fn run_noop(
         min_free_memory: None,
         kill_grace: Duration::from_millis(500),
         progress: false,
+        events: None,
     };
     let mut job = NoopJob {
         input_len,

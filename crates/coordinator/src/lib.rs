@@ -6,7 +6,8 @@
 //! Module map: [`raster`] (input validation), [`plan`] (chunk windows and splitting),
 //! [`run`] (the job: prepare, wire the engine, commit, report), [`writer`] (the output, as
 //! the engine's sink), [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
-//! (the memory arithmetic), [`bench`](mod@bench) (the dispatch benchmark, a second job), [`report`],
+//! (the memory arithmetic), [`bench`](mod@bench) (the dispatch benchmark, a second job), [`report`]
+//! (the JSON report) and [`html`] (the same as a page), [`events`] (`--events`),
 //! [`synth`], [`cli`] (schema, settings table, resolution), [`units`], [`os`] (GDAL error state, rename, signals),
 //! [`stdio`] (output that never panics on a closed pipe). `sched` is the engine's, re-exported.
 
@@ -14,6 +15,8 @@ pub mod bench;
 pub mod budget;
 pub mod cli;
 pub mod error;
+pub mod events;
+pub mod html;
 pub mod os;
 pub mod output;
 pub mod plan;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use coordinator::{
     cli::{self, Cli, Command},
     error::CoordError,
@@ -15,7 +15,12 @@ use coordinator::{
 fn main() -> ExitCode {
     // The layered options record whether a flag or the environment gave each value as they
     // are parsed (`cli::PoolArgs`); the config file sits below both.
-    let cli = match Cli::try_parse() {
+    // `--version` names the protocol's and GDAL's versions too: the command is built at run
+    // time (`cli::command`).
+    let cli = match cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             if !e.use_stderr() {
@@ -153,6 +158,22 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
             out(&st.describe());
             Ok(0)
         }
+        Command::Report(r) => {
+            coordinator::html::report_to_html(&r.report, &r.html, r.overwrite)?;
+            if !cli.quiet {
+                eline(&format!("wrote {}", r.html.display()));
+            }
+            Ok(0)
+        }
+        Command::Completions(c) => {
+            out_bytes(&cli::completions(c.shell));
+            Ok(0)
+        }
+        Command::Man => {
+            let page = cli::man_page().map_err(|e| CoordError::Internal(e.to_string()))?;
+            out_bytes(&page);
+            Ok(0)
+        }
         Command::Synth(s) => {
             let cfg = synth::SynthConfig {
                 width: s.width,
@@ -173,4 +194,12 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
             Ok(0)
         }
     }
+}
+
+/// Bytes on stdout; lost if stdout is closed.
+fn out_bytes(b: &[u8]) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(b);
+    let _ = o.flush();
 }

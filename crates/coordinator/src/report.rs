@@ -1,7 +1,7 @@
 //! The JSON run report (`--report PATH`): the plan, every chunk with every attempt, every
 //! worker incarnation with its memory peaks and cause of death, and totals.
 
-use engine::memory::MemPeak;
+use engine::memory::{MemPeak, MemSample};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -97,6 +97,10 @@ pub struct PlanSummary {
     pub slots: u32,
     pub slot_bytes: u64,
     pub bytes_in_flight: u64,
+    /// Input bytes of one pixel across the bands (a chunk's input is its window's pixels
+    /// times this).
+    #[serde(default)]
+    pub pixel_bytes: u64,
 }
 
 impl PlanSummary {
@@ -113,6 +117,7 @@ impl PlanSummary {
             slots,
             slot_bytes,
             bytes_in_flight: slots as u64 * slot_bytes,
+            pixel_bytes: plan.pixel_bytes,
         }
     }
 }
@@ -146,6 +151,10 @@ pub struct WorkerReport {
     #[serde(flatten)]
     pub memory: MemPeak,
     pub stderr_tail: Vec<String>,
+    /// The sampler's readings over the run (`--memory-poll`), thinned to at most
+    /// `engine::memory::MAX_SAMPLES`.
+    #[serde(default)]
+    pub memory_samples: Vec<MemSample>,
 }
 
 /// A window whose output pixels are nodata: `x, y, w, h` in input and output pixels.

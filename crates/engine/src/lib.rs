@@ -12,6 +12,7 @@
 //! - `pool`: worker processes (spawn, handshake and setup, channels, exits).
 //! - `inproc`: the in-process lanes (the same kernels, through the runtime).
 //! - `sink`: the thread that hands finished slots to the job's sink.
+//! - `observe`: the run's events as they happen, and the JSON-lines stream (`--events`).
 //! - `memory`: sampling worker memory and the machine's available memory.
 //! - `progress`: the progress bar (hidden when stderr is not a terminal).
 //! - `os`: fork/exec setup, signals, /proc, limits: the `unsafe` of supervision.
@@ -19,6 +20,7 @@
 pub mod inproc;
 pub mod job;
 pub mod memory;
+pub mod observe;
 pub mod os;
 pub mod pool;
 pub mod progress;

@@ -2,7 +2,9 @@
 //! VmRSS, RssAnon). RssAnon is the worker's private resident memory: the shared slots it
 //! touched count in RssShmem, not here. Peaks go to the report; crossing the soft limit
 //! becomes an `OverSoftLimit` event (the worker is recycled after its chunk). With
-//! `--min-free-memory`, the machine's available memory opens and closes admission.
+//! `--min-free-memory`, the machine's available memory opens and closes admission. Each
+//! sample is also kept as a time series per worker (for the report's memory chart, thinned
+//! to at most `MAX_SAMPLES` per worker) and told to the event stream, if any.
 
 use std::{
     collections::HashMap,
@@ -14,6 +16,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    observe::{EventLog, RunEvent},
     os,
     sched::{SchedEvent, WorkerKey},
 };
@@ -26,21 +29,76 @@ pub struct MemPeak {
     pub peak_private_bytes: u64,
 }
 
+/// Samples kept per worker incarnation: past this, every other one is dropped (and the
+/// series keeps its shape over the whole run).
+pub const MAX_SAMPLES: usize = 2048;
+
+/// One reading of a worker's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemSample {
+    /// Milliseconds since the run started.
+    pub ms: u64,
+    pub rss_bytes: u64,
+    pub private_bytes: u64,
+}
+
 #[derive(Default)]
 pub struct MemShared {
     pub live: Vec<(WorkerKey, u32)>,
     pub peaks: HashMap<(u32, u32), MemPeak>,
+    /// Per incarnation, in time order; thinned (see `MAX_SAMPLES`).
+    pub samples: HashMap<(u32, u32), Vec<MemSample>>,
+    /// The run's start, to stamp samples (none: samples are not kept).
+    pub start: Option<std::time::Instant>,
+    /// The event stream, told every sample.
+    pub log: Option<EventLog>,
+}
+
+/// Keeps `s` in `series`, halving the series when it is full.
+fn keep(series: &mut Vec<MemSample>, s: MemSample) {
+    if series.len() >= MAX_SAMPLES {
+        let mut i = 0;
+        series.retain(|_| {
+            i += 1;
+            i % 2 == 1
+        });
+    }
+    series.push(s);
 }
 
 pub type MemState = Arc<Mutex<MemShared>>;
 
 /// Samples one pid now.
 pub fn sample(state: &MemState, key: WorkerKey, pid: u32) -> Option<u64> {
-    let v = os::proc_status_kb(Some(pid), &["VmHWM", "RssAnon"])?;
+    // VmHWM for the peak, VmRSS (now) for the series.
+    let v = os::proc_status_kb(Some(pid), &["VmHWM", "RssAnon", "VmRSS"])?;
+    let rss = v[2];
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
     let p = s.peaks.entry((key.id.0, key.gen)).or_default();
     p.peak_rss_bytes = p.peak_rss_bytes.max(v[0]);
     p.peak_private_bytes = p.peak_private_bytes.max(v[1]);
+    // A process being reaped reads as all zeros: no point on the chart.
+    if let (Some(start), true) = (s.start, rss > 0) {
+        let ms = start.elapsed().as_millis() as u64;
+        let sample = MemSample {
+            ms,
+            rss_bytes: rss,
+            private_bytes: v[1],
+        };
+        keep(s.samples.entry((key.id.0, key.gen)).or_default(), sample);
+        if let Some(log) = &s.log {
+            log.emit(
+                ms,
+                &RunEvent::MemorySample {
+                    worker: key.id.0,
+                    gen: key.gen,
+                    pid,
+                    rss_bytes: rss,
+                    private_bytes: v[1],
+                },
+            );
+        }
+    }
     Some(v[1])
 }
 
@@ -121,5 +179,29 @@ pub fn total_memory() -> u64 {
             s.total_memory()
         }
         Err(_) => u64::MAX,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_series_is_thinned_not_truncated() {
+        let mut series = Vec::new();
+        for ms in 0..(MAX_SAMPLES as u64 * 3) {
+            keep(
+                &mut series,
+                MemSample {
+                    ms,
+                    rss_bytes: ms,
+                    private_bytes: ms,
+                },
+            );
+        }
+        assert!(series.len() <= MAX_SAMPLES);
+        assert_eq!(series[0].ms, 0);
+        assert_eq!(series.last().unwrap().ms, MAX_SAMPLES as u64 * 3 - 1);
+        assert!(series.windows(2).all(|w| w[0].ms < w[1].ms));
     }
 }

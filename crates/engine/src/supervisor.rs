@@ -17,6 +17,7 @@ use crate::{
     inproc::{self, ExecutorFactory, LaneTask},
     job::{ChunkSink, Job},
     memory::{self, MemShared, MemState},
+    observe::{EventLog, Observer},
     pool::{self, PoolConfig, PoolEvent, Proc},
     progress::Progress,
     sched::{ExitInfo, SchedAction, SchedConfig, SchedEvent, Scheduler, Sig, WorkerId, WorkerKey},
@@ -47,6 +48,8 @@ pub struct EngineConfig {
     pub min_free_memory: Option<u64>,
     pub kill_grace: Duration,
     pub progress: bool,
+    /// The event stream (`--events`): every decision, sample and admission change.
+    pub events: Option<EventLog>,
 }
 
 /// Why a run could not finish.
@@ -98,8 +101,23 @@ pub fn run<J: Job>(
 ) {
     let start = Instant::now();
     let (tx, rx) = mpsc::channel::<Event<<J::Sink as ChunkSink>::Closed>>();
-    let mem: MemState = Arc::new(Mutex::new(MemShared::default()));
-    let (sched, first) = Scheduler::new(cfg.sched.clone(), cfg.tasks, start);
+    let mem: MemState = Arc::new(Mutex::new(MemShared {
+        start: Some(start),
+        log: cfg.events.clone(),
+        ..MemShared::default()
+    }));
+    // The scheduler's decisions feed the progress bar and the event stream as they are made.
+    let progress = Progress::new(cfg.tasks as u64, cfg.progress);
+    let observer: Observer = {
+        let (progress, log) = (progress.clone(), cfg.events.clone());
+        Box::new(move |ms, ev| {
+            progress.on_event(ev);
+            if let Some(l) = &log {
+                l.emit(ms, ev);
+            }
+        })
+    };
+    let (sched, first) = Scheduler::observed(cfg.sched.clone(), cfg.tasks, start, Some(observer));
     let record = |sched| RunRecord {
         sched,
         write_us: vec![None; cfg.tasks],
@@ -193,7 +211,7 @@ pub fn run<J: Job>(
         events: tx,
         mem: mem.clone(),
         write_us: vec![None; cfg.tasks],
-        progress: Progress::new(cfg.tasks as u64, cfg.progress),
+        progress,
         stopped: HashSet::new(),
         admission_notice: Instant::now(),
         closed: None,

@@ -31,6 +31,10 @@ pub struct ResampleConfig {
     pub spare_workers: u32,
     pub in_process_threads: u32,
     pub report: Option<PathBuf>,
+    /// `--report-html`: the report as a page.
+    pub report_html: Option<PathBuf>,
+    /// `--events`: the event stream (`-`: stdout).
+    pub events: Option<PathBuf>,
     pub overwrite: bool,
     pub creation_options: Vec<String>,
     pub worker_bin: PathBuf,
@@ -164,6 +168,8 @@ pub fn resolve(
         workers_auto,
         in_process_threads: settings::default_threads(),
         report: r.and_then(|r| r.run.report.clone()),
+        report_html: r.and_then(|r| r.run.report_html.clone()),
+        events: r.and_then(|r| r.run.events.clone()),
         overwrite: r.is_some_and(|r| r.run.overwrite),
         creation_options: co,
         worker_bin: r

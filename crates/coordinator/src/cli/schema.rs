@@ -87,6 +87,44 @@ pub enum Command {
     /// hang or runaway allocation in the kernel kills a worker, never the run.
     #[command(after_help = MAP_EXAMPLES)]
     Map(MapArgs),
+    /// Turn a run's JSON report (`--report`) into one self-contained HTML page: task-stream
+    /// timeline, worker memory, throughput, totals.
+    #[command(
+        after_help = "Examples:\n  coordinator report run.json --html run.html\n  coordinator report run.json --html run.html --overwrite"
+    )]
+    Report(ReportArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    #[command(
+        after_help = "Examples:\n  coordinator completions bash > /etc/bash_completion.d/coordinator\n  coordinator completions zsh > \"${fpath[1]}/_coordinator\"\n  coordinator completions fish > ~/.config/fish/completions/coordinator.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout.
+    #[command(after_help = "Examples:\n  coordinator man > coordinator.1 && man ./coordinator.1")]
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A report written by `--report`.
+    pub report: PathBuf,
+    /// Where to write the page.
+    #[arg(long)]
+    pub html: PathBuf,
+    /// Replace the page if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    pub shell: Shell,
 }
 
 pub const MAP_EXAMPLES: &str = "\
@@ -270,6 +308,15 @@ pub struct RunArgs {
     /// Write a JSON report: the plan, every chunk and attempt, every worker, totals.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page too: a task-stream timeline (a row
+    /// per worker incarnation, a bar per attempt), worker memory, throughput and totals.
+    #[arg(long)]
+    pub report_html: Option<PathBuf>,
+    /// Stream every event as it happens as JSON lines (`-`: stdout): plan, workers spawned,
+    /// ready, dead, recycled; chunks dispatched, done, failed, retried, timed out, split,
+    /// quarantined; memory samples, admission, commit. Schema: docs/events.md.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
     /// Replace OUTPUT (and the report) if it exists.
     #[arg(long)]
     pub overwrite: bool,

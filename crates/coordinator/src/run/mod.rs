@@ -68,7 +68,19 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         cfg.report.as_deref(),
         cfg.overwrite,
     )?;
+    // The page is refused up front like the report (exists, directory, the input...).
+    output::check_paths(
+        &cfg.input,
+        &cfg.output,
+        cfg.report_html.as_deref(),
+        cfg.overwrite,
+    )?;
     let mut staging = output::Staging::lock(&cfg.output)?;
+    let events = cfg
+        .events
+        .as_deref()
+        .map(|p| crate::events::open(p, cfg.overwrite, &cfg.input, &cfg.output))
+        .transpose()?;
     if prep.memory.workers > 0 && !cfg.worker_bin.is_file() {
         return Err(CoordError::Workers(format!(
             "worker binary not found at '{}' (set --worker-bin or BLOCKSUM_WORKER_BIN)",
@@ -197,7 +209,15 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         min_free_memory: cfg.min_free_memory,
         kill_grace: cfg.kill_grace,
         progress: !cfg.quiet,
+        events: events.clone(),
     };
+    if let Some(log) = &events {
+        let summary = PlanSummary::new(&prep.plan, prep.layout.slots, prep.layout.slot_bytes());
+        log.emit(
+            0,
+            &crate::events::plan_event(&summary, &cfg.input, &cfg.output, prep.memory.workers),
+        );
+    }
     let (outcome, rec) = engine::run(&mut job, sink, ring, ecfg);
     let outcome = outcome.map_err(|e| match e {
         EngineError::Fatal(why) => CoordError::Workers(why),
@@ -228,6 +248,14 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         Ok(_) => staging.commit(cfg.overwrite),
         Err(e) => Err(e),
     };
+    if let (Some(log), Ok(())) = (&events, &result) {
+        log.emit(
+            rec.start.elapsed().as_millis() as u64,
+            &engine::observe::RunEvent::Commit {
+                output: cfg.output.display().to_string(),
+            },
+        );
+    }
     let quarantined = view.quarantined();
     let exit_code = match &result {
         Ok(()) if quarantined.is_empty() => protocol::exit::OK,
@@ -235,6 +263,32 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         Err(e) => e.exit_code(),
     };
     let report = view.report(exit_code, &result, &quarantined);
+    if let Some(log) = &events {
+        log.emit(
+            report.totals.wall_ms,
+            &engine::observe::RunEvent::RunEnd {
+                status: serde_json::to_value(report.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                exit_code,
+                error: report.error.clone(),
+                wall_ms: report.totals.wall_ms,
+            },
+        );
+    }
+    // The side outputs: the HTML page, and whether the event stream was written whole.
+    let mut side: Vec<(PathBuf, String)> = Vec::new();
+    if let Some(path) = &cfg.report_html {
+        if let Err(e) = output::write_report(path, &crate::html::render(&report), cfg.overwrite) {
+            side.push((path.clone(), e.to_string()));
+        }
+    }
+    if let (Some(log), Some(path)) = (&events, &cfg.events) {
+        if let Some(e) = log.error() {
+            side.push((path.clone(), e));
+        }
+    }
     // The lock is held until the output is in place and the report written.
     if let Some(path) = &cfg.report {
         let written = serde_json::to_string_pretty(&report)
@@ -264,6 +318,19 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         }
     }
     drop(staging);
+    if let Some((path, reason)) = side.into_iter().next() {
+        match &result {
+            // The output is complete; a side file is not: exit 4 says so.
+            Ok(()) => {
+                return Err(CoordError::ReportWrite {
+                    output: cfg.output.clone(),
+                    path,
+                    reason,
+                })
+            }
+            Err(_) => tracing::error!("writing '{}': {reason}", path.display()),
+        }
+    }
     result?;
     let t = &report.totals;
     let mut message = format!(

@@ -177,6 +177,11 @@ impl RunView<'_> {
                     .copied()
                     .unwrap_or_default(),
                 stderr_tail: r.stderr_tail.clone(),
+                memory_samples: mem
+                    .samples
+                    .get(&(r.worker.0, r.gen))
+                    .cloned()
+                    .unwrap_or_default(),
             })
             .collect();
         let mut deaths = std::collections::BTreeMap::new();

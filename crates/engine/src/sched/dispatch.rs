@@ -13,8 +13,11 @@ use std::time::Instant;
 
 use protocol::{Attempt, FaultKind, SlotId, TaskId};
 
+use crate::observe::RunEvent;
+
 use super::{
-    chunks::ChunkState, lanes::InProcessAttempt, SchedAction, Scheduler, WorkerKey, WorkerState,
+    chunks::ChunkState, lanes::InProcessAttempt, Executor, SchedAction, Scheduler, WorkerKey,
+    WorkerState,
 };
 
 impl Scheduler {
@@ -43,6 +46,15 @@ impl Scheduler {
                     attempt,
                     slot,
                     since: now,
+                },
+            );
+            self.history.note(
+                now,
+                RunEvent::ChunkDispatched {
+                    task: task.0,
+                    attempt: attempt.0,
+                    executor: Executor::InProcess { lane },
+                    fault: None,
                 },
             );
             out.push(SchedAction::RunInProcess {
@@ -84,6 +96,15 @@ impl Scheduler {
             };
             let fault = self.fault_for(task, attempt);
             busy += 1;
+            self.history.note(
+                now,
+                RunEvent::ChunkDispatched {
+                    task: task.0,
+                    attempt: attempt.0,
+                    executor: Executor::worker(key, pid),
+                    fault,
+                },
+            );
             out.push(SchedAction::Dispatch {
                 key,
                 task,
@@ -111,6 +132,14 @@ impl Scheduler {
             r.pid = Some(pid);
             r.ready_ms = Some(t);
         }
+        self.history.note(
+            now,
+            RunEvent::WorkerReady {
+                worker: key.id.0,
+                gen: key.gen,
+                pid,
+            },
+        );
         tracing::debug!(worker = key.id.0, gen = key.gen, pid, "worker ready");
         if self.chunks.pending_is_empty() && self.all_assigned() {
             self.retire(key.id, out);

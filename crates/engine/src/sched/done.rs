@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use protocol::{Attempt, SlotId, TaskId, TaskStats};
 
+use crate::observe::RunEvent;
+
 use super::{
     chunks::ChunkState, AttemptRecord, ChunkOutcome, Executor, FailureCause, SchedAction,
     Scheduler, WorkerKey, WorkerState,
@@ -87,10 +89,12 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn on_written(&mut self, task: TaskId, out: &mut Vec<SchedAction>) {
+    pub(super) fn on_written(&mut self, task: TaskId, now: Instant, out: &mut Vec<SchedAction>) {
         let Some(slot) = self.chunks.written(task) else {
             return;
         };
+        self.history
+            .note(now, RunEvent::ChunkWritten { task: task.0 });
         if let Some(slot) = slot {
             self.slots.give_back(slot);
         }

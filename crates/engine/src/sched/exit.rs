@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use crate::observe::RunEvent;
+
 use super::{
     policy::breaker::Death, Executor, ExitInfo, FailureCause, SchedAction, Scheduler, WorkerKey,
     WorkerState,
@@ -30,12 +32,25 @@ impl Scheduler {
             return;
         };
         let ms = self.history.ms(now);
+        let mut pid = None;
         if let Some(r) = self.history.worker_mut(key) {
             r.exited_ms = Some(ms);
             r.cause = Some(cause.clone());
             r.stderr_tail = exit.stderr_tail.clone();
+            pid = r.pid;
         }
         let deliberate = matches!(cause, FailureCause::Recycled);
+        self.history.note(
+            now,
+            RunEvent::WorkerExited {
+                worker: key.id.0,
+                gen: key.gen,
+                pid,
+                cause: Some(cause.clone()),
+                deliberate,
+                stderr_tail: exit.stderr_tail.clone(),
+            },
+        );
         if deliberate {
             tracing::debug!(worker = key.id.0, gen = key.gen, "recycled worker exited");
         } else {

@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use protocol::{Attempt, TaskId};
 
+use crate::observe::RunEvent;
+
 use super::{
     AttemptRecord, Executor, FailureCause, SchedAction, Scheduler, SplitReason, WorkerKey,
     WorkerState,
@@ -68,11 +70,11 @@ impl Scheduler {
         self.history.attempt_ended(task, record);
         let in_process = matches!(executor, Executor::InProcess { .. });
         self.chunks.attempt_failed(task, cause, in_process);
-        self.after_failure(task, out);
+        self.after_failure(task, now, out);
     }
 
     /// A chunk's last attempt failed: retry it, run it in process, split it or quarantine it.
-    fn after_failure(&mut self, task: TaskId, out: &mut Vec<SchedAction>) {
+    fn after_failure(&mut self, task: TaskId, now: Instant, out: &mut Vec<SchedAction>) {
         let entry = self.chunks.get(task);
         let Some(last) = entry.last_failure.clone() else {
             return;
@@ -95,6 +97,7 @@ impl Scheduler {
                 "chunk timed out on a worker: running it in process"
             );
             self.chunks.queue_in_process(task, false);
+            self.note_retry(task, attempt, true, now);
         } else if cause.is_read_error() && splittable {
             // A read error is the data's, not the process's: retrying the same window would
             // fail the same way, its parts may not.
@@ -110,15 +113,28 @@ impl Scheduler {
                 );
                 self.ask_split(task, SplitReason::Crashes, out);
             } else {
-                self.quarantine(task, out);
+                self.quarantine(task, now, out);
             }
         } else if last.in_process {
             tracing::info!(task = task.0, attempt, cause = %cause.summary(), "retrying chunk in process");
             self.chunks.queue_in_process(task, true);
+            self.note_retry(task, attempt, true, now);
         } else {
             tracing::info!(task = task.0, attempt, cause = %cause.summary(), "retrying chunk");
             self.chunks.retry(task);
+            self.note_retry(task, attempt, false, now);
         }
+    }
+
+    fn note_retry(&mut self, task: TaskId, tries: u32, in_process: bool, now: Instant) {
+        self.history.note(
+            now,
+            RunEvent::ChunkRetried {
+                task: task.0,
+                next_attempt: tries + 1,
+                in_process,
+            },
+        );
     }
 
     fn ask_split(&mut self, task: TaskId, reason: SplitReason, out: &mut Vec<SchedAction>) {
@@ -128,18 +144,33 @@ impl Scheduler {
 
     /// The job's answer to `Split`: the chunk ends as split and its parts join the front of
     /// the queue, or it is a leaf and its failure is decided again as such.
-    pub(super) fn on_split(&mut self, task: TaskId, children: u32, out: &mut Vec<SchedAction>) {
+    pub(super) fn on_split(
+        &mut self,
+        task: TaskId,
+        children: u32,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) {
         let Some(reason) = self.chunks.split_answered(task) else {
             return;
         };
         if children == 0 {
             tracing::debug!(task = task.0, "chunk cannot be split");
             self.chunks.get_mut(task).leaf = true;
-            return self.after_failure(task, out);
+            return self.after_failure(task, now, out);
         }
         self.counters.splits += 1;
         let first = self.chunks.split(task, reason, children);
         self.history.add_chunks(children);
+        self.history.note(
+            now,
+            RunEvent::ChunkSplit {
+                task: task.0,
+                reason,
+                first,
+                parts: children,
+            },
+        );
         tracing::info!(
             task = task.0,
             ?reason,
@@ -148,12 +179,19 @@ impl Scheduler {
         );
     }
 
-    fn quarantine(&mut self, task: TaskId, out: &mut Vec<SchedAction>) {
+    fn quarantine(&mut self, task: TaskId, now: Instant, out: &mut Vec<SchedAction>) {
         let first_of_root = self.chunks.quarantine(task);
         out.push(SchedAction::Write { task, slot: None });
         let entry = self.chunks.get(task);
         let root = entry.root;
         let cause = entry.last_failure.as_ref().map(|f| f.cause.clone());
+        self.history.note(
+            now,
+            RunEvent::ChunkQuarantined {
+                task: task.0,
+                cause: cause.clone(),
+            },
+        );
         tracing::warn!(
             task = task.0,
             root = root.0,

@@ -1,13 +1,16 @@
 //! What the report shows of the run: one record per attempt and per worker incarnation,
 //! and the counters. Written as decisions are made, never read to make one.
 //!
-//! Owns the records and the run's start (to stamp them in milliseconds). Does not own the
-//! chunks' or workers' current state: the chunk and lane tables do.
+//! Owns the records, the run's start (to stamp them in milliseconds) and the observer that
+//! is told each decision as a [`RunEvent`] when it is made (the event stream, the progress
+//! bar). Does not own the chunks' or workers' current state: the chunk and lane tables do.
 
 use std::time::Instant;
 
 use protocol::{FaultKind, TaskId, TaskStats};
 use serde::{Deserialize, Serialize};
+
+use crate::observe::{Observer, RunEvent};
 
 use super::{Executor, FailureCause, WorkerId, WorkerKey};
 
@@ -50,9 +53,9 @@ pub struct SchedCounters {
     pub splits: u32,
 }
 
-#[derive(Debug)]
 pub struct History {
     start: Instant,
+    observer: Option<Observer>,
     /// Per chunk, in task order.
     attempts: Vec<Vec<AttemptRecord>>,
     workers: Vec<WorkerRecord>,
@@ -62,8 +65,22 @@ impl History {
     pub fn new(chunks: usize, start: Instant) -> History {
         History {
             start,
+            observer: None,
             attempts: vec![Vec::new(); chunks],
             workers: Vec::new(),
+        }
+    }
+
+    /// Who is told each event from now on.
+    pub fn observe(&mut self, observer: Observer) {
+        self.observer = Some(observer);
+    }
+
+    /// Tells the observer, if any, that `event` happened at `now`.
+    pub fn note(&mut self, now: Instant, event: RunEvent) {
+        let ms = self.ms(now);
+        if let Some(o) = &mut self.observer {
+            o(ms, &event);
         }
     }
 
@@ -83,6 +100,28 @@ impl History {
     }
 
     pub fn attempt_ended(&mut self, task: TaskId, record: AttemptRecord) {
+        let event = match (&record.stats, &record.failure) {
+            (Some(stats), _) => RunEvent::ChunkDone {
+                task: task.0,
+                attempt: record.attempt,
+                executor: record.executor,
+                started_ms: record.started_ms,
+                ended_ms: record.ended_ms,
+                stats: *stats,
+            },
+            (None, failure) => RunEvent::ChunkFailed {
+                task: task.0,
+                attempt: record.attempt,
+                executor: record.executor,
+                started_ms: record.started_ms,
+                ended_ms: record.ended_ms,
+                cause: failure.clone().unwrap_or(FailureCause::Disconnected),
+                fault: record.fault,
+            },
+        };
+        if let Some(o) = &mut self.observer {
+            o(record.ended_ms, &event);
+        }
         self.attempts[task.0 as usize].push(record);
     }
 
@@ -94,6 +133,13 @@ impl History {
     }
 
     pub fn worker_spawned(&mut self, key: WorkerKey, now: Instant) {
+        self.note(
+            now,
+            RunEvent::WorkerSpawned {
+                worker: key.id.0,
+                gen: key.gen,
+            },
+        );
         let spawned_ms = self.ms(now);
         self.workers.push(WorkerRecord {
             worker: key.id,
@@ -118,5 +164,16 @@ impl History {
             .iter_mut()
             .rev()
             .find(|r| r.worker == key.id && r.gen == key.gen)
+    }
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("start", &self.start)
+            .field("observed", &self.observer.is_some())
+            .field("attempts", &self.attempts)
+            .field("workers", &self.workers)
+            .finish()
     }
 }

@@ -54,6 +54,8 @@ use std::time::{Duration, Instant};
 
 use protocol::{FaultSpec, TaskId};
 
+use crate::observe::{Observer, RunEvent};
+
 use self::{
     chunks::ChunkTable,
     history::History,
@@ -160,12 +162,27 @@ impl Scheduler {
     /// A scheduler for `chunks` chunks; returns the first actions (spawn the pool, start
     /// in-process work).
     pub fn new(cfg: SchedConfig, chunks: usize, now: Instant) -> (Scheduler, Vec<SchedAction>) {
+        Scheduler::observed(cfg, chunks, now, None)
+    }
+
+    /// As [`Scheduler::new`], telling `observer` every decision from the first spawn on (the
+    /// event stream, the progress bar): the scheduler itself stays free of I/O.
+    pub fn observed(
+        cfg: SchedConfig,
+        chunks: usize,
+        now: Instant,
+        observer: Option<Observer>,
+    ) -> (Scheduler, Vec<SchedAction>) {
+        let mut history = History::new(chunks, now);
+        if let Some(o) = observer {
+            history.observe(o);
+        }
         let mut s = Scheduler {
             chunks: ChunkTable::new(chunks, cfg.max_attempts),
             lanes: LaneTable::new(cfg.workers, cfg.backoff_base, cfg.backoff_max),
             inproc: InProcessLanes::new(cfg.lanes),
             slots: SlotPool::new(cfg.slots),
-            history: History::new(chunks, now),
+            history,
             timeouts: Timeouts::new(cfg.timeout, cfg.timeout_floor),
             breaker: Breaker::new(&cfg),
             jitter: Jitter::new(cfg.jitter_seed),
@@ -268,7 +285,15 @@ impl Scheduler {
     /// `deliberate`: the coordinator stopped it (a spare or a finished worker at the end):
     /// that is no death, whatever signal it took.
     pub fn record_exit(&mut self, key: WorkerKey, exit: &ExitInfo, now: Instant, deliberate: bool) {
+        // A live lane's exit goes on to `on_exit`, which tells the event with the cause the
+        // scheduler decided (a timeout rather than the TERM that ended it): not twice.
+        let decided_later = !self.done
+            && matches!(
+                self.lanes.current(key),
+                Some(s) if !matches!(s, WorkerState::Backoff { .. } | WorkerState::Retired)
+            );
         let ms = self.history.ms(now);
+        let mut noted = None;
         if let Some(r) = self.history.worker_mut(key) {
             if r.exited_ms.is_none() {
                 r.exited_ms = Some(ms);
@@ -277,7 +302,18 @@ impl Scheduler {
                 if exit.code != Some(0) && !deliberate {
                     r.cause = Some(FailureCause::from_exit(exit));
                 }
+                noted = Some(RunEvent::WorkerExited {
+                    worker: key.id.0,
+                    gen: key.gen,
+                    pid: r.pid,
+                    cause: r.cause.clone(),
+                    deliberate,
+                    stderr_tail: exit.stderr_tail.clone(),
+                });
             }
+        }
+        if let (Some(e), false) = (noted, decided_later) {
+            self.history.note(now, e);
         }
     }
 
@@ -318,6 +354,7 @@ impl Scheduler {
             SchedEvent::Admission { open } => {
                 if open != self.admission.is_open() {
                     tracing::info!(open, "admission changed");
+                    self.history.note(now, RunEvent::Admission { open });
                 }
                 self.admission.set(open, now);
             }
@@ -327,8 +364,8 @@ impl Scheduler {
                 attempt,
                 result,
             } => self.on_inproc_done(lane, task, attempt, result, now, &mut out),
-            SchedEvent::Written { task } => self.on_written(task, &mut out),
-            SchedEvent::Split { task, children } => self.on_split(task, children, &mut out),
+            SchedEvent::Written { task } => self.on_written(task, now, &mut out),
+            SchedEvent::Split { task, children } => self.on_split(task, children, now, &mut out),
             SchedEvent::Tick => self.on_tick(now, &mut out),
         }
         if !self.done {

@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use crate::observe::RunEvent;
+
 use super::{
     policy::timeouts::DISCONNECT_GRACE, Executor, FailureCause, SchedAction, Scheduler, Sig,
     WorkerId, WorkerKey, WorkerState,
@@ -143,6 +145,13 @@ impl Scheduler {
             if let Some(t) = last_task {
                 self.history.recycled_after(t);
             }
+            self.history.note(
+                now,
+                RunEvent::WorkerRecycled {
+                    worker: key.id.0,
+                    gen: key.gen,
+                },
+            );
             tracing::info!(
                 worker = key.id.0,
                 gen = key.gen,

@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use crate::observe::RunEvent;
+
 use super::{
     policy::timeouts::inproc_limit, FailureCause, FatalReason, SchedAction, Scheduler, Sig,
     WorkerKey, WorkerState,
@@ -48,9 +50,25 @@ impl Scheduler {
                         out,
                     );
                 }
-                WorkerState::Busy { gen, since, .. } if self.timeouts.expired(since, now) => {
+                WorkerState::Busy {
+                    gen,
+                    since,
+                    task,
+                    attempt,
+                    ..
+                } if self.timeouts.expired(since, now) => {
                     self.counters.timeouts += 1;
                     let after_ms = (now - since).as_millis() as u64;
+                    self.history.note(
+                        now,
+                        RunEvent::ChunkTimedOut {
+                            task: task.0,
+                            attempt: attempt.0,
+                            worker: id.0,
+                            gen,
+                            after_ms,
+                        },
+                    );
                     tracing::info!(
                         worker = id.0,
                         after_ms,
