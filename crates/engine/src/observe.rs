@@ -38,6 +38,15 @@ pub enum RunEvent {
     WorkerReady { worker: u32, gen: u32, pid: u32 },
     /// It will be stopped after its chunk (soft memory limit).
     WorkerRecycled { worker: u32, gen: u32 },
+    /// The lane gets incarnation `gen` after `delay_ms` (a backoff after deaths in a row);
+    /// `deliberate`: after a recycle, not a death (the report counts the others as
+    /// restarts).
+    WorkerRestart {
+        worker: u32,
+        gen: u32,
+        delay_ms: u64,
+        deliberate: bool,
+    },
     /// Its process is gone. `cause` is `None` for a clean exit at the end of the run;
     /// `deliberate` when the coordinator stopped it (recycled, retired, end of run).
     WorkerExited {

@@ -174,6 +174,15 @@ impl Scheduler {
             id: key.id,
             gen: key.gen + 1,
         };
+        self.history.note(
+            now,
+            RunEvent::WorkerRestart {
+                worker: key.id.0,
+                gen: next.gen,
+                delay_ms: delay.as_millis() as u64,
+                deliberate,
+            },
+        );
         if delay.is_zero() {
             tracing::debug!(
                 worker = key.id.0,
