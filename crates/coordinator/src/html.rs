@@ -435,10 +435,10 @@ fn axis(page: &mut String, y: f64, end_ms: u64, left: f64, width: f64) {
     for i in 0..=5 {
         let ms = end_ms * i / 5;
         let x = left + ms as f64 / end_ms as f64 * (width - left - 10.0);
+        let anchor = if i == 5 { "end" } else { "middle" };
         let _ = write!(
             page,
-            "<text x=\"{:.1}\" y=\"{:.1}\">{:.1} s</text>",
-            (x - 10.0).max(0.0),
+            "<text text-anchor=\"{anchor}\" x=\"{x:.1}\" y=\"{:.1}\">{:.1} s</text>",
             y + 10.0,
             ms as f64 / 1000.0
         );

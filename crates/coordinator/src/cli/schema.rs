@@ -90,16 +90,18 @@ pub enum Command {
     /// Turn a run's JSON report (`--report`) into one self-contained HTML page: task-stream
     /// timeline, worker memory, throughput, totals.
     #[command(
-        after_help = "Examples:\n  coordinator report run.json --html run.html\n  coordinator report run.json --html run.html --overwrite"
+        after_help = "Examples:\n  coordinator --workers 2 resample demo.tif out.tif -f 8 --report run.json\n  coordinator report run.json --html run.html\n  coordinator report run.json --html run.html --overwrite"
     )]
     Report(ReportArgs),
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     #[command(
-        after_help = "Examples:\n  coordinator completions bash > /etc/bash_completion.d/coordinator\n  coordinator completions zsh > \"${fpath[1]}/_coordinator\"\n  coordinator completions fish > ~/.config/fish/completions/coordinator.fish"
+        after_help = "Examples:\n  coordinator completions bash > coordinator.bash\n  coordinator completions zsh > _coordinator\n  coordinator completions fish > coordinator.fish\n\nThen source coordinator.bash (or install it in /etc/bash_completion.d/), put _coordinator in a\ndirectory of zsh's $fpath, or coordinator.fish in ~/.config/fish/completions/."
     )]
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout.
-    #[command(after_help = "Examples:\n  coordinator man > coordinator.1 && man ./coordinator.1")]
+    #[command(
+        after_help = "Examples:\n  coordinator man > coordinator.1\n\nRead it with man ./coordinator.1"
+    )]
     Man,
 }
 
