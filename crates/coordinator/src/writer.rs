@@ -102,6 +102,33 @@ fn step_f32(r: f64, toward: f64) -> f64 {
     }) as f64
 }
 
+/// The output's tile size that GTiff gives these creation options: `TILED=YES` with
+/// `BLOCKXSIZE`/`BLOCKYSIZE` (each 256 unless set); `None` for a striped output (the
+/// default of GTiff without `TILED`). The writer checks the created file against it.
+pub fn out_tile(creation_options: &[String]) -> Option<(u64, u64)> {
+    let get = |key: &str| {
+        creation_options.iter().rev().find_map(|c| {
+            let (k, v) = c.split_once('=')?;
+            k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
+        })
+    };
+    let tiled = get("TILED").is_some_and(|v| {
+        ["YES", "TRUE", "ON", "1"]
+            .iter()
+            .any(|y| v.eq_ignore_ascii_case(y))
+    });
+    if !tiled {
+        return None;
+    }
+    let size = |key: &str| {
+        get(key)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(256)
+    };
+    Some((size("BLOCKXSIZE"), size("BLOCKYSIZE")))
+}
+
 /// Creates the output under `tmp`.
 pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
     let err = |reason: String| CoordError::Write {
@@ -278,7 +305,7 @@ fn write_job(
 }
 
 /// A value the writer converts exactly (the conversion already rounded and clamped it).
-trait OutSample: GdalType + Copy {
+pub trait OutSample: GdalType + Copy {
     fn from_f64(v: f64) -> Self;
 }
 macro_rules! out_sample {
@@ -291,6 +318,60 @@ macro_rules! out_sample {
     )*};
 }
 out_sample!(u8, i16, u16, i32, u32, f32, f64);
+
+/// [`convert`] over a band, with a fast path for the common value (valid, in range, not the
+/// nodata value once converted): there the result is what `convert` gives, computed
+/// without its branches; every other value goes through `convert` itself. The writer does
+/// this on its one thread for every output pixel, so it is kept tight.
+pub fn convert_all<T: OutSample>(
+    values: &[f64],
+    nodata: f64,
+    t: SampleType,
+    adj: &mut Adjusted,
+) -> Vec<T> {
+    let mut slow = |v: f64| {
+        let (r, clamped, moved) = convert(v, nodata, t);
+        adj.clamped += clamped as u64;
+        adj.moved_off_nodata += (moved && !clamped) as u64;
+        T::from_f64(r)
+    };
+    let (lo, hi) = t.range();
+    match t {
+        // A NaN nodata never equals a value.
+        SampleType::F64 => values
+            .iter()
+            .map(|&v| {
+                if !v.is_nan() && v != nodata {
+                    T::from_f64(v)
+                } else {
+                    slow(v)
+                }
+            })
+            .collect(),
+        SampleType::F32 => values
+            .iter()
+            .map(|&v| {
+                let r = (v as f32) as f64;
+                if v.abs() <= hi && r != nodata {
+                    T::from_f64(r)
+                } else {
+                    slow(v)
+                }
+            })
+            .collect(),
+        _ => values
+            .iter()
+            .map(|&v| {
+                let x = v.round();
+                if x >= lo && x <= hi && x != nodata {
+                    T::from_f64(x)
+                } else {
+                    slow(v)
+                }
+            })
+            .collect(),
+    }
+}
 
 /// Converts one band of a window (or nodata, for an empty `values`) and writes it.
 fn put<T: OutSample>(
@@ -306,15 +387,7 @@ fn put<T: OutSample>(
     let data: Vec<T> = if values.is_empty() {
         vec![T::from_f64(nodata); n]
     } else {
-        values
-            .iter()
-            .map(|&v| {
-                let (r, clamped, moved) = convert(v, nodata, t);
-                adj.clamped += clamped as u64;
-                adj.moved_off_nodata += (moved && !clamped) as u64;
-                T::from_f64(r)
-            })
-            .collect()
+        convert_all(values, nodata, t, adj)
     };
     let mut buf = Buffer::new(size, data);
     check(|| rb.write(win, size, &mut buf))
@@ -323,6 +396,53 @@ fn put<T: OutSample>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_conversion_is_convert(
+            raw in proptest::collection::vec(proptest::prelude::any::<f64>(), 0..64),
+            picks in proptest::collection::vec(0usize..12, 64),
+            nd in 0usize..6,
+        ) {
+            // Random values mixed with the edge cases: NaN, infinities, type ends, nodata.
+            let special = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 255.0, 254.6, -32768.0,
+                f32::MAX as f64, -9999.0, 0.4, -0.4, 1e39, 0.0];
+            let values: Vec<f64> = raw
+                .iter()
+                .zip(&picks)
+                .map(|(&v, &p)| if p < special.len() && p % 2 == 0 { special[p] } else { v })
+                .collect();
+            let nodata = [f64::NAN, -9999.0, 255.0, -32768.0, 0.0, f32::MAX as f64][nd];
+            for t in [SampleType::U8, SampleType::I16, SampleType::U16, SampleType::I32,
+                SampleType::U32, SampleType::F32, SampleType::F64] {
+                let mut a = Adjusted::default();
+                let fast: Vec<f64> = convert_all::<f64>(&values, nodata, t, &mut a);
+                let mut b = Adjusted::default();
+                for (i, &v) in values.iter().enumerate() {
+                    let (r, clamped, moved) = convert(v, nodata, t);
+                    b.clamped += clamped as u64;
+                    b.moved_off_nodata += (moved && !clamped) as u64;
+                    proptest::prop_assert_eq!(fast[i].to_bits(), r.to_bits(), "{:?} {} nodata {}", t, v, nodata);
+                }
+                proptest::prop_assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn the_output_tile_follows_the_creation_options() {
+        let co = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            out_tile(&co(&["TILED=YES", "COMPRESS=DEFLATE"])),
+            Some((256, 256))
+        );
+        assert_eq!(
+            out_tile(&co(&["tiled=yes", "BLOCKXSIZE=512", "BLOCKYSIZE=128"])),
+            Some((512, 128))
+        );
+        assert_eq!(out_tile(&co(&["TILED=NO"])), None);
+        assert_eq!(out_tile(&co(&["COMPRESS=DEFLATE"])), None);
+    }
 
     #[test]
     fn a_valid_value_never_becomes_nodata() {

@@ -8,7 +8,7 @@ pub mod settings;
 
 pub use resolve::{resolve, resolve_map, MapSpec, ResampleConfig};
 pub use schema::{
-    AggArg, BenchArgs, Cli, Command, JobArgs, MapArgs, PlanArgs, ResampleArgs, SynthArgs, EXAMPLES,
-    MAP_EXAMPLES,
+    AggArg, BenchArgs, BenchWriterArgs, Cli, Command, JobArgs, MapArgs, PlanArgs, ResampleArgs,
+    SynthArgs, EXAMPLES, MAP_EXAMPLES,
 };
 pub use settings::{settings, PoolArgs, Settings, Workers};
