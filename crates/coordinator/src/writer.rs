@@ -179,16 +179,29 @@ pub struct GtiffSink {
     spec: OutputSpec,
     tmp: PathBuf,
     adjusted: Vec<Adjusted>,
+    /// The output's block size, when a window of whole blocks goes straight to GTiff's
+    /// block writer (one band: with several, GTiff interleaves the bands of a block
+    /// through its cache).
+    blocks: Option<(usize, usize)>,
 }
 
 impl GtiffSink {
     pub fn new(ds: Dataset, spec: OutputSpec, tmp: PathBuf) -> GtiffSink {
         let adjusted = vec![Adjusted::default(); spec.bands.len()];
+        let blocks = if spec.bands.len() == 1 {
+            ds.rasterband(1)
+                .ok()
+                .map(|b| b.block_size())
+                .filter(|&(w, h)| w > 0 && h > 0)
+        } else {
+            None
+        };
         GtiffSink {
             ds,
             spec,
             tmp,
             adjusted,
+            blocks,
         }
     }
 }
@@ -202,6 +215,16 @@ impl engine::ChunkSink for GtiffSink {
     type Closed = Vec<Adjusted>;
 
     fn write(&mut self, task: TaskId, out: Window, output: Option<&[u8]>) -> Result<(), String> {
+        // A window of whole blocks (those cut by the raster's edge count as whole) skips
+        // GDAL's block cache: each block is converted into a block-sized buffer and handed
+        // to GTiff's block writer (compressed on its threads), one copy fewer.
+        let whole = self.blocks.filter(|&(bw, bh)| {
+            let (bw, bh) = (bw as u64, bh as u64);
+            out.x.is_multiple_of(bw)
+                && out.y.is_multiple_of(bh)
+                && (out.w.is_multiple_of(bw) || out.x + out.w == self.spec.width)
+                && (out.h.is_multiple_of(bh) || out.y + out.h == self.spec.height)
+        });
         write_job(
             &mut self.ds,
             &self.spec,
@@ -209,6 +232,7 @@ impl engine::ChunkSink for GtiffSink {
             out,
             output,
             &mut self.adjusted,
+            whole,
         )
     }
 
@@ -264,6 +288,7 @@ fn write_job(
     o: Window,
     output: Option<&[u8]>,
     adjusted: &mut [Adjusted],
+    whole: Option<(usize, usize)>,
 ) -> Result<(), String> {
     let (w, h) = (o.w as usize, o.h as usize);
     let n = w * h;
@@ -291,13 +316,27 @@ fn write_job(
         let win = (o.x as isize, o.y as isize);
         let nd = spec.nodata;
         let res = match spec.out_type {
-            SampleType::U8 => put::<u8>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::I16 => put::<i16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::U16 => put::<u16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::I32 => put::<i32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::U32 => put::<u32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::F32 => put::<f32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::F64 => put::<f64>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
+            SampleType::U8 => {
+                put::<u8>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::I16 => {
+                put::<i16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::U16 => {
+                put::<u16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::I32 => {
+                put::<i32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::U32 => {
+                put::<u32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::F32 => {
+                put::<f32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::F64 => {
+                put::<f64>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
         };
         res.map_err(|e| at(i, e))?;
     }
@@ -329,6 +368,19 @@ pub fn convert_all<T: OutSample>(
     t: SampleType,
     adj: &mut Adjusted,
 ) -> Vec<T> {
+    let mut out = vec![T::from_f64(0.0); values.len()];
+    convert_into(values, &mut out, nodata, t, adj);
+    out
+}
+
+/// [`convert_all`] into `out` (as long as `values`).
+fn convert_into<T: OutSample>(
+    values: &[f64],
+    out: &mut [T],
+    nodata: f64,
+    t: SampleType,
+    adj: &mut Adjusted,
+) {
     let mut slow = |v: f64| {
         let (r, clamped, moved) = convert(v, nodata, t);
         adj.clamped += clamped as u64;
@@ -336,44 +388,45 @@ pub fn convert_all<T: OutSample>(
         T::from_f64(r)
     };
     let (lo, hi) = t.range();
+    let pairs = out.iter_mut().zip(values);
     match t {
         // A NaN nodata never equals a value.
-        SampleType::F64 => values
-            .iter()
-            .map(|&v| {
-                if !v.is_nan() && v != nodata {
+        SampleType::F64 => {
+            for (o, &v) in pairs {
+                *o = if !v.is_nan() && v != nodata {
                     T::from_f64(v)
                 } else {
                     slow(v)
-                }
-            })
-            .collect(),
-        SampleType::F32 => values
-            .iter()
-            .map(|&v| {
+                };
+            }
+        }
+        SampleType::F32 => {
+            for (o, &v) in pairs {
                 let r = (v as f32) as f64;
-                if v.abs() <= hi && r != nodata {
+                *o = if v.abs() <= hi && r != nodata {
                     T::from_f64(r)
                 } else {
                     slow(v)
-                }
-            })
-            .collect(),
-        _ => values
-            .iter()
-            .map(|&v| {
+                };
+            }
+        }
+        _ => {
+            for (o, &v) in pairs {
                 let x = v.round();
-                if x >= lo && x <= hi && x != nodata {
+                *o = if x >= lo && x <= hi && x != nodata {
                     T::from_f64(x)
                 } else {
                     slow(v)
-                }
-            })
-            .collect(),
+                };
+            }
+        }
     }
 }
 
-/// Converts one band of a window (or nodata, for an empty `values`) and writes it.
+/// Converts one band of a window (or nodata, for an empty `values`) and writes it: block by
+/// block when `whole` (the window is made of whole blocks of that size), else through
+/// GDAL's block cache.
+#[allow(clippy::too_many_arguments)]
 fn put<T: OutSample>(
     rb: &mut gdal::raster::RasterBand,
     win: (isize, isize),
@@ -382,7 +435,11 @@ fn put<T: OutSample>(
     nodata: f64,
     t: SampleType,
     adj: &mut Adjusted,
+    whole: Option<(usize, usize)>,
 ) -> Result<(), String> {
+    if let Some(block) = whole {
+        return put_blocks::<T>(rb, win, size, values, nodata, t, adj, block);
+    }
     let n = size.0 * size.1;
     let data: Vec<T> = if values.is_empty() {
         vec![T::from_f64(nodata); n]
@@ -391,6 +448,47 @@ fn put<T: OutSample>(
     };
     let mut buf = Buffer::new(size, data);
     check(|| rb.write(win, size, &mut buf))
+}
+
+/// Writes a window of whole blocks one block at a time, converting each block's rows
+/// straight into a block-sized buffer. The part of an edge block past the raster's edge
+/// (which no reader sees) is nodata.
+#[allow(clippy::too_many_arguments)]
+fn put_blocks<T: OutSample>(
+    rb: &mut gdal::raster::RasterBand,
+    win: (isize, isize),
+    (w, h): (usize, usize),
+    values: &[f64],
+    nodata: f64,
+    t: SampleType,
+    adj: &mut Adjusted,
+    (bw, bh): (usize, usize),
+) -> Result<(), String> {
+    let fill = T::from_f64(nodata);
+    let mut block = vec![fill; bw * bh];
+    let (bx0, by0) = (win.0 as usize / bw, win.1 as usize / bh);
+    for by in 0..h.div_ceil(bh) {
+        for bx in 0..w.div_ceil(bw) {
+            let cols = bw.min(w - bx * bw);
+            let rows = bh.min(h - by * bh);
+            if cols < bw || rows < bh {
+                block.fill(fill);
+            }
+            for r in 0..rows {
+                let dst = &mut block[r * bw..r * bw + cols];
+                if values.is_empty() {
+                    dst.fill(fill);
+                } else {
+                    let start = (by * bh + r) * w + bx * bw;
+                    convert_into(&values[start..start + cols], dst, nodata, t, adj);
+                }
+            }
+            let mut buf = Buffer::new((bw, bh), block);
+            check(|| rb.write_block((bx0 + bx, by0 + by), &mut buf))?;
+            block = buf.into_shape_and_vec().1;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
