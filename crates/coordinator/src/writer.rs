@@ -374,7 +374,7 @@ pub fn convert_all<T: OutSample>(
 }
 
 /// [`convert_all`] into `out` (as long as `values`).
-fn convert_into<T: OutSample>(
+pub fn convert_into<T: OutSample>(
     values: &[f64],
     out: &mut [T],
     nodata: f64,
@@ -390,24 +390,39 @@ fn convert_into<T: OutSample>(
     let (lo, hi) = t.range();
     let pairs = out.iter_mut().zip(values);
     match t {
-        // A NaN nodata never equals a value.
+        // Floats in two passes that the compiler vectorises: NaN to nodata and every other
+        // value as `convert` gives it when nothing needs adjusting, then a count of the values
+        // that do (a result equal to nodata, or out of Float32's range), which, if any, go
+        // through `convert` again. A NaN nodata never equals a value.
         SampleType::F64 => {
             for (o, &v) in pairs {
-                *o = if !v.is_nan() && v != nodata {
-                    T::from_f64(v)
-                } else {
-                    slow(v)
-                };
+                *o = T::from_f64(if v.is_nan() { nodata } else { v });
+            }
+            let odd = values.iter().filter(|&&v| v == nodata).count();
+            if odd > 0 {
+                for (o, &v) in out.iter_mut().zip(values) {
+                    if v == nodata {
+                        *o = slow(v);
+                    }
+                }
             }
         }
         SampleType::F32 => {
+            let fits = |v: f64| v.is_nan() || (v.abs() <= hi && (v as f32) as f64 != nodata);
             for (o, &v) in pairs {
-                let r = (v as f32) as f64;
-                *o = if v.abs() <= hi && r != nodata {
-                    T::from_f64(r)
+                *o = T::from_f64(if v.is_nan() {
+                    nodata
                 } else {
-                    slow(v)
-                };
+                    (v as f32) as f64
+                });
+            }
+            let odd = values.iter().filter(|&&v| !fits(v)).count();
+            if odd > 0 {
+                for (o, &v) in out.iter_mut().zip(values) {
+                    if !fits(v) {
+                        *o = slow(v);
+                    }
+                }
             }
         }
         _ => {
