@@ -390,15 +390,16 @@ pub fn convert_into<T: OutSample>(
     let (lo, hi) = t.range();
     let pairs = out.iter_mut().zip(values);
     match t {
-        // Floats in two passes that the compiler vectorises: NaN to nodata and every other
-        // value as `convert` gives it when nothing needs adjusting, then a count of the values
+        // Floats in one pass that the compiler vectorises: NaN to nodata and every other
+        // value as `convert` gives it when nothing needs adjusting, with a count of the values
         // that do (a result equal to nodata, or out of Float32's range), which, if any, go
         // through `convert` again. A NaN nodata never equals a value.
         SampleType::F64 => {
+            let mut odd = 0usize;
             for (o, &v) in pairs {
                 *o = T::from_f64(if v.is_nan() { nodata } else { v });
+                odd += (v == nodata) as usize;
             }
-            let odd = values.iter().filter(|&&v| v == nodata).count();
             if odd > 0 {
                 for (o, &v) in out.iter_mut().zip(values) {
                     if v == nodata {
@@ -409,14 +410,15 @@ pub fn convert_into<T: OutSample>(
         }
         SampleType::F32 => {
             let fits = |v: f64| v.is_nan() || (v.abs() <= hi && (v as f32) as f64 != nodata);
+            let mut odd = 0usize;
             for (o, &v) in pairs {
                 *o = T::from_f64(if v.is_nan() {
                     nodata
                 } else {
                     (v as f32) as f64
                 });
+                odd += !fits(v) as usize;
             }
-            let odd = values.iter().filter(|&&v| !fits(v)).count();
             if odd > 0 {
                 for (o, &v) in out.iter_mut().zip(values) {
                     if !fits(v) {
