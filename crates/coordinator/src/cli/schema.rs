@@ -85,8 +85,8 @@ pub enum Command {
     /// `synth` raster produces) fed to the real GeoTIFF sink; prints its serial time per
     /// chunk and how many workers it keeps fed.
     #[command(after_help = "Examples:
-  coordinator bench-writer bench-writer.tif --overwrite --side 8192
-  coordinator bench-writer bench-writer.tif --overwrite --side 8192 --co NUM_THREADS=1")]
+  coordinator bench-writer bench-writer.tif --overwrite --side 4096
+  coordinator bench-writer bench-writer.tif --overwrite --side 4096 --co NUM_THREADS=1")]
     BenchWriter(BenchWriterArgs),
     /// Run your own kernel over INPUT into OUTPUT (Float64, nodata NaN): a C ABI shared
     /// library (`--kernel-lib`, see include/blocksum_kernel.h) loaded by worker processes
