@@ -209,11 +209,15 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
         prep.out_nodata
     ));
     s.push_str(&format!(
-        "chunks       {} of {}x{} pixels ({:.1} MiB each)\n",
+        "chunks       {} of {}x{} pixels ({:.1} MiB each){}\n",
         p.chunks.len(),
         p.chunk_w,
         p.chunk_h,
-        mib(p.max_input_bytes())
+        mib(p.max_input_bytes()),
+        match p.whole_tiles {
+            Some((tw, th)) => format!(", whole {tw}x{th} output tiles"),
+            None => String::new(),
+        }
     ));
     s.push_str(&format!(
         "workers      {}{}\n",
