@@ -153,6 +153,28 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
             out(&text);
             Ok(0)
         }
+        Command::BenchWriter(b) => {
+            let mut co = b.creation_options.clone();
+            if let Some(bad) = co.iter().find(|c| !c.contains('=')) {
+                return Err(CoordError::Usage(format!("--co '{bad}' is not KEY=VALUE")));
+            }
+            cli::resolve::with_default_creation_options(&mut co);
+            let text = coordinator::bench_writer::bench_writer(
+                &coordinator::bench_writer::WriterBenchConfig {
+                    output: &b.output,
+                    overwrite: b.overwrite,
+                    side: b.side,
+                    factor: b.factor as u64,
+                    chunk_bytes: (b.chunk_mib * (1 << 20) as f64) as u64,
+                    out_type: b.ot,
+                    creation_options: co,
+                    distinct: b.distinct,
+                    worker_bytes_per_s: b.worker_gibps * (1u64 << 30) as f64,
+                },
+            )?;
+            out(&text);
+            Ok(0)
+        }
         Command::Config(pool) => {
             let st = cli::settings(cli.config.as_deref(), pool)?;
             out(&st.describe());

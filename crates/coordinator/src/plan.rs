@@ -1,6 +1,8 @@
 //! The chunk plan: windows that are multiples of F on both axes (no block straddles two
-//! chunks), follow the file's block grid where that fits the byte budget, and tile the raster
-//! exactly once. Chunk ids are the row-major order of windows: deterministic from the input
+//! chunks), whose output is a whole number of output tiles where that fits the byte budget
+//! (so the writer writes and compresses each output tile exactly once, from one chunk, and
+//! needs no cache that grows with the raster's width), that follow the file's block grid
+//! where that fits, and that tile the raster exactly once. Chunk ids are the row-major order of windows: deterministic from the input
 //! and the options, never from run order.
 
 use protocol::TaskId;
@@ -34,6 +36,10 @@ pub struct Plan {
     pub grid_w: u64,
     pub grid_h: u64,
     pub bands: u64,
+    /// The output's tile size when every chunk's output is a whole number of output tiles
+    /// (tiles cut by the output's right or bottom edge count as whole); `None` when the
+    /// output is not tiled or one tile's input window does not fit the byte budget.
+    pub whole_tiles: Option<(u64, u64)>,
     pub chunks: Vec<Chunk>,
 }
 
@@ -49,9 +55,28 @@ fn lcm(a: u64, b: u64) -> u64 {
     a / gcd(a, b) * b
 }
 
+/// The steps of a whole-tile plan on one axis: the input span of one output tile (`F x
+/// tile`), widened to the input block grid when `block_aligned` and that stays within twice
+/// the raster (else tile-aligned only: a block at a chunk's edge is then read by two
+/// chunks). A raster narrower than one step is one step wide.
+fn tile_step(factor: u64, tile: u64, block: u64, extent: u64, block_aligned: bool) -> u64 {
+    let span = factor.saturating_mul(tile.max(1));
+    let rounded = extent.div_ceil(factor) * factor;
+    let aligned = lcm(span, block.max(1));
+    let step = if block_aligned && aligned <= rounded.saturating_mul(2) {
+        aligned
+    } else {
+        span
+    };
+    step.min(rounded)
+}
+
 /// Plans chunks of about `target_bytes` of input each.
 ///
-/// `block` is the file's block size; `pixel_bytes` the bytes of one pixel across the bands.
+/// `block` is the file's block size; `pixel_bytes` the bytes of one pixel across the bands;
+/// `out_tile` the output's tile size (`None`: the output is striped), which the chunks
+/// follow when one tile's input window fits `target_bytes`.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     width: u64,
     height: u64,
@@ -60,6 +85,7 @@ pub fn plan(
     bands: u64,
     pixel_bytes: u64,
     target_bytes: u64,
+    out_tile: Option<(u64, u64)>,
 ) -> Plan {
     assert!(width > 0 && height > 0 && factor > 0 && pixel_bytes > 0);
     let target = target_bytes.max(1);
@@ -75,7 +101,24 @@ pub fn plan(
     let xstep = step(block.0, width);
     let ystep = step(block.1, height);
     let row_bytes = width * pixel_bytes;
-    let (cw, ch) = if row_bytes * ystep <= target {
+    // Whole output tiles: steps of F x tile (block-aligned where possible), as many as fit
+    // the budget, along a row first (sequential reads), then more rows.
+    // Block-aligned steps first; where those do not fit, one tile's span.
+    let tiled = out_tile.and_then(|(tw, th)| {
+        [true, false].into_iter().find_map(|aligned| {
+            let ax = tile_step(factor, tw, block.0, width, aligned);
+            let ay = tile_step(factor, th, block.1, height, aligned);
+            let step_bytes = ax.min(width) * ay.min(height) * pixel_bytes;
+            (step_bytes <= target).then(|| {
+                let kx = (target / step_bytes).min(width.div_ceil(ax)).max(1);
+                let ky = (target / (step_bytes * kx)).max(1);
+                ((kx * ax, ky * ay), (tw, th))
+            })
+        })
+    });
+    let (cw, ch) = if let Some((size, _)) = tiled {
+        size
+    } else if row_bytes * ystep <= target {
         // Full-width strips: every block of a strip is read once, sequentially.
         let rows = (target / row_bytes / ystep).max(1) * ystep;
         (width, rows)
@@ -124,6 +167,7 @@ pub fn plan(
         grid_w: xstep,
         grid_h: ystep,
         bands,
+        whole_tiles: tiled.map(|(_, tile)| tile),
         chunks,
     }
 }
@@ -214,8 +258,19 @@ mod tests {
         fn chunks_tile_the_raster_exactly_once(
             w in 1u64..300, h in 1u64..300, f in 1u64..20,
             bw in 1u64..130, bh in 1u64..130, px in 1u64..9, target in 1u64..200_000,
+            tile in proptest::option::of((1u64..40, 1u64..40)),
         ) {
-            let p = plan(w, h, (bw, bh), f, 1, px, target);
+            let p = plan(w, h, (bw, bh), f, 1, px, target, tile);
+            if let Some((tw, th)) = tile {
+                // Whole tiles whenever one tile's input window fits the budget.
+                let one = (f * tw).min(w) * (f * th).min(h) * px;
+                prop_assert_eq!(p.whole_tiles.is_some(), one <= target, "one tile's window: {} bytes", one);
+            } else {
+                prop_assert_eq!(p.whole_tiles, None);
+            }
+            if p.whole_tiles.is_some() {
+                prop_assert!(p.max_input_bytes() <= target);
+            }
             let mut seen = vec![0u8; (w * h) as usize];
             let mut out_seen = vec![0u8; (p.out_width * p.out_height) as usize];
             for (i, c) in p.chunks.iter().enumerate() {
@@ -234,6 +289,13 @@ mod tests {
                 let o = c.out;
                 prop_assert_eq!(o.w, win.w.div_ceil(f));
                 prop_assert_eq!(o.h, win.h.div_ceil(f));
+                if let Some((tw, th)) = p.whole_tiles {
+                    // Whole output tiles: starts on the tile grid, ends on it or at the edge.
+                    prop_assert_eq!(o.x % tw, 0);
+                    prop_assert_eq!(o.y % th, 0);
+                    prop_assert!((o.x + o.w) % tw == 0 || o.x + o.w == p.out_width);
+                    prop_assert!((o.y + o.h) % th == 0 || o.y + o.h == p.out_height);
+                }
                 for y in o.y..o.y + o.h {
                     for x in o.x..o.x + o.w {
                         out_seen[(y * p.out_width + x) as usize] += 1;
@@ -250,8 +312,9 @@ mod tests {
         fn bisection_tiles_each_chunk_exactly_once_down_to_one_grid_cell(
             w in 1u64..300, h in 1u64..300, f in 1u64..20,
             bw in 1u64..130, bh in 1u64..130, target in 1u64..200_000,
+            tile in proptest::option::of((1u64..40, 1u64..40)),
         ) {
-            let p = plan(w, h, (bw, bh), f, 1, 4, target);
+            let p = plan(w, h, (bw, bh), f, 1, 4, target, tile);
             prop_assert_eq!(p.grid_w % f, 0);
             prop_assert_eq!(p.grid_h % f, 0);
             let mut seen = vec![0u8; (p.out_width * p.out_height) as usize];
@@ -294,7 +357,7 @@ mod tests {
     #[test]
     fn bisects_a_strip_of_tiles_to_single_tiles() {
         // A 4096x1024 chunk of 256x256 tiles, F=8: 16 x 4 tiles.
-        let p = plan(4096, 4096, (256, 256), 8, 1, 4, 16 << 20);
+        let p = plan(4096, 4096, (256, 256), 8, 1, 4, 16 << 20, None);
         let c = Chunk {
             id: TaskId(0),
             window: Window {
@@ -352,12 +415,63 @@ mod tests {
 
     #[test]
     fn follows_the_block_grid_for_tiled_files() {
-        // 16384^2 float32, 256 tiles, F=8, 16 MiB: one row of tiles per full-width strip.
-        let p = plan(16384, 16384, (256, 256), 8, 1, 4, 16 << 20);
+        // 16384^2 float32, 256 tiles, F=8, 16 MiB, striped output: one row of tiles per
+        // full-width strip.
+        let p = plan(16384, 16384, (256, 256), 8, 1, 4, 16 << 20, None);
         assert_eq!((p.chunk_w, p.chunk_h), (16384, 256));
         assert_eq!(p.chunks.len(), 64);
         // F=7 does not divide 256: steps become lcm(7,256)=1792.
-        let q = plan(16384, 16384, (256, 256), 7, 1, 4, 16 << 20);
+        let q = plan(16384, 16384, (256, 256), 7, 1, 4, 16 << 20, None);
         assert_eq!(q.chunk_h % 1792, 0);
+    }
+
+    #[test]
+    fn chunks_are_whole_output_tiles() {
+        let t = Some((256, 256));
+        // F=8, 256 output tiles, Float32: a 2048x2048 input window, 16 MiB, one tile.
+        let p = plan(16384, 16384, (256, 256), 8, 1, 4, 16 << 20, t);
+        assert_eq!((p.chunk_w, p.chunk_h, p.whole_tiles), (2048, 2048, t));
+        assert_eq!(p.chunks.len(), 64);
+        assert_eq!(
+            p.chunks[9].out,
+            Window {
+                x: 256,
+                y: 256,
+                w: 256,
+                h: 256
+            }
+        );
+        // Twice as wide: the same chunks, twice as many.
+        let wide = plan(32768, 16384, (256, 256), 8, 1, 4, 16 << 20, t);
+        assert_eq!((wide.chunk_w, wide.chunk_h), (2048, 2048));
+        assert_eq!(wide.max_output_bytes(), p.max_output_bytes());
+        // A bigger budget takes more tiles along the row first.
+        let big = plan(16384, 16384, (256, 256), 8, 1, 4, 64 << 20, t);
+        assert_eq!((big.chunk_w, big.chunk_h), (8192, 2048));
+        // F=7 does not divide the 256 block: one tile spans 1792 input pixels, which is
+        // block-aligned anyway (7 x 256).
+        let q = plan(16384, 16384, (256, 256), 7, 1, 4, 16 << 20, t);
+        assert_eq!((q.chunk_w % 1792, q.chunk_h % 1792), (0, 0));
+        // Input blocks of 100 and F=3: lcm(768, 100) = 19200 is past the raster: tile-aligned
+        // only.
+        let r = plan(5000, 5000, (100, 100), 3, 1, 4, 4 << 20, t);
+        assert_eq!((r.chunk_w, r.chunk_h), (768, 768));
+        assert!(r.whole_tiles.is_some());
+        // A budget below one tile's window: strips as before, not whole tiles.
+        let s = plan(16384, 16384, (256, 256), 8, 1, 4, 4 << 20, t);
+        assert_eq!(s.whole_tiles, None);
+        assert!(s.max_input_bytes() <= 4 << 20);
+        // Huge F and tiny rasters: one chunk, one partial tile.
+        let h = plan(300, 200, (256, 256), 1000, 1, 4, 16 << 20, t);
+        assert_eq!(h.chunks.len(), 1);
+        assert_eq!(
+            h.chunks[0].out,
+            Window {
+                x: 0,
+                y: 0,
+                w: 1,
+                h: 1
+            }
+        );
     }
 }

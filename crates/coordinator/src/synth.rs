@@ -20,7 +20,7 @@ pub struct SynthConfig {
     pub overwrite: bool,
 }
 
-fn xorshift(state: &mut u64) -> u64 {
+pub(crate) fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
     *state ^= *state << 17;
@@ -28,7 +28,7 @@ fn xorshift(state: &mut u64) -> u64 {
 }
 
 /// The value at (x, y), or nodata inside the nodata region (an ellipse and a stripe).
-fn pixel(x: u64, y: u64, w: u64, h: u64, phase: f64, noise: f64) -> f32 {
+pub(crate) fn pixel(x: u64, y: u64, w: u64, h: u64, phase: f64, noise: f64) -> f32 {
     let (fx, fy) = (x as f64 / w as f64, y as f64 / h as f64);
     let ex = (fx - 0.3) / 0.18;
     let ey = (fy - 0.35) / 0.12;

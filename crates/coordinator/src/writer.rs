@@ -102,6 +102,33 @@ fn step_f32(r: f64, toward: f64) -> f64 {
     }) as f64
 }
 
+/// The output's tile size that GTiff gives these creation options: `TILED=YES` with
+/// `BLOCKXSIZE`/`BLOCKYSIZE` (each 256 unless set); `None` for a striped output (the
+/// default of GTiff without `TILED`). The writer checks the created file against it.
+pub fn out_tile(creation_options: &[String]) -> Option<(u64, u64)> {
+    let get = |key: &str| {
+        creation_options.iter().rev().find_map(|c| {
+            let (k, v) = c.split_once('=')?;
+            k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
+        })
+    };
+    let tiled = get("TILED").is_some_and(|v| {
+        ["YES", "TRUE", "ON", "1"]
+            .iter()
+            .any(|y| v.eq_ignore_ascii_case(y))
+    });
+    if !tiled {
+        return None;
+    }
+    let size = |key: &str| {
+        get(key)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(256)
+    };
+    Some((size("BLOCKXSIZE"), size("BLOCKYSIZE")))
+}
+
 /// Creates the output under `tmp`.
 pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
     let err = |reason: String| CoordError::Write {
@@ -152,16 +179,29 @@ pub struct GtiffSink {
     spec: OutputSpec,
     tmp: PathBuf,
     adjusted: Vec<Adjusted>,
+    /// The output's block size, when a window of whole blocks goes straight to GTiff's
+    /// block writer (one band: with several, GTiff interleaves the bands of a block
+    /// through its cache).
+    blocks: Option<(usize, usize)>,
 }
 
 impl GtiffSink {
     pub fn new(ds: Dataset, spec: OutputSpec, tmp: PathBuf) -> GtiffSink {
         let adjusted = vec![Adjusted::default(); spec.bands.len()];
+        let blocks = if spec.bands.len() == 1 {
+            ds.rasterband(1)
+                .ok()
+                .map(|b| b.block_size())
+                .filter(|&(w, h)| w > 0 && h > 0)
+        } else {
+            None
+        };
         GtiffSink {
             ds,
             spec,
             tmp,
             adjusted,
+            blocks,
         }
     }
 }
@@ -175,6 +215,16 @@ impl engine::ChunkSink for GtiffSink {
     type Closed = Vec<Adjusted>;
 
     fn write(&mut self, task: TaskId, out: Window, output: Option<&[u8]>) -> Result<(), String> {
+        // A window of whole blocks (those cut by the raster's edge count as whole) skips
+        // GDAL's block cache: each block is converted into a block-sized buffer and handed
+        // to GTiff's block writer (compressed on its threads), one copy fewer.
+        let whole = self.blocks.filter(|&(bw, bh)| {
+            let (bw, bh) = (bw as u64, bh as u64);
+            out.x.is_multiple_of(bw)
+                && out.y.is_multiple_of(bh)
+                && (out.w.is_multiple_of(bw) || out.x + out.w == self.spec.width)
+                && (out.h.is_multiple_of(bh) || out.y + out.h == self.spec.height)
+        });
         write_job(
             &mut self.ds,
             &self.spec,
@@ -182,6 +232,7 @@ impl engine::ChunkSink for GtiffSink {
             out,
             output,
             &mut self.adjusted,
+            whole,
         )
     }
 
@@ -237,6 +288,7 @@ fn write_job(
     o: Window,
     output: Option<&[u8]>,
     adjusted: &mut [Adjusted],
+    whole: Option<(usize, usize)>,
 ) -> Result<(), String> {
     let (w, h) = (o.w as usize, o.h as usize);
     let n = w * h;
@@ -264,13 +316,27 @@ fn write_job(
         let win = (o.x as isize, o.y as isize);
         let nd = spec.nodata;
         let res = match spec.out_type {
-            SampleType::U8 => put::<u8>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::I16 => put::<i16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::U16 => put::<u16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::I32 => put::<i32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::U32 => put::<u32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::F32 => put::<f32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
-            SampleType::F64 => put::<f64>(&mut rb, win, (w, h), values, nd, spec.out_type, adj),
+            SampleType::U8 => {
+                put::<u8>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::I16 => {
+                put::<i16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::U16 => {
+                put::<u16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::I32 => {
+                put::<i32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::U32 => {
+                put::<u32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::F32 => {
+                put::<f32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
+            SampleType::F64 => {
+                put::<f64>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
+            }
         };
         res.map_err(|e| at(i, e))?;
     }
@@ -278,7 +344,7 @@ fn write_job(
 }
 
 /// A value the writer converts exactly (the conversion already rounded and clamped it).
-trait OutSample: GdalType + Copy {
+pub trait OutSample: GdalType + Copy {
     fn from_f64(v: f64) -> Self;
 }
 macro_rules! out_sample {
@@ -292,7 +358,92 @@ macro_rules! out_sample {
 }
 out_sample!(u8, i16, u16, i32, u32, f32, f64);
 
-/// Converts one band of a window (or nodata, for an empty `values`) and writes it.
+/// [`convert`] over a band, with a fast path for the common value (valid, in range, not the
+/// nodata value once converted): there the result is what `convert` gives, computed
+/// without its branches; every other value goes through `convert` itself. The writer does
+/// this on its one thread for every output pixel, so it is kept tight.
+pub fn convert_all<T: OutSample>(
+    values: &[f64],
+    nodata: f64,
+    t: SampleType,
+    adj: &mut Adjusted,
+) -> Vec<T> {
+    let mut out = vec![T::from_f64(0.0); values.len()];
+    convert_into(values, &mut out, nodata, t, adj);
+    out
+}
+
+/// [`convert_all`] into `out` (as long as `values`).
+pub fn convert_into<T: OutSample>(
+    values: &[f64],
+    out: &mut [T],
+    nodata: f64,
+    t: SampleType,
+    adj: &mut Adjusted,
+) {
+    let mut slow = |v: f64| {
+        let (r, clamped, moved) = convert(v, nodata, t);
+        adj.clamped += clamped as u64;
+        adj.moved_off_nodata += (moved && !clamped) as u64;
+        T::from_f64(r)
+    };
+    let (lo, hi) = t.range();
+    let pairs = out.iter_mut().zip(values);
+    match t {
+        // Floats in one pass that the compiler vectorises: NaN to nodata and every other
+        // value as `convert` gives it when nothing needs adjusting, with a count of the values
+        // that do (a result equal to nodata, or out of Float32's range), which, if any, go
+        // through `convert` again. A NaN nodata never equals a value.
+        SampleType::F64 => {
+            let mut odd = 0usize;
+            for (o, &v) in pairs {
+                *o = T::from_f64(if v.is_nan() { nodata } else { v });
+                odd += (v == nodata) as usize;
+            }
+            if odd > 0 {
+                for (o, &v) in out.iter_mut().zip(values) {
+                    if v == nodata {
+                        *o = slow(v);
+                    }
+                }
+            }
+        }
+        SampleType::F32 => {
+            let fits = |v: f64| v.is_nan() || (v.abs() <= hi && (v as f32) as f64 != nodata);
+            let mut odd = 0usize;
+            for (o, &v) in pairs {
+                *o = T::from_f64(if v.is_nan() {
+                    nodata
+                } else {
+                    (v as f32) as f64
+                });
+                odd += !fits(v) as usize;
+            }
+            if odd > 0 {
+                for (o, &v) in out.iter_mut().zip(values) {
+                    if !fits(v) {
+                        *o = slow(v);
+                    }
+                }
+            }
+        }
+        _ => {
+            for (o, &v) in pairs {
+                let x = v.round();
+                *o = if x >= lo && x <= hi && x != nodata {
+                    T::from_f64(x)
+                } else {
+                    slow(v)
+                };
+            }
+        }
+    }
+}
+
+/// Converts one band of a window (or nodata, for an empty `values`) and writes it: block by
+/// block when `whole` (the window is made of whole blocks of that size), else through
+/// GDAL's block cache.
+#[allow(clippy::too_many_arguments)]
 fn put<T: OutSample>(
     rb: &mut gdal::raster::RasterBand,
     win: (isize, isize),
@@ -301,28 +452,112 @@ fn put<T: OutSample>(
     nodata: f64,
     t: SampleType,
     adj: &mut Adjusted,
+    whole: Option<(usize, usize)>,
 ) -> Result<(), String> {
+    if let Some(block) = whole {
+        return put_blocks::<T>(rb, win, size, values, nodata, t, adj, block);
+    }
     let n = size.0 * size.1;
     let data: Vec<T> = if values.is_empty() {
         vec![T::from_f64(nodata); n]
     } else {
-        values
-            .iter()
-            .map(|&v| {
-                let (r, clamped, moved) = convert(v, nodata, t);
-                adj.clamped += clamped as u64;
-                adj.moved_off_nodata += (moved && !clamped) as u64;
-                T::from_f64(r)
-            })
-            .collect()
+        convert_all(values, nodata, t, adj)
     };
     let mut buf = Buffer::new(size, data);
     check(|| rb.write(win, size, &mut buf))
 }
 
+/// Writes a window of whole blocks one block at a time, converting each block's rows
+/// straight into a block-sized buffer. The part of an edge block past the raster's edge
+/// (which no reader sees) is nodata.
+#[allow(clippy::too_many_arguments)]
+fn put_blocks<T: OutSample>(
+    rb: &mut gdal::raster::RasterBand,
+    win: (isize, isize),
+    (w, h): (usize, usize),
+    values: &[f64],
+    nodata: f64,
+    t: SampleType,
+    adj: &mut Adjusted,
+    (bw, bh): (usize, usize),
+) -> Result<(), String> {
+    let fill = T::from_f64(nodata);
+    let mut block = vec![fill; bw * bh];
+    let (bx0, by0) = (win.0 as usize / bw, win.1 as usize / bh);
+    for by in 0..h.div_ceil(bh) {
+        for bx in 0..w.div_ceil(bw) {
+            let cols = bw.min(w - bx * bw);
+            let rows = bh.min(h - by * bh);
+            if cols < bw || rows < bh {
+                block.fill(fill);
+            }
+            for r in 0..rows {
+                let dst = &mut block[r * bw..r * bw + cols];
+                if values.is_empty() {
+                    dst.fill(fill);
+                } else {
+                    let start = (by * bh + r) * w + bx * bw;
+                    convert_into(&values[start..start + cols], dst, nodata, t, adj);
+                }
+            }
+            let mut buf = Buffer::new((bw, bh), block);
+            check(|| rb.write_block((bx0 + bx, by0 + by), &mut buf))?;
+            block = buf.into_shape_and_vec().1;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_conversion_is_convert(
+            raw in proptest::collection::vec(proptest::prelude::any::<f64>(), 0..64),
+            picks in proptest::collection::vec(0usize..12, 64),
+            nd in 0usize..6,
+        ) {
+            // Random values mixed with the edge cases: NaN, infinities, type ends, nodata.
+            let special = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 255.0, 254.6, -32768.0,
+                f32::MAX as f64, -9999.0, 0.4, -0.4, 1e39, 0.0];
+            let values: Vec<f64> = raw
+                .iter()
+                .zip(&picks)
+                .map(|(&v, &p)| if p < special.len() && p % 2 == 0 { special[p] } else { v })
+                .collect();
+            let nodata = [f64::NAN, -9999.0, 255.0, -32768.0, 0.0, f32::MAX as f64][nd];
+            for t in [SampleType::U8, SampleType::I16, SampleType::U16, SampleType::I32,
+                SampleType::U32, SampleType::F32, SampleType::F64] {
+                let mut a = Adjusted::default();
+                let fast: Vec<f64> = convert_all::<f64>(&values, nodata, t, &mut a);
+                let mut b = Adjusted::default();
+                for (i, &v) in values.iter().enumerate() {
+                    let (r, clamped, moved) = convert(v, nodata, t);
+                    b.clamped += clamped as u64;
+                    b.moved_off_nodata += (moved && !clamped) as u64;
+                    proptest::prop_assert_eq!(fast[i].to_bits(), r.to_bits(), "{:?} {} nodata {}", t, v, nodata);
+                }
+                proptest::prop_assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn the_output_tile_follows_the_creation_options() {
+        let co = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            out_tile(&co(&["TILED=YES", "COMPRESS=DEFLATE"])),
+            Some((256, 256))
+        );
+        assert_eq!(
+            out_tile(&co(&["tiled=yes", "BLOCKXSIZE=512", "BLOCKYSIZE=128"])),
+            Some((512, 128))
+        );
+        assert_eq!(out_tile(&co(&["TILED=NO"])), None);
+        assert_eq!(out_tile(&co(&["COMPRESS=DEFLATE"])), None);
+    }
 
     #[test]
     fn a_valid_value_never_becomes_nodata() {

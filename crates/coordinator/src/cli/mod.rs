@@ -8,8 +8,8 @@ pub mod settings;
 
 pub use resolve::{resolve, resolve_map, MapSpec, ResampleConfig};
 pub use schema::{
-    AggArg, BenchArgs, Cli, Command, CompletionsArgs, JobArgs, MapArgs, PlanArgs, ReportArgs,
-    ResampleArgs, Shell, SynthArgs, EXAMPLES, MAP_EXAMPLES,
+    AggArg, BenchArgs, BenchWriterArgs, Cli, Command, CompletionsArgs, JobArgs, MapArgs, PlanArgs,
+    ReportArgs, ResampleArgs, Shell, SynthArgs, EXAMPLES, MAP_EXAMPLES,
 };
 pub use settings::{settings, PoolArgs, Settings, Workers};
 

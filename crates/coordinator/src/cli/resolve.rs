@@ -99,6 +99,19 @@ const DEFAULT_CREATION_OPTIONS: [(&str, &str); 5] = [
     ("ZLEVEL", "1"),
 ];
 
+/// Adds the default creation options whose key `co` does not set.
+pub fn with_default_creation_options(co: &mut Vec<String>) {
+    for (k, v) in DEFAULT_CREATION_OPTIONS {
+        if !co.iter().any(|c| {
+            c.split('=')
+                .next()
+                .is_some_and(|x| x.eq_ignore_ascii_case(k))
+        }) {
+            co.push(format!("{k}={v}"));
+        }
+    }
+}
+
 /// Builds the resolved config for `resample` (and for `plan`, with defaults for the rest).
 pub fn resolve(
     cli: &Cli,
@@ -146,15 +159,7 @@ pub fn resolve(
         );
         spare_workers = workers;
     }
-    for (k, v) in DEFAULT_CREATION_OPTIONS {
-        if !co.iter().any(|c| {
-            c.split('=')
-                .next()
-                .is_some_and(|x| x.eq_ignore_ascii_case(k))
-        }) {
-            co.push(format!("{k}={v}"));
-        }
-    }
+    with_default_creation_options(&mut co);
     let cfg = ResampleConfig {
         input: job.input.clone(),
         output: r.map(|r| r.output.clone()).unwrap_or_default(),

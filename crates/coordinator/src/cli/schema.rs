@@ -81,6 +81,13 @@ pub enum Command {
         after_help = "Examples:\n  coordinator --workers 2 bench-dispatch demo.tif\n  coordinator --workers 4 bench-dispatch demo.tif --chunks 50000 --slot-mib 64"
     )]
     BenchDispatch(BenchArgs),
+    /// Benchmark the one writer alone: synthetic finished chunks (the sums a resample of a
+    /// `synth` raster produces) fed to the real GeoTIFF sink; prints its serial time per
+    /// chunk and how many workers it keeps fed.
+    #[command(after_help = "Examples:
+  coordinator bench-writer bench-writer.tif --overwrite --side 4096
+  coordinator bench-writer bench-writer.tif --overwrite --side 4096 --co NUM_THREADS=1")]
+    BenchWriter(BenchWriterArgs),
     /// Run your own kernel over INPUT into OUTPUT (Float64, nodata NaN): a C ABI shared
     /// library (`--kernel-lib`, see include/blocksum_kernel.h) loaded by worker processes
     /// only, or a Rust worker binary built on `runtime::serve` (`--worker-bin`). A crash,
@@ -205,6 +212,36 @@ pub struct BenchArgs {
     /// The worker binary. Default: `worker` beside this program.
     #[arg(long, env = "BLOCKSUM_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchWriterArgs {
+    /// Where to write the benchmark's GeoTIFF.
+    pub output: PathBuf,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Side of the simulated square Float32 input (tiled 256), in pixels.
+    #[arg(long, default_value_t = 32768)]
+    pub side: u64,
+    /// Block size F.
+    #[arg(long, short = 'f', default_value_t = 8, value_parser = parse_factor)]
+    pub factor: u32,
+    /// Chunk size in MiB of input, as `resample --chunk-mib`.
+    #[arg(long, default_value_t = 16.0, value_parser = parse_positive)]
+    pub chunk_mib: f64,
+    /// Output data type.
+    #[arg(long, default_value = "Float64", value_parser = parse_ot)]
+    pub ot: SampleType,
+    /// GDAL creation option KEY=VALUE (repeatable), over the same defaults as `resample`.
+    #[arg(long = "co")]
+    pub creation_options: Vec<String>,
+    /// Distinct synthetic chunk outputs, cycled over the output's windows.
+    #[arg(long, default_value_t = 16)]
+    pub distinct: usize,
+    /// Input a native worker decodes per second, in GiB, for the ceiling in workers.
+    #[arg(long, default_value_t = 0.9, value_parser = parse_positive)]
+    pub worker_gibps: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -127,6 +127,15 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         creation_options: cfg.creation_options.clone(),
     };
     let ds = writer::create(&spec, &tmp)?;
+    if let Some((tw, th)) = prep.plan.whole_tiles {
+        // The plan read the tile size from the creation options; GTiff may round it.
+        let made = ds.rasterband(1).map(|b| b.block_size()).ok();
+        if made != Some((tw as usize, th as usize)) {
+            tracing::warn!(
+                "the output's tiles are {made:?}, not the {tw}x{th} the chunks were planned for: output tiles may be compressed more than once"
+            );
+        }
+    }
     let sink = GtiffSink::new(ds, spec, tmp);
 
     let mut job = BlockAggJob::new(cfg, &prep);

@@ -82,6 +82,7 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
         out_planes,
         pixel_bytes,
         target,
+        writer::out_tile(&cfg.creation_options),
     );
     for fault in &cfg.faults {
         if let Some(c) = fault.chunk {
@@ -208,11 +209,15 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
         prep.out_nodata
     ));
     s.push_str(&format!(
-        "chunks       {} of {}x{} pixels ({:.1} MiB each)\n",
+        "chunks       {} of {}x{} pixels ({:.1} MiB each){}\n",
         p.chunks.len(),
         p.chunk_w,
         p.chunk_h,
-        mib(p.max_input_bytes())
+        mib(p.max_input_bytes()),
+        match p.whole_tiles {
+            Some((tw, th)) => format!(", whole {tw}x{th} output tiles"),
+            None => String::new(),
+        }
     ));
     s.push_str(&format!(
         "workers      {}{}\n",
@@ -233,10 +238,11 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
     s
 }
 
-/// The coordinator's GDAL block cache: enough for two rows of output tiles and the chunks
-/// in flight (so a tile is complete before it is evicted and compressed), plus the read
-/// cache of the in-process lanes; not GDAL's 5 % of RAM, so the coordinator's memory does
-/// not grow with the output.
+/// The coordinator's GDAL block cache, plus the read cache of the in-process lanes; not
+/// GDAL's 5 % of RAM. With whole-tile chunks: the output tiles of two chunks (flat in the
+/// raster's size). Otherwise (striped output, or a budget below one tile's window): two
+/// rows of output tiles and the chunks in flight, so a tile is complete before it is
+/// evicted and compressed.
 pub fn coordinator_cache_bytes(
     p: &Plan,
     out_type: SampleType,
@@ -245,12 +251,20 @@ pub fn coordinator_cache_bytes(
     lanes: u32,
     workers: u32,
 ) -> u64 {
-    let tile_row = p.out_width * 256 * out_type.size() * bands;
-    let in_flight = slots as u64 * p.max_output_bytes();
     let reading = if workers == 0 {
         lanes as u64 * (64 << 20)
     } else {
         0
     };
+    let chunk_out = p.max_output_bytes() / 8 * out_type.size();
+    if p.whole_tiles.is_some() {
+        // Each chunk fills whole tiles, each complete before it can be evicted: room for
+        // the tiles of two chunks is enough, whatever the raster's width. (The parts of a
+        // split chunk share tiles; a tile evicted half-filled is then read back and
+        // compressed again: slower, still exact.)
+        return (2 * chunk_out).clamp(8 << 20, 256 << 20) + reading;
+    }
+    let tile_row = p.out_width * 256 * out_type.size() * bands;
+    let in_flight = slots as u64 * p.max_output_bytes();
     (2 * tile_row + in_flight).clamp(8 << 20, 256 << 20) + reading
 }
