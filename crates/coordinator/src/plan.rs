@@ -122,14 +122,18 @@ pub fn plan(
         // Full-width strips: every block of a strip is read once, sequentially.
         let rows = (target / row_bytes / ystep).max(1) * ystep;
         (width, rows)
+    } else if xstep * ystep * pixel_bytes <= target {
+        // Block-aligned rectangles: every block read by one chunk.
+        let cols = (target / (ystep * pixel_bytes) / xstep).max(1) * xstep;
+        (cols, ystep)
+    } else if row_bytes * factor <= target {
+        // Full-width strips as tall as the budget allows, off the block grid: a block row at
+        // a chunk's edge is decoded by two chunks, not once for every F rows of it.
+        let rows = (target / row_bytes / factor).max(1) * factor;
+        (width, rows)
     } else {
-        let ch = if xstep * ystep * pixel_bytes <= target {
-            ystep
-        } else {
-            factor
-        };
-        let cols = (target / (ch * pixel_bytes) / xstep).max(1) * xstep;
-        (cols, ch)
+        let cols = (target / (factor * pixel_bytes) / xstep).max(1) * xstep;
+        (cols, factor)
     };
     // Never larger than the raster rounded up to F.
     let cw = cw.min(width.div_ceil(factor) * factor);
@@ -423,6 +427,18 @@ mod tests {
         // F=7 does not divide 256: steps become lcm(7,256)=1792.
         let q = plan(16384, 16384, (256, 256), 7, 1, 4, 16 << 20, None);
         assert_eq!(q.chunk_h % 1792, 0);
+    }
+
+    #[test]
+    fn strips_stay_tall_when_the_block_grid_does_not_fit() {
+        // 2048^2 float32, 256 tiles, F=10, 2 MiB: lcm(10,256) = 1280 rows is over budget, and
+        // so is a 1280x1280 rectangle; full-width strips of 250 rows read each block row about
+        // twice, where strips of F rows decoded it 26 times.
+        for tile in [None, Some((256, 256))] {
+            let p = plan(2048, 2048, (256, 256), 10, 1, 4, 2 << 20, tile);
+            assert_eq!((p.chunk_w, p.chunk_h), (2048, 250), "output tiles {tile:?}");
+            assert_eq!(p.chunks.len(), 9);
+        }
     }
 
     #[test]
