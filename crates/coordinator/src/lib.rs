@@ -5,7 +5,8 @@
 //!
 //! Module map: [`raster`] (input validation), [`plan`] (chunk windows and splitting),
 //! [`run`] (the job: prepare, wire the engine, commit, report), [`writer`] (the output, as
-//! the engine's sink), [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
+//! the engine's sink), [`cog`] (the exact pyramid and the COG copy, before the commit),
+//! [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
 //! (the memory arithmetic), [`bench`](mod@bench) (the dispatch benchmark, a second job), [`report`],
 //! [`synth`], [`cli`] (schema, settings table, resolution), [`units`], [`os`] (GDAL error state, rename, signals),
 //! [`stdio`] (output that never panics on a closed pipe). `sched` is the engine's, re-exported.
@@ -13,6 +14,7 @@
 pub mod bench;
 pub mod budget;
 pub mod cli;
+pub mod cog;
 pub mod error;
 pub mod os;
 pub mod output;

@@ -222,15 +222,20 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         start: rec.start,
         adjusted: outcome.as_ref().cloned().unwrap_or_default(),
     };
+    let mut finished = crate::cog::Finished::default();
     let result = match outcome {
-        // The writer closed, reopened and checked the file under its temporary name: move
-        // it into place (never over a file that appeared meanwhile, unless --overwrite).
-        Ok(_) => staging.commit(cfg.overwrite),
+        // The writer closed, reopened and checked the file under its temporary name: add
+        // the pyramid and make the COG (`cog`), then move it into place (never over a file
+        // that appeared meanwhile, unless --overwrite).
+        Ok(_) => crate::cog::finish(cfg, &mut staging).and_then(|f| {
+            finished = f;
+            staging.commit(cfg.overwrite)
+        }),
         Err(e) => Err(e),
     };
     let quarantined = view.quarantined();
     let exit_code = match &result {
-        Ok(()) if quarantined.is_empty() => protocol::exit::OK,
+        Ok(()) if quarantined.is_empty() && finished.quarantined == 0 => protocol::exit::OK,
         Ok(()) => protocol::exit::QUARANTINED,
         Err(e) => e.exit_code(),
     };
@@ -302,6 +307,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             ));
         }
     }
+    message.push_str(&finished.describe());
     if !quarantined.is_empty() {
         message.push('\n');
         message.push_str(&view.quarantine_warning(&quarantined));
