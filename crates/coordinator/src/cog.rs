@@ -83,7 +83,11 @@ pub fn resolve_format(
     pyramid: bool,
     user: Vec<String>,
 ) -> Result<(OutputFormat, Vec<String>), CoordError> {
+    let refuse = |driver: &str, why: String| {
+        CoordError::Usage(format!("--co refused by GDAL's {driver} driver: {why}"))
+    };
     if !cog {
+        crate::os::validate_creation_options("GTiff", &user).map_err(|e| refuse("GTiff", e))?;
         return Ok((OutputFormat::GTiff, user));
     }
     if pyramid {
@@ -102,6 +106,7 @@ pub fn resolve_format(
             options.push(format!("{k}={v}"));
         }
     }
+    crate::os::validate_creation_options("COG", &options).map_err(|e| refuse("COG", e))?;
     let staged = SCRATCH_GTIFF.iter().map(|s| s.to_string()).collect();
     Ok((OutputFormat::Cog { options }, staged))
 }
