@@ -54,14 +54,35 @@ fn overview_count(path: &Path) -> i32 {
     ds.rasterband(1).unwrap().overview_count().unwrap()
 }
 
-fn resample(input: &Path, out: &Path, factor: u32, agg: &str, extra: &[&str]) {
+/// Runs a resample; returns its summary (stderr).
+fn resample(input: &Path, out: &Path, factor: u32, agg: &str, extra: &[&str]) -> String {
     let o = run(coordinator()
-        .args(["-q", "--workers", "2", "resample"])
+        .args(["--workers", "2", "resample"])
         .arg(input)
         .arg(out)
         .args(["-f", &factor.to_string(), "--agg", agg])
         .args(extra));
     assert!(o.status.success(), "{agg} x{factor}: {}", stderr(&o));
+    stderr(&o)
+}
+
+/// Overviews of `out` equal the direct resamples of `input` at `factors`, bit for bit.
+fn levels_match(dir: &Path, input: &Path, out: &Path, agg: &str, factors: &[u32]) {
+    assert_eq!(overview_count(out), factors.len() as i32, "{agg}");
+    for (level, &factor) in factors.iter().enumerate() {
+        let direct = dir.join(format!("{agg}-x{factor}.tif"));
+        resample(input, &direct, factor, agg, &[]);
+        let (size, got) = overview(out, level);
+        let (d, want) = read_all(&direct);
+        assert_eq!(size, d.raster_size(), "{agg} x{factor}");
+        for (b, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                same_pixels(g, w),
+                "{agg}: overview {level} band {} differs from the resample at factor {factor}",
+                b + 1
+            );
+        }
+    }
 }
 
 /// GDAL's COG validator, run by a Python that has GDAL's bindings: exit status and text.
@@ -102,12 +123,19 @@ fn cog_pyramid_levels_equal_direct_resamples_bit_for_bit() {
     // aggregation at factors 4 and 8.
     for agg in ["sum", "mean", "min", "max", "count"] {
         let out = dir.path().join(format!("{agg}.tif"));
-        resample(
+        let summary = resample(
             &input,
             &out,
             2,
             agg,
             &["--of", "COG", "--pyramid", "--co", "BLOCKSIZE=128"],
+        );
+        // Min, max and count levels come from the level below; floating-point sums and
+        // means are re-aggregated from the input. Both must be exact.
+        let derived = if matches!(agg, "sum" | "mean") { 0 } else { 2 };
+        assert!(
+            summary.contains(&format!("{derived} derived from the level below")),
+            "{agg}: {summary}"
         );
         let (ok, text) = validate(&out);
         assert!(ok, "{agg}: not a valid COG: {text}");
@@ -120,21 +148,7 @@ fn cog_pyramid_levels_equal_direct_resamples_bit_for_bit() {
             Some(&"LAYOUT=COG".to_string()),
             "{agg}"
         );
-        assert_eq!(overview_count(&out), 2, "{agg}");
-        for (level, factor) in [(0, 4), (1, 8)] {
-            let direct = dir.path().join(format!("{agg}-x{factor}.tif"));
-            resample(&input, &direct, factor, agg, &[]);
-            let (size, got) = overview(&out, level);
-            let (d, want) = read_all(&direct);
-            assert_eq!(size, d.raster_size(), "{agg} x{factor}");
-            for (b, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    same_pixels(g, w),
-                    "{agg}: overview {level} band {} differs from the resample at factor {factor}",
-                    b + 1
-                );
-            }
-        }
+        levels_match(dir.path(), &input, &out, agg, &[4, 8]);
         // The base level is the plain resample's.
         let plain = dir.path().join(format!("{agg}-x2.tif"));
         resample(&input, &plain, 2, agg, &[]);
@@ -146,6 +160,59 @@ fn cog_pyramid_levels_equal_direct_resamples_bit_for_bit() {
     }
 }
 
+/// A UInt16 raster (nodata 0, a third of it) whose sums are exact in f64 in any order.
+fn input_u16(dir: &Path) -> PathBuf {
+    use gdal::{raster::Buffer, DriverManager};
+    let p = dir.join("u16.tif");
+    let (w, h) = (530usize, 410usize);
+    let driver = DriverManager::get_driver_by_name("GTiff").unwrap();
+    let ds = driver.create_with_band_type::<u16, _>(&p, w, h, 1).unwrap();
+    let mut st = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u16> = (0..w * h)
+        .map(|_| {
+            st ^= st << 13;
+            st ^= st >> 7;
+            st ^= st << 17;
+            if st.is_multiple_of(3) {
+                0
+            } else {
+                (st >> 20) as u16
+            }
+        })
+        .collect();
+    let mut band = ds.rasterband(1).unwrap();
+    band.set_no_data_value(Some(0.0)).unwrap();
+    band.write((0, 0), (w, h), &mut Buffer::new((w, h), data))
+        .unwrap();
+    p
+}
+
+#[test]
+fn integer_sums_are_derived_from_the_level_below_and_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input_u16(dir.path());
+    let out = dir.path().join("sum.tif");
+    // 265 x 205 output, GTiff tiles of 64: x2 (103), x4 (52): factors 4 and 8.
+    let summary = resample(
+        &input,
+        &out,
+        2,
+        "sum",
+        &[
+            "--pyramid",
+            "--co",
+            "BLOCKXSIZE=64",
+            "--co",
+            "BLOCKYSIZE=64",
+        ],
+    );
+    assert!(
+        summary.contains("2 derived from the level below"),
+        "{summary}"
+    );
+    levels_match(dir.path(), &input, &out, "sum", &[4, 8]);
+}
+
 #[test]
 fn gtiff_pyramid_is_internal_overviews_and_not_a_cog() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,13 +220,7 @@ fn gtiff_pyramid_is_internal_overviews_and_not_a_cog() {
     let out = dir.path().join("g.tif");
     // GTiff tiles default to 256: 300 x 260 gets x2 (130) only.
     resample(&input, &out, 2, "sum", &["--pyramid"]);
-    assert_eq!(overview_count(&out), 1);
-    let direct = dir.path().join("x4.tif");
-    resample(&input, &direct, 4, "sum", &[]);
-    let (size, got) = overview(&out, 0);
-    let (d, want) = read_all(&direct);
-    assert_eq!(size, d.raster_size());
-    assert!(got.iter().zip(&want).all(|(g, w)| same_pixels(g, w)));
+    levels_match(dir.path(), &input, &out, "sum", &[4]);
     // The validator tells a GTiff whose overviews follow the main image from a COG.
     let (ok, text) = validate(&out);
     assert!(!ok, "a plain GTiff passed as a COG: {text}");
@@ -169,7 +230,7 @@ fn gtiff_pyramid_is_internal_overviews_and_not_a_cog() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["g.tif", "in.tif", "x4.tif"]);
+    assert_eq!(names, ["g.tif", "in.tif", "sum-x4.tif"]);
 }
 
 #[test]

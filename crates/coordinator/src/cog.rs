@@ -26,7 +26,11 @@ use gdal::{
     Dataset, DatasetOptions, DriverManager, GdalOpenFlags, Metadata,
 };
 
-use crate::{error::CoordError, os::gdal_err::check, output::Staging, run::ResampleConfig};
+use worker::{Agg, SampleType};
+
+use crate::{
+    error::CoordError, os::gdal_err::check, output::Staging, pyramid, run::ResampleConfig,
+};
 
 /// What OUTPUT is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +163,8 @@ pub fn levels(w: u64, h: u64, tile: u64) -> Vec<u32> {
 pub struct Finished {
     /// The overview factors written (relative to the output).
     pub levels: Vec<u32>,
+    /// Those derived from the level below (the others were re-aggregated from the input).
+    pub derived: Vec<u32>,
     /// Chunks quarantined in the overview levels' runs (their pixels are nodata).
     pub quarantined: u64,
     /// Time spent on the pyramid (its runs and the copy into the overviews).
@@ -174,10 +180,12 @@ impl Finished {
         if !self.levels.is_empty() {
             let f: Vec<String> = self.levels.iter().map(|f| format!("x{f}")).collect();
             out.push_str(&format!(
-                "\npyramid: {} exact overview level(s) ({}) in {:.2} s",
+                "\npyramid: {} exact overview level(s) ({}) in {:.2} s, {} derived from the level below, {} re-aggregated from the input",
                 f.len(),
                 f.join(" "),
-                self.pyramid_secs
+                self.pyramid_secs,
+                self.derived.len(),
+                f.len() - self.derived.len()
             ));
         }
         if self.cog_secs > 0.0 {
@@ -196,9 +204,25 @@ impl Finished {
     }
 }
 
+/// What the base run tells the pyramid.
+#[derive(Debug, Clone, Copy)]
+pub struct BaseRun {
+    /// The kernels' input sample type.
+    pub input: SampleType,
+    pub out_type: SampleType,
+    /// Input pixels per band.
+    pub input_pixels: u64,
+    /// The base run quarantined chunks (their pixels are nodata).
+    pub quarantined: bool,
+}
+
 /// Adds the pyramid to the staged file and converts it to a COG, as `cfg` asks. Called after
 /// the writer closed and checked the staged GTiff, before the commit.
-pub fn finish(cfg: &ResampleConfig, staging: &mut Staging) -> Result<Finished, CoordError> {
+pub fn finish(
+    cfg: &ResampleConfig,
+    base: BaseRun,
+    staging: &mut Staging,
+) -> Result<Finished, CoordError> {
     let mut done = Finished::default();
     let staged = staging.temp().to_path_buf();
     let err = |reason: String| CoordError::Write {
@@ -217,21 +241,7 @@ pub fn finish(cfg: &ResampleConfig, staging: &mut Staging) -> Result<Finished, C
                 "--pyramid: the output ({w}x{h}) already fits one {tile}-pixel tile: no overview level"
             );
         } else {
-            let dir = staging.scratch("levels");
-            std::fs::create_dir(&dir).map_err(|e| {
-                err(format!(
-                    "creating the pyramid's scratch directory '{}': {e}",
-                    dir.display()
-                ))
-            })?;
-            let mut files = vec![];
-            for &f in &done.levels {
-                let (path, quarantined) = run_level(cfg, &dir, f)?;
-                done.quarantined += quarantined;
-                files.push(path);
-            }
-            add_overviews(&staged, &done.levels, &files).map_err(err)?;
-            let _ = std::fs::remove_dir_all(&dir);
+            build_pyramid(cfg, base, &staged, staging, &mut done)?;
         }
         done.pyramid_secs = started.elapsed().as_secs_f64();
     }
@@ -247,6 +257,121 @@ pub fn finish(cfg: &ResampleConfig, staging: &mut Staging) -> Result<Finished, C
         done.cog_secs = started.elapsed().as_secs_f64();
     }
     Ok(done)
+}
+
+/// Allocates the overviews of the staged GTiff (GDAL's `NONE` method computes nothing) and
+/// fills each level: derived from the level below where that is exact (`pyramid`), else
+/// re-aggregated from the input.
+fn build_pyramid(
+    cfg: &ResampleConfig,
+    base: BaseRun,
+    staged: &Path,
+    staging: &mut Staging,
+    done: &mut Finished,
+) -> Result<(), CoordError> {
+    let err = |reason: String| CoordError::Write {
+        path: cfg.output.clone(),
+        reason,
+    };
+    let mut ds = check(|| {
+        Dataset::open_ex(
+            staged,
+            DatasetOptions {
+                open_flags: GdalOpenFlags::GDAL_OF_UPDATE | GdalOpenFlags::GDAL_OF_RASTER,
+                ..Default::default()
+            },
+        )
+    })
+    .map_err(|e| err(format!("opening the staged file for update: {e}")))?;
+    let factors: Vec<i32> = done.levels.iter().map(|&f| f as i32).collect();
+    check(|| ds.build_overviews("NONE", &factors, &[]))
+        .map_err(|e| err(format!("allocating the overviews: {e}")))?;
+    let bands = ds.raster_count();
+    let minmax = matches!(cfg.agg, Agg::Min | Agg::Max);
+    let in_principle = pyramid::derivable(cfg.agg, base.input, base.out_type, base.input_pixels);
+    // The level below holds exact values: no quarantined chunk, and for sums and counts no
+    // value the writer clamped or moved off nodata.
+    let mut below_clean = !base.quarantined
+        && (minmax
+            || (1..=bands).all(|b| {
+                ds.rasterband(b)
+                    .ok()
+                    .and_then(|rb| rb.metadata_item("BLOCKSUM_ADJUSTED_PIXELS", ""))
+                    .is_none()
+            }));
+    let mut dir: Option<PathBuf> = None;
+    for (i, &f) in done.levels.clone().iter().enumerate() {
+        let what = format!("overview x{f}");
+        if in_principle && below_clean {
+            let mut changed = 0;
+            for b in 1..=bands {
+                let band = check(|| ds.rasterband(b)).map_err(|e| err(format!("{what}: {e}")))?;
+                let src = match i {
+                    0 => check(|| ds.rasterband(b)),
+                    _ => check(|| band.overview(i - 1)),
+                }
+                .map_err(|e| err(format!("{what}: {e}")))?;
+                let mut dst =
+                    check(|| band.overview(i)).map_err(|e| err(format!("{what}: {e}")))?;
+                changed += pyramid::derive(&src, &mut dst, cfg.agg, base.out_type)
+                    .map_err(|e| err(format!("{what} band {b}: {e}")))?;
+            }
+            tracing::info!(
+                "pyramid: {what} derived from the level below (exact for {})",
+                cfg.agg.name()
+            );
+            done.derived.push(f);
+            below_clean = minmax || changed == 0;
+        } else {
+            let d = match &dir {
+                Some(d) => d.clone(),
+                None => {
+                    let d = staging.scratch("levels");
+                    std::fs::create_dir(&d).map_err(|e| {
+                        err(format!(
+                            "creating the pyramid's scratch directory '{}': {e}",
+                            d.display()
+                        ))
+                    })?;
+                    dir = Some(d.clone());
+                    d
+                }
+            };
+            let (path, quarantined) = run_level(cfg, &d, f)?;
+            done.quarantined += quarantined;
+            let src = check(|| Dataset::open(&path)).map_err(|e| err(format!("{what}: {e}")))?;
+            if src.raster_count() != bands {
+                return Err(err(format!(
+                    "{what}: {} band(s), the output {bands}",
+                    src.raster_count()
+                )));
+            }
+            let mut adjusted = false;
+            for b in 1..=bands {
+                let sb = check(|| src.rasterband(b)).map_err(|e| err(format!("{what}: {e}")))?;
+                adjusted |= sb.metadata_item("BLOCKSUM_ADJUSTED_PIXELS", "").is_some();
+                let band = check(|| ds.rasterband(b)).map_err(|e| err(format!("{what}: {e}")))?;
+                let mut ov = check(|| band.overview(i)).map_err(|e| err(format!("{what}: {e}")))?;
+                if ov.size() != sb.size() {
+                    return Err(err(format!(
+                        "{what} band {b}: GDAL made it {:?}, the aggregation {:?}",
+                        ov.size(),
+                        sb.size()
+                    )));
+                }
+                copy_band(&sb, &mut ov).map_err(|e| err(format!("{what} band {b}: {e}")))?;
+            }
+            drop(src);
+            let _ = std::fs::remove_file(&path);
+            below_clean = quarantined == 0 && (minmax || !adjusted);
+        }
+    }
+    check(|| ds.flush_cache()).map_err(|e| err(format!("flushing the overviews: {e}")))?;
+    check(|| ds.close()).map_err(|e| err(format!("closing the file with its overviews: {e}")))?;
+    if let Some(d) = dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    Ok(())
 }
 
 /// Runs the aggregation at factor `F * f` into a scratch GTiff in `dir`; returns it and the
@@ -285,51 +410,6 @@ fn run_level(cfg: &ResampleConfig, dir: &Path, f: u32) -> Result<(PathBuf, u64),
         0
     };
     Ok((path, quarantined))
-}
-
-/// Adds empty overviews at `factors` to the staged GTiff (GDAL's `NONE` method allocates
-/// them without computing anything) and copies each level's pixels into them.
-fn add_overviews(staged: &Path, factors: &[u32], files: &[PathBuf]) -> Result<(), String> {
-    let mut ds = check(|| {
-        Dataset::open_ex(
-            staged,
-            DatasetOptions {
-                open_flags: GdalOpenFlags::GDAL_OF_UPDATE | GdalOpenFlags::GDAL_OF_RASTER,
-                ..Default::default()
-            },
-        )
-    })
-    .map_err(|e| format!("opening the staged file for update: {e}"))?;
-    let factors: Vec<i32> = factors.iter().map(|&f| f as i32).collect();
-    check(|| ds.build_overviews("NONE", &factors, &[]))
-        .map_err(|e| format!("allocating the overviews: {e}"))?;
-    for (i, file) in files.iter().enumerate() {
-        let what = format!("overview x{}", factors[i]);
-        let src = check(|| Dataset::open(file)).map_err(|e| format!("{what}: {e}"))?;
-        if src.raster_count() != ds.raster_count() {
-            return Err(format!(
-                "{what}: {} band(s), the output {}",
-                src.raster_count(),
-                ds.raster_count()
-            ));
-        }
-        for b in 1..=ds.raster_count() {
-            let sb = check(|| src.rasterband(b)).map_err(|e| format!("{what}: {e}"))?;
-            let base = check(|| ds.rasterband(b)).map_err(|e| format!("{what}: {e}"))?;
-            let mut ov = check(|| base.overview(i)).map_err(|e| format!("{what}: {e}"))?;
-            if ov.size() != sb.size() {
-                return Err(format!(
-                    "{what} band {b}: GDAL made it {:?}, the aggregation {:?}",
-                    ov.size(),
-                    sb.size()
-                ));
-            }
-            copy_band(&sb, &mut ov).map_err(|e| format!("{what} band {b}: {e}"))?;
-        }
-    }
-    check(|| ds.flush_cache()).map_err(|e| format!("flushing the overviews: {e}"))?;
-    check(|| ds.close()).map_err(|e| format!("closing the file with its overviews: {e}"))?;
-    Ok(())
 }
 
 /// Copies a band in strips of rows. As f64: every value of every output type converts to

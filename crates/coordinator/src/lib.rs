@@ -5,7 +5,8 @@
 //!
 //! Module map: [`raster`] (input validation), [`plan`] (chunk windows and splitting),
 //! [`run`] (the job: prepare, wire the engine, commit, report), [`writer`] (the output, as
-//! the engine's sink), [`cog`] (the exact pyramid and the COG copy, before the commit),
+//! the engine's sink), [`cog`] (the exact pyramid and the COG copy, before the commit;
+//! [`pyramid`] derives a level from the one below where that is exact),
 //! [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
 //! (the memory arithmetic), [`bench`](mod@bench) (the dispatch benchmark, a second job), [`report`],
 //! [`synth`], [`cli`] (schema, settings table, resolution), [`units`], [`os`] (GDAL error state, rename, signals),
@@ -19,6 +20,7 @@ pub mod error;
 pub mod os;
 pub mod output;
 pub mod plan;
+pub mod pyramid;
 pub mod raster;
 pub mod report;
 pub mod run;

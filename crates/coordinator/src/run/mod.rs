@@ -223,17 +223,23 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         adjusted: outcome.as_ref().cloned().unwrap_or_default(),
     };
     let mut finished = crate::cog::Finished::default();
+    let quarantined = view.quarantined();
+    let base = crate::cog::BaseRun {
+        input: prep.sample,
+        out_type: prep.out_type,
+        input_pixels: prep.info.width * prep.info.height,
+        quarantined: !quarantined.is_empty(),
+    };
     let result = match outcome {
         // The writer closed, reopened and checked the file under its temporary name: add
         // the pyramid and make the COG (`cog`), then move it into place (never over a file
         // that appeared meanwhile, unless --overwrite).
-        Ok(_) => crate::cog::finish(cfg, &mut staging).and_then(|f| {
+        Ok(_) => crate::cog::finish(cfg, base, &mut staging).and_then(|f| {
             finished = f;
             staging.commit(cfg.overwrite)
         }),
         Err(e) => Err(e),
     };
-    let quarantined = view.quarantined();
     let exit_code = match &result {
         Ok(()) if quarantined.is_empty() && finished.quarantined == 0 => protocol::exit::OK,
         Ok(()) => protocol::exit::QUARANTINED,
