@@ -44,7 +44,7 @@ pub enum OutputFormat {
 
 /// The COG options the output gets unless `--co` sets the key: the same compression as the
 /// GTiff default (DEFLATE at level 1, for the same reason), every CPU, BigTIFF when needed.
-const COG_DEFAULTS: [(&str, &str); 4] = [
+pub const COG_DEFAULTS: [(&str, &str); 4] = [
     ("COMPRESS", "DEFLATE"),
     ("LEVEL", "1"),
     ("NUM_THREADS", "ALL_CPUS"),
