@@ -16,6 +16,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # The HTML report's test opens the page in a real headless browser.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# GDAL's COG validator (osgeo_utils.samples.validate_cloud_optimized_geotiff), used by tests/tests/cog.rs.
+[ -f /usr/lib/python3/dist-packages/osgeo_utils/samples/validate_cloud_optimized_geotiff.py ] || need+=(python3-gdal)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   $SUDO apt-get update -qq

@@ -45,6 +45,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build and rasters of 8192 and 16384 pixels wide: minutes",
     ),
     (
+        "bash scripts/cog-bench.sh",
+        "a release build, and an 8192² raster aggregated 27 times (4 configurations, 3 repeats): minutes",
+    ),
+    (
         "python3 scripts/chaos.py demo-out/demo.tif",
         "measures the release binaries (target/release) on the raster scripts/demo.sh makes",
     ),

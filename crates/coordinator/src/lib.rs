@@ -5,7 +5,9 @@
 //!
 //! Module map: [`raster`] (input validation), [`plan`] (chunk windows and splitting),
 //! [`run`] (the job: prepare, wire the engine, commit, report), [`writer`] (the output, as
-//! the engine's sink), [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
+//! the engine's sink), [`cog`] (the exact pyramid and the COG copy, before the commit;
+//! [`pyramid`] derives a level from the one below where that is exact),
+//! [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
 //! (the memory arithmetic), [`bench`](mod@bench) (the dispatch benchmark, a second job),
 //! [`bench_writer`] (the writer alone), [`report`] (the JSON report) and [`html`] (the same as
 //! a page), [`events`] (`--events`),
@@ -16,12 +18,14 @@ pub mod bench;
 pub mod bench_writer;
 pub mod budget;
 pub mod cli;
+pub mod cog;
 pub mod error;
 pub mod events;
 pub mod html;
 pub mod os;
 pub mod output;
 pub mod plan;
+pub mod pyramid;
 pub mod raster;
 pub mod report;
 pub mod run;

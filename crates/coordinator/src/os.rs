@@ -160,3 +160,44 @@ pub fn gdal_type_name(band: &gdal::raster::RasterBand) -> Option<String> {
         (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
     }
 }
+
+/// Checks creation options against the driver's list (GDALValidateCreationOptions): an
+/// unknown key or a value outside the driver's choices is GDAL's warning text; GDAL itself
+/// would only warn and carry on without it.
+pub fn validate_creation_options(driver: &str, options: &[String]) -> Result<(), String> {
+    // Registers the drivers, and fails cleanly where GDAL lacks this one.
+    gdal::DriverManager::get_driver_by_name(driver)
+        .map_err(|_| format!("GDAL has no {driver} driver"))?;
+    let name = std::ffi::CString::new(driver).map_err(|e| e.to_string())?;
+    let opts = gdal::raster::RasterCreationOptions::from_iter(options.iter().map(String::as_str));
+    gdal_err::reset();
+    // SAFETY: `name` is a valid C string for the call; a registered driver's handle lives as
+    // long as the process (checked non-NULL); the option list is a valid NULL-terminated
+    // CSL owned by `opts` for the call, which GDAL only reads.
+    let ok = unsafe {
+        let h = gdal_sys::GDALGetDriverByName(name.as_ptr());
+        if h.is_null() {
+            return Err(format!("GDAL has no {driver} driver"));
+        }
+        gdal_sys::GDALValidateCreationOptions(h, opts.as_ptr())
+    };
+    if ok != 0 {
+        return Ok(());
+    }
+    // SAFETY: reads this thread's error context; the message is copied at once.
+    let msg = unsafe {
+        let p = gdal_sys::CPLGetLastErrorMsg();
+        let m = if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        };
+        gdal_sys::CPLErrorReset();
+        m
+    };
+    Err(if msg.is_empty() {
+        "GDAL refused the creation options".into()
+    } else {
+        msg.lines().map(str::trim).collect::<Vec<_>>().join("; ")
+    })
+}

@@ -206,6 +206,8 @@ pub struct Staging {
     lock_path: PathBuf,
     lock: Option<Flock<File>>,
     committed: bool,
+    /// Scratch files and directories handed out by [`Staging::scratch`], removed on drop.
+    scratch: Vec<PathBuf>,
 }
 
 impl Staging {
@@ -270,6 +272,7 @@ impl Staging {
                 lock_path,
                 lock: Some(locked),
                 committed: false,
+                scratch: vec![],
             });
         }
         Err(err(
@@ -279,6 +282,17 @@ impl Staging {
 
     pub fn temp(&self) -> &Path {
         &self.temp
+    }
+
+    /// A second temporary name beside the output (`.NAME.partial-PID-TAG`), for a file or a
+    /// directory the finishing steps need; removed on drop, and by a later run if this one
+    /// dies first.
+    pub fn scratch(&mut self, tag: &str) -> PathBuf {
+        let mut name = self.temp.clone().into_os_string();
+        name.push(format!("-{tag}"));
+        let path = PathBuf::from(name);
+        self.scratch.push(path.clone());
+        path
     }
 
     /// Moves the finished temporary file into place. Without `overwrite` it never replaces
@@ -335,6 +349,12 @@ impl Drop for Staging {
         if !self.committed {
             let _ = std::fs::remove_file(&self.temp);
         }
+        for p in &self.scratch {
+            let _ = match std::fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+                _ => std::fs::remove_file(p),
+            };
+        }
         // Remove the lock file while still holding the lock; a run that opened it meanwhile
         // sees the name gone after its own flock and starts over.
         if self.lock.is_some() {
@@ -366,7 +386,8 @@ pub fn write_report(path: &Path, text: &str, overwrite: bool) -> std::io::Result
 }
 
 /// Removes temporary outputs of runs that died without cleaning up (SIGKILL, OOM kill):
-/// `.NAME.partial-PID` beside `target` whose PID is not alive. Called with the lock held,
+/// `.NAME.partial-PID` (and its scratch `.NAME.partial-PID-TAG`, file or directory) beside
+/// `target` whose PID is not alive. Called with the lock held,
 /// so no live run on this OUTPUT can own one.
 fn remove_stale_temps(target: &Path) {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
@@ -380,15 +401,23 @@ fn remove_stale_temps(target: &Path) {
         let file = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = file
             .strip_prefix(&prefix)
+            .and_then(|p| p.split('-').next())
             .and_then(|p| p.parse::<i32>().ok())
         else {
             continue;
         };
         let alive = pid == std::process::id() as i32
             || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if !alive && e.file_type().is_ok_and(|t| t.is_file()) {
+        if alive {
+            continue;
+        }
+        let t = e.file_type();
+        if t.as_ref().is_ok_and(|t| t.is_file()) {
             tracing::info!("removing '{file}', left by a run (pid {pid}) that is gone");
             let _ = std::fs::remove_file(e.path());
+        } else if t.is_ok_and(|t| t.is_dir()) {
+            tracing::info!("removing '{file}/', left by a run (pid {pid}) that is gone");
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }

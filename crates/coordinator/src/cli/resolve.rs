@@ -8,10 +8,14 @@ use protocol::FaultSpec;
 use worker::{Agg, Decoder, SampleType};
 
 use super::{
-    schema::{AggArg, Cli, JobArgs, MapArgs, ResampleArgs},
+    schema::{AggArg, Cli, FormatArg, JobArgs, MapArgs, ResampleArgs},
     settings::{self, Setting, Settings, Source, Workers, DEFAULT_KILL_GRACE},
 };
-use crate::{error::CoordError, sched::TimeoutSpec};
+use crate::{
+    cog::{self, OutputFormat},
+    error::CoordError,
+    sched::TimeoutSpec,
+};
 
 /// Everything `resample` needs, resolved: no option left to default.
 #[derive(Debug, Clone)]
@@ -63,6 +67,11 @@ pub struct ResampleConfig {
     pub map: Option<MapSpec>,
     /// Which decoder the kernels read pixels with.
     pub decoder: Decoder,
+    /// GTiff or COG (with the COG driver's options; `creation_options` are then the staged
+    /// GTiff's).
+    pub format: OutputFormat,
+    /// `--pyramid`: exact aggregate overviews (`crate::cog`).
+    pub pyramid: bool,
 }
 
 /// What `map` adds to a run: the user's kernel and its output.
@@ -131,7 +140,7 @@ pub fn resolve(
             (n, false)
         }
     };
-    let mut co = r
+    let co = r
         .map(|r| r.run.creation_options.clone())
         .unwrap_or_default();
     for c in &co {
@@ -159,6 +168,12 @@ pub fn resolve(
         );
         spare_workers = workers;
     }
+    let pyramid = r.is_some_and(|r| r.pyramid);
+    let (format, mut co) = cog::resolve_format(
+        r.is_some_and(|r| r.run.format == FormatArg::Cog),
+        pyramid,
+        co,
+    )?;
     with_default_creation_options(&mut co);
     let cfg = ResampleConfig {
         input: job.input.clone(),
@@ -199,6 +214,8 @@ pub fn resolve(
         quiet: cli.quiet,
         map: None,
         decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
+        format,
+        pyramid,
     };
     Ok((cfg, st))
 }
@@ -241,6 +258,7 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
         run: m.run.clone(),
         // `map` reads through GDAL: its kernels get f64 windows with a validity mask.
         decoder: super::schema::DecoderArg::Gdal,
+        pyramid: false,
     };
     let (mut cfg, st) = resolve(cli, &job, Some(&r))?;
     if cfg.workers == 0 && !m.in_process_fallback {

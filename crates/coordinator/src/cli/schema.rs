@@ -337,8 +337,26 @@ pub struct ResampleArgs {
     /// or ZSTD; an error on anything else), gdal, or auto (native where it applies, else GDAL).
     #[arg(long, value_enum, default_value = "auto")]
     pub decoder: DecoderArg,
+    /// Add exact overviews: each level is the same aggregation at twice the previous level's
+    /// factor (a sum of sums, a min of mins, a mean over all valid pixels, a count of
+    /// counts; not a GDAL resampling), halving until the smaller side fits one tile. Costs
+    /// one more read of the input per level.
+    #[arg(long)]
+    pub pyramid: bool,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// `--of`: the output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum FormatArg {
+    /// A tiled GeoTIFF (`--co` goes to GDAL's GTiff driver).
+    #[default]
+    #[value(name = "GTiff", alias = "gtiff")]
+    GTiff,
+    /// A Cloud Optimized GeoTIFF (`--co` goes to GDAL's COG driver).
+    #[value(name = "COG", alias = "cog")]
+    Cog,
 }
 
 /// The options of a run that writes an output (`resample` and `map` alike).
@@ -359,9 +377,16 @@ pub struct RunArgs {
     /// Replace OUTPUT (and the report) if it exists.
     #[arg(long)]
     pub overwrite: bool,
-    /// GDAL creation option KEY=VALUE (repeatable). Default: TILED=YES COMPRESS=DEFLATE ZLEVEL=1 BIGTIFF=IF_SAFER NUM_THREADS=ALL_CPUS.
+    /// GDAL creation option KEY=VALUE (repeatable), for the driver of --of. Default for GTiff:
+    /// TILED=YES COMPRESS=DEFLATE ZLEVEL=1 BIGTIFF=IF_SAFER NUM_THREADS=ALL_CPUS; for COG:
+    /// COMPRESS=DEFLATE LEVEL=1 BIGTIFF=IF_SAFER NUM_THREADS=ALL_CPUS (and OVERVIEWS=NONE
+    /// without --pyramid).
     #[arg(long = "co")]
     pub creation_options: Vec<String>,
+    /// Output format: GTiff, or COG (a Cloud Optimized GeoTIFF: the GTiff is written, then
+    /// copied by GDAL's COG driver before it is moved into place).
+    #[arg(long = "of", value_enum, default_value = "GTiff")]
+    pub format: FormatArg,
     /// The worker binary. Default: `worker` beside this program. For `map` without
     /// --kernel-lib: a Rust kernel's own binary (`fn main() { runtime::serve::<MyKernel>() }`).
     #[arg(long, env = "BLOCKSUM_WORKER_BIN")]

@@ -251,10 +251,22 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         start: rec.start,
         adjusted: outcome.as_ref().cloned().unwrap_or_default(),
     };
+    let mut finished = crate::cog::Finished::default();
+    let quarantined = view.quarantined();
+    let base = crate::cog::BaseRun {
+        input: prep.sample,
+        out_type: prep.out_type,
+        input_pixels: prep.info.width * prep.info.height,
+        quarantined: !quarantined.is_empty(),
+    };
     let result = match outcome {
-        // The writer closed, reopened and checked the file under its temporary name: move
-        // it into place (never over a file that appeared meanwhile, unless --overwrite).
-        Ok(_) => staging.commit(cfg.overwrite),
+        // The writer closed, reopened and checked the file under its temporary name: add
+        // the pyramid and make the COG (`cog`), then move it into place (never over a file
+        // that appeared meanwhile, unless --overwrite).
+        Ok(_) => crate::cog::finish(cfg, base, &mut staging).and_then(|f| {
+            finished = f;
+            staging.commit(cfg.overwrite)
+        }),
         Err(e) => Err(e),
     };
     if let (Some(log), Ok(())) = (&events, &result) {
@@ -265,9 +277,8 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             },
         );
     }
-    let quarantined = view.quarantined();
     let exit_code = match &result {
-        Ok(()) if quarantined.is_empty() => protocol::exit::OK,
+        Ok(()) if quarantined.is_empty() && finished.quarantined == 0 => protocol::exit::OK,
         Ok(()) => protocol::exit::QUARANTINED,
         Err(e) => e.exit_code(),
     };
@@ -378,6 +389,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             ));
         }
     }
+    message.push_str(&finished.describe());
     if !quarantined.is_empty() {
         message.push('\n');
         message.push_str(&view.quarantine_warning(&quarantined));

@@ -1,0 +1,118 @@
+//! Overview level k+1 from level k's pixels, where that is exact: each pixel combines the 2 x 2
+//! block of the level below (a min of mins, a max of maxes, a sum of sums, a count of counts),
+//! and goes through the writer's conversion (`writer::convert`), as the direct resample's
+//! value does.
+//!
+//! When is it bit-identical to the aggregation at the level's factor? Min and max: always
+//! (the conversion is monotone and leaves a converted value unchanged, so converting the max
+//! of converted values equals converting the max). Sum and count: when every partial sum is
+//! an integer below 2^53, so that f64 additions in any order are exact, and the level below
+//! holds the exact sums (nothing clamped, rounded or moved off nodata): counts; sums of 8 and
+//! 16-bit integer inputs (or of 32-bit ones on rasters small enough) into Float64. Not for
+//! floating-point sums, nor for means (their sums and counts are not in the file): those
+//! levels are re-aggregated from the input (`cog`). Never after a quarantined chunk (its
+//! nodata pixels would be read as empty blocks).
+
+use gdal::raster::{Buffer, RasterBand};
+use worker::{Agg, SampleType};
+
+use crate::{os::gdal_err::check, writer::convert};
+
+/// Whether a level can be derived from the one below, given what the run knows.
+pub fn derivable(agg: Agg, input: SampleType, out: SampleType, input_pixels: u64) -> bool {
+    match agg {
+        Agg::Min | Agg::Max => true,
+        Agg::Mean => false,
+        // A count is at most the input's pixel count.
+        Agg::Count => (input_pixels as f64) <= out.range().1 && input_pixels < 1 << 53,
+        Agg::Sum => {
+            let (lo, hi) = input.range();
+            let magnitude = lo.abs().max(hi);
+            !input.is_float()
+                && out == SampleType::F64
+                && magnitude * input_pixels as f64 <= (1u64 << 53) as f64
+        }
+    }
+}
+
+/// What a derived level reports: values the conversion changed (clamped or moved off
+/// nodata). After such a level, a sum or count must not be derived again.
+pub type Changed = u64;
+
+/// Writes `dst` (half the size of `src`, rounded up) from `src`, band by band, in strips.
+pub fn derive(
+    src: &RasterBand,
+    dst: &mut RasterBand,
+    agg: Agg,
+    out: SampleType,
+) -> Result<Changed, String> {
+    let (w, h) = src.size();
+    let (dw, dh) = dst.size();
+    if (dw, dh) != (w.div_ceil(2), h.div_ceil(2)) {
+        return Err(format!(
+            "a {dw}x{dh} overview is not half of the {w}x{h} level below"
+        ));
+    }
+    let nodata = src.no_data_value();
+    let empty = |v: f64| v.is_nan() || Some(v) == nodata;
+    let nd = nodata.unwrap_or(f64::NAN);
+    let mut changed = 0u64;
+    // Output rows per strip: about 4 MiB of input rows at a time.
+    let strip = ((4 << 20) / 16 / w.max(1)).clamp(1, dh.max(1));
+    let mut oy = 0;
+    while oy < dh {
+        let orows = strip.min(dh - oy);
+        let y0 = oy * 2;
+        let rows = (orows * 2).min(h - y0);
+        let buf: Buffer<f64> =
+            check(|| src.read_as::<f64>((0, y0 as isize), (w, rows), (w, rows), None))?;
+        let data = buf.data();
+        let mut outv = Vec::with_capacity(dw * orows);
+        for r in 0..orows {
+            for c in 0..dw {
+                let mut acc: Option<f64> = None;
+                for y in (r * 2)..((r * 2 + 2).min(rows)) {
+                    for x in (c * 2)..((c * 2 + 2).min(w)) {
+                        let v = data[y * w + x];
+                        if empty(v) {
+                            continue;
+                        }
+                        acc = Some(match (acc, agg) {
+                            (None, _) => v,
+                            (Some(a), Agg::Min) => a.min(v),
+                            (Some(a), Agg::Max) => a.max(v),
+                            (Some(a), _) => a + v,
+                        });
+                    }
+                }
+                let (v, clamped, moved) = convert(acc.unwrap_or(f64::NAN), nd, out);
+                changed += (clamped || moved) as u64;
+                outv.push(v);
+            }
+        }
+        let mut b = Buffer::new((dw, orows), outv);
+        check(|| dst.write((0, oy as isize), (dw, orows), &mut b))?;
+        oy += orows;
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derivable_where_the_arithmetic_is_exact() {
+        use SampleType::*;
+        assert!(derivable(Agg::Min, F32, F32, 1 << 40));
+        assert!(derivable(Agg::Max, F64, U8, 1 << 40));
+        assert!(!derivable(Agg::Mean, U8, F64, 100));
+        assert!(!derivable(Agg::Sum, F32, F64, 100));
+        assert!(derivable(Agg::Sum, U16, F64, 1 << 36));
+        assert!(!derivable(Agg::Sum, U16, F32, 100));
+        assert!(derivable(Agg::Sum, I32, F64, 1 << 20));
+        assert!(!derivable(Agg::Sum, U32, F64, 1 << 30));
+        assert!(derivable(Agg::Count, F32, U32, 1 << 30));
+        assert!(!derivable(Agg::Count, F32, U8, 1000));
+    }
+}
