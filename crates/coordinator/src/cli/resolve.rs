@@ -59,6 +59,9 @@ pub struct ResampleConfig {
     pub map: Option<MapSpec>,
     /// Which decoder the kernels read pixels with.
     pub decoder: Decoder,
+    /// `resample IN1 IN2 ... --out-dir DIR`: several inputs on one pool (`input` and
+    /// `output` are then set per input by the batch run).
+    pub batch: Option<super::BatchSpec>,
 }
 
 /// What `map` adds to a run: the user's kernel and its output.
@@ -101,6 +104,12 @@ pub fn resolve(
     job: &JobArgs,
     r: Option<&ResampleArgs>,
 ) -> Result<(ResampleConfig, Settings), CoordError> {
+    let (input, output, batch) = match r.map(super::batch::resolve_target).transpose()? {
+        Some(super::batch::ResampleTarget::Single { input, output }) => (input, output, None),
+        Some(super::batch::ResampleTarget::Batch(b)) => (PathBuf::new(), PathBuf::new(), Some(b)),
+        // `plan` and `map` set INPUT (clap requires it).
+        None => (job.input.clone().unwrap_or_default(), PathBuf::new(), None),
+    };
     let st = job_settings(cli, job)?;
     let (workers, workers_auto) = match st.workers.value {
         Workers::Auto => (settings::default_threads(), true),
@@ -152,8 +161,8 @@ pub fn resolve(
         }
     }
     let cfg = ResampleConfig {
-        input: job.input.clone(),
-        output: r.map(|r| r.output.clone()).unwrap_or_default(),
+        input,
+        output,
         factor: job.factor,
         agg: job.agg.into(),
         bands: job.bands.clone(),
@@ -188,6 +197,7 @@ pub fn resolve(
         quiet: cli.quiet,
         map: None,
         decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
+        batch,
     };
     Ok((cfg, st))
 }
@@ -214,7 +224,7 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
         }
     }
     let job = JobArgs {
-        input: m.input.clone(),
+        input: Some(m.input.clone()),
         factor: m.factor,
         agg: AggArg::Sum,
         bands: m.bands.clone(),
@@ -226,7 +236,9 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
     };
     let r = ResampleArgs {
         job: job.clone(),
-        output: m.output.clone(),
+        paths: vec![m.input.clone(), m.output.clone()],
+        out_dir: None,
+        inputs: None,
         run: m.run.clone(),
         // `map` reads through GDAL: its kernels get f64 windows with a validity mask.
         decoder: super::schema::DecoderArg::Gdal,
