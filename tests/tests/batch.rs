@@ -257,20 +257,22 @@ fn each_output_is_committed_when_its_last_chunk_is_written() {
             .unwrap()
     };
     let last = inputs.iter().map(count).sum::<u64>() - 1;
-    let child = coordinator()
-        .args(["--workers", "2", "resample"])
-        .args(&inputs)
-        .arg("--out-dir")
-        .arg(&out)
-        .args(ARGS)
-        .args(["--task-timeout", "60s"])
-        .arg("--inject-fault")
-        .arg(format!("slow:{last}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = child;
+    let start = |out: &Path| {
+        coordinator()
+            .args(["--workers", "2", "resample"])
+            .args(&inputs)
+            .arg("--out-dir")
+            .arg(out)
+            .args(ARGS)
+            .args(["--task-timeout", "60s"])
+            .arg("--inject-fault")
+            .arg(format!("slow:{last}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = start(&out);
     wait_for(Duration::from_secs(60), "a.tif committed", || {
         out.join("a.tif").exists().then_some(())
     });
@@ -282,6 +284,31 @@ fn each_output_is_committed_when_its_last_chunk_is_written() {
     let o = output_within(child, Duration::from_secs(120), false).expect("the batch ends");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(out.join("c.tif").exists());
+
+    // Interrupted once a.tif and b.tif are in place: they stay (complete), c.tif is not
+    // written, nothing else is left in DIR, exit 130.
+    let out = dir.path().join("interrupted");
+    let child = start(&out);
+    wait_for(Duration::from_secs(60), "b.tif committed", || {
+        out.join("b.tif").exists().then_some(())
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = output_within(child, Duration::from_secs(60), false).expect("the batch stops");
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.tif", "b.tif"]);
+    for name in &names {
+        let (ds, _) = read_all(&out.join(name));
+        assert_eq!(ds.metadata_item("BLOCKSUM_AGG", "").as_deref(), Some("sum"));
+    }
 }
 
 #[test]

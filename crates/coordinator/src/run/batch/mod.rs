@@ -348,26 +348,19 @@ fn finish(
     start: Instant,
 ) -> Result<RunSummary, CoordError> {
     let batch = cfg.batch.as_ref().expect("a batch");
-    let mut fates = fates.into_inner().unwrap_or_else(|p| p.into_inner());
+    let fates = fates.into_inner().unwrap_or_else(|p| p.into_inner());
     let run_error = ran.as_ref().and_then(|r| r.error.as_ref());
-    // Outputs the run did not reach share the run's failure.
-    for (k, f) in fates.iter_mut().enumerate() {
-        if matches!(f, OutputFate::Waiting) {
-            let why = match run_error {
-                Some(e) => format!("not written: the run failed: {e}"),
-                None => "not written".into(),
-            };
-            let e = match run_error.map(CoordError::exit_code) {
-                Some(protocol::exit::INTERRUPTED) => CoordError::Interrupted(match run_error {
-                    Some(CoordError::Interrupted(s)) => s,
-                    _ => "a signal",
-                }),
-                Some(_) => CoordError::Workers(why),
-                None => CoordError::Internal(format!("{}: {why}", batch.inputs[k].display())),
-            };
-            *f = OutputFate::Failed(e);
-        }
-    }
+    // An output the run did not complete shares the run's failure (or, with none, is a bug).
+    let not_reached = || match run_error {
+        Some(e) => (
+            e.exit_code(),
+            format!("not written: the run ended first: {e}"),
+        ),
+        None => (
+            protocol::exit::INTERNAL,
+            "not written, yet the run ended without an error".to_string(),
+        ),
+    };
     let written = fates
         .iter()
         .filter(|f| matches!(f, OutputFate::Committed { .. }))
@@ -377,7 +370,8 @@ fn finish(
         .any(|f| matches!(f, OutputFate::Committed { quarantined, .. } if !quarantined.is_empty()));
     let first_failure = fates.iter().find_map(|f| match f {
         OutputFate::Failed(e) => Some(e.exit_code()),
-        _ => None,
+        OutputFate::Waiting => Some(not_reached().0),
+        OutputFate::Committed { .. } => None,
     });
     let exit_code = match (run_error, first_failure) {
         (Some(e), _) => e.exit_code(),
@@ -436,7 +430,10 @@ fn finish(
                 None,
             ),
             OutputFate::Failed(e) => (RunStatus::Failed, e.exit_code(), Some(e.to_string())),
-            OutputFate::Waiting => (RunStatus::Failed, protocol::exit::INTERNAL, None),
+            OutputFate::Waiting => {
+                let (code, why) = not_reached();
+                (RunStatus::Failed, code, Some(why))
+            }
         };
         let mut section = InputReport {
             input: input.display().to_string(),
