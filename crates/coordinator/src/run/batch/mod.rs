@@ -90,7 +90,7 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let start = Instant::now();
     if ready.is_empty() {
         let fates = Mutex::new(fates);
-        return finish(cfg, &[], None, fates, start);
+        return finish(cfg, batch, &[], None, fates, start);
     }
     // The pool is sized by the input that needs the largest slots; the ring holds the
     // largest window and output of any input.
@@ -280,7 +280,7 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         layout,
         error: run_error,
     };
-    finish(cfg, &preps, Some(ran), fates, start)
+    finish(cfg, batch, &preps, Some(ran), fates, start)
 }
 
 /// What the engine left: enough for the report.
@@ -342,12 +342,12 @@ struct BatchReport {
 /// Per-input fates to exit code, summary and report.
 fn finish(
     cfg: &ResampleConfig,
+    batch: &crate::cli::BatchSpec,
     preps: &[(ResampleConfig, Prepared)],
     ran: Option<Ran<'_>>,
     fates: Mutex<Vec<OutputFate>>,
     start: Instant,
 ) -> Result<RunSummary, CoordError> {
-    let batch = cfg.batch.as_ref().expect("a batch");
     let fates = fates.into_inner().unwrap_or_else(|p| p.into_inner());
     let run_error = ran.as_ref().and_then(|r| r.error.as_ref());
     // An output the run did not complete shares the run's failure (or, with none, is a bug).
