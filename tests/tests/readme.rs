@@ -53,6 +53,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "measures the release binaries (target/release) on the raster scripts/demo.sh makes",
     ),
     (
+        "bash scripts/batch-bench.sh",
+        "a release build and 20 rasters run twice (one by one, then as one batch): minutes",
+    ),
+    (
         "coordinator synth big.tif --width 32768 --height 32768 --seed 7",
         "a 4 GiB raster on purpose (the example shows synth at scale): minutes",
     ),

@@ -100,7 +100,11 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
             Ok(summary.exit_code)
         }
         Command::Plan(p) => {
-            let (cfg, _) = cli::resolve(cli, &p.job, None)?;
+            let job = cli::JobArgs {
+                input: Some(p.input.clone()),
+                ..p.job.clone()
+            };
+            let (cfg, _) = cli::resolve(cli, &job, None)?;
             let prep = run::prepare(&cfg)?;
             if p.json {
                 let summary = coordinator::report::PlanSummary::new(

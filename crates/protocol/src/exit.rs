@@ -21,6 +21,10 @@ pub const WORKERS: i32 = 6;
 /// Machine limits cannot be met: memory (limits asked for, `--min-free-memory` above the
 /// machine's memory) or the file descriptors the worker pool needs.
 pub const RESOURCES: i32 = 7;
+/// A batch (`resample ... --out-dir DIR`) where some inputs failed (did not open, output
+/// refused or not writable) and the others were written, complete: each input's line (and
+/// the report's section) says which.
+pub const PARTIAL: i32 = 8;
 /// Interrupted by SIGINT, SIGTERM or SIGHUP: workers stopped, no output left behind.
 pub const INTERRUPTED: i32 = 130;
 

@@ -84,6 +84,10 @@ pub struct TaskStats {
     /// counts these; a kernel that reads nothing leaves it false).
     #[serde(default)]
     pub native_read: bool,
+    /// Inputs the kernel opened for this chunk (or since its last answer): 0 when its cache
+    /// of open datasets already held the chunk's input. The report sums them.
+    #[serde(default)]
+    pub opened_inputs: u32,
 }
 
 impl WorkerArgs {

@@ -37,8 +37,14 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
         (any::<u32>(), any::<u32>()).prop_map(|(version, pid)| FromWorker::Hello { version, pid }),
         Just(FromWorker::Ready),
         ".{0,200}".prop_map(|error| FromWorker::SetupFailed { error }),
-        (any::<u32>(), any::<u32>(), any::<[u64; 3]>(), any::<bool>()).prop_map(
-            |(t, a, s, native_read)| FromWorker::Done {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<[u64; 3]>(),
+            any::<bool>(),
+            any::<u32>()
+        )
+            .prop_map(|(t, a, s, native_read, opened_inputs)| FromWorker::Done {
                 task: TaskId(t),
                 attempt: Attempt(a),
                 stats: TaskStats {
@@ -46,9 +52,9 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
                     compute_us: s[1],
                     valid_pixels: s[2],
                     native_read,
+                    opened_inputs,
                 },
-            }
-        ),
+            }),
         (any::<u32>(), any::<u32>(), ".{0,200}").prop_map(|(t, a, error)| FromWorker::Failed {
             task: TaskId(t),
             attempt: Attempt(a),

@@ -6,7 +6,6 @@ use std::{path::Path, time::Instant};
 
 use gdal::Dataset;
 use protocol::TaskStats;
-use runtime::{ChunkKernel, KernelError, Slot};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -15,20 +14,30 @@ use crate::{
     types::{Decoder, KernelSpec, SampleType, Window},
 };
 
-/// What every process opens, once: the raster and the bands to read.
+/// What every process is told once: the rasters of the run (one, or a batch's several) and
+/// the bands to read of each. The first is opened at setup (a setup that cannot open it
+/// fails); the others when a chunk first names them (see [`crate::cache`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockAggSetup {
-    pub input: String,
-    /// 1-based band numbers, in order.
-    pub bands: Vec<u32>,
+    pub inputs: Vec<BlockAggInput>,
     /// Which decoder reads the pixels.
     #[serde(default)]
     pub decoder: Decoder,
 }
 
-/// One chunk: the input window and the aggregation to apply.
+/// One raster of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockAggInput {
+    pub path: String,
+    /// 1-based band numbers, in order.
+    pub bands: Vec<u32>,
+}
+
+/// One chunk: which input (an index into [`BlockAggSetup::inputs`]), its window and the
+/// aggregation to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BlockAggChunk {
+    pub input: u32,
     pub window: Window,
     pub kernel: KernelSpec,
 }
@@ -163,6 +172,7 @@ impl ChunkRunner {
             compute_us: t1.elapsed().as_micros() as u64,
             valid_pixels: valid,
             native_read: native.is_some(),
+            opened_inputs: 0,
         })
     }
 }
@@ -184,19 +194,5 @@ fn round_to(v: f64, sample: SampleType) -> f64 {
     match sample {
         SampleType::F32 => v as f32 as f64,
         _ => v,
-    }
-}
-
-impl ChunkKernel for ChunkRunner {
-    type Setup = BlockAggSetup;
-    type Chunk = BlockAggChunk;
-
-    fn open(setup: BlockAggSetup) -> Result<Self, KernelError> {
-        ChunkRunner::open(Path::new(&setup.input), &setup.bands, setup.decoder)
-            .map_err(KernelError::new)
-    }
-
-    fn run(&mut self, chunk: BlockAggChunk, slot: Slot<'_>) -> Result<TaskStats, KernelError> {
-        ChunkRunner::run(self, &chunk, slot.input, slot.output).map_err(KernelError::new)
     }
 }

@@ -8,10 +8,12 @@
 //!
 //! Modules: `types` (windows, sample types, aggregations), `kernel` (the aggregations,
 //! proptested against a naive reference), `read` (window reads: GDAL's, and the native decoder's for local GeoTIFFs), `exec` (the
-//! block-aggregation [`runtime::ChunkKernel`]), `noop` (the dispatch benchmark's kernel),
+//! block-aggregation kernel over one open raster), `cache` (the [`runtime::ChunkKernel`] a process
+//! serves: the run's inputs, a few kept open), `noop` (the dispatch benchmark's kernel),
 //! `map` (users' own kernels: the `map` job's types, the f64 window read with its validity
 //! mask, and C ABI plug-ins loaded in worker processes only).
 
+pub mod cache;
 pub mod exec;
 pub mod kernel;
 pub mod map;
@@ -43,7 +45,7 @@ pub enum WorkerChunk {
 
 /// What the `worker` binary serves: one of the kernels above, chosen by the setup.
 pub enum WorkerKernel {
-    BlockAgg(exec::ChunkRunner),
+    BlockAgg(cache::BlockAggKernel),
     Noop(noop::Noop),
     Map(map::PluginKernel),
 }

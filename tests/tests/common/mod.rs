@@ -310,3 +310,28 @@ pub fn output_within(child: Child, limit: Duration, group: bool) -> Result<Outpu
         }
     }
 }
+
+/// Overwrites the compressed bytes of tile (`bx`, `by`) of band 1 with garbage, so that
+/// GDAL fails to decode that block (and only that one). Returns the tile's byte range.
+pub fn corrupt_tile(path: &Path, bx: usize, by: usize) -> (u64, u64) {
+    let (offset, size) = {
+        let ds = gdal::Dataset::open(path).unwrap();
+        let band = ds.rasterband(1).unwrap();
+        let item = |k: &str| -> u64 {
+            gdal::Metadata::metadata_item(&band, &format!("{k}_{bx}_{by}"), "TIFF")
+                .unwrap_or_else(|| panic!("no {k} for tile {bx},{by}"))
+                .parse()
+                .unwrap()
+        };
+        (item("BLOCK_OFFSET"), item("BLOCK_SIZE"))
+    };
+    let mut bytes = std::fs::read(path).unwrap();
+    for (i, b) in bytes[offset as usize..(offset + size) as usize]
+        .iter_mut()
+        .enumerate()
+    {
+        *b = (i as u8).wrapping_mul(37) ^ 0xa5;
+    }
+    std::fs::write(path, bytes).unwrap();
+    (offset, size)
+}

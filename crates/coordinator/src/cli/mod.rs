@@ -2,10 +2,12 @@
 //! per setting ([`settings`](mod@settings)), and their resolution into the run's config ([`resolve`](mod@resolve)).
 //! Nothing here runs anything.
 
+pub mod batch;
 pub mod resolve;
 pub mod schema;
 pub mod settings;
 
+pub use batch::BatchSpec;
 pub use resolve::{resolve, resolve_map, MapSpec, ResampleConfig};
 pub use schema::{
     AggArg, BenchArgs, BenchWriterArgs, Cli, Command, CompletionsArgs, JobArgs, MapArgs, PlanArgs,

@@ -72,6 +72,9 @@ pub struct ResampleConfig {
     pub format: OutputFormat,
     /// `--pyramid`: exact aggregate overviews (`crate::cog`).
     pub pyramid: bool,
+    /// `resample IN1 IN2 ... --out-dir DIR`: several inputs on one pool (`input` and
+    /// `output` are then set per input by the batch run).
+    pub batch: Option<super::BatchSpec>,
 }
 
 /// What `map` adds to a run: the user's kernel and its output.
@@ -127,6 +130,25 @@ pub fn resolve(
     job: &JobArgs,
     r: Option<&ResampleArgs>,
 ) -> Result<(ResampleConfig, Settings), CoordError> {
+    let (input, output, batch) = match r.map(super::batch::resolve_target).transpose()? {
+        Some(super::batch::ResampleTarget::Single { input, output }) => (input, output, None),
+        Some(super::batch::ResampleTarget::Batch(b)) => (PathBuf::new(), PathBuf::new(), Some(b)),
+        // `plan` and `map` set INPUT (clap requires it).
+        None => (job.input.clone().unwrap_or_default(), PathBuf::new(), None),
+    };
+    if let (Some(_), Some(r)) = (&batch, r) {
+        let unsupported = [
+            (r.pyramid, "--pyramid"),
+            (r.run.format == FormatArg::Cog, "--of COG"),
+            (r.run.events.is_some(), "--events"),
+            (r.run.report_html.is_some(), "--report-html"),
+        ];
+        if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
+            return Err(CoordError::Usage(format!(
+                "{flag} is not available for a batch of several inputs yet: run each input on its own"
+            )));
+        }
+    }
     let st = job_settings(cli, job)?;
     let (workers, workers_auto) = match st.workers.value {
         Workers::Auto => (settings::default_threads(), true),
@@ -176,8 +198,8 @@ pub fn resolve(
     )?;
     with_default_creation_options(&mut co);
     let cfg = ResampleConfig {
-        input: job.input.clone(),
-        output: r.map(|r| r.output.clone()).unwrap_or_default(),
+        input,
+        output,
         factor: job.factor,
         agg: job.agg.into(),
         bands: job.bands.clone(),
@@ -216,6 +238,7 @@ pub fn resolve(
         decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
         format,
         pyramid,
+        batch,
     };
     Ok((cfg, st))
 }
@@ -242,7 +265,7 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
         }
     }
     let job = JobArgs {
-        input: m.input.clone(),
+        input: Some(m.input.clone()),
         factor: m.factor,
         agg: AggArg::Sum,
         bands: m.bands.clone(),
@@ -254,7 +277,9 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
     };
     let r = ResampleArgs {
         job: job.clone(),
-        output: m.output.clone(),
+        paths: vec![m.input.clone(), m.output.clone()],
+        out_dir: None,
+        inputs: None,
         run: m.run.clone(),
         // `map` reads through GDAL: its kernels get f64 windows with a validity mask.
         decoder: super::schema::DecoderArg::Gdal,

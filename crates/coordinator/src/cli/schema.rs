@@ -19,6 +19,7 @@ Examples:
   coordinator --workers 4 resample demo.tif out.tif --factor 8 --report run.json
   coordinator resample demo.tif ref.tif --factor 8 --in-process
   coordinator resample demo.tif mean.tif --factor 10 --agg mean --band 1 --ot Float32
+  coordinator --workers 2 resample demo.tif ref.tif --factor 4 --out-dir sums --report batch.json
   coordinator --workers 2 resample demo.tif out.tif -f 8 --overwrite --inject-fault crash:3:1 --report run.json
 
 Logs go to stderr, filtered by BLOCKSUM_LOG (e.g. BLOCKSUM_LOG=debug); -v and -q adjust.
@@ -57,7 +58,8 @@ fn parse_band(s: &str) -> Result<u32, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Resample INPUT into OUTPUT by aggregating F x F blocks.
+    /// Resample INPUT into OUTPUT by aggregating F x F blocks; or several inputs on one
+    /// pool, each into DIR under its own file name (`resample IN1 IN2 ... --out-dir DIR`).
     #[command(after_help = EXAMPLES)]
     Resample(ResampleArgs),
     /// Print the chunk plan (chunks, slots, memory arithmetic) without running anything.
@@ -285,8 +287,10 @@ impl From<DecoderArg> for Decoder {
 /// Options shared by `plan` and `resample`.
 #[derive(Debug, Clone, Args)]
 pub struct JobArgs {
-    /// The raster to read (anything GDAL opens).
-    pub input: PathBuf,
+    /// The raster to read: `plan`'s and `map`'s positional INPUT, a batch's input each in
+    /// turn (`resample` takes its positional arguments as [`ResampleArgs::paths`]).
+    #[arg(skip)]
+    pub input: Option<PathBuf>,
     /// Block size F: each output pixel aggregates F x F input pixels.
     #[arg(long, short = 'f', value_parser = parse_factor, allow_negative_numbers = true)]
     pub factor: u32,
@@ -329,10 +333,21 @@ fn parse_fault(s: &str) -> Result<FaultSpec, String> {
 
 #[derive(Debug, Clone, Args)]
 pub struct ResampleArgs {
+    /// INPUT OUTPUT: the raster to read (anything GDAL opens) and where to write the
+    /// GeoTIFF (written under a temporary name, renamed when complete). With --out-dir:
+    /// the inputs, each written to DIR under its own file name.
+    #[arg(value_name = "INPUT OUTPUT | INPUTS")]
+    pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub job: JobArgs,
-    /// Where to write the GeoTIFF (written under a temporary name, renamed when complete).
-    pub output: PathBuf,
+    /// A batch: every positional argument is an input, each written to DIR under its own
+    /// file name (two inputs with the same name are refused), all on one pool of workers.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// A batch's inputs from a file, one path per line (blank lines and lines starting with
+    /// # are skipped; relative paths are from the current directory); needs --out-dir.
+    #[arg(long, value_name = "LIST")]
+    pub inputs: Option<PathBuf>,
     /// Pixel decoder: native (this tool's own, for local GeoTIFFs with no compression, DEFLATE
     /// or ZSTD; an error on anything else), gdal, or auto (native where it applies, else GDAL).
     #[arg(long, value_enum, default_value = "auto")]
@@ -398,6 +413,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
+    /// The raster to read (anything GDAL opens).
+    pub input: PathBuf,
     #[command(flatten)]
     pub job: JobArgs,
     /// Also list every chunk (id, input window, output window).

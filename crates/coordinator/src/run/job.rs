@@ -17,6 +17,8 @@ pub(super) struct BlockAggJob {
     /// Output planes.
     bands: u64,
     metadata: Vec<(String, String)>,
+    /// The input's index in the workers' setup (0 but in a batch).
+    pub(super) input: u32,
 }
 
 impl BlockAggJob {
@@ -35,6 +37,7 @@ impl BlockAggJob {
             map: cfg.map.is_some(),
             bare: cfg.map.as_ref().is_some_and(|m| m.lib.is_none()),
             bands: prep.plan.bands,
+            input: 0,
             metadata: match &cfg.map {
                 None => vec![
                     ("BLOCKSUM_AGG".to_string(), cfg.agg.name().to_string()),
@@ -77,6 +80,7 @@ impl Job for BlockAggJob {
             }
         } else {
             protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
+                input: self.input,
                 window: c.window,
                 kernel: self.kernel,
             }))
@@ -107,22 +111,40 @@ impl Job for BlockAggJob {
     }
 
     fn close_item(&self, quarantined: &[TaskId]) -> Vec<(String, String)> {
-        // `ID:x,y,w,h:x,y,w,h` (input window, output window) for each quarantined chunk.
-        let q: Vec<String> = quarantined
+        let chunks: Vec<Chunk> = quarantined
             .iter()
-            .map(|t| {
-                let c = &self.tasks[t.0 as usize];
-                let (w, o) = (c.window, c.out);
-                format!(
-                    "{t}:{},{},{},{}:{},{},{},{}",
-                    w.x, w.y, w.w, w.h, o.x, o.y, o.w, o.h
-                )
-            })
+            .map(|t| self.tasks[t.0 as usize])
             .collect();
-        let mut md = self.metadata.clone();
-        if !q.is_empty() {
-            md.push(("BLOCKSUM_QUARANTINED_CHUNKS".to_string(), q.join(";")));
-        }
-        md
+        with_quarantined(self.metadata.clone(), &chunks)
     }
+}
+
+impl BlockAggJob {
+    /// The metadata the output gets whatever its chunks' fate (aggregation or kernel,
+    /// factor).
+    pub(super) fn metadata(&self) -> &[(String, String)] {
+        &self.metadata
+    }
+}
+
+/// `md` and, when chunks were quarantined, `BLOCKSUM_QUARANTINED_CHUNKS`:
+/// `ID:x,y,w,h:x,y,w,h` (input window, output window) for each.
+pub(super) fn with_quarantined(
+    mut md: Vec<(String, String)>,
+    quarantined: &[Chunk],
+) -> Vec<(String, String)> {
+    let q: Vec<String> = quarantined
+        .iter()
+        .map(|c| {
+            let (w, o) = (c.window, c.out);
+            format!(
+                "{}:{},{},{},{}:{},{},{},{}",
+                c.id, w.x, w.y, w.w, w.h, o.x, o.y, o.w, o.h
+            )
+        })
+        .collect();
+    if !q.is_empty() {
+        md.push(("BLOCKSUM_QUARANTINED_CHUNKS".to_string(), q.join(";")));
+    }
+    md
 }

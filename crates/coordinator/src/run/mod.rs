@@ -20,7 +20,7 @@ use engine::{
 use protocol::{SlotLayout, TaskId};
 use shm::SlotRing;
 use worker::{
-    exec::{BlockAggChunk, BlockAggSetup},
+    exec::{BlockAggChunk, BlockAggInput, BlockAggSetup},
     map::{MapChunk, MapSetup},
     KernelSpec, SampleType, Window, WorkerChunk, WorkerKernel, WorkerSetup,
 };
@@ -34,12 +34,14 @@ use crate::{
     plan::{plan, Chunk, Plan},
     raster::{self, BandInfo, RasterInfo},
     report::{ChunkReport, PlanSummary, QuarantinedWindow, Report, Totals, WorkerReport},
+    stdio::eline,
     writer::{self, Adjusted, GtiffSink, OutputSpec},
 };
 
 /// Defined beside the code that builds it (`cli::resolve`).
 pub use crate::cli::{MapSpec, ResampleConfig};
 
+mod batch;
 mod job;
 mod prepare;
 mod view;
@@ -61,6 +63,9 @@ pub struct RunSummary {
 }
 
 pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
+    if cfg.batch.is_some() {
+        return batch::resample_batch(cfg);
+    }
     let prep = prepare(cfg)?;
     output::check_paths(
         &cfg.input,
@@ -143,8 +148,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let bands: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
     let setup = match &cfg.map {
         None => protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
-            input,
-            bands,
+            inputs: vec![BlockAggInput { path: input, bands }],
             decoder: cfg.decoder,
         })),
         Some(m) => {

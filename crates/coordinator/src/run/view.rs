@@ -66,7 +66,7 @@ impl RunView<'_> {
         )
     }
 
-    fn options(&self) -> ReportOptions {
+    pub(super) fn options(&self) -> ReportOptions {
         let (cfg, prep) = (self.cfg, self.prep);
         let m = &prep.memory;
         ReportOptions {

@@ -1,0 +1,641 @@
+//! `coordinator resample IN1 IN2 ... --out-dir DIR` (or `--inputs LIST`): several rasters on
+//! one pool. Workers are spawned once and serve every input (each keeps a few inputs open,
+//! `worker::cache`); chunks run one input after the other, and each output is committed as
+//! soon as its last chunk is written (`sink`), under the same staging rules as a single
+//! run: checked paths, a lock per output, a temporary name, no clobbering without
+//! `--overwrite`.
+//!
+//! One input's failure does not lose the others: an input that does not open, an output that
+//! exists or cannot be written, is reported on its own line and the rest of the batch goes
+//! on. The batch's exit code: 0 when every output was written complete; 5 when every output
+//! was written and some had quarantined chunks; 8 (`protocol::exit::PARTIAL`) when some
+//! inputs failed and others were written; when none was written, the first failure's own
+//! code. A failure of the run itself (workers, memory, an interrupt) gets its usual code,
+//! and outputs committed before it stay (they are complete).
+//!
+//! One report for the batch (`--report`): a section per input (its options, plan, chunks
+//! under their local ids as a single run would number them, fate) and the pool's workers
+//! and totals once.
+//!
+//! Modules: `job` (the engine's view: one task list over the inputs), `sink` (the writer
+//! that commits each output when complete).
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::*;
+use crate::report::RunStatus;
+
+mod job;
+mod sink;
+
+use job::BatchJob;
+use sink::{BatchSink, Fates, OutputFate, Pending};
+
+/// Runs a batch (`cfg.batch` is set).
+pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
+    let batch = cfg
+        .batch
+        .as_ref()
+        .ok_or_else(|| CoordError::Internal("a batch run without a batch".into()))?;
+    let n = batch.inputs.len();
+    let out_dir = &batch.out_dir;
+    match std::fs::symlink_metadata(out_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(CoordError::Write {
+                path: out_dir.clone(),
+                reason: "--out-dir names something that is not a directory".into(),
+            })
+        }
+        Err(_) => {
+            let parent = output::parent_dir(out_dir);
+            if !parent.is_dir() {
+                return Err(CoordError::OutputDirMissing(parent));
+            }
+            std::fs::create_dir(out_dir).map_err(|e| CoordError::OutputDirNotWritable {
+                path: out_dir.clone(),
+                reason: format!("creating it: {e}"),
+            })?;
+        }
+    }
+    // Per input: its own config (input, output; faults are the batch's, checked below),
+    // then what a single run would check before starting. A failure here is that input's.
+    let mut fates: Vec<OutputFate> = (0..n).map(|_| OutputFate::Waiting).collect();
+    let mut ready: Vec<(usize, ResampleConfig, Prepared, output::Staging)> = Vec::new();
+    for (k, input) in batch.inputs.iter().enumerate() {
+        let mut c = cfg.clone();
+        c.input = input.clone();
+        c.output = batch.output_for(input);
+        c.batch = None;
+        c.faults = Vec::new();
+        let checked =
+            output::check_paths(&c.input, &c.output, cfg.report.as_deref(), cfg.overwrite);
+        if let Err(e @ CoordError::ReportPath { .. }) = checked {
+            // The report is the batch's: refuse the whole command line.
+            return Err(e);
+        }
+        let res = checked
+            .and_then(|()| prepare(&c))
+            .and_then(|p| output::Staging::lock(&c.output).map(|s| (p, s)));
+        match res {
+            Ok((p, s)) => ready.push((k, c, p, s)),
+            Err(e) => {
+                eline(&format!("error: {}: {e}", input.display()));
+                fates[k] = OutputFate::Failed(e);
+            }
+        }
+    }
+    let start = Instant::now();
+    if ready.is_empty() {
+        let fates = Mutex::new(fates);
+        return finish(cfg, batch, &[], None, fates, start);
+    }
+    // The pool is sized by the input that needs the largest slots; the ring holds the
+    // largest window and output of any input.
+    let lead = (0..ready.len())
+        .max_by_key(|&i| ready[i].2.layout.slot_bytes())
+        .unwrap_or(0);
+    let max_in = ready
+        .iter()
+        .map(|r| r.2.plan.max_input_bytes())
+        .max()
+        .unwrap_or(0);
+    let max_out = ready
+        .iter()
+        .map(|r| r.2.plan.max_output_bytes())
+        .max()
+        .unwrap_or(0);
+    let layout = SlotLayout::new(ready[lead].2.layout.slots, max_in, max_out)
+        .map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
+    let lp = &ready[lead].2;
+    let cache = coordinator_cache_bytes(
+        &lp.plan,
+        lp.out_type,
+        lp.plan.bands,
+        layout.slots,
+        lp.lanes,
+        cfg.workers,
+    );
+    let memory = budget::plan_memory(
+        available_memory(),
+        cfg.workers,
+        if cfg.workers > 0 {
+            cfg.spare_workers
+        } else {
+            0
+        },
+        cfg.workers_auto,
+        cfg.memory_limit,
+        cfg.soft_fraction,
+        cache,
+        |_| layout.total_bytes(),
+    )?;
+    let lanes = lp.lanes;
+    let total_plan: usize = ready.iter().map(|r| r.2.plan.chunks.len()).sum();
+    for f in &cfg.faults {
+        if let Some(c) = f.chunk {
+            if c as usize >= total_plan {
+                return Err(CoordError::BadInput(format!(
+                    "--inject-fault names chunk {c}, but the batch has {total_plan} chunks (0..{}: the inputs' plans one after the other)",
+                    total_plan.saturating_sub(1)
+                )));
+            }
+        }
+    }
+    if memory.workers > 0 && !cfg.worker_bin.is_file() {
+        return Err(CoordError::Workers(format!(
+            "worker binary not found at '{}' (set --worker-bin or BLOCKSUM_WORKER_BIN)",
+            cfg.worker_bin.display()
+        )));
+    }
+    if memory.workers > 0 {
+        let processes = memory.workers + memory.spares;
+        // Each output holds its lock file open for the run.
+        let need = FDS_BASE + FDS_PER_WORKER * (processes as u64 + 1) + ready.len() as u64;
+        crate::os::ensure_nofile(need).map_err(|(have, why)| {
+            CoordError::Resources(format!(
+                "too few file descriptors: {processes} worker process(es) and {} output lock(s) need about {need}, the limit is {have}{why} (raise it with ulimit -n, or lower --workers)",
+                ready.len()
+            ))
+        })?;
+    }
+    crate::os::set_gdal_cache(memory.coordinator - memory.ring - budget::COORDINATOR_BASE);
+    let ring = SlotRing::create(layout).map_err(|e| {
+        CoordError::Resources(format!(
+            "creating the shared slot ring of {:.1} MiB: {e}",
+            layout.total_bytes() as f64 / (1 << 20) as f64
+        ))
+    })?;
+
+    // The jobs, the workers' setup (every input, in setup order) and the pending outputs.
+    let mut jobs = Vec::new();
+    let mut inputs = Vec::new();
+    let mut outputs: Vec<Option<Pending>> = Vec::new();
+    let mut order = Vec::new();
+    let mut preps = Vec::new();
+    for (setup_index, (k, c, p, staging)) in ready.into_iter().enumerate() {
+        let mut j = BlockAggJob::new(&c, &p);
+        j.input = setup_index as u32;
+        let spec = OutputSpec {
+            path: c.output.clone(),
+            width: p.plan.out_width,
+            height: p.plan.out_height,
+            bands: out_bands(&c, &p),
+            out_type: p.out_type,
+            nodata: p.out_nodata,
+            geo_transform: p.info.geo_transform.map(|g| {
+                let f = c.factor as f64;
+                [g[0], g[1] * f, g[2] * f, g[3], g[4] * f, g[5] * f]
+            }),
+            projection: p.info.projection.clone(),
+            creation_options: c.creation_options.clone(),
+        };
+        outputs.push(Some(Pending::new(spec, staging, j.metadata().to_vec())));
+        inputs.push(BlockAggInput {
+            path: c.input.to_string_lossy().into_owned(),
+            bands: p.bands.iter().map(|b| b.index).collect(),
+        });
+        jobs.push(j);
+        order.push(k);
+        preps.push((c, p));
+    }
+    let fates: Fates = Arc::new(Mutex::new(fates));
+    let sink = BatchSink::new(outputs, order.clone(), fates.clone(), cfg.overwrite);
+    let mut job = BatchJob::new(jobs);
+    let setup = protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
+        inputs,
+        decoder: cfg.decoder,
+    }));
+    let executor: Option<ExecutorFactory> = (lanes > 0).then(|| {
+        let lane_setup = setup.clone();
+        let f: ExecutorFactory = Arc::new(move || runtime::open::<WorkerKernel>(&lane_setup));
+        f
+    });
+    let mut sc = SchedConfig::new(memory.workers + memory.spares, lanes, layout.slots);
+    sc.max_busy = memory.workers;
+    sc.admission_open = cfg.min_free_memory.is_none_or(|m| available_memory() >= m);
+    sc.max_attempts = cfg.max_attempts;
+    sc.timeout = cfg.task_timeout;
+    sc.timeout_floor = cfg.task_timeout_floor;
+    sc.start_timeout = cfg.start_timeout;
+    sc.kill_grace = cfg.kill_grace;
+    sc.faults = cfg.faults.clone();
+    sc.can_split = true;
+    let ecfg = EngineConfig {
+        // `--events` is refused for batches (cli::resolve).
+        events: None,
+        sched: sc,
+        layout,
+        tasks: job.plan_len(),
+        worker_bin: cfg.worker_bin.clone(),
+        worker_env: vec![
+            (
+                "GDAL_CACHEMAX".into(),
+                format!("{}", (memory.gdal_cache >> 20).max(1)),
+            ),
+            ("GDAL_NUM_THREADS".into(), "1".into()),
+            (
+                "BLOCKSUM_JOB".into(),
+                format!(
+                    "resample batch of {} input(s) -> {}",
+                    order.len(),
+                    out_dir.display()
+                ),
+            ),
+        ],
+        data_limit: memory.limit,
+        setup,
+        executor,
+        memory_poll: cfg.memory_poll,
+        soft_limit: memory.soft,
+        min_free_memory: cfg.min_free_memory,
+        kill_grace: cfg.kill_grace,
+        progress: !cfg.quiet,
+    };
+    let (outcome, rec) = engine::run(&mut job, sink, ring, ecfg);
+    let run_error = outcome.err().map(|e| match e {
+        EngineError::Fatal(why) => CoordError::Workers(why),
+        EngineError::VersionMismatch { theirs, ours } => CoordError::Workers(format!(
+            "the worker binary '{}' speaks protocol version {theirs}, this coordinator {ours}: build both from the same source",
+            cfg.worker_bin.display()
+        )),
+        EngineError::Sink(reason) => CoordError::Write {
+            path: out_dir.clone(),
+            reason,
+        },
+        EngineError::Interrupted(name) => CoordError::Interrupted(name),
+        EngineError::Internal(why) => CoordError::Internal(why),
+    });
+    let fates = Arc::try_unwrap(fates).unwrap_or_else(|a| {
+        Mutex::new(std::mem::take(
+            &mut *a.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    });
+    let ran = Ran {
+        job: &job,
+        order: &order,
+        preps: &preps,
+        rec: &rec,
+        memory: &memory,
+        layout,
+        error: run_error,
+    };
+    finish(cfg, batch, &preps, Some(ran), fates, start)
+}
+
+/// What the engine left: enough for the report.
+struct Ran<'a> {
+    job: &'a BatchJob,
+    /// Input index of each setup index.
+    order: &'a [usize],
+    preps: &'a [(ResampleConfig, Prepared)],
+    rec: &'a engine::RunRecord,
+    memory: &'a MemoryPlan,
+    layout: SlotLayout,
+    error: Option<CoordError>,
+}
+
+/// One input's section of the batch report.
+#[derive(Debug, Serialize)]
+struct InputReport {
+    input: String,
+    output: String,
+    status: RunStatus,
+    exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Absent for an input refused before the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<crate::report::ReportOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<PlanSummary>,
+    /// The engine's task id of this input's chunk 0 (fault injection and the engine's logs
+    /// number the batch's chunks one input after the other).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_task: Option<u32>,
+    /// Chunks under their local ids, as a single run of this input numbers them.
+    chunks: Vec<ChunkReport>,
+    quarantined_windows: Vec<QuarantinedWindow>,
+    adjusted_by_band: Vec<Adjusted>,
+    /// Chunk attempts that opened this input in a worker rather than finding it open.
+    opened_inputs: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchReport {
+    tool: String,
+    version: String,
+    status: RunStatus,
+    exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    out_dir: String,
+    inputs: Vec<InputReport>,
+    /// The pool's workers, over the whole batch.
+    workers: Vec<WorkerReport>,
+    /// Over the whole batch (chunk ids here are the engine's task ids).
+    totals: Option<Totals>,
+    /// Inputs opened by workers and lanes, over the batch (each process keeps a few open).
+    opened_inputs: u64,
+}
+
+/// Per-input fates to exit code, summary and report.
+fn finish(
+    cfg: &ResampleConfig,
+    batch: &crate::cli::BatchSpec,
+    preps: &[(ResampleConfig, Prepared)],
+    ran: Option<Ran<'_>>,
+    fates: Mutex<Vec<OutputFate>>,
+    start: Instant,
+) -> Result<RunSummary, CoordError> {
+    let fates = fates.into_inner().unwrap_or_else(|p| p.into_inner());
+    let run_error = ran.as_ref().and_then(|r| r.error.as_ref());
+    // An output the run did not complete shares the run's failure (or, with none, is a bug).
+    let not_reached = || match run_error {
+        Some(e) => (
+            e.exit_code(),
+            format!("not written: the run ended first: {e}"),
+        ),
+        None => (
+            protocol::exit::INTERNAL,
+            "not written, yet the run ended without an error".to_string(),
+        ),
+    };
+    let written = fates
+        .iter()
+        .filter(|f| matches!(f, OutputFate::Committed { .. }))
+        .count();
+    let quarantined_any = fates
+        .iter()
+        .any(|f| matches!(f, OutputFate::Committed { quarantined, .. } if !quarantined.is_empty()));
+    let first_failure = fates.iter().find_map(|f| match f {
+        OutputFate::Failed(e) => Some(e.exit_code()),
+        OutputFate::Waiting => Some(not_reached().0),
+        OutputFate::Committed { .. } => None,
+    });
+    let exit_code = match (run_error, first_failure) {
+        (Some(e), _) => e.exit_code(),
+        (None, None) if quarantined_any => protocol::exit::QUARANTINED,
+        (None, None) => protocol::exit::OK,
+        (None, Some(_)) if written > 0 => protocol::exit::PARTIAL,
+        (None, Some(code)) => code,
+    };
+
+    // The report: per input, then the pool's.
+    let mut sections = Vec::new();
+    let mut lines = Vec::new();
+    let mut opened_total = 0;
+    let global: Option<Report> = match &ran {
+        Some(r) => {
+            let all = r.job.all_tasks();
+            let lead = &r.preps[0];
+            let view = RunView {
+                cfg: &lead.0,
+                prep: &lead.1,
+                sched: &r.rec.sched,
+                tasks: &all,
+                mem: &r.rec.memory,
+                write_us: &r.rec.write_us,
+                start,
+                adjusted: Vec::new(),
+            };
+            let res = match &r.error {
+                Some(e) => Err(CoordError::Internal(e.to_string())),
+                None => Ok(()),
+            };
+            let q = view.quarantined();
+            let mut rep = view.report(exit_code, &res, &q);
+            rep.totals.chunks = r.job.plan_len();
+            let bytes: u64 = r
+                .preps
+                .iter()
+                .map(|(_, p)| p.plan.width * p.plan.height * p.plan.pixel_bytes)
+                .sum();
+            rep.totals.input_mib_per_s =
+                bytes as f64 / (1 << 20) as f64 / (rep.totals.wall_ms.max(1) as f64 / 1000.0);
+            Some(rep)
+        }
+        None => None,
+    };
+    for (k, input) in batch.inputs.iter().enumerate() {
+        let output = batch.output_for(input);
+        let fate = &fates[k];
+        let (status, code, error) = match fate {
+            OutputFate::Committed { quarantined, .. } if quarantined.is_empty() => {
+                (RunStatus::Ok, protocol::exit::OK, None)
+            }
+            OutputFate::Committed { .. } => (
+                RunStatus::CompletedWithQuarantinedChunks,
+                protocol::exit::QUARANTINED,
+                None,
+            ),
+            OutputFate::Failed(e) => (RunStatus::Failed, e.exit_code(), Some(e.to_string())),
+            OutputFate::Waiting => {
+                let (code, why) = not_reached();
+                (RunStatus::Failed, code, Some(why))
+            }
+        };
+        let mut section = InputReport {
+            input: input.display().to_string(),
+            output: output.display().to_string(),
+            status,
+            exit_code: code,
+            error: error.clone(),
+            options: None,
+            plan: None,
+            first_task: None,
+            chunks: Vec::new(),
+            quarantined_windows: Vec::new(),
+            adjusted_by_band: match fate {
+                OutputFate::Committed { adjusted, .. } => adjusted.clone(),
+                _ => Vec::new(),
+            },
+            opened_inputs: 0,
+        };
+        if let Some(r) = &ran {
+            if let Some(s) = r.order.iter().position(|&o| o == k) {
+                let (c, p) = &r.preps[s];
+                fill_section(&mut section, r, s as u32, c, p, start);
+                opened_total += section.opened_inputs;
+            }
+        }
+        match fate {
+            OutputFate::Committed { quarantined, .. } => {
+                let (c, p) = &preps[ran
+                    .as_ref()
+                    .and_then(|r| r.order.iter().position(|&o| o == k))
+                    .unwrap_or(0)];
+                let mut line = format!(
+                    "wrote {} ({}x{}, {} band(s), {}): {} chunks",
+                    c.output.display(),
+                    p.plan.out_width,
+                    p.plan.out_height,
+                    p.plan.bands,
+                    p.out_type,
+                    p.plan.chunks.len()
+                );
+                if !quarantined.is_empty() {
+                    line.push_str(&format!(
+                        "; warning: {} window(s) quarantined, their pixels are nodata (exit 5 for this input; the file's BLOCKSUM_QUARANTINED_CHUNKS names them)",
+                        quarantined.len()
+                    ));
+                }
+                for (i, a) in section.adjusted_by_band.iter().enumerate() {
+                    if a.clamped + a.moved_off_nodata > 0 {
+                        line.push_str(&format!(
+                            "; warning: band {}: {} valid pixel(s) clamped and {} moved off nodata",
+                            i + 1,
+                            a.clamped,
+                            a.moved_off_nodata
+                        ));
+                    }
+                }
+                lines.push(line);
+            }
+            OutputFate::Failed(e) => {
+                // Refusals before the run were said when found.
+                if ran.as_ref().is_some_and(|r| r.order.contains(&k)) {
+                    eline(&format!("error: {}: {e}", input.display()));
+                }
+            }
+            OutputFate::Waiting => {}
+        }
+        sections.push(section);
+    }
+    let failed = batch.inputs.len() - written;
+    let mut message = lines.join("\n");
+    if !message.is_empty() {
+        message.push('\n');
+    }
+    let (workers_n, restarts) = match (&global, &ran) {
+        (Some(g), Some(r)) => (r.memory.workers, g.totals.counters.restarts),
+        _ => (0, 0),
+    };
+    message.push_str(&format!(
+        "batch: {written} of {} output(s) written in {:.2} s into {}, {} failed; {workers_n} worker(s), {restarts} restart(s), {opened_total} input open(s) in workers",
+        batch.inputs.len(),
+        start.elapsed().as_secs_f64(),
+        batch.out_dir.display(),
+        failed,
+    ));
+    if let Some(path) = &cfg.report {
+        let status = match exit_code {
+            protocol::exit::OK => RunStatus::Ok,
+            protocol::exit::QUARANTINED => RunStatus::CompletedWithQuarantinedChunks,
+            _ => RunStatus::Failed,
+        };
+        let (workers, totals) = match global {
+            Some(g) => (g.workers, Some(g.totals)),
+            None => (Vec::new(), None),
+        };
+        let report = BatchReport {
+            tool: "blocksum coordinator".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            status,
+            exit_code,
+            error: run_error.map(|e| e.to_string()),
+            out_dir: batch.out_dir.display().to_string(),
+            inputs: sections,
+            workers,
+            totals,
+            opened_inputs: opened_total,
+        };
+        let written_report = serde_json::to_string_pretty(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                output::write_report(path, &text, cfg.overwrite).map_err(|e| e.to_string())
+            });
+        if let Err(reason) = written_report {
+            if written > 0 && exit_code == protocol::exit::OK {
+                return Err(CoordError::ReportWrite {
+                    output: batch.out_dir.clone(),
+                    path: path.clone(),
+                    reason,
+                });
+            }
+            tracing::error!("writing the report '{}': {reason}", path.display());
+        }
+    }
+    if let Some(e) = run_error {
+        eline(&format!("error: {e}"));
+    }
+    Ok(RunSummary { exit_code, message })
+}
+
+/// One input's options, plan and chunks, read from the run.
+fn fill_section(
+    s: &mut InputReport,
+    r: &Ran<'_>,
+    setup_index: u32,
+    c: &ResampleConfig,
+    p: &Prepared,
+    start: Instant,
+) {
+    let sched = &r.rec.sched;
+    let view = RunView {
+        cfg: c,
+        prep: p,
+        sched,
+        tasks: &[],
+        mem: &r.rec.memory,
+        write_us: &r.rec.write_us,
+        start,
+        adjusted: Vec::new(),
+    };
+    s.options = Some(view.options());
+    s.plan = Some(PlanSummary::new(
+        &p.plan,
+        r.layout.slots,
+        r.layout.slot_bytes(),
+    ));
+    let tasks = r.job.tasks_of(setup_index);
+    s.first_task = tasks.first().map(|t| t.0);
+    let local_of = |t: TaskId| r.job.owner.get(t.0 as usize).map(|o| o.1 .0);
+    for t in tasks {
+        let (_, chunk) = r.job.local(t);
+        let attempts = sched.attempts(t).to_vec();
+        s.opened_inputs += attempts
+            .iter()
+            .filter_map(|a| a.stats)
+            .map(|st| st.opened_inputs as u64)
+            .sum::<u64>();
+        let outcome = sched.outcome(t);
+        if outcome == Some(ChunkOutcome::Quarantined) {
+            let cause = sched
+                .attempts(t)
+                .iter()
+                .rev()
+                .find_map(|a| a.failure.as_ref())
+                .map(|c| c.summary())
+                .unwrap_or_else(|| "unknown cause".into());
+            s.quarantined_windows.push(QuarantinedWindow {
+                id: chunk.id.0,
+                window: [
+                    chunk.window.x,
+                    chunk.window.y,
+                    chunk.window.w,
+                    chunk.window.h,
+                ],
+                out_window: [chunk.out.x, chunk.out.y, chunk.out.w, chunk.out.h],
+                cause,
+            });
+        }
+        s.chunks.push(ChunkReport {
+            id: chunk.id.0,
+            parent: sched.parent(t).and_then(local_of),
+            window: [
+                chunk.window.x,
+                chunk.window.y,
+                chunk.window.w,
+                chunk.window.h,
+            ],
+            out_window: [chunk.out.x, chunk.out.y, chunk.out.w, chunk.out.h],
+            outcome,
+            split: sched.split_reason(t),
+            attempts,
+            write_us: r.rec.write_us.get(t.0 as usize).copied().flatten(),
+        });
+    }
+}
