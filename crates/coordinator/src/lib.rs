@@ -5,7 +5,8 @@
 //!
 //! Module map: [`raster`] (input validation), [`plan`] (chunk windows and splitting),
 //! [`run`] (the job: prepare, wire the engine, commit, report), [`writer`] (the output, as
-//! the engine's sink), [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
+//! the engine's sink), [`output`] (staging: checks, lock, no-clobber commit), [`journal`] (the chunk
+//! journal's format: `--resume`, shards), [`shard`] (`--shard`), [`merge`] (shards into one output), [`budget`]
 //! (the memory arithmetic), [`bench`](mod@bench) (the dispatch benchmark, a second job), [`report`],
 //! [`synth`], [`cli`] (schema, settings table, resolution), [`units`], [`os`] (GDAL error state, rename, signals),
 //! [`stdio`] (output that never panics on a closed pipe). `sched` is the engine's, re-exported.
@@ -14,12 +15,15 @@ pub mod bench;
 pub mod budget;
 pub mod cli;
 pub mod error;
+pub mod journal;
+pub mod merge;
 pub mod os;
 pub mod output;
 pub mod plan;
 pub mod raster;
 pub mod report;
 pub mod run;
+pub mod shard;
 pub mod stdio;
 pub mod synth;
 pub mod units;

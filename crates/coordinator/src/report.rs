@@ -25,6 +25,9 @@ pub struct Report {
     pub chunks: Vec<ChunkReport>,
     pub workers: Vec<WorkerReport>,
     pub totals: Totals,
+    /// The chunk journal: chunks resumed from an earlier run, what this run appended.
+    #[serde(default)]
+    pub journal: Option<crate::journal::JournalStats>,
 }
 
 /// How the run ended.

@@ -59,6 +59,10 @@ pub struct ResampleConfig {
     pub map: Option<MapSpec>,
     /// Which decoder the kernels read pixels with.
     pub decoder: Decoder,
+    /// `--resume`: continue from the journal of an earlier run.
+    pub resume: bool,
+    /// `--shard`: this run is one shard, writing a journal for `merge`.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// What `map` adds to a run: the user's kernel and its output.
@@ -188,6 +192,13 @@ pub fn resolve(
         quiet: cli.quiet,
         map: None,
         decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
+        resume: r.is_some_and(|r| r.run.resume),
+        shard: match r {
+            Some(r) => {
+                crate::shard::resolve(r.run.shard, r.run.shards, &|k| std::env::var(k).ok())?
+            }
+            None => None,
+        },
     };
     Ok((cfg, st))
 }

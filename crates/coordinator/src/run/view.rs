@@ -14,6 +14,7 @@ pub(super) struct RunView<'a> {
     pub(super) write_us: &'a [Option<u64>],
     pub(super) start: Instant,
     pub(super) adjusted: Vec<Adjusted>,
+    pub(super) journal: Option<crate::journal::JournalStats>,
 }
 
 impl RunView<'_> {
@@ -259,6 +260,7 @@ impl RunView<'_> {
             chunks,
             workers,
             totals,
+            journal: self.journal.clone(),
         }
     }
 }
