@@ -45,6 +45,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "measures the release binaries (target/release) on the raster scripts/demo.sh makes",
     ),
     (
+        "bash scripts/journal-bench.sh",
+        "a release build and a 1 GiB raster, shards and merges at two factors: minutes",
+    ),
+    (
         "coordinator synth big.tif --width 32768 --height 32768 --seed 7",
         "a 4 GiB raster on purpose (the example shows synth at scale): minutes",
     ),

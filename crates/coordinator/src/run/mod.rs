@@ -99,7 +99,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         &cfg.input,
         &lock_target,
         cfg.report.as_deref(),
-        cfg.overwrite || (cfg.resume && journal_there) || cfg.shard.is_some(),
+        // An earlier journal is judged under the lock (`durable::open`), with a message
+        // naming --resume; a shard's "output" is its journal.
+        cfg.overwrite || (journal_there && (cfg.resume || cfg.shard.is_some())),
     )?;
     let mut staging = output::Staging::lock(&lock_target)?;
     let earlier = durable::existing(&jpath)?;
