@@ -328,7 +328,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         (Ok(_), Some(_)) => Ok(()),
         (Err(e), _) => Err(e),
     };
-    if result.is_err() || !view.quarantined().is_empty() {
+    // A committed output took the journal's place; a failed run (or a shard with quarantined
+    // chunks, which merge will name) keeps it for --resume.
+    if result.is_err() || (cfg.shard.is_some() && !view.quarantined().is_empty()) {
         let kept = jstats.lock().map_or(0, |s| s.appended_chunks as usize) + resumed;
         if kept == 0 && cfg.shard.is_none() {
             // Nothing to resume: a journal would only make the next run ask for --resume.
