@@ -339,7 +339,14 @@ fn a_torn_or_corrupt_journal_resumes_correctly() {
             _ => bytes[(mid.offset + 5) as usize] ^= 0x10,
         }
         std::fs::write(&j, &bytes).unwrap();
-        assert_eq!(Scan::read(&j).unwrap().unwrap().records.len(), n / 2);
+        let kept: Vec<u64> = Scan::read(&j)
+            .unwrap()
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| u64::from(r.id))
+            .collect();
+        assert_eq!(kept.len(), n / 2);
         // Merging now names what is missing.
         let o = run(coordinator().arg("merge").arg(&out));
         assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
@@ -363,6 +370,15 @@ fn a_torn_or_corrupt_journal_resumes_correctly() {
         assert!(o.status.success(), "{}", stderr(&o));
         let r = common::report(&rep);
         assert_eq!(r["journal"]["resumed_chunks"], n / 2);
+        // The chunks run are the rest of the plan, each named by its plan id too.
+        let ids: Vec<u64> = r["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["plan_id"].as_u64().unwrap_or(c["id"].as_u64().unwrap()))
+            .collect();
+        let rest: Vec<u64> = (0..n as u64).filter(|i| !kept.contains(i)).collect();
+        assert_eq!(ids, rest);
         assert_eq!(
             r["journal"]["appended_chunks"].as_u64().unwrap() as usize,
             n - n / 2

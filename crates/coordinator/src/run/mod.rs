@@ -313,6 +313,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         prep: &prep,
         sched: &rec.sched,
         tasks: &job.tasks,
+        plan_ids: &job.plan_ids,
         mem: &rec.memory,
         write_us: &rec.write_us,
         start: rec.start,

@@ -10,6 +10,8 @@ pub(super) struct RunView<'a> {
     pub(super) prep: &'a Prepared,
     pub(super) sched: &'a Scheduler,
     pub(super) tasks: &'a [Chunk],
+    /// The plan chunk id of each of the first tasks (`BlockAggJob::plan_ids`).
+    pub(super) plan_ids: &'a [u32],
     pub(super) mem: &'a MemState,
     pub(super) write_us: &'a [Option<u64>],
     pub(super) start: Instant,
@@ -136,6 +138,11 @@ impl RunView<'_> {
             .iter()
             .map(|c| ChunkReport {
                 id: c.id.0,
+                plan_id: self
+                    .plan_ids
+                    .get(c.id.0 as usize)
+                    .copied()
+                    .filter(|&p| p != c.id.0),
                 parent: self.sched.parent(c.id).map(|p| p.0),
                 window: [c.window.x, c.window.y, c.window.w, c.window.h],
                 out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
