@@ -507,6 +507,16 @@ fn batch_command_lines_that_do_not_go_together() {
             "--events is not available for a batch",
         ),
         (
+            &["a.tif", "--out-dir", "out", "--resume"],
+            2,
+            "--resume is not available for a batch",
+        ),
+        (
+            &["a.tif", "--out-dir", "out", "--shard", "0/2"],
+            2,
+            "--shard is not available for a batch",
+        ),
+        (
             &["a.tif", "--out-dir", "out", "--report-html", "r.html"],
             2,
             "--report-html is not available for a batch",

@@ -169,6 +169,8 @@ fn corrupted_inputs_never_panic_hang_or_lose_pixels() {
         let rep = dir.path().join("bad-out.json");
         let _ = std::fs::remove_file(&out);
         let _ = std::fs::remove_file(&rep);
+        // A failed case (exit 6) keeps its chunk journal for --resume; each case is a new run.
+        let _ = std::fs::remove_file(dir.path().join("bad-out.tif.journal"));
 
         let t0 = Instant::now();
         let child = coordinator()

@@ -57,6 +57,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build and 20 rasters run twice (one by one, then as one batch): minutes",
     ),
     (
+        "bash scripts/journal-bench.sh",
+        "a release build and a 1 GiB raster, shards and merges at two factors: minutes",
+    ),
+    (
         "coordinator synth big.tif --width 32768 --height 32768 --seed 7",
         "a 4 GiB raster on purpose (the example shows synth at scale): minutes",
     ),

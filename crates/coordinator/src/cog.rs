@@ -394,6 +394,10 @@ fn run_level(cfg: &ResampleConfig, dir: &Path, f: u32) -> Result<(PathBuf, u64),
     level.creation_options = SCRATCH_GTIFF.iter().map(|s| s.to_string()).collect();
     // Injected faults name the base run's chunks; a level's chunks are others.
     level.faults.clear();
+    // The base run owns the event stream, the page and the journal's options.
+    level.events = None;
+    level.report_html = None;
+    level.resume = false;
     tracing::info!("pyramid: overview x{f} = the aggregation at factor {factor}");
     let summary = crate::run::resample(&level)
         .inspect_err(|_| tracing::error!("pyramid: the run at factor {factor} failed"))?;

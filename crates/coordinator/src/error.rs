@@ -38,6 +38,17 @@ pub enum CoordError {
     },
     #[error("writing output '{path}': {reason}")]
     Write { path: PathBuf, reason: String },
+    #[error("a journal of an interrupted run on '{output}' exists at '{journal}' ({chunks} chunk(s) done): pass --resume to continue it, or --overwrite to discard it and start over")]
+    JournalExists {
+        journal: PathBuf,
+        output: PathBuf,
+        chunks: usize,
+    },
+    #[error("--resume refused: the journal '{journal}' belongs to another plan ({why}); rerun with that run's input and options, or pass --overwrite instead of --resume to start over")]
+    JournalMismatch { journal: PathBuf, why: String },
+    /// `merge` over shards that are missing, incomplete or of different plans.
+    #[error("merge refused: {0}")]
+    MergeIncomplete(String),
     #[error("{0}")]
     Workers(String),
     #[error("{0}")]
@@ -61,8 +72,11 @@ impl CoordError {
             | CoordError::OutputLocked { .. }
             | CoordError::OutputAppeared(_)
             | CoordError::ReportWrite { .. }
+            | CoordError::JournalExists { .. }
+            | CoordError::JournalMismatch { .. }
             | CoordError::Write { .. } => exit::OUTPUT,
             CoordError::ReportPath { .. } => exit::USAGE,
+            CoordError::MergeIncomplete(_) => exit::INPUT,
             CoordError::Usage(_) => exit::USAGE,
             CoordError::Workers(_) => exit::WORKERS,
             CoordError::Resources(_) => exit::RESOURCES,

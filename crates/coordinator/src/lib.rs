@@ -7,7 +7,9 @@
 //! [`run`] (the job: prepare, wire the engine, commit, report), [`writer`] (the output, as
 //! the engine's sink), [`cog`] (the exact pyramid and the COG copy, before the commit;
 //! [`pyramid`] derives a level from the one below where that is exact),
-//! [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
+//! [`output`] (staging: checks, lock, no-clobber commit), [`journal`] (the chunk
+//! journal's format: `--resume`, shards), [`shard`] (`--shard`), [`merge`] (shards into one output),
+//! [`budget`]
 //! (the memory arithmetic), [`bench`](mod@bench) (the dispatch benchmark, a second job),
 //! [`bench_writer`] (the writer alone), [`report`] (the JSON report) and [`html`] (the same as
 //! a page), [`events`] (`--events`),
@@ -22,6 +24,8 @@ pub mod cog;
 pub mod error;
 pub mod events;
 pub mod html;
+pub mod journal;
+pub mod merge;
 pub mod os;
 pub mod output;
 pub mod plan;
@@ -29,6 +33,7 @@ pub mod pyramid;
 pub mod raster;
 pub mod report;
 pub mod run;
+pub mod shard;
 pub mod stdio;
 pub mod synth;
 pub mod units;

@@ -200,6 +200,18 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
             out_bytes(&page);
             Ok(0)
         }
+        Command::Merge(m) => {
+            let line = coordinator::merge::merge(&coordinator::merge::MergeConfig {
+                output: m.output.clone(),
+                vrt: m.vrt,
+                overwrite: m.overwrite,
+                keep_shards: m.keep_shards || m.vrt,
+            })?;
+            if !cli.quiet {
+                eline(&line);
+            }
+            Ok(0)
+        }
         Command::Synth(s) => {
             let cfg = synth::SynthConfig {
                 width: s.width,

@@ -25,6 +25,9 @@ pub struct Report {
     pub chunks: Vec<ChunkReport>,
     pub workers: Vec<WorkerReport>,
     pub totals: Totals,
+    /// The chunk journal: chunks resumed from an earlier run, what this run appended.
+    #[serde(default)]
+    pub journal: Option<crate::journal::JournalStats>,
 }
 
 /// How the run ended.
@@ -125,6 +128,10 @@ impl PlanSummary {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ChunkReport {
     pub id: u32,
+    /// Its id in the whole plan, where that differs from `id` (a resumed run or a shard runs
+    /// a subset of the plan, numbered from 0); none for the parts of a split chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<u32>,
     /// The chunk this one is a part of (split), or none for a plan chunk.
     pub parent: Option<u32>,
     pub window: [u64; 4],

@@ -186,6 +186,11 @@ pub struct GtiffSink {
 }
 
 impl GtiffSink {
+    /// The output's final name (for messages).
+    pub fn path(&self) -> &Path {
+        &self.spec.path
+    }
+
     pub fn new(ds: Dataset, spec: OutputSpec, tmp: PathBuf) -> GtiffSink {
         let adjusted = vec![Adjusted::default(); spec.bands.len()];
         let blocks = if spec.bands.len() == 1 {

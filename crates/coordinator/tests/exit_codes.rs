@@ -81,6 +81,16 @@ fn every_error() -> Vec<CoordError> {
             path: p.clone(),
             reason: String::new(),
         },
+        CoordError::JournalExists {
+            journal: p.clone(),
+            output: p.clone(),
+            chunks: 0,
+        },
+        CoordError::JournalMismatch {
+            journal: p.clone(),
+            why: String::new(),
+        },
+        CoordError::MergeIncomplete(String::new()),
         CoordError::Usage(String::new()),
         CoordError::Workers(String::new()),
         CoordError::Resources(String::new()),
@@ -101,6 +111,9 @@ fn every_error() -> Vec<CoordError> {
             | CoordError::ReportPath { .. }
             | CoordError::ReportWrite { .. }
             | CoordError::Write { .. }
+            | CoordError::JournalExists { .. }
+            | CoordError::JournalMismatch { .. }
+            | CoordError::MergeIncomplete(_)
             | CoordError::Usage(_)
             | CoordError::Workers(_)
             | CoordError::Resources(_)

@@ -75,6 +75,10 @@ pub struct ResampleConfig {
     /// `resample IN1 IN2 ... --out-dir DIR`: several inputs on one pool (`input` and
     /// `output` are then set per input by the batch run).
     pub batch: Option<super::BatchSpec>,
+    /// `--resume`: continue from the journal of an earlier run.
+    pub resume: bool,
+    /// `--shard`: this run is one shard, writing a journal for `merge`.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// What `map` adds to a run: the user's kernel and its output.
@@ -142,6 +146,8 @@ pub fn resolve(
             (r.run.format == FormatArg::Cog, "--of COG"),
             (r.run.events.is_some(), "--events"),
             (r.run.report_html.is_some(), "--report-html"),
+            (r.run.resume, "--resume"),
+            (r.run.shard.is_some(), "--shard"),
         ];
         if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
             return Err(CoordError::Usage(format!(
@@ -239,7 +245,19 @@ pub fn resolve(
         format,
         pyramid,
         batch,
+        resume: r.is_some_and(|r| r.run.resume),
+        shard: match r {
+            Some(r) => {
+                crate::shard::resolve(r.run.shard, r.run.shards, &|k| std::env::var(k).ok())?
+            }
+            None => None,
+        },
     };
+    if cfg.shard.is_some() && (cfg.pyramid || matches!(cfg.format, OutputFormat::Cog { .. })) {
+        return Err(CoordError::Usage(
+            "--shard writes a journal for `merge`, which writes a GeoTIFF without overviews: --pyramid and --of COG are not available with --shard".into(),
+        ));
+    }
     Ok((cfg, st))
 }
 

@@ -112,6 +112,12 @@ pub enum Command {
         after_help = "Examples:\n  coordinator man > coordinator.1\n\nRead it with man ./coordinator.1"
     )]
     Man,
+    /// Assemble OUTPUT from the journals its shards (`--shard I/N`) left in OUTPUT.shards/:
+    /// refuses, naming them, if any shard or chunk is missing.
+    #[command(
+        after_help = "Examples:\n  coordinator resample demo.tif out.tif -f 8 --shard 0/2\n  coordinator resample demo.tif out.tif -f 8 --shard 1/2\n  coordinator merge out.tif"
+    )]
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -409,6 +415,41 @@ pub struct RunArgs {
     // Help text built here so that the default is written once, in `DEFAULT_KILL_GRACE`.
     #[arg(long, value_parser = units::parse_duration, allow_hyphen_values = true, help = format!("Grace between TERM and KILL when stopping a worker [default: {DEFAULT_KILL_GRACE:?}]"))]
     pub kill_grace: Option<Duration>,
+    /// Continue an interrupted run from its journal (OUTPUT.journal, or the shard's in
+    /// OUTPUT.shards/): journaled chunks are not computed again. With no journal, the run
+    /// starts from the beginning.
+    #[arg(long)]
+    pub resume: bool,
+    /// Run only shard I of N (I/N, 0 <= I < N: a band of rows of chunks) into a journal in
+    /// OUTPUT.shards/, for `coordinator merge OUTPUT`; or auto: I (and N) from an array job's
+    /// environment (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX).
+    #[arg(long, value_parser = crate::shard::parse_shard)]
+    pub shard: Option<crate::shard::ShardArg>,
+    /// N for --shard auto where the engine does not say it (Kubernetes, AWS Batch; with Slurm
+    /// it makes the array task id itself the shard index).
+    #[arg(long, value_parser = parse_shards)]
+    pub shards: Option<u32>,
+}
+
+fn parse_shards(s: &str) -> Result<u32, String> {
+    settings::whole(s, 1).map_err(|_| format!("'{s}' is not a number of shards (1, 2, ...)"))
+}
+
+/// `coordinator merge`: the shards' journals into one output.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// The output the shards were run for: their journals are in OUTPUT.shards/.
+    pub output: PathBuf,
+    /// Write OUTPUT as a VRT over one GeoTIFF per shard (OUTPUT.shards/shard-I-of-N.tif)
+    /// instead of one GeoTIFF.
+    #[arg(long)]
+    pub vrt: bool,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Keep OUTPUT.shards/ after a successful merge (by default it is removed).
+    #[arg(long)]
+    pub keep_shards: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,11 +3,15 @@
 //! metadata the sink sets at the end.
 
 use super::*;
+use durable::{JournaledSink, SinkItem};
 
 /// The block-aggregation job as the engine sees it: the plan's chunks, then the parts of
 /// split ones, each with its kernel payload and slot sizes.
 pub(super) struct BlockAggJob {
     pub(super) tasks: Vec<Chunk>,
+    /// The plan chunk id of each of this run's first tasks (a resumed run or a shard runs a
+    /// subset of the plan, renumbered from 0); split parts, after them, have none.
+    pub(super) plan_ids: Vec<u32>,
     plan: Plan,
     kernel: KernelSpec,
     /// `coordinator map`: each chunk's payload is a `MapChunk` instead.
@@ -25,6 +29,7 @@ impl BlockAggJob {
     pub(super) fn new(cfg: &ResampleConfig, prep: &Prepared) -> BlockAggJob {
         BlockAggJob {
             tasks: prep.plan.chunks.clone(),
+            plan_ids: prep.plan.chunks.iter().map(|c| c.id.0).collect(),
             plan: prep.plan.clone(),
             kernel: KernelSpec {
                 agg: cfg.agg,
@@ -53,7 +58,7 @@ impl BlockAggJob {
 }
 
 impl Job for BlockAggJob {
-    type Sink = GtiffSink;
+    type Sink = JournaledSink;
 
     fn chunk(&self, task: TaskId) -> ChunkSpec {
         let c = &self.tasks[task.0 as usize];
@@ -106,8 +111,11 @@ impl Job for BlockAggJob {
         parts.len() as u32
     }
 
-    fn write_item(&self, task: TaskId) -> Window {
-        self.tasks[task.0 as usize].out
+    fn write_item(&self, task: TaskId) -> SinkItem {
+        SinkItem {
+            out: self.tasks[task.0 as usize].out,
+            plan_id: self.plan_ids.get(task.0 as usize).copied(),
+        }
     }
 
     fn close_item(&self, quarantined: &[TaskId]) -> Vec<(String, String)> {

@@ -42,6 +42,7 @@ use crate::{
 pub use crate::cli::{MapSpec, ResampleConfig};
 
 mod batch;
+mod durable;
 mod job;
 mod prepare;
 mod view;
@@ -67,11 +68,45 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         return batch::resample_batch(cfg);
     }
     let prep = prepare(cfg)?;
+    // The journal: OUTPUT.journal for a whole run, OUTPUT.shards/shard-I-of-N.journal for
+    // a shard (which writes no GeoTIFF: `merge` does). The lock is on what the run writes.
+    let (jpath, range) = match cfg.shard {
+        None => (
+            crate::journal::path_for(&cfg.output),
+            (0, prep.plan.chunks.len() as u32),
+        ),
+        Some(s) => {
+            let dir = crate::shard::dir_for(&cfg.output);
+            let parent = output::parent_dir(&cfg.output);
+            if !parent.is_dir() {
+                return Err(CoordError::OutputDirMissing(parent));
+            }
+            if let Err(e) = std::fs::create_dir(&dir) {
+                if e.kind() != std::io::ErrorKind::AlreadyExists || !dir.is_dir() {
+                    return Err(CoordError::Write {
+                        path: dir.clone(),
+                        reason: format!("creating the shards' directory: {e}"),
+                    });
+                }
+            }
+            (
+                crate::shard::journal_in(&dir, s),
+                crate::shard::range(&prep.plan, s),
+            )
+        }
+    };
+    let lock_target = match cfg.shard {
+        None => cfg.output.clone(),
+        Some(_) => jpath.clone(),
+    };
+    let journal_there = std::fs::symlink_metadata(&jpath).is_ok();
     output::check_paths(
         &cfg.input,
-        &cfg.output,
+        &lock_target,
         cfg.report.as_deref(),
-        cfg.overwrite,
+        // An earlier journal is judged under the lock (`durable::open`), with a message
+        // naming --resume; a shard's "output" is its journal.
+        cfg.overwrite || (journal_there && (cfg.resume || cfg.shard.is_some())),
     )?;
     // The page is refused up front like the report (exists, directory, the input...).
     output::check_paths(
@@ -80,12 +115,22 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         cfg.report_html.as_deref(),
         cfg.overwrite,
     )?;
-    let mut staging = output::Staging::lock(&cfg.output)?;
+    let mut staging = output::Staging::lock(&lock_target)?;
     let events = cfg
         .events
         .as_deref()
         .map(|p| crate::events::open(p, cfg.overwrite, &cfg.input, &cfg.output))
         .transpose()?;
+    let earlier = durable::existing(&jpath)?;
+    // A run killed between its commit and removing its journal left a complete output and a
+    // complete journal: --resume may then replace the output with the same result.
+    let earlier_complete = earlier
+        .as_ref()
+        .is_some_and(|e| e.records.len() == (range.1 - range.0) as usize);
+    let replace = cfg.overwrite || (cfg.resume && earlier_complete);
+    if cfg.shard.is_none() && !replace && std::fs::symlink_metadata(&cfg.output).is_ok() {
+        return Err(CoordError::OutputExists(cfg.output.clone()));
+    }
     if prep.memory.workers > 0 && !cfg.worker_bin.is_file() {
         return Err(CoordError::Workers(format!(
             "worker binary not found at '{}' (set --worker-bin or BLOCKSUM_WORKER_BIN)",
@@ -131,19 +176,70 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         projection: prep.info.projection.clone(),
         creation_options: cfg.creation_options.clone(),
     };
-    let ds = writer::create(&spec, &tmp)?;
-    if let Some((tw, th)) = prep.plan.whole_tiles {
-        // The plan read the tile size from the creation options; GTiff may round it.
-        let made = ds.rasterband(1).map(|b| b.block_size()).ok();
-        if made != Some((tw as usize, th as usize)) {
-            tracing::warn!(
-                "the output's tiles are {made:?}, not the {tw}x{th} the chunks were planned for: output tiles may be compressed more than once"
-            );
-        }
-    }
-    let sink = GtiffSink::new(ds, spec, tmp);
-
     let mut job = BlockAggJob::new(cfg, &prep);
+    let header = crate::journal::Header {
+        identity: durable::identity(cfg, &prep)?,
+        output: durable::output_header(&spec, job.close_item(&[])),
+        shard: cfg.shard.map(|s| (s.index, s.count)),
+        range,
+    };
+    let mut gtiff = match cfg.shard {
+        None => {
+            let ds = writer::create(&spec, &tmp)?;
+            if let Some((tw, th)) = prep.plan.whole_tiles {
+                // The plan read the tile size from the creation options; GTiff may round it.
+                let made = ds.rasterband(1).map(|b| b.block_size()).ok();
+                if made != Some((tw as usize, th as usize)) {
+                    tracing::warn!(
+                        "the output's tiles are {made:?}, not the {tw}x{th} the chunks were planned for: output tiles may be compressed more than once"
+                    );
+                }
+            }
+            Some(GtiffSink::new(ds, spec, tmp))
+        }
+        Some(_) => None,
+    };
+    let opened = durable::open(cfg, &jpath, &cfg.output, earlier, &header)?;
+    let mut done = vec![false; prep.plan.chunks.len()];
+    let resumed = opened.earlier.as_ref().map_or(0, |e| e.records.len());
+    if let Some(scan) = &opened.earlier {
+        for r in &scan.records {
+            done[r.id as usize] = true;
+        }
+        if let Some(g) = &mut gtiff {
+            durable::replay(&jpath, scan, g)?;
+        }
+        tracing::info!(
+            "resuming from '{}': {resumed} chunk(s) journaled",
+            jpath.display()
+        );
+    }
+    // This run's tasks: the plan's chunks in its range that no journal holds, renumbered
+    // from 0 (the engine's task ids); `plan_ids` keeps their place in the plan.
+    let todo: Vec<Chunk> = prep.plan.chunks[range.0 as usize..range.1 as usize]
+        .iter()
+        .filter(|c| !done[c.id.0 as usize])
+        .copied()
+        .collect();
+    job.plan_ids = todo.iter().map(|c| c.id.0).collect();
+    job.tasks = todo
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Chunk {
+            id: TaskId(i as u32),
+            ..*c
+        })
+        .collect();
+    let jstats = Arc::new(std::sync::Mutex::new(crate::journal::JournalStats {
+        path: jpath.display().to_string(),
+        resumed_chunks: resumed,
+        ..Default::default()
+    }));
+    let sink = durable::JournaledSink {
+        out: gtiff,
+        journal: opened.writer,
+        stats: jstats.clone(),
+    };
     let input = cfg.input.to_string_lossy().into_owned();
     let bands: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
     let setup = match &cfg.map {
@@ -194,7 +290,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let ecfg = EngineConfig {
         sched: sc,
         layout: prep.layout,
-        tasks: prep.plan.chunks.len(),
+        tasks: job.tasks.len(),
         worker_bin: cfg.worker_bin.clone(),
         worker_env: vec![
             (
@@ -250,10 +346,12 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         prep: &prep,
         sched: &rec.sched,
         tasks: &job.tasks,
+        plan_ids: &job.plan_ids,
         mem: &rec.memory,
         write_us: &rec.write_us,
         start: rec.start,
         adjusted: outcome.as_ref().cloned().unwrap_or_default(),
+        journal: Some(jstats.lock().unwrap_or_else(|p| p.into_inner()).clone()),
     };
     let mut finished = crate::cog::Finished::default();
     let quarantined = view.quarantined();
@@ -263,15 +361,20 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         input_pixels: prep.info.width * prep.info.height,
         quarantined: !quarantined.is_empty(),
     };
-    let result = match outcome {
+    let result = match (outcome, cfg.shard) {
         // The writer closed, reopened and checked the file under its temporary name: add
         // the pyramid and make the COG (`cog`), then move it into place (never over a file
-        // that appeared meanwhile, unless --overwrite).
-        Ok(_) => crate::cog::finish(cfg, base, &mut staging).and_then(|f| {
-            finished = f;
-            staging.commit(cfg.overwrite)
-        }),
-        Err(e) => Err(e),
+        // that appeared meanwhile, unless --overwrite), then drop the journal, which the
+        // output now stands for.
+        (Ok(_), None) => crate::cog::finish(cfg, base, &mut staging)
+            .and_then(|f| {
+                finished = f;
+                staging.commit(replace)
+            })
+            .map(|()| durable::remove(&jpath)),
+        // A shard's product is its journal, synced at close.
+        (Ok(_), Some(_)) => Ok(()),
+        (Err(e), _) => Err(e),
     };
     if let (Some(log), Ok(())) = (&events, &result) {
         log.emit(
@@ -280,6 +383,20 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
                 output: cfg.output.display().to_string(),
             },
         );
+    }
+    // A committed output took the journal's place; a failed run (or a shard with quarantined
+    // chunks, which merge will name) keeps it for --resume.
+    if result.is_err() || (cfg.shard.is_some() && !quarantined.is_empty()) {
+        let kept = jstats.lock().map_or(0, |s| s.appended_chunks as usize) + resumed;
+        if kept == 0 && cfg.shard.is_none() {
+            // Nothing to resume: a journal would only make the next run ask for --resume.
+            let _ = std::fs::remove_file(&jpath);
+        } else if kept > 0 {
+            tracing::warn!(
+                "the journal '{}' keeps {kept} finished chunk(s): rerun with --resume to compute only the rest",
+                jpath.display()
+            );
+        }
     }
     let exit_code = match &result {
         Ok(()) if quarantined.is_empty() && finished.quarantined == 0 => protocol::exit::OK,
@@ -357,6 +474,29 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     }
     result?;
     let t = &report.totals;
+    if let Some(s) = cfg.shard {
+        let mut message = format!(
+            "wrote shard {}/{} of {} (chunks {}..{} of {}) to {}: {} chunk(s) computed in {:.2} s, {} worker(s)",
+            s.index,
+            s.count,
+            cfg.output.display(),
+            range.0,
+            range.1,
+            prep.plan.chunks.len(),
+            jpath.display(),
+            job.plan_ids.len(),
+            t.wall_ms as f64 / 1000.0,
+            prep.memory.workers,
+        );
+        if resumed > 0 {
+            message.push_str(&format!(", {resumed} resumed from the journal"));
+        }
+        if !quarantined.is_empty() {
+            message.push('\n');
+            message.push_str(&view.quarantine_warning(&quarantined));
+        }
+        return Ok(RunSummary { exit_code, message });
+    }
     let mut message = format!(
         "wrote {} ({}x{}, {} band(s), {}): {} chunks in {:.2} s ({:.0} MiB/s), {} worker(s), {} restart(s)",
         cfg.output.display(),
@@ -370,6 +510,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         prep.memory.workers,
         t.counters.restarts,
     );
+    if resumed > 0 {
+        message.push_str(&format!(", {resumed} chunk(s) resumed from the journal"));
+    }
     if t.done_in_process > 0 && prep.memory.workers > 0 {
         message.push_str(&format!(
             ", {} chunk(s) run in process after a timeout",

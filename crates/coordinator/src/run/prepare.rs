@@ -72,7 +72,11 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     };
     // Small rasters still get a few chunks per worker, so that every worker has work.
     let total = info.width * info.height * pixel_bytes;
-    let spread = (total / (4 * cfg.workers.max(1) as u64)).max(1 << 20);
+    // A shard's plan must be the same on every node, whatever its core count: no spread.
+    let spread = match cfg.shard {
+        Some(_) => u64::MAX,
+        None => (total / (4 * cfg.workers.max(1) as u64)).max(1 << 20),
+    };
     let target = cfg.chunk_bytes.min(spread);
     let plan = plan(
         info.width,

@@ -10,10 +10,13 @@ pub(super) struct RunView<'a> {
     pub(super) prep: &'a Prepared,
     pub(super) sched: &'a Scheduler,
     pub(super) tasks: &'a [Chunk],
+    /// The plan chunk id of each of the first tasks (`BlockAggJob::plan_ids`).
+    pub(super) plan_ids: &'a [u32],
     pub(super) mem: &'a MemState,
     pub(super) write_us: &'a [Option<u64>],
     pub(super) start: Instant,
     pub(super) adjusted: Vec<Adjusted>,
+    pub(super) journal: Option<crate::journal::JournalStats>,
 }
 
 impl RunView<'_> {
@@ -135,6 +138,11 @@ impl RunView<'_> {
             .iter()
             .map(|c| ChunkReport {
                 id: c.id.0,
+                plan_id: self
+                    .plan_ids
+                    .get(c.id.0 as usize)
+                    .copied()
+                    .filter(|&p| p != c.id.0),
                 parent: self.sched.parent(c.id).map(|p| p.0),
                 window: [c.window.x, c.window.y, c.window.w, c.window.h],
                 out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
@@ -264,6 +272,7 @@ impl RunView<'_> {
             chunks,
             workers,
             totals,
+            journal: self.journal.clone(),
         }
     }
 }

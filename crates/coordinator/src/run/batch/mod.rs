@@ -400,6 +400,8 @@ fn finish(
                 write_us: &r.rec.write_us,
                 start,
                 adjusted: Vec::new(),
+                plan_ids: &[],
+                journal: None,
             };
             let res = match &r.error {
                 Some(e) => Err(CoordError::Internal(e.to_string())),
@@ -583,6 +585,8 @@ fn fill_section(
         write_us: &r.rec.write_us,
         start,
         adjusted: Vec::new(),
+        plan_ids: &[],
+        journal: None,
     };
     s.options = Some(view.options());
     s.plan = Some(PlanSummary::new(
@@ -624,6 +628,8 @@ fn fill_section(
         }
         s.chunks.push(ChunkReport {
             id: chunk.id.0,
+            // A batch has no journal: its chunks are the plan's, numbered per input.
+            plan_id: None,
             parent: sched.parent(t).and_then(local_of),
             window: [
                 chunk.window.x,

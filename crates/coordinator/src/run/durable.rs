@@ -1,0 +1,266 @@
+//! The run's journal, as the run wires it: the plan's identity, finding and checking the
+//! journal of an earlier run (`--resume`), replaying its chunks into the output, and the
+//! sink that journals each chunk as it is written. The file format is `crate::journal`'s.
+
+use std::{
+    os::unix::fs::MetadataExt,
+    sync::{Arc, Mutex},
+};
+
+use super::*;
+use crate::journal::{self, Header, JournalStats, JournalWriter, OutputHeader, PlanIdentity, Scan};
+
+/// The identity of this run's plan: the input (canonical path, size, modification time) and
+/// every option that changes the chunks or the pixels.
+pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIdentity, CoordError> {
+    let canonical = cfg
+        .input
+        .canonicalize()
+        .unwrap_or_else(|_| cfg.input.clone());
+    // A virtual GDAL path (/vsicurl/...) has no local metadata: its name stands alone.
+    let (size, mtime) = std::fs::metadata(&cfg.input)
+        .map(|m| {
+            (
+                m.len().to_string(),
+                format!("{}.{:09}", m.mtime(), m.mtime_nsec()),
+            )
+        })
+        .unwrap_or_else(|_| ("?".into(), "?".into()));
+    let p = &prep.plan;
+    let mut options: Vec<(String, String)> = vec![
+        ("input".into(), canonical.display().to_string()),
+        ("input size".into(), size),
+        ("input modification time".into(), mtime),
+        (
+            "command".into(),
+            if cfg.map.is_some() { "map" } else { "resample" }.into(),
+        ),
+        ("--factor".into(), cfg.factor.to_string()),
+        ("--agg".into(), cfg.agg.name().into()),
+        (
+            "bands".into(),
+            format!(
+                "{:?}",
+                prep.bands.iter().map(|b| b.index).collect::<Vec<_>>()
+            ),
+        ),
+        ("output type".into(), prep.out_type.to_string()),
+        (
+            "output nodata".into(),
+            format!("{:#018x}", prep.out_nodata.to_bits()),
+        ),
+        (
+            "chunk grid (from --chunk-mib, and --workers on a small raster)".into(),
+            format!("{}x{}", p.chunk_w, p.chunk_h),
+        ),
+        ("creation options".into(), cfg.creation_options.join(" ")),
+    ];
+    if let Some(m) = &cfg.map {
+        let lib = m.lib.as_deref().unwrap_or(&cfg.worker_bin);
+        let stamp = std::fs::metadata(lib)
+            .map(|md| format!("{} bytes, modified {}", md.len(), md.mtime()))
+            .unwrap_or_default();
+        options.push(("kernel".into(), format!("{} ({stamp})", lib.display())));
+        options.push(("--kernel-arg".into(), format!("{:?}", m.args)));
+        options.push(("--out-bands".into(), m.out_bands.to_string()));
+    }
+    Ok(PlanIdentity {
+        options,
+        chunks: p.chunks.len() as u32,
+    })
+}
+
+/// The output as `merge` will need to write it without the input.
+pub(super) fn output_header(spec: &OutputSpec, metadata: Vec<(String, String)>) -> OutputHeader {
+    OutputHeader {
+        width: spec.width,
+        height: spec.height,
+        band_descriptions: spec.bands.iter().map(|b| b.description.clone()).collect(),
+        out_type: spec.out_type,
+        nodata: spec.nodata,
+        geo_transform: spec.geo_transform,
+        projection: spec.projection.clone(),
+        creation_options: spec.creation_options.clone(),
+        metadata,
+    }
+}
+
+/// The journal a run appends to, and what an earlier run had journaled.
+pub(super) struct Opened {
+    pub(super) writer: JournalWriter,
+    /// The earlier run's journal, when resuming one.
+    pub(super) earlier: Option<Scan>,
+}
+
+/// Reads what is at `path` before the run starts, under the run's lock: `None` for no
+/// journal (or one whose header never became complete: its run died starting, and it stands
+/// for no work).
+pub(super) fn existing(path: &Path) -> Result<Option<Scan>, CoordError> {
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(None),
+        Ok(m) if !m.is_file() => Err(CoordError::Write {
+            path: path.to_path_buf(),
+            reason: "the journal's name is taken by something that is not a regular file".into(),
+        }),
+        Ok(_) => {
+            let scan = Scan::read(path)?;
+            if scan.is_none() {
+                tracing::info!(
+                    "'{}' holds no complete header (its run died starting): removed",
+                    path.display()
+                );
+                std::fs::remove_file(path).map_err(|e| CoordError::Write {
+                    path: path.to_path_buf(),
+                    reason: format!("removing an empty journal: {e}"),
+                })?;
+            }
+            Ok(scan)
+        }
+    }
+}
+
+/// Opens the run's journal: continues `earlier` when resuming (after checking it is this
+/// plan's), else starts a new one (`--overwrite` discards an earlier one; without it, an
+/// earlier journal is an error naming `--resume` and `--overwrite`).
+pub(super) fn open(
+    cfg: &ResampleConfig,
+    path: &Path,
+    target: &Path,
+    earlier: Option<Scan>,
+    header: &Header,
+) -> Result<Opened, CoordError> {
+    match earlier {
+        Some(scan) if cfg.resume => {
+            if let Some(why) = journal::difference(&scan.header.identity, &header.identity) {
+                return Err(CoordError::JournalMismatch {
+                    journal: path.to_path_buf(),
+                    why,
+                });
+            }
+            if scan.header.shard != header.shard || scan.header.range != header.range {
+                return Err(CoordError::JournalMismatch {
+                    journal: path.to_path_buf(),
+                    why: "it is another shard's".into(),
+                });
+            }
+            let writer = JournalWriter::resume(path, &scan)?;
+            Ok(Opened {
+                writer,
+                earlier: Some(scan),
+            })
+        }
+        Some(scan) if !cfg.overwrite => Err(CoordError::JournalExists {
+            journal: path.to_path_buf(),
+            output: target.to_path_buf(),
+            chunks: scan.records.len(),
+        }),
+        Some(_) => {
+            tracing::info!(
+                "--overwrite: discarding the journal '{}' of an earlier run",
+                path.display()
+            );
+            std::fs::remove_file(path).map_err(|e| CoordError::Write {
+                path: path.to_path_buf(),
+                reason: format!("removing the earlier journal: {e}"),
+            })?;
+            Ok(Opened {
+                writer: JournalWriter::create(path, header)?,
+                earlier: None,
+            })
+        }
+        None => Ok(Opened {
+            writer: JournalWriter::create(path, header)?,
+            earlier: None,
+        }),
+    }
+}
+
+/// Writes every chunk of `scan` into `sink`, one record in memory at a time.
+pub(super) fn replay(path: &Path, scan: &Scan, sink: &mut GtiffSink) -> Result<(), CoordError> {
+    let err = |reason: String| CoordError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file =
+        std::fs::File::open(path).map_err(|e| err(format!("reopening the journal: {e}")))?;
+    let mut buf = Vec::new();
+    for r in &scan.records {
+        Scan::payload(&mut file, r, &mut buf)
+            .map_err(|e| err(format!("reading chunk {} from the journal: {e}", r.id)))?;
+        engine::ChunkSink::write(sink, TaskId(r.id), r.out, Some(&buf)).map_err(|reason| {
+            CoordError::Write {
+                path: sink_path(sink),
+                reason,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+fn sink_path(s: &GtiffSink) -> PathBuf {
+    s.path().to_path_buf()
+}
+
+/// What the sink needs to place one chunk: its output window, and its plan chunk id when it
+/// is a whole chunk of the plan (the parts of a split chunk are not journaled: a resume
+/// computes their chunk again).
+pub struct SinkItem {
+    pub out: Window,
+    pub plan_id: Option<u32>,
+}
+
+/// The run's sink: writes each chunk into the output (a whole run) and appends it to the
+/// journal.
+pub struct JournaledSink {
+    pub(super) out: Option<GtiffSink>,
+    pub(super) journal: JournalWriter,
+    pub(super) stats: Arc<Mutex<JournalStats>>,
+}
+
+impl JournaledSink {
+    fn record(&self) {
+        let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        s.appended_chunks = self.journal.appended;
+        s.appended_bytes = self.journal.bytes;
+        s.append_ms = self.journal.busy.as_secs_f64() * 1000.0;
+    }
+}
+
+impl engine::ChunkSink for JournaledSink {
+    type Item = SinkItem;
+    type Close = Vec<(String, String)>;
+    type Closed = Vec<Adjusted>;
+
+    fn write(&mut self, task: TaskId, item: SinkItem, output: Option<&[u8]>) -> Result<(), String> {
+        if let Some(g) = &mut self.out {
+            g.write(task, item.out, output)?;
+        }
+        if let (Some(id), Some(bytes)) = (item.plan_id, output) {
+            self.journal.append(id, item.out, bytes)?;
+        }
+        self.record();
+        Ok(())
+    }
+
+    fn close(mut self, metadata: Vec<(String, String)>) -> Result<Vec<Adjusted>, String> {
+        let t0 = std::time::Instant::now();
+        self.journal.sync()?;
+        self.journal.busy += t0.elapsed();
+        self.record();
+        match self.out {
+            Some(g) => g.close(metadata),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Removes the journal once the output it stands for is committed.
+pub(super) fn remove(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => journal::sync_dir(path),
+        Err(e) => tracing::warn!(
+            "the output is complete, but removing its journal '{}' failed: {e}",
+            path.display()
+        ),
+    }
+}
