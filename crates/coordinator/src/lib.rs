@@ -14,6 +14,7 @@ pub mod bench;
 pub mod budget;
 pub mod cli;
 pub mod error;
+pub mod fidelity;
 pub mod os;
 pub mod output;
 pub mod plan;

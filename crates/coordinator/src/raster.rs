@@ -19,6 +19,11 @@ pub struct BandInfo {
     pub sample: SampleType,
     pub nodata: Option<f64>,
     pub description: String,
+    /// GDAL's mask says more than nodata: a per-band or per-dataset mask (internal or a
+    /// `.msk` sidecar) or an alpha band.
+    pub masked: bool,
+    /// What the output may carry over (see [`crate::fidelity`]).
+    pub meta: crate::fidelity::InputBandMeta,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +36,8 @@ pub struct RasterInfo {
     pub geo_transform: Option<[f64; 6]>,
     pub projection: String,
     pub driver: String,
+    /// The dataset's `AREA_OR_POINT` metadata item, carried over.
+    pub area_or_point: Option<String>,
 }
 
 pub fn sample_of(t: GdalDataType) -> Option<SampleType> {
@@ -91,11 +98,15 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
             let (bw, bh) = rb.block_size();
             block = (bw as u64, bh as u64);
         }
+        let (masked, _) = worker::exec::band_has_mask(&rb)
+            .map_err(|e| not_raster(format!("band {i}: its GDAL mask: {e}")))?;
         bands.push(BandInfo {
             index: i as u32,
             sample,
             nodata: rb.no_data_value(),
             description: rb.description().unwrap_or_default(),
+            masked,
+            meta: crate::fidelity::InputBandMeta::read(&rb),
         });
     }
     Ok(RasterInfo {
@@ -107,6 +118,7 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
         geo_transform: ds.geo_transform().ok(),
         projection: ds.projection(),
         driver: ds.driver().short_name(),
+        area_or_point: ds.metadata_item("AREA_OR_POINT", ""),
     })
 }
 

@@ -59,6 +59,8 @@ pub struct ResampleConfig {
     pub map: Option<MapSpec>,
     /// Which decoder the kernels read pixels with.
     pub decoder: Decoder,
+    /// `--ignore-mask`: GDAL mask bands do not make pixels invalid.
+    pub ignore_mask: bool,
 }
 
 /// What `map` adds to a run: the user's kernel and its output.
@@ -188,6 +190,7 @@ pub fn resolve(
         quiet: cli.quiet,
         map: None,
         decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
+        ignore_mask: job.ignore_mask,
     };
     Ok((cfg, st))
 }
@@ -221,6 +224,7 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
         ot: Some(SampleType::F64),
         chunk_mib: m.chunk_mib,
         in_process: false,
+        ignore_mask: false,
         faults: m.faults.clone(),
         pool: m.pool.clone(),
     };
