@@ -372,3 +372,131 @@ fn vsizip_and_vrt_inputs() {
     resample(vrt.to_str().unwrap(), &out, &["-f", "5", "--workers", "2"]);
     check_band(&out, 1, &want);
 }
+
+/// A static file server that answers range requests (Python's `http.server` does not, and
+/// GDAL's `/vsicurl/` needs them), on a free port it prints.
+const RANGE_SERVER: &str = r#"
+import functools, http.server, os, re, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def send_head(self):
+        m = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        path = self.translate_path(self.path)
+        if not m or not os.path.isfile(path):
+            return super().send_head()
+        size = os.path.getsize(path)
+        a, b = int(m.group(1)), min(int(m.group(2) or size - 1), size - 1)
+        f = open(path, "rb"); f.seek(a)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {a}-{b}/{size}")
+        self.send_header("Content-Length", str(b - a + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.left = b - a + 1
+        return f
+    def copyfile(self, src, dst):
+        n = getattr(self, "left", None)
+        if n is None:
+            return super().copyfile(src, dst)
+        dst.write(src.read(n))
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=sys.argv[1]))
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+#[test]
+fn vsicurl_input_from_a_local_server() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.tif");
+    drop(write_u8(&input, 1));
+    let mut server = std::process::Command::new("python3")
+        .args(["-c", RANGE_SERVER])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 for the HTTP server");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().expect("the server's port");
+    let out = dir.path().join("curl.tif");
+    let url = format!("/vsicurl/http://127.0.0.1:{port}/in.tif");
+    let o = run(coordinator()
+        .args(["-q", "--workers", "2", "resample", &url])
+        .arg(&out)
+        .args(["-f", "5"]));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    check_band(&out, 1, &expected(1, 5, "sum", false));
+}
+
+#[test]
+fn without_nodata_a_quarantined_window_is_marked_in_a_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("plain.tif");
+    drop(write_u8(&input, 1));
+    let out = dir.path().join("out.tif");
+    let rep = dir.path().join("run.json");
+    let o = run(coordinator()
+        .args(["-q", "--workers", "2", "resample"])
+        .arg(&input)
+        .arg(&out)
+        .args(["-f", "4", "--agg", "max", "--chunk-mib", "0.001"])
+        .args(["--inject-fault", "segv:1", "--report"])
+        .arg(&rep));
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let r = report(&rep);
+    let ds = Dataset::open(&out).unwrap();
+    let rb = ds.rasterband(1).unwrap();
+    assert_eq!(
+        rb.no_data_value(),
+        None,
+        "no block of this input can be empty"
+    );
+    assert!(rb.mask_flags().unwrap().is_per_dataset());
+    let (ow, oh) = (W.div_ceil(4), H.div_ceil(4));
+    let mask = rb
+        .open_mask_band()
+        .unwrap()
+        .read_as::<u8>((0, 0), (ow, oh), (ow, oh), None)
+        .unwrap()
+        .data()
+        .to_vec();
+    let mut inside = vec![false; ow * oh];
+    for c in r["chunks"].as_array().unwrap() {
+        if c["outcome"] == "quarantined" {
+            let w: Vec<usize> = c["out_window"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
+            for y in w[1]..w[1] + w[3] {
+                for x in w[0]..w[0] + w[2] {
+                    inside[y * ow + x] = true;
+                }
+            }
+        }
+    }
+    assert!(inside.iter().any(|&q| q), "something was quarantined");
+    // The mask is inside the file: nothing but input, output and report in the directory.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["out.tif", "plain.tif", "run.json"]);
+    let want = expected(1, 4, "max", false);
+    let (_, px) = read_all(&out);
+    for i in 0..ow * oh {
+        if inside[i] {
+            assert_eq!(mask[i], 0, "pixel {i}: quarantined, masked out");
+        } else {
+            assert_eq!(mask[i], 255, "pixel {i}");
+            assert_eq!(Some(px[0][i]), want[i], "pixel {i}");
+        }
+    }
+}

@@ -83,7 +83,10 @@ pub fn empty_block_possible(agg: Agg, bands: &[BandInfo], ignore_mask: bool) -> 
 pub struct NodataChoice {
     pub out_type: SampleType,
     pub nodata: Option<f64>,
+    /// Bands whose own nodata value the output's replaces because the bands differ.
     pub warnings: Vec<String>,
+    /// Bands whose shared nodata value the output's replaces (sum, mean: NaN).
+    pub notes: Vec<String>,
 }
 
 /// The output's nodata: none when no block can be empty; else a value no valid output can
@@ -136,29 +139,42 @@ pub fn choose_nodata(
         (wider, Some(nd))
     };
     let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
-    let warnings = bands
+    let changed: Vec<String> = bands
         .iter()
         .filter_map(|b| {
-            let v = b.nodata?;
-            match nodata {
-                Some(n) if same(n, v) => None,
-                Some(n) => Some(format!(
-                    "band {}: its nodata value {v} is {n} in the output ({})",
-                    b.index,
-                    if agree {
-                        "a sum or a mean could equal it"
-                    } else {
-                        "a GeoTIFF holds one nodata value for all bands, and the bands' differ"
-                    }
-                )),
-                None => None,
-            }
+            let (v, n) = (b.nodata?, nodata?);
+            (!same(n, v)).then(|| {
+                format!(
+                    "band {}: its nodata value {v} is {n} in the output",
+                    b.index
+                )
+            })
         })
         .collect();
+    // Bands that disagree lose their own value to the GeoTIFF's one: a warning. A sum or a
+    // mean trading a shared value for NaN is the documented rule: said at info level.
+    let (warnings, notes) = if agree {
+        let notes = changed
+            .into_iter()
+            .map(|c| format!("{c} (a sum or a mean could equal it)"))
+            .collect();
+        (Vec::new(), notes)
+    } else {
+        let warnings = changed
+            .into_iter()
+            .map(|c| {
+                format!(
+                    "{c} (a GeoTIFF holds one nodata value for all bands, and the bands' differ)"
+                )
+            })
+            .collect();
+        (warnings, Vec::new())
+    };
     NodataChoice {
         out_type,
         nodata,
         warnings,
+        notes,
     }
 }
 
@@ -294,7 +310,7 @@ mod tests {
         // A sum could equal -9999: NaN, with a warning.
         let c = choose_nodata(Agg::Sum, SampleType::F64, false, &n, true);
         assert!(c.nodata.unwrap().is_nan());
-        assert_eq!(c.warnings.len(), 1);
+        assert_eq!((c.warnings.len(), c.notes.len()), (0, 1));
         // An explicit integer type keeps the old rule.
         let c = choose_nodata(Agg::Sum, SampleType::U8, true, &n, true);
         assert_eq!(c.nodata, Some(255.0));

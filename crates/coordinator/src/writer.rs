@@ -258,7 +258,13 @@ fn close(
 fn mask_quarantined(ds: &mut Dataset, spec: &OutputSpec, windows: &[Window]) -> Result<(), String> {
     let what = |e: String| format!("marking quarantined windows in a mask band: {e}");
     let mut rb = check(|| ds.rasterband(1)).map_err(what)?;
-    check(|| rb.create_mask_band(true)).map_err(what)?;
+    // Inside the file, not a `.msk` sidecar (GDAL's default before 3.9), which would stay
+    // behind under the temporary name. GDAL's configuration is per thread here: the writer's.
+    gdal::config::set_thread_local_config_option("GDAL_TIFF_INTERNAL_MASK", "YES")
+        .map_err(|e| what(e.to_string()))?;
+    let created = check(|| rb.create_mask_band(true));
+    let _ = gdal::config::clear_thread_local_config_option("GDAL_TIFF_INTERNAL_MASK");
+    created.map_err(what)?;
     let mut mb = check(|| rb.open_mask_band()).map_err(what)?;
     let (w, h) = (spec.width as usize, spec.height as usize);
     let rows = (1 << 20) / w.max(1) + 1;

@@ -253,6 +253,38 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn masked_and_scaled_input_matches_naive(
+            w in 1usize..30, h in 1usize..30, f in 1usize..9, agg in agg(),
+            input in proptest::collection::vec(any::<i16>(), 900),
+            mask in proptest::collection::vec(0u8..3, 900),
+            scale in prop_oneof![Just(None), Just(Some((0.5, -3.0))), Just(Some((-2.0, 7.0)))],
+        ) {
+            let (input, mask) = (&input[..w * h], &mask[..w * h]);
+            let k = BandKernel { agg, factor: f, nodata: Some(-1.0), out_nodata: f64::NAN, affine: scale };
+            let (ow, oh) = out_dims(w, h, f);
+            let mut out = vec![0.0; ow * oh];
+            aggregate_masked(input, Some(mask), w, h, &k, &mut out);
+            // The naive definition on the same pixels: masked ones become NaN (invalid),
+            // nodata stays nodata, the rest is scaled first.
+            let (s, o) = scale.unwrap_or((1.0, 0.0));
+            let wide: Vec<f64> = input.iter().zip(mask).map(|(&v, &m)| match (v, m) {
+                (_, 0) => f64::NAN,
+                (-1, _) => -1.0,
+                (v, _) => v as f64 * s + o,
+            }).collect();
+            let mut nk = k;
+            // A scaled valid pixel may land on -1: the naive side compares raw values only.
+            nk.nodata = None;
+            let wide: Vec<f64> = wide.iter().zip(input).map(|(&x, &v)| if v == -1 { f64::NAN } else { x }).collect();
+            let want = naive(&wide, w, h, &nk);
+            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                prop_assert!(close(*a, *b), "pixel {i}: got {a}, want {b}");
+            }
+        }
+    }
+
     #[test]
     fn all_invalid_block_is_nodata_and_count_zero() {
         let input = [f32::NAN, -1.0, -1.0, 5.0];

@@ -62,6 +62,9 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
             for w in &c.warnings {
                 tracing::warn!("{w}");
             }
+            for n in &c.notes {
+                tracing::info!("{n}");
+            }
             (c.out_type, c.nodata)
         }
     };
