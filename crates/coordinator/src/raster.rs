@@ -164,7 +164,8 @@ pub fn common_sample(bands: &[BandInfo]) -> SampleType {
 /// |------------|-------------------------------------------------------------|
 /// | sum        | Float64 (integers exact up to 2^53; no float overflow)      |
 /// | mean       | Float32 for Float32 input, else Float64                     |
-/// | min, max   | the input type (the result is one of the input values)      |
+/// | min, max   | the input type (the result is one of the input values; widened by |
+/// |            | `fidelity::choose_nodata` when a nodata is needed and none is free) |
 /// | count      | UInt32                                                      |
 pub fn default_out_type(agg: Agg, sample: SampleType) -> SampleType {
     match agg {
@@ -173,23 +174,5 @@ pub fn default_out_type(agg: Agg, sample: SampleType) -> SampleType {
         Agg::Mean => SampleType::F64,
         Agg::Min | Agg::Max => sample,
         Agg::Count => SampleType::U32,
-    }
-}
-
-/// Output nodata: the input's when the output type holds it (not for count, whose 0 is a
-/// value), else NaN for float outputs, else the integer type's extreme (max for unsigned,
-/// min for signed). It marks blocks without a valid pixel and quarantined chunks.
-pub fn out_nodata(agg: Agg, out: SampleType, input: Option<f64>) -> f64 {
-    match input {
-        Some(v) if agg != Agg::Count && out.represents(v) => v,
-        _ if out.is_float() => f64::NAN,
-        _ => {
-            let (lo, hi) = out.range();
-            if lo < 0.0 {
-                lo
-            } else {
-                hi
-            }
-        }
     }
 }
