@@ -40,12 +40,14 @@ fn pool_and_in_process_agree_with_the_reference() {
         let gt = ds.geo_transform().unwrap();
         assert_eq!(gt, [500000.0, 240.0, 0.0, 5200000.0, 0.0, -240.0]);
         assert_eq!(ds.spatial_ref().unwrap().auth_code().unwrap(), 32633);
-        assert_eq!(ds.rasterband(1).unwrap().no_data_value(), Some(NODATA));
+        // A sum can equal the input's -9999: the output's nodata is NaN, which none can.
+        let nd = ds.rasterband(1).unwrap().no_data_value();
+        assert!(nd.is_some_and(f64::is_nan), "{nd:?}");
         for (i, (a, b)) in bands[0].iter().zip(&want).enumerate() {
             assert!(close(*a, *b), "{mode}: pixel {i}: {a} vs {b}");
         }
         // Some blocks are all nodata (the solid hole), and they are nodata in the output.
-        assert!(bands[0].contains(&NODATA));
+        assert!(bands[0].iter().any(|v| v.is_nan()));
         outputs.push((mode, bands));
     }
     for (mode, bands) in &outputs[1..] {

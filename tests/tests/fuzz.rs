@@ -227,7 +227,7 @@ fn corrupted_inputs_never_panic_hang_or_lose_pixels() {
                 None => {
                     for p in px {
                         assert!(inside[p], "{what}: unreadable tile {t} not quarantined");
-                        assert_eq!(got[p], NODATA, "{what}: tile {t}");
+                        assert!(got[p].is_nan(), "{what}: tile {t}: {}", got[p]);
                     }
                 }
                 Some(data) => {
@@ -238,7 +238,7 @@ fn corrupted_inputs_never_panic_hang_or_lose_pixels() {
                     }
                     for p in px {
                         if inside[p] {
-                            assert_eq!(got[p], NODATA, "{what}: tile {t}");
+                            assert!(got[p].is_nan(), "{what}: tile {t}: {}", got[p]);
                         } else {
                             assert!(
                                 got[p].to_bits() == clean[p].to_bits()

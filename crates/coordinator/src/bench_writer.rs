@@ -145,12 +145,16 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
             sample: SampleType::F32,
             nodata: Some(synth::SYNTH_NODATA),
             description: String::new(),
+            masked: false,
+            meta: Default::default(),
         }],
         out_type: cfg.out_type,
-        nodata: synth::SYNTH_NODATA,
+        nodata: Some(synth::SYNTH_NODATA),
         geo_transform: None,
         projection: String::new(),
         creation_options: cfg.creation_options.clone(),
+        band_meta: Vec::new(),
+        area_or_point: None,
     };
     let tmp: PathBuf = cfg.output.to_path_buf();
     if cfg.overwrite {

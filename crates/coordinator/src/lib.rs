@@ -23,6 +23,7 @@ pub mod cli;
 pub mod cog;
 pub mod error;
 pub mod events;
+pub mod fidelity;
 pub mod html;
 pub mod journal;
 pub mod merge;

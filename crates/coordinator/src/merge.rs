@@ -163,6 +163,8 @@ fn spec_of(h: &Header, path: &Path, height: u64, y0: u64) -> OutputSpec {
                 sample: o.out_type,
                 nodata: None,
                 description: d.clone(),
+                masked: false,
+                meta: Default::default(),
             })
             .collect(),
         out_type: o.out_type,
@@ -174,6 +176,8 @@ fn spec_of(h: &Header, path: &Path, height: u64, y0: u64) -> OutputSpec {
         }),
         projection: o.projection.clone(),
         creation_options: o.creation_options.clone(),
+        band_meta: o.band_meta.clone(),
+        area_or_point: o.area_or_point.clone(),
     }
 }
 
@@ -358,14 +362,16 @@ fn write_vrt(
         if !d.is_empty() {
             x.push_str(&format!("    <Description>{}</Description>\n", xml(d)));
         }
-        x.push_str(&format!(
-            "    <NoDataValue>{}</NoDataValue>\n",
-            if o.nodata.is_nan() {
-                "nan".to_string()
-            } else {
-                format!("{:?}", o.nodata)
-            }
-        ));
+        if let Some(nd) = o.nodata {
+            x.push_str(&format!(
+                "    <NoDataValue>{}</NoDataValue>\n",
+                if nd.is_nan() {
+                    "nan".to_string()
+                } else {
+                    format!("{nd:?}")
+                }
+            ));
+        }
         for (src, y0, h) in &sources {
             x.push_str(&format!(
                 "    <SimpleSource>\n      <SourceFilename relativeToVRT=\"1\">{}</SourceFilename>\n      <SourceBand>{}</SourceBand>\n      <SrcRect xOff=\"0\" yOff=\"0\" xSize=\"{w}\" ySize=\"{h}\"/>\n      <DstRect xOff=\"0\" yOff=\"{y0}\" xSize=\"{w}\" ySize=\"{h}\"/>\n    </SimpleSource>\n",

@@ -201,3 +201,16 @@ pub fn validate_creation_options(driver: &str, options: &[String]) -> Result<(),
         msg.lines().map(str::trim).collect::<Vec<_>>().join("; ")
     })
 }
+
+/// Sets a band's unit type (the bindings read it but cannot set it). GDAL's error state
+/// carries any failure (see [`gdal_err::check`]).
+pub fn set_unit(band: &mut gdal::raster::RasterBand, unit: &std::ffi::CStr) -> Result<(), String> {
+    // SAFETY: the band handle is valid while `band` lives, and `unit` is a NUL-terminated
+    // string that GDAL copies.
+    let rc = unsafe { gdal_sys::GDALSetRasterUnitType(band.c_rasterband(), unit.as_ptr()) };
+    if rc == gdal_sys::CPLErr::CE_None {
+        Ok(())
+    } else {
+        Err("GDAL could not set the unit type".into())
+    }
+}

@@ -19,6 +19,11 @@ pub struct BandInfo {
     pub sample: SampleType,
     pub nodata: Option<f64>,
     pub description: String,
+    /// GDAL's mask says more than nodata: a per-band or per-dataset mask (internal or a
+    /// `.msk` sidecar) or an alpha band.
+    pub masked: bool,
+    /// What the output may carry over (see [`crate::fidelity`]).
+    pub meta: crate::fidelity::InputBandMeta,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +36,8 @@ pub struct RasterInfo {
     pub geo_transform: Option<[f64; 6]>,
     pub projection: String,
     pub driver: String,
+    /// The dataset's `AREA_OR_POINT` metadata item, carried over.
+    pub area_or_point: Option<String>,
 }
 
 pub fn sample_of(t: GdalDataType) -> Option<SampleType> {
@@ -91,11 +98,15 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
             let (bw, bh) = rb.block_size();
             block = (bw as u64, bh as u64);
         }
+        let (masked, _) = worker::exec::band_has_mask(&rb)
+            .map_err(|e| not_raster(format!("band {i}: its GDAL mask: {e}")))?;
         bands.push(BandInfo {
             index: i as u32,
             sample,
             nodata: rb.no_data_value(),
             description: rb.description().unwrap_or_default(),
+            masked,
+            meta: crate::fidelity::InputBandMeta::read(&rb),
         });
     }
     Ok(RasterInfo {
@@ -107,6 +118,7 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
         geo_transform: ds.geo_transform().ok(),
         projection: ds.projection(),
         driver: ds.driver().short_name(),
+        area_or_point: ds.metadata_item("AREA_OR_POINT", ""),
     })
 }
 
@@ -152,7 +164,8 @@ pub fn common_sample(bands: &[BandInfo]) -> SampleType {
 /// |------------|-------------------------------------------------------------|
 /// | sum        | Float64 (integers exact up to 2^53; no float overflow)      |
 /// | mean       | Float32 for Float32 input, else Float64                     |
-/// | min, max   | the input type (the result is one of the input values)      |
+/// | min, max   | the input type (the result is one of the input values; widened by |
+/// |            | `fidelity::choose_nodata` when a nodata is needed and none is free) |
 /// | count      | UInt32                                                      |
 pub fn default_out_type(agg: Agg, sample: SampleType) -> SampleType {
     match agg {
@@ -161,23 +174,5 @@ pub fn default_out_type(agg: Agg, sample: SampleType) -> SampleType {
         Agg::Mean => SampleType::F64,
         Agg::Min | Agg::Max => sample,
         Agg::Count => SampleType::U32,
-    }
-}
-
-/// Output nodata: the input's when the output type holds it (not for count, whose 0 is a
-/// value), else NaN for float outputs, else the integer type's extreme (max for unsigned,
-/// min for signed). It marks blocks without a valid pixel and quarantined chunks.
-pub fn out_nodata(agg: Agg, out: SampleType, input: Option<f64>) -> f64 {
-    match input {
-        Some(v) if agg != Agg::Count && out.represents(v) => v,
-        _ if out.is_float() => f64::NAN,
-        _ => {
-            let (lo, hi) = out.range();
-            if lo < 0.0 {
-                lo
-            } else {
-                hi
-            }
-        }
     }
 }

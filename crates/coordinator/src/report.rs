@@ -52,7 +52,7 @@ pub struct ReportOptions {
     pub bands: Vec<u32>,
     pub sample_type: String,
     pub output_type: String,
-    /// A number, or "nan".
+    /// A number, "nan", or null: no nodata declared (no block can be empty).
     pub output_nodata: serde_json::Value,
     pub workers: u32,
     pub memory: MemoryOptions,

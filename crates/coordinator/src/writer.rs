@@ -22,11 +22,16 @@ pub struct OutputSpec {
     pub height: u64,
     pub bands: Vec<BandInfo>,
     pub out_type: SampleType,
-    /// The output's nodata, one for all bands (a GeoTIFF holds one nodata value per file).
-    pub nodata: f64,
+    /// The output's nodata, one for all bands (a GeoTIFF holds one nodata value per file);
+    /// `None` when no block can be empty (a quarantined window is then marked in a mask).
+    pub nodata: Option<f64>,
     pub geo_transform: Option<[f64; 6]>,
     pub projection: String,
     pub creation_options: Vec<String>,
+    /// Per output band: the metadata carried over (empty: none).
+    pub band_meta: Vec<crate::fidelity::OutBandMeta>,
+    /// The input's `AREA_OR_POINT`.
+    pub area_or_point: Option<String>,
 }
 
 /// Per output band: valid values that the output type could not hold as they were.
@@ -160,12 +165,21 @@ pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
         check(|| ds.set_projection(&spec.projection))
             .map_err(|e| err(format!("setting the projection: {e}")))?;
     }
+    if let Some(aop) = &spec.area_or_point {
+        check(|| ds.set_metadata_item("AREA_OR_POINT", aop, ""))
+            .map_err(|e| err(format!("setting AREA_OR_POINT: {e}")))?;
+    }
     for (i, b) in spec.bands.iter().enumerate() {
         let band_err = |e: String| err(format!("band {}: {e}", i + 1));
         let mut rb = check(|| ds.rasterband(i + 1)).map_err(band_err)?;
-        check(|| rb.set_no_data_value(Some(spec.nodata))).map_err(band_err)?;
+        if let Some(nd) = spec.nodata {
+            check(|| rb.set_no_data_value(Some(nd))).map_err(band_err)?;
+        }
         if !b.description.is_empty() {
             check(|| rb.set_description(&b.description)).map_err(band_err)?;
+        }
+        if let Some(m) = spec.band_meta.get(i) {
+            crate::fidelity::apply(&mut rb, m).map_err(band_err)?;
         }
     }
     Ok(ds)
@@ -183,6 +197,8 @@ pub struct GtiffSink {
     /// block writer (one band: with several, GTiff interleaves the bands of a block
     /// through its cache).
     blocks: Option<(usize, usize)>,
+    /// Windows written as quarantined, for the mask when there is no nodata to mark them.
+    quarantined: Vec<Window>,
 }
 
 impl GtiffSink {
@@ -207,6 +223,7 @@ impl GtiffSink {
             tmp,
             adjusted,
             blocks,
+            quarantined: Vec::new(),
         }
     }
 }
@@ -220,6 +237,9 @@ impl engine::ChunkSink for GtiffSink {
     type Closed = Vec<Adjusted>;
 
     fn write(&mut self, task: TaskId, out: Window, output: Option<&[u8]>) -> Result<(), String> {
+        if output.is_none() {
+            self.quarantined.push(out);
+        }
         // A window of whole blocks (those cut by the raster's edge count as whole) skips
         // GDAL's block cache: each block is converted into a block-sized buffer and handed
         // to GTiff's block writer (compressed on its threads), one copy fewer.
@@ -241,7 +261,10 @@ impl engine::ChunkSink for GtiffSink {
         )
     }
 
-    fn close(self, metadata: Vec<(String, String)>) -> Result<Vec<Adjusted>, String> {
+    fn close(mut self, metadata: Vec<(String, String)>) -> Result<Vec<Adjusted>, String> {
+        if self.spec.nodata.is_none() && !self.quarantined.is_empty() {
+            mask_quarantined(&mut self.ds, &self.spec, &self.quarantined)?;
+        }
         close(self.ds, &self.spec, &self.tmp, &metadata, &self.adjusted)?;
         Ok(self.adjusted)
     }
@@ -286,6 +309,34 @@ fn close(
     Ok(())
 }
 
+/// An output without nodata (no block could be empty) marks its quarantined windows in a
+/// per-dataset mask instead: 255 everywhere, 0 in each quarantined window.
+fn mask_quarantined(ds: &mut Dataset, spec: &OutputSpec, windows: &[Window]) -> Result<(), String> {
+    let what = |e: String| format!("marking quarantined windows in a mask band: {e}");
+    let mut rb = check(|| ds.rasterband(1)).map_err(what)?;
+    // Inside the file, not a `.msk` sidecar (GDAL's default before 3.9), which would stay
+    // behind under the temporary name. GDAL's configuration is per thread here: the writer's.
+    gdal::config::set_thread_local_config_option("GDAL_TIFF_INTERNAL_MASK", "YES")
+        .map_err(|e| what(e.to_string()))?;
+    let created = check(|| rb.create_mask_band(true));
+    let _ = gdal::config::clear_thread_local_config_option("GDAL_TIFF_INTERNAL_MASK");
+    created.map_err(what)?;
+    let mut mb = check(|| rb.open_mask_band()).map_err(what)?;
+    let (w, h) = (spec.width as usize, spec.height as usize);
+    let rows = (1 << 20) / w.max(1) + 1;
+    for y in (0..h).step_by(rows) {
+        let n = rows.min(h - y);
+        let mut buf = Buffer::new((w, n), vec![255u8; w * n]);
+        check(|| mb.write((0, y as isize), (w, n), &mut buf)).map_err(what)?;
+    }
+    for o in windows {
+        let size = (o.w as usize, o.h as usize);
+        let mut buf = Buffer::new(size, vec![0u8; size.0 * size.1]);
+        check(|| mb.write((o.x as isize, o.y as isize), size, &mut buf)).map_err(what)?;
+    }
+    Ok(())
+}
+
 fn write_job(
     ds: &mut Dataset,
     spec: &OutputSpec,
@@ -319,7 +370,9 @@ fn write_job(
         };
         let mut rb = check(|| ds.rasterband(i + 1)).map_err(|e| at(i, e))?;
         let win = (o.x as isize, o.y as isize);
-        let nd = spec.nodata;
+        // Without a nodata value no valid result can be NaN; quarantined windows get 0 and
+        // the mask (`mask_quarantined`).
+        let nd = spec.nodata.unwrap_or(f64::NAN);
         let res = match spec.out_type {
             SampleType::U8 => {
                 put::<u8>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
@@ -464,7 +517,12 @@ fn put<T: OutSample>(
     }
     let n = size.0 * size.1;
     let data: Vec<T> = if values.is_empty() {
-        vec![T::from_f64(nodata); n]
+        let fill = if nodata.is_nan() && !t.is_float() {
+            0.0
+        } else {
+            nodata
+        };
+        vec![T::from_f64(fill); n]
     } else {
         convert_all(values, nodata, t, adj)
     };

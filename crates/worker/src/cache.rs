@@ -46,9 +46,14 @@ impl BlockAggKernel {
                     self.setup.inputs.len()
                 ))
             })?;
-            let runner =
-                ChunkRunner::open(Path::new(&input.path), &input.bands, self.setup.decoder)
-                    .map_err(KernelError::new)?;
+            let runner = ChunkRunner::open_with(
+                Path::new(&input.path),
+                &input.bands,
+                self.setup.decoder,
+                self.setup.ignore_mask,
+                input.unscale,
+            )
+            .map_err(KernelError::new)?;
             self.unreported_opens += 1;
             if self.open.len() >= CAPACITY {
                 // Dropping the runner closes its dataset.
@@ -156,12 +161,14 @@ mod tests {
                 BlockAggInput {
                     path: path.to_string_lossy().into_owned(),
                     bands: vec![1],
+                    unscale: false,
                 }
             })
             .collect();
         let mut k = BlockAggKernel::open(BlockAggSetup {
             inputs,
             decoder: Decoder::Gdal,
+            ignore_mask: false,
         })
         .unwrap();
         let area = (SIDE * SIDE) as f64;
@@ -193,13 +200,16 @@ mod tests {
                     .to_string_lossy()
                     .into_owned(),
                 bands: vec![1],
+                unscale: false,
             }],
             decoder: Decoder::Gdal,
+            ignore_mask: false,
         };
         assert!(BlockAggKernel::open(setup).is_err());
         let empty = BlockAggSetup {
             inputs: Vec::new(),
             decoder: Decoder::Gdal,
+            ignore_mask: false,
         };
         assert!(BlockAggKernel::open(empty).is_err());
     }

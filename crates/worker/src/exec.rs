@@ -9,8 +9,8 @@ use protocol::TaskStats;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    kernel::{aggregate, out_dims, BandKernel, Sample},
-    read::{read_window, NativeReader, ReadError},
+    kernel::{aggregate_masked, out_dims, BandKernel, Sample},
+    read::{read_mask, read_window, NativeReader, ReadError},
     types::{Decoder, KernelSpec, SampleType, Window},
 };
 
@@ -23,6 +23,10 @@ pub struct BlockAggSetup {
     /// Which decoder reads the pixels.
     #[serde(default)]
     pub decoder: Decoder,
+    /// Count pixels that a GDAL mask band (per-dataset mask, alpha band, `.msk` sidecar)
+    /// marks invalid as valid (`--ignore-mask`).
+    #[serde(default)]
+    pub ignore_mask: bool,
 }
 
 /// One raster of a run.
@@ -31,6 +35,10 @@ pub struct BlockAggInput {
     pub path: String,
     /// 1-based band numbers, in order.
     pub bands: Vec<u32>,
+    /// Apply each band's scale and offset to every valid pixel before aggregating (the
+    /// coordinator asks for it when the aggregate does not commute with them).
+    #[serde(default)]
+    pub unscale: bool,
 }
 
 /// One chunk: which input (an index into [`BlockAggSetup::inputs`]), its window and the
@@ -60,6 +68,8 @@ pub enum ExecError {
     Read(#[from] ReadError),
     #[error("slot regions are too small or misaligned for the chunk")]
     Region,
+    #[error("band {band}: its GDAL mask: {reason}")]
+    Mask { band: u32, reason: String },
 }
 
 /// One open dataset and the bands to read: a GDAL `Dataset` is not `Sync`, so each thread or
@@ -72,20 +82,67 @@ pub struct ChunkRunner {
     /// The native decoder, when the setup allows it and the input suits it.
     native: Option<Box<NativeReader>>,
     decoder: Decoder,
+    /// Per band: how its GDAL mask is read (none when every pixel's validity follows from
+    /// nodata and NaN alone, or with `--ignore-mask`).
+    masks: Vec<MaskRead>,
+    /// Per band: the scale and offset to apply before aggregating.
+    affine: Vec<Option<(f64, f64)>>,
+}
+
+/// Where a band's validity beyond nodata and NaN comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MaskRead {
+    /// Nodata and NaN say it all (GDAL's mask is "all valid" or derived from nodata).
+    None,
+    /// The band's own mask band (a per-band mask, or an alpha band GDAL uses as the mask).
+    Band,
+    /// One mask for the whole dataset: read once per window, for the first such band.
+    PerDataset,
+}
+
+/// Whether GDAL's mask of band `rb` says more than its nodata value: a real mask (internal
+/// or `.msk` sidecar, per band or per dataset) or an alpha band. Shared with the
+/// coordinator, which must know whether an empty block can occur.
+pub fn band_has_mask(rb: &gdal::raster::RasterBand<'_>) -> Result<(bool, bool), String> {
+    let flags = rb.mask_flags().map_err(|e| e.to_string())?;
+    let real = !flags.is_all_valid() && !flags.is_nodata();
+    Ok((real, flags.is_per_dataset()))
 }
 
 impl ChunkRunner {
     pub fn open(path: &Path, bands: &[u32], decoder: Decoder) -> Result<ChunkRunner, ExecError> {
+        Self::open_with(path, bands, decoder, false, false)
+    }
+
+    /// [`ChunkRunner::open`], with the fidelity options of [`BlockAggSetup`].
+    pub fn open_with(
+        path: &Path,
+        bands: &[u32],
+        decoder: Decoder,
+        ignore_mask: bool,
+        unscale: bool,
+    ) -> Result<ChunkRunner, ExecError> {
         let ds = Dataset::open(path).map_err(|source| ExecError::Open {
             path: path.display().to_string(),
             source,
         })?;
         let mut nodata = Vec::with_capacity(bands.len());
+        let mut masks = Vec::with_capacity(bands.len());
+        let mut affine = Vec::with_capacity(bands.len());
         for &b in bands {
             let rb = ds
                 .rasterband(b as usize)
                 .map_err(|_| ExecError::NoBand(b as usize))?;
             nodata.push(rb.no_data_value());
+            let (real, per_dataset) =
+                band_has_mask(&rb).map_err(|reason| ExecError::Mask { band: b, reason })?;
+            masks.push(match (real && !ignore_mask, per_dataset) {
+                (false, _) => MaskRead::None,
+                (true, true) => MaskRead::PerDataset,
+                (true, false) => MaskRead::Band,
+            });
+            let (s, o) = (rb.scale().unwrap_or(1.0), rb.offset().unwrap_or(0.0));
+            affine.push((unscale && (s, o) != (1.0, 0.0)).then_some((s, o)));
         }
         let bands: Vec<usize> = bands.iter().map(|&b| b as usize).collect();
         let native = match decoder {
@@ -108,6 +165,8 @@ impl ChunkRunner {
             nodata,
             native,
             decoder,
+            masks,
+            affine,
         })
     }
 
@@ -145,8 +204,28 @@ impl ChunkRunner {
         if output.len() < out_band * self.bands.len() || input.len() < in_band * self.bands.len() {
             return Err(ExecError::Region);
         }
+        // The mask is read with GDAL whichever decoder read the pixels: the native decoder
+        // reads pixels only, and a mask is one byte a pixel, usually compressed to little.
+        let mut mask_buf: Vec<u8> = Vec::new();
+        let mut shared_mask: Option<Vec<u8>> = None;
         let mut valid = 0;
         for (i, nodata) in self.nodata.iter().enumerate() {
+            let mask: Option<&[u8]> = match self.masks[i] {
+                MaskRead::None => None,
+                MaskRead::Band => {
+                    mask_buf.resize(w * h, 0);
+                    read_mask(&self.ds, self.bands[i], win, &mut mask_buf)?;
+                    Some(&mask_buf)
+                }
+                MaskRead::PerDataset => {
+                    if shared_mask.is_none() {
+                        let mut m = vec![0u8; w * h];
+                        read_mask(&self.ds, self.bands[i], win, &mut m)?;
+                        shared_mask = Some(m);
+                    }
+                    shared_mask.as_deref()
+                }
+            };
             let src = &input[i * in_band..(i + 1) * in_band];
             let dst: &mut [f64] =
                 bytemuck::try_cast_slice_mut(&mut output[i * out_band..(i + 1) * out_band])
@@ -156,15 +235,16 @@ impl ChunkRunner {
                 factor: k.factor as usize,
                 nodata: nodata.map(|v| round_to(v, k.sample)),
                 out_nodata: k.out_nodata,
+                affine: self.affine[i],
             };
             valid += match k.sample {
-                SampleType::U8 => agg_bytes::<u8>(src, w, h, &bk, dst)?,
-                SampleType::I16 => agg_bytes::<i16>(src, w, h, &bk, dst)?,
-                SampleType::U16 => agg_bytes::<u16>(src, w, h, &bk, dst)?,
-                SampleType::I32 => agg_bytes::<i32>(src, w, h, &bk, dst)?,
-                SampleType::U32 => agg_bytes::<u32>(src, w, h, &bk, dst)?,
-                SampleType::F32 => agg_bytes::<f32>(src, w, h, &bk, dst)?,
-                SampleType::F64 => agg_bytes::<f64>(src, w, h, &bk, dst)?,
+                SampleType::U8 => agg_bytes::<u8>(src, mask, w, h, &bk, dst)?,
+                SampleType::I16 => agg_bytes::<i16>(src, mask, w, h, &bk, dst)?,
+                SampleType::U16 => agg_bytes::<u16>(src, mask, w, h, &bk, dst)?,
+                SampleType::I32 => agg_bytes::<i32>(src, mask, w, h, &bk, dst)?,
+                SampleType::U32 => agg_bytes::<u32>(src, mask, w, h, &bk, dst)?,
+                SampleType::F32 => agg_bytes::<f32>(src, mask, w, h, &bk, dst)?,
+                SampleType::F64 => agg_bytes::<f64>(src, mask, w, h, &bk, dst)?,
             };
         }
         Ok(TaskStats {
@@ -179,13 +259,14 @@ impl ChunkRunner {
 
 fn agg_bytes<T: Sample>(
     src: &[u8],
+    mask: Option<&[u8]>,
     w: usize,
     h: usize,
     k: &BandKernel,
     dst: &mut [f64],
 ) -> Result<u64, ExecError> {
     let src: &[T] = bytemuck::try_cast_slice(src).map_err(|_| ExecError::Region)?;
-    Ok(aggregate(src, w, h, k, dst))
+    Ok(aggregate_masked(src, mask, w, h, k, dst))
 }
 
 /// The nodata value as a pixel of type `sample` holds it: a Float32 raster with nodata

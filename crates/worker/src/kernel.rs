@@ -17,6 +17,9 @@ pub struct BandKernel {
     pub nodata: Option<f64>,
     /// Value written for a block without a valid pixel (sum, mean, min, max).
     pub out_nodata: f64,
+    /// `(scale, offset)` applied to each valid pixel before it is aggregated (GDAL's band
+    /// scale and offset, when the aggregate does not commute with them).
+    pub affine: Option<(f64, f64)>,
 }
 
 /// Output size of a `w x h` window at factor `f`.
@@ -62,17 +65,54 @@ pub fn aggregate<T: Sample>(
     k: &BandKernel,
     out: &mut [f64],
 ) -> u64 {
+    aggregate_masked(input, None, w, h, k, out)
+}
+
+/// [`aggregate`] with a GDAL mask band's window beside the input (`w x h` bytes, 0 marks an
+/// invalid pixel, any other value a valid one).
+pub fn aggregate_masked<T: Sample>(
+    input: &[T],
+    mask: Option<&[u8]>,
+    w: usize,
+    h: usize,
+    k: &BandKernel,
+    out: &mut [f64],
+) -> u64 {
     let (ow, oh) = out_dims(w, h, k.factor);
     assert_eq!(input.len(), w * h, "input window size");
     assert_eq!(out.len(), ow * oh, "output window size");
-    match k.agg {
-        Agg::Sum | Agg::Mean | Agg::Count => run::<T, SumOp>(input, w, h, k, out),
-        Agg::Min => run::<T, MinOp>(input, w, h, k, out),
-        Agg::Max => run::<T, MaxOp>(input, w, h, k, out),
+    if let Some(m) = mask {
+        assert_eq!(m.len(), w * h, "mask window size");
+    }
+    // One monomorphised loop per case, so the common one (no mask, no scale) stays as tight
+    // as it was.
+    macro_rules! by_op {
+        ($mask:literal, $affine:literal) => {
+            match k.agg {
+                Agg::Sum | Agg::Mean | Agg::Count => {
+                    run::<T, SumOp, $mask, $affine>(input, mask, w, h, k, out)
+                }
+                Agg::Min => run::<T, MinOp, $mask, $affine>(input, mask, w, h, k, out),
+                Agg::Max => run::<T, MaxOp, $mask, $affine>(input, mask, w, h, k, out),
+            }
+        };
+    }
+    match (mask.is_some(), k.affine.is_some()) {
+        (false, false) => by_op!(false, false),
+        (true, false) => by_op!(true, false),
+        (false, true) => by_op!(false, true),
+        (true, true) => by_op!(true, true),
     }
 }
 
-fn run<T: Sample, O: Op>(input: &[T], w: usize, h: usize, k: &BandKernel, out: &mut [f64]) -> u64 {
+fn run<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
+    input: &[T],
+    mask: Option<&[u8]>,
+    w: usize,
+    h: usize,
+    k: &BandKernel,
+    out: &mut [f64],
+) -> u64 {
     let f = k.factor;
     let (ow, _) = out_dims(w, h, f);
     // With no nodata, comparing against NaN is always "not equal": one branch-free test serves both.
@@ -82,16 +122,28 @@ fn run<T: Sample, O: Op>(input: &[T], w: usize, h: usize, k: &BandKernel, out: &
     // fold each run of F columns into its output pixel.
     let mut col = vec![O::INIT; w];
     let mut cnt = vec![0u32; w];
+    let (scale, offset) = k.affine.unwrap_or((1.0, 0.0));
+    let mask = mask.unwrap_or(&[]);
     let mut valid_total = 0u64;
     for (oy, out_row) in out.chunks_mut(ow).enumerate() {
         col.fill(O::INIT);
         cnt.fill(0);
-        let rows = &input[oy * f * w..((oy + 1) * f).min(h) * w];
-        for row in rows.chunks_exact(w) {
-            for ((c, n), &v) in col.iter_mut().zip(cnt.iter_mut()).zip(row) {
+        let (r0, r1) = (oy * f * w, ((oy + 1) * f).min(h) * w);
+        let rows = &input[r0..r1];
+        for (ri, row) in rows.chunks_exact(w).enumerate() {
+            let mrow = if MASK {
+                &mask[r0 + ri * w..r0 + (ri + 1) * w]
+            } else {
+                &[][..]
+            };
+            for (x, ((c, n), &v)) in col.iter_mut().zip(cnt.iter_mut()).zip(row).enumerate() {
                 let v: f64 = v.into();
                 #[allow(clippy::eq_op)]
-                let ok = (v == v) & (v != nd);
+                let mut ok = (v == v) & (v != nd);
+                if MASK {
+                    ok &= mrow[x] != 0;
+                }
+                let v = if AFFINE { v * scale + offset } else { v };
                 *c = O::combine(*c, if ok { v } else { O::INIT });
                 *n += ok as u32;
             }
@@ -175,7 +227,7 @@ mod tests {
                     r => (r as f32) * 1.5 - 4.0 + (state >> 40) as f32 / 1e6,
                 }
             }).collect();
-            let k = BandKernel { agg, factor: f, nodata, out_nodata: nodata.unwrap_or(f64::NAN) };
+            let k = BandKernel { agg, factor: f, nodata, out_nodata: nodata.unwrap_or(f64::NAN), affine: None };
             let (ow, oh) = out_dims(w, h, f);
             let mut out = vec![0.0; ow * oh];
             aggregate(&input, w, h, &k, &mut out);
@@ -192,12 +244,44 @@ mod tests {
             input in proptest::collection::vec(any::<u16>(), 900),
         ) {
             let input = &input[..w * h];
-            let k = BandKernel { agg, factor: f, nodata: Some(0.0), out_nodata: 0.0 };
+            let k = BandKernel { agg, factor: f, nodata: Some(0.0), out_nodata: 0.0, affine: None };
             let (ow, oh) = out_dims(w, h, f);
             let mut out = vec![0.0; ow * oh];
             aggregate(input, w, h, &k, &mut out);
             let wide: Vec<f64> = input.iter().map(|&v| v as f64).collect();
             prop_assert_eq!(out, naive(&wide, w, h, &k));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn masked_and_scaled_input_matches_naive(
+            w in 1usize..30, h in 1usize..30, f in 1usize..9, agg in agg(),
+            input in proptest::collection::vec(any::<i16>(), 900),
+            mask in proptest::collection::vec(0u8..3, 900),
+            scale in prop_oneof![Just(None), Just(Some((0.5, -3.0))), Just(Some((-2.0, 7.0)))],
+        ) {
+            let (input, mask) = (&input[..w * h], &mask[..w * h]);
+            let k = BandKernel { agg, factor: f, nodata: Some(-1.0), out_nodata: f64::NAN, affine: scale };
+            let (ow, oh) = out_dims(w, h, f);
+            let mut out = vec![0.0; ow * oh];
+            aggregate_masked(input, Some(mask), w, h, &k, &mut out);
+            // The naive definition on the same pixels: masked ones become NaN (invalid),
+            // nodata stays nodata, the rest is scaled first.
+            let (s, o) = scale.unwrap_or((1.0, 0.0));
+            let wide: Vec<f64> = input.iter().zip(mask).map(|(&v, &m)| match (v, m) {
+                (_, 0) => f64::NAN,
+                (-1, _) => -1.0,
+                (v, _) => v as f64 * s + o,
+            }).collect();
+            let mut nk = k;
+            // A scaled valid pixel may land on -1: the naive side compares raw values only.
+            nk.nodata = None;
+            let wide: Vec<f64> = wide.iter().zip(input).map(|(&x, &v)| if v == -1 { f64::NAN } else { x }).collect();
+            let want = naive(&wide, w, h, &nk);
+            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                prop_assert!(close(*a, *b), "pixel {i}: got {a}, want {b}");
+            }
         }
     }
 
@@ -209,6 +293,7 @@ mod tests {
             factor: 2,
             nodata: Some(-1.0),
             out_nodata: -7.0,
+            affine: None,
         };
         let mut out = [0.0; 1];
         assert_eq!(aggregate(&input, 2, 2, &k, &mut out), 1);

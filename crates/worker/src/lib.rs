@@ -47,7 +47,7 @@ pub enum WorkerChunk {
 pub enum WorkerKernel {
     BlockAgg(cache::BlockAggKernel),
     Noop(noop::Noop),
-    Map(map::PluginKernel),
+    Map(Box<map::PluginKernel>),
 }
 
 impl ChunkKernel for WorkerKernel {
@@ -58,7 +58,7 @@ impl ChunkKernel for WorkerKernel {
         Ok(match setup {
             WorkerSetup::BlockAgg(s) => WorkerKernel::BlockAgg(ChunkKernel::open(s)?),
             WorkerSetup::Noop => WorkerKernel::Noop(noop::Noop::open(())?),
-            WorkerSetup::Map(s) => WorkerKernel::Map(ChunkKernel::open(s)?),
+            WorkerSetup::Map(s) => WorkerKernel::Map(Box::new(ChunkKernel::open(s)?)),
         })
     }
 
@@ -66,7 +66,7 @@ impl ChunkKernel for WorkerKernel {
         match (self, chunk) {
             (WorkerKernel::BlockAgg(k), WorkerChunk::BlockAgg(c)) => ChunkKernel::run(k, c, slot),
             (WorkerKernel::Noop(k), WorkerChunk::Noop) => k.run((), slot),
-            (WorkerKernel::Map(k), WorkerChunk::Map(c)) => ChunkKernel::run(k, c, slot),
+            (WorkerKernel::Map(k), WorkerChunk::Map(c)) => ChunkKernel::run(k.as_mut(), c, slot),
             _ => Err(KernelError::new(
                 "the chunk is for another kernel than this process's setup",
             )),

@@ -18,6 +18,16 @@ pub enum ReadError {
         #[source]
         source: gdal::errors::GdalError,
     },
+    #[error("band {band}: reading its mask at window {x},{y} {w}x{h}: {source}")]
+    Mask {
+        band: usize,
+        x: u64,
+        y: u64,
+        w: u64,
+        h: u64,
+        #[source]
+        source: gdal::errors::GdalError,
+    },
     #[error("native decoder: reading window {x},{y} {w}x{h}: {source}")]
     Native {
         x: u64,
@@ -75,6 +85,24 @@ pub fn read_window(
         }
     }
     Ok(())
+}
+
+/// Reads `win` of band `band`'s GDAL mask (0 invalid, anything else valid; an alpha band
+/// serves as the mask when GDAL says so) into `dst`, `win.w x win.h` bytes.
+pub fn read_mask(ds: &Dataset, band: usize, win: Window, dst: &mut [u8]) -> Result<(), ReadError> {
+    let err = |source| ReadError::Mask {
+        band,
+        x: win.x,
+        y: win.y,
+        w: win.w,
+        h: win.h,
+        source,
+    };
+    let rb = ds.rasterband(band).map_err(err)?;
+    let mb = rb.open_mask_band().map_err(err)?;
+    let size = (win.w as usize, win.h as usize);
+    mb.read_into_slice::<u8>((win.x as isize, win.y as isize), size, size, dst, None)
+        .map_err(err)
 }
 
 fn read_as<T: GdalType + bytemuck::Pod>(

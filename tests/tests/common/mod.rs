@@ -158,7 +158,8 @@ pub fn write_f32(path: &Path, spec: &RasterSpec) -> Vec<Vec<f32>> {
     all
 }
 
-/// Naive block sum with the documented semantics (NaN where no valid pixel and no nodata).
+/// Naive block sum with the documented semantics: NaN where no valid pixel (a sum's output
+/// nodata is NaN, a value no valid sum can take).
 pub fn reference_sum(data: &[f32], w: usize, h: usize, f: usize, nodata: Option<f64>) -> Vec<f64> {
     let (ow, oh) = (w.div_ceil(f), h.div_ceil(f));
     let mut out = vec![0.0; ow * oh];
@@ -175,11 +176,7 @@ pub fn reference_sum(data: &[f32], w: usize, h: usize, f: usize, nodata: Option<
                     }
                 }
             }
-            out[oy * ow + ox] = if n == 0 {
-                nodata.unwrap_or(f64::NAN)
-            } else {
-                s
-            };
+            out[oy * ow + ox] = if n == 0 { f64::NAN } else { s };
         }
     }
     out

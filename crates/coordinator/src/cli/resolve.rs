@@ -79,6 +79,8 @@ pub struct ResampleConfig {
     pub resume: bool,
     /// `--shard`: this run is one shard, writing a journal for `merge`.
     pub shard: Option<crate::shard::Shard>,
+    /// `--ignore-mask`: GDAL mask bands do not make pixels invalid.
+    pub ignore_mask: bool,
 }
 
 /// What `map` adds to a run: the user's kernel and its output.
@@ -252,6 +254,7 @@ pub fn resolve(
             }
             None => None,
         },
+        ignore_mask: job.ignore_mask,
     };
     if cfg.shard.is_some() && (cfg.pyramid || matches!(cfg.format, OutputFormat::Cog { .. })) {
         return Err(CoordError::Usage(
@@ -290,6 +293,7 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
         ot: Some(SampleType::F64),
         chunk_mib: m.chunk_mib,
         in_process: false,
+        ignore_mask: false,
         faults: m.faults.clone(),
         pool: m.pool.clone(),
     };

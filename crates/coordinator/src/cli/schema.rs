@@ -318,6 +318,11 @@ pub struct JobArgs {
     /// Run every chunk inside the coordinator (same as --workers 0).
     #[arg(long)]
     pub in_process: bool,
+    /// Count pixels that the input's GDAL mask (a per-dataset or per-band mask, an alpha
+    /// band, a .msk sidecar) marks invalid as valid. Default: they are invalid, as for GDAL's
+    /// own tools.
+    #[arg(long)]
+    pub ignore_mask: bool,
     /// Make a worker misbehave: KIND:CHUNK or KIND:CHUNK:TIMES, KIND one of crash, segv, exit, hang,
     /// slow, garbage, oom, leak; CHUNK a chunk index (or *); TIMES the attempts it fires on.
     #[arg(long = "inject-fault", value_parser = parse_fault)]

@@ -47,8 +47,13 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
         ("output type".into(), prep.out_type.to_string()),
         (
             "output nodata".into(),
-            format!("{:#018x}", prep.out_nodata.to_bits()),
+            match prep.out_nodata {
+                Some(nd) => format!("{:#018x}", nd.to_bits()),
+                None => "none".into(),
+            },
         ),
+        ("--ignore-mask".into(), cfg.ignore_mask.to_string()),
+        ("scale/offset applied".into(), prep.unscale.to_string()),
         (
             "chunk grid (from --chunk-mib, and --workers on a small raster)".into(),
             format!("{}x{}", p.chunk_w, p.chunk_h),
@@ -78,6 +83,8 @@ pub(super) fn output_header(spec: &OutputSpec, metadata: Vec<(String, String)>) 
         band_descriptions: spec.bands.iter().map(|b| b.description.clone()).collect(),
         out_type: spec.out_type,
         nodata: spec.nodata,
+        band_meta: spec.band_meta.clone(),
+        area_or_point: spec.area_or_point.clone(),
         geo_transform: spec.geo_transform,
         projection: spec.projection.clone(),
         creation_options: spec.creation_options.clone(),

@@ -30,7 +30,7 @@ pub use engine::memory::{available_memory, total_memory};
 use crate::{
     budget::{self, MemoryPlan},
     error::CoordError,
-    output,
+    fidelity, output,
     plan::{plan, Chunk, Plan},
     raster::{self, BandInfo, RasterInfo},
     report::{ChunkReport, PlanSummary, QuarantinedWindow, Report, Totals, WorkerReport},
@@ -175,6 +175,15 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         }),
         projection: prep.info.projection.clone(),
         creation_options: cfg.creation_options.clone(),
+        band_meta: match &cfg.map {
+            None => prep
+                .bands
+                .iter()
+                .map(|b| fidelity::out_meta(cfg.agg, prep.out_type, b, prep.unscale))
+                .collect(),
+            Some(_) => Vec::new(),
+        },
+        area_or_point: prep.info.area_or_point.clone(),
     };
     let mut job = BlockAggJob::new(cfg, &prep);
     let header = crate::journal::Header {
@@ -244,8 +253,13 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let bands: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
     let setup = match &cfg.map {
         None => protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
-            inputs: vec![BlockAggInput { path: input, bands }],
+            inputs: vec![BlockAggInput {
+                path: input,
+                bands,
+                unscale: prep.unscale,
+            }],
             decoder: cfg.decoder,
+            ignore_mask: cfg.ignore_mask,
         })),
         Some(m) => {
             let ms = MapSetup {
@@ -532,7 +546,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             let b = prep.bands.get(i).map_or(i as u32 + 1, |b| b.index);
             message.push_str(&format!(
                 "\nwarning: band {b}: {} valid pixel(s) clamped into {}'s range and {} moved one step off the nodata value {}, so that none reads as nodata (a wider --ot keeps them exact)",
-                a.clamped, prep.out_type, a.moved_off_nodata, prep.out_nodata
+                a.clamped, prep.out_type, a.moved_off_nodata, prep.out_nodata.unwrap_or(f64::NAN)
             ));
         }
     }
@@ -555,6 +569,8 @@ fn out_bands(cfg: &ResampleConfig, prep: &Prepared) -> Vec<BandInfo> {
                 sample: SampleType::F64,
                 nodata: None,
                 description: String::new(),
+                masked: false,
+                meta: Default::default(),
             })
             .collect(),
     }

@@ -10,7 +10,10 @@ pub struct Prepared {
     pub bands: Vec<BandInfo>,
     pub sample: SampleType,
     pub out_type: SampleType,
-    pub out_nodata: f64,
+    /// `None`: no block can be empty, so the output declares no nodata.
+    pub out_nodata: Option<f64>,
+    /// The kernels apply the bands' scale and offset before aggregating.
+    pub unscale: bool,
     pub plan: Plan,
     pub layout: SlotLayout,
     pub lanes: u32,
@@ -37,29 +40,34 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
         }
     }
     let sample = raster::common_sample(&bands);
+    // Scale and offset that do not commute with the aggregate are applied by the kernels;
+    // the values are then no longer of the input's type.
+    let unscale = cfg.map.is_none() && fidelity::needs_unscale(cfg.agg, &bands);
     // A map kernel's output is Float64 with nodata NaN, whatever its input.
-    let out_type = match &cfg.map {
-        Some(_) => SampleType::F64,
-        None => cfg
-            .out_type
-            .unwrap_or_else(|| raster::default_out_type(cfg.agg, sample)),
+    let (out_type, out_nodata) = match &cfg.map {
+        Some(_) => (SampleType::F64, Some(f64::NAN)),
+        None => {
+            let default = match raster::default_out_type(cfg.agg, sample) {
+                _ if unscale && cfg.agg != worker::Agg::Count => SampleType::F64,
+                t => t,
+            };
+            let empty = fidelity::empty_block_possible(cfg.agg, &bands, cfg.ignore_mask);
+            let c = fidelity::choose_nodata(
+                cfg.agg,
+                cfg.out_type.unwrap_or(default),
+                cfg.out_type.is_some(),
+                &bands,
+                empty,
+            );
+            for w in &c.warnings {
+                tracing::warn!("{w}");
+            }
+            for n in &c.notes {
+                tracing::info!("{n}");
+            }
+            (c.out_type, c.nodata)
+        }
     };
-    // A GeoTIFF holds one nodata value for all bands: the bands' own when they agree (each
-    // band is still read with its own), else one no valid result can take (NaN, or the
-    // integer type's end that clamping keeps valid values off).
-    let shared = bands[0].nodata;
-    let agree = bands
-        .iter()
-        .all(|b| b.nodata.map(f64::to_bits) == shared.map(f64::to_bits));
-    let out_nodata = match &cfg.map {
-        Some(_) => f64::NAN,
-        None => raster::out_nodata(cfg.agg, out_type, if agree { shared } else { None }),
-    };
-    if !agree && cfg.map.is_none() {
-        tracing::info!(
-            "the selected bands have different nodata values; the output's nodata is {out_nodata} for all bands"
-        );
-    }
     let nb = bands.len() as u64;
     // Input bytes per pixel (all bands) and output planes: a map kernel reads f64 samples
     // and a mask byte per sample, and fills its own number of planes.
@@ -180,6 +188,7 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
         sample,
         out_type,
         out_nodata,
+        unscale,
         plan,
         layout,
         lanes,
@@ -211,6 +220,8 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
         p.factor,
         p.factor,
         prep.out_nodata
+            .map_or("none (no block can be empty)".to_string(), |v| v
+                .to_string())
     ));
     s.push_str(&format!(
         "chunks       {} of {}x{} pixels ({:.1} MiB each){}\n",

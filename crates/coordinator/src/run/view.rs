@@ -86,10 +86,10 @@ impl RunView<'_> {
             bands: prep.bands.iter().map(|b| b.index).collect(),
             sample_type: prep.sample.gdal_name().into(),
             output_type: prep.out_type.gdal_name().into(),
-            output_nodata: if prep.out_nodata.is_nan() {
-                serde_json::Value::String("nan".into())
-            } else {
-                serde_json::json!(prep.out_nodata)
+            output_nodata: match prep.out_nodata {
+                None => serde_json::Value::Null,
+                Some(v) if v.is_nan() => serde_json::Value::String("nan".into()),
+                Some(v) => serde_json::json!(v),
             },
             workers: m.workers,
             memory: MemoryOptions {

@@ -1,6 +1,6 @@
 //! The `map` job's compute side: a user's kernel over chunks of a raster. The worker reads
 //! the chunk's window of every selected band as `f64` into the slot's input region, with a
-//! validity mask beside it (nodata and NaN invalid), and the kernel fills `out_bands`
+//! validity mask beside it (nodata, NaN and what GDAL's mask band marks invalid), and the kernel fills `out_bands`
 //! planes of `f64` in the slot's output region (NaN: no value).
 //!
 //! Two ways to bring a kernel:
@@ -25,7 +25,11 @@ use protocol::TaskStats;
 use runtime::{ChunkKernel, KernelError, Slot};
 use serde::{Deserialize, Serialize};
 
-use crate::{read::read_window, types::SampleType, Window};
+use crate::{
+    read::{read_mask, read_window},
+    types::SampleType,
+    Window,
+};
 
 /// What every process of a `map` run opens, once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +88,8 @@ pub struct MapInput {
     bands: Vec<usize>,
     /// Per band: nodata as the samples hold it (rounded to Float32 for a Float32 band).
     nodata: Vec<Option<f64>>,
+    /// Per band: GDAL's mask says more than nodata (a mask band or an alpha band).
+    masked: Vec<bool>,
     out_bands: usize,
     pub setup: MapSetup,
 }
@@ -93,10 +99,14 @@ impl MapInput {
         let ds = Dataset::open(Path::new(&setup.input))
             .map_err(|e| KernelError::new(format!("opening {}: {e}", setup.input)))?;
         let mut nodata = Vec::with_capacity(setup.bands.len());
+        let mut masked = Vec::with_capacity(setup.bands.len());
         for &b in &setup.bands {
             let rb = ds
                 .rasterband(b as usize)
                 .map_err(|_| KernelError::new(format!("band {b} does not exist")))?;
+            let (m, _) = crate::exec::band_has_mask(&rb)
+                .map_err(|e| KernelError::new(format!("band {b}: its GDAL mask: {e}")))?;
+            masked.push(m);
             let nd = rb.no_data_value();
             nodata.push(match rb.band_type() {
                 GdalDataType::Float32 => nd.map(|v| v as f32 as f64),
@@ -110,6 +120,7 @@ impl MapInput {
             ds,
             bands: setup.bands.iter().map(|&b| b as usize).collect(),
             nodata,
+            masked,
             out_bands: setup.out_bands as usize,
             setup,
         })
@@ -141,13 +152,19 @@ impl MapInput {
         let data: &mut [f64] = bytemuck::try_cast_slice_mut(samples)
             .map_err(|_| KernelError::new("the slot's input region is misaligned"))?;
         let per_band = win.pixels() as usize;
-        for ((vals, ok), nd) in data
+        for (i, ((vals, ok), nd)) in data
             .chunks_mut(per_band.max(1))
             .zip(mask.chunks_mut(per_band.max(1)))
             .zip(&self.nodata)
+            .enumerate()
         {
+            // GDAL's mask first (0 invalid), then nodata and NaN on top of it.
+            match self.masked[i] {
+                true => read_mask(&self.ds, self.bands[i], win, ok).map_err(KernelError::new)?,
+                false => ok.fill(1),
+            }
             for (v, m) in vals.iter_mut().zip(ok.iter_mut()) {
-                let valid = !v.is_nan() && Some(*v) != *nd;
+                let valid = *m != 0 && !v.is_nan() && Some(*v) != *nd;
                 *m = valid as u8;
                 if !valid {
                     *v = f64::NAN;

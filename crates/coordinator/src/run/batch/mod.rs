@@ -191,11 +191,18 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             }),
             projection: p.info.projection.clone(),
             creation_options: c.creation_options.clone(),
+            band_meta: p
+                .bands
+                .iter()
+                .map(|b| crate::fidelity::out_meta(c.agg, p.out_type, b, p.unscale))
+                .collect(),
+            area_or_point: p.info.area_or_point.clone(),
         };
         outputs.push(Some(Pending::new(spec, staging, j.metadata().to_vec())));
         inputs.push(BlockAggInput {
             path: c.input.to_string_lossy().into_owned(),
             bands: p.bands.iter().map(|b| b.index).collect(),
+            unscale: p.unscale,
         });
         jobs.push(j);
         order.push(k);
@@ -207,6 +214,7 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let setup = protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
         inputs,
         decoder: cfg.decoder,
+        ignore_mask: cfg.ignore_mask,
     }));
     let executor: Option<ExecutorFactory> = (lanes > 0).then(|| {
         let lane_setup = setup.clone();
