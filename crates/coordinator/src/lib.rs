@@ -8,11 +8,12 @@
 //! the engine's sink), [`output`] (staging: checks, lock, no-clobber commit), [`budget`]
 //! (the memory arithmetic), [`bench`](mod@bench) (the dispatch benchmark, a second job), [`report`],
 //! [`synth`], [`cli`] (schema, settings table, resolution), [`units`], [`os`] (GDAL error state, rename, signals),
-//! [`stdio`] (output that never panics on a closed pipe). `sched` is the engine's, re-exported.
+//! [`stdio`] (output that never panics on a closed pipe), [`decoder`] (which decoder `plan` says will read). `sched` is the engine's, re-exported.
 
 pub mod bench;
 pub mod budget;
 pub mod cli;
+pub mod decoder;
 pub mod error;
 pub mod os;
 pub mod output;

@@ -409,7 +409,23 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
         8 | 32946 => Compression::Deflate,
         50000 => Compression::Zstd,
         5 => Compression::Lzw,
-        v => return Err(unsupported(format!("compression {v}"))),
+        v => {
+            let name = match v {
+                2 => "CCITT RLE",
+                3 | 4 => "CCITT fax",
+                6 | 7 => "JPEG",
+                32773 => "PackBits",
+                34712 => "JPEG 2000",
+                34887 => "LERC",
+                34925 => "LZMA",
+                50001 => "WEBP",
+                50002 => "JPEG XL",
+                _ => "this",
+            };
+            return Err(unsupported(format!(
+                "{name} compression ({v}) is not supported natively"
+            )));
+        }
     };
     let predictor = match one(317)?.unwrap_or(1) {
         1 => Predictor::None,

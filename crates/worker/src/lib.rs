@@ -7,11 +7,12 @@
 //! (the runtime does).
 //!
 //! Modules: `types` (windows, sample types, aggregations), `kernel` (the aggregations,
-//! proptested against a naive reference), `read` (window reads: GDAL's, and the native decoder's for local GeoTIFFs), `exec` (the
-//! block-aggregation [`runtime::ChunkKernel`]), `noop` (the dispatch benchmark's kernel),
+//! proptested against a naive reference), `read` (window reads: GDAL's, and the native decoder's for local GeoTIFFs), `choice` (which decoder
+//! reads, and why), `exec` (the block-aggregation [`runtime::ChunkKernel`]), `noop` (the dispatch benchmark's kernel),
 //! `map` (users' own kernels: the `map` job's types, the f64 window read with its validity
 //! mask, and C ABI plug-ins loaded in worker processes only).
 
+pub mod choice;
 pub mod exec;
 pub mod kernel;
 pub mod map;
