@@ -1,7 +1,8 @@
 //! The native decoder end to end: `resample --decoder native` and `--decoder gdal` write the
 //! same pixels through the real worker pool, the report counts which decoder read each
-//! chunk, `auto` falls back to GDAL for a codec the native decoder does not handle, and
-//! `native` refuses it.
+//! chunk, `auto` falls back to GDAL for a codec the native decoder does not handle (JPEG)
+//! or decodes slower than GDAL (LZW), `native` refuses the first and reads the second, and
+//! `coordinator plan` says which decoder will read and why.
 
 mod common;
 
@@ -10,8 +11,13 @@ use std::{path::Path, process::Command};
 use common::{coordinator, read_all, report, run, same_pixels, stderr, write_f32, RasterSpec};
 
 fn translate(src: &Path, dst: &Path, opts: &[&str]) {
+    translate_with(src, dst, &[], opts)
+}
+
+/// `gdal_translate` with `args` (e.g. `-ot Byte`) and creation options `opts`.
+fn translate_with(src: &Path, dst: &Path, args: &[&str], opts: &[&str]) {
     let mut c = Command::new("gdal_translate");
-    c.arg("-q");
+    c.arg("-q").args(args);
     for o in opts {
         c.args(["-co", o]);
     }
@@ -112,23 +118,104 @@ fn auto_falls_back_to_gdal_and_native_refuses_what_it_cannot_read() {
     };
     write_f32(&base, &spec);
     let lzw = dir.path().join("lzw.tif");
-    translate(&base, &lzw, &["COMPRESS=LZW", "TILED=YES"]);
+    translate(&base, &lzw, &["COMPRESS=LZW", "PREDICTOR=2", "TILED=YES"]);
     let (want, _, _) = resample(&base, "gdal", "1");
     let (got, native_reads, _) = resample(&lzw, "auto", "1");
-    assert_eq!(native_reads, 0, "LZW is GDAL's");
+    assert_eq!(native_reads, 0, "auto leaves LZW to GDAL (measured faster)");
+    assert!(want.iter().zip(&got).all(|(a, b)| same_pixels(a, b)));
+    let (got, native_reads, done) = resample(&lzw, "native", "1");
+    assert_eq!(native_reads, done, "--decoder native reads LZW itself");
     assert!(want.iter().zip(&got).all(|(a, b)| same_pixels(a, b)));
     let (_, auto_reads, done) = resample(&base, "auto", "1");
     assert_eq!(auto_reads, done, "auto reads DEFLATE natively");
 
+    let jpeg = dir.path().join("jpeg.tif");
+    translate_with(
+        &base,
+        &jpeg,
+        &["-ot", "Byte", "-scale"],
+        &["COMPRESS=JPEG", "TILED=YES"],
+    );
     let o = run(coordinator()
         .args(["--workers", "1", "resample"])
-        .arg(&lzw)
+        .arg(&jpeg)
         .arg(dir.path().join("never.tif"))
         .args(["--factor", "5", "--decoder", "native"]));
     // Refused before any worker starts: bad input, one line, with the reason.
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("--decoder native cannot read"), "{err}");
+    assert!(err.contains("JPEG compression"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!dir.path().join("never.tif").exists());
+}
+
+/// `coordinator plan` names the decoder and the reason, in text and JSON, as the workers
+/// will decide it.
+#[test]
+fn plan_says_which_decoder_reads_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.tif");
+    let spec = RasterSpec {
+        width: 100,
+        height: 80,
+        tile: Some(32),
+        ..RasterSpec::default()
+    };
+    write_f32(&base, &spec);
+    let pred3 = dir.path().join("pred3.tif");
+    translate(
+        &base,
+        &pred3,
+        &["COMPRESS=DEFLATE", "PREDICTOR=3", "TILED=YES"],
+    );
+    let lzw = dir.path().join("lzw.tif");
+    translate(&base, &lzw, &["COMPRESS=LZW", "PREDICTOR=2", "TILED=YES"]);
+    let jpeg = dir.path().join("jpeg.tif");
+    translate_with(
+        &base,
+        &jpeg,
+        &["-ot", "Byte", "-scale"],
+        &["COMPRESS=JPEG", "TILED=YES"],
+    );
+    let plan = |input: &Path, extra: &[&str]| {
+        let o = run(coordinator()
+            .arg("plan")
+            .arg(input)
+            .args(["--factor", "4"])
+            .args(extra));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = String::from_utf8(o.stdout).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("decoder").map(|r| r.trim().to_string()))
+            .unwrap_or_else(|| panic!("no decoder line in:\n{text}"))
+    };
+    assert_eq!(
+        plan(&pred3, &[]),
+        "native: tiled GTiff, DEFLATE, predictor 3, Float32, 1 band"
+    );
+    assert!(
+        plan(&lzw, &[]).starts_with("gdal: LZW (predictor 2): libtiff decodes it faster"),
+        "{}",
+        plan(&lzw, &[])
+    );
+    assert_eq!(
+        plan(&lzw, &["--decoder", "native"]),
+        "native: tiled GTiff, LZW, predictor 2, Float32, 1 band (--decoder native)"
+    );
+    assert_eq!(plan(&pred3, &["--decoder", "gdal"]), "gdal: --decoder gdal");
+    let j = plan(&jpeg, &[]);
+    assert!(
+        j.starts_with("gdal: ") && j.contains("JPEG compression (7) is not supported natively"),
+        "{j}"
+    );
+
+    let o = run(coordinator()
+        .arg("plan")
+        .arg(&lzw)
+        .args(["--factor", "4", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["decoder"]["decoder"], "gdal");
+    assert!(v["decoder"]["reason"].as_str().unwrap().contains("LZW"));
 }

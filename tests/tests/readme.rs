@@ -37,6 +37,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build, a 1 GiB raster, gdalwarp and a Python virtualenv: many minutes",
     ),
     (
+        "bash scripts/bench.sh targets",
+        "a release build, six 1 GiB rasters and a Python virtualenv: many minutes",
+    ),
+    (
         "bash scripts/memory-bench.sh",
         "a release build and rasters of 8192 and 16384 pixels a side: minutes",
     ),

@@ -14,13 +14,14 @@
 //! [`bench_writer`] (the writer alone), [`report`] (the JSON report) and [`html`] (the same as
 //! a page), [`events`] (`--events`),
 //! [`synth`], [`cli`] (schema, settings table, resolution), [`units`], [`os`] (GDAL error state, rename, signals),
-//! [`stdio`] (output that never panics on a closed pipe). `sched` is the engine's, re-exported.
+//! [`stdio`] (output that never panics on a closed pipe), [`decoder`] (which decoder `plan` says will read). `sched` is the engine's, re-exported.
 
 pub mod bench;
 pub mod bench_writer;
 pub mod budget;
 pub mod cli;
 pub mod cog;
+pub mod decoder;
 pub mod error;
 pub mod events;
 pub mod fidelity;

@@ -104,8 +104,10 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
                 input: Some(p.input.clone()),
                 ..p.job.clone()
             };
-            let (cfg, _) = cli::resolve(cli, &job, None)?;
+            let (mut cfg, _) = cli::resolve(cli, &job, None)?;
+            cfg.decoder = p.decoder.into();
             let prep = run::prepare(&cfg)?;
+            let decoder = coordinator::decoder::plan_choice(&cfg, &prep)?;
             if p.json {
                 let summary = coordinator::report::PlanSummary::new(
                     &prep.plan,
@@ -115,6 +117,8 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
                 let mut v = serde_json::to_value(&summary)
                     .map_err(|e| CoordError::Internal(e.to_string()))?;
                 v["memory"] = serde_json::to_value(&prep.memory)
+                    .map_err(|e| CoordError::Internal(e.to_string()))?;
+                v["decoder"] = serde_json::to_value(&decoder)
                     .map_err(|e| CoordError::Internal(e.to_string()))?;
                 if p.chunks {
                     v["chunk_list"] = serde_json::to_value(&prep.plan.chunks)
@@ -127,6 +131,7 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
                 ));
             } else {
                 let mut text = run::describe(&prep, &cfg);
+                text.push_str(&format!("decoder      {decoder}\n"));
                 if p.chunks {
                     for c in &prep.plan.chunks {
                         let (w, o) = (c.window, c.out);

@@ -25,6 +25,20 @@ pub enum Compression {
     Deflate,
     /// ZSTD (50000).
     Zstd,
+    /// LZW (5), with `weezl`.
+    Lzw,
+}
+
+impl Compression {
+    /// GDAL's name of the scheme (its `COMPRESS=` creation option).
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "NONE",
+            Compression::Deflate => "DEFLATE",
+            Compression::Zstd => "ZSTD",
+            Compression::Lzw => "LZW",
+        }
+    }
 }
 
 /// TIFF predictors this crate undoes.
@@ -35,6 +49,17 @@ pub enum Predictor {
     Horizontal,
     /// 3: floating point (byte planes, most significant first, byte-wise differencing).
     Float,
+}
+
+impl Predictor {
+    /// The TIFF tag's value.
+    pub fn number(self) -> u32 {
+        match self {
+            Predictor::None => 1,
+            Predictor::Horizontal => 2,
+            Predictor::Float => 3,
+        }
+    }
 }
 
 /// Sample types this crate decodes (GDAL's Byte, Int16, UInt16, Int32, UInt32, Float32, Float64).
@@ -50,6 +75,19 @@ pub enum SampleKind {
 }
 
 impl SampleKind {
+    /// GDAL's name of the type.
+    pub fn gdal_name(self) -> &'static str {
+        match self {
+            SampleKind::U8 => "Byte",
+            SampleKind::I16 => "Int16",
+            SampleKind::U16 => "UInt16",
+            SampleKind::I32 => "Int32",
+            SampleKind::U32 => "UInt32",
+            SampleKind::F32 => "Float32",
+            SampleKind::F64 => "Float64",
+        }
+    }
+
     pub fn size(self) -> usize {
         match self {
             SampleKind::U8 => 1,
@@ -370,7 +408,24 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
         1 => Compression::None,
         8 | 32946 => Compression::Deflate,
         50000 => Compression::Zstd,
-        v => return Err(unsupported(format!("compression {v}"))),
+        5 => Compression::Lzw,
+        v => {
+            let name = match v {
+                2 => "CCITT RLE",
+                3 | 4 => "CCITT fax",
+                6 | 7 => "JPEG",
+                32773 => "PackBits",
+                34712 => "JPEG 2000",
+                34887 => "LERC",
+                34925 => "LZMA",
+                50001 => "WEBP",
+                50002 => "JPEG XL",
+                _ => "this",
+            };
+            return Err(unsupported(format!(
+                "{name} compression ({v}) is not supported natively"
+            )));
+        }
     };
     let predictor = match one(317)?.unwrap_or(1) {
         1 => Predictor::None,

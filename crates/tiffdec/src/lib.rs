@@ -1,7 +1,8 @@
 //! A native decoder of the tiles and strips of a local (Big)TIFF, bit-exact with what GDAL's
 //! GTiff driver (libtiff) returns for the same window: no compression, DEFLATE and ZSTD;
 //! predictors 1, 2 and 3; u8, i16, u16, i32, u32, f32 and f64 samples; chunky or planar;
-//! little or big endian.
+//! little or big endian. LZW too (with `weezl`), though libtiff is faster at it for some
+//! predictors: the caller decides whether to use it.
 //!
 //! It owns the directory parse (`ifd`), inflating one block (`codec`), undoing predictors
 //! (`predict`, with the SIMD paths in `simd`, the crate's only `unsafe`), and assembling a
@@ -130,6 +131,8 @@ struct Scratch {
     block: Vec<u64>,
     row: Vec<u8>,
     inflater: codec::Inflater,
+    /// Built on the first LZW block (it allocates its tables).
+    unlzw: Option<codec::Unlzw>,
 }
 
 impl<R: ReadAt> Tiff<R> {
@@ -197,6 +200,7 @@ impl<R: ReadAt> Tiff<R> {
             block: Vec::new(),
             row: Vec::new(),
             inflater: codec::Inflater::new(),
+            unlzw: None,
         };
         let per_plane = l.blocks_across() * l.blocks_down();
         let (bw, bh) = (l.block_w, l.block_h);
@@ -288,6 +292,10 @@ impl<R: ReadAt> Tiff<R> {
             read(&mut scratch.raw)?;
             let got = match l.compression {
                 Compression::Zstd => codec::unzstd(&scratch.raw, out),
+                Compression::Lzw => scratch
+                    .unlzw
+                    .get_or_insert_with(codec::Unlzw::new)
+                    .decode(&scratch.raw, out),
                 _ => scratch.inflater.inflate(&scratch.raw, out),
             }
             .map_err(bad)?;

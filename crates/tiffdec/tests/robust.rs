@@ -15,7 +15,7 @@ fn spec_strategy() -> impl Strategy<Value = (Spec, (u64, u64, u64, u64))> {
         1usize..40,
         prop_oneof![Just(0usize), Just(16), Just(32)],
         1usize..9,
-        0usize..3,
+        0usize..4,
         0u32..3,
         1usize..4,
         any::<bool>(),
@@ -27,7 +27,7 @@ fn spec_strategy() -> impl Strategy<Value = (Spec, (u64, u64, u64, u64))> {
                 let kind = KINDS[k];
                 let float = matches!(k, 5 | 6);
                 let pred = if pred == 2 && !float { 1 } else { pred + 1 };
-                let codec = ["NONE", "DEFLATE", "ZSTD"][codec];
+                let codec = ["NONE", "DEFLATE", "ZSTD", "LZW"][codec];
                 let mut opts = vec![
                     format!("COMPRESS={codec}"),
                     format!("INTERLEAVE={}", if planar { "BAND" } else { "PIXEL" }),
@@ -138,6 +138,12 @@ fn random_corruption_never_panics() {
             20,
         )),
         file(&spec(0, &["COMPRESS=DEFLATE", "BLOCKYSIZE=3"], 31, 9)),
+        file(&spec(
+            6,
+            &["COMPRESS=LZW", "PREDICTOR=3", "TILED=YES", "BLOCKXSIZE=16"],
+            37,
+            20,
+        )),
     ];
     let mut st = 99u64;
     let mut errors = 0;
@@ -257,6 +263,21 @@ fn wrong_sizes_and_offsets_are_errors() {
     let mut b = zstd.clone();
     set_long(&mut b, 325, get_long(&zstd, 325) - 3);
     expect_err(b, "a truncated ZSTD frame");
+
+    let lzw = one(&[
+        "COMPRESS=LZW",
+        "TILED=YES",
+        "BLOCKXSIZE=16",
+        "BLOCKYSIZE=16",
+    ]);
+    assert!(decode_all(lzw.clone()).is_ok());
+    let mut b = lzw.clone();
+    set_long(&mut b, 325, get_long(&lzw, 325) / 2);
+    expect_err(b, "a truncated LZW stream");
+    let mut b = lzw.clone();
+    let at = get_long(&lzw, 324) as usize;
+    b[at..at + 2].copy_from_slice(&[0, 1]);
+    expect_err(b, "old-style LZW");
 
     let raw = one(&["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"]);
     let mut b = raw.clone();

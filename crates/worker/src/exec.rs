@@ -9,6 +9,7 @@ use protocol::TaskStats;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    choice::{self, DecoderChoice},
     kernel::{aggregate_masked, out_dims, BandKernel, Sample},
     read::{read_mask, read_window, NativeReader, ReadError},
     types::{Decoder, KernelSpec, SampleType, Window},
@@ -82,6 +83,8 @@ pub struct ChunkRunner {
     /// The native decoder, when the setup allows it and the input suits it.
     native: Option<Box<NativeReader>>,
     decoder: Decoder,
+    /// Which decoder reads chunks of the file's own type, and why.
+    choice: DecoderChoice,
     /// Per band: how its GDAL mask is read (none when every pixel's validity follows from
     /// nodata and NaN alone, or with `--ignore-mask`).
     masks: Vec<MaskRead>,
@@ -145,19 +148,28 @@ impl ChunkRunner {
             affine.push((unscale && (s, o) != (1.0, 0.0)).then_some((s, o)));
         }
         let bands: Vec<usize> = bands.iter().map(|&b| b as usize).collect();
-        let native = match decoder {
-            Decoder::Gdal => None,
-            Decoder::Auto => NativeReader::open(path, &ds, &bands, &nodata)
-                .ok()
-                .map(Box::new),
-            Decoder::Native => Some(Box::new(
-                NativeReader::open(path, &ds, &bands, &nodata).map_err(|reason| {
+        let (native, choice) = match decoder {
+            Decoder::Gdal => (None, DecoderChoice::gdal("--decoder gdal".into())),
+            Decoder::Auto => match NativeReader::open(path, &ds, &bands, &nodata) {
+                Err(why) => (None, DecoderChoice::gdal(why)),
+                Ok(n) => match choice::auto_prefers_gdal(n.layout()) {
+                    Some(why) => (None, DecoderChoice::gdal(why)),
+                    None => {
+                        let what = choice::describe(n.layout());
+                        (Some(Box::new(n)), DecoderChoice::native(what))
+                    }
+                },
+            },
+            Decoder::Native => {
+                let n = NativeReader::open(path, &ds, &bands, &nodata).map_err(|reason| {
                     ExecError::NativeUnsupported {
                         path: path.display().to_string(),
                         reason,
                     }
-                })?,
-            )),
+                })?;
+                let what = format!("{} (--decoder native)", choice::describe(n.layout()));
+                (Some(Box::new(n)), DecoderChoice::native(what))
+            }
         };
         Ok(ChunkRunner {
             ds,
@@ -167,7 +179,19 @@ impl ChunkRunner {
             decoder,
             masks,
             affine,
+            choice,
         })
+    }
+
+    /// Which decoder reads chunks whose kernel asks for `sample`, and why (`coordinator
+    /// plan` prints it; `run` makes the same decision per chunk).
+    pub fn choice_for(&self, sample: SampleType) -> DecoderChoice {
+        match &self.native {
+            Some(n) if n.sample() != sample => {
+                DecoderChoice::gdal(choice::sample_mismatch(sample, n.sample()))
+            }
+            _ => self.choice.clone(),
+        }
     }
 
     /// Reads and aggregates `chunk` into `output`, using `input` as the read buffer.

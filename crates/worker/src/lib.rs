@@ -7,13 +7,15 @@
 //! (the runtime does).
 //!
 //! Modules: `types` (windows, sample types, aggregations), `kernel` (the aggregations,
-//! proptested against a naive reference), `read` (window reads: GDAL's, and the native decoder's for local GeoTIFFs), `exec` (the
+//! proptested against a naive reference), `read` (window reads: GDAL's, and the native decoder's for local GeoTIFFs), `choice` (which decoder
+//! reads, and why), `exec` (the
 //! block-aggregation kernel over one open raster), `cache` (the [`runtime::ChunkKernel`] a process
 //! serves: the run's inputs, a few kept open), `noop` (the dispatch benchmark's kernel),
 //! `map` (users' own kernels: the `map` job's types, the f64 window read with its validity
 //! mask, and C ABI plug-ins loaded in worker processes only).
 
 pub mod cache;
+pub mod choice;
 pub mod exec;
 pub mod kernel;
 pub mod map;

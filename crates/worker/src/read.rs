@@ -197,6 +197,11 @@ impl NativeReader {
         })
     }
 
+    /// The file's layout as the native decoder parsed it.
+    pub fn layout(&self) -> &tiffdec::Layout {
+        self.tiff.layout()
+    }
+
     /// The sample type the file stores (a chunk asking for another one goes to GDAL).
     pub fn sample(&self) -> SampleType {
         self.sample

@@ -64,7 +64,7 @@ pub enum Command {
     Resample(ResampleArgs),
     /// Print the chunk plan (chunks, slots, memory arithmetic) without running anything.
     #[command(
-        after_help = "Examples:\n  coordinator plan demo.tif --factor 8\n  coordinator --workers 8 plan demo.tif -f 8 --memory-limit-per-worker 512MiB --chunks\n  coordinator plan demo.tif -f 8 --json"
+        after_help = "Examples:\n  coordinator plan demo.tif --factor 8\n  coordinator --workers 8 plan demo.tif -f 8 --memory-limit-per-worker 512MiB --chunks\n  coordinator plan demo.tif -f 8 --json\n  coordinator plan demo.tif -f 8 --decoder gdal"
     )]
     Plan(PlanArgs),
     /// Write a realistic demo raster (Float32, tiled, DEFLATE, EPSG:4326, with nodata).
@@ -469,6 +469,10 @@ pub struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The decoder `resample --decoder` would be given: the plan says which one will read
+    /// the pixels, and why.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub decoder: DecoderArg,
 }
 
 #[derive(Debug, Clone, Args)]
