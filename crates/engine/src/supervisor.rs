@@ -310,8 +310,12 @@ impl<J: Job> Supervisor<'_, J> {
                 );
             }
             let mut queue = VecDeque::from(std::mem::take(&mut pending));
+            // Writes go last, in their order: waking the writer costs microseconds that a
+            // worker waiting for its next chunk need not wait.
+            let mut writes = Vec::new();
             while let Some(action) = queue.pop_front() {
                 match action {
+                    SchedAction::Write { .. } => writes.push(action),
                     // Answered at once: the scheduler waits for it before the chunk moves on.
                     SchedAction::Split { task } => {
                         let children = self.split(task);
@@ -321,6 +325,9 @@ impl<J: Job> Supervisor<'_, J> {
                         );
                     }
                     SchedAction::Finished => {
+                        for w in writes.drain(..) {
+                            self.execute(w);
+                        }
                         closing = true;
                         let quarantined: Vec<TaskId> = (0..self.sched.tasks() as u32)
                             .map(TaskId)
@@ -337,6 +344,9 @@ impl<J: Job> Supervisor<'_, J> {
                     SchedAction::Fatal(why) => return Err(EngineError::Fatal(why.to_string())),
                     other => self.execute(other),
                 }
+            }
+            for w in writes {
+                self.execute(w);
             }
             let now = Instant::now();
             let deadline = self
