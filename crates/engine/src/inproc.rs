@@ -12,7 +12,7 @@ use protocol::{Attempt, SlotId, TaskId, TaskStats};
 use runtime::{Executor, KernelError};
 use shm::SlotRing;
 
-use crate::sched::SchedEvent;
+use crate::{event_loop::EventSender, sched::SchedEvent};
 
 /// Opens the job's kernel for one lane (each lane owns one: a GDAL dataset, for one, is not
 /// `Sync`).
@@ -33,7 +33,7 @@ pub fn start<E: Send + 'static>(
     lanes: u32,
     factory: ExecutorFactory,
     ring: Arc<SlotRing>,
-    events: mpsc::Sender<E>,
+    events: EventSender<E>,
     wrap: fn(SchedEvent) -> E,
 ) -> std::io::Result<Vec<mpsc::Sender<LaneTask>>> {
     (0..lanes)

@@ -8,7 +8,10 @@
 //!
 //! Modules:
 //! - `sched`: the scheduling decisions, a state machine with no I/O (events in, actions out).
-//! - `supervisor`: the event loop that feeds the scheduler and carries out its actions.
+//! - `supervisor`: feeds the scheduler with events and carries out its actions.
+//! - `event_loop`: the supervisor's one wake-up per message: worker channels in one epoll
+//!   set, the coordinator's threads on a queue with a doorbell.
+//! - `wire`: a worker's raw replies through a receiver that can join that set.
 //! - `pool`: worker processes (spawn, handshake and setup, channels, exits).
 //! - `inproc`: the in-process lanes (the same kernels, through the runtime).
 //! - `sink`: the thread that hands finished slots to the job's sink.
@@ -17,6 +20,7 @@
 //! - `progress`: the progress bar (hidden when stderr is not a terminal).
 //! - `os`: fork/exec setup, signals, /proc, limits: the `unsafe` of supervision.
 
+pub mod event_loop;
 pub mod inproc;
 pub mod job;
 pub mod memory;
@@ -27,6 +31,7 @@ pub mod progress;
 pub mod sched;
 pub mod sink;
 pub mod supervisor;
+pub mod wire;
 
 pub use job::{ChunkSink, ChunkSpec, Job};
 pub use supervisor::{run, EngineConfig, EngineError, RunRecord};

@@ -8,7 +8,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{mpsc, Arc, Mutex},
+    sync::{Arc, Mutex},
     thread,
     time::Duration,
 };
@@ -16,6 +16,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    event_loop::EventSender,
     observe::{EventLog, RunEvent},
     os,
     sched::{SchedEvent, WorkerKey},
@@ -107,7 +108,7 @@ pub fn start<E: Send + 'static>(
     poll: Duration,
     soft_limit: Option<u64>,
     min_free: Option<u64>,
-    events: mpsc::Sender<E>,
+    events: EventSender<E>,
     wrap: fn(SchedEvent) -> E,
 ) -> std::io::Result<()> {
     thread::Builder::new()

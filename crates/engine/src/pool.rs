@@ -1,6 +1,7 @@
 //! Worker processes: spawn with the handshake (hello, then the job's setup, then ready),
-//! forward what they say as scheduler events, send them tasks, signal them. One thread per
-//! worker reads its channel, one waits for its exit, one keeps the tail of its stderr.
+//! turn what they say into scheduler events, send them tasks, signal them. Per worker, one
+//! thread runs the handshake and hands the channel to the supervisor's event loop (which
+//! reads it from then on), one waits for its exit, one keeps the tail of its stderr.
 //! Spawning happens on the caller's thread, which must live as long as the workers (the
 //! parent-death signal is tied to it).
 
@@ -13,13 +14,15 @@ use std::{
     thread,
 };
 
-use ipc_channel::ipc::{IpcBytesSender, IpcOneShotServer};
+use ipc_channel::ipc::{IpcBytesSender, IpcOneShotServer, IpcReceiver};
 use nix::sys::signal::Signal;
-use protocol::{decode, encode, Bootstrap, FromWorker, ToWorker, WorkerArgs, PROTOCOL_VERSION};
+use protocol::{decode, encode, FromWorker, ToWorker, WorkerArgs, PROTOCOL_VERSION};
 
 use crate::{
+    event_loop::EventSender,
     os::{self, ChildSetup},
     sched::{ExitInfo, SchedEvent, Sig, WorkerKey},
+    wire::{Bootstrap, WireBytes},
 };
 
 /// Lines of a worker's stderr kept for the report.
@@ -28,11 +31,12 @@ const STDERR_TAIL: usize = 20;
 /// What the pool tells the supervisor.
 pub enum PoolEvent {
     Sched(SchedEvent),
-    /// Handshake done: the channel to send tasks on.
+    /// Handshake done: the channel to send tasks on, and the one the event loop reads.
     Connected {
         key: WorkerKey,
         pid: u32,
         sender: IpcBytesSender,
+        receiver: IpcReceiver<WireBytes>,
     },
     /// The worker speaks another protocol version: fatal for the run.
     VersionMismatch {
@@ -82,7 +86,7 @@ impl Proc {
 pub fn spawn<E: Send + 'static>(
     cfg: &PoolConfig,
     key: WorkerKey,
-    events: &mpsc::Sender<E>,
+    events: &EventSender<E>,
     wrap: fn(PoolEvent) -> E,
 ) -> std::io::Result<Proc> {
     let (server, name) = IpcOneShotServer::<Bootstrap>::new()?;
@@ -128,8 +132,9 @@ pub fn spawn<E: Send + 'static>(
             }
         })?;
 
-    // The receive thread drops `recv_done` when it ends; the wait thread waits for that, so
-    // everything the worker said (a `Done` just before it died) is queued before its exit.
+    // The handshake thread drops `recv_done` when it ends; the wait thread waits for that, so
+    // everything the handshake reports (and the channel it hands over) comes before the exit.
+    // After the handshake, the event loop reads the worker's last words before its exit.
     let (recv_done_tx, recv_done) = mpsc::channel::<()>();
     let ev = events.clone();
     let tail_x = tail;
@@ -182,7 +187,7 @@ pub fn spawn<E: Send + 'static>(
     let ev = events.clone();
     let setup = cfg.setup.clone();
     thread::Builder::new()
-        .name(format!("w{}-recv", key.id.0))
+        .name(format!("w{}-start", key.id.0))
         .spawn(move || {
             let _recv_done = recv_done_tx;
             let Ok((_boot_rx, (sender, receiver))) = server.accept() else {
@@ -191,7 +196,7 @@ pub fn spawn<E: Send + 'static>(
             // One handshake message: a closed channel or garbage is reported here, and the
             // caller gets only a message that decoded.
             let next = |what: &str| -> Option<FromWorker> {
-                let se = match receiver.recv().map(|b| decode::<FromWorker>(&b)) {
+                let se = match receiver.recv().map(|b| decode::<FromWorker>(&b.0)) {
                     Ok(Ok(m)) => return Some(m),
                     Ok(Err(e)) => SchedEvent::Garbage {
                         key,
@@ -229,68 +234,56 @@ pub fn spawn<E: Send + 'static>(
             }
             match next("ready") {
                 Some(FromWorker::Ready) => {
-                    if ev
-                        .send(wrap(PoolEvent::Connected { key, pid, sender }))
-                        .is_err()
-                    {
-                        return;
-                    }
+                    let _ = ev.send(wrap(PoolEvent::Connected {
+                        key,
+                        pid,
+                        sender,
+                        receiver,
+                    }));
                 }
                 Some(FromWorker::SetupFailed { error }) => {
                     tracing::debug!(worker = key.id.0, pid, "setup failed: {error}");
-                    return;
                 }
-                Some(other) => return garbage("ready", other),
-                None => return,
-            }
-            loop {
-                let bytes = match receiver.recv() {
-                    Ok(b) => b,
-                    Err(_) => {
-                        let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Disconnected { key })));
-                        return;
-                    }
-                };
-                let se = match decode::<FromWorker>(&bytes) {
-                    Ok(FromWorker::Done {
-                        task,
-                        attempt,
-                        stats,
-                    }) => SchedEvent::TaskDone {
-                        key,
-                        task,
-                        attempt,
-                        stats,
-                    },
-                    Ok(FromWorker::Failed {
-                        task,
-                        attempt,
-                        error,
-                    }) => SchedEvent::TaskFailed {
-                        key,
-                        task,
-                        attempt,
-                        error,
-                    },
-                    Ok(
-                        other @ (FromWorker::Hello { .. }
-                        | FromWorker::Ready
-                        | FromWorker::SetupFailed { .. }),
-                    ) => SchedEvent::Garbage {
-                        key,
-                        detail: format!("out of turn: {other:?}"),
-                    },
-                    Err(e) => SchedEvent::Garbage {
-                        key,
-                        detail: e.to_string(),
-                    },
-                };
-                let stop = matches!(se, SchedEvent::Garbage { .. });
-                if ev.send(wrap(PoolEvent::Sched(se))).is_err() || stop {
-                    return;
-                }
+                Some(other) => garbage("ready", other),
+                None => {}
             }
         })?;
 
     Ok(Proc { pid, sender: None })
+}
+
+/// What a worker's message after its handshake means to the scheduler.
+pub fn reply_event(key: WorkerKey, bytes: &[u8]) -> SchedEvent {
+    match decode::<FromWorker>(bytes) {
+        Ok(FromWorker::Done {
+            task,
+            attempt,
+            stats,
+        }) => SchedEvent::TaskDone {
+            key,
+            task,
+            attempt,
+            stats,
+        },
+        Ok(FromWorker::Failed {
+            task,
+            attempt,
+            error,
+        }) => SchedEvent::TaskFailed {
+            key,
+            task,
+            attempt,
+            error,
+        },
+        Ok(
+            other @ (FromWorker::Hello { .. } | FromWorker::Ready | FromWorker::SetupFailed { .. }),
+        ) => SchedEvent::Garbage {
+            key,
+            detail: format!("out of turn: {other:?}"),
+        },
+        Err(e) => SchedEvent::Garbage {
+            key,
+            detail: e.to_string(),
+        },
+    }
 }

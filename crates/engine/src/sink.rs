@@ -11,7 +11,7 @@ use std::{
 use protocol::{SlotId, TaskId};
 use shm::SlotRing;
 
-use crate::job::ChunkSink;
+use crate::{event_loop::EventSender, job::ChunkSink};
 
 pub enum SinkMsg<S: ChunkSink> {
     Write {
@@ -34,7 +34,7 @@ pub enum SinkEvent<C> {
 pub fn spawn<S: ChunkSink, E: Send + 'static>(
     mut sink: S,
     ring: Arc<SlotRing>,
-    events: mpsc::Sender<E>,
+    events: EventSender<E>,
     wrap: fn(SinkEvent<S::Closed>) -> E,
 ) -> std::io::Result<(mpsc::Sender<SinkMsg<S>>, thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel::<SinkMsg<S>>();
@@ -58,14 +58,16 @@ pub fn spawn<S: ChunkSink, E: Send + 'static>(
                             panic_text(&p)
                         ))
                     });
-                    let ev = match res {
-                        Ok(()) => SinkEvent::Written {
+                    // A written chunk frees its slot: the supervisor may read that at its
+                    // next wake-up if it said it can wait. A failure wakes it.
+                    let sent = match res {
+                        Ok(()) => events.send_lazy(wrap(SinkEvent::Written {
                             task,
                             micros: t0.elapsed().as_micros() as u64,
-                        },
-                        Err(e) => SinkEvent::Failed(e),
+                        })),
+                        Err(e) => events.send(wrap(SinkEvent::Failed(e))),
                     };
-                    if events.send(wrap(ev)).is_err() {
+                    if sent.is_err() {
                         return;
                     }
                 }

@@ -14,6 +14,7 @@ use protocol::{Attempt, FaultKind, SlotId, SlotLayout, TaskId, TaskMsg, ToWorker
 use shm::SlotRing;
 
 use crate::{
+    event_loop::{EventLoop, EventSender, Incoming},
     inproc::{self, ExecutorFactory, LaneTask},
     job::{ChunkSink, Job},
     memory::{self, MemShared, MemState},
@@ -88,6 +89,17 @@ enum Event<C> {
     Signal(i32),
 }
 
+impl<C> Event<C> {
+    /// A worker's exit: the event loop hands it out after everything the worker said.
+    fn is_exit(&self) -> bool {
+        matches!(
+            self,
+            Event::Pool(PoolEvent::Sched(SchedEvent::WorkerExited { .. }))
+                | Event::Sched(SchedEvent::WorkerExited { .. })
+        )
+    }
+}
+
 /// Runs the job to the end: every chunk done, quarantined or split, the sink closed. Workers
 /// are stopped and waited for before it returns, whatever happened.
 pub fn run<J: Job>(
@@ -100,7 +112,6 @@ pub fn run<J: Job>(
     RunRecord,
 ) {
     let start = Instant::now();
-    let (tx, rx) = mpsc::channel::<Event<<J::Sink as ChunkSink>::Closed>>();
     let mem: MemState = Arc::new(Mutex::new(MemShared {
         start: Some(start),
         log: cfg.events.clone(),
@@ -138,6 +149,18 @@ pub fn run<J: Job>(
             record(sched),
         );
     }
+    crate::os::keep_receive_buffers();
+    let (mut inbox, tx) = match EventLoop::new(Event::is_exit) {
+        Ok(l) => l,
+        Err(e) => {
+            return (
+                Err(EngineError::Internal(format!(
+                    "starting the event loop: {e}"
+                ))),
+                record(sched),
+            )
+        }
+    };
     let lanes = match &cfg.executor {
         Some(f) if cfg.sched.lanes > 0 => {
             match inproc::start(
@@ -217,12 +240,12 @@ pub fn run<J: Job>(
         closed: None,
         cfg: &cfg,
     };
-    let outcome = sup.run(first, &rx);
+    let outcome = sup.run(first, &mut inbox);
     let ended = Instant::now();
     drop(signals);
     sup.progress.finish();
     // Shut everything down whatever happened; on success the workers are already retiring.
-    sup.stop_all(&rx, outcome.is_ok());
+    sup.stop_all(&mut inbox, outcome.is_ok());
     // The sink's sender is gone: its thread ends (dropping an unclosed sink).
     let _ = sink_thread.join();
     let closed = sup.closed.take();
@@ -242,7 +265,7 @@ pub fn run<J: Job>(
 }
 
 fn install_signals<C: Send + 'static>(
-    tx: mpsc::Sender<Event<C>>,
+    tx: EventSender<Event<C>>,
 ) -> Result<signal_hook::iterator::Handle, EngineError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // A closed terminal (SIGHUP) ends the run like SIGTERM: workers stopped, nothing left.
@@ -272,7 +295,7 @@ struct Supervisor<'a, J: Job> {
     _ring: Arc<SlotRing>,
     sink_tx: Option<mpsc::Sender<SinkMsg<J::Sink>>>,
     lanes: Vec<mpsc::Sender<LaneTask>>,
-    events: mpsc::Sender<Event<<J::Sink as ChunkSink>::Closed>>,
+    events: EventSender<Event<<J::Sink as ChunkSink>::Closed>>,
     mem: MemState,
     write_us: Vec<Option<u64>>,
     progress: Progress,
@@ -288,7 +311,7 @@ impl<J: Job> Supervisor<'_, J> {
     fn run(
         &mut self,
         first: Vec<SchedAction>,
-        rx: &mpsc::Receiver<Event<<J::Sink as ChunkSink>::Closed>>,
+        inbox: &mut EventLoop<Event<<J::Sink as ChunkSink>::Closed>>,
     ) -> Result<(), EngineError> {
         let mut pending = first;
         let mut closing = false;
@@ -305,8 +328,12 @@ impl<J: Job> Supervisor<'_, J> {
                 );
             }
             let mut queue = VecDeque::from(std::mem::take(&mut pending));
+            // Writes go last, in their order: waking the writer costs microseconds that a
+            // worker waiting for its next chunk need not wait.
+            let mut writes = Vec::new();
             while let Some(action) = queue.pop_front() {
                 match action {
+                    SchedAction::Write { .. } => writes.push(action),
                     // Answered at once: the scheduler waits for it before the chunk moves on.
                     SchedAction::Split { task } => {
                         let children = self.split(task);
@@ -316,6 +343,9 @@ impl<J: Job> Supervisor<'_, J> {
                         );
                     }
                     SchedAction::Finished => {
+                        for w in writes.drain(..) {
+                            self.execute(w);
+                        }
                         closing = true;
                         let quarantined: Vec<TaskId> = (0..self.sched.tasks() as u32)
                             .map(TaskId)
@@ -333,22 +363,23 @@ impl<J: Job> Supervisor<'_, J> {
                     other => self.execute(other),
                 }
             }
+            for w in writes {
+                self.execute(w);
+            }
             let now = Instant::now();
-            let wait = self
+            let deadline = self
                 .sched
                 .next_deadline()
-                .map(|d| d.saturating_duration_since(now))
-                .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1));
-            let ev = match rx.recv_timeout(wait) {
-                Ok(ev) => ev,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+                .unwrap_or(now + Duration::from_secs(1))
+                .min(now + Duration::from_secs(1));
+            let ev = match inbox.next(deadline, self.sched.writes_can_wait()) {
+                Ok(Some(Incoming::Event(ev))) => ev,
+                Ok(Some(Incoming::Worker(se))) => Event::Pool(PoolEvent::Sched(se)),
+                Ok(None) => {
                     pending = self.sched.handle(Instant::now(), SchedEvent::Tick);
                     continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(EngineError::Internal("event channel closed".into()))
-                }
+                Err(e) => return Err(EngineError::Internal(format!("the event loop: {e}"))),
             };
             let now = Instant::now();
             match ev {
@@ -366,6 +397,7 @@ impl<J: Job> Supervisor<'_, J> {
                 Event::Pool(PoolEvent::Sched(se)) => {
                     if let SchedEvent::WorkerExited { key, exit } = &se {
                         self.forget(*key);
+                        inbox.silence(*key);
                         // Retired lanes are past the scheduler's decisions: keep their exit
                         // for the report all the same.
                         let deliberate = self.stopped.contains(key);
@@ -388,7 +420,12 @@ impl<J: Job> Supervisor<'_, J> {
                     }
                     pending.extend(self.sched.handle(now, se));
                 }
-                Event::Pool(PoolEvent::Connected { key, pid, sender }) => {
+                Event::Pool(PoolEvent::Connected {
+                    key,
+                    pid,
+                    sender,
+                    receiver,
+                }) => {
                     if let Some((k, p)) = self.procs.get_mut(&key.id) {
                         if *k == key {
                             p.sender = Some(sender);
@@ -397,6 +434,12 @@ impl<J: Job> Supervisor<'_, J> {
                         }
                     }
                     pending = self.sched.handle(now, SchedEvent::WorkerReady { key, pid });
+                    // From here on the event loop reads the worker. A channel it cannot watch
+                    // is a worker it cannot hear: as good as disconnected.
+                    if let Err(e) = inbox.add_worker(key, receiver) {
+                        tracing::info!(worker = key.id.0, "cannot watch the worker's channel: {e}");
+                        pending.extend(self.sched.handle(now, SchedEvent::Disconnected { key }));
+                    }
                 }
                 Event::Pool(PoolEvent::VersionMismatch { theirs, .. }) => {
                     return Err(EngineError::VersionMismatch {
@@ -581,7 +624,7 @@ impl<J: Job> Supervisor<'_, J> {
     /// so that nothing outlives the run.
     fn stop_all(
         &mut self,
-        rx: &mpsc::Receiver<Event<<J::Sink as ChunkSink>::Closed>>,
+        inbox: &mut EventLoop<Event<<J::Sink as ChunkSink>::Closed>>,
         success: bool,
     ) {
         self.sink_tx = None;
@@ -610,20 +653,20 @@ impl<J: Job> Supervisor<'_, J> {
                 }
                 killed = true;
             }
-            let wait = kill_at
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(10));
-            match rx.recv_timeout(wait) {
-                Ok(Event::Sched(SchedEvent::WorkerExited { key, exit }))
-                | Ok(Event::Pool(PoolEvent::Sched(SchedEvent::WorkerExited { key, exit }))) => {
+            let deadline = kill_at.max(Instant::now() + Duration::from_millis(10));
+            match inbox.next(deadline, false) {
+                Ok(Some(Incoming::Event(
+                    Event::Sched(SchedEvent::WorkerExited { key, exit })
+                    | Event::Pool(PoolEvent::Sched(SchedEvent::WorkerExited { key, exit })),
+                ))) => {
                     self.forget(key);
+                    inbox.silence(key);
                     // Record the exit for the report (the scheduler decides nothing any more).
                     self.sched.record_exit(key, &exit, Instant::now(), true);
                 }
-                Ok(Event::Signal(_)) => kill_at = Instant::now(),
+                Ok(Some(Incoming::Event(Event::Signal(_)))) => kill_at = Instant::now(),
                 Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(_) => break,
             }
         }
     }

@@ -714,7 +714,15 @@ impl World {
     }
 
     fn written(&mut self, task: TaskId) -> Vec<SchedAction> {
-        self.send(SchedEvent::Written { task })
+        // The supervisor reads a write late when the scheduler says writes can wait: then
+        // the write must change no decision.
+        let could_wait = self.s.writes_can_wait();
+        let acts = self.send(SchedEvent::Written { task });
+        assert!(
+            !could_wait || acts.is_empty(),
+            "a write that could wait led to {acts:?}"
+        );
+        acts
     }
 
     fn write_all(&mut self) -> Vec<SchedAction> {

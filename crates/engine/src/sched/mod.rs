@@ -260,6 +260,13 @@ impl Scheduler {
         self.timeouts.limit()
     }
 
+    /// Whether a written chunk may wait to be reported: a slot is free (so dispatch does not
+    /// wait for one) and a worker holds an attempt (so the run cannot finish before its end,
+    /// which is reported anyway). A `Written` then changes no decision until the next event.
+    pub fn writes_can_wait(&self) -> bool {
+        self.slots.free() > 0 && self.lanes.with_attempt() > 0
+    }
+
     /// The earliest instant at which a `Tick` has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let limit = self.time_limit();

@@ -24,6 +24,11 @@ impl SlotPool {
         self.free.pop()
     }
 
+    /// Slots free to hand out.
+    pub fn free(&self) -> usize {
+        self.free.len()
+    }
+
     pub fn give_back(&mut self, slot: SlotId) {
         debug_assert!(!self.free.contains(&slot), "{slot:?} given back twice");
         self.free.push(slot);
