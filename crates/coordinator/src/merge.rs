@@ -104,7 +104,8 @@ fn gather(dir: &Path) -> Result<Vec<ShardJournal>, CoordError> {
                 sj.shard.index
             ));
         }
-        if h.output != first.output {
+        // Compared encoded: bit for bit, so that a NaN nodata equals itself.
+        if protocol::encode(&h.output) != protocol::encode(&first.output) {
             return refuse(format!(
                 "shard {} describes another output than shard 0",
                 sj.shard.index
