@@ -104,7 +104,9 @@ fn gather(dir: &Path) -> Result<Vec<ShardJournal>, CoordError> {
                 sj.shard.index
             ));
         }
-        if h.output != first.output {
+        // Compared as encoded, bit for bit: a NaN nodata (a float output's) is not equal to
+        // itself under `==`.
+        if protocol::encode(&h.output) != protocol::encode(&first.output) {
             return refuse(format!(
                 "shard {} describes another output than shard 0",
                 sj.shard.index
