@@ -18,7 +18,8 @@
 //! and totals once.
 //!
 //! Modules: `job` (the engine's view: one task list over the inputs), `sink` (the writer
-//! that commits each output when complete).
+//! that journals each chunk and commits each output when complete), `resume` (`--resume`
+//! and `--shard` per output: its journal, what is left to compute).
 
 use std::sync::Mutex;
 

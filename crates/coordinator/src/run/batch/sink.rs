@@ -1,4 +1,6 @@
-//! The batch's one writer: a GeoTIFF per input, each created when its first chunk arrives
+//! The batch's one writer: each chunk appended to its output's journal, and a GeoTIFF per
+//! input (none for a shard, whose journal is its product), each created when its first chunk
+//! arrives (the interrupted run's journaled chunks replayed into it first)
 //! and committed (closed, reopened, checked, synced, moved into place without clobbering,
 //! its lock released) as soon as its last output pixel is written, while the pool goes on
 //! with the next inputs. A write that fails fails that output alone: its temporary file is
