@@ -286,7 +286,8 @@ fn each_output_is_committed_when_its_last_chunk_is_written() {
     assert!(out.join("c.tif").exists());
 
     // Interrupted once a.tif and b.tif are in place: they stay (complete), c.tif is not
-    // written, nothing else is left in DIR, exit 130.
+    // written, nothing else is left in DIR but c.tif's journal when c had finished chunks
+    // (for --resume), exit 130.
     let out = dir.path().join("interrupted");
     let child = start(&out);
     wait_for(Duration::from_secs(60), "b.tif committed", || {
@@ -304,11 +305,26 @@ fn each_output_is_committed_when_its_last_chunk_is_written() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    let c_journal = out.join("c.tif.journal");
+    if c_journal.exists() {
+        assert!(records(&c_journal) > 0, "a journal with nothing to resume");
+        names.retain(|n| n != "c.tif.journal");
+    }
     assert_eq!(names, ["a.tif", "b.tif"]);
     for name in &names {
         let (ds, _) = read_all(&out.join(name));
         assert_eq!(ds.metadata_item("BLOCKSUM_AGG", "").as_deref(), Some("sum"));
     }
+    // --resume keeps a.tif and b.tif and completes c.tif.
+    let o = run(coordinator()
+        .args(["--workers", "2", "resample"])
+        .args(&inputs)
+        .arg("--out-dir")
+        .arg(&out)
+        .args(ARGS)
+        .arg("--resume"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.join("c.tif").exists() && !c_journal.exists());
 }
 
 #[test]
@@ -507,14 +523,9 @@ fn batch_command_lines_that_do_not_go_together() {
             "--events is not available for a batch",
         ),
         (
-            &["a.tif", "--out-dir", "out", "--resume"],
+            &["a.tif", "--out-dir", "out", "--shard", "0/2", "--pyramid"],
             2,
-            "--resume is not available for a batch",
-        ),
-        (
-            &["a.tif", "--out-dir", "out", "--shard", "0/2"],
-            2,
-            "--shard is not available for a batch",
+            "--pyramid is not available",
         ),
         (
             &["a.tif", "--out-dir", "out", "--report-html", "r.html"],
@@ -557,4 +568,124 @@ fn batch_command_lines_that_do_not_go_together() {
         .args(["--out-dir", "listed"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(d.join("listed/a.tif").exists());
+}
+
+/// Journal records that reached `path` (0 for none, or no header yet).
+fn records(path: &Path) -> usize {
+    match coordinator::journal::Scan::read(path) {
+        Ok(Some(s)) => s.records.len(),
+        _ => 0,
+    }
+}
+
+#[test]
+fn a_batch_killed_mid_run_resumes_bit_identical_computing_only_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = three_inputs(dir.path());
+    let single = single_runs(dir.path(), &inputs, ARGS);
+    let batch = |out: &Path, extra: &[&str]| {
+        let mut c = coordinator();
+        c.args(["--workers", "1", "resample"])
+            .args(&inputs)
+            .arg("--out-dir")
+            .arg(out)
+            .args(ARGS)
+            .args(extra);
+        c
+    };
+    // An uninterrupted batch gives each input's chunk count and the engine's id of b's
+    // first chunk.
+    let full = dir.path().join("full");
+    let rep = dir.path().join("full.json");
+    let o = run(&mut batch(&full, &["--report", rep.to_str().unwrap()]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = report(&rep);
+    let planned: Vec<usize> = (0..3)
+        .map(|k| r["inputs"][k]["chunks"].as_array().unwrap().len())
+        .collect();
+    let b_first = r["inputs"][1]["first_task"].as_u64().unwrap();
+    assert!(planned[1] >= 2, "b needs two chunks: {planned:?}");
+
+    // b's second chunk is slow (10 s): the kill lands after a was committed and while b has
+    // journaled its first chunk; c has not started.
+    let out = dir.path().join("out");
+    let fault = format!("slow:{}", b_first + 1);
+    let mut child = batch(&out, &["--inject-fault", &fault])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (a_out, b_journal) = (out.join("a.tif"), out.join("b.tif.journal"));
+    wait_for(
+        Duration::from_secs(120),
+        "a committed and b journaled",
+        || (a_out.exists() && records(&b_journal) >= 1).then_some(()),
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    let journaled = records(&b_journal);
+    assert!(journaled >= 1 && journaled < planned[1]);
+    assert!(!out.join("b.tif").exists() && !out.join("c.tif").exists());
+
+    // Without --resume the journals are refused, naming --resume; nothing is replaced.
+    let o = run(&mut batch(&out, &[]));
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+
+    let rep = dir.path().join("resumed.json");
+    let o = run(&mut batch(
+        &out,
+        &["--resume", "--report", rep.to_str().unwrap()],
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &stderr(&o);
+    assert!(text.contains("kept"), "{text}");
+    assert!(
+        text.contains(&format!("{journaled} chunk(s) resumed from the journal")),
+        "{text}"
+    );
+    let r = report(&rep);
+    let computed: Vec<usize> = (0..3)
+        .map(|k| r["inputs"][k]["chunks"].as_array().unwrap().len())
+        .collect();
+    // a: kept, nothing recomputed; b: only what its journal did not hold; c: all of it.
+    assert_eq!(computed, vec![0, planned[1] - journaled, planned[2]]);
+    for input in &inputs {
+        let name = input.file_name().unwrap();
+        assert_same_output(&out.join(name), &single.join(name));
+        let mut j = out.join(name).into_os_string();
+        j.push(".journal");
+        assert!(!Path::new(&j).exists(), "{j:?} left behind");
+    }
+}
+
+#[test]
+fn a_sharded_batch_merged_per_output_equals_single_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = three_inputs(dir.path());
+    let single = single_runs(dir.path(), &inputs, ARGS);
+    let out = dir.path().join("out");
+    for i in 0..2 {
+        let o = run(coordinator()
+            .args(["--workers", "2", "resample"])
+            .args(&inputs)
+            .arg("--out-dir")
+            .arg(&out)
+            .args(ARGS)
+            .args(["--shard", &format!("{i}/2")]));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout).to_string() + &stderr(&o);
+        assert!(text.contains(&format!("wrote shard {i}/2")), "{text}");
+    }
+    for input in &inputs {
+        let name = input.file_name().unwrap();
+        assert!(!out.join(name).exists(), "a shard wrote a GeoTIFF");
+        let o = run(coordinator().arg("merge").arg(out.join(name)));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_same_output(&out.join(name), &single.join(name));
+    }
 }

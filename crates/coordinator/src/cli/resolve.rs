@@ -148,8 +148,6 @@ pub fn resolve(
             (r.run.format == FormatArg::Cog, "--of COG"),
             (r.run.events.is_some(), "--events"),
             (r.run.report_html.is_some(), "--report-html"),
-            (r.run.resume, "--resume"),
-            (r.run.shard.is_some(), "--shard"),
         ];
         if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
             return Err(CoordError::Usage(format!(

@@ -75,6 +75,73 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
     })
 }
 
+/// Where the run's journal goes: OUTPUT.journal for a whole run;
+/// OUTPUT.shards/shard-I-of-N.journal for a shard (the directory is made here), which writes
+/// no GeoTIFF (`merge` does).
+pub(super) fn journal_path(cfg: &ResampleConfig) -> Result<PathBuf, CoordError> {
+    let Some(s) = cfg.shard else {
+        return Ok(crate::journal::path_for(&cfg.output));
+    };
+    let dir = crate::shard::dir_for(&cfg.output);
+    let parent = output::parent_dir(&cfg.output);
+    if !parent.is_dir() {
+        return Err(CoordError::OutputDirMissing(parent));
+    }
+    if let Err(e) = std::fs::create_dir(&dir) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists || !dir.is_dir() {
+            return Err(CoordError::Write {
+                path: dir.clone(),
+                reason: format!("creating the shards' directory: {e}"),
+            });
+        }
+    }
+    Ok(crate::shard::journal_in(&dir, s))
+}
+
+/// The plan chunks the run owns: all of them, or the shard's range.
+pub(super) fn range(cfg: &ResampleConfig, plan: &Plan) -> (u32, u32) {
+    match cfg.shard {
+        None => (0, plan.chunks.len() as u32),
+        Some(s) => crate::shard::range(plan, s),
+    }
+}
+
+/// Whether the run may replace an existing output: with `--overwrite`, or with `--resume`
+/// when the earlier journal is complete (a run killed between its commit and removing its
+/// journal left a complete output and a complete journal: the same result replaces it).
+pub(super) fn may_replace(cfg: &ResampleConfig, earlier: Option<&Scan>, range: (u32, u32)) -> bool {
+    let earlier_complete = earlier.is_some_and(|e| e.records.len() == (range.1 - range.0) as usize);
+    cfg.overwrite || (cfg.resume && earlier_complete)
+}
+
+/// Leaves `job` with this run's tasks: the plan's chunks in `range` that `earlier` does not
+/// hold, renumbered from 0 (the engine's task ids); `plan_ids` keeps their place in the plan.
+pub(super) fn keep_todo(
+    job: &mut BlockAggJob,
+    plan: &Plan,
+    range: (u32, u32),
+    earlier: Option<&Scan>,
+) {
+    let mut done = vec![false; plan.chunks.len()];
+    for r in earlier.map_or(&[][..], |s| &s.records[..]) {
+        done[r.id as usize] = true;
+    }
+    let todo: Vec<Chunk> = plan.chunks[range.0 as usize..range.1 as usize]
+        .iter()
+        .filter(|c| !done[c.id.0 as usize])
+        .copied()
+        .collect();
+    job.plan_ids = todo.iter().map(|c| c.id.0).collect();
+    job.tasks = todo
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Chunk {
+            id: TaskId(i as u32),
+            ..*c
+        })
+        .collect();
+}
+
 /// The output as `merge` will need to write it without the input.
 pub(super) fn output_header(spec: &OutputSpec, metadata: Vec<(String, String)>) -> OutputHeader {
     OutputHeader {

@@ -70,31 +70,8 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let prep = prepare(cfg)?;
     // The journal: OUTPUT.journal for a whole run, OUTPUT.shards/shard-I-of-N.journal for
     // a shard (which writes no GeoTIFF: `merge` does). The lock is on what the run writes.
-    let (jpath, range) = match cfg.shard {
-        None => (
-            crate::journal::path_for(&cfg.output),
-            (0, prep.plan.chunks.len() as u32),
-        ),
-        Some(s) => {
-            let dir = crate::shard::dir_for(&cfg.output);
-            let parent = output::parent_dir(&cfg.output);
-            if !parent.is_dir() {
-                return Err(CoordError::OutputDirMissing(parent));
-            }
-            if let Err(e) = std::fs::create_dir(&dir) {
-                if e.kind() != std::io::ErrorKind::AlreadyExists || !dir.is_dir() {
-                    return Err(CoordError::Write {
-                        path: dir.clone(),
-                        reason: format!("creating the shards' directory: {e}"),
-                    });
-                }
-            }
-            (
-                crate::shard::journal_in(&dir, s),
-                crate::shard::range(&prep.plan, s),
-            )
-        }
-    };
+    let jpath = durable::journal_path(cfg)?;
+    let range = durable::range(cfg, &prep.plan);
     let lock_target = match cfg.shard {
         None => cfg.output.clone(),
         Some(_) => jpath.clone(),
@@ -124,10 +101,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let earlier = durable::existing(&jpath)?;
     // A run killed between its commit and removing its journal left a complete output and a
     // complete journal: --resume may then replace the output with the same result.
-    let earlier_complete = earlier
-        .as_ref()
-        .is_some_and(|e| e.records.len() == (range.1 - range.0) as usize);
-    let replace = cfg.overwrite || (cfg.resume && earlier_complete);
+    let replace = durable::may_replace(cfg, earlier.as_ref(), range);
     if cfg.shard.is_none() && !replace && std::fs::symlink_metadata(&cfg.output).is_ok() {
         return Err(CoordError::OutputExists(cfg.output.clone()));
     }
@@ -209,12 +183,8 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         Some(_) => None,
     };
     let opened = durable::open(cfg, &jpath, &cfg.output, earlier, &header)?;
-    let mut done = vec![false; prep.plan.chunks.len()];
     let resumed = opened.earlier.as_ref().map_or(0, |e| e.records.len());
     if let Some(scan) = &opened.earlier {
-        for r in &scan.records {
-            done[r.id as usize] = true;
-        }
         if let Some(g) = &mut gtiff {
             durable::replay(&jpath, scan, g)?;
         }
@@ -223,22 +193,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             jpath.display()
         );
     }
-    // This run's tasks: the plan's chunks in its range that no journal holds, renumbered
-    // from 0 (the engine's task ids); `plan_ids` keeps their place in the plan.
-    let todo: Vec<Chunk> = prep.plan.chunks[range.0 as usize..range.1 as usize]
-        .iter()
-        .filter(|c| !done[c.id.0 as usize])
-        .copied()
-        .collect();
-    job.plan_ids = todo.iter().map(|c| c.id.0).collect();
-    job.tasks = todo
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Chunk {
-            id: TaskId(i as u32),
-            ..*c
-        })
-        .collect();
+    durable::keep_todo(&mut job, &prep.plan, range, opened.earlier.as_ref());
     let jstats = Arc::new(std::sync::Mutex::new(crate::journal::JournalStats {
         path: jpath.display().to_string(),
         resumed_chunks: resumed,

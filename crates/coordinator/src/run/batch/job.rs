@@ -87,7 +87,15 @@ impl Job for BatchJob {
 
     fn write_item(&self, task: TaskId) -> BatchItem {
         let (input, chunk) = self.local(task);
-        BatchItem { input, chunk }
+        let plan_id = self.inputs[input as usize]
+            .plan_ids
+            .get(chunk.id.0 as usize)
+            .copied();
+        BatchItem {
+            input,
+            chunk,
+            plan_id,
+        }
     }
 
     fn close_item(&self, _quarantined: &[TaskId]) {}

@@ -18,7 +18,8 @@
 //! and totals once.
 //!
 //! Modules: `job` (the engine's view: one task list over the inputs), `sink` (the writer
-//! that commits each output when complete).
+//! that journals each chunk and commits each output when complete), `resume` (`--resume`
+//! and `--shard` per output: its journal, what is left to compute).
 
 use std::sync::Mutex;
 
@@ -28,6 +29,7 @@ use super::*;
 use crate::report::RunStatus;
 
 mod job;
+mod resume;
 mod sink;
 
 use job::BatchJob;
@@ -63,24 +65,26 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     // Per input: its own config (input, output; faults are the batch's, checked below),
     // then what a single run would check before starting. A failure here is that input's.
     let mut fates: Vec<OutputFate> = (0..n).map(|_| OutputFate::Waiting).collect();
-    let mut ready: Vec<(usize, ResampleConfig, Prepared, output::Staging)> = Vec::new();
+    let mut ready: Vec<(usize, ResampleConfig, Prepared, BlockAggJob, Pending)> = Vec::new();
     for (k, input) in batch.inputs.iter().enumerate() {
         let mut c = cfg.clone();
         c.input = input.clone();
         c.output = batch.output_for(input);
         c.batch = None;
         c.faults = Vec::new();
-        let checked =
-            output::check_paths(&c.input, &c.output, cfg.report.as_deref(), cfg.overwrite);
+        let checked = resume::Target::of(&c).and_then(|t| {
+            output::check_paths(&c.input, &t.lock, cfg.report.as_deref(), t.may_exist).map(|()| t)
+        });
         if let Err(e @ CoordError::ReportPath { .. }) = checked {
             // The report is the batch's: refuse the whole command line.
             return Err(e);
         }
         let res = checked
-            .and_then(|()| prepare(&c))
-            .and_then(|p| output::Staging::lock(&c.output).map(|s| (p, s)));
+            .and_then(|t| prepare(&c).map(|p| (t, p)))
+            .and_then(|(t, p)| resume::begin(&c, &p, t).map(|b| (p, b)));
         match res {
-            Ok((p, s)) => ready.push((k, c, p, s)),
+            Ok((_, resume::Begun::Kept)) => fates[k] = OutputFate::Kept,
+            Ok((p, resume::Begun::Run { job, pending })) => ready.push((k, c, p, *job, *pending)),
             Err(e) => {
                 eline(&format!("error: {}: {e}", input.display()));
                 fates[k] = OutputFate::Failed(e);
@@ -133,12 +137,13 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         |_| layout.total_bytes(),
     )?;
     let lanes = lp.lanes;
-    let total_plan: usize = ready.iter().map(|r| r.2.plan.chunks.len()).sum();
+    // The chunks this run computes (with --resume or --shard, fewer than the plans').
+    let total_plan: usize = ready.iter().map(|r| r.3.tasks.len()).sum();
     for f in &cfg.faults {
         if let Some(c) = f.chunk {
             if c as usize >= total_plan {
                 return Err(CoordError::BadInput(format!(
-                    "--inject-fault names chunk {c}, but the batch has {total_plan} chunks (0..{}: the inputs' plans one after the other)",
+                    "--inject-fault names chunk {c}, but the batch has {total_plan} chunks to compute (0..{}: the inputs' plans one after the other)",
                     total_plan.saturating_sub(1)
                 )));
             }
@@ -152,11 +157,11 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     }
     if memory.workers > 0 {
         let processes = memory.workers + memory.spares;
-        // Each output holds its lock file open for the run.
-        let need = FDS_BASE + FDS_PER_WORKER * (processes as u64 + 1) + ready.len() as u64;
+        // Each output holds its lock file and its journal open for the run.
+        let need = FDS_BASE + FDS_PER_WORKER * (processes as u64 + 1) + 2 * ready.len() as u64;
         crate::os::ensure_nofile(need).map_err(|(have, why)| {
             CoordError::Resources(format!(
-                "too few file descriptors: {processes} worker process(es) and {} output lock(s) need about {need}, the limit is {have}{why} (raise it with ulimit -n, or lower --workers)",
+                "too few file descriptors: {processes} worker process(es) and {} output lock(s) and journal(s) need about {need}, the limit is {have}{why} (raise it with ulimit -n, or lower --workers)",
                 ready.len()
             ))
         })?;
@@ -175,30 +180,9 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let mut outputs: Vec<Option<Pending>> = Vec::new();
     let mut order = Vec::new();
     let mut preps = Vec::new();
-    for (setup_index, (k, c, p, staging)) in ready.into_iter().enumerate() {
-        let mut j = BlockAggJob::new(&c, &p);
+    for (setup_index, (k, c, p, mut j, pending)) in ready.into_iter().enumerate() {
         j.input = setup_index as u32;
-        let spec = OutputSpec {
-            path: c.output.clone(),
-            width: p.plan.out_width,
-            height: p.plan.out_height,
-            bands: out_bands(&c, &p),
-            out_type: p.out_type,
-            nodata: p.out_nodata,
-            geo_transform: p.info.geo_transform.map(|g| {
-                let f = c.factor as f64;
-                [g[0], g[1] * f, g[2] * f, g[3], g[4] * f, g[5] * f]
-            }),
-            projection: p.info.projection.clone(),
-            creation_options: c.creation_options.clone(),
-            band_meta: p
-                .bands
-                .iter()
-                .map(|b| crate::fidelity::out_meta(c.agg, p.out_type, b, p.unscale))
-                .collect(),
-            area_or_point: p.info.area_or_point.clone(),
-        };
-        outputs.push(Some(Pending::new(spec, staging, j.metadata().to_vec())));
+        outputs.push(Some(pending));
         inputs.push(BlockAggInput {
             path: c.input.to_string_lossy().into_owned(),
             bands: p.bands.iter().map(|b| b.index).collect(),
@@ -209,7 +193,8 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         preps.push((c, p));
     }
     let fates: Fates = Arc::new(Mutex::new(fates));
-    let sink = BatchSink::new(outputs, order.clone(), fates.clone(), cfg.overwrite);
+    let mut sink = BatchSink::new(outputs, order.clone(), fates.clone(), cfg.overwrite);
+    sink.finish_ready();
     let mut job = BatchJob::new(jobs);
     let setup = protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
         inputs,
@@ -373,7 +358,7 @@ fn finish(
     };
     let written = fates
         .iter()
-        .filter(|f| matches!(f, OutputFate::Committed { .. }))
+        .filter(|f| matches!(f, OutputFate::Committed { .. } | OutputFate::Kept))
         .count();
     let quarantined_any = fates
         .iter()
@@ -381,7 +366,7 @@ fn finish(
     let first_failure = fates.iter().find_map(|f| match f {
         OutputFate::Failed(e) => Some(e.exit_code()),
         OutputFate::Waiting => Some(not_reached().0),
-        OutputFate::Committed { .. } => None,
+        OutputFate::Committed { .. } | OutputFate::Kept => None,
     });
     let exit_code = match (run_error, first_failure) {
         (Some(e), _) => e.exit_code(),
@@ -436,6 +421,7 @@ fn finish(
             OutputFate::Committed { quarantined, .. } if quarantined.is_empty() => {
                 (RunStatus::Ok, protocol::exit::OK, None)
             }
+            OutputFate::Kept => (RunStatus::Ok, protocol::exit::OK, None),
             OutputFate::Committed { .. } => (
                 RunStatus::CompletedWithQuarantinedChunks,
                 protocol::exit::QUARANTINED,
@@ -472,20 +458,44 @@ fn finish(
             }
         }
         match fate {
-            OutputFate::Committed { quarantined, .. } => {
+            OutputFate::Kept => lines.push(format!(
+                "kept {}: committed by the interrupted run (--resume), nothing recomputed",
+                output.display()
+            )),
+            OutputFate::Committed {
+                quarantined,
+                resumed,
+                ..
+            } => {
                 let (c, p) = &preps[ran
                     .as_ref()
                     .and_then(|r| r.order.iter().position(|&o| o == k))
                     .unwrap_or(0)];
-                let mut line = format!(
-                    "wrote {} ({}x{}, {} band(s), {}): {} chunks",
-                    c.output.display(),
-                    p.plan.out_width,
-                    p.plan.out_height,
-                    p.plan.bands,
-                    p.out_type,
-                    p.plan.chunks.len()
-                );
+                let mut line = match c.shard {
+                    None => format!(
+                        "wrote {} ({}x{}, {} band(s), {}): {} chunks",
+                        c.output.display(),
+                        p.plan.out_width,
+                        p.plan.out_height,
+                        p.plan.bands,
+                        p.out_type,
+                        p.plan.chunks.len()
+                    ),
+                    Some(s) => {
+                        let (a, b) = crate::shard::range(&p.plan, s);
+                        format!(
+                            "wrote shard {}/{} of {} (chunks {a}..{b} of {}) to {}",
+                            s.index,
+                            s.count,
+                            c.output.display(),
+                            p.plan.chunks.len(),
+                            crate::shard::dir_for(&c.output).display()
+                        )
+                    }
+                };
+                if *resumed > 0 {
+                    line.push_str(&format!(", {resumed} chunk(s) resumed from the journal"));
+                }
                 if !quarantined.is_empty() {
                     line.push_str(&format!(
                         "; warning: {} window(s) quarantined, their pixels are nodata (exit 5 for this input; the file's BLOCKSUM_QUARANTINED_CHUNKS names them)",
@@ -636,8 +646,10 @@ fn fill_section(
         }
         s.chunks.push(ChunkReport {
             id: chunk.id.0,
-            // A batch has no journal: its chunks are the plan's, numbered per input.
-            plan_id: None,
+            plan_id: r.job.inputs[setup_index as usize]
+                .plan_ids
+                .get(chunk.id.0 as usize)
+                .copied(),
             parent: sched.parent(t).and_then(local_of),
             window: [
                 chunk.window.x,

@@ -1,0 +1,163 @@
+//! `--resume` and `--shard` for a batch: each output keeps its own journal, by the single
+//! run's rules and in its format (`run::durable`, `crate::journal`): OUTPUT.journal beside
+//! each output in DIR, or OUTPUT.shards/shard-I-of-N.journal for shard I of N. A batch shard
+//! is shard I of N of every input (each input's plan split as a single run splits it), so
+//! `coordinator merge DIR/NAME` assembles each output as it does a single run's.
+//!
+//! With `--resume`, an output the interrupted batch had already committed (in place, its
+//! journal removed) is kept when it matches this input's plan, and nothing of it is
+//! recomputed. This module decides, per input, what the run has left to do; the writing is
+//! `sink`'s.
+
+use gdal::Metadata;
+
+use super::sink::{Journal, Pending};
+use super::*;
+
+/// Where an input's journal and lock are, found before the input is opened.
+pub(super) struct Target {
+    pub(super) journal: PathBuf,
+    /// What the run writes and locks: the output, or a shard's journal.
+    pub(super) lock: PathBuf,
+    /// `--resume`, no journal, and the output in place: committed by the interrupted batch.
+    pub(super) committed: bool,
+    /// Whether an existing file under `lock` is left to `begin` to judge rather than refused.
+    pub(super) may_exist: bool,
+}
+
+impl Target {
+    pub(super) fn of(c: &ResampleConfig) -> Result<Target, CoordError> {
+        let journal = durable::journal_path(c)?;
+        let journal_there = std::fs::symlink_metadata(&journal).is_ok();
+        let committed = c.resume
+            && c.shard.is_none()
+            && !c.overwrite
+            && !journal_there
+            && std::fs::symlink_metadata(&c.output).is_ok_and(|m| m.is_file());
+        let lock = match c.shard {
+            None => c.output.clone(),
+            Some(_) => journal.clone(),
+        };
+        Ok(Target {
+            may_exist: c.overwrite
+                || (journal_there && (c.resume || c.shard.is_some()))
+                || committed,
+            journal,
+            lock,
+            committed,
+        })
+    }
+}
+
+/// What one input has left.
+pub(super) enum Begun {
+    /// Committed by the interrupted batch and matching: nothing to do.
+    Kept,
+    /// Its remaining chunks (in `job`) and the output that takes them.
+    Run {
+        job: Box<BlockAggJob>,
+        pending: Box<Pending>,
+    },
+}
+
+/// Locks the input's output, opens its journal (continuing the interrupted run's with
+/// `--resume`, after checking it is this plan's) and keeps in its job the chunks no journal
+/// holds.
+pub(super) fn begin(c: &ResampleConfig, p: &Prepared, t: Target) -> Result<Begun, CoordError> {
+    if t.committed {
+        check_committed(c, p)?;
+        tracing::info!(
+            "--resume: '{}' was committed by the interrupted run: kept",
+            c.output.display()
+        );
+        return Ok(Begun::Kept);
+    }
+    let range = durable::range(c, &p.plan);
+    let staging = output::Staging::lock(&t.lock)?;
+    let earlier = durable::existing(&t.journal)?;
+    let replace = durable::may_replace(c, earlier.as_ref(), range);
+    if c.shard.is_none() && !replace && std::fs::symlink_metadata(&c.output).is_ok() {
+        return Err(CoordError::OutputExists(c.output.clone()));
+    }
+    let spec = spec_for(c, p);
+    let mut job = BlockAggJob::new(c, p);
+    let header = crate::journal::Header {
+        identity: durable::identity(c, p)?,
+        output: durable::output_header(&spec, job.close_item(&[])),
+        shard: c.shard.map(|s| (s.index, s.count)),
+        range,
+    };
+    let opened = durable::open(c, &t.journal, &c.output, earlier, &header)?;
+    if let Some(scan) = &opened.earlier {
+        tracing::info!(
+            "resuming from '{}': {} chunk(s) journaled",
+            t.journal.display(),
+            scan.records.len()
+        );
+    }
+    durable::keep_todo(&mut job, &p.plan, range, opened.earlier.as_ref());
+    let remaining = job.tasks.iter().map(|ch| ch.out.pixels()).sum();
+    let pending = Pending::new(
+        spec,
+        staging,
+        job.metadata().to_vec(),
+        Journal {
+            path: t.journal,
+            writer: opened.writer,
+            earlier: opened.earlier,
+            shard: c.shard.is_some(),
+            replace,
+        },
+        remaining,
+    );
+    Ok(Begun::Run {
+        job: Box::new(job),
+        pending: Box::new(pending),
+    })
+}
+
+/// The output the interrupted batch committed must be this input's: its size, bands and the
+/// aggregation it was made with; anything else is somebody's file, refused as any existing
+/// output is.
+fn check_committed(c: &ResampleConfig, p: &Prepared) -> Result<(), CoordError> {
+    let ds =
+        gdal::Dataset::open(&c.output).map_err(|_| CoordError::OutputExists(c.output.clone()))?;
+    let (w, h) = ds.raster_size();
+    let job = BlockAggJob::new(c, p);
+    let same = w as u64 == p.plan.out_width
+        && h as u64 == p.plan.out_height
+        && ds.raster_count() == out_bands(c, p).len()
+        && job
+            .metadata()
+            .iter()
+            .all(|(k, v)| ds.metadata_item(k, "").as_deref() == Some(v.as_str()));
+    if same {
+        Ok(())
+    } else {
+        Err(CoordError::OutputExists(c.output.clone()))
+    }
+}
+
+/// The output an input's run writes.
+pub(super) fn spec_for(c: &ResampleConfig, p: &Prepared) -> OutputSpec {
+    OutputSpec {
+        path: c.output.clone(),
+        width: p.plan.out_width,
+        height: p.plan.out_height,
+        bands: out_bands(c, p),
+        out_type: p.out_type,
+        nodata: p.out_nodata,
+        geo_transform: p.info.geo_transform.map(|g| {
+            let f = c.factor as f64;
+            [g[0], g[1] * f, g[2] * f, g[3], g[4] * f, g[5] * f]
+        }),
+        projection: p.info.projection.clone(),
+        creation_options: c.creation_options.clone(),
+        band_meta: p
+            .bands
+            .iter()
+            .map(|b| crate::fidelity::out_meta(c.agg, p.out_type, b, p.unscale))
+            .collect(),
+        area_or_point: p.info.area_or_point.clone(),
+    }
+}
