@@ -242,53 +242,21 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         let f: ExecutorFactory = Arc::new(move || runtime::open::<WorkerKernel>(&lane_setup));
         f
     });
-    let mut sc = SchedConfig::new(
-        prep.memory.workers + prep.memory.spares,
+    let ecfg = engine_config(
+        cfg,
+        &prep.memory,
         prep.lanes,
-        prep.layout.slots,
+        prep.layout,
+        job.tasks.len(),
+        (setup, executor),
+        format!(
+            "{} {} -> {}",
+            if cfg.map.is_some() { "map" } else { "resample" },
+            cfg.input.display(),
+            cfg.output.display()
+        ),
+        events.clone(),
     );
-    sc.max_busy = prep.memory.workers;
-    sc.admission_open = cfg.min_free_memory.is_none_or(|m| available_memory() >= m);
-    sc.max_attempts = cfg.max_attempts;
-    sc.timeout = cfg.task_timeout;
-    sc.timeout_floor = cfg.task_timeout_floor;
-    sc.start_timeout = cfg.start_timeout;
-    sc.kill_grace = cfg.kill_grace;
-    sc.faults = cfg.faults.clone();
-    sc.can_split = true;
-    let ecfg = EngineConfig {
-        sched: sc,
-        layout: prep.layout,
-        tasks: job.tasks.len(),
-        worker_bin: cfg.worker_bin.clone(),
-        worker_env: vec![
-            (
-                "GDAL_CACHEMAX".into(),
-                format!("{}", (prep.memory.gdal_cache >> 20).max(1)),
-            ),
-            ("GDAL_NUM_THREADS".into(), "1".into()),
-            // Which run a worker belongs to, for whoever looks at a process table (the
-            // command line carries only the connection and the segment).
-            (
-                "BLOCKSUM_JOB".into(),
-                format!(
-                    "{} {} -> {}",
-                    if cfg.map.is_some() { "map" } else { "resample" },
-                    cfg.input.display(),
-                    cfg.output.display()
-                ),
-            ),
-        ],
-        data_limit: prep.memory.limit,
-        setup,
-        executor,
-        memory_poll: cfg.memory_poll,
-        soft_limit: prep.memory.soft,
-        min_free_memory: cfg.min_free_memory,
-        kill_grace: cfg.kill_grace,
-        progress: !cfg.quiet,
-        events: events.clone(),
-    };
     if let Some(log) = &events {
         let summary = PlanSummary::new(&prep.plan, prep.layout.slots, prep.layout.slot_bytes());
         log.emit(
@@ -297,19 +265,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         );
     }
     let (outcome, rec) = engine::run(&mut job, sink, ring, ecfg);
-    let outcome = outcome.map_err(|e| match e {
-        EngineError::Fatal(why) => CoordError::Workers(why),
-        EngineError::VersionMismatch { theirs, ours } => CoordError::Workers(format!(
-            "the worker binary '{}' speaks protocol version {theirs}, this coordinator {ours}: build both from the same source",
-            cfg.worker_bin.display()
-        )),
-        EngineError::Sink(reason) => CoordError::Write {
-            path: cfg.output.clone(),
-            reason,
-        },
-        EngineError::Interrupted(name) => CoordError::Interrupted(name),
-        EngineError::Internal(why) => CoordError::Internal(why),
-    });
+    let outcome = outcome.map_err(|e| engine_error(cfg, &cfg.output, e));
     let view = RunView {
         cfg,
         prep: &prep,
@@ -555,4 +511,71 @@ pub fn default_worker_bin() -> PathBuf {
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("worker")))
         .unwrap_or_else(|| Path::new("worker").to_path_buf())
+}
+
+/// The engine's configuration from the run's options, its memory plan and layout: what a
+/// single run and a batch share. `job` names the run in each worker's environment
+/// (`BLOCKSUM_JOB`), for whoever looks at a process table (the command line carries only the
+/// connection and the segment).
+#[allow(clippy::too_many_arguments)]
+fn engine_config(
+    cfg: &ResampleConfig,
+    memory: &budget::MemoryPlan,
+    lanes: u32,
+    layout: SlotLayout,
+    tasks: usize,
+    (setup, executor): (Vec<u8>, Option<ExecutorFactory>),
+    job: String,
+    events: Option<engine::observe::EventLog>,
+) -> EngineConfig {
+    let mut sc = SchedConfig::new(memory.workers + memory.spares, lanes, layout.slots);
+    sc.max_busy = memory.workers;
+    sc.admission_open = cfg.min_free_memory.is_none_or(|m| available_memory() >= m);
+    sc.max_attempts = cfg.max_attempts;
+    sc.timeout = cfg.task_timeout;
+    sc.timeout_floor = cfg.task_timeout_floor;
+    sc.start_timeout = cfg.start_timeout;
+    sc.kill_grace = cfg.kill_grace;
+    sc.faults = cfg.faults.clone();
+    sc.can_split = true;
+    EngineConfig {
+        sched: sc,
+        layout,
+        tasks,
+        worker_bin: cfg.worker_bin.clone(),
+        worker_env: vec![
+            (
+                "GDAL_CACHEMAX".into(),
+                format!("{}", (memory.gdal_cache >> 20).max(1)),
+            ),
+            ("GDAL_NUM_THREADS".into(), "1".into()),
+            ("BLOCKSUM_JOB".into(), job),
+        ],
+        data_limit: memory.limit,
+        setup,
+        executor,
+        memory_poll: cfg.memory_poll,
+        soft_limit: memory.soft,
+        min_free_memory: cfg.min_free_memory,
+        kill_grace: cfg.kill_grace,
+        progress: !cfg.quiet,
+        events,
+    }
+}
+
+/// The engine's error as the run's: a sink failure is a write failure of `output`.
+fn engine_error(cfg: &ResampleConfig, output: &std::path::Path, e: EngineError) -> CoordError {
+    match e {
+        EngineError::Fatal(why) => CoordError::Workers(why),
+        EngineError::VersionMismatch { theirs, ours } => CoordError::Workers(format!(
+            "the worker binary '{}' speaks protocol version {theirs}, this coordinator {ours}: build both from the same source",
+            cfg.worker_bin.display()
+        )),
+        EngineError::Sink(reason) => CoordError::Write {
+            path: output.to_path_buf(),
+            reason,
+        },
+        EngineError::Interrupted(name) => CoordError::Interrupted(name),
+        EngineError::Internal(why) => CoordError::Internal(why),
+    }
 }

@@ -206,61 +206,23 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         let f: ExecutorFactory = Arc::new(move || runtime::open::<WorkerKernel>(&lane_setup));
         f
     });
-    let mut sc = SchedConfig::new(memory.workers + memory.spares, lanes, layout.slots);
-    sc.max_busy = memory.workers;
-    sc.admission_open = cfg.min_free_memory.is_none_or(|m| available_memory() >= m);
-    sc.max_attempts = cfg.max_attempts;
-    sc.timeout = cfg.task_timeout;
-    sc.timeout_floor = cfg.task_timeout_floor;
-    sc.start_timeout = cfg.start_timeout;
-    sc.kill_grace = cfg.kill_grace;
-    sc.faults = cfg.faults.clone();
-    sc.can_split = true;
-    let ecfg = EngineConfig {
-        // `--events` is refused for batches (cli::resolve).
-        events: None,
-        sched: sc,
+    // `--events` is refused for batches (cli::resolve).
+    let ecfg = engine_config(
+        cfg,
+        &memory,
+        lanes,
         layout,
-        tasks: job.plan_len(),
-        worker_bin: cfg.worker_bin.clone(),
-        worker_env: vec![
-            (
-                "GDAL_CACHEMAX".into(),
-                format!("{}", (memory.gdal_cache >> 20).max(1)),
-            ),
-            ("GDAL_NUM_THREADS".into(), "1".into()),
-            (
-                "BLOCKSUM_JOB".into(),
-                format!(
-                    "resample batch of {} input(s) -> {}",
-                    order.len(),
-                    out_dir.display()
-                ),
-            ),
-        ],
-        data_limit: memory.limit,
-        setup,
-        executor,
-        memory_poll: cfg.memory_poll,
-        soft_limit: memory.soft,
-        min_free_memory: cfg.min_free_memory,
-        kill_grace: cfg.kill_grace,
-        progress: !cfg.quiet,
-    };
+        job.plan_len(),
+        (setup, executor),
+        format!(
+            "resample batch of {} input(s) -> {}",
+            order.len(),
+            out_dir.display()
+        ),
+        None,
+    );
     let (outcome, rec) = engine::run(&mut job, sink, ring, ecfg);
-    let run_error = outcome.err().map(|e| match e {
-        EngineError::Fatal(why) => CoordError::Workers(why),
-        EngineError::VersionMismatch { theirs, ours } => CoordError::Workers(format!(
-            "the worker binary '{}' speaks protocol version {theirs}, this coordinator {ours}: build both from the same source",
-            cfg.worker_bin.display()
-        )),
-        EngineError::Sink(reason) => CoordError::Write {
-            path: out_dir.clone(),
-            reason,
-        },
-        EngineError::Interrupted(name) => CoordError::Interrupted(name),
-        EngineError::Internal(why) => CoordError::Internal(why),
-    });
+    let run_error = outcome.err().map(|e| engine_error(cfg, out_dir, e));
     let fates = Arc::try_unwrap(fates).unwrap_or_else(|a| {
         Mutex::new(std::mem::take(
             &mut *a.lock().unwrap_or_else(|p| p.into_inner()),
