@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a Debian or Ubuntu machine, where missing:
 # GDAL (library, headers, tools), pkg-config, a C toolchain, and Rust (rustup) if there is no cargo.
+# `--tests` (what scripts/test.sh passes) adds what only the tests use: headless Chromium,
+# GDAL's Python tools (the COG validator) and a one-node Slurm; the demo does not need them.
 set -euo pipefail
+tests=false
+[ "${1:-}" = "--tests" ] && tests=true
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -14,6 +18,7 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
 [ -x /usr/bin/time ] || need+=(time)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if $tests; then
 # The HTML report's test opens the page in a real headless browser.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # GDAL's COG validator (osgeo_utils.samples.validate_cloud_optimized_geotiff), used by tests/tests/cog.rs.
@@ -23,6 +28,7 @@ command -v slurmctld >/dev/null 2>&1 || need+=(slurmctld)
 command -v slurmd >/dev/null 2>&1 || need+=(slurmd)
 command -v sbatch >/dev/null 2>&1 || need+=(slurm-client)
 command -v munged >/dev/null 2>&1 || need+=(munge)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   $SUDO apt-get update -qq

@@ -4,7 +4,7 @@
 # (unit, property, end-to-end with the real binaries), and the Python reference checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 export PATH="$HOME/.cargo/bin:$PATH"
 
 cargo fmt --all -- --check

@@ -111,7 +111,7 @@ fn validate(path: &Path) -> (bool, String) {
         return (o.status.success(), text);
     }
     panic!(
-        "GDAL's validate_cloud_optimized_geotiff (python3-gdal) is not installed: run scripts/setup.sh"
+        "GDAL's validate_cloud_optimized_geotiff (python3-gdal) is not installed: run bash scripts/setup.sh --tests"
     );
 }
 

@@ -317,7 +317,9 @@ fn chromium(page: &Path, dir: &Path, extra: &[String]) -> (String, String) {
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
-        .expect("chromium is not installed (scripts/setup.sh installs Debian's chromium)");
+        .expect(
+            "chromium is not installed (bash scripts/setup.sh --tests installs Debian's chromium)",
+        );
     let profile = tempfile::tempdir_in(dir).unwrap();
     let child = Command::new(exe)
         .args([

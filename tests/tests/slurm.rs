@@ -70,7 +70,7 @@ fn why_not_here() -> Option<String> {
             .is_ok_and(|o| o.status.success());
         if !found {
             return Some(format!(
-                "{b} is not installed (bash scripts/setup.sh installs Slurm)"
+                "{b} is not installed (bash scripts/setup.sh --tests installs Slurm)"
             ));
         }
     }
