@@ -96,7 +96,7 @@ fn tile_of_clean(clean: &[f32], i: usize) -> Vec<f32> {
 }
 
 fn same_f32(a: &[f32], b: &[f32]) -> bool {
-    a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 #[test]

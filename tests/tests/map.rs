@@ -25,11 +25,7 @@ const TILE: usize = 16;
 fn build_c(dir: &Path, name: &str) -> Option<PathBuf> {
     if Command::new("cc").arg("--version").output().is_err() {
         // CI installs a C toolchain (scripts/setup.sh): there, the kernels must run.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no `cc` on PATH in CI: the example C kernels must run there"
-        );
-        eprintln!("skipped: no `cc` on PATH to build the example C kernels");
+        cannot_check("no `cc` on PATH to build the example C kernels");
         return None;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

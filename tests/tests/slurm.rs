@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use common::{bin_dir, coordinator, run, stderr, wait_for, write_f32, RasterSpec};
+use common::{bin_dir, cannot_check, coordinator, run, stderr, wait_for, write_f32, RasterSpec};
 use compare::assert_same_raster;
 use coordinator::journal::Scan;
 
@@ -83,7 +83,7 @@ fn why_not_here() -> Option<String> {
 #[test]
 fn a_cancelled_array_task_resubmitted_with_resume_merges_bit_identical() {
     if let Some(why) = why_not_here() {
-        eprintln!("SKIPPED: {why}");
+        cannot_check(&why);
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

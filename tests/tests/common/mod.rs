@@ -17,6 +17,28 @@ use gdal::{
 
 static BUILD: Once = Once::new();
 
+/// Says that a test cannot run its check here (a missing tool, not root) and why. Under `CI`
+/// this fails the test: a check that cannot run must never count as passed there. Elsewhere it
+/// prints the reason and appends it to `target/<profile>/skipped-tests.log`, which
+/// `scripts/test.sh` counts and prints, so a skip is never silent.
+pub fn cannot_check(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "this check cannot run here, and CI is set: {why}"
+    );
+    eprintln!("SKIPPED: {why}");
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let log = bin_dir().join("skipped-tests.log");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{test}: {why}");
+    }
+}
+
 /// target/debug (or whichever profile the tests were built with).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
