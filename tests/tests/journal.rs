@@ -175,6 +175,12 @@ fn sigkill_at_many_points_then_resume_gives_the_uninterrupted_output() {
     }
     assert!(!journal.exists(), "journal removed after the commit");
     assert_same_raster(&reference, &out);
+    // And once more, as a cluster retries a task whose node died after the commit: exit 0,
+    // the output left as it is.
+    let before = untouched_stamp(&out);
+    let o = run(coordinator().args(args(&out)).arg("--resume"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(untouched_stamp(&out) == before, "the output was rewritten");
     // No temporaries of the killed runs are left once a run has taken the lock.
     let left: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -509,4 +515,63 @@ fn merge_names_missing_shards_and_auto_reads_the_environment() {
             stderr(&o)
         );
     }
+}
+
+/// The file's bytes and modification time: "left untouched" means both.
+fn untouched_stamp(path: &Path) -> (Vec<u8>, std::time::SystemTime) {
+    let bytes = std::fs::read(path).unwrap();
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    (bytes, mtime)
+}
+
+#[test]
+fn resume_over_a_committed_output_of_the_same_plan_exits_0_and_leaves_it_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_input(dir.path(), 11);
+    let out = dir.path().join("o.tif");
+    let rep = dir.path().join("o.json");
+    let o = resample(&input, &out, &["--report", rep.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = untouched_stamp(&out);
+    let report_before = std::fs::read(&rep).unwrap();
+    // The retry of a run that committed (a Slurm requeue, a Kubernetes retry): exit 0,
+    // nothing rewritten, the report of the run that made the output kept.
+    let o = resample(
+        &input,
+        &out,
+        &["--resume", "--report", rep.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("kept"), "{}", stderr(&o));
+    assert!(untouched_stamp(&out) == before, "the output was rewritten");
+    assert_eq!(std::fs::read(&rep).unwrap(), report_before);
+    assert!(!dir.path().join("o.tif.journal").exists());
+    // Other options (or another input) over that output: refused as any existing output.
+    for extra in [
+        &["--resume", "--agg", "mean"][..],
+        &["--resume", "--ignore-mask", "--ot", "Float32"],
+    ] {
+        let o = resample(&input, &out, extra);
+        assert_eq!(o.status.code(), Some(4), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
+        assert!(untouched_stamp(&out) == before);
+    }
+    let other = small_input(dir.path(), 12);
+    let o = resample(&other, &out, &["--resume"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(untouched_stamp(&out) == before);
+    // Killed between the commit and the journal's removal: the journal (complete) is still
+    // there beside the committed output. --resume keeps the output and removes the journal.
+    let journal = dir.path().join("o.tif.journal");
+    let o = resample(&input, &dir.path().join("p.tif"), &["--shard", "0/1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::copy(
+        dir.path().join("p.tif.shards/shard-0-of-1.journal"),
+        &journal,
+    )
+    .unwrap();
+    let o = resample(&input, &out, &["--resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(untouched_stamp(&out) == before, "the output was rewritten");
+    assert!(!journal.exists(), "the committed run's journal is removed");
 }

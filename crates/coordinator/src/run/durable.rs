@@ -9,6 +9,7 @@ use std::{
 
 use super::*;
 use crate::journal::{self, Header, JournalStats, JournalWriter, OutputHeader, PlanIdentity, Scan};
+use gdal::Metadata as _;
 
 /// The identity of this run's plan: the input (canonical path, size, modification time) and
 /// every option that changes the chunks or the pixels.
@@ -54,10 +55,7 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
         ),
         ("--ignore-mask".into(), cfg.ignore_mask.to_string()),
         ("scale/offset applied".into(), prep.unscale.to_string()),
-        (
-            "chunk grid (from --chunk-mib, and --workers on a small raster)".into(),
-            format!("{}x{}", p.chunk_w, p.chunk_h),
-        ),
+        (CHUNK_GRID.into(), format!("{}x{}", p.chunk_w, p.chunk_h)),
         ("creation options".into(), cfg.creation_options.join(" ")),
     ];
     if let Some(m) = &cfg.map {
@@ -73,6 +71,65 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
         options,
         chunks: p.chunks.len() as u32,
     })
+}
+
+/// The identity's entry for the chunk grid: it decides what a journal's records are, but not
+/// the output's pixels, so the output's own record of its plan ([`PLAN_KEY`]) leaves it out.
+const CHUNK_GRID: &str = "chunk grid (from --chunk-mib, and --workers on a small raster)";
+
+/// The output's metadata item that records the plan it was made from: a digest of the plan
+/// identity's entries that decide its pixels (input, its size and time, command, options).
+pub(super) const PLAN_KEY: &str = "BLOCKSUM_PLAN";
+
+/// The value of [`PLAN_KEY`]: 64-bit FNV-1a over the identity's entries but the chunk grid,
+/// in hex. Stable across builds and machines (no std hasher, whose seed is not).
+pub(super) fn plan_digest(identity: &PlanIdentity) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let entries = identity.options.iter().filter(|(k, _)| k != CHUNK_GRID);
+    for (k, v) in entries {
+        for b in k.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// `--resume` over an output a run of this same plan committed (its [`PLAN_KEY`] says so,
+/// and it holds no quarantined chunk): nothing is left to do. The retry of a run killed after
+/// its commit (a Slurm requeue, a Kubernetes retry) then exits 0 and leaves the output as it
+/// is; a journal still there (killed between the commit and its removal) is removed. `None`
+/// when there is no such output: the run goes on, and an output of another plan is refused
+/// later as any existing output is.
+pub(super) fn already_committed(
+    output: &Path,
+    journal: &Path,
+    digest: &str,
+) -> Result<Option<String>, CoordError> {
+    if !std::fs::symlink_metadata(output).is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    let Ok(ds) = gdal::Dataset::open(output) else {
+        return Ok(None);
+    };
+    let ours = ds.metadata_item(PLAN_KEY, "").as_deref() == Some(digest)
+        && ds
+            .metadata_item("BLOCKSUM_QUARANTINED_CHUNKS", "")
+            .is_none();
+    if !ours {
+        return Ok(None);
+    }
+    if std::fs::symlink_metadata(journal).is_ok() {
+        std::fs::remove_file(journal).map_err(|e| CoordError::Write {
+            path: journal.to_path_buf(),
+            reason: format!("removing the journal of the run that committed the output: {e}"),
+        })?;
+        journal::sync_dir(journal);
+    }
+    Ok(Some(format!(
+        "--resume: '{}' is complete, committed by a run of the same input and options: kept as it is (nothing computed, no report written)",
+        output.display()
+    )))
 }
 
 /// Where the run's journal goes: OUTPUT.journal for a whole run;

@@ -43,18 +43,23 @@ impl BlockAggJob {
             bare: cfg.map.as_ref().is_some_and(|m| m.lib.is_none()),
             bands: prep.plan.bands,
             input: 0,
-            metadata: match &cfg.map {
-                None => vec![
-                    ("BLOCKSUM_AGG".to_string(), cfg.agg.name().to_string()),
-                    ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
-                ],
-                Some(m) => vec![
-                    ("BLOCKSUM_KERNEL".to_string(), kernel_name(cfg, m)),
-                    ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
-                ],
-            },
+            metadata: vec![
+                match &cfg.map {
+                    None => ("BLOCKSUM_AGG".to_string(), cfg.agg.name().to_string()),
+                    Some(m) => ("BLOCKSUM_KERNEL".to_string(), kernel_name(cfg, m)),
+                },
+                ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
+                (durable::PLAN_KEY.to_string(), plan_digest(cfg, prep)),
+            ],
         }
     }
+}
+
+/// The digest the output records of its plan (`durable::PLAN_KEY`).
+pub(super) fn plan_digest(cfg: &ResampleConfig, prep: &Prepared) -> String {
+    durable::identity(cfg, prep)
+        .map(|id| durable::plan_digest(&id))
+        .unwrap_or_default()
 }
 
 impl Job for BlockAggJob {

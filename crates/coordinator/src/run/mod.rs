@@ -77,20 +77,26 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         Some(_) => jpath.clone(),
     };
     let journal_there = std::fs::symlink_metadata(&jpath).is_ok();
+    // --resume continues a run that left a journal or committed its output: that run's
+    // output, report and page may be there (judged under the lock).
+    let continuing = cfg.resume
+        && cfg.shard.is_none()
+        && (journal_there || std::fs::symlink_metadata(&cfg.output).is_ok());
     output::check_paths(
         &cfg.input,
         &lock_target,
         cfg.report.as_deref(),
         // An earlier journal is judged under the lock (`durable::open`), with a message
-        // naming --resume; a shard's "output" is its journal.
-        cfg.overwrite || (journal_there && (cfg.resume || cfg.shard.is_some())),
+        // naming --resume; a shard's "output" is its journal. With --resume, an existing
+        // output is judged under the lock too (`durable::already_committed`).
+        cfg.overwrite || continuing || (journal_there && (cfg.resume || cfg.shard.is_some())),
     )?;
     // The page is refused up front like the report (exists, directory, the input...).
     output::check_paths(
         &cfg.input,
         &cfg.output,
         cfg.report_html.as_deref(),
-        cfg.overwrite,
+        cfg.overwrite || continuing,
     )?;
     let mut staging = output::Staging::lock(&lock_target)?;
     let events = cfg
@@ -98,6 +104,15 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         .as_deref()
         .map(|p| crate::events::open(p, cfg.overwrite, &cfg.input, &cfg.output))
         .transpose()?;
+    if cfg.resume && cfg.shard.is_none() {
+        let digest = job::plan_digest(cfg, &prep);
+        if let Some(message) = durable::already_committed(&cfg.output, &jpath, &digest)? {
+            return Ok(RunSummary {
+                exit_code: protocol::exit::OK,
+                message,
+            });
+        }
+    }
     let earlier = durable::existing(&jpath)?;
     // A run killed between its commit and removing its journal left a complete output and a
     // complete journal: --resume may then replace the output with the same result.
