@@ -12,13 +12,14 @@ use tiffdec::{SampleKind, Tiff, Window};
 
 pub const KINDS: [SampleKind; 8] = [
     SampleKind::U8,
-    SampleKind::I8,
     SampleKind::I16,
     SampleKind::U16,
     SampleKind::I32,
     SampleKind::U32,
     SampleKind::F32,
     SampleKind::F64,
+    // Last: tests pick kinds by index.
+    SampleKind::I8,
 ];
 
 /// What to write.
