@@ -139,8 +139,11 @@ fn resample(
     extra: &[&str],
 ) -> (String, Option<f64>, Vec<f64>, serde_json::Value) {
     let dir = input.parent().unwrap();
-    let tag = format!("{}-{agg}-{mode:?}", input.file_stem().unwrap().to_string_lossy())
-        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+    let tag = format!(
+        "{}-{agg}-{mode:?}",
+        input.file_stem().unwrap().to_string_lossy()
+    )
+    .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
     let out = dir.join(format!("out-{tag}.tif"));
     let rep = dir.join(format!("rep-{tag}.json"));
     let mut c = coordinator();
@@ -157,7 +160,14 @@ fn resample(
     let o = run(c
         .arg(input)
         .arg(&out)
-        .args(["--factor", &F.to_string(), "--agg", agg, "--decoder", decoder])
+        .args([
+            "--factor",
+            &F.to_string(),
+            "--agg",
+            agg,
+            "--decoder",
+            decoder,
+        ])
         .args(["--chunk-mib", "0.004", "--overwrite", "--report"])
         .arg(&rep)
         .args(extra));
@@ -182,7 +192,10 @@ fn assert_matches(what: &str, got: &[f64], nodata: Option<f64>, want: &[Option<f
             (None, Some(nd)) => g.to_bits() == nd.to_bits() || (g.is_nan() && nd.is_nan()),
             (None, None) => false,
         };
-        assert!(ok, "{what}: pixel {i}: got {g}, want {w:?} (nodata {nodata:?})");
+        assert!(
+            ok,
+            "{what}: pixel {i}: got {g}, want {w:?} (nodata {nodata:?})"
+        );
     }
 }
 
@@ -249,7 +262,7 @@ fn a_masked_signed_band_without_nodata_keeps_its_negative_extremes() {
     // A per-dataset mask (0 = invalid) over one rectangle and every 7th pixel.
     let invalid = |i: usize| {
         let (x, y) = (i % W, i / W);
-        ((60..90).contains(&x) && (40..70).contains(&y)) || i % 7 == 0
+        ((60..90).contains(&x) && (40..70).contains(&y)) || i.is_multiple_of(7)
     };
     {
         let ds = Dataset::open_ex(
@@ -264,7 +277,9 @@ fn a_masked_signed_band_without_nodata_keeps_its_negative_extremes() {
         let mut rb = ds.rasterband(1).unwrap();
         rb.create_mask_band(true).unwrap();
         let mut mb = rb.open_mask_band().unwrap();
-        let m: Vec<u8> = (0..W * H).map(|i| if invalid(i) { 0 } else { 255 }).collect();
+        let m: Vec<u8> = (0..W * H)
+            .map(|i| if invalid(i) { 0 } else { 255 })
+            .collect();
         mb.write((0, 0), (W, H), &mut Buffer::new((W, H), m))
             .unwrap();
     }
@@ -303,6 +318,29 @@ fn plan_says_int8_and_ot_takes_signed_types() {
     };
     assert!(line("input").contains("Int8"), "{}", line("input"));
     assert!(line("output").contains("Int16"), "{}", line("output"));
+    // The native decoder reads signed bytes when asked (what `auto` picks is the decision
+    // table's business).
+    let o =
+        run(coordinator()
+            .arg("plan")
+            .arg(&input)
+            .args(["--factor", "4", "--decoder", "native"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("decoder      native: tiled GTiff, DEFLATE, predictor 1, Int8, 1 band"),
+        "{text}"
+    );
+    let o = run(coordinator()
+        .arg("plan")
+        .arg(&input)
+        .args(["--factor", "4", "--agg", "min", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&v["sample_type"], &v["output_type"]),
+        (&"Int8".into(), &"Int16".into())
+    );
 
     // An explicit signed --ot: exact values.
     let want = reference(&values, |i| values[i] != -128, "min");

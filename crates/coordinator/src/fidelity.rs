@@ -125,8 +125,8 @@ pub fn choose_nodata(
         (out_type, Some(f64::NAN))
     } else if explicit_type {
         (out_type, Some(common.unwrap_or_else(|| extreme(out_type))))
-    } else if bands.iter().all(|b| !b.sample.represents(extreme(out_type))) {
-        // Already wider than the input (Int16 for signed bytes): its extreme is free.
+    } else if out_type == SampleType::I16 && bands.iter().all(|b| b.sample == SampleType::I8) {
+        // The default for signed bytes is already wider than the input: -32768 is free.
         (out_type, Some(extreme(out_type)))
     } else {
         let wider = match out_type {

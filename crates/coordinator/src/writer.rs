@@ -136,7 +136,8 @@ pub fn out_tile(creation_options: &[String]) -> Option<(u64, u64)> {
 
 /// Why no output is Int8: GDAL 3.6 writes signed bytes only as Byte with
 /// PIXELTYPE=SIGNEDBYTE, which its conversions treat as unsigned.
-const INT8_OUTPUT: &str = "Int8 output is not supported (GDAL 3.6 has no Int8 type): Int16 holds every Int8 value";
+const INT8_OUTPUT: &str =
+    "Int8 output is not supported (GDAL 3.6 has no Int8 type): Int16 holds every Int8 value";
 
 /// Creates the output under `tmp`.
 pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {

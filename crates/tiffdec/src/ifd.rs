@@ -107,7 +107,9 @@ impl SampleKind {
         let int_ok = |lo: f64, hi: f64| v.fract() == 0.0 && v >= lo && v <= hi;
         Some(match self {
             SampleKind::U8 if int_ok(0.0, u8::MAX as f64) => vec![v as u8],
-            SampleKind::I8 if int_ok(i8::MIN as f64, i8::MAX as f64) => (v as i8).to_ne_bytes().to_vec(),
+            SampleKind::I8 if int_ok(i8::MIN as f64, i8::MAX as f64) => {
+                (v as i8).to_ne_bytes().to_vec()
+            }
             SampleKind::I16 if int_ok(i16::MIN as f64, i16::MAX as f64) => {
                 (v as i16).to_ne_bytes().to_vec()
             }

@@ -210,7 +210,12 @@ fn big_endian_and_bigtiff_match_gdal() {
 fn sparse_blocks_read_as_gdal_fills_them() {
     let dir = tempfile::tempdir().unwrap();
     for (i, nodata) in [None, Some(-7.0), Some(200.0)].into_iter().enumerate() {
-        for kind in [SampleKind::U8, SampleKind::I8, SampleKind::I16, SampleKind::F32] {
+        for kind in [
+            SampleKind::U8,
+            SampleKind::I8,
+            SampleKind::I16,
+            SampleKind::F32,
+        ] {
             let Some(_) = kind.encode(nodata.unwrap_or(0.0)) else {
                 continue;
             };

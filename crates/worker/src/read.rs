@@ -67,9 +67,8 @@ pub fn signed_byte_view(rb: &gdal::raster::RasterBand<'_>) -> Option<SignedByteV
             == Some("SIGNEDBYTE"))
         .then_some(SignedByteView::ByteSigned),
         // A type newer than the bindings' GDAL reads as Unknown: ask the running GDAL.
-        GdalDataType::Unknown => (crate::gdal_ffi::band_type_name(rb).as_deref()
-            == Some("Int8"))
-        .then_some(SignedByteView::Int8),
+        GdalDataType::Unknown => (crate::gdal_ffi::band_type_name(rb).as_deref() == Some("Int8"))
+            .then_some(SignedByteView::Int8),
         _ => None,
     }
 }
@@ -112,12 +111,13 @@ pub fn read_window(
         });
     }
     for (&band, part) in bands.iter().zip(dst.chunks_exact_mut(band_bytes.max(1))) {
-        let res = ds.rasterband(band).map_err(Some).and_then(|rb| {
-            match signed_byte_view(&rb) {
+        let res = ds
+            .rasterband(band)
+            .map_err(Some)
+            .and_then(|rb| match signed_byte_view(&rb) {
                 Some(view) => read_signed(&rb, view, win, sample, part),
                 None => read_typed(&rb, win, sample, part),
-            }
-        });
+            });
         match res {
             Ok(()) => {}
             Err(None) => return Err(ReadError::Misaligned(sample)),
@@ -223,7 +223,11 @@ pub fn read_mask(ds: &Dataset, band: usize, win: Window, dst: &mut [u8]) -> Resu
         .map_err(err)
 }
 
-fn read_as<T: GdalType + bytemuck::Pod>(rb: &RasterBand<'_>, win: Window, part: &mut [u8]) -> BandRead {
+fn read_as<T: GdalType + bytemuck::Pod>(
+    rb: &RasterBand<'_>,
+    win: Window,
+    part: &mut [u8],
+) -> BandRead {
     let buf: &mut [T] = bytemuck::try_cast_slice_mut(part).map_err(|_| None)?;
     let size = (win.w as usize, win.h as usize);
     rb.read_into_slice((win.x as isize, win.y as isize), size, size, buf, None)
