@@ -350,3 +350,93 @@ impl NativeReader {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gdal::{
+        raster::{Buffer, RasterCreationOptions},
+        DriverManager,
+    };
+
+    /// A 7x5 signed-byte GeoTIFF as GDAL 3.6 writes one (Byte, PIXELTYPE=SIGNEDBYTE), and
+    /// its values.
+    fn signed_file(dir: &Path) -> (std::path::PathBuf, Vec<i8>) {
+        let path = dir.join("s.tif");
+        let values: Vec<i8> = (0..35).map(|i| (i * 37 - 128) as i8).collect();
+        let opts = RasterCreationOptions::from_iter(["PIXELTYPE=SIGNEDBYTE"]);
+        let ds = DriverManager::get_driver_by_name("GTiff")
+            .unwrap()
+            .create_with_band_type_with_options::<u8, _>(&path, 7, 5, 1, &opts)
+            .unwrap();
+        let raw = values.iter().map(|&v| v as u8).collect();
+        ds.rasterband(1)
+            .unwrap()
+            .write((0, 0), (7, 5), &mut Buffer::new((7, 5), raw))
+            .unwrap();
+        (path, values)
+    }
+
+    #[test]
+    fn signed_bytes_read_as_signed_in_every_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, values) = signed_file(dir.path());
+        let ds = Dataset::open(&path).unwrap();
+        let rb = ds.rasterband(1).unwrap();
+        assert_eq!(band_sample(&rb), Some(SampleType::I8));
+        assert!(signed_byte_view(&rb).is_some());
+        let win = Window {
+            x: 1,
+            y: 2,
+            w: 5,
+            h: 3,
+        };
+        let want: Vec<i8> = (2..5)
+            .flat_map(|y| (1..6).map(move |x| y * 7 + x))
+            .map(|i| values[i])
+            .collect();
+        assert!(want.iter().any(|&v| v < 0));
+
+        let mut raw = vec![0u8; 15];
+        read_window(&ds, &[1], win, SampleType::I8, &mut raw).unwrap();
+        let got: Vec<i8> = raw.iter().map(|&b| b as i8).collect();
+        assert_eq!(got, want);
+
+        // As another type (a map kernel's f64, bands of mixed types): still signed.
+        let mut wide = vec![0f64; 15];
+        read_window(
+            &ds,
+            &[1],
+            win,
+            SampleType::F64,
+            bytemuck::cast_slice_mut(&mut wide),
+        )
+        .unwrap();
+        let want_f: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+        assert_eq!(wide, want_f);
+        let mut i16s = vec![0i16; 15];
+        read_window(
+            &ds,
+            &[1],
+            win,
+            SampleType::I16,
+            bytemuck::cast_slice_mut(&mut i16s),
+        )
+        .unwrap();
+        assert!(i16s.iter().zip(&want).all(|(&a, &b)| a == b as i16));
+    }
+
+    #[test]
+    fn an_unsigned_byte_band_is_not_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.tif");
+        DriverManager::get_driver_by_name("GTiff")
+            .unwrap()
+            .create_with_band_type::<u8, _>(&path, 3, 3, 1)
+            .unwrap();
+        let ds = Dataset::open(&path).unwrap();
+        let rb = ds.rasterband(1).unwrap();
+        assert_eq!(signed_byte_view(&rb), None);
+        assert_eq!(band_sample(&rb), Some(SampleType::U8));
+    }
+}
