@@ -92,8 +92,9 @@ pub struct NodataChoice {
 /// The output's nodata: none when no block can be empty; else a value no valid output can
 /// take. Min and max output input values, so the bands' common nodata serves; a sum or a
 /// mean can equal any value, so float outputs get NaN. Without such a value, an integer
-/// min/max of the default type is widened to the next type whose extreme no input value
-/// reaches (Int32 and UInt32 to Float64, nodata NaN); an explicit integer `--ot` keeps
+/// min/max of the default type takes the type's extreme when no input value reaches it
+/// (Int16 for Int8 input: -32768), else is widened to the next type whose extreme no input
+/// value reaches (Int32 and UInt32 to Float64, nodata NaN); an explicit integer `--ot` keeps
 /// today's rule (the type's extreme, valid pixels moved off it and counted). A GeoTIFF
 /// holds one nodata value for all bands.
 pub fn choose_nodata(
@@ -124,6 +125,9 @@ pub fn choose_nodata(
         (out_type, Some(f64::NAN))
     } else if explicit_type {
         (out_type, Some(common.unwrap_or_else(|| extreme(out_type))))
+    } else if out_type == SampleType::I16 && bands.iter().all(|b| b.sample == SampleType::I8) {
+        // The default for signed bytes is already wider than the input: -32768 is free.
+        (out_type, Some(extreme(out_type)))
     } else {
         let wider = match out_type {
             SampleType::U8 => SampleType::U16,
@@ -318,6 +322,14 @@ mod tests {
         // An explicit integer type keeps the old rule.
         let c = choose_nodata(Agg::Sum, SampleType::U8, true, &n, true);
         assert_eq!(c.nodata, Some(255.0));
+        // Signed bytes: the default Int16 keeps their nodata, or takes its minimum, which
+        // no signed byte reaches.
+        let s = [band(SampleType::I8, Some(-128.0), false)];
+        let c = choose_nodata(Agg::Min, SampleType::I16, false, &s, true);
+        assert_eq!((c.out_type, c.nodata), (SampleType::I16, Some(-128.0)));
+        let s = [band(SampleType::I8, None, true)];
+        let c = choose_nodata(Agg::Max, SampleType::I16, false, &s, true);
+        assert_eq!((c.out_type, c.nodata), (SampleType::I16, Some(-32768.0)));
     }
 
     #[test]

@@ -120,6 +120,10 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
                     .map_err(|e| CoordError::Internal(e.to_string()))?;
                 v["decoder"] = serde_json::to_value(&decoder)
                     .map_err(|e| CoordError::Internal(e.to_string()))?;
+                // As the report's options name them ("Int8" for signed bytes, whichever
+                // way GDAL shows them).
+                v["sample_type"] = prep.sample.gdal_name().into();
+                v["output_type"] = prep.out_type.gdal_name().into();
                 if p.chunks {
                     v["chunk_list"] = serde_json::to_value(&prep.plan.chunks)
                         .map_err(|e| CoordError::Internal(e.to_string()))?;

@@ -150,17 +150,6 @@ pub fn set_gdal_cache(bytes: u64) {
     unsafe { gdal_sys::GDALSetCacheMax64(bytes as i64) };
 }
 
-/// GDAL's own name for a band's data type (the bindings call complex types "Unknown").
-pub fn gdal_type_name(band: &gdal::raster::RasterBand) -> Option<String> {
-    // SAFETY: the band handle is valid while `band` lives; GDALGetDataTypeName returns a
-    // static string, or NULL for an invalid type (checked).
-    unsafe {
-        let raw = gdal_sys::GDALGetRasterDataType(band.c_rasterband());
-        let p = gdal_sys::GDALGetDataTypeName(raw);
-        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
-    }
-}
-
 /// Checks creation options against the driver's list (GDALValidateCreationOptions): an
 /// unknown key or a value outside the driver's choices is GDAL's warning text; GDAL itself
 /// would only warn and carry on without it.

@@ -4,13 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use gdal::{raster::GdalDataType, Dataset, Metadata};
-use worker::{Agg, SampleType};
+use gdal::{Dataset, Metadata};
+use worker::{gdal_ffi::band_type_name, Agg, SampleType};
 
-use crate::{
-    error::CoordError,
-    os::{gdal_err, gdal_type_name},
-};
+use crate::{error::CoordError, os::gdal_err};
 
 #[derive(Debug, Clone)]
 pub struct BandInfo {
@@ -38,19 +35,6 @@ pub struct RasterInfo {
     pub driver: String,
     /// The dataset's `AREA_OR_POINT` metadata item, carried over.
     pub area_or_point: Option<String>,
-}
-
-pub fn sample_of(t: GdalDataType) -> Option<SampleType> {
-    Some(match t {
-        GdalDataType::UInt8 => SampleType::U8,
-        GdalDataType::Int16 => SampleType::I16,
-        GdalDataType::UInt16 => SampleType::U16,
-        GdalDataType::Int32 => SampleType::I32,
-        GdalDataType::UInt32 => SampleType::U32,
-        GdalDataType::Float32 => SampleType::F32,
-        GdalDataType::Float64 => SampleType::F64,
-        _ => return None,
-    })
 }
 
 /// Opens and validates `path`. GDAL is asked first: `/vsizip/`, `/vsicurl/` and other
@@ -86,11 +70,12 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
     let mut block = (0, 0);
     for i in 1..=ds.raster_count() {
         let rb = ds.rasterband(i).map_err(|e| not_raster(e.to_string()))?;
-        let t = rb.band_type();
-        let sample = sample_of(t).ok_or_else(|| {
-            let name = gdal_type_name(&rb).unwrap_or_else(|| t.name());
+        // Signed bytes are Int8 whichever way GDAL shows them (3.6: Byte with
+        // PIXELTYPE=SIGNEDBYTE; 3.7 and later: Int8).
+        let sample = worker::read::band_sample(&rb).ok_or_else(|| {
+            let name = band_type_name(&rb).unwrap_or_else(|| rb.band_type().name());
             CoordError::BadInput(format!(
-                "input '{}': band {i} has data type {name}, which is not supported (supported: Byte, Int16, UInt16, Int32, UInt32, Float32, Float64)",
+                "input '{}': band {i} has data type {name}, which is not supported (supported: Byte, Int8, Int16, UInt16, Int32, UInt32, Float32, Float64)",
                 path.display()
             ))
         })?;
@@ -165,13 +150,17 @@ pub fn common_sample(bands: &[BandInfo]) -> SampleType {
 /// | sum        | Float64 (integers exact up to 2^53; no float overflow)      |
 /// | mean       | Float32 for Float32 input, else Float64                     |
 /// | min, max   | the input type (the result is one of the input values; widened by |
-/// |            | `fidelity::choose_nodata` when a nodata is needed and none is free) |
+/// |            | `fidelity::choose_nodata` when a nodata is needed and none is free); |
+/// |            | Int16 for Int8, the smallest type GDAL 3.6 writes that holds it |
 /// | count      | UInt32                                                      |
 pub fn default_out_type(agg: Agg, sample: SampleType) -> SampleType {
     match agg {
         Agg::Sum => SampleType::F64,
         Agg::Mean if sample == SampleType::F32 => SampleType::F32,
         Agg::Mean => SampleType::F64,
+        // GDAL 3.6 has no Int8 type to write (a Byte band with PIXELTYPE=SIGNEDBYTE, which
+        // later GDALs read as Int8, is refused by `--ot`, see `cli::schema`).
+        Agg::Min | Agg::Max if sample == SampleType::I8 => SampleType::I16,
         Agg::Min | Agg::Max => sample,
         Agg::Count => SampleType::U32,
     }

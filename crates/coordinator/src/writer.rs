@@ -134,6 +134,11 @@ pub fn out_tile(creation_options: &[String]) -> Option<(u64, u64)> {
     Some((size("BLOCKXSIZE"), size("BLOCKYSIZE")))
 }
 
+/// Why no output is Int8: GDAL 3.6 writes signed bytes only as Byte with
+/// PIXELTYPE=SIGNEDBYTE, which its conversions treat as unsigned.
+const INT8_OUTPUT: &str =
+    "Int8 output is not supported (GDAL 3.6 has no Int8 type): Int16 holds every Int8 value";
+
 /// Creates the output under `tmp`.
 pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
     let err = |reason: String| CoordError::Write {
@@ -151,6 +156,8 @@ pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
         SampleType::U32 => driver.create_with_band_type_with_options::<u32, _>(tmp, w, h, n, &opts),
         SampleType::F32 => driver.create_with_band_type_with_options::<f32, _>(tmp, w, h, n, &opts),
         SampleType::F64 => driver.create_with_band_type_with_options::<f64, _>(tmp, w, h, n, &opts),
+        // `--ot` refuses it and no default picks it (`raster::default_out_type`).
+        SampleType::I8 => Err(gdal::errors::GdalError::BadArgument(INT8_OUTPUT.into())),
     })
     .map_err(|e| {
         // GDAL may have left a file behind before failing.
@@ -395,6 +402,7 @@ fn write_job(
             SampleType::F64 => {
                 put::<f64>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
             }
+            SampleType::I8 => Err(INT8_OUTPUT.to_string()),
         };
         res.map_err(|e| at(i, e))?;
     }

@@ -67,7 +67,8 @@ fn gdal(path: &Path, kind: SampleKind, block_h: u64, buf: &mut [u8]) -> Result<u
         for b in 1..=bands {
             let out = &mut buf[(b - 1) * band_bytes..b * band_bytes];
             match kind {
-                SampleKind::U8 => read_band::<u8>(&ds, b, win, out)?,
+                // GDAL 3.6 shows signed bytes as Byte: the stored bytes.
+                SampleKind::U8 | SampleKind::I8 => read_band::<u8>(&ds, b, win, out)?,
                 SampleKind::I16 => read_band::<i16>(&ds, b, win, out)?,
                 SampleKind::U16 => read_band::<u16>(&ds, b, win, out)?,
                 SampleKind::I32 => read_band::<i32>(&ds, b, win, out)?,

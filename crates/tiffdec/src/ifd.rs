@@ -62,10 +62,13 @@ impl Predictor {
     }
 }
 
-/// Sample types this crate decodes (GDAL's Byte, Int16, UInt16, Int32, UInt32, Float32, Float64).
+/// Sample types this crate decodes (GDAL's Byte, Int8, Int16, UInt16, Int32, UInt32, Float32,
+/// Float64). `I8` is SampleFormat 2 with 8 bits: GDAL >= 3.7 calls it Int8; GDAL 3.6 shows
+/// it as Byte with `PIXELTYPE=SIGNEDBYTE` (same bytes, two's complement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SampleKind {
     U8,
+    I8,
     I16,
     U16,
     I32,
@@ -79,6 +82,7 @@ impl SampleKind {
     pub fn gdal_name(self) -> &'static str {
         match self {
             SampleKind::U8 => "Byte",
+            SampleKind::I8 => "Int8",
             SampleKind::I16 => "Int16",
             SampleKind::U16 => "UInt16",
             SampleKind::I32 => "Int32",
@@ -90,7 +94,7 @@ impl SampleKind {
 
     pub fn size(self) -> usize {
         match self {
-            SampleKind::U8 => 1,
+            SampleKind::U8 | SampleKind::I8 => 1,
             SampleKind::I16 | SampleKind::U16 => 2,
             SampleKind::I32 | SampleKind::U32 | SampleKind::F32 => 4,
             SampleKind::F64 => 8,
@@ -103,6 +107,9 @@ impl SampleKind {
         let int_ok = |lo: f64, hi: f64| v.fract() == 0.0 && v >= lo && v <= hi;
         Some(match self {
             SampleKind::U8 if int_ok(0.0, u8::MAX as f64) => vec![v as u8],
+            SampleKind::I8 if int_ok(i8::MIN as f64, i8::MAX as f64) => {
+                (v as i8).to_ne_bytes().to_vec()
+            }
             SampleKind::I16 if int_ok(i16::MIN as f64, i16::MAX as f64) => {
                 (v as i16).to_ne_bytes().to_vec()
             }
@@ -387,6 +394,7 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
     let format = uniform(339, 1)?;
     let kind = match (format, bits) {
         (1, 8) => SampleKind::U8,
+        (2, 8) => SampleKind::I8,
         (2, 16) => SampleKind::I16,
         (1, 16) => SampleKind::U16,
         (2, 32) => SampleKind::I32,

@@ -1,6 +1,6 @@
 //! A native decoder of the tiles and strips of a local (Big)TIFF, bit-exact with what GDAL's
 //! GTiff driver (libtiff) returns for the same window: no compression, DEFLATE and ZSTD;
-//! predictors 1, 2 and 3; u8, i16, u16, i32, u32, f32 and f64 samples; chunky or planar;
+//! predictors 1, 2 and 3; u8, i8, i16, u16, i32, u32, f32 and f64 samples; chunky or planar;
 //! little or big endian. LZW too (with `weezl`), though libtiff is faster at it for some
 //! predictors: the caller decides whether to use it.
 //!

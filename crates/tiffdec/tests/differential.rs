@@ -205,12 +205,17 @@ fn big_endian_and_bigtiff_match_gdal() {
 }
 
 /// GDAL 3.6 reads a block with byte count 0 as the nodata value when the band has one, else
-/// as zeros; the native decoder, given the same fill, returns the same bytes.
+/// as zeros (signed bytes too: -7 is 0xF9); the native decoder, given the same fill, returns the same bytes.
 #[test]
 fn sparse_blocks_read_as_gdal_fills_them() {
     let dir = tempfile::tempdir().unwrap();
     for (i, nodata) in [None, Some(-7.0), Some(200.0)].into_iter().enumerate() {
-        for kind in [SampleKind::U8, SampleKind::I16, SampleKind::F32] {
+        for kind in [
+            SampleKind::U8,
+            SampleKind::I8,
+            SampleKind::I16,
+            SampleKind::F32,
+        ] {
             let Some(_) = kind.encode(nodata.unwrap_or(0.0)) else {
                 continue;
             };
@@ -228,10 +233,16 @@ fn sparse_blocks_read_as_gdal_fills_them() {
                     } else {
                         "INTERLEAVE=PIXEL"
                     },
+                    // GDAL 3.6's signed bytes: Byte with SampleFormat 2.
+                    if kind == SampleKind::I8 {
+                        "PIXELTYPE=SIGNEDBYTE"
+                    } else {
+                        "PIXELTYPE=DEFAULT"
+                    },
                 ]);
                 let ds =
                     match kind {
-                        SampleKind::U8 => driver
+                        SampleKind::U8 | SampleKind::I8 => driver
                             .create_with_band_type_with_options::<u8, _>(&path, 50, 40, 2, &opts),
                         SampleKind::I16 => driver
                             .create_with_band_type_with_options::<i16, _>(&path, 50, 40, 2, &opts),

@@ -263,6 +263,7 @@ impl ChunkRunner {
             };
             valid += match k.sample {
                 SampleType::U8 => agg_bytes::<u8>(src, mask, w, h, &bk, dst)?,
+                SampleType::I8 => agg_bytes::<i8>(src, mask, w, h, &bk, dst)?,
                 SampleType::I16 => agg_bytes::<i16>(src, mask, w, h, &bk, dst)?,
                 SampleType::U16 => agg_bytes::<u16>(src, mask, w, h, &bk, dst)?,
                 SampleType::I32 => agg_bytes::<i32>(src, mask, w, h, &bk, dst)?,

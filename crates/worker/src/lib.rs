@@ -12,11 +12,13 @@
 //! block-aggregation kernel over one open raster), `cache` (the [`runtime::ChunkKernel`] a process
 //! serves: the run's inputs, a few kept open), `noop` (the dispatch benchmark's kernel),
 //! `map` (users' own kernels: the `map` job's types, the f64 window read with its validity
-//! mask, and C ABI plug-ins loaded in worker processes only).
+//! mask, and C ABI plug-ins loaded in worker processes only), `gdal_ffi` (a band's type as
+//! the running GDAL names it).
 
 pub mod cache;
 pub mod choice;
 pub mod exec;
+pub mod gdal_ffi;
 pub mod kernel;
 pub mod map;
 pub mod noop;

@@ -30,12 +30,17 @@ pub enum SampleType {
     U32,
     F32,
     F64,
+    /// Signed bytes (TIFF SampleFormat 2, 8 bits): GDAL >= 3.7's Int8; GDAL 3.6 shows them as
+    /// Byte with `PIXELTYPE=SIGNEDBYTE` in the band's IMAGE_STRUCTURE metadata
+    /// ([`crate::read::band_sample`] tells both apart). Last, so that the variants' indexes
+    /// in journals written before it stay the same.
+    I8,
 }
 
 impl SampleType {
     pub fn size(self) -> u64 {
         match self {
-            SampleType::U8 => 1,
+            SampleType::U8 | SampleType::I8 => 1,
             SampleType::I16 | SampleType::U16 => 2,
             SampleType::I32 | SampleType::U32 | SampleType::F32 => 4,
             SampleType::F64 => 8,
@@ -50,6 +55,7 @@ impl SampleType {
     pub fn gdal_name(self) -> &'static str {
         match self {
             SampleType::U8 => "Byte",
+            SampleType::I8 => "Int8",
             SampleType::I16 => "Int16",
             SampleType::U16 => "UInt16",
             SampleType::I32 => "Int32",
@@ -62,6 +68,7 @@ impl SampleType {
     pub fn from_gdal_name(name: &str) -> Option<SampleType> {
         [
             SampleType::U8,
+            SampleType::I8,
             SampleType::I16,
             SampleType::U16,
             SampleType::I32,
@@ -77,6 +84,7 @@ impl SampleType {
     pub fn range(self) -> (f64, f64) {
         match self {
             SampleType::U8 => (0.0, u8::MAX as f64),
+            SampleType::I8 => (i8::MIN as f64, i8::MAX as f64),
             SampleType::I16 => (i16::MIN as f64, i16::MAX as f64),
             SampleType::U16 => (0.0, u16::MAX as f64),
             SampleType::I32 => (i32::MIN as f64, i32::MAX as f64),

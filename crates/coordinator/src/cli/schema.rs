@@ -332,9 +332,17 @@ pub struct JobArgs {
 }
 
 fn parse_ot(s: &str) -> Result<SampleType, String> {
-    SampleType::from_gdal_name(s).ok_or_else(|| {
-        format!("unknown type '{s}' (Byte, Int16, UInt16, Int32, UInt32, Float32, Float64)")
-    })
+    match SampleType::from_gdal_name(s) {
+        // GDAL 3.6 writes signed bytes only as Byte with PIXELTYPE=SIGNEDBYTE, a view that
+        // its own conversions treat as unsigned: not an output type here.
+        Some(SampleType::I8) => Err(format!(
+            "'{s}' output is not supported (GDAL 3.6 has no Int8 type to write): Int16 holds every Int8 value"
+        )),
+        Some(t) => Ok(t),
+        None => Err(format!(
+            "unknown type '{s}' (Byte, Int16, UInt16, Int32, UInt32, Float32, Float64)"
+        )),
+    }
 }
 
 fn parse_fault(s: &str) -> Result<FaultSpec, String> {

@@ -201,13 +201,17 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
     let p = &prep.plan;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let mut s = String::new();
+    // GDAL 3.6's gdalinfo says Byte for signed bytes: say which view was recognised.
+    let sample = match prep.sample {
+        SampleType::I8 => "Int8 (signed bytes)".to_string(),
+        t => t.to_string(),
+    };
     s.push_str(&format!(
-        "input        {} ({}x{}, {} band(s) selected, {}, block {}x{})\n",
+        "input        {} ({}x{}, {} band(s) selected, {sample}, block {}x{})\n",
         prep.info.path.display(),
         p.width,
         p.height,
         prep.bands.len(),
-        prep.sample,
         prep.info.block.0,
         prep.info.block.1
     ));

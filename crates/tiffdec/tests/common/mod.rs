@@ -10,7 +10,7 @@ use gdal::{
 };
 use tiffdec::{SampleKind, Tiff, Window};
 
-pub const KINDS: [SampleKind; 7] = [
+pub const KINDS: [SampleKind; 8] = [
     SampleKind::U8,
     SampleKind::I16,
     SampleKind::U16,
@@ -18,6 +18,8 @@ pub const KINDS: [SampleKind; 7] = [
     SampleKind::U32,
     SampleKind::F32,
     SampleKind::F64,
+    // Last: tests pick kinds by index.
+    SampleKind::I8,
 ];
 
 /// What to write.
@@ -59,6 +61,13 @@ fn data(len: usize, size: usize, seed: u64) -> Vec<u8> {
 pub fn write(path: &Path, spec: &Spec) {
     match spec.kind {
         SampleKind::U8 => write_as::<u8>(path, spec),
+        // GDAL 3.6 writes signed bytes as Byte with PIXELTYPE=SIGNEDBYTE (SampleFormat 2);
+        // the bytes written are the samples' two's complement.
+        SampleKind::I8 => {
+            let mut signed = spec.clone();
+            signed.opts.push("PIXELTYPE=SIGNEDBYTE".into());
+            write_as::<u8>(path, &signed)
+        }
         SampleKind::I16 => write_as::<i16>(path, spec),
         SampleKind::U16 => write_as::<u16>(path, spec),
         SampleKind::I32 => write_as::<i32>(path, spec),
@@ -107,7 +116,8 @@ pub fn gdal_read(path: &Path, kind: SampleKind, bands: &[usize], win: Window) ->
     let mut out = Vec::new();
     for &b in bands {
         out.extend(match kind {
-            SampleKind::U8 => read_as::<u8>(&ds, b, win),
+            // GDAL 3.6 shows signed bytes as Byte: reading them as Byte gives the stored bytes.
+            SampleKind::U8 | SampleKind::I8 => read_as::<u8>(&ds, b, win),
             SampleKind::I16 => read_as::<i16>(&ds, b, win),
             SampleKind::U16 => read_as::<u16>(&ds, b, win),
             SampleKind::I32 => read_as::<i32>(&ds, b, win),
