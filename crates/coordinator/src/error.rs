@@ -28,11 +28,18 @@ pub enum CoordError {
     OutputLocked { path: PathBuf, holder: String },
     #[error("output '{0}' appeared during the run and was not replaced (pass --overwrite to replace it); the result was discarded")]
     OutputAppeared(PathBuf),
-    #[error("--report '{path}' refused: {why}")]
-    ReportPath { path: PathBuf, why: String },
-    #[error("wrote '{output}', but writing the report '{path}' failed: {reason}")]
+    /// A side file's path (`--report`, `--report-html`, `--events`, `report --html`), named
+    /// by its flag.
+    #[error("{flag} '{path}' refused: {why}")]
+    ReportPath {
+        flag: &'static str,
+        path: PathBuf,
+        why: String,
+    },
+    #[error("wrote '{output}', but writing {flag} '{path}' failed: {reason}")]
     ReportWrite {
         output: PathBuf,
+        flag: &'static str,
         path: PathBuf,
         reason: String,
     },
@@ -53,7 +60,9 @@ pub enum CoordError {
     Workers(String),
     #[error("{0}")]
     Resources(String),
-    #[error("interrupted by {0}: workers stopped, no output written")]
+    /// SIGINT, SIGTERM or SIGHUP (`engine::interrupt`): whatever the command was doing, it
+    /// unwound and left nothing of its own behind.
+    #[error("interrupted by {0}: no output written")]
     Interrupted(&'static str),
     #[error("{0}")]
     Internal(String),
@@ -83,5 +92,11 @@ impl CoordError {
             CoordError::Interrupted(_) => exit::INTERRUPTED,
             CoordError::Internal(_) => exit::INTERNAL,
         }
+    }
+}
+
+impl From<engine::interrupt::Interrupted> for CoordError {
+    fn from(i: engine::interrupt::Interrupted) -> Self {
+        CoordError::Interrupted(i.0)
     }
 }
