@@ -55,10 +55,7 @@ fn gather(dir: &Path) -> Result<Vec<ShardJournal>, CoordError> {
         if let Some(s) = shard::parse_journal_name(&name) {
             // A FIFO would block the read forever, a device read garbage.
             if !e.file_type().is_ok_and(|t| t.is_file()) {
-                return refuse(format!(
-                    "'{}' is not a regular file",
-                    e.path().display()
-                ));
+                return refuse(format!("'{}' is not a regular file", e.path().display()));
             }
             found.push((s, e.path()));
         }
@@ -156,7 +153,10 @@ fn disagreement(shards: &[ShardJournal]) -> Option<String> {
     let output_of = |sj: &ShardJournal| protocol::encode(&sj.scan.header.output);
     let plan_of = |sj: &ShardJournal| {
         journal::difference_between(
-            (&sj.scan.header.identity, &format!("shard {}'s", sj.shard.index)),
+            (
+                &sj.scan.header.identity,
+                &format!("shard {}'s", sj.shard.index),
+            ),
             (&first.scan.header.identity, "shard 0's"),
         )
     };
@@ -166,7 +166,8 @@ fn disagreement(shards: &[ShardJournal]) -> Option<String> {
     let odd = against.first()?;
     let ids = |v: &[&ShardJournal]| {
         let ids: Vec<u32> = v.iter().map(|sj| sj.shard.index).collect();
-        journal::ranges(&ids, 10)
+        let s = if ids.len() == 1 { "" } else { "s" };
+        format!("shard{s} {}", journal::ranges(&ids, 10))
     };
     let why = plan_of(odd).unwrap_or_else(|| {
         format!(
@@ -175,7 +176,7 @@ fn disagreement(shards: &[ShardJournal]) -> Option<String> {
         )
     });
     Some(format!(
-        "shard(s) {} and shard(s) {} belong to different runs ({why}): rerun the shards of one plan",
+        "{} and {} belong to different runs ({why}): rerun the shards of one plan",
         ids(&with),
         ids(&against)
     ))

@@ -111,7 +111,11 @@ impl<'a> SidePath<'a> {
 /// that is the input, the output or another side file is refused (exit 2), naming both. `-`
 /// (stdout, for `--events`) is no file. The input against the output is
 /// [`check_paths`]'s (exit 3).
-pub fn check_distinct(input: &Path, output: &Path, sides: &[SidePath<'_>]) -> Result<(), CoordError> {
+pub fn check_distinct(
+    input: &Path,
+    output: &Path,
+    sides: &[SidePath<'_>],
+) -> Result<(), CoordError> {
     let files: Vec<&SidePath<'_>> = sides.iter().filter(|s| s.path.as_os_str() != "-").collect();
     for (i, side) in files.iter().enumerate() {
         if same_file(side.path, input) {
@@ -612,13 +616,23 @@ mod tests {
         let out = dir.path().join("out.tif");
         let via_dots = dir.path().join(".").join("in.tif");
         assert!(matches!(
-            check_paths(&input, &out, Some(SidePath::new("--report", &via_dots)), false),
+            check_paths(
+                &input,
+                &out,
+                Some(SidePath::new("--report", &via_dots)),
+                false
+            ),
             Err(CoordError::ReportPath { .. })
         ));
         let out_alias = dir.path().join("sub").join("..").join("out.tif");
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         assert!(matches!(
-            check_paths(&input, &out, Some(SidePath::new("--report", &out_alias)), false),
+            check_paths(
+                &input,
+                &out,
+                Some(SidePath::new("--report", &out_alias)),
+                false
+            ),
             Err(CoordError::ReportPath { .. })
         ));
         assert!(check_paths(
@@ -626,7 +640,8 @@ mod tests {
             &out,
             Some(SidePath::new("--report", &dir.path().join("r.json"))),
             false
-        ).is_ok());
+        )
+        .is_ok());
         assert!(matches!(
             check_paths(&input, Path::new("/dev/null"), None, true),
             Err(CoordError::OutputNotFile { .. })
