@@ -222,12 +222,13 @@ fn u16_with_negative_nodata(path: &Path) {
     let ds = driver
         .create_with_band_type::<u16, _>(path, 64, 64, 1)
         .unwrap();
-    let mut band = ds.rasterband(1).unwrap();
-    band.set_no_data_value(Some(65535.0)).unwrap();
-    let data: Vec<u16> = (0..64 * 64).map(|i| (i % 1000) as u16).collect();
-    band.write((0, 0), (64, 64), &mut Buffer::new((64, 64), data))
-        .unwrap();
-    drop(band);
+    {
+        let mut band = ds.rasterband(1).unwrap();
+        band.set_no_data_value(Some(65535.0)).unwrap();
+        let data: Vec<u16> = (0..64 * 64).map(|i| (i % 1000) as u16).collect();
+        band.write((0, 0), (64, 64), &mut Buffer::new((64, 64), data))
+            .unwrap();
+    }
     ds.close().unwrap();
     let mut bytes = std::fs::read(path).unwrap();
     let at = bytes

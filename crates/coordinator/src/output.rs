@@ -609,6 +609,82 @@ mod tests {
     }
 
     #[test]
+    fn temporaries_are_told_by_their_name() {
+        assert_eq!(temp_owner(".o.tif.partial-123", "o.tif"), Some(123));
+        assert_eq!(temp_owner(".o.tif.partial-123-cog", "o.tif"), Some(123));
+        assert_eq!(
+            temp_owner(".o.tif.partial-123-cog.ovr.tmp", "o.tif"),
+            Some(123)
+        );
+        assert_eq!(temp_owner(".o.tif.partial-12x", "o.tif"), None);
+        assert_eq!(temp_owner(".o.tif.x.partial-123", "o.tif"), None);
+        assert_eq!(temp_owner("o.tif.partial-123", "o.tif"), None);
+        assert_eq!(temp_owner(".o.tif.partial-", "o.tif"), None);
+    }
+
+    #[test]
+    fn a_dropped_staging_removes_its_own_temporaries_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.tif");
+        let mut st = Staging::lock(&out).unwrap();
+        let me = std::process::id();
+        std::fs::write(st.temp(), b"x").unwrap();
+        let scratch = st.scratch("levels");
+        std::fs::create_dir(&scratch).unwrap();
+        std::fs::write(scratch.join("x2.tif"), b"x").unwrap();
+        // What GDAL may leave beside a copy cut short, and a live process's (pid 1) temporary.
+        let gdal = dir.path().join(format!(".o.tif.partial-{me}-cog.ovr.tmp"));
+        std::fs::write(&gdal, b"x").unwrap();
+        let other = dir.path().join(".o.tif.partial-1");
+        std::fs::write(&other, b"x").unwrap();
+        drop(st);
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, [".o.tif.partial-1"]);
+    }
+
+    #[test]
+    fn side_paths_are_checked_against_every_other_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.tif");
+        std::fs::write(&input, b"x").unwrap();
+        let out = dir.path().join("out.tif");
+        let r = dir.path().join("r.json");
+        let alias = dir.path().join(".").join("r.json");
+        let why = |sides: &[SidePath<'_>]| match check_distinct(&input, &out, sides) {
+            Err(CoordError::ReportPath { flag, why, .. }) => format!("{flag}: {why}"),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            why(&[
+                SidePath::new("--report", &r),
+                SidePath::new("--events", &alias)
+            ]),
+            "--events: it is also the path of --report"
+        );
+        assert_eq!(
+            why(&[SidePath::new("--report-html", &out)]),
+            "--report-html: it is the output raster"
+        );
+        assert_eq!(
+            why(&[SidePath::new("--events", &input)]),
+            "--events: it is the input raster"
+        );
+        let stdout = Path::new("-");
+        assert!(check_distinct(
+            &input,
+            &out,
+            &[
+                SidePath::new("--report", &r),
+                SidePath::new("--events", stdout)
+            ]
+        )
+        .is_ok());
+    }
+
+    #[test]
     fn paths_are_compared_by_identity() {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.tif");
