@@ -36,7 +36,7 @@ pub enum CoordError {
         path: PathBuf,
         why: String,
     },
-    #[error("wrote '{output}', but writing {flag} '{path}' failed: {reason}")]
+    #[error("wrote '{output}', but writing {} '{path}' failed: {reason}", side_file(flag))]
     ReportWrite {
         output: PathBuf,
         flag: &'static str,
@@ -93,6 +93,17 @@ impl CoordError {
             CoordError::Internal(_) => exit::INTERNAL,
         }
     }
+}
+
+/// A side file in words, with the flag that named it.
+fn side_file(flag: &str) -> String {
+    let what = match flag {
+        "--report" => "the report",
+        "--report-html" => "the report page",
+        "--events" => "the event stream",
+        _ => "the file",
+    };
+    format!("{what} ({flag})")
 }
 
 impl From<engine::interrupt::Interrupted> for CoordError {
