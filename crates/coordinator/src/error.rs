@@ -36,7 +36,10 @@ pub enum CoordError {
         path: PathBuf,
         why: String,
     },
-    #[error("wrote '{output}', but writing {} '{path}' failed: {reason}", side_file(flag))]
+    #[error(
+        "wrote '{output}', but writing {} '{path}' failed: {reason}",
+        side_file(flag)
+    )]
     ReportWrite {
         output: PathBuf,
         flag: &'static str,
