@@ -176,7 +176,7 @@ fn disagreement(shards: &[ShardJournal]) -> Option<String> {
         )
     });
     Some(format!(
-        "{} and {} belong to different runs ({why}): rerun the shards of one plan",
+        "{} and {} belong to different plans ({why}): rerun the shards of one plan",
         ids(&with),
         ids(&against)
     ))

@@ -1,6 +1,7 @@
 //! The coordinator's own OS and FFI specifics, behind a safe interface: the no-clobber
-//! rename, SIGXFSZ, GDAL's thread-local error state, GDAL's block cache, and the names of
-//! data types the bindings do not know. Every `unsafe` of the coordinator is here. The process
+//! rename, SIGXFSZ, GDAL's thread-local error state, GDAL's block cache, the names of
+//! data types the bindings do not know, and GDAL's CreateCopy with a progress callback that
+//! stops it on an interrupt (the bindings' copy takes none). Every `unsafe` of the coordinator is here. The process
 //! specifics of supervision (fork/exec setup, signals, limits) are the engine's
 //! (`engine::os`), re-exported here.
 
