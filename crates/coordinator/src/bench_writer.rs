@@ -188,6 +188,12 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
     let (wall0, tcpu0, pcpu0) = (Instant::now(), thread_cpu(), process_cpu());
     let mut worst = Duration::ZERO;
     for c in &p.chunks {
+        if let Err(i) = engine::interrupt::check() {
+            // The benchmark writes OUTPUT itself (no staging): an interrupted one goes.
+            drop(sink);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(i.into());
+        }
         let bytes = &distinct[c.id.0 as usize % distinct.len()];
         let t = Instant::now();
         sink.write(c.id, c.out, Some(bytes)).map_err(write_err)?;

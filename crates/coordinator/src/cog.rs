@@ -217,8 +217,22 @@ pub struct BaseRun {
 }
 
 /// Adds the pyramid to the staged file and converts it to a COG, as `cfg` asks. Called after
-/// the writer closed and checked the staged GTiff, before the commit.
+/// the writer closed and checked the staged GTiff, before the commit. A signal stops either
+/// between blocks (GDAL's progress callback for the copy, a check between strips for the
+/// pyramid): the failure it causes is then the interrupt, and the staging removes what the
+/// steps had written.
 pub fn finish(
+    cfg: &ResampleConfig,
+    base: BaseRun,
+    staging: &mut Staging,
+) -> Result<Finished, CoordError> {
+    finish_steps(cfg, base, staging).map_err(|e| match engine::interrupt::received() {
+        Some(i) => i.into(),
+        None => e,
+    })
+}
+
+fn finish_steps(
     cfg: &ResampleConfig,
     base: BaseRun,
     staging: &mut Staging,
@@ -426,6 +440,7 @@ fn copy_band(
     let strip = (((4 << 20) / 8 / w.max(1)).max(1)).min(h.max(1));
     let mut y = 0;
     while y < h {
+        engine::interrupt::checkpoint("pyramid").map_err(|i| i.to_string())?;
         let rows = strip.min(h - y);
         let buf: Buffer<f64> =
             check(|| src.read_as::<f64>((0, y as isize), (w, rows), (w, rows), None))?;
@@ -453,7 +468,7 @@ fn to_cog(staged: &Path, cog: &Path, options: &[String], pyramid: bool) -> Resul
     let driver = check(|| DriverManager::get_driver_by_name("COG"))
         .map_err(|e| format!("GDAL's COG driver (GDAL >= 3.1) is not available: {e}"))?;
     let opts = RasterCreationOptions::from_iter(options.iter().map(String::as_str));
-    let out = check(|| src.create_copy(&driver, cog, &opts))
+    let out = check(|| crate::os::create_copy(&driver, &src, cog, &opts, "cog-copy"))
         .map_err(|e| format!("writing the COG: {e}"))?;
     check(|| out.close()).map_err(|e| format!("closing the COG: {e}"))?;
     let back =

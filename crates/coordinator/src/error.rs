@@ -28,11 +28,21 @@ pub enum CoordError {
     OutputLocked { path: PathBuf, holder: String },
     #[error("output '{0}' appeared during the run and was not replaced (pass --overwrite to replace it); the result was discarded")]
     OutputAppeared(PathBuf),
-    #[error("--report '{path}' refused: {why}")]
-    ReportPath { path: PathBuf, why: String },
-    #[error("wrote '{output}', but writing the report '{path}' failed: {reason}")]
+    /// A side file's path (`--report`, `--report-html`, `--events`, `report --html`), named
+    /// by its flag.
+    #[error("{flag} '{path}' refused: {why}")]
+    ReportPath {
+        flag: &'static str,
+        path: PathBuf,
+        why: String,
+    },
+    #[error(
+        "wrote '{output}', but writing {} '{path}' failed: {reason}",
+        side_file(flag)
+    )]
     ReportWrite {
         output: PathBuf,
+        flag: &'static str,
         path: PathBuf,
         reason: String,
     },
@@ -53,7 +63,9 @@ pub enum CoordError {
     Workers(String),
     #[error("{0}")]
     Resources(String),
-    #[error("interrupted by {0}: workers stopped, no output written")]
+    /// SIGINT, SIGTERM or SIGHUP (`engine::interrupt`): whatever the command was doing, it
+    /// unwound and left nothing of its own behind.
+    #[error("interrupted by {0}: no output written")]
     Interrupted(&'static str),
     #[error("{0}")]
     Internal(String),
@@ -83,5 +95,22 @@ impl CoordError {
             CoordError::Interrupted(_) => exit::INTERRUPTED,
             CoordError::Internal(_) => exit::INTERNAL,
         }
+    }
+}
+
+/// A side file in words, with the flag that named it.
+fn side_file(flag: &str) -> String {
+    let what = match flag {
+        "--report" => "the report",
+        "--report-html" => "the report page",
+        "--events" => "the event stream",
+        _ => "the file",
+    };
+    format!("{what} ({flag})")
+}
+
+impl From<engine::interrupt::Interrupted> for CoordError {
+    fn from(i: engine::interrupt::Interrupted) -> Self {
+        CoordError::Interrupted(i.0)
     }
 }

@@ -561,10 +561,14 @@ pub fn report_to_html(
             report.display()
         ))
     })?;
-    if html.exists() && !overwrite {
-        return Err(CoordError::OutputExists(html.to_path_buf()));
+    // The page over the report it is made from would lose the report: refused as `resample`
+    // refuses a --report over its input (exit 2), --overwrite or not.
+    let page = crate::output::SidePath::new("--html", html);
+    if crate::output::same_file(html, report) {
+        return Err(page.refuse("it is the report the page is made from"));
     }
-    crate::output::write_report(html, &render(&parsed), overwrite).map_err(|e| {
+    crate::output::check_paths(report, html, None, overwrite)?;
+    let write_err = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             CoordError::OutputExists(html.to_path_buf())
         } else {
@@ -573,5 +577,9 @@ pub fn report_to_html(
                 reason: e.to_string(),
             }
         }
-    })
+    };
+    let staged = crate::output::StagedFile::with_text(html, &render(&parsed)).map_err(write_err)?;
+    // A signal before the page is in place leaves no page and no temporary (exit 130).
+    engine::interrupt::checkpoint("report")?;
+    staged.commit(overwrite).map_err(write_err)
 }

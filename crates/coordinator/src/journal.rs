@@ -372,18 +372,29 @@ pub fn path_for(output: &Path) -> PathBuf {
 /// The first option that differs between a journal's identity and this run's, as a
 /// sentence fragment, or `None` when they are the same plan.
 pub fn difference(journal: &PlanIdentity, run: &PlanIdentity) -> Option<String> {
-    for (a, b) in journal.options.iter().zip(&run.options) {
-        if a != b {
-            return Some(format!("its {} is {}, this run's is {}", a.0, a.1, b.1));
+    difference_between((journal, "its"), (run, "this run's"))
+}
+
+/// The first difference between two identities, each value told with its owner's possessive
+/// (`("shard 1's", ..)`): "shard 1's --factor is 8, shard 0's is 4".
+pub fn difference_between(
+    (a, a_is): (&PlanIdentity, &str),
+    (b, b_is): (&PlanIdentity, &str),
+) -> Option<String> {
+    for (x, y) in a.options.iter().zip(&b.options) {
+        if x != y {
+            return Some(format!("{a_is} {} is {}, {b_is} is {}", x.0, x.1, y.1));
         }
     }
-    if journal.options.len() != run.options.len() {
-        return Some("it was written by a different version of this tool".into());
-    }
-    if journal.chunks != run.chunks {
+    if a.options.len() != b.options.len() {
         return Some(format!(
-            "its plan has {} chunks, this run's {}",
-            journal.chunks, run.chunks
+            "{a_is} options and {b_is} come from different versions of this tool"
+        ));
+    }
+    if a.chunks != b.chunks {
+        return Some(format!(
+            "{a_is} plan has {} chunks, {b_is} {}",
+            a.chunks, b.chunks
         ));
     }
     None

@@ -54,6 +54,12 @@ fn main() -> ExitCode {
         .init();
     // A write past `ulimit -f` must fail with EFBIG and be reported, not kill us silently.
     coordinator::os::ignore_sigxfsz();
+    // SIGINT, SIGTERM and SIGHUP are recorded from here on, for every command: each step
+    // checks and unwinds (temporaries and lock removed), and the command exits 130.
+    if let Err(e) = engine::interrupt::install() {
+        eline(&format!("error: {e}"));
+        return ExitCode::from(protocol::exit::INTERNAL as u8);
+    }
     // GDAL's messages go through our logging (one-line errors on stderr carry GDAL's text
     // where it matters); the write path checks GDAL's error state itself.
     gdal::config::set_error_handler(|kind, num, msg| {
@@ -124,6 +130,7 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
                 // way GDAL shows them).
                 v["sample_type"] = prep.sample.gdal_name().into();
                 v["output_type"] = prep.out_type.gdal_name().into();
+                engine::interrupt::check()?;
                 if p.chunks {
                     v["chunk_list"] = serde_json::to_value(&prep.plan.chunks)
                         .map_err(|e| CoordError::Internal(e.to_string()))?;
@@ -134,6 +141,7 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
                         .map_err(|e| CoordError::Internal(e.to_string()))?
                 ));
             } else {
+                engine::interrupt::check()?;
                 let mut text = run::describe(&prep, &cfg);
                 text.push_str(&format!("decoder      {decoder}\n"));
                 if p.chunks {
@@ -163,6 +171,7 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
                 slot_bytes: b.slot_mib.max(1) << 20,
                 handovers: b.handovers.max(1),
             })?;
+            engine::interrupt::check()?;
             out(&text);
             Ok(0)
         }
@@ -190,6 +199,7 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
         }
         Command::Config(pool) => {
             let st = cli::settings(cli.config.as_deref(), pool)?;
+            engine::interrupt::check()?;
             out(&st.describe());
             Ok(0)
         }

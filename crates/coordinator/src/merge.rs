@@ -53,6 +53,10 @@ fn gather(dir: &Path) -> Result<Vec<ShardJournal>, CoordError> {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(s) = shard::parse_journal_name(&name) {
+            // A FIFO would block the read forever, a device read garbage.
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                return refuse(format!("'{}' is not a regular file", e.path().display()));
+            }
             found.push((s, e.path()));
         }
     }
@@ -77,6 +81,7 @@ fn gather(dir: &Path) -> Result<Vec<ShardJournal>, CoordError> {
             missing.push(i);
             continue;
         };
+        engine::interrupt::check()?;
         match Scan::read(path)? {
             Some(scan) => shards.push(ShardJournal {
                 shard: *s,
@@ -93,24 +98,14 @@ fn gather(dir: &Path) -> Result<Vec<ShardJournal>, CoordError> {
             dir.display()
         ));
     }
+    if let Some(why) = disagreement(&shards) {
+        return refuse(why);
+    }
     let first: &Header = &shards[0].scan.header;
     let mut next = 0;
     let mut incomplete = Vec::new();
     for sj in &shards {
         let h = &sj.scan.header;
-        if let Some(why) = journal::difference(&first.identity, &h.identity) {
-            return refuse(format!(
-                "shard {} belongs to another plan than shard 0 ({why})",
-                sj.shard.index
-            ));
-        }
-        // Compared encoded: bit for bit, so that a NaN nodata equals itself.
-        if protocol::encode(&h.output) != protocol::encode(&first.output) {
-            return refuse(format!(
-                "shard {} describes another output than shard 0",
-                sj.shard.index
-            ));
-        }
         if h.shard != Some((sj.shard.index, n)) || h.range.0 != next {
             return refuse(format!(
                 "the journal '{}' is not shard {}/{n} of this plan",
@@ -147,6 +142,44 @@ fn gather(dir: &Path) -> Result<Vec<ShardJournal>, CoordError> {
         ));
     }
     Ok(shards)
+}
+
+/// Shards of different plans, or of one plan describing different outputs: which shards
+/// side with shard 0 and which do not, and the first value where the first of those differs
+/// from shard 0 (each value told with its own shard).
+fn disagreement(shards: &[ShardJournal]) -> Option<String> {
+    let first = &shards[0];
+    // The output is compared encoded: bit for bit, so that a NaN nodata equals itself.
+    let output_of = |sj: &ShardJournal| protocol::encode(&sj.scan.header.output);
+    let plan_of = |sj: &ShardJournal| {
+        journal::difference_between(
+            (
+                &sj.scan.header.identity,
+                &format!("shard {}'s", sj.shard.index),
+            ),
+            (&first.scan.header.identity, "shard 0's"),
+        )
+    };
+    let (with, against): (Vec<&ShardJournal>, Vec<&ShardJournal>) = shards
+        .iter()
+        .partition(|sj| plan_of(sj).is_none() && output_of(sj) == output_of(first));
+    let odd = against.first()?;
+    let ids = |v: &[&ShardJournal]| {
+        let ids: Vec<u32> = v.iter().map(|sj| sj.shard.index).collect();
+        let s = if ids.len() == 1 { "" } else { "s" };
+        format!("shard{s} {}", journal::ranges(&ids, 10))
+    };
+    let why = plan_of(odd).unwrap_or_else(|| {
+        format!(
+            "shard {} describes another output than shard 0",
+            odd.shard.index
+        )
+    });
+    Some(format!(
+        "{} and {} belong to different plans ({why}): rerun the shards of one plan",
+        ids(&with),
+        ids(&against)
+    ))
 }
 
 fn spec_of(h: &Header, path: &Path, height: u64, y0: u64) -> OutputSpec {
@@ -198,6 +231,7 @@ fn copy(shards: &[&ShardJournal], sink: &mut GtiffSink, y0: u64) -> Result<(), C
             if std::mem::replace(&mut seen[k], true) {
                 continue;
             }
+            engine::interrupt::checkpoint("merge-copy")?;
             Scan::payload(&mut file, r, &mut buf)
                 .map_err(|e| err(format!("reading chunk {}: {e}", r.id)))?;
             let out = worker::Window {
@@ -228,13 +262,26 @@ pub fn merge(cfg: &MergeConfig) -> Result<String, CoordError> {
     let dir = shard::dir_for(&cfg.output);
     output::check_paths(&dir, &cfg.output, None, cfg.overwrite)?;
     let mut staging = output::Staging::lock(&cfg.output)?;
+    // A `--vrt` merge that was killed (SIGKILL, out of memory) left a shard's GeoTIFF under
+    // its temporary name: with the lock held, one whose process is gone is nobody's.
+    output::remove_stale_temps_in(&dir, |name| shard::parse_tif_name(name).is_some());
     let shards = gather(&dir)?;
     let header = shards[0].scan.header.clone();
     set_cache(&header);
     let n = shards.len();
     let chunks = header.identity.chunks;
     if cfg.vrt {
-        let vrt = write_vrt(&shards, &header, &cfg.output, staging.temp())?;
+        let tifs = write_vrt(&shards, &header, &cfg.output, staging.temp())?;
+        let vrt = tifs.len();
+        // The shards' GeoTIFFs go in place only with the VRT: an interrupt before leaves
+        // neither.
+        engine::interrupt::check()?;
+        for (tif, staged) in tifs {
+            staged.commit(true).map_err(|e| CoordError::Write {
+                path: tif,
+                reason: format!("moving the shard's GeoTIFF into place: {e}"),
+            })?;
+        }
         staging.commit(cfg.overwrite)?;
         return Ok(format!(
             "wrote {} (a VRT over {vrt} shard GeoTIFF(s) in {}): {chunks} chunks from {n} shard(s)",
@@ -279,16 +326,17 @@ fn xml(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// One GeoTIFF per non-empty shard beside its journal, then the VRT text into `tmp`.
-/// Returns how many GeoTIFFs.
+/// One GeoTIFF per non-empty shard beside its journal, under its temporary name, then the
+/// VRT text into `tmp`. Returns the GeoTIFFs, still to be moved into place.
 fn write_vrt(
     shards: &[ShardJournal],
     header: &Header,
     output: &Path,
     tmp: &Path,
-) -> Result<usize, CoordError> {
+) -> Result<Vec<(PathBuf, output::StagedFile)>, CoordError> {
     let o = &header.output;
     let mut sources: Vec<(String, u64, u64)> = Vec::new();
+    let mut staged_tifs = Vec::new();
     let mut adjusted = vec![Adjusted::default(); o.band_descriptions.len()];
     for sj in shards {
         let recs = &sj.scan.records;
@@ -299,11 +347,8 @@ fn write_vrt(
             continue;
         };
         let tif = sj.path.with_extension("tif");
-        let part = tif.with_file_name(format!(
-            ".{}.partial-{}",
-            tif.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
+        let staged = output::StagedFile::new(&tif);
+        let part = staged.temp().to_path_buf();
         let spec = spec_of(header, &tif, y1 - y0, y0);
         let ds = writer::create(&spec, &part)?;
         let mut sink = GtiffSink::new(ds, spec, part.clone());
@@ -318,15 +363,9 @@ fn write_vrt(
             a.clamped += b.clamped;
             a.moved_off_nodata += b.moved_off_nodata;
         }
-        File::open(&part)
-            .and_then(|f| f.sync_all())
-            .and_then(|()| std::fs::rename(&part, &tif))
-            .map_err(|e| CoordError::Write {
-                path: tif.clone(),
-                reason: format!("moving the shard's GeoTIFF into place: {e}"),
-            })?;
         let rel = relative(&tif);
         sources.push((rel, y0, y1 - y0));
+        staged_tifs.push((tif, staged));
     }
     let mut x = format!(
         "<VRTDataset rasterXSize=\"{}\" rasterYSize=\"{}\">\n",
@@ -388,7 +427,7 @@ fn write_vrt(
         path: output.to_path_buf(),
         reason: format!("writing the VRT: {e}"),
     })?;
-    Ok(sources.len())
+    Ok(staged_tifs)
 }
 
 /// `tif`'s path relative to the VRT's directory (the shards' directory, OUTPUT.shards, is

@@ -1,6 +1,7 @@
 //! The coordinator's own OS and FFI specifics, behind a safe interface: the no-clobber
-//! rename, SIGXFSZ, GDAL's thread-local error state, GDAL's block cache, and the names of
-//! data types the bindings do not know. Every `unsafe` of the coordinator is here. The process
+//! rename, SIGXFSZ, GDAL's thread-local error state, GDAL's block cache, the names of
+//! data types the bindings do not know, and GDAL's CreateCopy with a progress callback that
+//! stops it on an interrupt (the bindings' copy takes none). Every `unsafe` of the coordinator is here. The process
 //! specifics of supervision (fork/exec setup, signals, limits) are the engine's
 //! (`engine::os`), re-exported here.
 
@@ -201,5 +202,62 @@ pub fn set_unit(band: &mut gdal::raster::RasterBand, unit: &std::ffi::CStr) -> R
         Ok(())
     } else {
         Err("GDAL could not set the unit type".into())
+    }
+}
+
+/// GDAL's progress callback for its long calls: FALSE (GDAL then stops the call and fails it)
+/// once the process was interrupted (`engine::interrupt`). `data` points at the checkpoint's
+/// name, where `BLOCKSUM_STOP_AT` may stop the process once the call is under way.
+unsafe extern "C" fn stop_on_interrupt(
+    complete: f64,
+    _message: *const std::ffi::c_char,
+    data: *mut std::ffi::c_void,
+) -> std::ffi::c_int {
+    let go_on = if complete > 0.0 && !data.is_null() {
+        // SAFETY: `create_copy` passes a pointer to a `&'static str` on its own stack, which
+        // outlives the GDAL call that calls this.
+        let point: &str = unsafe { *(data as *const &'static str) };
+        engine::interrupt::checkpoint(point)
+    } else {
+        engine::interrupt::check()
+    };
+    std::ffi::c_int::from(go_on.is_ok())
+}
+
+/// `src` copied by `driver` into `dst` with creation `options` (GDALCreateCopy), stopping
+/// between blocks when the process is interrupted (then GDAL's "User terminated" is the
+/// error); `point` is the checkpoint's name. GDAL's error state carries any failure (see
+/// [`gdal_err::check`]).
+pub fn create_copy(
+    driver: &gdal::Driver,
+    src: &gdal::Dataset,
+    dst: &std::path::Path,
+    options: &gdal::raster::RasterCreationOptions,
+    point: &'static str,
+) -> Result<gdal::Dataset, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(dst.as_os_str().as_bytes())
+        .map_err(|_| format!("'{}' contains a NUL byte", dst.display()))?;
+    let data: &'static str = point;
+    // SAFETY: the driver and dataset handles are valid while `driver` and `src` live; `name`
+    // and the option list (a NULL-terminated CSL owned by `options`) are valid for the call,
+    // which only reads them; the callback is a plain function and its data a pointer to
+    // `data`, which lives until the call returns. A non-NULL result is a new dataset handle
+    // that nothing else owns: `Dataset` takes it (and closes it on drop).
+    unsafe {
+        let h = gdal_sys::GDALCreateCopy(
+            driver.c_driver(),
+            name.as_ptr(),
+            src.c_dataset(),
+            0,
+            options.as_ptr(),
+            Some(stop_on_interrupt),
+            &data as *const &'static str as *mut std::ffi::c_void,
+        );
+        if h.is_null() {
+            Err("GDAL could not create the copy".into())
+        } else {
+            Ok(gdal::Dataset::from_c_dataset(h))
+        }
     }
 }

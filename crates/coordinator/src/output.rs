@@ -78,16 +78,66 @@ pub fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+/// Whether two paths name the same file (by device and inode where it exists, else by
+/// canonical directory and name).
+pub fn same_file(a: &Path, b: &Path) -> bool {
     matches!((identity(a), identity(b)), (Some(x), Some(y)) if x == y)
 }
 
-/// Checks OUTPUT and `--report` before any work starts (exit 4 for the output, 2 for a report
-/// path that names the input, the output or something that is not a regular file).
+/// A side file of a command (`--report`, `--report-html`, `--events`, `report --html`): its
+/// path and the flag that named it, for the messages.
+#[derive(Debug, Clone, Copy)]
+pub struct SidePath<'a> {
+    pub flag: &'static str,
+    pub path: &'a Path,
+}
+
+impl<'a> SidePath<'a> {
+    pub fn new(flag: &'static str, path: &'a Path) -> Self {
+        SidePath { flag, path }
+    }
+
+    /// `--flag 'path' refused: why` (exit 2).
+    pub fn refuse(&self, why: impl Into<String>) -> CoordError {
+        CoordError::ReportPath {
+            flag: self.flag,
+            path: self.path.to_path_buf(),
+            why: why.into(),
+        }
+    }
+}
+
+/// Every path a command line names, against every other, before any work starts: a side file
+/// that is the input, the output or another side file is refused (exit 2), naming both. `-`
+/// (stdout, for `--events`) is no file. The input against the output is
+/// [`check_paths`]'s (exit 3).
+pub fn check_distinct(
+    input: &Path,
+    output: &Path,
+    sides: &[SidePath<'_>],
+) -> Result<(), CoordError> {
+    let files: Vec<&SidePath<'_>> = sides.iter().filter(|s| s.path.as_os_str() != "-").collect();
+    for (i, side) in files.iter().enumerate() {
+        if same_file(side.path, input) {
+            return Err(side.refuse("it is the input raster"));
+        }
+        if same_file(side.path, output) {
+            return Err(side.refuse("it is the output raster"));
+        }
+        if let Some(other) = files[..i].iter().find(|o| same_file(o.path, side.path)) {
+            return Err(side.refuse(format!("it is also the path of {}", other.flag)));
+        }
+    }
+    Ok(())
+}
+
+/// Checks OUTPUT and a side file (`--report`, `--report-html`) before any work starts (exit
+/// 4 for the output, 2 for a side path that names the input, the output or something that is
+/// not a regular file).
 pub fn check_paths(
     input: &Path,
     output: &Path,
-    report: Option<&Path>,
+    report: Option<SidePath<'_>>,
     overwrite: bool,
 ) -> Result<(), CoordError> {
     let out_text = output.as_os_str().to_string_lossy();
@@ -125,11 +175,9 @@ pub fn check_paths(
         return Err(CoordError::OutputDirMissing(dir));
     }
     probe_writable(&dir, output)?;
-    if let Some(report) = report {
-        let refuse = |why: String| CoordError::ReportPath {
-            path: report.to_path_buf(),
-            why,
-        };
+    if let Some(side) = report {
+        let report = side.path;
+        let refuse = |why: String| side.refuse(why);
         if report.as_os_str().to_string_lossy().ends_with('/') || report.file_name().is_none() {
             return Err(refuse("it names a directory".into()));
         }
@@ -298,7 +346,9 @@ impl Staging {
     /// Moves the finished temporary file into place. Without `overwrite` it never replaces
     /// anything, not even a file that appeared at OUTPUT during the run; with it, the rename
     /// is atomic, so a reader sees the old file or the new one, never a mixture.
+    /// A signal that came before the commit discards the result (`engine::interrupt`).
     pub fn commit(&mut self, overwrite: bool) -> Result<(), CoordError> {
+        engine::interrupt::check()?;
         let err = |reason: String| CoordError::Write {
             path: self.target.clone(),
             reason,
@@ -355,6 +405,14 @@ impl Drop for Staging {
                 _ => std::fs::remove_file(p),
             };
         }
+        // And whatever else this process left under the temporary's name: GDAL's own
+        // temporaries beside a file it writes (`.ovr.tmp` of a COG copy cut short).
+        let me = std::process::id() as i32;
+        if let Some(name) = file_name(&self.target) {
+            remove_temps(&parent_dir(&self.target), |f| {
+                temp_owner(f, &name).filter(|&pid| pid == me)
+            });
+        }
         // Remove the lock file while still holding the lock; a run that opened it meanwhile
         // sees the name gone after its own flock and starts over.
         if self.lock.is_some() {
@@ -364,25 +422,120 @@ impl Drop for Staging {
     }
 }
 
+/// A file written under a temporary name beside its final one (`.NAME.partial-PID`, as
+/// [`temp_path`]) and moved into place by [`StagedFile::commit`]; removed on drop unless
+/// committed, so that an error or an interrupt between the two leaves nothing.
+pub struct StagedFile {
+    target: PathBuf,
+    temp: PathBuf,
+    committed: bool,
+}
+
+impl StagedFile {
+    pub fn new(target: &Path) -> StagedFile {
+        StagedFile {
+            target: target.to_path_buf(),
+            temp: temp_path(target),
+            committed: false,
+        }
+    }
+
+    /// `text` written and synced under the temporary name.
+    pub fn with_text(target: &Path, text: &str) -> std::io::Result<StagedFile> {
+        let staged = StagedFile::new(target);
+        let mut f = File::create(&staged.temp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        Ok(staged)
+    }
+
+    pub fn temp(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Syncs the file and moves it into place: without `overwrite` never over an existing
+    /// file, not even one that appeared meanwhile (`AlreadyExists`).
+    pub fn commit(mut self, overwrite: bool) -> std::io::Result<()> {
+        File::open(&self.temp)?.sync_all()?;
+        if overwrite {
+            std::fs::rename(&self.temp, &self.target)?;
+        } else {
+            crate::os::rename_noreplace(&self.temp, &self.target)?;
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
 /// Writes the report: to a temporary name, then moved into place, so a reader never sees
 /// half a report. Without `overwrite` it never replaces a file, not even one that appeared
 /// during the run (`AlreadyExists`).
 pub fn write_report(path: &Path, text: &str, overwrite: bool) -> std::io::Result<()> {
-    let tmp = temp_path(path);
-    let res = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        if overwrite {
-            std::fs::rename(&tmp, path)
-        } else {
-            crate::os::rename_noreplace(&tmp, path)
-        }
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    StagedFile::with_text(path, text)?.commit(overwrite)
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+/// The PID in `file` if it is a temporary of `target_name` in the same directory:
+/// `.NAME.partial-PID` ([`temp_path`]), and what grows from it: `-TAG` (a scratch of
+/// [`Staging::scratch`]) or `.EXT` (GDAL's own temporaries beside a file it writes).
+pub fn temp_owner(file: &str, target_name: &str) -> Option<i32> {
+    let rest = file
+        .strip_prefix('.')?
+        .strip_prefix(target_name)?
+        .strip_prefix(".partial-")?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (pid, tail) = rest.split_at(end);
+    if !(tail.is_empty() || tail.starts_with('-') || tail.starts_with('.')) {
+        return None;
     }
-    res
+    pid.parse().ok()
+}
+
+/// Whether process `pid` is gone (EPERM means it lives under another user).
+fn is_dead(pid: i32) -> bool {
+    pid != std::process::id() as i32
+        && matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        )
+}
+
+/// Removes the entries of `dir` (files, or directories with their contents) for which `owner`
+/// names a process, saying so when that process is another one.
+fn remove_temps(dir: &Path, owner: impl Fn(&str) -> Option<i32>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id() as i32;
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = owner(&file) else {
+            continue;
+        };
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if pid != me {
+            let slash = if is_dir { "/" } else { "" };
+            tracing::info!("removing '{file}{slash}', left by a run (pid {pid}) that is gone");
+        }
+        let _ = if is_dir {
+            std::fs::remove_dir_all(e.path())
+        } else {
+            std::fs::remove_file(e.path())
+        };
+    }
 }
 
 /// Removes temporary outputs of runs that died without cleaning up (SIGKILL, OOM kill):
@@ -390,36 +543,26 @@ pub fn write_report(path: &Path, text: &str, overwrite: bool) -> std::io::Result
 /// `target` whose PID is not alive. Called with the lock held,
 /// so no live run on this OUTPUT can own one.
 fn remove_stale_temps(target: &Path) {
-    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+    let Some(name) = file_name(target) else {
         return;
     };
-    let prefix = format!(".{name}.partial-");
-    let Ok(dir) = std::fs::read_dir(parent_dir(target)) else {
-        return;
-    };
-    for e in dir.flatten() {
-        let file = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file
-            .strip_prefix(&prefix)
-            .and_then(|p| p.split('-').next())
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let alive = pid == std::process::id() as i32
-            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if alive {
-            continue;
+    remove_temps(&parent_dir(target), |f| {
+        temp_owner(f, &name).filter(|&pid| is_dead(pid))
+    });
+}
+
+/// [`remove_stale_temps`] in `dir` for every target name `is_target` accepts (`merge`: the
+/// shards' GeoTIFFs in OUTPUT.shards/, which a `--vrt` merge writes under temporary names).
+/// Called with the lock on the output held.
+pub fn remove_stale_temps_in(dir: &Path, is_target: impl Fn(&str) -> bool) {
+    remove_temps(dir, |f| {
+        let base = f.strip_prefix('.')?;
+        let (name, _) = base.rsplit_once(".partial-")?;
+        if !is_target(name) {
+            return None;
         }
-        let t = e.file_type();
-        if t.as_ref().is_ok_and(|t| t.is_file()) {
-            tracing::info!("removing '{file}', left by a run (pid {pid}) that is gone");
-            let _ = std::fs::remove_file(e.path());
-        } else if t.is_ok_and(|t| t.is_dir()) {
-            tracing::info!("removing '{file}/', left by a run (pid {pid}) that is gone");
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
+        temp_owner(f, name).filter(|&pid| is_dead(pid))
+    });
 }
 
 #[cfg(test)]
@@ -466,6 +609,82 @@ mod tests {
     }
 
     #[test]
+    fn temporaries_are_told_by_their_name() {
+        assert_eq!(temp_owner(".o.tif.partial-123", "o.tif"), Some(123));
+        assert_eq!(temp_owner(".o.tif.partial-123-cog", "o.tif"), Some(123));
+        assert_eq!(
+            temp_owner(".o.tif.partial-123-cog.ovr.tmp", "o.tif"),
+            Some(123)
+        );
+        assert_eq!(temp_owner(".o.tif.partial-12x", "o.tif"), None);
+        assert_eq!(temp_owner(".o.tif.x.partial-123", "o.tif"), None);
+        assert_eq!(temp_owner("o.tif.partial-123", "o.tif"), None);
+        assert_eq!(temp_owner(".o.tif.partial-", "o.tif"), None);
+    }
+
+    #[test]
+    fn a_dropped_staging_removes_its_own_temporaries_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.tif");
+        let mut st = Staging::lock(&out).unwrap();
+        let me = std::process::id();
+        std::fs::write(st.temp(), b"x").unwrap();
+        let scratch = st.scratch("levels");
+        std::fs::create_dir(&scratch).unwrap();
+        std::fs::write(scratch.join("x2.tif"), b"x").unwrap();
+        // What GDAL may leave beside a copy cut short, and a live process's (pid 1) temporary.
+        let gdal = dir.path().join(format!(".o.tif.partial-{me}-cog.ovr.tmp"));
+        std::fs::write(&gdal, b"x").unwrap();
+        let other = dir.path().join(".o.tif.partial-1");
+        std::fs::write(&other, b"x").unwrap();
+        drop(st);
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, [".o.tif.partial-1"]);
+    }
+
+    #[test]
+    fn side_paths_are_checked_against_every_other_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.tif");
+        std::fs::write(&input, b"x").unwrap();
+        let out = dir.path().join("out.tif");
+        let r = dir.path().join("r.json");
+        let alias = dir.path().join(".").join("r.json");
+        let why = |sides: &[SidePath<'_>]| match check_distinct(&input, &out, sides) {
+            Err(CoordError::ReportPath { flag, why, .. }) => format!("{flag}: {why}"),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            why(&[
+                SidePath::new("--report", &r),
+                SidePath::new("--events", &alias)
+            ]),
+            "--events: it is also the path of --report"
+        );
+        assert_eq!(
+            why(&[SidePath::new("--report-html", &out)]),
+            "--report-html: it is the output raster"
+        );
+        assert_eq!(
+            why(&[SidePath::new("--events", &input)]),
+            "--events: it is the input raster"
+        );
+        let stdout = Path::new("-");
+        assert!(check_distinct(
+            &input,
+            &out,
+            &[
+                SidePath::new("--report", &r),
+                SidePath::new("--events", stdout)
+            ]
+        )
+        .is_ok());
+    }
+
+    #[test]
     fn paths_are_compared_by_identity() {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.tif");
@@ -473,16 +692,32 @@ mod tests {
         let out = dir.path().join("out.tif");
         let via_dots = dir.path().join(".").join("in.tif");
         assert!(matches!(
-            check_paths(&input, &out, Some(&via_dots), false),
+            check_paths(
+                &input,
+                &out,
+                Some(SidePath::new("--report", &via_dots)),
+                false
+            ),
             Err(CoordError::ReportPath { .. })
         ));
         let out_alias = dir.path().join("sub").join("..").join("out.tif");
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         assert!(matches!(
-            check_paths(&input, &out, Some(&out_alias), false),
+            check_paths(
+                &input,
+                &out,
+                Some(SidePath::new("--report", &out_alias)),
+                false
+            ),
             Err(CoordError::ReportPath { .. })
         ));
-        assert!(check_paths(&input, &out, Some(&dir.path().join("r.json")), false).is_ok());
+        assert!(check_paths(
+            &input,
+            &out,
+            Some(SidePath::new("--report", &dir.path().join("r.json"))),
+            false
+        )
+        .is_ok());
         assert!(matches!(
             check_paths(&input, Path::new("/dev/null"), None, true),
             Err(CoordError::OutputNotFile { .. })

@@ -61,6 +61,7 @@ pub fn derive(
     let strip = ((4 << 20) / 16 / w.max(1)).clamp(1, dh.max(1));
     let mut oy = 0;
     while oy < dh {
+        engine::interrupt::checkpoint("pyramid").map_err(|i| i.to_string())?;
         let orows = strip.min(dh - oy);
         let y0 = oy * 2;
         let rows = (orows * 2).min(h - y0);

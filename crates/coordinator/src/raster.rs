@@ -37,6 +37,33 @@ pub struct RasterInfo {
     pub area_or_point: Option<String>,
 }
 
+/// Refuses an input that is a FIFO, a socket or a device before GDAL opens it: opening a
+/// FIFO blocks until something writes to it (forever, as a rule), and a device is read
+/// without end. A directory passes: some formats are directories (ArcInfo grids).
+fn refuse_special_file(path: &Path) -> Result<(), CoordError> {
+    use std::os::unix::fs::FileTypeExt;
+    // Follows symbolic links: a link to a raster is fine. A missing path is GDAL's to judge
+    // (a virtual path), and explained after its failure.
+    let Ok(t) = std::fs::metadata(path).map(|m| m.file_type()) else {
+        return Ok(());
+    };
+    let what = if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        return Ok(());
+    };
+    Err(CoordError::InputNotRaster {
+        path: path.to_path_buf(),
+        reason: format!("it is {what}, not a file (INPUT must be a regular file)"),
+    })
+}
+
 /// Opens and validates `path`. GDAL is asked first: `/vsizip/`, `/vsicurl/` and other
 /// virtual paths exist only for it; the filesystem is consulted only to explain a failure.
 pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
@@ -44,6 +71,7 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
         path: path.to_path_buf(),
         reason,
     };
+    refuse_special_file(path)?;
     gdal_err::reset();
     let ds = Dataset::open(path).map_err(|e| {
         // The bindings' open error does not carry GDAL's message; its error state does.

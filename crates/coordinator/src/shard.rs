@@ -133,7 +133,17 @@ pub fn journal_in(dir: &Path, s: Shard) -> PathBuf {
 
 /// The shard a journal's file name stands for.
 pub fn parse_journal_name(name: &str) -> Option<Shard> {
-    let rest = name.strip_prefix("shard-")?.strip_suffix(".journal")?;
+    parse_name(name, ".journal")
+}
+
+/// The shard a GeoTIFF's file name stands for (`merge --vrt` writes one per shard beside its
+/// journal).
+pub fn parse_tif_name(name: &str) -> Option<Shard> {
+    parse_name(name, ".tif")
+}
+
+fn parse_name(name: &str, ext: &str) -> Option<Shard> {
+    let rest = name.strip_prefix("shard-")?.strip_suffix(ext)?;
     let (i, n) = rest.split_once("-of-")?;
     let (index, count) = (i.parse().ok()?, n.parse().ok()?);
     (index < count).then_some(Shard { index, count })
@@ -206,6 +216,8 @@ mod tests {
             parse_journal_name(p.file_name().unwrap().to_str().unwrap()),
             Some(s)
         );
+        assert_eq!(parse_tif_name("shard-3-of-8.tif"), Some(s));
+        assert_eq!(parse_tif_name("shard-3-of-8.journal"), None);
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub fn synth(out: &Path, cfg: &SynthConfig) -> Result<(), CoordError> {
         let strip = 256usize;
         let mut y0 = 0;
         while y0 < h {
+            engine::interrupt::checkpoint("synth")?;
             let rows = strip.min(h - y0);
             let mut data = Vec::with_capacity(rows * w);
             for y in y0..y0 + rows {
@@ -102,6 +103,7 @@ pub fn synth(out: &Path, cfg: &SynthConfig) -> Result<(), CoordError> {
             y0 += rows;
         }
         ds.close().map_err(|e| err(e.to_string()))?;
+        engine::interrupt::check()?;
         std::fs::rename(&tmp, out).map_err(|e| err(e.to_string()))
     })();
     if result.is_err() {

@@ -69,11 +69,13 @@ fn every_error() -> Vec<CoordError> {
         },
         CoordError::OutputAppeared(p.clone()),
         CoordError::ReportPath {
+            flag: "--report",
             path: p.clone(),
             why: String::new(),
         },
         CoordError::ReportWrite {
             output: p.clone(),
+            flag: "--report",
             path: p.clone(),
             reason: String::new(),
         },

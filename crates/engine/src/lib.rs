@@ -18,10 +18,13 @@
 //! - `observe`: the run's events as they happen, and the JSON-lines stream (`--events`).
 //! - `memory`: sampling worker memory and the machine's available memory.
 //! - `progress`: the progress bar (hidden when stderr is not a terminal).
+//! - `interrupt`: SIGINT, SIGTERM and SIGHUP for the whole process: recorded once, checked
+//!   by every long step.
 //! - `os`: fork/exec setup, signals, /proc, limits: the `unsafe` of supervision.
 
 pub mod event_loop;
 pub mod inproc;
+pub mod interrupt;
 pub mod job;
 pub mod memory;
 pub mod observe;

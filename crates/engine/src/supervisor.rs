@@ -264,18 +264,21 @@ pub fn run<J: Job>(
     (result, rec)
 }
 
+/// Wakes the loop on SIGINT, SIGTERM and SIGHUP (the process's actions, `interrupt`, record
+/// them too); a signal that came before this run began is delivered to it at once.
 fn install_signals<C: Send + 'static>(
     tx: EventSender<Event<C>>,
 ) -> Result<signal_hook::iterator::Handle, EngineError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    crate::interrupt::install().map_err(EngineError::Internal)?;
     // A closed terminal (SIGHUP) ends the run like SIGTERM: workers stopped, nothing left.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+    let mut signals = signal_hook::iterator::Signals::new(crate::interrupt::SIGNALS)
         .map_err(|e| EngineError::Internal(format!("installing signal handlers: {e}")))?;
     let handle = signals.handle();
+    let earlier = crate::interrupt::received_signal();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            for s in signals.forever() {
+            for s in earlier.into_iter().chain(signals.forever()) {
                 if tx.send(Event::Signal(s)).is_err() {
                     break;
                 }
@@ -460,12 +463,7 @@ impl<J: Job> Supervisor<'_, J> {
                 }
                 Event::Sink(SinkEvent::Failed(why)) => return Err(EngineError::Sink(why)),
                 Event::Signal(sig) => {
-                    let name = match sig {
-                        signal_hook::consts::SIGTERM => "SIGTERM",
-                        signal_hook::consts::SIGHUP => "SIGHUP",
-                        _ => "SIGINT",
-                    };
-                    return Err(EngineError::Interrupted(name));
+                    return Err(EngineError::Interrupted(crate::interrupt::name(sig)));
                 }
             }
             if self

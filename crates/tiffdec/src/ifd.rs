@@ -418,17 +418,37 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
         50000 => Compression::Zstd,
         5 => Compression::Lzw,
         v => {
+            // libtiff's names (tiff.h), and DNG's lossy JPEG: a codec is named, not numbered.
             let name = match v {
                 2 => "CCITT RLE",
-                3 | 4 => "CCITT fax",
-                6 | 7 => "JPEG",
+                3 => "CCITT Group 3 fax",
+                4 => "CCITT Group 4 fax",
+                6 => "old-style JPEG",
+                7 => "JPEG",
+                9 => "JBIG (T.85)",
+                10 => "JBIG2 (T.43)",
+                32766 => "NeXT",
+                32771 => "CCITT RLE (word-aligned)",
                 32773 => "PackBits",
-                34712 => "JPEG 2000",
+                32809 => "ThunderScan",
+                32895..=32898 => "IT8",
+                32908 => "Pixar film",
+                32909 => "Pixar log",
+                32947 => "Kodak DCS",
+                34661 => "JBIG",
+                34676 => "SGI LogLuv",
+                34677 => "SGI LogLuv (24-bit)",
+                34712 | 33003 | 33005 => "JPEG 2000",
                 34887 => "LERC",
+                34892 => "lossy JPEG (DNG)",
                 34925 => "LZMA",
                 50001 => "WEBP",
                 50002 => "JPEG XL",
-                _ => "this",
+                _ => {
+                    return Err(unsupported(format!(
+                        "compression code {v} is not one this decoder knows"
+                    )))
+                }
             };
             return Err(unsupported(format!(
                 "{name} compression ({v}) is not supported natively"
@@ -439,7 +459,12 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
         1 => Predictor::None,
         2 => Predictor::Horizontal,
         3 if matches!(kind, SampleKind::F32 | SampleKind::F64) => Predictor::Float,
-        v => return Err(unsupported(format!("predictor {v} for {kind:?}"))),
+        v => {
+            return Err(unsupported(format!(
+                "predictor {v} for {}",
+                kind.gdal_name()
+            )))
+        }
     };
     if one(266)?.unwrap_or(1) != 1 {
         return Err(unsupported("fill order 2"));

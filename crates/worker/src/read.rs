@@ -308,9 +308,10 @@ impl NativeReader {
         let fill = nodata
             .iter()
             .map(|nd| {
+                let v = nd.unwrap_or(0.0);
                 l.kind
-                    .encode(nd.unwrap_or(0.0))
-                    .ok_or_else(|| format!("nodata {nd:?} is not a {sample} value (sparse blocks)"))
+                    .encode(v)
+                    .ok_or_else(|| format!("nodata {v} is not a {sample} value (sparse blocks)"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(NativeReader {

@@ -436,11 +436,12 @@ pub struct RunArgs {
     /// Run only shard I of N (I/N, 0 <= I < N: a band of rows of chunks) into a journal in
     /// OUTPUT.shards/, for `coordinator merge OUTPUT`; or auto: I (and N) from an array job's
     /// environment (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX).
-    #[arg(long, value_parser = crate::shard::parse_shard)]
+    // Hyphen values reach the parser, whose error names the flag (`--shard -1/2`).
+    #[arg(long, value_parser = crate::shard::parse_shard, allow_hyphen_values = true)]
     pub shard: Option<crate::shard::ShardArg>,
     /// N for --shard auto where the engine does not say it (Kubernetes, AWS Batch; with Slurm
     /// it makes the array task id itself the shard index).
-    #[arg(long, value_parser = parse_shards)]
+    #[arg(long, value_parser = parse_shards, allow_negative_numbers = true)]
     pub shards: Option<u32>,
 }
 

@@ -67,6 +67,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     if cfg.batch.is_some() {
         return batch::resample_batch(cfg);
     }
+    // Every path of the command line against every other, before anything is read.
+    let sides = side_paths(cfg);
+    output::check_distinct(&cfg.input, &cfg.output, &sides)?;
     let prep = prepare(cfg)?;
     // The journal: OUTPUT.journal for a whole run, OUTPUT.shards/shard-I-of-N.journal for
     // a shard (which writes no GeoTIFF: `merge` does). The lock is on what the run writes.
@@ -85,7 +88,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     output::check_paths(
         &cfg.input,
         &lock_target,
-        cfg.report.as_deref(),
+        cfg.report
+            .as_deref()
+            .map(|p| output::SidePath::new("--report", p)),
         // An earlier journal is judged under the lock (`durable::open`), with a message
         // naming --resume; a shard's "output" is its journal. With --resume, an existing
         // output is judged under the lock too (`durable::already_committed`).
@@ -95,7 +100,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     output::check_paths(
         &cfg.input,
         &cfg.output,
-        cfg.report_html.as_deref(),
+        cfg.report_html
+            .as_deref()
+            .map(|p| output::SidePath::new("--report-html", p)),
         cfg.overwrite || continuing,
     )?;
     let mut staging = output::Staging::lock(&lock_target)?;
@@ -359,15 +366,15 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         );
     }
     // The side outputs: the HTML page, and whether the event stream was written whole.
-    let mut side: Vec<(PathBuf, String)> = Vec::new();
+    let mut side: Vec<(&'static str, PathBuf, String)> = Vec::new();
     if let Some(path) = &cfg.report_html {
         if let Err(e) = output::write_report(path, &crate::html::render(&report), cfg.overwrite) {
-            side.push((path.clone(), e.to_string()));
+            side.push(("--report-html", path.clone(), e.to_string()));
         }
     }
     if let (Some(log), Some(path)) = (&events, &cfg.events) {
         if let Some(e) = log.error() {
-            side.push((path.clone(), e));
+            side.push(("--events", path.clone(), e));
         }
     }
     // The lock is held until the output is in place and the report written.
@@ -389,6 +396,7 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
                 Ok(()) => {
                     return Err(CoordError::ReportWrite {
                         output: cfg.output.clone(),
+                        flag: "--report",
                         path: path.clone(),
                         reason,
                     })
@@ -399,12 +407,13 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         }
     }
     drop(staging);
-    if let Some((path, reason)) = side.into_iter().next() {
+    if let Some((flag, path, reason)) = side.into_iter().next() {
         match &result {
             // The output is complete; a side file is not: exit 4 says so.
             Ok(()) => {
                 return Err(CoordError::ReportWrite {
                     output: cfg.output.clone(),
+                    flag,
                     path,
                     reason,
                 })
@@ -482,6 +491,18 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         message.push_str(&view.quarantine_warning(&quarantined));
     }
     Ok(RunSummary { exit_code, message })
+}
+
+/// The run's side files, each with its flag.
+fn side_paths(cfg: &ResampleConfig) -> Vec<output::SidePath<'_>> {
+    [
+        ("--report", &cfg.report),
+        ("--report-html", &cfg.report_html),
+        ("--events", &cfg.events),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| p.as_deref().map(|p| output::SidePath::new(flag, p)))
+    .collect()
 }
 
 /// The output's bands: the selected input bands for `resample`, `out_bands` unnamed

@@ -73,7 +73,11 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         c.batch = None;
         c.faults = Vec::new();
         let checked = resume::Target::of(&c).and_then(|t| {
-            output::check_paths(&c.input, &t.lock, cfg.report.as_deref(), t.may_exist).map(|()| t)
+            let report = cfg
+                .report
+                .as_deref()
+                .map(|p| output::SidePath::new("--report", p));
+            output::check_paths(&c.input, &t.lock, report, t.may_exist).map(|()| t)
         });
         if let Err(e @ CoordError::ReportPath { .. }) = checked {
             // The report is the batch's: refuse the whole command line.
@@ -533,6 +537,7 @@ fn finish(
             if written > 0 && exit_code == protocol::exit::OK {
                 return Err(CoordError::ReportWrite {
                     output: batch.out_dir.clone(),
+                    flag: "--report",
                     path: path.clone(),
                     reason,
                 });
@@ -541,7 +546,14 @@ fn finish(
         }
     }
     if let Some(e) = run_error {
-        eline(&format!("error: {e}"));
+        let text = match e {
+            // The outputs committed before the signal stay: the error must not deny them.
+            CoordError::Interrupted(sig) if written > 0 => format!(
+                "interrupted by {sig}: {written} output(s) committed before it stay complete (named below), the other {failed} not written"
+            ),
+            e => e.to_string(),
+        };
+        eline(&format!("error: {text}"));
     }
     Ok(RunSummary { exit_code, message })
 }

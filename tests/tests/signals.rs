@@ -1,0 +1,366 @@
+//! SIGINT, SIGTERM and SIGHUP in every command and every step of one, outside the engine's
+//! run too: `merge` (and `merge --vrt`, whose shard GeoTIFFs live in OUTPUT.shards/), the COG
+//! copy, the pyramid's levels, `report`, `synth`. Each test stops the real process at a named
+//! step (`BLOCKSUM_STOP_AT`: it sends itself SIGSTOP there), sends the real signal, lets it
+//! go on (SIGCONT), and checks: exit 130, one line naming the signal, no output, no
+//! temporary and no lock anywhere. A merge killed with SIGKILL (which nothing can handle)
+//! leaves its temporaries; the next merge removes them.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+
+/// The state letter of /proc/PID/stat (`T`: stopped), if the process is there.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+/// Spawns `cmd` with `BLOCKSUM_STOP_AT=point` and waits until the process has stopped itself
+/// there. A process that ends first, or never stops, fails the test (and is killed).
+fn stopped_at(cmd: &mut Command, point: &str) -> Child {
+    let mut child = cmd
+        .env("BLOCKSUM_STOP_AT", point)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the coordinator");
+    let pid = child.id();
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        if proc_state(pid) == Some('T') {
+            return child;
+        }
+        if child.try_wait().unwrap().is_some() {
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "the process ended ({}) without stopping at '{point}': {}",
+                o.status,
+                stderr(&o)
+            );
+        }
+        if Instant::now() > end {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("the process did not reach '{point}' within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `sig` to the stopped process, lets it go on, and returns what it did.
+fn deliver(child: Child, sig: Signal) -> Output {
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, sig).unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    output_within(child, Duration::from_secs(120), false)
+        .expect("the process ends after the signal")
+}
+
+/// Exit 130 and one line (warnings aside) naming the signal.
+fn interrupted(o: &Output, sig: Signal) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.contains(" WARN ")).collect();
+    assert_eq!(lines.len(), 1, "not one line: {err}");
+    assert!(
+        lines[0].contains(&format!("interrupted by {}", sig.as_str())),
+        "{err}"
+    );
+}
+
+/// Every file under `dir`, recursively, relative to it.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// No temporary (`.NAME.partial-PID...`, GDAL's `.tmp`) and no lock anywhere under `dir`.
+fn assert_clean(dir: &Path) {
+    let left: Vec<String> = tree(dir)
+        .into_iter()
+        .filter(|n| n.contains(".partial-") || n.ends_with(".lock") || n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn input(dir: &Path, side: usize) -> PathBuf {
+    let path = dir.join("in.tif");
+    write_f32(
+        &path,
+        &RasterSpec {
+            width: side,
+            height: side,
+            ..RasterSpec::default()
+        },
+    );
+    path
+}
+
+/// Shards 0/2 and 1/2 of `out` at factor 2: OUTPUT.shards/ holds their journals.
+fn shards(input: &Path, out: &Path) {
+    for s in ["0/2", "1/2"] {
+        let o = run(coordinator()
+            .args(["--workers", "1", "resample"])
+            .arg(input)
+            .arg(out)
+            .args(["-f", "2", "--chunk-mib", "0.1", "--shard", s]));
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}
+
+fn merge(out: &Path, extra: &[&str]) -> Command {
+    let mut c = coordinator();
+    c.arg("merge").arg(out).args(extra);
+    c
+}
+
+#[test]
+fn merge_stops_cleanly_on_each_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 300);
+    let out = dir.path().join("out.tif");
+    shards(&input, &out);
+    let journals = tree(&dir.path().join("out.tif.shards"));
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let child = stopped_at(&mut merge(&out, &[]), "merge-copy");
+        // Stopped while writing: its temporary file and its lock are there.
+        let during = tree(dir.path());
+        assert!(
+            during.iter().any(|n| n.starts_with(".out.tif.partial-")),
+            "{during:?}"
+        );
+        assert!(during.iter().any(|n| n == ".out.tif.lock"), "{during:?}");
+        let o = deliver(child, sig);
+        interrupted(&o, sig);
+        assert!(!out.exists(), "{sig}: an output after the interrupt");
+        assert_clean(dir.path());
+        // The shards' journals are untouched: the merge can be run again.
+        assert_eq!(tree(&dir.path().join("out.tif.shards")), journals);
+    }
+    let o = run(&mut merge(&out, &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (ds, _) = read_all(&out);
+    assert_eq!(ds.raster_size(), (150, 150));
+    assert_clean(dir.path());
+}
+
+#[test]
+fn merge_vrt_leaves_no_shard_geotiff_and_cleans_up_after_a_killed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 300);
+    let out = dir.path().join("out.vrt");
+    shards(&input, &out);
+    let shards_dir = dir.path().join("out.vrt.shards");
+
+    // Interrupted while writing shard 0's GeoTIFF (under its temporary name in
+    // OUTPUT.shards/): neither it nor any shard GeoTIFF nor the VRT remains.
+    let child = stopped_at(&mut merge(&out, &["--vrt"]), "merge-copy");
+    let during = tree(&shards_dir);
+    assert!(
+        during
+            .iter()
+            .any(|n| n.starts_with(".shard-0-of-2.tif.partial-")),
+        "{during:?}"
+    );
+    let o = deliver(child, Signal::SIGTERM);
+    interrupted(&o, Signal::SIGTERM);
+    assert!(!out.exists());
+    assert_clean(dir.path());
+    assert!(
+        !tree(&shards_dir).iter().any(|n| n.ends_with(".tif")),
+        "{:?}",
+        tree(&shards_dir)
+    );
+
+    // Killed there (SIGKILL cannot be handled): its temporaries stay, and the next merge,
+    // which can tell they are a dead merge's, removes them.
+    let child = stopped_at(&mut merge(&out, &["--vrt"]), "merge-copy");
+    let pid = child.id();
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    let o = output_within(child, Duration::from_secs(60), false).expect("killed");
+    assert_eq!(o.status.code(), None);
+    let stale = format!(".shard-0-of-2.tif.partial-{pid}");
+    assert!(
+        tree(&shards_dir).contains(&stale),
+        "{:?}",
+        tree(&shards_dir)
+    );
+    let o = run(&mut merge(&out, &["--vrt"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_clean(dir.path());
+    let (ds, _) = read_all(&out);
+    assert_eq!(ds.raster_size(), (150, 150));
+}
+
+#[test]
+fn the_cog_copy_stops_on_a_signal_and_resume_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 1024);
+    let out = dir.path().join("out.tif");
+    let resample = |extra: &[&str]| {
+        let mut c = coordinator();
+        c.args(["--workers", "2", "resample"])
+            .arg(&input)
+            .arg(&out)
+            .args(["-f", "2", "--of", "COG"])
+            .args(extra);
+        c
+    };
+    let child = stopped_at(&mut resample(&[]), "cog-copy");
+    let during = tree(dir.path());
+    assert!(
+        during
+            .iter()
+            .any(|n| n.contains(".partial-") && n.ends_with("-cog")),
+        "the COG copy is not under way: {during:?}"
+    );
+    let o = deliver(child, Signal::SIGINT);
+    interrupted(&o, Signal::SIGINT);
+    assert!(!out.exists(), "the output was committed after SIGINT");
+    assert_clean(dir.path());
+    // The journal keeps every chunk: --resume computes none and makes the COG.
+    let o = run(&mut resample(&["--resume"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ds = gdal::Dataset::open(&out).unwrap();
+    assert_eq!(ds.raster_size(), (512, 512));
+    assert_eq!(
+        gdal::Metadata::metadata_item(&ds, "LAYOUT", "IMAGE_STRUCTURE").as_deref(),
+        Some("COG")
+    );
+    assert_clean(dir.path());
+}
+
+#[test]
+fn the_pyramid_stops_on_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 1200);
+    let out = dir.path().join("out.tif");
+    // Float sums: each level is re-aggregated from the input into a scratch directory, then
+    // copied into the overview (where it stops).
+    let child = stopped_at(
+        coordinator()
+            .args(["--workers", "2", "resample"])
+            .arg(&input)
+            .arg(&out)
+            .args(["-f", "2", "--pyramid"]),
+        "pyramid",
+    );
+    let during = tree(dir.path());
+    assert!(
+        during
+            .iter()
+            .any(|n| n.contains(".partial-") && n.ends_with("-levels")),
+        "{during:?}"
+    );
+    let o = deliver(child, Signal::SIGHUP);
+    interrupted(&o, Signal::SIGHUP);
+    assert!(!out.exists());
+    assert_clean(dir.path());
+}
+
+#[test]
+fn report_and_synth_stop_on_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 64);
+    let (out, json, page) = (
+        dir.path().join("out.tif"),
+        dir.path().join("r.json"),
+        dir.path().join("r.html"),
+    );
+    let o = run(coordinator()
+        .args(["--workers", "1", "resample"])
+        .arg(&input)
+        .arg(&out)
+        .args(["-f", "2", "--report"])
+        .arg(&json));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Stopped with the page written under its temporary name, before it is moved into place.
+    let child = stopped_at(
+        coordinator()
+            .arg("report")
+            .arg(&json)
+            .arg("--html")
+            .arg(&page),
+        "report",
+    );
+    assert!(
+        tree(dir.path())
+            .iter()
+            .any(|n| n.starts_with(".r.html.partial-")),
+        "{:?}",
+        tree(dir.path())
+    );
+    let o = deliver(child, Signal::SIGTERM);
+    interrupted(&o, Signal::SIGTERM);
+    assert!(!page.exists());
+    assert_clean(dir.path());
+
+    let synth = dir.path().join("synth.tif");
+    let child = stopped_at(
+        coordinator()
+            .arg("synth")
+            .arg(&synth)
+            .args(["--width", "600", "--height", "600"]),
+        "synth",
+    );
+    let o = deliver(child, Signal::SIGINT);
+    interrupted(&o, Signal::SIGINT);
+    assert!(!synth.exists());
+    assert_clean(dir.path());
+}
+
+// Item 4: the page over the report it is made from is refused, as a --report over the input.
+#[test]
+fn report_refuses_a_page_over_its_own_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 64);
+    let json = dir.path().join("r.json");
+    let o = run(coordinator()
+        .args(["--workers", "1", "resample"])
+        .arg(&input)
+        .arg(dir.path().join("out.tif"))
+        .args(["-f", "2", "--report"])
+        .arg(&json));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = std::fs::read(&json).unwrap();
+    // The same file under another name too.
+    let alias = dir.path().join(".").join("r.json");
+    for page in [&json, &alias] {
+        let o = run(coordinator()
+            .arg("report")
+            .arg(&json)
+            .arg("--html")
+            .arg(page)
+            .arg("--overwrite"));
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("--html"), "{}", stderr(&o));
+        assert_eq!(
+            std::fs::read(&json).unwrap(),
+            before,
+            "the report was replaced"
+        );
+    }
+    assert_clean(dir.path());
+}
