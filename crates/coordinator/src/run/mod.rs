@@ -579,6 +579,7 @@ fn suspect(cfg: &ResampleConfig) -> String {
             Some(lib) => format!("the kernel {}", name(lib)),
             None => format!("the kernel worker {}", name(&cfg.worker_bin)),
         },
+        None if cfg.batch.is_some() => "reading the inputs".into(),
         None => format!("reading the input {}", name(&cfg.input)),
     }
 }

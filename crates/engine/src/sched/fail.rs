@@ -6,8 +6,9 @@
 //! its own for when the run must end: the breaker (`policy`) says, the facade's `fatal` ends
 //! it.
 //!
-//! Bisection of a chunk that kills workers is breadth first (its retries and parts queue
-//! behind the healthy chunks) and stops where the evidence does. The rule: a part that
+//! Bisection of a chunk that kills workers is breadth first (from its second failure on,
+//! its retries and parts queue behind the healthy chunks) and stops where the evidence
+//! does. The rule: a part that
 //! died like its parent (the same signal, exit code or kind of failure) waits for its
 //! siblings' first attempts. If one of them did not die like the parent, the failure is
 //! local and the part is split further (down to the job's blocks, exact as before). If all
@@ -321,7 +322,7 @@ impl Scheduler {
         );
     }
 
-    pub(super) fn quarantine(&mut self, task: TaskId, now: Instant, out: &mut Vec<SchedAction>) {
+    fn quarantine(&mut self, task: TaskId, now: Instant, out: &mut Vec<SchedAction>) {
         let first_of_root = self.chunks.quarantine(task);
         out.push(SchedAction::Write { task, slot: None });
         let entry = self.chunks.get(task);
