@@ -40,10 +40,6 @@ impl Scheduler {
         let Some((cause, death)) = self.settle_exit(key, st, &exit, now, out) else {
             return;
         };
-        if self.done {
-            // The attempt's failure ended the run (the breaker).
-            return;
-        }
         let ms = self.history.ms(now);
         let mut pid = None;
         if let Some(r) = self.history.worker_mut(key) {
@@ -68,6 +64,10 @@ impl Scheduler {
             tracing::debug!(worker = key.id.0, gen = key.gen, "recycled worker exited");
         } else {
             tracing::info!(worker = key.id.0, gen = key.gen, cause = %cause.summary(), "worker died");
+        }
+        if self.done {
+            // The attempt's failure ended the run (the breaker): no restart.
+            return;
         }
         let on_part = death.on_part;
         let death = Death {
