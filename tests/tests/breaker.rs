@@ -275,7 +275,9 @@ fn a_kernel_that_crashes_on_every_chunk_ends_the_run_with_exit_6_naming_it() {
         );
         assert!(err.contains(&format!("killed by {signal}")), "{arg}: {err}");
         assert!(!out.exists(), "{arg}");
-        assert!(took < Duration::from_secs(10), "{arg}: {took:?}");
+        // Generous: the target (under 10 s) is measured on the release build; this is a
+        // debug build on a shared machine (and it took 40 s before the breaker).
+        assert!(took < Duration::from_secs(30), "{arg}: {took:?}");
     }
 }
 
