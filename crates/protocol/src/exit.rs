@@ -16,7 +16,8 @@ pub const OUTPUT: i32 = 4;
 /// names them. The output file is in place and carries the list in its metadata.
 pub const QUARANTINED: i32 = 5;
 /// The worker pool could not be kept alive: workers cannot start (or never say hello), the
-/// restart breaker tripped, or the worker speaks another protocol version.
+/// restart breaker tripped, attempts die on every chunk (systematic failure), or the worker
+/// speaks another protocol version.
 pub const WORKERS: i32 = 6;
 /// Machine limits cannot be met: memory (limits asked for, `--min-free-memory` above the
 /// machine's memory) or the file descriptors the worker pool needs.

@@ -371,7 +371,7 @@ table! {
     TASK_TIMEOUT_FLOOR => task_timeout_floor: Duration = Row {
         flag: Some("task-timeout-floor"), env: Some("BLOCKSUM_TASK_TIMEOUT_FLOOR"), key: "task_timeout_floor", toml: Toml::Str,
         default: DEFAULT_TIMEOUT_FLOOR, parse: units::parse_duration, show: show_duration, meta: "DURATION", global: false,
-        help: "The least limit a percentage --task-timeout gives; also the limit until three chunks have finished, when it is above 60s",
+        help: "The least limit a percentage --task-timeout gives; also the limit until a chunk has finished, when it is above 60s",
     };
     START_TIMEOUT => start_timeout: Duration = Row {
         flag: Some("start-timeout"), env: Some("BLOCKSUM_START_TIMEOUT"), key: "start_timeout", toml: Toml::Str,

@@ -574,6 +574,7 @@ fn engine_config(
     sc.kill_grace = cfg.kill_grace;
     sc.faults = cfg.faults.clone();
     sc.can_split = true;
+    sc.suspect = suspect(cfg);
     EngineConfig {
         sched: sc,
         layout,
@@ -596,6 +597,26 @@ fn engine_config(
         kill_grace: cfg.kill_grace,
         progress: !cfg.quiet,
         events,
+    }
+}
+
+/// What computes a chunk, for the systematic-failure breaker's message: the user's kernel
+/// for `map`, the reader of the input for `resample` (the built-in kernels are the tested
+/// part; a crash there on every chunk is GDAL's or the decoder's on this input).
+fn suspect(cfg: &ResampleConfig) -> String {
+    let name = |p: &std::path::Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    match &cfg.map {
+        Some(m) => match &m.lib {
+            Some(lib) => format!("the kernel {}", name(lib)),
+            None => format!("the kernel worker {}", name(&cfg.worker_bin)),
+        },
+        None if cfg.batch.is_some() => "reading the inputs".into(),
+        None => format!("reading the input {}", name(&cfg.input)),
     }
 }
 

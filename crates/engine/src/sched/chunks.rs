@@ -30,6 +30,10 @@ pub enum ChunkState {
         slot: Option<SlotId>,
         outcome: ChunkOutcome,
     },
+    /// A part of a chunk split for crashes whose attempt died like its parent: waiting for
+    /// its siblings' first attempts, which say whether the failure is local (a sibling
+    /// succeeds: split this part further) or spread over the parent (all die alike).
+    Held,
     /// `Split` was asked for; waiting for the job's answer.
     Splitting {
         reason: SplitReason,
@@ -64,6 +68,11 @@ pub struct ChunkEntry {
     /// Of a plan chunk: how many of its parts (or itself) were quarantined.
     pub quarantined_parts: u32,
     pub split: Option<SplitReason>,
+    /// Of a split chunk: its parts' ids.
+    pub parts: std::ops::Range<u32>,
+    /// Of a part: it and all its siblings died like their parent (one generation of
+    /// evidence that the failure is spread over the region, not local).
+    pub alike: bool,
 }
 
 impl ChunkEntry {
@@ -79,6 +88,8 @@ impl ChunkEntry {
             leaf: false,
             quarantined_parts: 0,
             split: None,
+            parts: 0..0,
+            alike: false,
         }
     }
 }
@@ -197,10 +208,24 @@ impl ChunkTable {
         };
     }
 
-    /// Back in the worker queue, first in line.
-    pub fn retry(&mut self, task: TaskId) {
+    /// Back in the worker queue: first in line, or last (`behind`: behind the healthy
+    /// chunks, as a chunk under bisection is).
+    pub fn retry(&mut self, task: TaskId, behind: bool) {
         self.get_mut(task).state = ChunkState::Pending;
-        self.pending.push_front(task);
+        if behind {
+            self.pending.push_back(task);
+        } else {
+            self.pending.push_front(task);
+        }
+    }
+
+    /// The other parts of the chunk `task` was split from (none for a plan chunk).
+    pub fn siblings(&self, task: TaskId) -> impl Iterator<Item = TaskId> {
+        let parts = match self.get(task).parent {
+            Some(p) => self.get(p).parts.clone(),
+            None => 0..0,
+        };
+        parts.map(TaskId).filter(move |&t| t != task)
     }
 
     /// Into the in-process queue: first in line (a retry) or last (a chunk that timed out).
@@ -228,8 +253,9 @@ impl ChunkTable {
         Some(reason)
     }
 
-    /// `task` ends as split into `children` parts, which join the front of their queue in
-    /// order. Returns the first part's id.
+    /// `task` ends as split into `children` parts, which join the back of their queue in
+    /// order (breadth first: the chunks queued before them go first). Returns the first
+    /// part's id.
     pub fn split(&mut self, task: TaskId, reason: SplitReason, children: u32) -> u32 {
         let entry = self.get_mut(task);
         entry.state = ChunkState::Finished(ChunkOutcome::Split);
@@ -244,6 +270,7 @@ impl ChunkTable {
         };
         self.finished += 1;
         let first = self.entries.len() as u32;
+        self.get_mut(task).parts = first..first + children;
         for _ in 0..children {
             let mut child = ChunkEntry::new(root, max_attempts);
             child.parent = Some(task);
@@ -251,12 +278,11 @@ impl ChunkTable {
             child.crashed_a_worker = crashed;
             self.entries.push(child);
         }
-        // The parts go first, in order: the region is finished before the queue moves on.
-        for t in (first..first + children).rev() {
+        for t in first..first + children {
             if in_process {
-                self.queue_in_process(TaskId(t), true);
+                self.queue_in_process(TaskId(t), false);
             } else {
-                self.pending.push_front(TaskId(t));
+                self.pending.push_back(TaskId(t));
             }
         }
         first
@@ -313,10 +339,17 @@ mod tests {
         assert_eq!(c.start_on_worker(TaskId(0), WorkerId(0)), Attempt(1));
         c.attempt_failed(TaskId(0), segv(), false);
         assert!(c.get(TaskId(0)).crashed_a_worker);
-        c.retry(TaskId(0));
+        c.retry(TaskId(0), false);
         assert_eq!(c.next_pending(), Some(TaskId(0)));
         assert_eq!(c.start_on_worker(TaskId(0), WorkerId(1)), Attempt(2));
         assert_eq!(c.next_pending(), Some(TaskId(1)));
+        // Behind the healthy chunks (breadth first).
+        c.attempt_failed(TaskId(0), segv(), false);
+        c.retry(TaskId(0), true);
+        for t in [1, 2, 0] {
+            assert_eq!(c.next_pending(), Some(TaskId(t)));
+            c.start_on_worker(TaskId(t), WorkerId(0));
+        }
     }
 
     #[test]
@@ -335,7 +368,7 @@ mod tests {
     }
 
     #[test]
-    fn a_split_ends_the_chunk_and_queues_its_parts_first_in_order() {
+    fn a_split_ends_the_chunk_and_queues_its_parts_last_in_order() {
         let mut c = ChunkTable::new(2, 3);
         c.start_on_worker(TaskId(0), WorkerId(0));
         c.attempt_failed(TaskId(0), segv(), false);
@@ -359,6 +392,12 @@ mod tests {
             );
             assert!(part.crashed_a_worker);
         }
+        assert_eq!(c.get(TaskId(0)).parts, 2..4);
+        assert_eq!(c.siblings(TaskId(2)).collect::<Vec<_>>(), vec![TaskId(3)]);
+        assert_eq!(c.siblings(TaskId(1)).count(), 0, "a plan chunk has none");
+        // Chunk 1 was queued before the parts.
+        assert_eq!(c.next_pending(), Some(TaskId(1)));
+        c.start_on_worker(TaskId(1), WorkerId(1));
         assert_eq!(c.next_pending(), Some(TaskId(2)));
         c.start_on_worker(TaskId(2), WorkerId(0));
         assert_eq!(c.next_pending(), Some(TaskId(3)));

@@ -40,7 +40,7 @@ impl Scheduler {
             fault: self.fault_for(task, attempt),
             recycled_after: false,
         };
-        self.attempt_succeeded(task, record, slot, ChunkOutcome::Done, out);
+        self.attempt_succeeded(task, record, (slot, ChunkOutcome::Done), now, out);
         let lane = self.lanes.get_mut(key.id);
         lane.backoff.reset();
         lane.last_task = Some(task);
@@ -79,7 +79,8 @@ impl Scheduler {
                     fault: None,
                     recycled_after: false,
                 };
-                self.attempt_succeeded(task, record, run.slot, ChunkOutcome::DoneInProcess, out);
+                let into = (run.slot, ChunkOutcome::DoneInProcess);
+                self.attempt_succeeded(task, record, into, now, out);
             }
             Err(error) => {
                 self.slots.give_back(run.slot);
@@ -107,13 +108,14 @@ impl Scheduler {
         }
     }
 
-    /// A successful attempt: record it and hand the chunk's slot to the writer.
+    /// A successful attempt: record it and hand the chunk's slot to the writer. A part's
+    /// success also says its held siblings' failure is local.
     fn attempt_succeeded(
         &mut self,
         task: TaskId,
         record: AttemptRecord,
-        slot: SlotId,
-        outcome: ChunkOutcome,
+        (slot, outcome): (SlotId, ChunkOutcome),
+        now: Instant,
         out: &mut Vec<SchedAction>,
     ) {
         self.history.attempt_ended(task, record);
@@ -124,5 +126,6 @@ impl Scheduler {
         });
         // A chunk made progress: the breaker's counters start over.
         self.breaker.progress();
+        self.release_siblings(task, now, out);
     }
 }

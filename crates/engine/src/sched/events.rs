@@ -28,7 +28,7 @@ pub struct WorkerKey {
 pub enum TimeoutSpec {
     Fixed(Duration),
     /// A percentage of the median attempt time so far, never below the floor
-    /// (`SchedConfig::timeout_floor`); until three attempts have finished, the larger of the
+    /// (`SchedConfig::timeout_floor`); until an attempt has finished, the larger of the
     /// floor and `FIRST_CHUNKS_LIMIT`.
     PercentOfMedian(f64),
 }
@@ -110,6 +110,24 @@ impl FailureCause {
                 | FailureCause::OverMemory { .. }
                 | FailureCause::Disconnected
         )
+    }
+
+    /// Whether the attempt took its worker process with it: a crash, or a timeout (the
+    /// worker is stopped). The systematic-failure breaker counts these.
+    pub(crate) fn is_death(&self) -> bool {
+        self.is_crash() || matches!(self, FailureCause::Timeout { .. })
+    }
+
+    /// Whether two failures are the same failure: the same kind and, for a signal or an
+    /// exit code, the same one (a timeout's duration, a message's text do not matter).
+    pub(crate) fn fails_like(&self, other: &FailureCause) -> bool {
+        match (self, other) {
+            (FailureCause::Signal { signal: a, .. }, FailureCause::Signal { signal: b, .. }) => {
+                a == b
+            }
+            (FailureCause::ExitCode { code: a }, FailureCause::ExitCode { code: b }) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
     }
 
     pub fn from_exit(exit: &ExitInfo) -> FailureCause {
@@ -309,6 +327,42 @@ pub enum FatalReason {
     },
     /// An in-process attempt ran past `limit`; a thread cannot be stopped.
     InProcessHang { task: TaskId, limit: Duration },
+    /// The first attempts of distinct plan chunks kept dying with none done in between: the
+    /// computation fails on every chunk, so bisecting and quarantining would only take long
+    /// to write an output of nodata.
+    SystematicDeaths {
+        /// Plan chunks whose first attempt died since the last attempt that succeeded.
+        chunks: u32,
+        /// Attempts that died since then (retries and parts included).
+        deaths: u32,
+        /// The last death's cause.
+        cause: FailureCause,
+        /// What failed: the fault injected on the last dead attempt, or what computes a
+        /// chunk (`SchedConfig::suspect`).
+        culprit: Culprit,
+        /// The last dead worker's last stderr line.
+        last_words: Option<String>,
+    },
+}
+
+/// What the systematic-failure breaker blames.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Culprit {
+    /// `--inject-fault` asked for it.
+    InjectedFault(FaultKind),
+    /// What computes a chunk, as the job names it (the kernel, the reader of the input).
+    Computation(String),
+}
+
+impl fmt::Display for Culprit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Culprit::InjectedFault(k) => {
+                write!(f, "the fault injected with --inject-fault {}", k.name())
+            }
+            Culprit::Computation(what) => write!(f, "{what} fails on every chunk"),
+        }
+    }
 }
 
 impl fmt::Display for FatalReason {
@@ -353,6 +407,23 @@ impl fmt::Display for FatalReason {
                 limit.as_secs(),
                 INPROC_LIMIT_FLOOR.as_secs()
             ),
+            FatalReason::SystematicDeaths {
+                chunks,
+                deaths,
+                cause,
+                culprit,
+                last_words,
+            } => {
+                write!(
+                    f,
+                    "{culprit}: the first attempts of {chunks} chunks died with none done in between ({deaths} attempts died, the last one {}",
+                    cause.summary()
+                )?;
+                if let Some(l) = last_words {
+                    write!(f, "; its last words: {l}")?;
+                }
+                write!(f, ")")
+            }
         }
     }
 }

@@ -5,14 +5,21 @@
 //! Does not decide to stop a worker (`stop`, `tick`) nor what a failed attempt leads to
 //! (`fail`: the attempt an exit ends is handed there). The backoff and breaker rules
 //! themselves live in `policy`.
+//!
+//! A worker that dies holding a part of a chunk split for crashes is restarted at once and
+//! its lane's backoff is left alone: bisection expects that part to kill its worker, so the
+//! death is the part's, not the infrastructure's (the part is quarantined or split; the
+//! breaker bounds how many such deaths a run may take). Backoff is for deaths with no
+//! chunk to blame: idle or starting workers, and a plan chunk's own attempts (it may be the
+//! machine, not the chunk, until its parts say otherwise).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::observe::RunEvent;
 
 use super::{
-    policy::breaker::Death, Executor, ExitInfo, FailureCause, SchedAction, Scheduler, WorkerKey,
-    WorkerState,
+    policy::breaker::Death, Executor, ExitInfo, FailureCause, SchedAction, Scheduler, SplitReason,
+    WorkerKey, WorkerState,
 };
 
 impl Scheduler {
@@ -28,6 +35,8 @@ impl Scheduler {
         let Some(st) = self.lanes.current(key).cloned() else {
             return;
         };
+        self.breaker
+            .heard(exit.stderr_tail.last().map(String::as_str));
         let Some((cause, death)) = self.settle_exit(key, st, &exit, now, out) else {
             return;
         };
@@ -56,6 +65,11 @@ impl Scheduler {
         } else {
             tracing::info!(worker = key.id.0, gen = key.gen, cause = %cause.summary(), "worker died");
         }
+        if self.done {
+            // The attempt's failure ended the run (the breaker): no restart.
+            return;
+        }
+        let on_part = death.on_part;
         let death = Death {
             cause: &cause,
             before_ready: death.before_ready,
@@ -65,7 +79,14 @@ impl Scheduler {
         if let Some(why) = self.breaker.worker_died(death) {
             return self.fatal(why, out);
         }
-        self.restart(key, deliberate, now, out);
+        let why = if deliberate {
+            Restart::Deliberate
+        } else if on_part {
+            Restart::PartDied
+        } else {
+            Restart::Died
+        };
+        self.restart(key, why, now, out);
     }
 
     /// The exit's effect on the lane's attempt and slot; the cause to record and what kind
@@ -90,9 +111,10 @@ impl Scheduler {
             } => {
                 // The process is gone: nothing can write the slot any more.
                 self.slots.give_back(slot);
+                let on_part = self.is_crash_part(task);
                 let executor = Executor::worker(key, pid);
                 self.fail_attempt(task, attempt, executor, since, observed.clone(), now, out);
-                Some((observed, DeathKind::WORKING))
+                Some((observed, DeathKind::working(on_part)))
             }
             WorkerState::Stopping {
                 cause,
@@ -114,7 +136,9 @@ impl Scheduler {
                     (FailureCause::Disconnected, _) if !we_killed => observed,
                     _ => cause,
                 };
+                let mut on_part = false;
                 if let Some((task, attempt, since)) = deferred {
+                    on_part = self.is_crash_part(task);
                     let executor = Executor::worker(key, pid.unwrap_or(0));
                     self.fail_attempt(task, attempt, executor, since, cause.clone(), now, out);
                 }
@@ -127,6 +151,7 @@ impl Scheduler {
                         // Only a worker stopped before its hello has no pid.
                         before_ready: idle && pid.is_none(),
                         idle,
+                        on_part,
                     },
                 ))
             }
@@ -135,6 +160,7 @@ impl Scheduler {
                 DeathKind {
                     before_ready: true,
                     idle: true,
+                    on_part: false,
                 },
             )),
             WorkerState::Idle { .. } => Some((
@@ -142,6 +168,7 @@ impl Scheduler {
                 DeathKind {
                     before_ready: false,
                     idle: true,
+                    on_part: false,
                 },
             )),
             WorkerState::Backoff { .. } | WorkerState::Retired => None,
@@ -150,23 +177,23 @@ impl Scheduler {
 
     /// After a worker's exit: a new incarnation now or after the lane's backoff, or none if
     /// no chunk needs a worker any more.
-    fn restart(
-        &mut self,
-        key: WorkerKey,
-        deliberate: bool,
-        now: Instant,
-        out: &mut Vec<SchedAction>,
-    ) {
+    fn restart(&mut self, key: WorkerKey, why: Restart, now: Instant, out: &mut Vec<SchedAction>) {
         if self.all_assigned() {
             self.lanes.get_mut(key.id).state = WorkerState::Retired;
             return;
         }
+        let deliberate = why == Restart::Deliberate;
         let lane = self.lanes.get_mut(key.id);
-        let nominal = if deliberate {
-            lane.backoff.current()
-        } else {
-            self.counters.restarts += 1;
-            lane.backoff.next().unwrap_or_default()
+        let nominal = match why {
+            Restart::Deliberate => lane.backoff.current(),
+            Restart::PartDied => {
+                self.counters.restarts += 1;
+                Duration::ZERO
+            }
+            Restart::Died => {
+                self.counters.restarts += 1;
+                lane.backoff.next().unwrap_or_default()
+            }
         };
         let failures = lane.backoff.failures();
         let delay = self.jitter.spread(nominal);
@@ -211,19 +238,43 @@ impl Scheduler {
         self.history.worker_spawned(key, now);
         out.push(SchedAction::Spawn { key });
     }
+
+    /// `task` is a part of a chunk split because it kept killing workers.
+    fn is_crash_part(&self, task: protocol::TaskId) -> bool {
+        self.chunks
+            .get(task)
+            .parent
+            .is_some_and(|p| self.chunks.get(p).split == Some(SplitReason::Crashes))
+    }
 }
 
-/// What kind of death a worker exit was, for the breaker.
+/// Why a lane restarts, which says how long it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    /// Stopped on purpose (recycled): after the lane's current delay, counting nothing.
+    Deliberate,
+    /// Died holding a part of a chunk split for crashes: at once (see the module doc).
+    PartDied,
+    /// Any other death: the lane's next backoff delay.
+    Died,
+}
+
+/// What kind of death a worker exit was, for the breaker and the restart.
 #[derive(Debug, Clone, Copy)]
 struct DeathKind {
     before_ready: bool,
     idle: bool,
+    /// It held a part of a chunk split for crashes.
+    on_part: bool,
 }
 
 impl DeathKind {
     /// Died holding a chunk.
-    const WORKING: DeathKind = DeathKind {
-        before_ready: false,
-        idle: false,
-    };
+    fn working(on_part: bool) -> DeathKind {
+        DeathKind {
+            before_ready: false,
+            idle: false,
+            on_part,
+        }
+    }
 }

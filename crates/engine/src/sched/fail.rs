@@ -5,6 +5,20 @@
 //! Does not stop or restart the worker that failed (`stop`, `exit`), and keeps no rule of
 //! its own for when the run must end: the breaker (`policy`) says, the facade's `fatal` ends
 //! it.
+//!
+//! Bisection of a chunk that kills workers is breadth first (from its second failure on,
+//! its retries and parts queue behind the healthy chunks) and stops where the evidence
+//! does. The rule: a part that
+//! died like its parent (the same signal, exit code or kind of failure) waits for its
+//! siblings' first attempts. If one of them did not die like the parent, the failure is
+//! local and the part is split further (down to the job's blocks, exact as before). If all
+//! of them died alike, the failure is spread over the parent: the parts are split once more
+//! (marked `alike`), and when a generation of parts of an `alike` part dies alike again,
+//! they are quarantined whole. Two generations, not one, because one halving can cut along
+//! a line fault (a bad column crosses both halves of a split across it); the next split of
+//! a near-square part crosses the other axis and finds the line. A chunk failing on every
+//! block thus costs its attempts plus 2 + 4 deaths, whatever its number of blocks. Read
+//! errors are not under this rule: they kill no worker, so they are bisected exactly.
 
 use std::time::Instant;
 
@@ -13,8 +27,8 @@ use protocol::{Attempt, TaskId};
 use crate::observe::RunEvent;
 
 use super::{
-    AttemptRecord, Executor, FailureCause, SchedAction, Scheduler, SplitReason, WorkerKey,
-    WorkerState,
+    chunks::ChunkState, policy::breaker::AttemptDeath, AttemptRecord, Executor, FailureCause,
+    SchedAction, Scheduler, SplitReason, WorkerKey, WorkerState,
 };
 
 impl Scheduler {
@@ -57,6 +71,7 @@ impl Scheduler {
         now: Instant,
         out: &mut Vec<SchedAction>,
     ) {
+        let record_fault = self.fault_for(task, attempt);
         let record = AttemptRecord {
             attempt: attempt.0,
             executor,
@@ -64,28 +79,151 @@ impl Scheduler {
             ended_ms: self.history.ms(now),
             stats: None,
             failure: Some(cause.clone()),
-            fault: self.fault_for(task, attempt),
+            fault: record_fault,
             recycled_after: false,
         };
         self.history.attempt_ended(task, record);
         let in_process = matches!(executor, Executor::InProcess { .. });
+        if !in_process && cause.is_death() && !self.runs_in_process_next(task, &cause) {
+            let entry = self.chunks.get(task);
+            let death = AttemptDeath {
+                root: entry.root,
+                first_of_plan_chunk: entry.root == task && attempt.0 == 1,
+                cause: &cause,
+                fault: record_fault,
+            };
+            if let Some(why) = self.breaker.attempt_died(death) {
+                return self.fatal(why, out);
+            }
+        }
         self.chunks.attempt_failed(task, cause, in_process);
+        if self.held_for_siblings(task, now, out) {
+            return;
+        }
         self.after_failure(task, now, out);
+        self.release_siblings(task, now, out);
+    }
+
+    /// A part's attempt ended otherwise than dying like its parent: its siblings held for
+    /// its verdict are split further (the failure is local).
+    pub(super) fn release_siblings(
+        &mut self,
+        task: TaskId,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) {
+        let held: Vec<TaskId> = self
+            .chunks
+            .siblings(task)
+            .filter(|&s| self.chunks.get(s).state == ChunkState::Held)
+            .collect();
+        for s in held {
+            tracing::debug!(
+                task = s.0,
+                sibling = task.0,
+                "failure is local: splitting further"
+            );
+            self.after_failure(s, now, out);
+        }
+    }
+
+    /// Applies the bisection rule (module doc) to a part whose last attempt just failed:
+    /// `true` when it is held for its siblings or decided with them.
+    fn held_for_siblings(
+        &mut self,
+        task: TaskId,
+        now: Instant,
+        out: &mut Vec<SchedAction>,
+    ) -> bool {
+        if !self.died_like_parent(task) {
+            return false;
+        }
+        let mut alike = vec![task];
+        for s in self.chunks.siblings(task).collect::<Vec<_>>() {
+            let sib = self.chunks.get(s);
+            if sib.state == ChunkState::Held {
+                alike.push(s);
+            } else if sib.tries == 0 {
+                // Its first attempt has not ended: wait for it.
+                self.chunks.get_mut(task).state = ChunkState::Held;
+                return true;
+            } else {
+                return false;
+            }
+        }
+        let parent = self.chunks.get(task).parent.expect("a part");
+        let cause = self
+            .chunks
+            .get(task)
+            .last_failure
+            .as_ref()
+            .map(|f| f.cause.summary());
+        if self.chunks.get(parent).alike {
+            if let Some(why) = self.breaker.parts_fail_alike() {
+                self.fatal(why, out);
+                return true;
+            }
+            tracing::info!(
+                task = parent.0,
+                parts = alike.len(),
+                cause = %cause.unwrap_or_default(),
+                "every part died like its parent, twice over: quarantining them without splitting further"
+            );
+            for t in alike {
+                self.quarantine(t, now, out);
+            }
+        } else {
+            tracing::info!(
+                task = parent.0,
+                parts = alike.len(),
+                cause = %cause.unwrap_or_default(),
+                "every part died like its parent: splitting them once more"
+            );
+            for t in alike {
+                self.chunks.get_mut(t).alike = true;
+                self.after_failure(t, now, out);
+            }
+        }
+        true
+    }
+
+    /// `task` is a part of a chunk split for crashes, out of attempts, and its last attempt
+    /// died like its parent's last one (and is not bound for an in-process lane).
+    fn died_like_parent(&self, task: TaskId) -> bool {
+        let entry = self.chunks.get(task);
+        let Some(parent) = entry.parent.map(|p| self.chunks.get(p)) else {
+            return false;
+        };
+        let (Some(mine), Some(theirs)) = (&entry.last_failure, &parent.last_failure) else {
+            return false;
+        };
+        parent.split == Some(SplitReason::Crashes)
+            && entry.tries >= entry.max_attempts
+            && !mine.in_process
+            && !self.runs_in_process_next(task, &mine.cause)
+            && mine.cause.fails_like(&theirs.cause)
+    }
+
+    /// The seed design's rule, asked before anything else on a failure: a chunk whose worker
+    /// timed out runs in process next, unless it crashed a worker (it could take the
+    /// coordinator down) or there is no in-process lane.
+    fn runs_in_process_next(&self, task: TaskId, cause: &FailureCause) -> bool {
+        matches!(cause, FailureCause::Timeout { .. })
+            && !self.chunks.get(task).crashed_a_worker
+            && self.inproc.len() > 0
     }
 
     /// A chunk's last attempt failed: retry it, run it in process, split it or quarantine it.
-    fn after_failure(&mut self, task: TaskId, now: Instant, out: &mut Vec<SchedAction>) {
+    pub(super) fn after_failure(&mut self, task: TaskId, now: Instant, out: &mut Vec<SchedAction>) {
         let entry = self.chunks.get(task);
         let Some(last) = entry.last_failure.clone() else {
             return;
         };
         let attempt = entry.tries;
         let splittable = self.cfg.can_split && !entry.leaf;
-        let crashed = entry.crashed_a_worker;
         let max_attempts = entry.max_attempts;
         let cause = &last.cause;
-        let has_lanes = self.inproc.len() > 0;
-        if matches!(cause, FailureCause::Timeout { .. }) && !crashed && has_lanes {
+        if self.runs_in_process_next(task, cause) {
             // The seed design's rule: a chunk whose worker timed out runs in process. A
             // chunk that crashed a worker never does: it could take the coordinator down.
             // With no in-process lane (a plug-in kernel that must never be loaded into the
@@ -121,7 +259,12 @@ impl Scheduler {
             self.note_retry(task, attempt, true, now);
         } else {
             tracing::info!(task = task.0, attempt, cause = %cause.summary(), "retrying chunk");
-            self.chunks.retry(task);
+            // After its first failure, first in line: a warm spare takes a crashed worker's
+            // chunk at once (one crash may be bad luck). After more, a chunk that may be
+            // bisected waits behind the healthy chunks with its parts (breadth first), so
+            // that they never wait for it.
+            let behind = self.cfg.can_split && attempt >= 2;
+            self.chunks.retry(task, behind);
             self.note_retry(task, attempt, false, now);
         }
     }

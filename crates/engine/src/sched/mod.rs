@@ -70,8 +70,8 @@ use self::{
 };
 pub use self::{
     events::{
-        signal_name, ChunkOutcome, Executor, ExitInfo, FailureCause, FatalReason, SchedAction,
-        SchedEvent, Sig, SplitReason, TimeoutSpec, WorkerId, WorkerKey,
+        signal_name, ChunkOutcome, Culprit, Executor, ExitInfo, FailureCause, FatalReason,
+        SchedAction, SchedEvent, Sig, SplitReason, TimeoutSpec, WorkerId, WorkerKey,
     },
     history::{AttemptRecord, SchedCounters, WorkerRecord},
     lanes::WorkerState,
@@ -108,6 +108,13 @@ pub struct SchedConfig {
     pub max_idle_deaths: u32,
     /// Breaker: chunks quarantined in a row with none done in between.
     pub max_quarantines_in_row: u32,
+    /// Breaker: plan chunks whose first attempt died (crash or timeout) with none done in
+    /// between: the failure follows the run from chunk to chunk, so it is the computation's,
+    /// not a chunk's. A plan of fewer chunks trips it when all of them died and bisection
+    /// found their parts failing alike down to the depth it stops at.
+    pub max_dying_chunks: u32,
+    /// What computes a chunk, for the breaker's message (e.g. "the kernel in libk.so").
+    pub suspect: String,
     pub faults: Vec<FaultSpec>,
     /// The job can split a chunk into smaller ones: a failing chunk is split (bisected)
     /// before anything is quarantined, so that only the parts that really fail are.
@@ -135,6 +142,8 @@ impl SchedConfig {
             max_start_timeouts: 2,
             max_idle_deaths: 12,
             max_quarantines_in_row: 8,
+            max_dying_chunks: 4,
+            suspect: "the kernel (or the reader of the input)".into(),
             faults: Vec::new(),
             can_split: false,
             jitter_seed: 0x9e37_79b9_7f4a_7c15,
@@ -184,7 +193,7 @@ impl Scheduler {
             slots: SlotPool::new(cfg.slots),
             history,
             timeouts: Timeouts::new(cfg.timeout, cfg.timeout_floor),
-            breaker: Breaker::new(&cfg),
+            breaker: Breaker::new(&cfg, chunks),
             jitter: Jitter::new(cfg.jitter_seed),
             admission: Admission::new(cfg.admission_open, now),
             done: false,

@@ -2,12 +2,35 @@
 //! instead of restarting workers forever.
 //!
 //! Owns the in-a-row counters (start failures, start timeouts, idle deaths, quarantined plan
-//! chunks) and their limits. Does not classify deaths (the facade tells it what kind of
-//! death it saw), nor count quarantined parts per plan chunk (the chunk table does).
+//! chunks, plan chunks whose first attempt died) and their limits. Does not classify deaths
+//! (the facade tells it what kind of death it saw), nor count quarantined parts per plan
+//! chunk (the chunk table does), nor decide when parts failed alike (the facade's `fail`).
+//!
+//! Systematic failure: a kernel that crashes on every chunk (or hangs, or a fault injected
+//! on every chunk) would otherwise be retried, bisected and quarantined chunk by chunk, a
+//! worker restart per attempt. Its evidence is that the *first* attempts of distinct plan
+//! chunks die with none done in between: retries and parts of a chunk known to fail are
+//! expected to die and are not evidence (they run last, behind healthy work, so at the end
+//! of a run they die in a row whatever the cause); a chunk that succeeds anywhere proves
+//! the computation works and starts the count over.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
-use crate::sched::{FailureCause, FatalReason, SchedConfig};
+use protocol::{FaultKind, TaskId};
+
+use crate::sched::{Culprit, FailureCause, FatalReason, SchedConfig};
+
+/// An attempt on a worker that died (crashed, or was stopped after a timeout).
+#[derive(Debug)]
+pub struct AttemptDeath<'a> {
+    /// Its plan chunk.
+    pub root: TaskId,
+    /// The first attempt of a plan chunk (not a retry, not a part).
+    pub first_of_plan_chunk: bool,
+    pub cause: &'a FailureCause,
+    /// The fault injected on this attempt.
+    pub fault: Option<FaultKind>,
+}
 
 /// One worker death, as the breaker needs to see it.
 #[derive(Debug)]
@@ -33,10 +56,22 @@ pub struct Breaker {
     start_timeouts_in_row: u32,
     idle_deaths_since_progress: u32,
     quarantines_in_row: u32,
+    /// The plan's chunk count: a smaller plan needs all of its chunks dying.
+    plan_chunks: u32,
+    max_dying_chunks: u32,
+    suspect: String,
+    /// Plan chunks whose first attempt died since the last success.
+    dying: BTreeSet<TaskId>,
+    /// Attempts that died since the last success.
+    deaths: u32,
+    /// The last one's cause and fault, and the last words heard from a dead worker.
+    last: Option<(FailureCause, Option<FaultKind>)>,
+    last_words: Option<String>,
 }
 
 impl Breaker {
-    pub fn new(cfg: &SchedConfig) -> Breaker {
+    /// The breaker for a plan of `plan_chunks` chunks.
+    pub fn new(cfg: &SchedConfig, plan_chunks: usize) -> Breaker {
         Breaker {
             max_start_failures: cfg.max_start_failures,
             max_start_timeouts: cfg.max_start_timeouts,
@@ -47,6 +82,54 @@ impl Breaker {
             start_timeouts_in_row: 0,
             idle_deaths_since_progress: 0,
             quarantines_in_row: 0,
+            plan_chunks: plan_chunks as u32,
+            max_dying_chunks: cfg.max_dying_chunks.max(1),
+            suspect: cfg.suspect.clone(),
+            dying: BTreeSet::new(),
+            deaths: 0,
+            last: None,
+            last_words: None,
+        }
+    }
+
+    /// A worker process is gone; its last stderr line names the next death's cause.
+    pub fn heard(&mut self, last_words: Option<&str>) {
+        self.last_words = last_words.map(str::to_string);
+    }
+
+    /// An attempt on a worker died; `Some` when the first attempts of enough distinct plan
+    /// chunks died with none done in between.
+    pub fn attempt_died(&mut self, d: AttemptDeath<'_>) -> Option<FatalReason> {
+        self.deaths += 1;
+        self.last = Some((d.cause.clone(), d.fault));
+        if d.first_of_plan_chunk {
+            self.dying.insert(d.root);
+        }
+        (self.dying.len() as u32 >= self.max_dying_chunks).then(|| self.systematic())
+    }
+
+    /// Bisection found every part of a dead chunk failing like it, twice over, and is about
+    /// to quarantine them: `Some` when that is so for a plan too small to trip
+    /// `attempt_died` (each of its chunks died at its first attempt, none done since).
+    pub fn parts_fail_alike(&mut self) -> Option<FatalReason> {
+        let needed = self.plan_chunks.min(self.max_dying_chunks).max(1);
+        (self.dying.len() as u32 >= needed).then(|| self.systematic())
+    }
+
+    fn systematic(&self) -> FatalReason {
+        let (cause, fault) = self
+            .last
+            .clone()
+            .unwrap_or((FailureCause::Disconnected, None));
+        FatalReason::SystematicDeaths {
+            chunks: self.dying.len() as u32,
+            deaths: self.deaths,
+            cause,
+            culprit: match fault {
+                Some(k) => Culprit::InjectedFault(k),
+                None => Culprit::Computation(self.suspect.clone()),
+            },
+            last_words: self.last_words.clone(),
         }
     }
 
@@ -60,6 +143,8 @@ impl Breaker {
     pub fn progress(&mut self) {
         self.idle_deaths_since_progress = 0;
         self.quarantines_in_row = 0;
+        self.dying.clear();
+        self.deaths = 0;
     }
 
     /// A worker died; `Some` when that ends the run.
@@ -116,7 +201,7 @@ mod tests {
         cfg.max_start_timeouts = 2;
         cfg.max_idle_deaths = 4;
         cfg.max_quarantines_in_row = 3;
-        Breaker::new(&cfg)
+        Breaker::new(&cfg, 10)
     }
 
     fn segv() -> FailureCause {
@@ -245,5 +330,76 @@ mod tests {
         b.quarantined(Some(&c));
         let why = b.quarantined(Some(&c)).expect("third in a row");
         assert!(why.to_string().ends_with("(killed by SIGSEGV)"), "{why}");
+    }
+
+    fn died<'a>(root: u32, first: bool, cause: &'a FailureCause) -> AttemptDeath<'a> {
+        AttemptDeath {
+            root: TaskId(root),
+            first_of_plan_chunk: first,
+            cause,
+            fault: None,
+        }
+    }
+
+    #[test]
+    fn first_attempts_of_distinct_plan_chunks_trip_it() {
+        let mut cfg = SchedConfig::new(2, 1, 3);
+        cfg.max_dying_chunks = 3;
+        cfg.suspect = "the kernel libk.so".into();
+        let mut b = Breaker::new(&cfg, 10);
+        let c = segv();
+        b.heard(Some("segfault in k_run"));
+        // The same plan chunk again, retries and parts: no evidence.
+        assert_eq!(b.attempt_died(died(0, true, &c)), None);
+        assert_eq!(b.attempt_died(died(0, true, &c)), None);
+        assert_eq!(b.attempt_died(died(0, false, &c)), None);
+        assert_eq!(b.attempt_died(died(5, false, &c)), None);
+        assert_eq!(b.attempt_died(died(1, true, &c)), None);
+        let why = b.attempt_died(died(2, true, &c)).expect("third plan chunk");
+        assert_eq!(
+            why.to_string(),
+            "the kernel libk.so fails on every chunk: the first attempts of 3 chunks died \
+             with none done in between (6 attempts died, the last one killed by SIGSEGV; its \
+             last words: segfault in k_run)"
+        );
+    }
+
+    #[test]
+    fn a_success_starts_the_systematic_count_over_and_a_fault_is_named() {
+        let mut cfg = SchedConfig::new(2, 1, 3);
+        cfg.max_dying_chunks = 2;
+        let mut b = Breaker::new(&cfg, 10);
+        let c = FailureCause::ExitCode { code: 42 };
+        assert_eq!(b.attempt_died(died(0, true, &c)), None);
+        b.progress();
+        assert_eq!(b.attempt_died(died(1, true, &c)), None);
+        let d = AttemptDeath {
+            fault: Some(FaultKind::Exit),
+            ..died(2, true, &c)
+        };
+        let why = b.attempt_died(d).expect("two since the success");
+        assert!(
+            why.to_string().starts_with(
+                "the fault injected with --inject-fault exit: the first attempts of 2 chunks"
+            ),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn parts_failing_alike_trip_it_only_when_every_plan_chunk_died() {
+        let mut cfg = SchedConfig::new(2, 1, 3);
+        cfg.max_dying_chunks = 4;
+        let c = segv();
+        let mut b = Breaker::new(&cfg, 2);
+        b.attempt_died(died(0, true, &c));
+        assert_eq!(b.parts_fail_alike(), None, "chunk 1 has not died");
+        b.attempt_died(died(1, true, &c));
+        assert!(b.parts_fail_alike().is_some());
+        // A large plan needs the full count.
+        let mut b = Breaker::new(&cfg, 100);
+        b.attempt_died(died(0, true, &c));
+        b.attempt_died(died(1, true, &c));
+        assert_eq!(b.parts_fail_alike(), None);
     }
 }

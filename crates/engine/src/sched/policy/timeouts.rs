@@ -61,11 +61,13 @@ impl Timeouts {
         match self.spec? {
             TimeoutSpec::Fixed(d) => Some(d),
             TimeoutSpec::PercentOfMedian(p) => {
-                if self.durations.len() < 3 {
-                    // No median yet: a stalled first chunk must still end somewhere.
+                // No median yet: a stalled first chunk must still end somewhere. As soon as
+                // one attempt finished, its duration is the median: a hanging chunk then
+                // waits a percentage of it (held up by the floor, which keeps one fast
+                // sample from making the limit tight), not the start-of-run limit.
+                let Some(med) = self.durations.median() else {
                     return Some(self.floor.max(FIRST_CHUNKS_LIMIT));
-                }
-                let med = self.durations.median()?;
+                };
                 // Never below the floor, so that fast chunks cannot make a limit too tight
                 // for an ordinary hiccup (and never below 1 ms, so that no-op chunks cannot
                 // time everything out).
@@ -170,12 +172,13 @@ mod tests {
     }
 
     #[test]
-    fn percentage_waits_for_three_samples_then_follows_the_median() {
+    fn percentage_waits_for_one_sample_then_follows_the_median() {
         let mut t = Timeouts::new(Some(TimeoutSpec::PercentOfMedian(200.0)), ms(0));
         assert_eq!(t.limit(), Some(FIRST_CHUNKS_LIMIT));
         t.record(ms(100));
+        assert_eq!(t.limit(), Some(ms(200)));
         t.record(ms(300));
-        assert_eq!(t.limit(), Some(FIRST_CHUNKS_LIMIT));
+        assert_eq!(t.limit(), Some(ms(600)));
         t.record(ms(200));
         assert_eq!(t.limit(), Some(ms(400)));
         // The floor holds the limit up; and a larger floor replaces the first-chunks limit.
