@@ -3,8 +3,11 @@
 
 use std::path::Path;
 
-use crate::types::{SampleType, Window};
-use gdal::{raster::GdalType, Dataset};
+use crate::{
+    choice::{self, BandView, GdalView},
+    types::{SampleType, Window},
+};
+use gdal::{raster::GdalType, Dataset, Metadata};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -118,6 +121,32 @@ fn read_as<T: GdalType + bytemuck::Pod>(
         .map_err(Some)
 }
 
+/// What GDAL exposes of `ds`: driver, size, and per band its type, colour interpretation
+/// and `IMAGE_STRUCTURE` items (see [`choice::native_refusal`]).
+pub fn gdal_view(ds: &Dataset) -> Result<GdalView, String> {
+    let structure = |key: &str| ds.metadata_item(key, "IMAGE_STRUCTURE");
+    let (w, h) = ds.raster_size();
+    let bands = (1..=ds.raster_count())
+        .map(|b| {
+            let rb = ds.rasterband(b).map_err(|e| format!("band {b}: {e}"))?;
+            Ok(BandView {
+                data_type: rb.band_type().name(),
+                color: rb.color_interpretation().name(),
+                pixel_type: rb.metadata_item("PIXELTYPE", "IMAGE_STRUCTURE"),
+                nbits: rb.metadata_item("NBITS", "IMAGE_STRUCTURE"),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(GdalView {
+        driver: ds.driver().short_name(),
+        width: w as u64,
+        height: h as u64,
+        bands,
+        compression: structure("COMPRESSION"),
+        source_color_space: structure("SOURCE_COLOR_SPACE"),
+    })
+}
+
 /// The native decoder (`tiffdec`) on a local GeoTIFF whose layout it supports and whose
 /// directory agrees with GDAL's view of the raster; decided once, at open.
 pub struct NativeReader {
@@ -144,9 +173,9 @@ impl NativeReader {
         if !meta.is_file() {
             return Err("not a regular file".into());
         }
-        let driver = ds.driver().short_name();
-        if driver != "GTiff" {
-            return Err(format!("GDAL reads it with {driver}, not GTiff"));
+        let view = gdal_view(ds)?;
+        if let Some(why) = choice::driver_refusal(&view) {
+            return Err(why);
         }
         let tiff = tiffdec::Tiff::open(path).map_err(|e| e.to_string())?;
         let l = tiff.layout();
@@ -159,27 +188,8 @@ impl NativeReader {
             tiffdec::SampleKind::F32 => SampleType::F32,
             tiffdec::SampleKind::F64 => SampleType::F64,
         };
-        let (w, h) = ds.raster_size();
-        if (w as u64, h as u64) != (l.width, l.height) || ds.raster_count() != l.samples {
-            return Err(format!(
-                "the directory says {}x{} with {} samples, GDAL {w}x{h} with {} bands",
-                l.width,
-                l.height,
-                l.samples,
-                ds.raster_count()
-            ));
-        }
-        for b in 1..=ds.raster_count() {
-            let name = ds
-                .rasterband(b)
-                .map_err(|e| e.to_string())?
-                .band_type()
-                .name();
-            if SampleType::from_gdal_name(&name) != Some(sample) {
-                return Err(format!(
-                    "band {b} is {name} for GDAL, {sample} in the directory"
-                ));
-            }
+        if let Some(why) = choice::native_refusal(l, sample, &view) {
+            return Err(why);
         }
         let fill = nodata
             .iter()
