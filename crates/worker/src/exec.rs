@@ -298,7 +298,8 @@ impl ChunkRunner {
     ) -> Result<bool, ExecError> {
         match n.read_window(win, input) {
             Ok(()) => Ok(false),
-            Err(_) if self.decoder == Decoder::Auto => {
+            Err(e) if self.decoder == Decoder::Auto => {
+                tracing::info!(error = %e, "re-reading the window through GDAL");
                 read_window(&self.ds, &self.bands, win, sample, input)?;
                 Ok(true)
             }
