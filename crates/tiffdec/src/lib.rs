@@ -8,7 +8,11 @@
 //! (`predict`, with the SIMD paths in `simd`, the crate's only `unsafe`), and assembling a
 //! window of selected samples, band after band, row-major, native-endian. It does not open
 //! GDAL, compare its view with GDAL's (the caller does, at open), or read anything but the
-//! first image directory. Bad input is an error, never a panic or a wrong window.
+//! first image directory. Bad input is an error, never a panic or a wrong window. What
+//! libtiff tolerates it tolerates too (a block stored or compressed with more bytes or rows
+//! than needed: it reads what it needs; tile offsets in the strip tags); old-style LZW,
+//! which libtiff reads, is refused at open. The layout carries the photometric tags, which
+//! it does not interpret: whether GDAL converts the samples is the caller's question.
 
 mod codec;
 mod ifd;
