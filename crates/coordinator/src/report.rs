@@ -185,6 +185,10 @@ pub struct Totals {
     /// Successful attempts whose input the native decoder read (the others: GDAL).
     #[serde(default)]
     pub native_reads: usize,
+    /// Successful attempts whose input the native decoder could not read and GDAL read
+    /// instead (`--decoder auto`'s per-chunk fallback; a `chunk_read_fallback` event each).
+    #[serde(default)]
+    pub fallback_reads: usize,
     /// Chunks split into parts (they write nothing themselves).
     pub split: usize,
     /// Ids of the quarantined chunks (leaves: exact windows).

@@ -73,6 +73,10 @@ pub enum RunEvent {
         ended_ms: u64,
         stats: TaskStats,
     },
+    /// The attempt's kernel could not read the chunk by its first path and read it by its
+    /// fallback (`stats.fallback_read`; block aggregation: the native decoder failed, GDAL
+    /// read it); noted right after its `ChunkDone`.
+    ChunkReadFallback { task: u32, attempt: u32 },
     /// An attempt failed (`cause.kind` is `timeout` for a timed-out one).
     ChunkFailed {
         task: u32,

@@ -43,6 +43,7 @@ fn stats() -> TaskStats {
         compute_us: 2_000,
         valid_pixels: 42,
         native_read: false,
+        fallback_read: false,
         opened_inputs: 0,
     }
 }

@@ -84,6 +84,11 @@ pub struct TaskStats {
     /// counts these; a kernel that reads nothing leaves it false).
     #[serde(default)]
     pub native_read: bool,
+    /// The kernel's first read path failed on this chunk and it read the input again by
+    /// its fallback (block aggregation under `--decoder auto`: the native decoder, then
+    /// GDAL). The report counts these and the event stream names them.
+    #[serde(default)]
+    pub fallback_read: bool,
     /// Inputs the kernel opened for this chunk (or since its last answer): 0 when its cache
     /// of open datasets already held the chunk's input. The report sums them.
     #[serde(default)]

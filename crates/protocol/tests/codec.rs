@@ -41,19 +41,22 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
             any::<u32>(),
             any::<u32>(),
             any::<[u64; 3]>(),
-            any::<bool>(),
+            any::<[bool; 2]>(),
             any::<u32>()
         )
-            .prop_map(|(t, a, s, native_read, opened_inputs)| FromWorker::Done {
-                task: TaskId(t),
-                attempt: Attempt(a),
-                stats: TaskStats {
-                    read_us: s[0],
-                    compute_us: s[1],
-                    valid_pixels: s[2],
-                    native_read,
-                    opened_inputs,
-                },
+            .prop_map(|(t, a, s, [native_read, fallback_read], opened_inputs)| {
+                FromWorker::Done {
+                    task: TaskId(t),
+                    attempt: Attempt(a),
+                    stats: TaskStats {
+                        read_us: s[0],
+                        compute_us: s[1],
+                        valid_pixels: s[2],
+                        native_read,
+                        fallback_read,
+                        opened_inputs,
+                    },
+                }
             }),
         (any::<u32>(), any::<u32>(), ".{0,200}").prop_map(|(t, a, error)| FromWorker::Failed {
             task: TaskId(t),

@@ -27,6 +27,12 @@ pub fn unzstd(src: &[u8], out: &mut [u8]) -> Result<usize, String> {
     zstd::bulk::decompress_to_buffer(src, out).map_err(|e| format!("ZSTD: {e}"))
 }
 
+/// Whether an LZW block starts as libtiff tells old-style (pre-TIFF 5.0, LSB-first) codes:
+/// a zero byte, then one whose lowest bit is set (a clear code written LSB-first).
+pub fn is_old_lzw(head: &[u8]) -> bool {
+    matches!(head, [0, b, ..] if b & 1 == 1)
+}
+
 /// A reusable TIFF LZW decoder (MSB-first codes, 8-bit literals, the TIFF "early change" of the
 /// code width), which stops once the block is full, as libtiff does.
 pub struct Unlzw(weezl::decode::Decoder);
@@ -44,8 +50,8 @@ impl Unlzw {
     pub fn decode(&mut self, src: &[u8], out: &mut [u8]) -> Result<usize, String> {
         // libtiff also reads the pre-TIFF 5.0 ("old-style", LSB-first) variant, which starts
         // with these two bytes; GDAL never writes it. Left to GDAL: refused, not misread.
-        if src.starts_with(&[0, 1]) {
-            return Err("old-style (LSB-first) LZW".into());
+        if is_old_lzw(src) {
+            return Err("old-style (pre-TIFF 5.0) LZW".into());
         }
         self.0.reset();
         let (mut inp, mut written) = (src, 0);

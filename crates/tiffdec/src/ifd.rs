@@ -147,6 +147,12 @@ pub struct Layout {
     pub block_h: u64,
     pub offsets: Vec<u64>,
     pub byte_counts: Vec<u64>,
+    /// The PhotometricInterpretation tag (262) as stored, `None` when absent. The decoder
+    /// returns stored samples whatever it says; whether GDAL converts them (CMYK to RGBA,
+    /// YCbCr to RGB, ...) is the caller's question.
+    pub photometric: Option<u16>,
+    /// The YCbCrSubsampling tag (530), when present: horizontal and vertical factors.
+    pub subsampling: Option<[u64; 2]>,
 }
 
 /// Largest decoded block accepted (bigger ones go to GDAL).
@@ -470,18 +476,33 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
         return Err(unsupported("fill order 2"));
     }
 
-    let tiled = find(322).is_some() || find(324).is_some();
-    let (block_w, block_h, offsets, byte_counts) = if tiled {
+    // As libtiff does: an image is tiled when it has a tile width, and the strip and tile
+    // offset (and byte count) tags are one field, whichever of the two the writer used.
+    let tiled = find(322).is_some();
+    let offsets = match all(324)? {
+        Some(v) => Some(v),
+        None => all(273)?,
+    };
+    let byte_counts = match all(325)? {
+        Some(v) => Some(v),
+        None => all(279)?,
+    };
+    let what = if tiled { "tile" } else { "strip" };
+    let offsets = offsets.ok_or_else(|| corrupt(format!("no {what} offsets")))?;
+    let byte_counts = byte_counts.ok_or_else(|| corrupt(format!("no {what} byte counts")))?;
+    let (block_w, block_h) = if tiled {
         let tw = one(322)?.ok_or_else(|| corrupt("tiled without a tile width"))?;
         let th = one(323)?.ok_or_else(|| corrupt("tiled without a tile length"))?;
-        let offs = all(324)?.ok_or_else(|| corrupt("no tile offsets"))?;
-        let counts = all(325)?.ok_or_else(|| corrupt("no tile byte counts"))?;
-        (tw, th, offs, counts)
+        (tw, th)
     } else {
         let rps = one(278)?.unwrap_or(u64::from(u32::MAX)).min(height);
-        let offs = all(273)?.ok_or_else(|| corrupt("no strip offsets"))?;
-        let counts = all(279)?.ok_or_else(|| corrupt("no strip byte counts"))?;
-        (width, rps, offs, counts)
+        (width, rps)
+    };
+    let photometric = one(262)?.map(|v| v as u16);
+    let subsampling = match all(530)? {
+        Some(v) if v.len() >= 2 => Some([v[0], v[1]]),
+        Some(_) => return Err(corrupt("YCbCr subsampling with fewer than 2 values")),
+        None => None,
     };
     if block_w == 0 || block_h == 0 {
         return Err(corrupt(format!("block size {block_w}x{block_h}")));
@@ -501,6 +522,8 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
         block_h,
         offsets,
         byte_counts,
+        photometric,
+        subsampling,
     };
     let block_bytes = block_w
         .checked_mul(block_h)

@@ -8,7 +8,11 @@
 //! (`predict`, with the SIMD paths in `simd`, the crate's only `unsafe`), and assembling a
 //! window of selected samples, band after band, row-major, native-endian. It does not open
 //! GDAL, compare its view with GDAL's (the caller does, at open), or read anything but the
-//! first image directory. Bad input is an error, never a panic or a wrong window.
+//! first image directory. Bad input is an error, never a panic or a wrong window. What
+//! libtiff tolerates it tolerates too (a block stored or compressed with more bytes or rows
+//! than needed: it reads what it needs; tile offsets in the strip tags); old-style LZW,
+//! which libtiff reads, is refused at open. The layout carries the photometric tags, which
+//! it does not interpret: whether GDAL converts the samples is the caller's question.
 
 mod codec;
 mod ifd;
@@ -138,7 +142,37 @@ struct Scratch {
 impl<R: ReadAt> Tiff<R> {
     pub fn new(src: R) -> Result<Self, TiffError> {
         let layout = ifd::parse(&src)?;
-        Ok(Tiff { src, layout })
+        let tiff = Tiff { src, layout };
+        tiff.refuse_old_lzw()?;
+        Ok(tiff)
+    }
+
+    /// Old-style (pre-TIFF 5.0) LZW is refused at open, not block by block: libtiff reads
+    /// it (and tells it apart by the first block's first two bytes, as here), the native
+    /// decoder does not.
+    fn refuse_old_lzw(&self) -> Result<(), TiffError> {
+        let l = &self.layout;
+        if l.compression != Compression::Lzw {
+            return Ok(());
+        }
+        let first = l.offsets.iter().zip(&l.byte_counts).find(|&(&o, &c)| {
+            o != 0 && c >= 2 && o.checked_add(2).is_some_and(|e| e <= self.src.len())
+        });
+        if let Some((&off, _)) = first {
+            let mut head = [0u8; 2];
+            self.src
+                .read_exact_at(off, &mut head)
+                .map_err(|source| TiffError::Io {
+                    what: "a block",
+                    source,
+                })?;
+            if codec::is_old_lzw(&head) {
+                return Err(TiffError::Unsupported(
+                    "old-style (pre-TIFF 5.0) LZW is not supported natively".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn layout(&self) -> &Layout {
@@ -271,9 +305,12 @@ impl<R: ReadAt> Tiff<R> {
         let row_bytes = l.row_bytes();
         let rows = l.block_rows(by) as usize;
         let expect = row_bytes * rows;
+        // Room for a whole block: a short last strip may be stored (or compressed) padded
+        // to the full strip height, and libtiff reads what it needs of it.
+        let room = row_bytes * l.block_h as usize;
         scratch.block.clear();
-        scratch.block.resize(expect.div_ceil(8), 0);
-        let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch.block)[..expect];
+        scratch.block.resize(room.div_ceil(8), 0);
+        let whole = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch.block)[..room];
         let read = |buf: &mut [u8]| {
             self.src
                 .read_exact_at(off, buf)
@@ -283,26 +320,28 @@ impl<R: ReadAt> Tiff<R> {
                 })
         };
         if l.compression == Compression::None {
-            if count as usize != expect {
+            // More bytes than needed (a padded strip) are fine, as for libtiff; fewer are not.
+            if (count as usize) < expect {
                 return Err(bad(format!("{count} bytes stored, {expect} expected")));
             }
-            read(out)?;
+            read(&mut whole[..expect])?;
         } else {
             scratch.raw.resize(count as usize, 0);
             read(&mut scratch.raw)?;
             let got = match l.compression {
-                Compression::Zstd => codec::unzstd(&scratch.raw, out),
+                Compression::Zstd => codec::unzstd(&scratch.raw, whole),
                 Compression::Lzw => scratch
                     .unlzw
                     .get_or_insert_with(codec::Unlzw::new)
-                    .decode(&scratch.raw, out),
-                _ => scratch.inflater.inflate(&scratch.raw, out),
+                    .decode(&scratch.raw, whole),
+                _ => scratch.inflater.inflate(&scratch.raw, whole),
             }
             .map_err(bad)?;
-            if got != expect {
+            if got < expect {
                 return Err(bad(format!("decodes to {got} bytes, {expect} expected")));
             }
         }
+        let out = &mut whole[..expect];
         let size = l.kind.size();
         let stride = l.block_samples();
         match l.predictor {

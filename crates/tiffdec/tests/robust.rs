@@ -302,3 +302,53 @@ fn wrong_sizes_and_offsets_are_errors() {
         "a bad BigTIFF header",
     );
 }
+
+/// What libtiff tolerates, the decoder does too, with the same pixels: a byte count larger
+/// than the block needs, and tile offsets and byte counts in the strip tags.
+#[test]
+fn libtiff_tolerances_decode_the_same_pixels() {
+    let one = |opts: &[&str]| {
+        let mut s = spec(0, opts, 16, 16);
+        s.bands = 1;
+        file(&s)
+    };
+    let raw = one(&["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"]);
+    let want = decode_all(raw.clone()).unwrap();
+
+    // 40 bytes more than the tile needs (there: GDAL stores the tile last, 40 zeros follow).
+    let mut b = raw.clone();
+    let count = get_long(&raw, 325);
+    b.extend_from_slice(&[0; 40]);
+    assert!(get_long(&raw, 324) as usize + count as usize + 40 <= b.len());
+    set_long(&mut b, 325, count + 40);
+    assert_eq!(decode_all(b).unwrap(), want, "an oversized byte count");
+
+    // The tile offset and byte count entries renamed StripOffsets and StripByteCounts.
+    let mut b = raw.clone();
+    for (from, to) in [(324u16, 273u16), (325, 279)] {
+        let at = entry(&b, from) - 8;
+        b[at..at + 2].copy_from_slice(&to.to_le_bytes());
+    }
+    let t = Tiff::new(b.clone()).unwrap();
+    assert!(t.layout().tiled);
+    assert_eq!(
+        decode_all(b).unwrap(),
+        want,
+        "tile offsets in the strip tags"
+    );
+
+    // Old-style LZW is refused when the file is opened, not when a block is read.
+    let mut b = one(&[
+        "COMPRESS=LZW",
+        "TILED=YES",
+        "BLOCKXSIZE=16",
+        "BLOCKYSIZE=16",
+    ]);
+    let at = get_long(&b, 324) as usize;
+    b[at..at + 2].copy_from_slice(&[0, 0x81]);
+    match Tiff::new(b) {
+        Err(TiffError::Unsupported(why)) => assert!(why.contains("old-style"), "{why}"),
+        Err(e) => panic!("old-style LZW: {e}"),
+        Ok(_) => panic!("old-style LZW opened"),
+    }
+}

@@ -215,10 +215,13 @@ impl ChunkRunner {
             }
             _ => None,
         };
-        match native {
-            Some(n) => n.read_window(win, input)?,
-            None => read_window(&self.ds, &self.bands, win, k.sample, input)?,
-        }
+        let fallback = match native {
+            Some(n) => self.read_native(n, win, k.sample, input)?,
+            None => {
+                read_window(&self.ds, &self.bands, win, k.sample, input)?;
+                false
+            }
+        };
         let read_us = t0.elapsed().as_micros() as u64;
         let t1 = Instant::now();
         let (w, h) = (win.w as usize, win.h as usize);
@@ -276,9 +279,33 @@ impl ChunkRunner {
             read_us,
             compute_us: t1.elapsed().as_micros() as u64,
             valid_pixels: valid,
-            native_read: native.is_some(),
+            native_read: native.is_some() && !fallback,
+            fallback_read: fallback,
             opened_inputs: 0,
         })
+    }
+}
+
+impl ChunkRunner {
+    /// Reads `win` with the native decoder; under `auto`, a window it cannot read is read
+    /// again through GDAL (whatever the native decoder wrote is overwritten), so that `auto`
+    /// fails only where GDAL fails. `true` when GDAL read it.
+    fn read_native(
+        &self,
+        n: &NativeReader,
+        win: Window,
+        sample: SampleType,
+        input: &mut [u8],
+    ) -> Result<bool, ExecError> {
+        match n.read_window(win, input) {
+            Ok(()) => Ok(false),
+            Err(e) if self.decoder == Decoder::Auto => {
+                tracing::info!(error = %e, "re-reading the window through GDAL");
+                read_window(&self.ds, &self.bands, win, sample, input)?;
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -3,10 +3,13 @@
 
 use std::path::Path;
 
-use crate::types::{SampleType, Window};
+use crate::{
+    choice::{self, BandView, GdalView},
+    types::{SampleType, Window},
+};
 use gdal::{
     raster::{GdalType, RasterBand},
-    Dataset,
+    Dataset, Metadata,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +246,34 @@ fn read_vec<T: GdalType + bytemuck::Pod>(
     Ok(v)
 }
 
+/// What GDAL exposes of `ds`: driver, size, and per band its type, colour interpretation
+/// and `IMAGE_STRUCTURE` items (see [`choice::native_refusal`]).
+pub fn gdal_view(ds: &Dataset) -> Result<GdalView, String> {
+    let structure = |key: &str| ds.metadata_item(key, "IMAGE_STRUCTURE");
+    let (w, h) = ds.raster_size();
+    let bands = (1..=ds.raster_count())
+        .map(|b| {
+            let rb = ds.rasterband(b).map_err(|e| format!("band {b}: {e}"))?;
+            Ok(BandView {
+                // Signed bytes as the type they are ("Int8"), whichever way GDAL shows them.
+                data_type: band_sample(&rb)
+                    .map_or_else(|| rb.band_type().name(), |t| t.gdal_name().to_string()),
+                color: rb.color_interpretation().name(),
+                pixel_type: rb.metadata_item("PIXELTYPE", "IMAGE_STRUCTURE"),
+                nbits: rb.metadata_item("NBITS", "IMAGE_STRUCTURE"),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(GdalView {
+        driver: ds.driver().short_name(),
+        width: w as u64,
+        height: h as u64,
+        bands,
+        compression: structure("COMPRESSION"),
+        source_color_space: structure("SOURCE_COLOR_SPACE"),
+    })
+}
+
 /// The native decoder (`tiffdec`) on a local GeoTIFF whose layout it supports and whose
 /// directory agrees with GDAL's view of the raster; decided once, at open.
 pub struct NativeReader {
@@ -269,9 +300,9 @@ impl NativeReader {
         if !meta.is_file() {
             return Err("not a regular file".into());
         }
-        let driver = ds.driver().short_name();
-        if driver != "GTiff" {
-            return Err(format!("GDAL reads it with {driver}, not GTiff"));
+        let view = gdal_view(ds)?;
+        if let Some(why) = choice::driver_refusal(&view) {
+            return Err(why);
         }
         let tiff = tiffdec::Tiff::open(path).map_err(|e| e.to_string())?;
         let l = tiff.layout();
@@ -285,25 +316,8 @@ impl NativeReader {
             tiffdec::SampleKind::F32 => SampleType::F32,
             tiffdec::SampleKind::F64 => SampleType::F64,
         };
-        let (w, h) = ds.raster_size();
-        if (w as u64, h as u64) != (l.width, l.height) || ds.raster_count() != l.samples {
-            return Err(format!(
-                "the directory says {}x{} with {} samples, GDAL {w}x{h} with {} bands",
-                l.width,
-                l.height,
-                l.samples,
-                ds.raster_count()
-            ));
-        }
-        for b in 1..=ds.raster_count() {
-            let rb = ds.rasterband(b).map_err(|e| e.to_string())?;
-            let have = band_sample(&rb);
-            if have != Some(sample) {
-                let name = have.map_or_else(|| rb.band_type().name(), |t| t.to_string());
-                return Err(format!(
-                    "band {b} is {name} for GDAL, {sample} in the directory"
-                ));
-            }
+        if let Some(why) = choice::native_refusal(l, sample, &view) {
+            return Err(why);
         }
         let fill = nodata
             .iter()

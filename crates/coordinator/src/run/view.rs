@@ -228,6 +228,11 @@ impl RunView<'_> {
                 .flat_map(|c| &c.attempts)
                 .filter(|a| a.stats.is_some_and(|s| s.native_read))
                 .count(),
+            fallback_reads: chunks
+                .iter()
+                .flat_map(|c| &c.attempts)
+                .filter(|a| a.stats.is_some_and(|s| s.fallback_read))
+                .count(),
             quarantined: quarantined.to_vec(),
             quarantined_windows,
             tasks: self.tasks.len(),

@@ -121,6 +121,13 @@ impl History {
         };
         if let Some(o) = &mut self.observer {
             o(record.ended_ms, &event);
+            if record.stats.is_some_and(|s| s.fallback_read) {
+                let fallback = RunEvent::ChunkReadFallback {
+                    task: task.0,
+                    attempt: record.attempt,
+                };
+                o(record.ended_ms, &fallback);
+            }
         }
         self.attempts[task.0 as usize].push(record);
     }

@@ -227,6 +227,7 @@ impl ChunkKernel for PluginKernel {
             valid_pixels: valid,
             // `map` reads through GDAL (the native decoder serves block aggregation).
             native_read: false,
+            fallback_read: false,
             opened_inputs: 0,
         })
     }
