@@ -87,6 +87,9 @@ fn run_one(
         .lease(t.slot, t.input_len, t.output_len)
         .map_err(|e| e.to_string())?;
     let (input, output) = lease.parts();
-    exec.run(&t.payload, runtime::Slot { input, output })
-        .map_err(|e| e.to_string())
+    let result = exec.run(&t.payload, runtime::Slot { input, output });
+    // A write past either region's end (into its padding) fails the attempt whatever the
+    // kernel answered; one past the padding faults on a guard page (see `shm`).
+    lease.check().map_err(|e| e.to_string())?;
+    result.map_err(|e| e.to_string())
 }
