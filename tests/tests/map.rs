@@ -329,6 +329,62 @@ fn a_few_bytes_past_the_output_are_caught_by_the_canary() {
     }
 }
 
+/// In process (`--in-process-fallback`), the same canary fails the attempt; a write past the
+/// padding faults on a guard page, which ends the run with a line saying so rather than
+/// writing into another slot.
+#[test]
+fn in_process_the_canary_fails_the_attempt_and_a_guard_page_ends_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(lib) = build_c(dir.path(), "faulty") else {
+        return;
+    };
+    let input = dir.path().join("in.tif");
+    // 100 columns: no window's output is a whole number of pages.
+    let spec = RasterSpec {
+        width: 100,
+        height: H,
+        tile: Some(TILE),
+        ..RasterSpec::default()
+    };
+    let data = write_f32(&input, &spec);
+    let out = dir.path().join("out.tif");
+    let lib = lib.to_str().unwrap();
+    let in_process = |extra: &[&str]| {
+        run(coordinator()
+            .args(["--workers", "0", "map"])
+            .arg(&input)
+            .arg(&out)
+            .args(["--kernel-lib", lib, "--in-process-fallback", "--overwrite"])
+            .args(["--kernel-arg", "overrun_x=40", "--max-attempts", "1"])
+            .args(extra))
+    };
+    let o = in_process(&["--kernel-arg", "overrun_bytes=4"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("in-process error: wild write"), "{err}");
+    let (_, got) = read_all(&out);
+    for (i, g) in got[0].iter().enumerate() {
+        let (x, v) = (i % 100, data[0][i]);
+        if x / TILE == 40 / TILE || !valid(v) {
+            assert!(g.is_nan(), "pixel {i}: {g}");
+        } else {
+            assert_eq!(*g, v as f64, "pixel {i}");
+        }
+    }
+
+    std::fs::remove_file(&out).unwrap();
+    let o = in_process(&["--kernel-arg", "overrun_bytes=8388608"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), None, "{err}");
+    assert!(
+        err.contains(
+            "SIGSEGV on a guard page of the shared ring: a kernel running in the coordinator"
+        ),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
 /// A kernel that writes 8 MiB past its output, on the chunks holding one column: on a
 /// raster whose chunks are about 1 MiB, that is several slots of the ring. Every chunk it
 /// did not run is exact (compared with a clean run, pixel by pixel); its own windows are
@@ -350,7 +406,14 @@ fn a_kernel_writing_8_mib_past_its_output_touches_no_other_chunk() {
     };
     let data = write_f32(&input, &spec);
     let lib = lib.to_str().unwrap();
-    let common = ["--kernel-lib", lib, "--chunk-mib", "1", "--chunk-prefetch", "8"];
+    let common = [
+        "--kernel-lib",
+        lib,
+        "--chunk-mib",
+        "1",
+        "--chunk-prefetch",
+        "8",
+    ];
 
     let clean = dir.path().join("clean.tif");
     let o = map(&input, &clean, &common);

@@ -36,6 +36,13 @@ pub fn start<E: Send + 'static>(
     events: EventSender<E>,
     wrap: fn(SchedEvent) -> E,
 ) -> std::io::Result<Vec<mpsc::Sender<LaneTask>>> {
+    if lanes > 0 {
+        // The ring's guard pages are inaccessible here too (see `shm::SlotRing::create`): a
+        // kernel that writes off its slot kills the coordinator, with a line saying so.
+        if let Err(e) = runtime::name_guard_faults_in_process(ring.segment().addresses()) {
+            tracing::warn!("cannot install the SIGSEGV handler that names guard pages: {e}");
+        }
+    }
     (0..lanes)
         .map(|lane| {
             let (tx, rx) = mpsc::channel::<LaneTask>();

@@ -9,7 +9,7 @@ use std::{
     ops::Range,
     os::fd::{FromRawFd, OwnedFd},
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
         OnceLock,
     },
 };
@@ -52,6 +52,8 @@ pub(crate) fn default_sigsegv() {
 static RING: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 static TASK: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
 static TASK_ID: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The handler runs in the coordinator (its in-process lanes), not in a worker.
+static IN_PROCESS: AtomicBool = AtomicBool::new(false);
 /// The handler that was there before (Rust's stack-overflow check): faults off the ring go
 /// back to it.
 static PREVIOUS: OnceLock<SigAction> = OnceLock::new();
@@ -59,7 +61,8 @@ static PREVIOUS: OnceLock<SigAction> = OnceLock::new();
 /// Installs the SIGSEGV handler that names a fault on the ring `ring` (a guard page, or a
 /// slot this worker was not given) on stderr before the process dies of it; the
 /// coordinator keeps the worker's last stderr lines in its report.
-pub(crate) fn watch_ring(ring: Range<usize>) -> nix::Result<()> {
+pub(crate) fn watch_ring(ring: Range<usize>, in_process: bool) -> nix::Result<()> {
+    IN_PROCESS.store(in_process, Relaxed);
     RING[0].store(ring.start, Relaxed);
     RING[1].store(ring.end, Relaxed);
     let sa = SigAction::new(
@@ -118,7 +121,11 @@ fn describe(w: &mut StackText, addr: usize) -> fmt::Result {
         })
         .min_by_key(|&(_, _, d)| d)
         .unwrap_or(("output", true, 0));
-    let at = if past { "past the end" } else { "before the start" };
+    let at = if past {
+        "past the end"
+    } else {
+        "before the start"
+    };
     write!(
         w,
         "task {} (attempt {}) touched {dist} bytes {at} of its {name} region",
@@ -137,8 +144,15 @@ extern "C" fn on_segv(_: c_int, info: *mut siginfo_t, _: *mut c_void) {
             buf: [0; 320],
             len: 0,
         };
-        let _ = w.write_str("worker: SIGSEGV on a guard page of the shared ring: ");
-        let _ = describe(&mut w, addr);
+        let _ = match IN_PROCESS.load(Relaxed) {
+            true => w.write_str(
+                "error: SIGSEGV on a guard page of the shared ring: a kernel running in the \
+                 coordinator (--in-process-fallback) wrote off its slot; the run ends",
+            ),
+            false => w
+                .write_str("worker: SIGSEGV on a guard page of the shared ring: ")
+                .and_then(|()| describe(&mut w, addr)),
+        };
         let _ = w.write_str("\n");
         let _ = nix::unistd::write(std::io::stderr(), &w.buf[..w.len]);
     }

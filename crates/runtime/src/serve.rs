@@ -71,7 +71,7 @@ type Opener = fn(&[u8]) -> Result<Box<dyn Executor>, crate::KernelError>;
 fn run(args: WorkerArgs, open: Opener) -> Result<(), ServeError> {
     let fd = crate::os::inherited_fd(args.shm_fd).map_err(ServeError::Shm)?;
     let mut seg = WorkerSegment::from_fd(fd, args.shm_len).map_err(ServeError::Shm)?;
-    if let Err(e) = crate::os::watch_ring(seg.addresses()) {
+    if let Err(e) = crate::os::watch_ring(seg.addresses(), false) {
         // The guard pages still stop a wild write; only the message naming them is lost.
         tracing::warn!("cannot install the SIGSEGV handler that names guard pages: {e}");
     }

@@ -110,6 +110,12 @@ impl SharedSegment {
         self.len == 0
     }
 
+    /// Where the segment lies in this process's address space (for a fault handler).
+    pub fn addresses(&self) -> Range<usize> {
+        let base = self.map.as_ptr() as usize;
+        base..base + self.len as usize
+    }
+
     /// The descriptor to hand to a child process.
     pub fn raw_fd(&self) -> i32 {
         self.file.as_raw_fd()
@@ -230,13 +236,14 @@ impl SlotRing {
             return Err(ShmError::NoSlot(slot.0));
         }
         self.fits(input_len, output_len)?;
-        let input = Part::new(&self.seg, self.layout.input(slot, input_len))?;
-        let output = Part::new(&self.seg, self.layout.output(slot, output_len))?;
+        let l = &self.layout;
+        let input = Part::in_slot(&self.seg, l.input(slot, input_len), l.input_bytes)?;
+        let output = Part::in_slot(&self.seg, l.output(slot, output_len), l.output_bytes)?;
         self.claim(slot)?;
         for p in [&input, &output] {
-            // SAFETY: the padding lies inside the slot's region (its length rounded up to a
-            // page, at most the region's page-aligned size: `fits`); the slot is claimed by
-            // this lease alone, and the view ends here.
+            // SAFETY: the padding lies inside the slot's region (it ends at the region's
+            // reserved size at most, and `fits` checked the used length against it); the
+            // slot is claimed by this lease alone, and the view ends here.
             fill_canary(unsafe { self.seg.view_mut(p.padding()) }, p.used.end);
         }
         Ok(SlotLease {
@@ -352,5 +359,44 @@ mod tests {
             ring.lease(SlotId(5), 1, 1),
             Err(ShmError::NoSlot(5))
         ));
+    }
+
+    #[test]
+    fn a_lease_catches_a_write_past_its_parts_and_guard_pages_surround_them() {
+        let ring = SlotRing::create(SlotLayout::new(2, 2 * PAGE, 2 * PAGE).unwrap()).unwrap();
+        let mut a = ring.lease(SlotId(1), 100, PAGE).unwrap();
+        let (_, o) = a.parts();
+        o.fill(3);
+        let end = o.as_mut_ptr();
+        assert_eq!(a.check(), Ok(()));
+        // SAFETY: the test plays a kernel writing 2 bytes past its output: inside the
+        // slot's reserved region (one page of room left), hence mapped and writable.
+        unsafe { std::ptr::write_bytes(end.add(PAGE as usize), 0, 2) };
+        let e = a.check().unwrap_err();
+        assert_eq!((e.which, e.first, e.last), ("output", 0, 1));
+        drop(a);
+        // Every guard page is inaccessible in this process: its page is PROT_NONE.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let seg = ring.segment().addresses();
+        let none = maps
+            .lines()
+            .filter_map(|l| {
+                let (range, rest) = l.split_once(' ')?;
+                let (a, b) = range.split_once('-')?;
+                let (a, b) = (
+                    usize::from_str_radix(a, 16).ok()?,
+                    usize::from_str_radix(b, 16).ok()?,
+                );
+                (a >= seg.start && b <= seg.end && rest.starts_with("---")).then_some(a..b)
+            })
+            .collect::<Vec<_>>();
+        for g in ring.layout.guards() {
+            let at = seg.start + g.offset as usize;
+            assert!(
+                none.iter().any(|r| r.contains(&at)),
+                "guard at {}",
+                g.offset
+            );
+        }
     }
 }

@@ -90,23 +90,47 @@ pub enum TaskMemoryError {
     Protect(#[source] io::Error),
 }
 
-/// One region of a task: the bytes it uses, and the pages that cover them.
+/// One region of a task: the bytes it uses, the pages that cover them, and where its
+/// canary ends.
 #[derive(Debug, Clone)]
 pub(crate) struct Part {
     pub(crate) used: Range<usize>,
     pub(crate) pages: Range<usize>,
+    canary_end: usize,
 }
 
 impl Part {
+    /// The region `r`, its canary up to the end of its last page.
     pub(crate) fn new(seg: &SharedSegment, r: Region) -> Result<Part, ShmError> {
         let used = r.checked_range(seg.len, PAGE)?;
-        let span = r.page_span().ok_or(protocol::LayoutError::Overflow(r.len as u128))?;
+        let span = r
+            .page_span()
+            .ok_or(protocol::LayoutError::Overflow(r.len as u128))?;
         let pages = span.checked_range(seg.len, PAGE)?;
-        Ok(Part { used, pages })
+        let canary_end = pages.end;
+        Ok(Part {
+            used,
+            pages,
+            canary_end,
+        })
     }
 
+    /// The region `r` of a slot whose region is `reserved` bytes: the canary runs a page
+    /// past the used bytes where the slot has room for it (in the coordinator, the slot's
+    /// unused bytes are accessible: only the guard pages are not).
+    pub(crate) fn in_slot(seg: &SharedSegment, r: Region, reserved: u64) -> Result<Part, ShmError> {
+        let mut p = Part::new(seg, r)?;
+        let slot_end = p.used.start.saturating_add(reserved as usize);
+        p.canary_end = p
+            .pages
+            .end
+            .max(p.used.end.saturating_add(PAGE as usize).min(slot_end));
+        Ok(p)
+    }
+
+    /// The bytes after the used ones that hold the canary.
     pub(crate) fn padding(&self) -> Range<usize> {
-        self.used.end..self.pages.end
+        self.used.end..self.canary_end
     }
 }
 
@@ -130,8 +154,7 @@ impl WorkerSegment {
     /// Where the segment lies in this process's address space (for a fault handler to tell
     /// a fault on it from any other).
     pub fn addresses(&self) -> Range<usize> {
-        let base = self.seg.map.as_ptr() as usize;
-        base..base + self.seg.len as usize
+        self.seg.addresses()
     }
 
     /// Opens the input and output regions of the task this worker is about to run (checked
@@ -154,7 +177,10 @@ impl WorkerSegment {
         for p in mem.parts.clone() {
             mem.seg
                 .seg
-                .protect(p.pages.clone(), ProtFlags::PROT_READ | ProtFlags::PROT_WRITE)
+                .protect(
+                    p.pages.clone(),
+                    ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                )
                 .map_err(TaskMemoryError::Protect)?;
             // SAFETY: the padding lies inside the part's pages (in the mapping, checked, now
             // writable); `mem` borrows the segment mutably, so no other view exists here.
@@ -181,7 +207,12 @@ impl TaskMemory<'_> {
         // readable and writable until `close` or drop, which need `self` back (the views
         // borrow it mutably); the pages are disjoint (checked), and the coordinator gives
         // this task's slot to this worker alone until it answers.
-        unsafe { (self.seg.seg.view_mut(i.used.clone()), self.seg.seg.view_mut(o.used.clone())) }
+        unsafe {
+            (
+                self.seg.seg.view_mut(i.used.clone()),
+                self.seg.seg.view_mut(o.used.clone()),
+            )
+        }
     }
 
     /// Where the used bytes of the input and of the output region lie in this process's
@@ -217,7 +248,9 @@ impl TaskMemory<'_> {
 
     fn lock(&self) -> io::Result<()> {
         for p in &self.parts {
-            self.seg.seg.protect(p.pages.clone(), ProtFlags::PROT_NONE)?;
+            self.seg
+                .seg
+                .protect(p.pages.clone(), ProtFlags::PROT_NONE)?;
         }
         Ok(())
     }
