@@ -66,7 +66,7 @@ pub(crate) fn check_canary(
             which,
             len,
             first,
-            last: bad.last().unwrap_or(first),
+            last: bad.next_back().unwrap_or(first),
             pad: pad.len(),
         }),
     }
