@@ -147,7 +147,7 @@ extern "C" fn on_segv(_: c_int, info: *mut siginfo_t, _: *mut c_void) {
         let _ = match IN_PROCESS.load(Relaxed) {
             true => w.write_str(
                 "error: SIGSEGV on a guard page of the shared ring: a kernel running in the \
-                 coordinator (--in-process-fallback) wrote off its slot; the run ends",
+                 coordinator (an in-process lane) wrote off its slot; the run ends",
             ),
             false => w
                 .write_str("worker: SIGSEGV on a guard page of the shared ring: ")
