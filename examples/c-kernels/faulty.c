@@ -4,18 +4,39 @@
  *   crash_x=N  segfaults (writes through a null pointer),
  *   abort_x=N  calls abort(),
  *   hang_x=N   loops forever (only a --task-timeout ends it),
- *   fail_x=N   returns an error.
+ *   fail_x=N   returns an error,
+ *   overrun_x=N  writes past the end of its output (a wild write: overrun_bytes=B bytes,
+ *              default 8 MiB, of the value 12345.0), then copies band 1 as usual.
  * Every such chunk is bisected down to the file's blocks; the blocks holding column N are
  * quarantined, every other pixel is exact.
  *
  *   cc -shared -fPIC -I include -o libfaulty.so examples/c-kernels/faulty.c
  *   coordinator map in.tif out.tif --kernel-lib ./libfaulty.so --kernel-arg crash_x=100
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blocksum_kernel.h"
+
+/* The value of `key`, or `fallback`. */
+static unsigned long long arg(const struct bs_params *params, const char *key,
+                              unsigned long long fallback) {
+    for (uint32_t i = 0; i < params->nargs; i++) {
+        if (strcmp(params->keys[i], key) == 0) return strtoull(params->values[i], NULL, 10);
+    }
+    return fallback;
+}
+
+/* Writes `bytes` bytes of 12345.0 (byte after byte) from the end of the output on. */
+static void overrun(struct bs_output *out, unsigned long long bytes) {
+    size_t n = (size_t)out->bands * (size_t)out->window.w * (size_t)out->window.h;
+    volatile unsigned char *past = (volatile unsigned char *)(out->data + n);
+    double v = 12345.0;
+    const unsigned char *pattern = (const unsigned char *)&v;
+    for (unsigned long long i = 0; i < bytes; i++) past[i] = pattern[i % sizeof v];
+}
 
 static int contains(const struct bs_window *w, const char *value) {
     unsigned long long x = strtoull(value, NULL, 10);
@@ -39,6 +60,8 @@ int blocksum_kernel_v1(const struct bs_input *in, struct bs_output *out,
             snprintf(out->error, out->error_len, "refusing the window at %llu,%llu",
                      (unsigned long long)in->window.x, (unsigned long long)in->window.y);
             return 3;
+        } else if (strcmp(k, "overrun_x") == 0) {
+            overrun(out, arg(params, "overrun_bytes", 8ull << 20));
         }
     }
     if (params->factor != 1 || out->bands != 1) {

@@ -306,6 +306,199 @@ fn a_hanging_kernel_times_out_on_workers_and_is_quarantined_without_an_in_proces
 }
 
 #[test]
+fn a_few_bytes_past_the_output_are_caught_by_the_canary() {
+    // 4 bytes past a 16x16 block's 2048-byte output: inside its page, on the canary.
+    let report = faulty_run(
+        &["overrun_x=40", "overrun_bytes=4"],
+        &[40],
+        &["--max-attempts", "1"],
+    );
+    if report.is_null() {
+        return;
+    }
+    for w in report["totals"]["quarantined_windows"].as_array().unwrap() {
+        let cause = w["cause"].as_str().unwrap();
+        assert!(
+            cause.contains("wild write") && cause.contains("output region"),
+            "{cause}"
+        );
+    }
+}
+
+/// In process (`--in-process-fallback`), the same canary fails the attempt; a write past the
+/// padding faults on a guard page, which ends the run with a line saying so rather than
+/// writing into another slot.
+#[test]
+fn in_process_the_canary_fails_the_attempt_and_a_guard_page_ends_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(lib) = build_c(dir.path(), "faulty") else {
+        return;
+    };
+    let input = dir.path().join("in.tif");
+    // 100 columns: no window's output is a whole number of pages.
+    let spec = RasterSpec {
+        width: 100,
+        height: H,
+        tile: Some(TILE),
+        ..RasterSpec::default()
+    };
+    let data = write_f32(&input, &spec);
+    let out = dir.path().join("out.tif");
+    let lib = lib.to_str().unwrap();
+    let in_process = |extra: &[&str]| {
+        run(coordinator()
+            .args(["--workers", "0", "map"])
+            .arg(&input)
+            .arg(&out)
+            .args(["--kernel-lib", lib, "--in-process-fallback", "--overwrite"])
+            .args(["--kernel-arg", "overrun_x=40", "--max-attempts", "1"])
+            .args(extra))
+    };
+    let o = in_process(&["--kernel-arg", "overrun_bytes=4"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("in-process error: wild write"), "{err}");
+    let (_, got) = read_all(&out);
+    for (i, g) in got[0].iter().enumerate() {
+        let (x, v) = (i % 100, data[0][i]);
+        if x / TILE == 40 / TILE || !valid(v) {
+            assert!(g.is_nan(), "pixel {i}: {g}");
+        } else {
+            assert_eq!(*g, v as f64, "pixel {i}");
+        }
+    }
+
+    std::fs::remove_file(&out).unwrap();
+    let o = in_process(&["--kernel-arg", "overrun_bytes=8388608"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), None, "{err}");
+    assert!(
+        err.contains(
+            "SIGSEGV on a guard page of the shared ring: a kernel running in the coordinator"
+        ),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+/// A kernel that writes 8 MiB past its output, on the chunks holding one column: on a
+/// raster whose chunks are about 1 MiB, that is several slots of the ring. Every chunk it
+/// did not run is exact (compared with a clean run, pixel by pixel); its own windows are
+/// quarantined, and the report names each attempt that died and of what.
+#[test]
+fn a_kernel_writing_8_mib_past_its_output_touches_no_other_chunk() {
+    const BW: usize = 1024;
+    const BH: usize = 768;
+    const COL: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(lib) = build_c(dir.path(), "faulty") else {
+        return;
+    };
+    let input = dir.path().join("big.tif");
+    let spec = RasterSpec {
+        width: BW,
+        height: BH,
+        ..RasterSpec::default()
+    };
+    let data = write_f32(&input, &spec);
+    let lib = lib.to_str().unwrap();
+    let common = [
+        "--kernel-lib",
+        lib,
+        "--chunk-mib",
+        "1",
+        "--chunk-prefetch",
+        "8",
+    ];
+
+    let clean = dir.path().join("clean.tif");
+    let o = map(&input, &clean, &common);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, want) = read_all(&clean);
+    let copy: Vec<f64> = data[0]
+        .iter()
+        .map(|&v| if valid(v) { v as f64 } else { f64::NAN })
+        .collect();
+    assert_same(&want[0], &copy, "the clean run");
+
+    let out = dir.path().join("wild.tif");
+    let rep = dir.path().join("wild.json");
+    let mut args = common.to_vec();
+    let overrun = format!("overrun_x={COL}");
+    args.extend(["--kernel-arg", &overrun, "--max-attempts", "1", "--report"]);
+    args.push(rep.to_str().unwrap());
+    let o = map(&input, &out, &args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    let report = report(&rep);
+    let holds = |w: &serde_json::Value| {
+        let (x, wd) = (w[0].as_u64().unwrap(), w[2].as_u64().unwrap());
+        x <= COL && COL < x + wd
+    };
+
+    // The quarantined windows are the kernel's own, each named with its cause of death.
+    let quarantined: Vec<[u64; 4]> = report["totals"]["quarantined_windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            assert!(holds(&q["window"]), "{q}");
+            assert_eq!(q["cause"], "killed by SIGSEGV", "{q}");
+            serde_json::from_value(q["window"].clone()).unwrap()
+        })
+        .collect();
+    assert!(!quarantined.is_empty());
+    // Every attempt that failed ran a window holding the column and died of the guard
+    // page; every chunk that does not hold it was done at its first attempt.
+    let mut died = 0;
+    for c in report["chunks"].as_array().unwrap() {
+        for a in c["attempts"].as_array().unwrap() {
+            if a["failure"].is_null() {
+                continue;
+            }
+            died += 1;
+            assert!(holds(&c["window"]), "{c}");
+            assert_eq!(a["failure"]["kind"], "signal", "{a}");
+            assert_eq!(a["failure"]["name"], "SIGSEGV", "{a}");
+        }
+        if !holds(&c["window"]) {
+            assert_eq!(c["outcome"], "done", "{c}");
+            assert_eq!(c["attempts"].as_array().unwrap().len(), 1, "{c}");
+        }
+    }
+    assert!(died >= quarantined.len(), "{died}");
+    // Pixel by pixel: the clean run's values outside the quarantined windows, nodata in.
+    let (_, got) = read_all(&out);
+    let inside = |x: usize, y: usize| {
+        quarantined.iter().any(|q| {
+            let (x, y) = (x as u64, y as u64);
+            x >= q[0] && x < q[0] + q[2] && y >= q[1] && y < q[1] + q[3]
+        })
+    };
+    let mut wrong = 0;
+    for (i, (g, w)) in got[0].iter().zip(&want[0]).enumerate() {
+        let ok = match inside(i % BW, i / BW) {
+            true => g.is_nan(),
+            false => g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+        };
+        wrong += usize::from(!ok);
+    }
+    assert_eq!(wrong, 0, "{wrong} pixels differ from the clean run");
+    // The workers that died say where: a guard page past the output region.
+    let tails: String = report["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["stderr_tail"].as_array().unwrap().iter())
+        .map(|l| l.as_str().unwrap().to_string() + "\n")
+        .collect();
+    assert!(
+        tails.contains("guard page") && tails.contains("past the end of its output region"),
+        "{tails}"
+    );
+}
+
+#[test]
 fn a_library_without_the_symbol_ends_the_run_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let Some(_) = build_c(dir.path(), "ndvi") else {

@@ -36,6 +36,13 @@ pub fn start<E: Send + 'static>(
     events: EventSender<E>,
     wrap: fn(SchedEvent) -> E,
 ) -> std::io::Result<Vec<mpsc::Sender<LaneTask>>> {
+    if lanes > 0 {
+        // The ring's guard pages are inaccessible here too (see `shm::SlotRing::create`): a
+        // kernel that writes off its slot kills the coordinator, with a line saying so.
+        if let Err(e) = runtime::name_guard_faults_in_process(ring.segment().addresses()) {
+            tracing::warn!("cannot install the SIGSEGV handler that names guard pages: {e}");
+        }
+    }
     (0..lanes)
         .map(|lane| {
             let (tx, rx) = mpsc::channel::<LaneTask>();
@@ -87,6 +94,9 @@ fn run_one(
         .lease(t.slot, t.input_len, t.output_len)
         .map_err(|e| e.to_string())?;
     let (input, output) = lease.parts();
-    exec.run(&t.payload, runtime::Slot { input, output })
-        .map_err(|e| e.to_string())
+    let result = exec.run(&t.payload, runtime::Slot { input, output });
+    // A write past either region's end (into its padding) fails the attempt whatever the
+    // kernel answered; one past the padding faults on a guard page (see `shm`).
+    lease.check().map_err(|e| e.to_string())?;
+    result.map_err(|e| e.to_string())
 }

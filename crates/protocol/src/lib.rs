@@ -22,7 +22,7 @@ pub mod types;
 
 pub use codec::{decode, encode, CodecError};
 pub use fault::{FaultKind, FaultSpec};
-pub use layout::{LayoutError, Region, SlotLayout};
+pub use layout::{LayoutError, Region, SlotLayout, PAGE};
 pub use messages::{FromWorker, TaskMsg, TaskStats, ToWorker, WorkerArgs};
 pub use types::{Attempt, SlotId, TaskId};
 

@@ -71,6 +71,14 @@ impl<K: ChunkKernel + Send> Executor for Typed<K> {
     }
 }
 
+/// In the coordinator, before its in-process lanes run kernels in the shared ring at
+/// `ring` (its address range): a SIGSEGV on the ring (a guard page: a kernel wrote off its
+/// slot) is named on stderr before the process dies of it. Faults elsewhere go to the
+/// handler that was there before.
+pub fn name_guard_faults_in_process(ring: std::ops::Range<usize>) -> std::io::Result<()> {
+    os::watch_ring(ring, true).map_err(std::io::Error::from)
+}
+
 /// Opens kernel `K` from an encoded setup.
 pub fn open<K: ChunkKernel + Send + 'static>(
     setup: &[u8],

@@ -1,4 +1,5 @@
-//! The worker process: map the shared ring, connect to the coordinator, say hello with the
+//! The worker process: map the shared ring (inaccessible but for the regions of the task
+//! being run: see `shm::WorkerSegment`), connect to the coordinator, say hello with the
 //! protocol version, receive the setup and open the kernel, then compute chunks until told
 //! to stop or until the coordinator goes away (channel closed). The parent-death signal is
 //! set by the coordinator between fork and exec, so even a SIGKILLed coordinator takes its
@@ -10,7 +11,7 @@ use ipc_channel::ipc::{self, IpcBytesSender, IpcSender};
 use protocol::{
     decode, encode, Bootstrap, FromWorker, TaskMsg, ToWorker, WorkerArgs, PROTOCOL_VERSION,
 };
-use shm::SharedSegment;
+use shm::{TaskMemoryError, WorkerSegment};
 
 use crate::{fault, ChunkKernel, Executor, Slot};
 
@@ -28,6 +29,12 @@ enum ServeError {
     Garbage(#[from] protocol::CodecError),
     #[error("setup: {0}")]
     Setup(String),
+    #[error("after task {task}: {source}")]
+    Isolation {
+        task: u32,
+        #[source]
+        source: TaskMemoryError,
+    },
 }
 
 /// The whole worker process for kernel `K`: a worker binary's `main` is this one line.
@@ -63,7 +70,11 @@ type Opener = fn(&[u8]) -> Result<Box<dyn Executor>, crate::KernelError>;
 
 fn run(args: WorkerArgs, open: Opener) -> Result<(), ServeError> {
     let fd = crate::os::inherited_fd(args.shm_fd).map_err(ServeError::Shm)?;
-    let mut seg = SharedSegment::from_fd(fd, args.shm_len).map_err(ServeError::Shm)?;
+    let mut seg = WorkerSegment::from_fd(fd, args.shm_len).map_err(ServeError::Shm)?;
+    if let Err(e) = crate::os::watch_ring(seg.addresses(), false) {
+        // The guard pages still stop a wild write; only the message naming them is lost.
+        tracing::warn!("cannot install the SIGSEGV handler that names guard pages: {e}");
+    }
 
     let bootstrap: IpcSender<Bootstrap> =
         IpcSender::connect(args.connect.clone()).map_err(|e| ServeError::Connect(e.to_string()))?;
@@ -116,7 +127,7 @@ fn run(args: WorkerArgs, open: Opener) -> Result<(), ServeError> {
             ToWorker::Shutdown => return Ok(()),
             ToWorker::Setup(_) => return Err(ServeError::Setup("a second setup".into())),
             ToWorker::Task(task) => {
-                let reply = handle(&mut seg, exec.as_mut(), &task, &from_worker_tx);
+                let reply = handle(&mut seg, exec.as_mut(), &task, &from_worker_tx)?;
                 if from_worker_tx.send(&encode(&reply)).is_err() {
                     return Ok(());
                 }
@@ -125,12 +136,15 @@ fn run(args: WorkerArgs, open: Opener) -> Result<(), ServeError> {
     }
 }
 
+/// Runs one task in its own two regions of the ring (nothing else of it is accessible) and
+/// answers. A canary overwritten past a region's end fails the attempt whatever the kernel
+/// answered; protections that cannot be restored end the worker.
 fn handle(
-    seg: &mut SharedSegment,
+    seg: &mut WorkerSegment,
     exec: &mut dyn Executor,
     task: &TaskMsg,
     reply: &IpcBytesSender,
-) -> FromWorker {
+) -> Result<FromWorker, ServeError> {
     let _span =
         tracing::debug_span!("task", task = task.task.0, attempt = task.attempt.0).entered();
     if let Some(kind) = task.fault {
@@ -141,16 +155,34 @@ fn handle(
         attempt: task.attempt,
         error,
     };
-    let (input, output) = match seg.task_regions(task.input, task.output) {
-        Ok(r) => r,
-        Err(e) => return failed(e.to_string()),
+    let mut mem = match seg.open_task(task.input, task.output) {
+        Ok(m) => m,
+        Err(e @ TaskMemoryError::Protect(_)) => {
+            return Err(ServeError::Isolation {
+                task: task.task.0,
+                source: e,
+            })
+        }
+        Err(e) => return Ok(failed(e.to_string())),
     };
-    match exec.run(&task.payload, Slot { input, output }) {
-        Ok(stats) => FromWorker::Done {
+    crate::os::note_task(Some((task.task.0, task.attempt.0, mem.addresses())));
+    let (input, output) = mem.regions();
+    let result = exec.run(&task.payload, Slot { input, output });
+    let closed = mem.close();
+    crate::os::note_task(None);
+    Ok(match (closed, result) {
+        (Err(e @ TaskMemoryError::Protect(_)), _) => {
+            return Err(ServeError::Isolation {
+                task: task.task.0,
+                source: e,
+            })
+        }
+        (Err(wild), _) => failed(wild.to_string()),
+        (Ok(()), Ok(stats)) => FromWorker::Done {
             task: task.task,
             attempt: task.attempt,
             stats,
         },
-        Err(e) => failed(e.to_string()),
-    }
+        (Ok(()), Err(e)) => failed(e.to_string()),
+    })
 }

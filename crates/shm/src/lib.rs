@@ -3,7 +3,9 @@
 //!
 //! Every `unsafe` of the workspace that concerns shared memory lives in this crate. Callers
 //! get owned leases ([`SlotLease`], [`OutputLease`]) or, in a worker, the two checked
-//! regions of one task ([`SharedSegment::task_regions`]): never `&self -> &mut [u8]`.
+//! regions of one task ([`WorkerSegment::open_task`], module `task`: everything else of the
+//! ring is inaccessible to the worker, and a canary guards each region's padding): never
+//! `&self -> &mut [u8]`.
 //!
 //! The invariant that makes the views sound is the scheduler's: a slot belongs to one party
 //! at a time (the worker computing its chunk, an in-process lane, or the writer), never to
@@ -21,11 +23,18 @@ use std::{
     io,
     ops::Range,
     os::fd::{AsRawFd, OwnedFd},
+    ptr::NonNull,
     sync::{Arc, Mutex},
 };
 
 use memmap2::{MmapOptions, MmapRaw};
-use protocol::{LayoutError, Region, SlotId, SlotLayout};
+use nix::sys::mman::ProtFlags;
+use protocol::{LayoutError, Region, SlotId, SlotLayout, PAGE};
+
+mod task;
+
+use task::{check_canary, fill_canary, Part};
+pub use task::{TaskMemory, TaskMemoryError, WildWrite, WorkerSegment};
 
 /// A mapped shared segment. memfd has no name in /dev/shm, so nothing is ever left behind:
 /// the memory goes when the last process holding the fd or a mapping exits, even after
@@ -74,8 +83,9 @@ impl SharedSegment {
         Self::map(file, len)
     }
 
-    /// Maps a segment inherited as descriptor `fd` (the worker's side).
-    pub fn from_fd(fd: OwnedFd, len: u64) -> io::Result<SharedSegment> {
+    /// Maps a segment inherited as descriptor `fd` (the worker's side, which protects it:
+    /// see [`WorkerSegment`]).
+    pub(crate) fn from_fd(fd: OwnedFd, len: u64) -> io::Result<SharedSegment> {
         let file = File::from(fd);
         let actual = file.metadata()?.len();
         if actual < len {
@@ -100,31 +110,41 @@ impl SharedSegment {
         self.len == 0
     }
 
+    /// Where the segment lies in this process's address space (for a fault handler).
+    pub fn addresses(&self) -> Range<usize> {
+        let base = self.map.as_ptr() as usize;
+        base..base + self.len as usize
+    }
+
     /// The descriptor to hand to a child process.
     pub fn raw_fd(&self) -> i32 {
         self.file.as_raw_fd()
     }
 
-    fn range(&self, region: Region) -> Result<Range<usize>, LayoutError> {
-        region.checked_range(self.len, 1)
+    /// Changes the protection of `r` (page aligned, inside the mapping) in this process.
+    fn protect(&self, r: Range<usize>, prot: ProtFlags) -> io::Result<()> {
+        let len = r.len();
+        if len == 0 {
+            return Ok(());
+        }
+        if r.end > self.len as usize || !r.start.is_multiple_of(PAGE as usize) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "range outside the segment or misaligned",
+            ));
+        }
+        // SAFETY: the mapping's start plus an offset inside it (checked above): not null.
+        let addr = unsafe { NonNull::new_unchecked(self.map.as_mut_ptr().add(r.start)) };
+        // SAFETY: `addr..addr+len` lies inside this process's own mapping of the segment
+        // (checked), page aligned (the mapping is, and so is `r.start`). Safe code touches
+        // these bytes only through views, and none is alive over a range whose access drops
+        // (a worker's `TaskMemory` closes before its views can be taken again; the
+        // coordinator protects guard pages no view ever covers).
+        unsafe { nix::sys::mman::mprotect(addr.cast(), len, prot) }.map_err(io::Error::from)
     }
 
-    /// The worker's side: the input and output regions of the one task it is computing,
-    /// checked to lie inside the segment and apart. `&mut self` makes them the only views in
-    /// this process; across processes, the coordinator hands a task's regions to one worker
-    /// alone until it answers (the protocol's contract, which the scheduler keeps).
-    pub fn task_regions(
-        &mut self,
-        input: Region,
-        output: Region,
-    ) -> Result<(&mut [u8], &mut [u8]), ShmError> {
-        let (i, o) = (self.range(input)?, self.range(output)?);
-        if !(i.end <= o.start || o.end <= i.start) {
-            return Err(ShmError::Overlap);
-        }
-        // SAFETY: both ranges lie inside the live mapping (checked) and are disjoint
-        // (checked); `&mut self` excludes any other view in this process.
-        unsafe { Ok((self.view_mut(i), self.view_mut(o))) }
+    fn range(&self, region: Region) -> Result<Range<usize>, LayoutError> {
+        region.checked_range(self.len, 1)
     }
 
     /// # Safety
@@ -152,9 +172,17 @@ pub struct SlotRing {
 }
 
 impl SlotRing {
-    /// Creates the segment for `layout`.
+    /// Creates the segment for `layout`, its guard pages inaccessible in this process too:
+    /// a kernel running in process (`--in-process-fallback`) that writes off its slot
+    /// faults there instead of writing into the next region.
     pub fn create(layout: SlotLayout) -> io::Result<Arc<SlotRing>> {
         let seg = SharedSegment::create(layout.total_bytes())?;
+        for g in layout.guards() {
+            let r = seg
+                .range(g)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            seg.protect(r, ProtFlags::PROT_NONE)?;
+        }
         Ok(Arc::new(SlotRing {
             seg,
             layout,
@@ -208,15 +236,21 @@ impl SlotRing {
             return Err(ShmError::NoSlot(slot.0));
         }
         self.fits(input_len, output_len)?;
-        let input = self.layout.input(slot, input_len);
-        let output = self.layout.output(slot, output_len);
-        let (i, o) = (self.seg.range(input)?, self.seg.range(output)?);
+        let l = &self.layout;
+        let input = Part::in_slot(&self.seg, l.input(slot, input_len), l.input_bytes)?;
+        let output = Part::in_slot(&self.seg, l.output(slot, output_len), l.output_bytes)?;
         self.claim(slot)?;
+        for p in [&input, &output] {
+            // SAFETY: the padding lies inside the slot's region (it ends at the region's
+            // reserved size at most, and `fits` checked the used length against it); the
+            // slot is claimed by this lease alone, and the view ends here.
+            fill_canary(unsafe { self.seg.view_mut(p.padding()) }, p.used.end);
+        }
         Ok(SlotLease {
             ring: self.clone(),
             slot,
-            input: i,
-            output: o,
+            input,
+            output,
         })
     }
 
@@ -241,12 +275,13 @@ impl SlotRing {
     }
 }
 
-/// A slot leased to an in-process computation. Released on drop.
+/// A slot leased to an in-process computation, with a canary in each region's padding.
+/// Released on drop.
 pub struct SlotLease {
     ring: Arc<SlotRing>,
     slot: SlotId,
-    input: Range<usize>,
-    output: Range<usize>,
+    input: Part,
+    output: Part,
 }
 
 impl SlotLease {
@@ -257,10 +292,21 @@ impl SlotLease {
         // alone, and `&mut self` makes the two views the only ones.
         unsafe {
             (
-                self.ring.seg.view_mut(self.input.clone()),
-                self.ring.seg.view_mut(self.output.clone()),
+                self.ring.seg.view_mut(self.input.used.clone()),
+                self.ring.seg.view_mut(self.output.used.clone()),
             )
         }
+    }
+
+    /// Whether the computation wrote past the end of either part (its canary changed).
+    pub fn check(&self) -> Result<(), WildWrite> {
+        for (p, which) in [(&self.input, "input"), (&self.output, "output")] {
+            // SAFETY: the padding lies inside the slot's region; the lease holds the slot
+            // alone and no view of `parts` outlives this borrow of `self`.
+            let pad = unsafe { self.ring.seg.view(p.padding()) };
+            check_canary(pad, p.used.end, which, p.used.len())?;
+        }
+        Ok(())
     }
 }
 
@@ -316,14 +362,41 @@ mod tests {
     }
 
     #[test]
-    fn task_regions_are_checked() {
-        let mut seg = SharedSegment::create(8192).unwrap();
-        let r = |offset, len| Region { offset, len };
-        assert!(seg.task_regions(r(0, 4096), r(4096, 4096)).is_ok());
-        assert!(matches!(
-            seg.task_regions(r(0, 4097), r(4096, 10)),
-            Err(ShmError::Overlap)
-        ));
-        assert!(seg.task_regions(r(0, 10), r(8190, 10)).is_err());
+    fn a_lease_catches_a_write_past_its_parts_and_guard_pages_surround_them() {
+        let ring = SlotRing::create(SlotLayout::new(2, 2 * PAGE, 2 * PAGE).unwrap()).unwrap();
+        let mut a = ring.lease(SlotId(1), 100, PAGE).unwrap();
+        let (_, o) = a.parts();
+        o.fill(3);
+        let end = o.as_mut_ptr();
+        assert_eq!(a.check(), Ok(()));
+        // SAFETY: the test plays a kernel writing 2 bytes past its output: inside the
+        // slot's reserved region (one page of room left), hence mapped and writable.
+        unsafe { std::ptr::write_bytes(end.add(PAGE as usize), 0, 2) };
+        let e = a.check().unwrap_err();
+        assert_eq!((e.which, e.first, e.last), ("output", 0, 1));
+        drop(a);
+        // Every guard page is inaccessible in this process: its page is PROT_NONE.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let seg = ring.segment().addresses();
+        let none = maps
+            .lines()
+            .filter_map(|l| {
+                let (range, rest) = l.split_once(' ')?;
+                let (a, b) = range.split_once('-')?;
+                let (a, b) = (
+                    usize::from_str_radix(a, 16).ok()?,
+                    usize::from_str_radix(b, 16).ok()?,
+                );
+                (a >= seg.start && b <= seg.end && rest.starts_with("---")).then_some(a..b)
+            })
+            .collect::<Vec<_>>();
+        for g in ring.layout.guards() {
+            let at = seg.start + g.offset as usize;
+            assert!(
+                none.iter().any(|r| r.contains(&at)),
+                "guard at {}",
+                g.offset
+            );
+        }
     }
 }
