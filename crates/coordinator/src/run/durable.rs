@@ -199,6 +199,33 @@ pub(super) fn keep_todo(
         .collect();
 }
 
+/// The output a run of `cfg` writes (its temporary name is the staging's).
+pub(super) fn output_spec(cfg: &ResampleConfig, prep: &Prepared) -> OutputSpec {
+    OutputSpec {
+        path: cfg.output.clone(),
+        width: prep.plan.out_width,
+        height: prep.plan.out_height,
+        bands: out_bands(cfg, prep),
+        out_type: prep.out_type,
+        nodata: prep.out_nodata,
+        geo_transform: prep.info.geo_transform.map(|g| {
+            let f = cfg.factor as f64;
+            [g[0], g[1] * f, g[2] * f, g[3], g[4] * f, g[5] * f]
+        }),
+        projection: prep.info.projection.clone(),
+        creation_options: cfg.creation_options.clone(),
+        band_meta: match &cfg.map {
+            None => prep
+                .bands
+                .iter()
+                .map(|b| fidelity::out_meta(cfg.agg, prep.out_type, b, prep.unscale))
+                .collect(),
+            Some(_) => Vec::new(),
+        },
+        area_or_point: prep.info.area_or_point.clone(),
+    }
+}
+
 /// The output as `merge` will need to write it without the input.
 pub(super) fn output_header(spec: &OutputSpec, metadata: Vec<(String, String)>) -> OutputHeader {
     OutputHeader {

@@ -138,11 +138,7 @@ impl RunView<'_> {
             .iter()
             .map(|c| ChunkReport {
                 id: c.id.0,
-                plan_id: self
-                    .plan_ids
-                    .get(c.id.0 as usize)
-                    .copied()
-                    .filter(|&p| p != c.id.0),
+                plan_id: plan_id(self.plan_ids, c.id.0),
                 parent: self.sched.parent(c.id).map(|p| p.0),
                 window: [c.window.x, c.window.y, c.window.w, c.window.h],
                 out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
@@ -275,4 +271,115 @@ impl RunView<'_> {
             journal: self.journal.clone(),
         }
     }
+}
+
+/// A chunk's `plan_id` in the report, by the report's rule (`report::ChunkReport`): its id in
+/// the whole plan where that differs from its id in this run (`plan_ids` holds the plan id
+/// of each of the run's first tasks); none for the parts of a split chunk.
+pub(super) fn plan_id(plan_ids: &[u32], id: u32) -> Option<u32> {
+    plan_ids.get(id as usize).copied().filter(|&p| p != id)
+}
+
+impl RunView<'_> {
+    /// The notes after a single run's summary line: chunks run in process after a
+    /// timeout, worker deaths, pixels adjusted to fit the output type, the pyramid and COG.
+    pub(super) fn closing_notes(&self, t: &Totals, finished: &crate::cog::Finished) -> String {
+        let prep = self.prep;
+        let mut message = String::new();
+        if t.done_in_process > 0 && prep.memory.workers > 0 {
+            message.push_str(&format!(
+                ", {} chunk(s) run in process after a timeout",
+                t.done_in_process
+            ));
+        }
+        if !t.deaths_by_cause.is_empty() {
+            let causes: Vec<String> = t
+                .deaths_by_cause
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            message.push_str(&format!("; worker deaths: {}", causes.join(", ")));
+        }
+        for (i, a) in t.adjusted_by_band.iter().enumerate() {
+            if a.clamped + a.moved_off_nodata > 0 {
+                let b = prep.bands.get(i).map_or(i as u32 + 1, |b| b.index);
+                message.push_str(&format!(
+                    "\nwarning: band {b}: {} valid pixel(s) clamped into {}'s range and {} moved one step off the nodata value {}, so that none reads as nodata (a wider --ot keeps them exact)",
+                    a.clamped, prep.out_type, a.moved_off_nodata, prep.out_nodata.unwrap_or(f64::NAN)
+                ));
+            }
+        }
+        message.push_str(&finished.describe());
+        message
+    }
+}
+
+/// A single run's last words: the `run_end` event, the HTML page, the JSON report. The
+/// run's lock is still held. A side file that cannot be written after a complete output is
+/// exit 4 (`ReportWrite`); after a failed run, the run's own failure is the one reported.
+pub(super) fn write_report_files(
+    cfg: &ResampleConfig,
+    events: Option<&engine::observe::EventLog>,
+    report: &Report,
+    result: &Result<(), CoordError>,
+) -> Result<(), CoordError> {
+    if let Some(log) = events {
+        log.emit(
+            report.totals.wall_ms,
+            &engine::observe::RunEvent::RunEnd {
+                status: serde_json::to_value(report.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                exit_code: report.exit_code,
+                error: report.error.clone(),
+                wall_ms: report.totals.wall_ms,
+            },
+        );
+    }
+    // The side outputs: the HTML page, and whether the event stream was written whole.
+    let mut side: Vec<(PathBuf, String)> = Vec::new();
+    if let Some(path) = &cfg.report_html {
+        if let Err(e) = output::write_report(path, &crate::html::render(report), cfg.overwrite) {
+            side.push((path.clone(), e.to_string()));
+        }
+    }
+    if let (Some(log), Some(path)) = (events, &cfg.events) {
+        if let Some(e) = log.error() {
+            side.push((path.clone(), e));
+        }
+    }
+    if let Some(path) = &cfg.report {
+        if let Err(reason) = write_json(path, report, cfg.overwrite) {
+            side.insert(0, (path.clone(), reason));
+        }
+    }
+    if result.is_err() {
+        // The run's own failure is the one to report.
+        for (path, reason) in &side {
+            tracing::error!("writing '{}': {reason}", path.display());
+        }
+        return Ok(());
+    }
+    match side.into_iter().next() {
+        // The output is committed and complete; a side file is not: exit 4 says so.
+        Some((path, reason)) => Err(CoordError::ReportWrite {
+            output: cfg.output.clone(),
+            path,
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The JSON report at `path`.
+fn write_json(path: &Path, report: &Report, overwrite: bool) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    output::write_report(path, &text, overwrite).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            "a file appeared there during the run and was not replaced (pass --overwrite to replace it)".to_string()
+        } else {
+            e.to_string()
+        }
+    })
 }
