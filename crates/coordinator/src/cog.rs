@@ -6,7 +6,7 @@
 //!
 //! **Exact overviews.** Overview level `k` of an output at factor F is the same aggregation
 //! at factor `F * 2^k`, computed from the input by the same chunk machinery and kernel (a
-//! run of [`crate::run::resample`] per level into a scratch file), then copied into the
+//! run per level into a scratch file, [`RunLevel`], which the run gives), then copied into the
 //! level's overview bands. A sum of the base level's sums would be exact for integer inputs
 //! and for min, max and count, but not for floating-point sums and means: the kernel adds
 //! each block's columns row by row, and a sum of four sub-block sums rounds differently. A
@@ -29,8 +29,22 @@ use gdal::{
 use worker::{Agg, SampleType};
 
 use crate::{
-    error::CoordError, os::gdal_err::check, output::Staging, pyramid, run::ResampleConfig,
+    cli::ResampleConfig, error::CoordError, os::gdal_err::check, output::Staging, pyramid,
 };
+
+/// One overview level to compute: the base run's aggregation at `factor`, into the scratch
+/// GTiff `output` written with `creation_options`. Nothing else of the base run changes.
+#[derive(Debug, Clone)]
+pub struct LevelSpec {
+    pub factor: u32,
+    pub output: PathBuf,
+    pub creation_options: Vec<String>,
+}
+
+/// How a level is computed: a run of the base run's input, kernel and pool as `LevelSpec`
+/// says, returning its exit code. Given by `crate::run`, which owns running; this module
+/// only asks for levels.
+pub type RunLevel<'a> = &'a dyn Fn(&LevelSpec) -> Result<(i32, String), CoordError>;
 
 /// What OUTPUT is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +228,8 @@ pub struct BaseRun {
     pub input_pixels: u64,
     /// The base run quarantined chunks (their pixels are nodata).
     pub quarantined: bool,
+    /// The base run's aggregation (`None` for a map kernel, which has no pyramid).
+    pub agg: Option<Agg>,
 }
 
 /// Adds the pyramid to the staged file and converts it to a COG, as `cfg` asks. Called after
@@ -222,6 +238,7 @@ pub fn finish(
     cfg: &ResampleConfig,
     base: BaseRun,
     staging: &mut Staging,
+    run_level: RunLevel<'_>,
 ) -> Result<Finished, CoordError> {
     let mut done = Finished::default();
     let staged = staging.temp().to_path_buf();
@@ -241,7 +258,16 @@ pub fn finish(
                 "--pyramid: the output ({w}x{h}) already fits one {tile}-pixel tile: no overview level"
             );
         } else {
-            build_pyramid(cfg, base, &staged, staging, &mut done)?;
+            let agg = base.agg.ok_or_else(|| {
+                CoordError::Internal("--pyramid for a run that aggregates nothing".into())
+            })?;
+            let pyramid = Pyramid {
+                cfg,
+                base,
+                agg,
+                run_level,
+            };
+            build_pyramid(&pyramid, &staged, staging, &mut done)?;
         }
         done.pyramid_secs = started.elapsed().as_secs_f64();
     }
@@ -259,16 +285,24 @@ pub fn finish(
     Ok(done)
 }
 
+/// The pyramid's inputs: the base run's options and facts, and how to run a level.
+struct Pyramid<'a> {
+    cfg: &'a ResampleConfig,
+    base: BaseRun,
+    agg: Agg,
+    run_level: RunLevel<'a>,
+}
+
 /// Allocates the overviews of the staged GTiff (GDAL's `NONE` method computes nothing) and
 /// fills each level: derived from the level below where that is exact (`pyramid`), else
 /// re-aggregated from the input.
 fn build_pyramid(
-    cfg: &ResampleConfig,
-    base: BaseRun,
+    p: &Pyramid<'_>,
     staged: &Path,
     staging: &mut Staging,
     done: &mut Finished,
 ) -> Result<(), CoordError> {
+    let (cfg, base, agg) = (p.cfg, p.base, p.agg);
     let err = |reason: String| CoordError::Write {
         path: cfg.output.clone(),
         reason,
@@ -287,8 +321,8 @@ fn build_pyramid(
     check(|| ds.build_overviews("NONE", &factors, &[]))
         .map_err(|e| err(format!("allocating the overviews: {e}")))?;
     let bands = ds.raster_count();
-    let minmax = matches!(cfg.agg, Agg::Min | Agg::Max);
-    let in_principle = pyramid::derivable(cfg.agg, base.input, base.out_type, base.input_pixels);
+    let minmax = matches!(agg, Agg::Min | Agg::Max);
+    let in_principle = pyramid::derivable(agg, base.input, base.out_type, base.input_pixels);
     // The level below holds exact values: no quarantined chunk, and for sums and counts no
     // value the writer clamped or moved off nodata.
     let mut below_clean = !base.quarantined
@@ -313,12 +347,12 @@ fn build_pyramid(
                 .map_err(|e| err(format!("{what}: {e}")))?;
                 let mut dst =
                     check(|| band.overview(i)).map_err(|e| err(format!("{what}: {e}")))?;
-                changed += pyramid::derive(&src, &mut dst, cfg.agg, base.out_type)
+                changed += pyramid::derive(&src, &mut dst, agg, base.out_type)
                     .map_err(|e| err(format!("{what} band {b}: {e}")))?;
             }
             tracing::info!(
                 "pyramid: {what} derived from the level below (exact for {})",
-                cfg.agg.name()
+                agg.name()
             );
             done.derived.push(f);
             below_clean = minmax || changed == 0;
@@ -337,7 +371,7 @@ fn build_pyramid(
                     d
                 }
             };
-            let (path, quarantined) = run_level(cfg, &d, f)?;
+            let (path, quarantined) = run_level(p, &d, f)?;
             done.quarantined += quarantined;
             let src = check(|| Dataset::open(&path)).map_err(|e| err(format!("{what}: {e}")))?;
             if src.raster_count() != bands {
@@ -376,7 +410,8 @@ fn build_pyramid(
 
 /// Runs the aggregation at factor `F * f` into a scratch GTiff in `dir`; returns it and the
 /// number of chunks the run quarantined.
-fn run_level(cfg: &ResampleConfig, dir: &Path, f: u32) -> Result<(PathBuf, u64), CoordError> {
+fn run_level(p: &Pyramid<'_>, dir: &Path, f: u32) -> Result<(PathBuf, u64), CoordError> {
+    let cfg = p.cfg;
     let factor = cfg.factor.checked_mul(f).ok_or_else(|| {
         CoordError::BadInput(format!(
             "--pyramid: factor {} x {f} does not fit in 32 bits",
@@ -384,25 +419,16 @@ fn run_level(cfg: &ResampleConfig, dir: &Path, f: u32) -> Result<(PathBuf, u64),
         ))
     })?;
     let path = dir.join(format!("x{f}.tif"));
-    let mut level = cfg.clone();
-    level.factor = factor;
-    level.output = path.clone();
-    level.report = None;
-    level.overwrite = false;
-    level.pyramid = false;
-    level.format = OutputFormat::GTiff;
-    level.creation_options = SCRATCH_GTIFF.iter().map(|s| s.to_string()).collect();
-    // Injected faults name the base run's chunks; a level's chunks are others.
-    level.faults.clear();
-    // The base run owns the event stream, the page and the journal's options.
-    level.events = None;
-    level.report_html = None;
-    level.resume = false;
+    let level = LevelSpec {
+        factor,
+        output: path.clone(),
+        creation_options: SCRATCH_GTIFF.iter().map(|s| s.to_string()).collect(),
+    };
     tracing::info!("pyramid: overview x{f} = the aggregation at factor {factor}");
-    let summary = crate::run::resample(&level)
+    let (exit_code, message) = (p.run_level)(&level)
         .inspect_err(|_| tracing::error!("pyramid: the run at factor {factor} failed"))?;
-    let quarantined = if summary.exit_code == protocol::exit::QUARANTINED {
-        tracing::warn!("pyramid: overview x{f}: {}", summary.message);
+    let quarantined = if exit_code == protocol::exit::QUARANTINED {
+        tracing::warn!("pyramid: overview x{f}: {message}");
         // The level's run names its quarantined chunks in its own metadata; count them.
         let ds = check(|| Dataset::open(&path)).map_err(|e| CoordError::Write {
             path: cfg.output.clone(),

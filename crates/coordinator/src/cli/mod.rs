@@ -8,7 +8,7 @@ pub mod schema;
 pub mod settings;
 
 pub use batch::BatchSpec;
-pub use resolve::{resolve, resolve_map, MapSpec, ResampleConfig};
+pub use resolve::{resolve, resolve_map, Kernel, MapSpec, ResampleConfig};
 pub use schema::{
     AggArg, BenchArgs, BenchWriterArgs, Cli, Command, CompletionsArgs, JobArgs, MapArgs, PlanArgs,
     ReportArgs, ResampleArgs, Shell, SynthArgs, EXAMPLES, MAP_EXAMPLES,

@@ -23,7 +23,8 @@ pub struct ResampleConfig {
     pub input: PathBuf,
     pub output: PathBuf,
     pub factor: u32,
-    pub agg: Agg,
+    /// What the workers compute over each chunk.
+    pub kernel: Kernel,
     pub bands: Vec<u32>,
     pub out_type: Option<SampleType>,
     pub chunk_bytes: u64,
@@ -63,8 +64,6 @@ pub struct ResampleConfig {
     /// Upper bound on the slot ring (the seed's `queue_sizes.chunk_queue`).
     pub chunk_queue: Option<u32>,
     pub quiet: bool,
-    /// `coordinator map`: the user's kernel in place of the block aggregation.
-    pub map: Option<MapSpec>,
     /// Which decoder the kernels read pixels with.
     pub decoder: Decoder,
     /// GTiff or COG (with the COG driver's options; `creation_options` are then the staged
@@ -81,6 +80,84 @@ pub struct ResampleConfig {
     pub shard: Option<crate::shard::Shard>,
     /// `--ignore-mask`: GDAL mask bands do not make pixels invalid.
     pub ignore_mask: bool,
+}
+
+impl ResampleConfig {
+    /// The run of one overview level (`cog::LevelSpec`): this run's input, kernel, pool and
+    /// limits at another factor, into a scratch file; no report, page, event stream, journal
+    /// to resume, pyramid or COG (the base run owns those), no injected fault (they name the
+    /// base run's chunks). Every field is named, so that a new one is decided here.
+    pub fn for_level(&self, level: &crate::cog::LevelSpec) -> ResampleConfig {
+        ResampleConfig {
+            input: self.input.clone(),
+            output: level.output.clone(),
+            factor: level.factor,
+            kernel: self.kernel.clone(),
+            bands: self.bands.clone(),
+            out_type: self.out_type,
+            chunk_bytes: self.chunk_bytes,
+            workers: self.workers,
+            workers_auto: self.workers_auto,
+            spare_workers: self.spare_workers,
+            in_process_threads: self.in_process_threads,
+            report: None,
+            report_html: None,
+            events: None,
+            overwrite: false,
+            creation_options: level.creation_options.clone(),
+            worker_bin: self.worker_bin.clone(),
+            max_attempts: self.max_attempts,
+            task_timeout: self.task_timeout,
+            task_timeout_floor: self.task_timeout_floor,
+            start_timeout: self.start_timeout,
+            kill_grace: self.kill_grace,
+            faults: Vec::new(),
+            memory_limit: self.memory_limit,
+            memory_limit_from: self.memory_limit_from.clone(),
+            soft_fraction: self.soft_fraction,
+            memory_poll: self.memory_poll,
+            min_free_memory: self.min_free_memory,
+            chunk_prefetch: self.chunk_prefetch,
+            chunk_queue: self.chunk_queue,
+            quiet: self.quiet,
+            decoder: self.decoder,
+            format: OutputFormat::GTiff,
+            pyramid: false,
+            batch: None,
+            resume: false,
+            shard: None,
+            ignore_mask: self.ignore_mask,
+        }
+    }
+}
+
+/// What the workers compute over each chunk: the workers' side has the same two
+/// (`worker::WorkerSetup::{BlockAgg, Map}`).
+#[derive(Debug, Clone)]
+pub enum Kernel {
+    /// `resample`: each output pixel aggregates a block of input pixels.
+    BlockAgg(Agg),
+    /// `map`: the user's kernel, over each chunk's window.
+    Map(MapSpec),
+}
+
+impl Kernel {
+    /// The command that runs this kernel, as the journal's identity and the workers'
+    /// environment name it.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Kernel::BlockAgg(_) => "resample",
+            Kernel::Map(_) => "map",
+        }
+    }
+
+    /// The aggregation, for a block aggregation.
+    pub fn agg(&self) -> Option<Agg> {
+        match self {
+            Kernel::BlockAgg(agg) => Some(*agg),
+            Kernel::Map(_) => None,
+        }
+    }
 }
 
 /// What `map` adds to a run: the user's kernel and its output.
@@ -207,7 +284,7 @@ pub fn resolve(
         input,
         output,
         factor: job.factor,
-        agg: job.agg.into(),
+        kernel: Kernel::BlockAgg(job.agg.into()),
         bands: job.bands.clone(),
         out_type: job.ot,
         // `--chunk-mib` is positive and finite (its parser says so).
@@ -240,7 +317,6 @@ pub fn resolve(
         spare_workers,
         chunk_queue: st.chunk_queue.value,
         quiet: cli.quiet,
-        map: None,
         decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
         format,
         pyramid,
@@ -286,6 +362,7 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
     let job = JobArgs {
         input: Some(m.input.clone()),
         factor: m.factor,
+        // The clap struct needs one; the run's kernel is the map's, set below.
         agg: AggArg::Sum,
         bands: m.bands.clone(),
         ot: Some(SampleType::F64),
@@ -319,7 +396,7 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
             })?),
             None => None,
         };
-    cfg.map = Some(MapSpec {
+    cfg.kernel = Kernel::Map(MapSpec {
         lib,
         args: m.kernel_args.clone(),
         out_bands: m.out_bands,

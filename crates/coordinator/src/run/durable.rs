@@ -32,12 +32,14 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
         ("input".into(), canonical.display().to_string()),
         ("input size".into(), size),
         ("input modification time".into(), mtime),
-        (
-            "command".into(),
-            if cfg.map.is_some() { "map" } else { "resample" }.into(),
-        ),
+        ("command".into(), cfg.kernel.command().into()),
         ("--factor".into(), cfg.factor.to_string()),
-        ("--agg".into(), cfg.agg.name().into()),
+        // A map run's identity names `sum` here, as it did before the kernel was a type:
+        // the journals and outputs of earlier map runs keep matching their --resume.
+        (
+            "--agg".into(),
+            cfg.kernel.agg().unwrap_or(worker::Agg::Sum).name().into(),
+        ),
         (
             "bands".into(),
             format!(
@@ -58,7 +60,7 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
         (CHUNK_GRID.into(), format!("{}x{}", p.chunk_w, p.chunk_h)),
         ("creation options".into(), cfg.creation_options.join(" ")),
     ];
-    if let Some(m) = &cfg.map {
+    if let Kernel::Map(m) = &cfg.kernel {
         let lib = m.lib.as_deref().unwrap_or(&cfg.worker_bin);
         let stamp = std::fs::metadata(lib)
             .map(|md| format!("{} bytes, modified {}", md.len(), md.mtime()))
@@ -214,13 +216,13 @@ pub(super) fn output_spec(cfg: &ResampleConfig, prep: &Prepared) -> OutputSpec {
         }),
         projection: prep.info.projection.clone(),
         creation_options: cfg.creation_options.clone(),
-        band_meta: match &cfg.map {
-            None => prep
+        band_meta: match &cfg.kernel {
+            Kernel::BlockAgg(agg) => prep
                 .bands
                 .iter()
-                .map(|b| fidelity::out_meta(cfg.agg, prep.out_type, b, prep.unscale))
+                .map(|b| fidelity::out_meta(*agg, prep.out_type, b, prep.unscale))
                 .collect(),
-            Some(_) => Vec::new(),
+            Kernel::Map(_) => Vec::new(),
         },
         area_or_point: prep.info.area_or_point.clone(),
     }

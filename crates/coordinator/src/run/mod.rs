@@ -39,7 +39,7 @@ use crate::{
 };
 
 /// Defined beside the code that builds it (`cli::resolve`).
-pub use crate::cli::{MapSpec, ResampleConfig};
+pub use crate::cli::{Kernel, MapSpec, ResampleConfig};
 
 mod batch;
 mod durable;
@@ -73,9 +73,9 @@ pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
 /// The output's bands: the selected input bands for `resample`, `out_bands` unnamed
 /// Float64 planes for `map`.
 fn out_bands(cfg: &ResampleConfig, prep: &Prepared) -> Vec<BandInfo> {
-    match &cfg.map {
-        None => prep.bands.clone(),
-        Some(m) => (1..=m.out_bands)
+    match &cfg.kernel {
+        Kernel::BlockAgg(_) => prep.bands.clone(),
+        Kernel::Map(m) => (1..=m.out_bands)
             .map(|index| BandInfo {
                 index,
                 sample: SampleType::F64,

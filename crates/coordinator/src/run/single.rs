@@ -207,7 +207,7 @@ fn run_engine(
         worker_setup(cfg, prep),
         format!(
             "{} {} -> {}",
-            if cfg.map.is_some() { "map" } else { "resample" },
+            cfg.kernel.command(),
             cfg.input.display(),
             cfg.output.display()
         ),
@@ -231,7 +231,7 @@ fn run_engine(
 fn worker_setup(cfg: &ResampleConfig, prep: &Prepared) -> Vec<u8> {
     let input = cfg.input.to_string_lossy().into_owned();
     let bands: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
-    let Some(m) = &cfg.map else {
+    let Kernel::Map(m) = &cfg.kernel else {
         return protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
             inputs: vec![BlockAggInput {
                 path: input,
@@ -325,10 +325,14 @@ fn commit(
         out_type: prep.out_type,
         input_pixels: prep.info.width * prep.info.height,
         quarantined,
+        agg: cfg.kernel.agg(),
+    };
+    let run_level = |level: &crate::cog::LevelSpec| {
+        resample(&cfg.for_level(level)).map(|s| (s.exit_code, s.message))
     };
     let result = match (outcome, cfg.shard) {
         // The writer closed, reopened and checked the file under its temporary name.
-        (Ok(_), None) => crate::cog::finish(cfg, base, &mut staged.staging)
+        (Ok(_), None) => crate::cog::finish(cfg, base, &mut staged.staging, &run_level)
             .and_then(|f| {
                 finished = f;
                 staged.staging.commit(staged.replace)

@@ -74,15 +74,18 @@ impl RunView<'_> {
         let m = &prep.memory;
         ReportOptions {
             factor: cfg.factor,
-            agg: cfg.map.is_none().then(|| cfg.agg.name().to_string()),
+            agg: cfg.kernel.agg().map(|a| a.name().to_string()),
             decoder: cfg.decoder.name().to_string(),
-            kernel: cfg.map.as_ref().map(|k| KernelOptions {
-                name: kernel_name(cfg, k),
-                library: k.lib.as_ref().map(|l| l.display().to_string()),
-                args: k.args.iter().map(|(a, v)| format!("{a}={v}")).collect(),
-                out_bands: k.out_bands,
-                in_process_fallback: k.in_process_fallback,
-            }),
+            kernel: match &cfg.kernel {
+                Kernel::BlockAgg(_) => None,
+                Kernel::Map(k) => Some(KernelOptions {
+                    name: kernel_name(cfg, k),
+                    library: k.lib.as_ref().map(|l| l.display().to_string()),
+                    args: k.args.iter().map(|(a, v)| format!("{a}={v}")).collect(),
+                    out_bands: k.out_bands,
+                    in_process_fallback: k.in_process_fallback,
+                }),
+            },
             bands: prep.bands.iter().map(|b| b.index).collect(),
             sample_type: prep.sample.gdal_name().into(),
             output_type: prep.out_type.gdal_name().into(),
