@@ -112,12 +112,10 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
     }
     let out_tile = writer::out_tile(&cfg.creation_options);
     let p: Plan = plan(
-        cfg.side,
-        cfg.side,
+        (cfg.side, cfg.side),
         (256, 256),
         cfg.factor,
-        1,
-        4,
+        (1, 4),
         cfg.chunk_bytes,
         out_tile,
     );

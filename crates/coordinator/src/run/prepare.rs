@@ -124,12 +124,10 @@ fn plan_chunks(
     };
     let target = cfg.chunk_bytes.min(spread);
     let plan = plan(
-        info.width,
-        info.height,
+        (info.width, info.height),
         info.block,
         cfg.factor as u64,
-        out_planes,
-        pixel_bytes,
+        (out_planes, pixel_bytes),
         target,
         writer::out_tile(&cfg.creation_options),
     );
@@ -178,13 +176,15 @@ fn plan_memory(
     );
     let memory = budget::plan_memory(
         available_memory(),
-        cfg.workers,
-        if cfg.workers > 0 {
-            cfg.spare_workers
-        } else {
-            0
+        budget::Asked {
+            workers: cfg.workers,
+            spares: if cfg.workers > 0 {
+                cfg.spare_workers
+            } else {
+                0
+            },
+            auto: cfg.workers_auto,
         },
-        cfg.workers_auto,
         cfg.memory_limit,
         cfg.soft_fraction,
         coordinator_cache,

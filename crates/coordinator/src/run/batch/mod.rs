@@ -187,13 +187,15 @@ fn plan_pool(
     );
     let memory = budget::plan_memory(
         available_memory(),
-        cfg.workers,
-        if cfg.workers > 0 {
-            cfg.spare_workers
-        } else {
-            0
+        budget::Asked {
+            workers: cfg.workers,
+            spares: if cfg.workers > 0 {
+                cfg.spare_workers
+            } else {
+                0
+            },
+            auto: cfg.workers_auto,
         },
-        cfg.workers_auto,
         cfg.memory_limit,
         cfg.soft_fraction,
         cache,
