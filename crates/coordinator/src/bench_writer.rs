@@ -44,7 +44,7 @@ pub struct WriterBenchConfig<'a> {
     pub chunk_bytes: u64,
     pub out_type: SampleType,
     /// Complete creation options (defaults already added).
-    pub creation_options: Vec<String>,
+    pub creation_options: crate::cli::CreationOptions,
     /// Distinct synthetic chunk outputs to cycle through.
     pub distinct: usize,
     /// Input a worker decodes per second, for the ceiling.
@@ -110,7 +110,7 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
     if cfg.output.exists() && !cfg.overwrite {
         return Err(CoordError::OutputExists(cfg.output.to_path_buf()));
     }
-    let out_tile = writer::out_tile(&cfg.creation_options);
+    let out_tile = cfg.creation_options.gtiff_tile();
     let p: Plan = plan(
         (cfg.side, cfg.side),
         (256, 256),
@@ -150,7 +150,7 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
         nodata: Some(synth::SYNTH_NODATA),
         geo_transform: None,
         projection: String::new(),
-        creation_options: cfg.creation_options.clone(),
+        creation_options: cfg.creation_options.as_slice().to_vec(),
         band_meta: Vec::new(),
         area_or_point: None,
     };
@@ -204,6 +204,7 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
     let ceiling = |per: f64| worker_chunk_ms / per.max(1e-9);
     let opts = cfg
         .creation_options
+        .as_slice()
         .iter()
         .filter(|o| !o.starts_with("BIGTIFF") && !o.starts_with("TILED"))
         .cloned()

@@ -29,7 +29,11 @@ use gdal::{
 use worker::{Agg, SampleType};
 
 use crate::{
-    cli::ResampleConfig, error::CoordError, os::gdal_err::check, output::Staging, pyramid,
+    cli::{CreationOptions, ResampleConfig},
+    error::CoordError,
+    os::gdal_err::check,
+    output::Staging,
+    pyramid,
 };
 
 /// One overview level to compute: the base run's aggregation at `factor`, into the scratch
@@ -38,7 +42,7 @@ use crate::{
 pub struct LevelSpec {
     pub factor: u32,
     pub output: PathBuf,
-    pub creation_options: Vec<String>,
+    pub creation_options: CreationOptions,
 }
 
 /// How a level is computed: a run of the base run's input, kernel and pool as `LevelSpec`
@@ -53,7 +57,7 @@ pub enum OutputFormat {
     GTiff,
     /// A Cloud Optimized GeoTIFF, copied from the staged GTiff by GDAL's COG driver with
     /// these creation options (the user's `--co`, then the defaults).
-    Cog { options: Vec<String> },
+    Cog { options: CreationOptions },
 }
 
 /// The COG options the output gets unless `--co` sets the key: the same compression as the
@@ -80,18 +84,6 @@ const GTIFF_TILE: u64 = 256;
 /// The COG driver's default `BLOCKSIZE`.
 const COG_TILE: u64 = 512;
 
-fn key_of(option: &str) -> &str {
-    option.split('=').next().unwrap_or("")
-}
-
-fn value_of<'a>(options: &'a [String], key: &str) -> Option<&'a str> {
-    options
-        .iter()
-        .rev()
-        .find(|o| key_of(o).eq_ignore_ascii_case(key))
-        .and_then(|o| o.split_once('=').map(|(_, v)| v))
-}
-
 /// Splits the user's `--co` between the formats; returns the format and the staged GTiff's
 /// options. For a COG they go to the COG driver (with [`COG_DEFAULTS`] for the keys they
 /// leave out) and the staged GTiff gets the scratch options; for a GTiff they stay where
@@ -99,38 +91,37 @@ fn value_of<'a>(options: &'a [String], key: &str) -> Option<&'a str> {
 pub fn resolve_format(
     cog: bool,
     pyramid: bool,
-    user: Vec<String>,
-) -> Result<(OutputFormat, Vec<String>), CoordError> {
+    user: CreationOptions,
+) -> Result<(OutputFormat, CreationOptions), CoordError> {
     let refuse = |driver: &str, why: String| {
         CoordError::Usage(format!("--co refused by GDAL's {driver} driver: {why}"))
     };
     if !cog {
-        crate::os::validate_creation_options("GTiff", &user).map_err(|e| refuse("GTiff", e))?;
+        crate::os::validate_creation_options("GTiff", user.as_slice())
+            .map_err(|e| refuse("GTiff", e))?;
         return Ok((OutputFormat::GTiff, user));
     }
     if pyramid {
-        if let Some(o) = user.iter().find(|o| {
-            let k = key_of(o);
-            k.eq_ignore_ascii_case("OVERVIEWS") || k.eq_ignore_ascii_case("OVERVIEW_COUNT")
-        }) {
-            return Err(CoordError::Usage(format!(
-                "--co {o} cannot be used with --pyramid: the overviews are the exact pyramid (drop --pyramid to let GDAL resample)"
-            )));
+        for key in ["OVERVIEWS", "OVERVIEW_COUNT"] {
+            if let Some(v) = user.get(key) {
+                return Err(CoordError::Usage(format!(
+                    "--co {key}={v} cannot be used with --pyramid: the overviews are the exact pyramid (drop --pyramid to let GDAL resample)"
+                )));
+            }
         }
     }
-    let mut options = user;
-    for (k, v) in COG_DEFAULTS {
-        if value_of(&options, k).is_none() {
-            options.push(format!("{k}={v}"));
-        }
-    }
-    crate::os::validate_creation_options("COG", &options).map_err(|e| refuse("COG", e))?;
-    let staged = SCRATCH_GTIFF.iter().map(|s| s.to_string()).collect();
+    let options = user.with_defaults(&COG_DEFAULTS);
+    crate::os::validate_creation_options("COG", options.as_slice())
+        .map_err(|e| refuse("COG", e))?;
+    let staged = CreationOptions::of(&SCRATCH_GTIFF);
     Ok((OutputFormat::Cog { options }, staged))
 }
 
 /// The tile side the pyramid stops at, from the format's options.
-pub fn tile_side(format: &OutputFormat, gtiff_options: &[String]) -> Result<u64, CoordError> {
+pub fn tile_side(
+    format: &OutputFormat,
+    gtiff_options: &CreationOptions,
+) -> Result<u64, CoordError> {
     let parse = |key: &str, v: &str| {
         v.trim()
             .parse::<u64>()
@@ -139,14 +130,14 @@ pub fn tile_side(format: &OutputFormat, gtiff_options: &[String]) -> Result<u64,
             .ok_or_else(|| CoordError::Usage(format!("--co {key}={v} is not a positive number")))
     };
     match format {
-        OutputFormat::Cog { options } => match value_of(options, "BLOCKSIZE") {
+        OutputFormat::Cog { options } => match options.get("BLOCKSIZE") {
             Some(v) => parse("BLOCKSIZE", v),
             None => Ok(COG_TILE),
         },
         OutputFormat::GTiff => {
             let mut side = u64::MAX;
             for key in ["BLOCKXSIZE", "BLOCKYSIZE"] {
-                if let Some(v) = value_of(gtiff_options, key) {
+                if let Some(v) = gtiff_options.get(key) {
                     side = side.min(parse(key, v)?);
                 }
             }
@@ -422,7 +413,7 @@ fn run_level(p: &Pyramid<'_>, dir: &Path, f: u32) -> Result<(PathBuf, u64), Coor
     let level = LevelSpec {
         factor,
         output: path.clone(),
-        creation_options: SCRATCH_GTIFF.iter().map(|s| s.to_string()).collect(),
+        creation_options: CreationOptions::of(&SCRATCH_GTIFF),
     };
     tracing::info!("pyramid: overview x{f} = the aggregation at factor {factor}");
     let (exit_code, message) = (p.run_level)(&level)
@@ -464,16 +455,25 @@ fn copy_band(
 
 /// Copies the staged GTiff into a COG at `cog`, closes it (checked), reopens it and checks
 /// its shape and its overviews.
-fn to_cog(staged: &Path, cog: &Path, options: &[String], pyramid: bool) -> Result<(), String> {
-    let mut options = options.to_vec();
-    if value_of(&options, "OVERVIEWS").is_none() {
+fn to_cog(
+    staged: &Path,
+    cog: &Path,
+    options: &CreationOptions,
+    pyramid: bool,
+) -> Result<(), String> {
+    let mut options = options.clone();
+    if options.get("OVERVIEWS").is_none() {
         // Without --pyramid, no GDAL-resampled overviews unless the user asks for them.
-        options.push(if pyramid {
-            "OVERVIEWS=FORCE_USE_EXISTING".into()
-        } else {
-            "OVERVIEWS=NONE".into()
-        });
+        options.push(
+            "OVERVIEWS",
+            if pyramid {
+                "FORCE_USE_EXISTING"
+            } else {
+                "NONE"
+            },
+        );
     }
+    let options = options.as_slice();
     let src = check(|| Dataset::open(staged))
         .map_err(|e| format!("opening the staged GTiff to copy it into a COG: {e}"))?;
     let driver = check(|| DriverManager::get_driver_by_name("COG"))
@@ -520,30 +520,27 @@ mod tests {
 
     #[test]
     fn co_goes_to_the_cog_driver_with_defaults_for_what_it_leaves_out() {
-        let (f, staged) = resolve_format(
-            true,
-            false,
-            vec!["compress=zstd".into(), "BLOCKSIZE=256".into()],
-        )
-        .unwrap();
+        let co = CreationOptions::of;
+        let (f, staged) =
+            resolve_format(true, false, co(&["compress=zstd", "BLOCKSIZE=256"])).unwrap();
         let OutputFormat::Cog { options } = &f else {
             panic!("not a COG: {f:?}")
         };
-        assert_eq!(value_of(options, "COMPRESS"), Some("zstd"));
-        assert_eq!(value_of(options, "LEVEL"), Some("1"));
-        assert_eq!(tile_side(&f, &[]).unwrap(), 256);
-        assert!(staged.iter().any(|o| o == "COMPRESS=DEFLATE"));
+        assert_eq!(options.get("COMPRESS"), Some("zstd"));
+        assert_eq!(options.get("LEVEL"), Some("1"));
+        assert_eq!(tile_side(&f, &co(&[])).unwrap(), 256);
+        assert!(staged.as_slice().iter().any(|o| o == "COMPRESS=DEFLATE"));
         assert!(matches!(
-            resolve_format(true, true, vec!["OVERVIEWS=AUTO".into()]),
+            resolve_format(true, true, co(&["OVERVIEWS=AUTO"])),
             Err(CoordError::Usage(_))
         ));
-        let (g, co) = resolve_format(false, true, vec!["BLOCKXSIZE=128".into()]).unwrap();
+        let (g, given) = resolve_format(false, true, co(&["BLOCKXSIZE=128"])).unwrap();
         assert_eq!(
-            (g.clone(), co),
-            (OutputFormat::GTiff, vec!["BLOCKXSIZE=128".into()])
+            (g.clone(), given),
+            (OutputFormat::GTiff, co(&["BLOCKXSIZE=128"]))
         );
-        assert_eq!(tile_side(&g, &["BLOCKXSIZE=128".into()]).unwrap(), 128);
-        assert_eq!(tile_side(&g, &[]).unwrap(), 256);
-        assert!(tile_side(&g, &["BLOCKYSIZE=x".into()]).is_err());
+        assert_eq!(tile_side(&g, &co(&["BLOCKXSIZE=128"])).unwrap(), 128);
+        assert_eq!(tile_side(&g, &co(&[])).unwrap(), 256);
+        assert!(tile_side(&g, &co(&["BLOCKYSIZE=x"])).is_err());
     }
 }

@@ -163,11 +163,9 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
             Ok(0)
         }
         Command::BenchWriter(b) => {
-            let mut co = b.creation_options.clone();
-            if let Some(bad) = co.iter().find(|c| !c.contains('=')) {
-                return Err(CoordError::Usage(format!("--co '{bad}' is not KEY=VALUE")));
-            }
-            cli::resolve::with_default_creation_options(&mut co);
+            let co = cli::resolve::with_default_creation_options(cli::CreationOptions::parse(
+                b.creation_options.clone(),
+            )?);
             let text = coordinator::bench_writer::bench_writer(
                 &coordinator::bench_writer::WriterBenchConfig {
                     output: &b.output,

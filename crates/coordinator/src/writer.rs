@@ -107,33 +107,6 @@ fn step_f32(r: f64, toward: f64) -> f64 {
     }) as f64
 }
 
-/// The output's tile size that GTiff gives these creation options: `TILED=YES` with
-/// `BLOCKXSIZE`/`BLOCKYSIZE` (each 256 unless set); `None` for a striped output (the
-/// default of GTiff without `TILED`). The writer checks the created file against it.
-pub fn out_tile(creation_options: &[String]) -> Option<(u64, u64)> {
-    let get = |key: &str| {
-        creation_options.iter().rev().find_map(|c| {
-            let (k, v) = c.split_once('=')?;
-            k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
-        })
-    };
-    let tiled = get("TILED").is_some_and(|v| {
-        ["YES", "TRUE", "ON", "1"]
-            .iter()
-            .any(|y| v.eq_ignore_ascii_case(y))
-    });
-    if !tiled {
-        return None;
-    }
-    let size = |key: &str| {
-        get(key)
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(256)
-    };
-    Some((size("BLOCKXSIZE"), size("BLOCKYSIZE")))
-}
-
 /// Creates the output under `tmp`.
 pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
     let err = |reason: String| CoordError::Write {
@@ -600,21 +573,6 @@ mod tests {
                 proptest::prop_assert_eq!(a, b);
             }
         }
-    }
-
-    #[test]
-    fn the_output_tile_follows_the_creation_options() {
-        let co = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            out_tile(&co(&["TILED=YES", "COMPRESS=DEFLATE"])),
-            Some((256, 256))
-        );
-        assert_eq!(
-            out_tile(&co(&["tiled=yes", "BLOCKXSIZE=512", "BLOCKYSIZE=128"])),
-            Some((512, 128))
-        );
-        assert_eq!(out_tile(&co(&["TILED=NO"])), None);
-        assert_eq!(out_tile(&co(&["COMPRESS=DEFLATE"])), None);
     }
 
     #[test]

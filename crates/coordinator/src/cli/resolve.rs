@@ -8,6 +8,7 @@ use protocol::FaultSpec;
 use worker::{Agg, Decoder, SampleType};
 
 use super::{
+    creation::CreationOptions,
     schema::{AggArg, Cli, FormatArg, JobArgs, MapArgs, ResampleArgs},
     settings::{self, Setting, Settings, Source, Workers, DEFAULT_KILL_GRACE},
 };
@@ -41,7 +42,7 @@ pub struct ResampleConfig {
     /// `--events`: the event stream (`-`: stdout).
     pub events: Option<PathBuf>,
     pub overwrite: bool,
-    pub creation_options: Vec<String>,
+    pub creation_options: CreationOptions,
     pub worker_bin: PathBuf,
     pub max_attempts: u32,
     pub task_timeout: Option<TimeoutSpec>,
@@ -194,17 +195,9 @@ const DEFAULT_CREATION_OPTIONS: [(&str, &str); 5] = [
     ("ZLEVEL", "1"),
 ];
 
-/// Adds the default creation options whose key `co` does not set.
-pub fn with_default_creation_options(co: &mut Vec<String>) {
-    for (k, v) in DEFAULT_CREATION_OPTIONS {
-        if !co.iter().any(|c| {
-            c.split('=')
-                .next()
-                .is_some_and(|x| x.eq_ignore_ascii_case(k))
-        }) {
-            co.push(format!("{k}={v}"));
-        }
-    }
+/// `co` and the default creation options whose key it does not set.
+pub fn with_default_creation_options(co: CreationOptions) -> CreationOptions {
+    co.with_defaults(&DEFAULT_CREATION_OPTIONS)
 }
 
 /// Builds the resolved config for `resample` (and for `plan`, with defaults for the rest).
@@ -245,14 +238,10 @@ pub fn resolve(
             (n, false)
         }
     };
-    let co = r
-        .map(|r| r.run.creation_options.clone())
-        .unwrap_or_default();
-    for c in &co {
-        if !c.contains('=') {
-            return Err(CoordError::Usage(format!("--co '{c}' is not KEY=VALUE")));
-        }
-    }
+    let co = CreationOptions::parse(
+        r.map(|r| r.run.creation_options.clone())
+            .unwrap_or_default(),
+    )?;
     for (i, b) in job.bands.iter().enumerate() {
         if job.bands[..i].contains(b) {
             return Err(CoordError::Usage(format!(
@@ -274,12 +263,12 @@ pub fn resolve(
         spare_workers = workers;
     }
     let pyramid = r.is_some_and(|r| r.pyramid);
-    let (format, mut co) = cog::resolve_format(
+    let (format, co) = cog::resolve_format(
         r.is_some_and(|r| r.run.format == FormatArg::Cog),
         pyramid,
         co,
     )?;
-    with_default_creation_options(&mut co);
+    let co = with_default_creation_options(co);
     let cfg = ResampleConfig {
         input,
         output,

@@ -58,7 +58,10 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
         ("--ignore-mask".into(), cfg.ignore_mask.to_string()),
         ("scale/offset applied".into(), prep.unscale.to_string()),
         (CHUNK_GRID.into(), format!("{}x{}", p.chunk_w, p.chunk_h)),
-        ("creation options".into(), cfg.creation_options.join(" ")),
+        (
+            "creation options".into(),
+            cfg.creation_options.as_slice().join(" "),
+        ),
     ];
     if let Kernel::Map(m) = &cfg.kernel {
         let lib = m.lib.as_deref().unwrap_or(&cfg.worker_bin);
@@ -215,7 +218,7 @@ pub(super) fn output_spec(cfg: &ResampleConfig, prep: &Prepared) -> OutputSpec {
             [g[0], g[1] * f, g[2] * f, g[3], g[4] * f, g[5] * f]
         }),
         projection: prep.info.projection.clone(),
-        creation_options: cfg.creation_options.clone(),
+        creation_options: cfg.creation_options.as_slice().to_vec(),
         band_meta: match &cfg.kernel {
             Kernel::BlockAgg(agg) => prep
                 .bands

@@ -129,7 +129,7 @@ fn plan_chunks(
         cfg.factor as u64,
         (out_planes, pixel_bytes),
         target,
-        writer::out_tile(&cfg.creation_options),
+        cfg.creation_options.gtiff_tile(),
     );
     for fault in &cfg.faults {
         if let Some(c) = fault.chunk {
