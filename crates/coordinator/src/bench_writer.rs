@@ -101,6 +101,70 @@ fn synthetic_sums(win: Window, f: u64, side: u64, seed: u64) -> Vec<u8> {
     bytemuck::cast_slice(&sums).to_vec()
 }
 
+/// The benchmark's output: one band, the plan's size, the options given.
+fn output_spec(cfg: &WriterBenchConfig, p: &Plan) -> OutputSpec {
+    OutputSpec {
+        path: cfg.output.to_path_buf(),
+        width: p.out_width,
+        height: p.out_height,
+        bands: vec![BandInfo {
+            index: 1,
+            sample: SampleType::F32,
+            nodata: Some(synth::SYNTH_NODATA),
+            description: String::new(),
+            masked: false,
+            meta: Default::default(),
+        }],
+        out_type: cfg.out_type,
+        nodata: Some(synth::SYNTH_NODATA),
+        geo_transform: None,
+        projection: String::new(),
+        creation_options: cfg.creation_options.as_slice().to_vec(),
+        band_meta: Vec::new(),
+        area_or_point: None,
+    }
+}
+
+/// Conversion alone (the writer's per-value work before GDAL), for the breakdown.
+fn conversion_time(cfg: &WriterBenchConfig, p: &Plan, distinct: &[Vec<u8>]) -> Duration {
+    let t = Instant::now();
+    let mut adjusted = writer::Adjusted::default();
+    let mut into = vec![0f64; distinct.iter().map(Vec::len).max().unwrap_or(0) / 8];
+    for c in &p.chunks {
+        let bytes = &distinct[c.id.0 as usize % distinct.len()];
+        let values: &[f64] = bytemuck::cast_slice(bytes);
+        writer::convert_into::<f64>(
+            values,
+            &mut into[..values.len()],
+            synth::SYNTH_NODATA,
+            cfg.out_type,
+            &mut adjusted,
+        );
+        std::hint::black_box(&into);
+    }
+    t.elapsed()
+}
+
+/// The creation options the summary names (BIGTIFF and TILED go without saying).
+fn shown_options(cfg: &WriterBenchConfig) -> String {
+    cfg.creation_options
+        .as_slice()
+        .iter()
+        .filter(|o| !o.starts_with("BIGTIFF") && !o.starts_with("TILED"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The outputs of the first `cfg.distinct` chunks, which the benchmark writes in turn.
+fn distinct_sums(cfg: &WriterBenchConfig, p: &Plan) -> Vec<Vec<u8>> {
+    p.chunks
+        .iter()
+        .take(cfg.distinct)
+        .map(|c| synthetic_sums(c.window, cfg.factor, cfg.side, 1))
+        .collect()
+}
+
 pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
     if cfg.side == 0 || cfg.factor == 0 || cfg.distinct == 0 {
         return Err(CoordError::BadInput(
@@ -128,32 +192,8 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
         0,
         2,
     ));
-    let distinct: Vec<Vec<u8>> = p
-        .chunks
-        .iter()
-        .take(cfg.distinct)
-        .map(|c| synthetic_sums(c.window, cfg.factor, cfg.side, 1))
-        .collect();
-    let spec = OutputSpec {
-        path: cfg.output.to_path_buf(),
-        width: p.out_width,
-        height: p.out_height,
-        bands: vec![BandInfo {
-            index: 1,
-            sample: SampleType::F32,
-            nodata: Some(synth::SYNTH_NODATA),
-            description: String::new(),
-            masked: false,
-            meta: Default::default(),
-        }],
-        out_type: cfg.out_type,
-        nodata: Some(synth::SYNTH_NODATA),
-        geo_transform: None,
-        projection: String::new(),
-        creation_options: cfg.creation_options.as_slice().to_vec(),
-        band_meta: Vec::new(),
-        area_or_point: None,
-    };
+    let distinct = distinct_sums(cfg, &p);
+    let spec = output_spec(cfg, &p);
     let tmp: PathBuf = cfg.output.to_path_buf();
     if cfg.overwrite {
         let _ = std::fs::remove_file(&tmp);
@@ -165,23 +205,7 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
         reason,
     };
 
-    // Conversion alone (the writer's per-value work before GDAL), for the breakdown.
-    let t = Instant::now();
-    let mut adjusted = writer::Adjusted::default();
-    let mut into = vec![0f64; distinct.iter().map(Vec::len).max().unwrap_or(0) / 8];
-    for c in &p.chunks {
-        let bytes = &distinct[c.id.0 as usize % distinct.len()];
-        let values: &[f64] = bytemuck::cast_slice(bytes);
-        writer::convert_into::<f64>(
-            values,
-            &mut into[..values.len()],
-            synth::SYNTH_NODATA,
-            cfg.out_type,
-            &mut adjusted,
-        );
-        std::hint::black_box(&into);
-    }
-    let convert = t.elapsed();
+    let convert = conversion_time(cfg, &p, &distinct);
 
     let (wall0, tcpu0, pcpu0) = (Instant::now(), thread_cpu(), process_cpu());
     let mut worst = Duration::ZERO;
@@ -202,14 +226,7 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
     let chunk_in = p.max_input_bytes() as f64;
     let worker_chunk_ms = chunk_in / cfg.worker_bytes_per_s * 1e3;
     let ceiling = |per: f64| worker_chunk_ms / per.max(1e-9);
-    let opts = cfg
-        .creation_options
-        .as_slice()
-        .iter()
-        .filter(|o| !o.starts_with("BIGTIFF") && !o.starts_with("TILED"))
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let opts = shown_options(cfg);
     Ok(format!(
         "writer: {} chunks of {}x{} input ({:.1} MiB) -> {}x{} {} output tiles{}, F = {}, {}\n\
          output {}x{} ({:.1} MiB on disk), GDAL cache {:.0} MiB\n\

@@ -200,33 +200,25 @@ pub fn with_default_creation_options(co: CreationOptions) -> CreationOptions {
     co.with_defaults(&DEFAULT_CREATION_OPTIONS)
 }
 
-/// Builds the resolved config for `resample` (and for `plan`, with defaults for the rest).
-pub fn resolve(
-    cli: &Cli,
-    job: &JobArgs,
-    r: Option<&ResampleArgs>,
-) -> Result<(ResampleConfig, Settings), CoordError> {
-    let (input, output, batch) = match r.map(super::batch::resolve_target).transpose()? {
-        Some(super::batch::ResampleTarget::Single { input, output }) => (input, output, None),
-        Some(super::batch::ResampleTarget::Batch(b)) => (PathBuf::new(), PathBuf::new(), Some(b)),
-        // `plan` and `map` set INPUT (clap requires it).
-        None => (job.input.clone().unwrap_or_default(), PathBuf::new(), None),
-    };
-    if let (Some(_), Some(r)) = (&batch, r) {
-        let unsupported = [
-            (r.pyramid, "--pyramid"),
-            (r.run.format == FormatArg::Cog, "--of COG"),
-            (r.run.events.is_some(), "--events"),
-            (r.run.report_html.is_some(), "--report-html"),
-        ];
-        if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
-            return Err(CoordError::Usage(format!(
-                "{flag} is not available for a batch of several inputs yet: run each input on its own"
-            )));
-        }
+/// What a batch of several inputs cannot do yet.
+fn refuse_for_batch(r: &ResampleArgs) -> Result<(), CoordError> {
+    let unsupported = [
+        (r.pyramid, "--pyramid"),
+        (r.run.format == FormatArg::Cog, "--of COG"),
+        (r.run.events.is_some(), "--events"),
+        (r.run.report_html.is_some(), "--report-html"),
+    ];
+    match unsupported.iter().find(|(on, _)| *on) {
+        Some((_, flag)) => Err(CoordError::Usage(format!(
+            "{flag} is not available for a batch of several inputs yet: run each input on its own"
+        ))),
+        None => Ok(()),
     }
-    let st = job_settings(cli, job)?;
-    let (workers, workers_auto) = match st.workers.value {
+}
+
+/// The busy workers, and whether memory may lower them (`--workers auto`).
+fn workers(st: &Settings) -> (u32, bool) {
+    match st.workers.value {
         Workers::Auto => (settings::default_threads(), true),
         Workers::N(n) => {
             if n > settings::cpus() {
@@ -237,11 +229,12 @@ pub fn resolve(
             }
             (n, false)
         }
-    };
-    let co = CreationOptions::parse(
-        r.map(|r| r.run.creation_options.clone())
-            .unwrap_or_default(),
-    )?;
+    }
+}
+
+/// The checks that need more than one value: bands given twice, faults without workers,
+/// more spares than workers (lowered, with a warning). Returns the spare workers.
+fn check_job(job: &JobArgs, st: &Settings, workers: u32) -> Result<u32, CoordError> {
     for (i, b) in job.bands.iter().enumerate() {
         if job.bands[..i].contains(b) {
             return Err(CoordError::Usage(format!(
@@ -262,6 +255,31 @@ pub fn resolve(
         );
         spare_workers = workers;
     }
+    Ok(spare_workers)
+}
+
+/// Builds the resolved config for `resample` (and for `plan`, with defaults for the rest).
+pub fn resolve(
+    cli: &Cli,
+    job: &JobArgs,
+    r: Option<&ResampleArgs>,
+) -> Result<(ResampleConfig, Settings), CoordError> {
+    let (input, output, batch) = match r.map(super::batch::resolve_target).transpose()? {
+        Some(super::batch::ResampleTarget::Single { input, output }) => (input, output, None),
+        Some(super::batch::ResampleTarget::Batch(b)) => (PathBuf::new(), PathBuf::new(), Some(b)),
+        // `plan` and `map` set INPUT (clap requires it).
+        None => (job.input.clone().unwrap_or_default(), PathBuf::new(), None),
+    };
+    if let (Some(_), Some(r)) = (&batch, r) {
+        refuse_for_batch(r)?;
+    }
+    let st = job_settings(cli, job)?;
+    let (workers, workers_auto) = workers(&st);
+    let co = CreationOptions::parse(
+        r.map(|r| r.run.creation_options.clone())
+            .unwrap_or_default(),
+    )?;
+    let spare_workers = check_job(job, &st, workers)?;
     let pyramid = r.is_some_and(|r| r.pyramid);
     let (format, co) = cog::resolve_format(
         r.is_some_and(|r| r.run.format == FormatArg::Cog),

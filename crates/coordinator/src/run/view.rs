@@ -129,6 +129,37 @@ impl RunView<'_> {
         }
     }
 
+    /// Each worker process the run had: its life, its chunks, its memory.
+    fn workers(&self) -> Vec<WorkerReport> {
+        let mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+        self.sched
+            .worker_records()
+            .iter()
+            .map(|r| WorkerReport {
+                worker: r.worker,
+                incarnation: r.gen,
+                pid: r.pid,
+                spawned_ms: r.spawned_ms,
+                ready_ms: r.ready_ms,
+                exited_ms: r.exited_ms,
+                chunks: r.chunks,
+                recycled: r.recycled,
+                cause: r.cause.clone(),
+                memory: mem
+                    .peaks
+                    .get(&(r.worker.0, r.gen))
+                    .copied()
+                    .unwrap_or_default(),
+                stderr_tail: r.stderr_tail.clone(),
+                memory_samples: mem
+                    .samples
+                    .get(&(r.worker.0, r.gen))
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
     pub(super) fn report(
         &self,
         exit_code: i32,
@@ -163,58 +194,8 @@ impl RunView<'_> {
                 }
             })
             .collect();
-        let mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
-        let workers: Vec<WorkerReport> = self
-            .sched
-            .worker_records()
-            .iter()
-            .map(|r| WorkerReport {
-                worker: r.worker,
-                incarnation: r.gen,
-                pid: r.pid,
-                spawned_ms: r.spawned_ms,
-                ready_ms: r.ready_ms,
-                exited_ms: r.exited_ms,
-                chunks: r.chunks,
-                recycled: r.recycled,
-                cause: r.cause.clone(),
-                memory: mem
-                    .peaks
-                    .get(&(r.worker.0, r.gen))
-                    .copied()
-                    .unwrap_or_default(),
-                stderr_tail: r.stderr_tail.clone(),
-                memory_samples: mem
-                    .samples
-                    .get(&(r.worker.0, r.gen))
-                    .cloned()
-                    .unwrap_or_default(),
-            })
-            .collect();
-        let mut deaths = std::collections::BTreeMap::new();
-        for w in &workers {
-            if let Some(c) = &w.cause {
-                let k = match c {
-                    engine::sched::FailureCause::Signal { name, .. } => format!("killed by {name}"),
-                    engine::sched::FailureCause::Recycled => continue,
-                    other => serde_json::to_value(other)
-                        .ok()
-                        .and_then(|v| {
-                            v.get("kind")
-                                .and_then(|k| k.as_str())
-                                .map(|s| s.replace('_', " "))
-                        })
-                        .unwrap_or_default(),
-                };
-                if result.is_ok()
-                    && exit_code == 0
-                    && matches!(c, engine::sched::FailureCause::ExitCode { code: 0 })
-                {
-                    continue;
-                }
-                *deaths.entry(k).or_insert(0) += 1;
-            }
-        }
+        let workers = self.workers();
+        let deaths = deaths_by_cause(&workers, exit_code, result);
         let wall_ms = self.start.elapsed().as_millis() as u64;
         let input_bytes = plan.width * plan.height * plan.pixel_bytes;
         let count = |o: ChunkOutcome| chunks.iter().filter(|c| c.outcome == Some(o)).count();
@@ -274,6 +255,40 @@ impl RunView<'_> {
             journal: self.journal.clone(),
         }
     }
+}
+
+/// Worker deaths by cause, as the summary counts them: recycling is no death, nor a clean
+/// exit of a run that succeeded.
+fn deaths_by_cause(
+    workers: &[WorkerReport],
+    exit_code: i32,
+    result: &Result<(), CoordError>,
+) -> std::collections::BTreeMap<String, u32> {
+    let mut deaths = std::collections::BTreeMap::new();
+    for w in workers {
+        if let Some(c) = &w.cause {
+            let k = match c {
+                engine::sched::FailureCause::Signal { name, .. } => format!("killed by {name}"),
+                engine::sched::FailureCause::Recycled => continue,
+                other => serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| {
+                        v.get("kind")
+                            .and_then(|k| k.as_str())
+                            .map(|s| s.replace('_', " "))
+                    })
+                    .unwrap_or_default(),
+            };
+            if result.is_ok()
+                && exit_code == 0
+                && matches!(c, engine::sched::FailureCause::ExitCode { code: 0 })
+            {
+                continue;
+            }
+            *deaths.entry(k).or_insert(0) += 1;
+        }
+    }
+    deaths
 }
 
 /// A chunk's `plan_id` in the report, by the report's rule (`report::ChunkReport`): its id in
