@@ -411,3 +411,99 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
     });
     Ok((cfg, st))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Command;
+
+    fn resolved(args: &[&str]) -> ResampleConfig {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Resample(r) = &cli.command else {
+            panic!("not resample: {args:?}")
+        };
+        resolve(&cli, &r.job, Some(r)).unwrap().0
+    }
+
+    #[test]
+    fn a_level_keeps_the_work_and_drops_what_the_base_run_owns() {
+        let cfg = resolved(&[
+            "coordinator",
+            "--workers",
+            "3",
+            "resample",
+            "in.tif",
+            "out.tif",
+            "-f",
+            "4",
+            "--agg",
+            "max",
+            "--band",
+            "2",
+            "--report",
+            "r.json",
+            "--report-html",
+            "r.html",
+            "--events",
+            "e.jsonl",
+            "--overwrite",
+            "--resume",
+            "--pyramid",
+            "--inject-fault",
+            "crash:1",
+            "--co",
+            "BLOCKXSIZE=128",
+        ]);
+        let level = crate::cog::LevelSpec {
+            factor: 8,
+            output: PathBuf::from("x2.tif"),
+            creation_options: CreationOptions::of(&["TILED=YES"]),
+        };
+        let l = cfg.for_level(&level);
+        // The same work: input, kernel, bands, pool.
+        assert_eq!(l.input, cfg.input);
+        assert_eq!(l.kernel.agg(), Some(Agg::Max));
+        assert_eq!(l.bands, vec![2]);
+        assert_eq!(l.workers, cfg.workers);
+        assert_eq!(l.worker_bin, cfg.worker_bin);
+        // At the level's factor, into its scratch file.
+        assert_eq!((l.factor, l.output.as_path()), (8, Path::new("x2.tif")));
+        assert_eq!(l.creation_options, level.creation_options);
+        // Nothing the base run owns.
+        assert!(l.report.is_none() && l.report_html.is_none() && l.events.is_none());
+        assert!(!l.overwrite && !l.resume && !l.pyramid);
+        assert!(l.faults.is_empty() && l.batch.is_none() && l.shard.is_none());
+        assert_eq!(l.format, OutputFormat::GTiff);
+    }
+
+    #[test]
+    fn map_runs_its_kernel_and_resample_aggregates() {
+        let cfg = resolved(&["coordinator", "resample", "in.tif", "out.tif", "-f", "2"]);
+        assert!(matches!(cfg.kernel, Kernel::BlockAgg(Agg::Sum)));
+        assert_eq!(cfg.kernel.command(), "resample");
+        let lib = tempfile::NamedTempFile::new().unwrap();
+        let cli = Cli::try_parse_from([
+            "coordinator",
+            "map",
+            "in.tif",
+            "out.tif",
+            "--kernel-lib",
+            lib.path().to_str().unwrap(),
+        ])
+        .unwrap();
+        let Command::Map(m) = &cli.command else {
+            panic!("not map")
+        };
+        let (cfg, _) = resolve_map(&cli, m).unwrap();
+        let Kernel::Map(spec) = &cfg.kernel else {
+            panic!("map resolved to {:?}", cfg.kernel)
+        };
+        assert_eq!(cfg.kernel.agg(), None);
+        assert_eq!(cfg.kernel.command(), "map");
+        assert!(spec.lib.is_some());
+    }
+}

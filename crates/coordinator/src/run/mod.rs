@@ -1,9 +1,12 @@
-//! `coordinator resample` and `coordinator map`: the job's side of a run. Submodules by
-//! verb: `prepare` (validate the input and the options, plan, the memory arithmetic),
-//! `job` (the job as the engine sees it: chunk sizes and payloads, splits, the sink's
-//! items), `view` (the finished run read back: the report and the closing warnings). This
-//! module wires them to the engine and the output staging (`crate::output`): check, lock,
-//! run, commit, report.
+//! `coordinator resample` and `coordinator map`: the job's side of a run, as phases.
+//! `prepare` (validate the input and the options, plan, the memory arithmetic); `single`
+//! (one input: staged, pool up, journaled, ran, committed and reported, each a function);
+//! `batch` (several inputs on one pool, through the same pool bring-up, journal, report
+//! rule and summary line); `pool` (bringing the pool up: checks, GDAL cache, the slot ring,
+//! the engine's configuration); `durable` (the journal, resume, the output's spec); `job`
+//! (the job as the engine sees it: chunk sizes and payloads, splits, the sink's items);
+//! `view` (the finished run read back: the report and the closing warnings); `summary`
+//! (the line a run prints of each output).
 
 use std::{
     path::{Path, PathBuf},

@@ -42,3 +42,15 @@ pub(super) fn resumed(resumed: usize, shard: bool) -> String {
         (n, false) => format!(", {n} chunk(s) resumed from the journal"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resumed_chunks_are_named_only_when_there_are_some() {
+        assert_eq!(resumed(0, false), "");
+        assert_eq!(resumed(3, false), ", 3 chunk(s) resumed from the journal");
+        assert_eq!(resumed(3, true), ", 3 resumed from the journal");
+    }
+}

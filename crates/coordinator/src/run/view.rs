@@ -401,3 +401,18 @@ fn write_json(path: &Path, report: &Report, overwrite: bool) -> Result<(), Strin
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_id_is_named_only_where_it_differs_from_the_chunk_id() {
+        // A whole run: task i is plan chunk i.
+        assert_eq!(plan_id(&[0, 1, 2], 1), None);
+        // A resumed run or a shard: task 1 is plan chunk 7.
+        assert_eq!(plan_id(&[5, 7], 1), Some(7));
+        // The parts of a split chunk (after the first tasks) have none.
+        assert_eq!(plan_id(&[5, 7], 2), None);
+    }
+}
