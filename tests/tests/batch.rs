@@ -237,6 +237,45 @@ fn one_pool_serves_every_input_without_respawning_or_reopening() {
     );
 }
 
+/// The report's rule for a chunk's `plan_id` (`report::ChunkReport`): present only where it
+/// differs from the chunk's id (a resumed run or a shard); a batch section follows it as a
+/// single run's report does.
+#[test]
+fn a_batch_report_names_plan_ids_by_the_single_runs_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = three_inputs(dir.path());
+    let rep = dir.path().join("batch.json");
+    let o = run(coordinator()
+        .args(["--workers", "1", "resample"])
+        .args(&inputs[..1])
+        .arg("--out-dir")
+        .arg(dir.path().join("out"))
+        .arg("--report")
+        .arg(&rep)
+        .args(ARGS));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let single_rep = dir.path().join("single.json");
+    let o = run(coordinator()
+        .args(["--workers", "1", "resample"])
+        .arg(&inputs[0])
+        .arg(dir.path().join("single.tif"))
+        .arg("--report")
+        .arg(&single_rep)
+        .args(ARGS));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = report(&rep);
+    let chunks = r["inputs"][0]["chunks"].as_array().unwrap();
+    let single = report(&single_rep);
+    let single_chunks = single["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), single_chunks.len());
+    assert!(chunks.len() > 1);
+    for (b, s) in chunks.iter().zip(single_chunks) {
+        assert_eq!(b["id"], s["id"]);
+        assert_eq!(b.get("plan_id"), s.get("plan_id"), "batch {b}\nsingle {s}");
+        assert!(b.get("plan_id").is_none(), "{b}");
+    }
+}
+
 #[test]
 fn each_output_is_committed_when_its_last_chunk_is_written() {
     let dir = tempfile::tempdir().unwrap();

@@ -158,6 +158,30 @@ fn the_shared_ring_under_a_tiny_file_size_limit_is_a_clean_exit_7() {
 }
 
 #[test]
+fn a_batch_ring_under_a_tiny_file_size_limit_names_ulimit_f_as_a_single_run_does() {
+    let c = case();
+    let out_dir = c.path("outs");
+    let mut cmd = coordinator();
+    cmd.args(["--workers", "1", "resample"])
+        .arg(&c.input)
+        .arg("--out-dir")
+        .arg(&out_dir)
+        .args(["--factor", "4"]);
+    // SAFETY: as above.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE, 4096, 4096)?;
+            Ok(())
+        });
+    }
+    let o = run(&mut cmd);
+    // The batch creates its ring the way a single run does, with the same hint.
+    fails(&o, 7, "ulimit -f");
+    assert!(!out_dir.join("in.tif").exists());
+    c.assert_clean(&o);
+}
+
+#[test]
 fn a_full_disk_is_exit_4_and_leaves_nothing() {
     if !nix::unistd::geteuid().is_root() {
         cannot_check("mounting a small tmpfs needs root");

@@ -44,7 +44,7 @@ pub struct WriterBenchConfig<'a> {
     pub chunk_bytes: u64,
     pub out_type: SampleType,
     /// Complete creation options (defaults already added).
-    pub creation_options: Vec<String>,
+    pub creation_options: crate::cli::CreationOptions,
     /// Distinct synthetic chunk outputs to cycle through.
     pub distinct: usize,
     /// Input a worker decodes per second, for the ceiling.
@@ -101,42 +101,9 @@ fn synthetic_sums(win: Window, f: u64, side: u64, seed: u64) -> Vec<u8> {
     bytemuck::cast_slice(&sums).to_vec()
 }
 
-pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
-    if cfg.side == 0 || cfg.factor == 0 || cfg.distinct == 0 {
-        return Err(CoordError::BadInput(
-            "bench-writer needs --side, --factor and --distinct of at least 1".into(),
-        ));
-    }
-    if cfg.output.exists() && !cfg.overwrite {
-        return Err(CoordError::OutputExists(cfg.output.to_path_buf()));
-    }
-    let out_tile = writer::out_tile(&cfg.creation_options);
-    let p: Plan = plan(
-        cfg.side,
-        cfg.side,
-        (256, 256),
-        cfg.factor,
-        1,
-        4,
-        cfg.chunk_bytes,
-        out_tile,
-    );
-    // As a run does: the coordinator's block cache for this plan.
-    crate::os::set_gdal_cache(crate::run::coordinator_cache_bytes(
-        &p,
-        cfg.out_type,
-        1,
-        4,
-        0,
-        2,
-    ));
-    let distinct: Vec<Vec<u8>> = p
-        .chunks
-        .iter()
-        .take(cfg.distinct)
-        .map(|c| synthetic_sums(c.window, cfg.factor, cfg.side, 1))
-        .collect();
-    let spec = OutputSpec {
+/// The benchmark's output: one band, the plan's size, the options given.
+fn output_spec(cfg: &WriterBenchConfig, p: &Plan) -> OutputSpec {
+    OutputSpec {
         path: cfg.output.to_path_buf(),
         width: p.out_width,
         height: p.out_height,
@@ -152,22 +119,14 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
         nodata: Some(synth::SYNTH_NODATA),
         geo_transform: None,
         projection: String::new(),
-        creation_options: cfg.creation_options.clone(),
+        creation_options: cfg.creation_options.as_slice().to_vec(),
         band_meta: Vec::new(),
         area_or_point: None,
-    };
-    let tmp: PathBuf = cfg.output.to_path_buf();
-    if cfg.overwrite {
-        let _ = std::fs::remove_file(&tmp);
     }
-    let ds = writer::create(&spec, &tmp)?;
-    let mut sink = GtiffSink::new(ds, spec, tmp.clone());
-    let write_err = |reason: String| CoordError::Write {
-        path: cfg.output.to_path_buf(),
-        reason,
-    };
+}
 
-    // Conversion alone (the writer's per-value work before GDAL), for the breakdown.
+/// Conversion alone (the writer's per-value work before GDAL), for the breakdown.
+fn conversion_time(cfg: &WriterBenchConfig, p: &Plan, distinct: &[Vec<u8>]) -> Duration {
     let t = Instant::now();
     let mut adjusted = writer::Adjusted::default();
     let mut into = vec![0f64; distinct.iter().map(Vec::len).max().unwrap_or(0) / 8];
@@ -183,7 +142,70 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
         );
         std::hint::black_box(&into);
     }
-    let convert = t.elapsed();
+    t.elapsed()
+}
+
+/// The creation options the summary names (BIGTIFF and TILED go without saying).
+fn shown_options(cfg: &WriterBenchConfig) -> String {
+    cfg.creation_options
+        .as_slice()
+        .iter()
+        .filter(|o| !o.starts_with("BIGTIFF") && !o.starts_with("TILED"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The outputs of the first `cfg.distinct` chunks, which the benchmark writes in turn.
+fn distinct_sums(cfg: &WriterBenchConfig, p: &Plan) -> Vec<Vec<u8>> {
+    p.chunks
+        .iter()
+        .take(cfg.distinct)
+        .map(|c| synthetic_sums(c.window, cfg.factor, cfg.side, 1))
+        .collect()
+}
+
+pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
+    if cfg.side == 0 || cfg.factor == 0 || cfg.distinct == 0 {
+        return Err(CoordError::BadInput(
+            "bench-writer needs --side, --factor and --distinct of at least 1".into(),
+        ));
+    }
+    if cfg.output.exists() && !cfg.overwrite {
+        return Err(CoordError::OutputExists(cfg.output.to_path_buf()));
+    }
+    let out_tile = cfg.creation_options.gtiff_tile();
+    let p: Plan = plan(
+        (cfg.side, cfg.side),
+        (256, 256),
+        cfg.factor,
+        (1, 4),
+        cfg.chunk_bytes,
+        out_tile,
+    );
+    // As a run does: the coordinator's block cache for this plan.
+    crate::os::set_gdal_cache(crate::run::coordinator_cache_bytes(
+        &p,
+        cfg.out_type,
+        1,
+        4,
+        0,
+        2,
+    ));
+    let distinct = distinct_sums(cfg, &p);
+    let spec = output_spec(cfg, &p);
+    let tmp: PathBuf = cfg.output.to_path_buf();
+    if cfg.overwrite {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    let ds = writer::create(&spec, &tmp)?;
+    let mut sink = GtiffSink::new(ds, spec, tmp.clone());
+    let write_err = |reason: String| CoordError::Write {
+        path: cfg.output.to_path_buf(),
+        reason,
+    };
+
+    let convert = conversion_time(cfg, &p, &distinct);
 
     let (wall0, tcpu0, pcpu0) = (Instant::now(), thread_cpu(), process_cpu());
     let mut worst = Duration::ZERO;
@@ -210,13 +232,7 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
     let chunk_in = p.max_input_bytes() as f64;
     let worker_chunk_ms = chunk_in / cfg.worker_bytes_per_s * 1e3;
     let ceiling = |per: f64| worker_chunk_ms / per.max(1e-9);
-    let opts = cfg
-        .creation_options
-        .iter()
-        .filter(|o| !o.starts_with("BIGTIFF") && !o.starts_with("TILED"))
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let opts = shown_options(cfg);
     Ok(format!(
         "writer: {} chunks of {}x{} input ({:.1} MiB) -> {}x{} {} output tiles{}, F = {}, {}\n\
          output {}x{} ({:.1} MiB on disk), GDAL cache {:.0} MiB\n\

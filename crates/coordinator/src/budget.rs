@@ -50,31 +50,39 @@ pub fn gdal_cache_for(limit: u64) -> u64 {
     (limit.saturating_sub(WORKER_BASE) / 4).clamp(8 * MIB, 64 * MIB)
 }
 
+/// The workers a run asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked {
+    /// Busy workers (0: in process only).
+    pub workers: u32,
+    /// Warm spares beside them.
+    pub spares: u32,
+    /// `--workers auto`: memory may lower `workers`.
+    pub auto: bool,
+}
+
 /// Plans memory. `ring(workers)` is the ring's size for a worker count; `coordinator_cache`
 /// the coordinator's block cache.
-#[allow(clippy::too_many_arguments)]
 pub fn plan_memory(
     available: u64,
-    workers: u32,
-    spares: u32,
-    workers_auto: bool,
+    asked: Asked,
     limit: Option<u64>,
     soft_fraction: f64,
     coordinator_cache: u64,
     ring: impl Fn(u32) -> u64,
 ) -> Result<MemoryPlan, CoordError> {
     let plan = |spares| {
+        let asked = Asked { spares, ..asked };
         plan_with(
             available,
-            workers,
-            spares,
-            workers_auto,
+            asked,
             limit,
             soft_fraction,
             coordinator_cache,
             &ring,
         )
     };
+    let spares = asked.spares;
     // Spares are a comfort, not a need: drop them before refusing the run.
     let p = match plan(spares) {
         Err(e) if spares > 0 => plan(0).map_err(|_| e)?,
@@ -91,21 +99,18 @@ pub fn plan_memory(
     Ok(p)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn plan_with(
     available: u64,
-    workers: u32,
-    spares: u32,
-    workers_auto: bool,
+    asked: Asked,
     limit: Option<u64>,
     soft_fraction: f64,
     coordinator_cache: u64,
     ring: &impl Fn(u32) -> u64,
 ) -> Result<MemoryPlan, CoordError> {
     let coordinator_fixed = COORDINATOR_BASE + coordinator_cache;
-    let mut workers = workers;
-    let mut spares = spares;
-    if workers > 0 && workers_auto {
+    let mut workers = asked.workers;
+    let mut spares = asked.spares;
+    if workers > 0 && asked.auto {
         // As many as the CPUs allow, and as memory allows at AUTO_WORKER_MIN (or the limit asked for) each.
         let per = limit
             .unwrap_or(AUTO_WORKER_MIN)
@@ -227,9 +232,18 @@ mod tests {
 
     #[test]
     fn auto_limit_splits_eighty_percent() {
-        let p = plan_memory(10 * GIB, 4, 0, false, None, 0.8, 16 * MIB, |w| {
-            w as u64 * 20 * MIB
-        })
+        let p = plan_memory(
+            10 * GIB,
+            Asked {
+                workers: 4,
+                spares: 0,
+                auto: false,
+            },
+            None,
+            0.8,
+            16 * MIB,
+            |w| w as u64 * 20 * MIB,
+        )
         .unwrap();
         let spare = (10.0 * GIB as f64 * 0.8) as u64 - 80 * MIB - (COORDINATOR_BASE + 16 * MIB);
         assert_eq!(p.limit, Some(spare / 4));
@@ -239,13 +253,33 @@ mod tests {
 
     #[test]
     fn limits_that_do_not_fit_are_refused() {
-        let e = plan_memory(4 * GIB, 8, 1, false, Some(GIB), 0.8, 16 * MIB, |_| {
-            100 * MIB
-        })
+        let e = plan_memory(
+            4 * GIB,
+            Asked {
+                workers: 8,
+                spares: 1,
+                auto: false,
+            },
+            Some(GIB),
+            0.8,
+            16 * MIB,
+            |_| 100 * MIB,
+        )
         .unwrap_err();
         assert!(e.to_string().contains("do not fit"), "{e}");
-        let e =
-            plan_memory(4 * GIB, 1, 1, false, Some(10 * MIB), 0.8, 16 * MIB, |_| MIB).unwrap_err();
+        let e = plan_memory(
+            4 * GIB,
+            Asked {
+                workers: 1,
+                spares: 1,
+                auto: false,
+            },
+            Some(10 * MIB),
+            0.8,
+            16 * MIB,
+            |_| MIB,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("too small"), "{e}");
     }
 
@@ -254,9 +288,11 @@ mod tests {
         // Fits with one worker but not with a spare beside it.
         let p = plan_memory(
             300 * MIB,
-            1,
-            1,
-            false,
+            Asked {
+                workers: 1,
+                spares: 1,
+                auto: false,
+            },
             Some(128 * MIB),
             0.8,
             16 * MIB,
@@ -265,13 +301,31 @@ mod tests {
         .unwrap();
         assert_eq!((p.workers, p.spares), (1, 0));
         // Auto: the spare goes before a busy worker does.
-        let q = plan_memory(2 * GIB, 4, 1, true, None, 0.8, 16 * MIB, |w| {
-            w as u64 * 16 * MIB
-        })
+        let q = plan_memory(
+            2 * GIB,
+            Asked {
+                workers: 4,
+                spares: 1,
+                auto: true,
+            },
+            None,
+            0.8,
+            16 * MIB,
+            |w| w as u64 * 16 * MIB,
+        )
         .unwrap();
-        let r = plan_memory(2 * GIB, 4, 0, true, None, 0.8, 16 * MIB, |w| {
-            w as u64 * 16 * MIB
-        })
+        let r = plan_memory(
+            2 * GIB,
+            Asked {
+                workers: 4,
+                spares: 0,
+                auto: true,
+            },
+            None,
+            0.8,
+            16 * MIB,
+            |w| w as u64 * 16 * MIB,
+        )
         .unwrap();
         assert_eq!(q.workers, r.workers, "{q:?} vs {r:?}");
     }
@@ -279,14 +333,35 @@ mod tests {
     #[test]
     fn auto_workers_shrink_to_what_memory_allows() {
         // 2 GiB available: 0.8 * 2 GiB = 1.6 GiB; 256 MiB per worker plus ring and coordinator.
-        let p = plan_memory(2 * GIB, 31, 1, true, None, 0.8, 16 * MIB, |w| {
-            w as u64 * 16 * MIB
-        })
+        let p = plan_memory(
+            2 * GIB,
+            Asked {
+                workers: 31,
+                spares: 1,
+                auto: true,
+            },
+            None,
+            0.8,
+            16 * MIB,
+            |w| w as u64 * 16 * MIB,
+        )
         .unwrap();
         assert!(p.workers >= 1 && p.workers < 31, "{}", p.workers);
         assert!(p.total <= 2 * GIB);
         // Never below one worker.
-        let q = plan_memory(200 * MIB, 7, 0, true, None, 0.8, 16 * MIB, |_| MIB).unwrap();
+        let q = plan_memory(
+            200 * MIB,
+            Asked {
+                workers: 7,
+                spares: 0,
+                auto: true,
+            },
+            None,
+            0.8,
+            16 * MIB,
+            |_| MIB,
+        )
+        .unwrap();
         assert_eq!(q.workers, 1);
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! **Exact overviews.** Overview level `k` of an output at factor F is the same aggregation
 //! at factor `F * 2^k`, computed from the input by the same chunk machinery and kernel (a
-//! run of [`crate::run::resample`] per level into a scratch file), then copied into the
+//! run per level into a scratch file, [`RunLevel`], which the run gives), then copied into the
 //! level's overview bands. A sum of the base level's sums would be exact for integer inputs
 //! and for min, max and count, but not for floating-point sums and means: the kernel adds
 //! each block's columns row by row, and a sum of four sub-block sums rounds differently. A
@@ -29,8 +29,26 @@ use gdal::{
 use worker::{Agg, SampleType};
 
 use crate::{
-    error::CoordError, os::gdal_err::check, output::Staging, pyramid, run::ResampleConfig,
+    cli::{CreationOptions, ResampleConfig},
+    error::CoordError,
+    os::gdal_err::check,
+    output::Staging,
+    pyramid,
 };
+
+/// One overview level to compute: the base run's aggregation at `factor`, into the scratch
+/// GTiff `output` written with `creation_options`. Nothing else of the base run changes.
+#[derive(Debug, Clone)]
+pub struct LevelSpec {
+    pub factor: u32,
+    pub output: PathBuf,
+    pub creation_options: CreationOptions,
+}
+
+/// How a level is computed: a run of the base run's input, kernel and pool as `LevelSpec`
+/// says, returning its exit code. Given by `crate::run`, which owns running; this module
+/// only asks for levels.
+pub type RunLevel<'a> = &'a dyn Fn(&LevelSpec) -> Result<(i32, String), CoordError>;
 
 /// What OUTPUT is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +57,7 @@ pub enum OutputFormat {
     GTiff,
     /// A Cloud Optimized GeoTIFF, copied from the staged GTiff by GDAL's COG driver with
     /// these creation options (the user's `--co`, then the defaults).
-    Cog { options: Vec<String> },
+    Cog { options: CreationOptions },
 }
 
 /// The COG options the output gets unless `--co` sets the key: the same compression as the
@@ -66,18 +84,6 @@ const GTIFF_TILE: u64 = 256;
 /// The COG driver's default `BLOCKSIZE`.
 const COG_TILE: u64 = 512;
 
-fn key_of(option: &str) -> &str {
-    option.split('=').next().unwrap_or("")
-}
-
-fn value_of<'a>(options: &'a [String], key: &str) -> Option<&'a str> {
-    options
-        .iter()
-        .rev()
-        .find(|o| key_of(o).eq_ignore_ascii_case(key))
-        .and_then(|o| o.split_once('=').map(|(_, v)| v))
-}
-
 /// Splits the user's `--co` between the formats; returns the format and the staged GTiff's
 /// options. For a COG they go to the COG driver (with [`COG_DEFAULTS`] for the keys they
 /// leave out) and the staged GTiff gets the scratch options; for a GTiff they stay where
@@ -85,38 +91,37 @@ fn value_of<'a>(options: &'a [String], key: &str) -> Option<&'a str> {
 pub fn resolve_format(
     cog: bool,
     pyramid: bool,
-    user: Vec<String>,
-) -> Result<(OutputFormat, Vec<String>), CoordError> {
+    user: CreationOptions,
+) -> Result<(OutputFormat, CreationOptions), CoordError> {
     let refuse = |driver: &str, why: String| {
         CoordError::Usage(format!("--co refused by GDAL's {driver} driver: {why}"))
     };
     if !cog {
-        crate::os::validate_creation_options("GTiff", &user).map_err(|e| refuse("GTiff", e))?;
+        crate::os::validate_creation_options("GTiff", user.as_slice())
+            .map_err(|e| refuse("GTiff", e))?;
         return Ok((OutputFormat::GTiff, user));
     }
     if pyramid {
-        if let Some(o) = user.iter().find(|o| {
-            let k = key_of(o);
-            k.eq_ignore_ascii_case("OVERVIEWS") || k.eq_ignore_ascii_case("OVERVIEW_COUNT")
-        }) {
-            return Err(CoordError::Usage(format!(
-                "--co {o} cannot be used with --pyramid: the overviews are the exact pyramid (drop --pyramid to let GDAL resample)"
-            )));
+        for key in ["OVERVIEWS", "OVERVIEW_COUNT"] {
+            if let Some(v) = user.get(key) {
+                return Err(CoordError::Usage(format!(
+                    "--co {key}={v} cannot be used with --pyramid: the overviews are the exact pyramid (drop --pyramid to let GDAL resample)"
+                )));
+            }
         }
     }
-    let mut options = user;
-    for (k, v) in COG_DEFAULTS {
-        if value_of(&options, k).is_none() {
-            options.push(format!("{k}={v}"));
-        }
-    }
-    crate::os::validate_creation_options("COG", &options).map_err(|e| refuse("COG", e))?;
-    let staged = SCRATCH_GTIFF.iter().map(|s| s.to_string()).collect();
+    let options = user.with_defaults(&COG_DEFAULTS);
+    crate::os::validate_creation_options("COG", options.as_slice())
+        .map_err(|e| refuse("COG", e))?;
+    let staged = CreationOptions::of(&SCRATCH_GTIFF);
     Ok((OutputFormat::Cog { options }, staged))
 }
 
 /// The tile side the pyramid stops at, from the format's options.
-pub fn tile_side(format: &OutputFormat, gtiff_options: &[String]) -> Result<u64, CoordError> {
+pub fn tile_side(
+    format: &OutputFormat,
+    gtiff_options: &CreationOptions,
+) -> Result<u64, CoordError> {
     let parse = |key: &str, v: &str| {
         v.trim()
             .parse::<u64>()
@@ -125,14 +130,14 @@ pub fn tile_side(format: &OutputFormat, gtiff_options: &[String]) -> Result<u64,
             .ok_or_else(|| CoordError::Usage(format!("--co {key}={v} is not a positive number")))
     };
     match format {
-        OutputFormat::Cog { options } => match value_of(options, "BLOCKSIZE") {
+        OutputFormat::Cog { options } => match options.get("BLOCKSIZE") {
             Some(v) => parse("BLOCKSIZE", v),
             None => Ok(COG_TILE),
         },
         OutputFormat::GTiff => {
             let mut side = u64::MAX;
             for key in ["BLOCKXSIZE", "BLOCKYSIZE"] {
-                if let Some(v) = value_of(gtiff_options, key) {
+                if let Some(v) = gtiff_options.get(key) {
                     side = side.min(parse(key, v)?);
                 }
             }
@@ -214,6 +219,8 @@ pub struct BaseRun {
     pub input_pixels: u64,
     /// The base run quarantined chunks (their pixels are nodata).
     pub quarantined: bool,
+    /// The base run's aggregation (`None` for a map kernel, which has no pyramid).
+    pub agg: Option<Agg>,
 }
 
 /// Adds the pyramid to the staged file and converts it to a COG, as `cfg` asks. Called after
@@ -225,8 +232,9 @@ pub fn finish(
     cfg: &ResampleConfig,
     base: BaseRun,
     staging: &mut Staging,
+    run_level: RunLevel<'_>,
 ) -> Result<Finished, CoordError> {
-    finish_steps(cfg, base, staging).map_err(|e| match engine::interrupt::received() {
+    finish_steps(cfg, base, staging, run_level).map_err(|e| match engine::interrupt::received() {
         Some(i) => i.into(),
         None => e,
     })
@@ -236,6 +244,7 @@ fn finish_steps(
     cfg: &ResampleConfig,
     base: BaseRun,
     staging: &mut Staging,
+    run_level: RunLevel<'_>,
 ) -> Result<Finished, CoordError> {
     let mut done = Finished::default();
     let staged = staging.temp().to_path_buf();
@@ -255,7 +264,16 @@ fn finish_steps(
                 "--pyramid: the output ({w}x{h}) already fits one {tile}-pixel tile: no overview level"
             );
         } else {
-            build_pyramid(cfg, base, &staged, staging, &mut done)?;
+            let agg = base.agg.ok_or_else(|| {
+                CoordError::Internal("--pyramid for a run that aggregates nothing".into())
+            })?;
+            let pyramid = Pyramid {
+                cfg,
+                base,
+                agg,
+                run_level,
+            };
+            build_pyramid(&pyramid, &staged, staging, &mut done)?;
         }
         done.pyramid_secs = started.elapsed().as_secs_f64();
     }
@@ -273,16 +291,24 @@ fn finish_steps(
     Ok(done)
 }
 
+/// The pyramid's inputs: the base run's options and facts, and how to run a level.
+struct Pyramid<'a> {
+    cfg: &'a ResampleConfig,
+    base: BaseRun,
+    agg: Agg,
+    run_level: RunLevel<'a>,
+}
+
 /// Allocates the overviews of the staged GTiff (GDAL's `NONE` method computes nothing) and
 /// fills each level: derived from the level below where that is exact (`pyramid`), else
 /// re-aggregated from the input.
 fn build_pyramid(
-    cfg: &ResampleConfig,
-    base: BaseRun,
+    p: &Pyramid<'_>,
     staged: &Path,
     staging: &mut Staging,
     done: &mut Finished,
 ) -> Result<(), CoordError> {
+    let (cfg, base, agg) = (p.cfg, p.base, p.agg);
     let err = |reason: String| CoordError::Write {
         path: cfg.output.clone(),
         reason,
@@ -301,8 +327,8 @@ fn build_pyramid(
     check(|| ds.build_overviews("NONE", &factors, &[]))
         .map_err(|e| err(format!("allocating the overviews: {e}")))?;
     let bands = ds.raster_count();
-    let minmax = matches!(cfg.agg, Agg::Min | Agg::Max);
-    let in_principle = pyramid::derivable(cfg.agg, base.input, base.out_type, base.input_pixels);
+    let minmax = matches!(agg, Agg::Min | Agg::Max);
+    let in_principle = pyramid::derivable(agg, base.input, base.out_type, base.input_pixels);
     // The level below holds exact values: no quarantined chunk, and for sums and counts no
     // value the writer clamped or moved off nodata.
     let mut below_clean = !base.quarantined
@@ -327,12 +353,12 @@ fn build_pyramid(
                 .map_err(|e| err(format!("{what}: {e}")))?;
                 let mut dst =
                     check(|| band.overview(i)).map_err(|e| err(format!("{what}: {e}")))?;
-                changed += pyramid::derive(&src, &mut dst, cfg.agg, base.out_type)
+                changed += pyramid::derive(&src, &mut dst, agg, base.out_type)
                     .map_err(|e| err(format!("{what} band {b}: {e}")))?;
             }
             tracing::info!(
                 "pyramid: {what} derived from the level below (exact for {})",
-                cfg.agg.name()
+                agg.name()
             );
             done.derived.push(f);
             below_clean = minmax || changed == 0;
@@ -351,7 +377,7 @@ fn build_pyramid(
                     d
                 }
             };
-            let (path, quarantined) = run_level(cfg, &d, f)?;
+            let (path, quarantined) = run_level(p, &d, f)?;
             done.quarantined += quarantined;
             let src = check(|| Dataset::open(&path)).map_err(|e| err(format!("{what}: {e}")))?;
             if src.raster_count() != bands {
@@ -390,7 +416,8 @@ fn build_pyramid(
 
 /// Runs the aggregation at factor `F * f` into a scratch GTiff in `dir`; returns it and the
 /// number of chunks the run quarantined.
-fn run_level(cfg: &ResampleConfig, dir: &Path, f: u32) -> Result<(PathBuf, u64), CoordError> {
+fn run_level(p: &Pyramid<'_>, dir: &Path, f: u32) -> Result<(PathBuf, u64), CoordError> {
+    let cfg = p.cfg;
     let factor = cfg.factor.checked_mul(f).ok_or_else(|| {
         CoordError::BadInput(format!(
             "--pyramid: factor {} x {f} does not fit in 32 bits",
@@ -398,25 +425,16 @@ fn run_level(cfg: &ResampleConfig, dir: &Path, f: u32) -> Result<(PathBuf, u64),
         ))
     })?;
     let path = dir.join(format!("x{f}.tif"));
-    let mut level = cfg.clone();
-    level.factor = factor;
-    level.output = path.clone();
-    level.report = None;
-    level.overwrite = false;
-    level.pyramid = false;
-    level.format = OutputFormat::GTiff;
-    level.creation_options = SCRATCH_GTIFF.iter().map(|s| s.to_string()).collect();
-    // Injected faults name the base run's chunks; a level's chunks are others.
-    level.faults.clear();
-    // The base run owns the event stream, the page and the journal's options.
-    level.events = None;
-    level.report_html = None;
-    level.resume = false;
+    let level = LevelSpec {
+        factor,
+        output: path.clone(),
+        creation_options: CreationOptions::of(&SCRATCH_GTIFF),
+    };
     tracing::info!("pyramid: overview x{f} = the aggregation at factor {factor}");
-    let summary = crate::run::resample(&level)
+    let (exit_code, message) = (p.run_level)(&level)
         .inspect_err(|_| tracing::error!("pyramid: the run at factor {factor} failed"))?;
-    let quarantined = if summary.exit_code == protocol::exit::QUARANTINED {
-        tracing::warn!("pyramid: overview x{f}: {}", summary.message);
+    let quarantined = if exit_code == protocol::exit::QUARANTINED {
+        tracing::warn!("pyramid: overview x{f}: {message}");
         // The level's run names its quarantined chunks in its own metadata; count them.
         let ds = check(|| Dataset::open(&path)).map_err(|e| CoordError::Write {
             path: cfg.output.clone(),
@@ -453,16 +471,25 @@ fn copy_band(
 
 /// Copies the staged GTiff into a COG at `cog`, closes it (checked), reopens it and checks
 /// its shape and its overviews.
-fn to_cog(staged: &Path, cog: &Path, options: &[String], pyramid: bool) -> Result<(), String> {
-    let mut options = options.to_vec();
-    if value_of(&options, "OVERVIEWS").is_none() {
+fn to_cog(
+    staged: &Path,
+    cog: &Path,
+    options: &CreationOptions,
+    pyramid: bool,
+) -> Result<(), String> {
+    let mut options = options.clone();
+    if options.get("OVERVIEWS").is_none() {
         // Without --pyramid, no GDAL-resampled overviews unless the user asks for them.
-        options.push(if pyramid {
-            "OVERVIEWS=FORCE_USE_EXISTING".into()
-        } else {
-            "OVERVIEWS=NONE".into()
-        });
+        options.push(
+            "OVERVIEWS",
+            if pyramid {
+                "FORCE_USE_EXISTING"
+            } else {
+                "NONE"
+            },
+        );
     }
+    let options = options.as_slice();
     let src = check(|| Dataset::open(staged))
         .map_err(|e| format!("opening the staged GTiff to copy it into a COG: {e}"))?;
     let driver = check(|| DriverManager::get_driver_by_name("COG"))
@@ -509,30 +536,27 @@ mod tests {
 
     #[test]
     fn co_goes_to_the_cog_driver_with_defaults_for_what_it_leaves_out() {
-        let (f, staged) = resolve_format(
-            true,
-            false,
-            vec!["compress=zstd".into(), "BLOCKSIZE=256".into()],
-        )
-        .unwrap();
+        let co = CreationOptions::of;
+        let (f, staged) =
+            resolve_format(true, false, co(&["compress=zstd", "BLOCKSIZE=256"])).unwrap();
         let OutputFormat::Cog { options } = &f else {
             panic!("not a COG: {f:?}")
         };
-        assert_eq!(value_of(options, "COMPRESS"), Some("zstd"));
-        assert_eq!(value_of(options, "LEVEL"), Some("1"));
-        assert_eq!(tile_side(&f, &[]).unwrap(), 256);
-        assert!(staged.iter().any(|o| o == "COMPRESS=DEFLATE"));
+        assert_eq!(options.get("COMPRESS"), Some("zstd"));
+        assert_eq!(options.get("LEVEL"), Some("1"));
+        assert_eq!(tile_side(&f, &co(&[])).unwrap(), 256);
+        assert!(staged.as_slice().iter().any(|o| o == "COMPRESS=DEFLATE"));
         assert!(matches!(
-            resolve_format(true, true, vec!["OVERVIEWS=AUTO".into()]),
+            resolve_format(true, true, co(&["OVERVIEWS=AUTO"])),
             Err(CoordError::Usage(_))
         ));
-        let (g, co) = resolve_format(false, true, vec!["BLOCKXSIZE=128".into()]).unwrap();
+        let (g, given) = resolve_format(false, true, co(&["BLOCKXSIZE=128"])).unwrap();
         assert_eq!(
-            (g.clone(), co),
-            (OutputFormat::GTiff, vec!["BLOCKXSIZE=128".into()])
+            (g.clone(), given),
+            (OutputFormat::GTiff, co(&["BLOCKXSIZE=128"]))
         );
-        assert_eq!(tile_side(&g, &["BLOCKXSIZE=128".into()]).unwrap(), 128);
-        assert_eq!(tile_side(&g, &[]).unwrap(), 256);
-        assert!(tile_side(&g, &["BLOCKYSIZE=x".into()]).is_err());
+        assert_eq!(tile_side(&g, &co(&["BLOCKXSIZE=128"])).unwrap(), 128);
+        assert_eq!(tile_side(&g, &co(&[])).unwrap(), 256);
+        assert!(tile_side(&g, &co(&["BLOCKYSIZE=x"])).is_err());
     }
 }

@@ -8,7 +8,7 @@ use crate::{cli::ResampleConfig, error::CoordError, run::Prepared};
 
 /// The decoder that will read the chunks of `prep`, and why.
 pub fn plan_choice(cfg: &ResampleConfig, prep: &Prepared) -> Result<DecoderChoice, CoordError> {
-    if cfg.map.is_some() {
+    if let crate::cli::Kernel::Map(_) = cfg.kernel {
         return Ok(DecoderChoice::gdal(
             "map kernels get f64 windows with a validity mask, read through GDAL".into(),
         ));

@@ -89,74 +89,9 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
     match &cli.command {
-        Command::Resample(r) => {
-            let (cfg, _) = cli::resolve(cli, &r.job, Some(r))?;
-            let summary = run::resample(&cfg)?;
-            if !cli.quiet {
-                eline(&summary.message);
-            }
-            Ok(summary.exit_code)
-        }
-        Command::Map(m) => {
-            let (cfg, _) = cli::resolve_map(cli, m)?;
-            let summary = run::resample(&cfg)?;
-            if !cli.quiet {
-                eline(&summary.message);
-            }
-            Ok(summary.exit_code)
-        }
-        Command::Plan(p) => {
-            let job = cli::JobArgs {
-                input: Some(p.input.clone()),
-                ..p.job.clone()
-            };
-            let (mut cfg, _) = cli::resolve(cli, &job, None)?;
-            cfg.decoder = p.decoder.into();
-            let prep = run::prepare(&cfg)?;
-            let decoder = coordinator::decoder::plan_choice(&cfg, &prep)?;
-            if p.json {
-                let summary = coordinator::report::PlanSummary::new(
-                    &prep.plan,
-                    prep.layout.slots,
-                    prep.layout.slot_bytes(),
-                );
-                let mut v = serde_json::to_value(&summary)
-                    .map_err(|e| CoordError::Internal(e.to_string()))?;
-                v["memory"] = serde_json::to_value(&prep.memory)
-                    .map_err(|e| CoordError::Internal(e.to_string()))?;
-                v["decoder"] = serde_json::to_value(&decoder)
-                    .map_err(|e| CoordError::Internal(e.to_string()))?;
-                // As the report's options name them ("Int8" for signed bytes, whichever
-                // way GDAL shows them).
-                v["sample_type"] = prep.sample.gdal_name().into();
-                v["output_type"] = prep.out_type.gdal_name().into();
-                engine::interrupt::check()?;
-                if p.chunks {
-                    v["chunk_list"] = serde_json::to_value(&prep.plan.chunks)
-                        .map_err(|e| CoordError::Internal(e.to_string()))?;
-                }
-                out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&v)
-                        .map_err(|e| CoordError::Internal(e.to_string()))?
-                ));
-            } else {
-                engine::interrupt::check()?;
-                let mut text = run::describe(&prep, &cfg);
-                text.push_str(&format!("decoder      {decoder}\n"));
-                if p.chunks {
-                    for c in &prep.plan.chunks {
-                        let (w, o) = (c.window, c.out);
-                        text.push_str(&format!(
-                            "chunk {:>6}  in {}x{}+{}+{}  out {}x{}+{}+{}\n",
-                            c.id.0, w.w, w.h, w.x, w.y, o.w, o.h, o.x, o.y
-                        ));
-                    }
-                }
-                out(&text);
-            }
-            Ok(0)
-        }
+        Command::Resample(r) => resample(cli, &cli::resolve(cli, &r.job, Some(r))?.0),
+        Command::Map(m) => resample(cli, &cli::resolve_map(cli, m)?.0),
+        Command::Plan(p) => plan(cli, p),
         Command::BenchDispatch(b) => {
             let workers = match cli.workers {
                 Some(cli::Workers::N(n)) => n,
@@ -175,28 +110,7 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
             out(&text);
             Ok(0)
         }
-        Command::BenchWriter(b) => {
-            let mut co = b.creation_options.clone();
-            if let Some(bad) = co.iter().find(|c| !c.contains('=')) {
-                return Err(CoordError::Usage(format!("--co '{bad}' is not KEY=VALUE")));
-            }
-            cli::resolve::with_default_creation_options(&mut co);
-            let text = coordinator::bench_writer::bench_writer(
-                &coordinator::bench_writer::WriterBenchConfig {
-                    output: &b.output,
-                    overwrite: b.overwrite,
-                    side: b.side,
-                    factor: b.factor as u64,
-                    chunk_bytes: (b.chunk_mib * (1 << 20) as f64) as u64,
-                    out_type: b.ot,
-                    creation_options: co,
-                    distinct: b.distinct,
-                    worker_bytes_per_s: b.worker_gibps * (1u64 << 30) as f64,
-                },
-            )?;
-            out(&text);
-            Ok(0)
-        }
+        Command::BenchWriter(b) => bench_writer(b),
         Command::Config(pool) => {
             let st = cli::settings(cli.config.as_deref(), pool)?;
             engine::interrupt::check()?;
@@ -251,6 +165,89 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
             Ok(0)
         }
     }
+}
+
+/// `coordinator resample` and `coordinator map`: the run, and its summary on stderr.
+fn resample(cli: &Cli, cfg: &cli::ResampleConfig) -> Result<i32, CoordError> {
+    let summary = run::resample(cfg)?;
+    if !cli.quiet {
+        eline(&summary.message);
+    }
+    Ok(summary.exit_code)
+}
+
+/// `coordinator plan`: what a run would do, as text or JSON.
+fn plan(cli: &Cli, p: &cli::PlanArgs) -> Result<i32, CoordError> {
+    let job = cli::JobArgs {
+        input: Some(p.input.clone()),
+        ..p.job.clone()
+    };
+    let (mut cfg, _) = cli::resolve(cli, &job, None)?;
+    cfg.decoder = p.decoder.into();
+    let prep = run::prepare(&cfg)?;
+    let decoder = coordinator::decoder::plan_choice(&cfg, &prep)?;
+    if p.json {
+        let summary = coordinator::report::PlanSummary::new(
+            &prep.plan,
+            prep.layout.slots,
+            prep.layout.slot_bytes(),
+        );
+        let mut v =
+            serde_json::to_value(&summary).map_err(|e| CoordError::Internal(e.to_string()))?;
+        v["memory"] =
+            serde_json::to_value(&prep.memory).map_err(|e| CoordError::Internal(e.to_string()))?;
+        v["decoder"] =
+            serde_json::to_value(&decoder).map_err(|e| CoordError::Internal(e.to_string()))?;
+        // As the report's options name them ("Int8" for signed bytes, whichever way GDAL
+        // shows them).
+        v["sample_type"] = prep.sample.gdal_name().into();
+        v["output_type"] = prep.out_type.gdal_name().into();
+        engine::interrupt::check()?;
+        if p.chunks {
+            v["chunk_list"] = serde_json::to_value(&prep.plan.chunks)
+                .map_err(|e| CoordError::Internal(e.to_string()))?;
+        }
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).map_err(|e| CoordError::Internal(e.to_string()))?
+        ));
+    } else {
+        engine::interrupt::check()?;
+        let mut text = run::describe(&prep, &cfg);
+        text.push_str(&format!("decoder      {decoder}\n"));
+        if p.chunks {
+            for c in &prep.plan.chunks {
+                let (w, o) = (c.window, c.out);
+                text.push_str(&format!(
+                    "chunk {:>6}  in {}x{}+{}+{}  out {}x{}+{}+{}\n",
+                    c.id.0, w.w, w.h, w.x, w.y, o.w, o.h, o.x, o.y
+                ));
+            }
+        }
+        out(&text);
+    }
+    Ok(0)
+}
+
+/// `coordinator bench-writer`: the writer alone, on synthetic chunks.
+fn bench_writer(b: &cli::BenchWriterArgs) -> Result<i32, CoordError> {
+    let co = cli::resolve::with_default_creation_options(cli::CreationOptions::parse(
+        b.creation_options.clone(),
+    )?);
+    let text =
+        coordinator::bench_writer::bench_writer(&coordinator::bench_writer::WriterBenchConfig {
+            output: &b.output,
+            overwrite: b.overwrite,
+            side: b.side,
+            factor: b.factor as u64,
+            chunk_bytes: (b.chunk_mib * (1 << 20) as f64) as u64,
+            out_type: b.ot,
+            creation_options: co,
+            distinct: b.distinct,
+            worker_bytes_per_s: b.worker_gibps * (1u64 << 30) as f64,
+        })?;
+    out(&text);
+    Ok(0)
 }
 
 /// Bytes on stdout; lost if stdout is closed.

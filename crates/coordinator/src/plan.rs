@@ -76,14 +76,11 @@ fn tile_step(factor: u64, tile: u64, block: u64, extent: u64, block_aligned: boo
 /// `block` is the file's block size; `pixel_bytes` the bytes of one pixel across the bands;
 /// `out_tile` the output's tile size (`None`: the output is striped), which the chunks
 /// follow when one tile's input window fits `target_bytes`.
-#[allow(clippy::too_many_arguments)]
 pub fn plan(
-    width: u64,
-    height: u64,
+    (width, height): (u64, u64),
     block: (u64, u64),
     factor: u64,
-    bands: u64,
-    pixel_bytes: u64,
+    (bands, pixel_bytes): (u64, u64),
     target_bytes: u64,
     out_tile: Option<(u64, u64)>,
 ) -> Plan {
@@ -264,7 +261,7 @@ mod tests {
             bw in 1u64..130, bh in 1u64..130, px in 1u64..9, target in 1u64..200_000,
             tile in proptest::option::of((1u64..40, 1u64..40)),
         ) {
-            let p = plan(w, h, (bw, bh), f, 1, px, target, tile);
+            let p = plan((w, h), (bw, bh), f, (1, px), target, tile);
             if let Some((tw, th)) = tile {
                 // Whole tiles whenever one tile's input window fits the budget.
                 let one = (f * tw).min(w) * (f * th).min(h) * px;
@@ -318,7 +315,7 @@ mod tests {
             bw in 1u64..130, bh in 1u64..130, target in 1u64..200_000,
             tile in proptest::option::of((1u64..40, 1u64..40)),
         ) {
-            let p = plan(w, h, (bw, bh), f, 1, 4, target, tile);
+            let p = plan((w, h), (bw, bh), f, (1, 4), target, tile);
             prop_assert_eq!(p.grid_w % f, 0);
             prop_assert_eq!(p.grid_h % f, 0);
             let mut seen = vec![0u8; (p.out_width * p.out_height) as usize];
@@ -361,7 +358,7 @@ mod tests {
     #[test]
     fn bisects_a_strip_of_tiles_to_single_tiles() {
         // A 4096x1024 chunk of 256x256 tiles, F=8: 16 x 4 tiles.
-        let p = plan(4096, 4096, (256, 256), 8, 1, 4, 16 << 20, None);
+        let p = plan((4096, 4096), (256, 256), 8, (1, 4), 16 << 20, None);
         let c = Chunk {
             id: TaskId(0),
             window: Window {
@@ -421,11 +418,11 @@ mod tests {
     fn follows_the_block_grid_for_tiled_files() {
         // 16384^2 float32, 256 tiles, F=8, 16 MiB, striped output: one row of tiles per
         // full-width strip.
-        let p = plan(16384, 16384, (256, 256), 8, 1, 4, 16 << 20, None);
+        let p = plan((16384, 16384), (256, 256), 8, (1, 4), 16 << 20, None);
         assert_eq!((p.chunk_w, p.chunk_h), (16384, 256));
         assert_eq!(p.chunks.len(), 64);
         // F=7 does not divide 256: steps become lcm(7,256)=1792.
-        let q = plan(16384, 16384, (256, 256), 7, 1, 4, 16 << 20, None);
+        let q = plan((16384, 16384), (256, 256), 7, (1, 4), 16 << 20, None);
         assert_eq!(q.chunk_h % 1792, 0);
     }
 
@@ -435,7 +432,7 @@ mod tests {
         // so is a 1280x1280 rectangle; full-width strips of 250 rows read each block row about
         // twice, where strips of F rows decoded it 26 times.
         for tile in [None, Some((256, 256))] {
-            let p = plan(2048, 2048, (256, 256), 10, 1, 4, 2 << 20, tile);
+            let p = plan((2048, 2048), (256, 256), 10, (1, 4), 2 << 20, tile);
             assert_eq!((p.chunk_w, p.chunk_h), (2048, 250), "output tiles {tile:?}");
             assert_eq!(p.chunks.len(), 9);
         }
@@ -445,7 +442,7 @@ mod tests {
     fn chunks_are_whole_output_tiles() {
         let t = Some((256, 256));
         // F=8, 256 output tiles, Float32: a 2048x2048 input window, 16 MiB, one tile.
-        let p = plan(16384, 16384, (256, 256), 8, 1, 4, 16 << 20, t);
+        let p = plan((16384, 16384), (256, 256), 8, (1, 4), 16 << 20, t);
         assert_eq!((p.chunk_w, p.chunk_h, p.whole_tiles), (2048, 2048, t));
         assert_eq!(p.chunks.len(), 64);
         assert_eq!(
@@ -458,27 +455,27 @@ mod tests {
             }
         );
         // Twice as wide: the same chunks, twice as many.
-        let wide = plan(32768, 16384, (256, 256), 8, 1, 4, 16 << 20, t);
+        let wide = plan((32768, 16384), (256, 256), 8, (1, 4), 16 << 20, t);
         assert_eq!((wide.chunk_w, wide.chunk_h), (2048, 2048));
         assert_eq!(wide.max_output_bytes(), p.max_output_bytes());
         // A bigger budget takes more tiles along the row first.
-        let big = plan(16384, 16384, (256, 256), 8, 1, 4, 64 << 20, t);
+        let big = plan((16384, 16384), (256, 256), 8, (1, 4), 64 << 20, t);
         assert_eq!((big.chunk_w, big.chunk_h), (8192, 2048));
         // F=7 does not divide the 256 block: one tile spans 1792 input pixels, which is
         // block-aligned anyway (7 x 256).
-        let q = plan(16384, 16384, (256, 256), 7, 1, 4, 16 << 20, t);
+        let q = plan((16384, 16384), (256, 256), 7, (1, 4), 16 << 20, t);
         assert_eq!((q.chunk_w % 1792, q.chunk_h % 1792), (0, 0));
         // Input blocks of 100 and F=3: lcm(768, 100) = 19200 is past the raster: tile-aligned
         // only.
-        let r = plan(5000, 5000, (100, 100), 3, 1, 4, 4 << 20, t);
+        let r = plan((5000, 5000), (100, 100), 3, (1, 4), 4 << 20, t);
         assert_eq!((r.chunk_w, r.chunk_h), (768, 768));
         assert!(r.whole_tiles.is_some());
         // A budget below one tile's window: strips as before, not whole tiles.
-        let s = plan(16384, 16384, (256, 256), 8, 1, 4, 4 << 20, t);
+        let s = plan((16384, 16384), (256, 256), 8, (1, 4), 4 << 20, t);
         assert_eq!(s.whole_tiles, None);
         assert!(s.max_input_bytes() <= 4 << 20);
         // Huge F and tiny rasters: one chunk, one partial tile.
-        let h = plan(300, 200, (256, 256), 1000, 1, 4, 16 << 20, t);
+        let h = plan((300, 200), (256, 256), 1000, (1, 4), 16 << 20, t);
         assert_eq!(h.chunks.len(), 1);
         assert_eq!(
             h.chunks[0].out,

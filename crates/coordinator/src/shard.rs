@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn shards_partition_the_rows() {
         for (w, h, cw) in [(100u64, 90u64, 100u64), (100, 90, 30)] {
-            let p = crate::plan::plan(w, h, (10, 10), 2, 1, 4, cw * 10 * 4, None);
+            let p = crate::plan::plan((w, h), (10, 10), 2, (1, 4), cw * 10 * 4, None);
             for n in [1u32, 2, 3, 7, 40] {
                 let mut next = 0;
                 for i in 0..n {

@@ -107,33 +107,6 @@ fn step_f32(r: f64, toward: f64) -> f64 {
     }) as f64
 }
 
-/// The output's tile size that GTiff gives these creation options: `TILED=YES` with
-/// `BLOCKXSIZE`/`BLOCKYSIZE` (each 256 unless set); `None` for a striped output (the
-/// default of GTiff without `TILED`). The writer checks the created file against it.
-pub fn out_tile(creation_options: &[String]) -> Option<(u64, u64)> {
-    let get = |key: &str| {
-        creation_options.iter().rev().find_map(|c| {
-            let (k, v) = c.split_once('=')?;
-            k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
-        })
-    };
-    let tiled = get("TILED").is_some_and(|v| {
-        ["YES", "TRUE", "ON", "1"]
-            .iter()
-            .any(|y| v.eq_ignore_ascii_case(y))
-    });
-    if !tiled {
-        return None;
-    }
-    let size = |key: &str| {
-        get(key)
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(256)
-    };
-    Some((size("BLOCKXSIZE"), size("BLOCKYSIZE")))
-}
-
 /// Why no output is Int8: GDAL 3.6 writes signed bytes only as Byte with
 /// PIXELTYPE=SIGNEDBYTE, which its conversions treat as unsigned.
 const INT8_OUTPUT: &str =
@@ -379,29 +352,19 @@ fn write_job(
         let win = (o.x as isize, o.y as isize);
         // Without a nodata value no valid result can be NaN; quarantined windows get 0 and
         // the mask (`mask_quarantined`).
-        let nd = spec.nodata.unwrap_or(f64::NAN);
+        let plane = Plane {
+            values,
+            nodata: spec.nodata.unwrap_or(f64::NAN),
+            t: spec.out_type,
+        };
         let res = match spec.out_type {
-            SampleType::U8 => {
-                put::<u8>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
-            }
-            SampleType::I16 => {
-                put::<i16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
-            }
-            SampleType::U16 => {
-                put::<u16>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
-            }
-            SampleType::I32 => {
-                put::<i32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
-            }
-            SampleType::U32 => {
-                put::<u32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
-            }
-            SampleType::F32 => {
-                put::<f32>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
-            }
-            SampleType::F64 => {
-                put::<f64>(&mut rb, win, (w, h), values, nd, spec.out_type, adj, whole)
-            }
+            SampleType::U8 => put::<u8>(&mut rb, win, (w, h), plane, adj, whole),
+            SampleType::I16 => put::<i16>(&mut rb, win, (w, h), plane, adj, whole),
+            SampleType::U16 => put::<u16>(&mut rb, win, (w, h), plane, adj, whole),
+            SampleType::I32 => put::<i32>(&mut rb, win, (w, h), plane, adj, whole),
+            SampleType::U32 => put::<u32>(&mut rb, win, (w, h), plane, adj, whole),
+            SampleType::F32 => put::<f32>(&mut rb, win, (w, h), plane, adj, whole),
+            SampleType::F64 => put::<f64>(&mut rb, win, (w, h), plane, adj, whole),
             SampleType::I8 => Err(INT8_OUTPUT.to_string()),
         };
         res.map_err(|e| at(i, e))?;
@@ -506,22 +469,29 @@ pub fn convert_into<T: OutSample>(
     }
 }
 
+/// One band of a window as the kernels left it (`values`, empty for a window of nodata),
+/// the output's nodata and type.
+#[derive(Clone, Copy)]
+struct Plane<'a> {
+    values: &'a [f64],
+    nodata: f64,
+    t: SampleType,
+}
+
 /// Converts one band of a window (or nodata, for an empty `values`) and writes it: block by
 /// block when `whole` (the window is made of whole blocks of that size), else through
 /// GDAL's block cache.
-#[allow(clippy::too_many_arguments)]
 fn put<T: OutSample>(
     rb: &mut gdal::raster::RasterBand,
     win: (isize, isize),
     size: (usize, usize),
-    values: &[f64],
-    nodata: f64,
-    t: SampleType,
+    plane: Plane<'_>,
     adj: &mut Adjusted,
     whole: Option<(usize, usize)>,
 ) -> Result<(), String> {
+    let Plane { values, nodata, t } = plane;
     if let Some(block) = whole {
-        return put_blocks::<T>(rb, win, size, values, nodata, t, adj, block);
+        return put_blocks::<T>(rb, win, size, plane, adj, block);
     }
     let n = size.0 * size.1;
     let data: Vec<T> = if values.is_empty() {
@@ -541,17 +511,15 @@ fn put<T: OutSample>(
 /// Writes a window of whole blocks one block at a time, converting each block's rows
 /// straight into a block-sized buffer. The part of an edge block past the raster's edge
 /// (which no reader sees) is nodata.
-#[allow(clippy::too_many_arguments)]
 fn put_blocks<T: OutSample>(
     rb: &mut gdal::raster::RasterBand,
     win: (isize, isize),
     (w, h): (usize, usize),
-    values: &[f64],
-    nodata: f64,
-    t: SampleType,
+    plane: Plane<'_>,
     adj: &mut Adjusted,
     (bw, bh): (usize, usize),
 ) -> Result<(), String> {
+    let Plane { values, nodata, t } = plane;
     let fill = T::from_f64(nodata);
     let mut block = vec![fill; bw * bh];
     let (bx0, by0) = (win.0 as usize / bw, win.1 as usize / bh);
@@ -613,21 +581,6 @@ mod tests {
                 proptest::prop_assert_eq!(a, b);
             }
         }
-    }
-
-    #[test]
-    fn the_output_tile_follows_the_creation_options() {
-        let co = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            out_tile(&co(&["TILED=YES", "COMPRESS=DEFLATE"])),
-            Some((256, 256))
-        );
-        assert_eq!(
-            out_tile(&co(&["tiled=yes", "BLOCKXSIZE=512", "BLOCKYSIZE=128"])),
-            Some((512, 128))
-        );
-        assert_eq!(out_tile(&co(&["TILED=NO"])), None);
-        assert_eq!(out_tile(&co(&["COMPRESS=DEFLATE"])), None);
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! Nothing here runs anything.
 
 pub mod batch;
+pub mod creation;
 pub mod resolve;
 pub mod schema;
 pub mod settings;
 
 pub use batch::BatchSpec;
-pub use resolve::{resolve, resolve_map, MapSpec, ResampleConfig};
+pub use creation::CreationOptions;
+pub use resolve::{resolve, resolve_map, Kernel, MapSpec, ResampleConfig};
 pub use schema::{
     AggArg, BenchArgs, BenchWriterArgs, Cli, Command, CompletionsArgs, JobArgs, MapArgs, PlanArgs,
     ReportArgs, ResampleArgs, Shell, SynthArgs, EXAMPLES, MAP_EXAMPLES,

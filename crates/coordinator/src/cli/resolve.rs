@@ -8,6 +8,7 @@ use protocol::FaultSpec;
 use worker::{Agg, Decoder, SampleType};
 
 use super::{
+    creation::CreationOptions,
     schema::{AggArg, Cli, FormatArg, JobArgs, MapArgs, ResampleArgs},
     settings::{self, Setting, Settings, Source, Workers, DEFAULT_KILL_GRACE},
 };
@@ -23,7 +24,8 @@ pub struct ResampleConfig {
     pub input: PathBuf,
     pub output: PathBuf,
     pub factor: u32,
-    pub agg: Agg,
+    /// What the workers compute over each chunk.
+    pub kernel: Kernel,
     pub bands: Vec<u32>,
     pub out_type: Option<SampleType>,
     pub chunk_bytes: u64,
@@ -40,7 +42,7 @@ pub struct ResampleConfig {
     /// `--events`: the event stream (`-`: stdout).
     pub events: Option<PathBuf>,
     pub overwrite: bool,
-    pub creation_options: Vec<String>,
+    pub creation_options: CreationOptions,
     pub worker_bin: PathBuf,
     pub max_attempts: u32,
     pub task_timeout: Option<TimeoutSpec>,
@@ -63,8 +65,6 @@ pub struct ResampleConfig {
     /// Upper bound on the slot ring (the seed's `queue_sizes.chunk_queue`).
     pub chunk_queue: Option<u32>,
     pub quiet: bool,
-    /// `coordinator map`: the user's kernel in place of the block aggregation.
-    pub map: Option<MapSpec>,
     /// Which decoder the kernels read pixels with.
     pub decoder: Decoder,
     /// GTiff or COG (with the COG driver's options; `creation_options` are then the staged
@@ -81,6 +81,84 @@ pub struct ResampleConfig {
     pub shard: Option<crate::shard::Shard>,
     /// `--ignore-mask`: GDAL mask bands do not make pixels invalid.
     pub ignore_mask: bool,
+}
+
+impl ResampleConfig {
+    /// The run of one overview level (`cog::LevelSpec`): this run's input, kernel, pool and
+    /// limits at another factor, into a scratch file; no report, page, event stream, journal
+    /// to resume, pyramid or COG (the base run owns those), no injected fault (they name the
+    /// base run's chunks). Every field is named, so that a new one is decided here.
+    pub fn for_level(&self, level: &crate::cog::LevelSpec) -> ResampleConfig {
+        ResampleConfig {
+            input: self.input.clone(),
+            output: level.output.clone(),
+            factor: level.factor,
+            kernel: self.kernel.clone(),
+            bands: self.bands.clone(),
+            out_type: self.out_type,
+            chunk_bytes: self.chunk_bytes,
+            workers: self.workers,
+            workers_auto: self.workers_auto,
+            spare_workers: self.spare_workers,
+            in_process_threads: self.in_process_threads,
+            report: None,
+            report_html: None,
+            events: None,
+            overwrite: false,
+            creation_options: level.creation_options.clone(),
+            worker_bin: self.worker_bin.clone(),
+            max_attempts: self.max_attempts,
+            task_timeout: self.task_timeout,
+            task_timeout_floor: self.task_timeout_floor,
+            start_timeout: self.start_timeout,
+            kill_grace: self.kill_grace,
+            faults: Vec::new(),
+            memory_limit: self.memory_limit,
+            memory_limit_from: self.memory_limit_from.clone(),
+            soft_fraction: self.soft_fraction,
+            memory_poll: self.memory_poll,
+            min_free_memory: self.min_free_memory,
+            chunk_prefetch: self.chunk_prefetch,
+            chunk_queue: self.chunk_queue,
+            quiet: self.quiet,
+            decoder: self.decoder,
+            format: OutputFormat::GTiff,
+            pyramid: false,
+            batch: None,
+            resume: false,
+            shard: None,
+            ignore_mask: self.ignore_mask,
+        }
+    }
+}
+
+/// What the workers compute over each chunk: the workers' side has the same two
+/// (`worker::WorkerSetup::{BlockAgg, Map}`).
+#[derive(Debug, Clone)]
+pub enum Kernel {
+    /// `resample`: each output pixel aggregates a block of input pixels.
+    BlockAgg(Agg),
+    /// `map`: the user's kernel, over each chunk's window.
+    Map(MapSpec),
+}
+
+impl Kernel {
+    /// The command that runs this kernel, as the journal's identity and the workers'
+    /// environment name it.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Kernel::BlockAgg(_) => "resample",
+            Kernel::Map(_) => "map",
+        }
+    }
+
+    /// The aggregation, for a block aggregation.
+    pub fn agg(&self) -> Option<Agg> {
+        match self {
+            Kernel::BlockAgg(agg) => Some(*agg),
+            Kernel::Map(_) => None,
+        }
+    }
 }
 
 /// What `map` adds to a run: the user's kernel and its output.
@@ -117,46 +195,30 @@ const DEFAULT_CREATION_OPTIONS: [(&str, &str); 5] = [
     ("ZLEVEL", "1"),
 ];
 
-/// Adds the default creation options whose key `co` does not set.
-pub fn with_default_creation_options(co: &mut Vec<String>) {
-    for (k, v) in DEFAULT_CREATION_OPTIONS {
-        if !co.iter().any(|c| {
-            c.split('=')
-                .next()
-                .is_some_and(|x| x.eq_ignore_ascii_case(k))
-        }) {
-            co.push(format!("{k}={v}"));
-        }
+/// `co` and the default creation options whose key it does not set.
+pub fn with_default_creation_options(co: CreationOptions) -> CreationOptions {
+    co.with_defaults(&DEFAULT_CREATION_OPTIONS)
+}
+
+/// What a batch of several inputs cannot do yet.
+fn refuse_for_batch(r: &ResampleArgs) -> Result<(), CoordError> {
+    let unsupported = [
+        (r.pyramid, "--pyramid"),
+        (r.run.format == FormatArg::Cog, "--of COG"),
+        (r.run.events.is_some(), "--events"),
+        (r.run.report_html.is_some(), "--report-html"),
+    ];
+    match unsupported.iter().find(|(on, _)| *on) {
+        Some((_, flag)) => Err(CoordError::Usage(format!(
+            "{flag} is not available for a batch of several inputs yet: run each input on its own"
+        ))),
+        None => Ok(()),
     }
 }
 
-/// Builds the resolved config for `resample` (and for `plan`, with defaults for the rest).
-pub fn resolve(
-    cli: &Cli,
-    job: &JobArgs,
-    r: Option<&ResampleArgs>,
-) -> Result<(ResampleConfig, Settings), CoordError> {
-    let (input, output, batch) = match r.map(super::batch::resolve_target).transpose()? {
-        Some(super::batch::ResampleTarget::Single { input, output }) => (input, output, None),
-        Some(super::batch::ResampleTarget::Batch(b)) => (PathBuf::new(), PathBuf::new(), Some(b)),
-        // `plan` and `map` set INPUT (clap requires it).
-        None => (job.input.clone().unwrap_or_default(), PathBuf::new(), None),
-    };
-    if let (Some(_), Some(r)) = (&batch, r) {
-        let unsupported = [
-            (r.pyramid, "--pyramid"),
-            (r.run.format == FormatArg::Cog, "--of COG"),
-            (r.run.events.is_some(), "--events"),
-            (r.run.report_html.is_some(), "--report-html"),
-        ];
-        if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
-            return Err(CoordError::Usage(format!(
-                "{flag} is not available for a batch of several inputs yet: run each input on its own"
-            )));
-        }
-    }
-    let st = job_settings(cli, job)?;
-    let (workers, workers_auto) = match st.workers.value {
+/// The busy workers, and whether memory may lower them (`--workers auto`).
+fn workers(st: &Settings) -> (u32, bool) {
+    match st.workers.value {
         Workers::Auto => (settings::default_threads(), true),
         Workers::N(n) => {
             if n > settings::cpus() {
@@ -167,15 +229,12 @@ pub fn resolve(
             }
             (n, false)
         }
-    };
-    let co = r
-        .map(|r| r.run.creation_options.clone())
-        .unwrap_or_default();
-    for c in &co {
-        if !c.contains('=') {
-            return Err(CoordError::Usage(format!("--co '{c}' is not KEY=VALUE")));
-        }
     }
+}
+
+/// The checks that need more than one value: bands given twice, faults without workers,
+/// more spares than workers (lowered, with a warning). Returns the spare workers.
+fn check_job(job: &JobArgs, st: &Settings, workers: u32) -> Result<u32, CoordError> {
     for (i, b) in job.bands.iter().enumerate() {
         if job.bands[..i].contains(b) {
             return Err(CoordError::Usage(format!(
@@ -196,18 +255,43 @@ pub fn resolve(
         );
         spare_workers = workers;
     }
+    Ok(spare_workers)
+}
+
+/// Builds the resolved config for `resample` (and for `plan`, with defaults for the rest).
+pub fn resolve(
+    cli: &Cli,
+    job: &JobArgs,
+    r: Option<&ResampleArgs>,
+) -> Result<(ResampleConfig, Settings), CoordError> {
+    let (input, output, batch) = match r.map(super::batch::resolve_target).transpose()? {
+        Some(super::batch::ResampleTarget::Single { input, output }) => (input, output, None),
+        Some(super::batch::ResampleTarget::Batch(b)) => (PathBuf::new(), PathBuf::new(), Some(b)),
+        // `plan` and `map` set INPUT (clap requires it).
+        None => (job.input.clone().unwrap_or_default(), PathBuf::new(), None),
+    };
+    if let (Some(_), Some(r)) = (&batch, r) {
+        refuse_for_batch(r)?;
+    }
+    let st = job_settings(cli, job)?;
+    let (workers, workers_auto) = workers(&st);
+    let co = CreationOptions::parse(
+        r.map(|r| r.run.creation_options.clone())
+            .unwrap_or_default(),
+    )?;
+    let spare_workers = check_job(job, &st, workers)?;
     let pyramid = r.is_some_and(|r| r.pyramid);
-    let (format, mut co) = cog::resolve_format(
+    let (format, co) = cog::resolve_format(
         r.is_some_and(|r| r.run.format == FormatArg::Cog),
         pyramid,
         co,
     )?;
-    with_default_creation_options(&mut co);
+    let co = with_default_creation_options(co);
     let cfg = ResampleConfig {
         input,
         output,
         factor: job.factor,
-        agg: job.agg.into(),
+        kernel: Kernel::BlockAgg(job.agg.into()),
         bands: job.bands.clone(),
         out_type: job.ot,
         // `--chunk-mib` is positive and finite (its parser says so).
@@ -240,7 +324,6 @@ pub fn resolve(
         spare_workers,
         chunk_queue: st.chunk_queue.value,
         quiet: cli.quiet,
-        map: None,
         decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
         format,
         pyramid,
@@ -286,6 +369,7 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
     let job = JobArgs {
         input: Some(m.input.clone()),
         factor: m.factor,
+        // The clap struct needs one; the run's kernel is the map's, set below.
         agg: AggArg::Sum,
         bands: m.bands.clone(),
         ot: Some(SampleType::F64),
@@ -319,11 +403,107 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
             })?),
             None => None,
         };
-    cfg.map = Some(MapSpec {
+    cfg.kernel = Kernel::Map(MapSpec {
         lib,
         args: m.kernel_args.clone(),
         out_bands: m.out_bands,
         in_process_fallback: m.in_process_fallback,
     });
     Ok((cfg, st))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Command;
+
+    fn resolved(args: &[&str]) -> ResampleConfig {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Resample(r) = &cli.command else {
+            panic!("not resample: {args:?}")
+        };
+        resolve(&cli, &r.job, Some(r)).unwrap().0
+    }
+
+    #[test]
+    fn a_level_keeps_the_work_and_drops_what_the_base_run_owns() {
+        let cfg = resolved(&[
+            "coordinator",
+            "--workers",
+            "3",
+            "resample",
+            "in.tif",
+            "out.tif",
+            "-f",
+            "4",
+            "--agg",
+            "max",
+            "--band",
+            "2",
+            "--report",
+            "r.json",
+            "--report-html",
+            "r.html",
+            "--events",
+            "e.jsonl",
+            "--overwrite",
+            "--resume",
+            "--pyramid",
+            "--inject-fault",
+            "crash:1",
+            "--co",
+            "BLOCKXSIZE=128",
+        ]);
+        let level = crate::cog::LevelSpec {
+            factor: 8,
+            output: PathBuf::from("x2.tif"),
+            creation_options: CreationOptions::of(&["TILED=YES"]),
+        };
+        let l = cfg.for_level(&level);
+        // The same work: input, kernel, bands, pool.
+        assert_eq!(l.input, cfg.input);
+        assert_eq!(l.kernel.agg(), Some(Agg::Max));
+        assert_eq!(l.bands, vec![2]);
+        assert_eq!(l.workers, cfg.workers);
+        assert_eq!(l.worker_bin, cfg.worker_bin);
+        // At the level's factor, into its scratch file.
+        assert_eq!((l.factor, l.output.as_path()), (8, Path::new("x2.tif")));
+        assert_eq!(l.creation_options, level.creation_options);
+        // Nothing the base run owns.
+        assert!(l.report.is_none() && l.report_html.is_none() && l.events.is_none());
+        assert!(!l.overwrite && !l.resume && !l.pyramid);
+        assert!(l.faults.is_empty() && l.batch.is_none() && l.shard.is_none());
+        assert_eq!(l.format, OutputFormat::GTiff);
+    }
+
+    #[test]
+    fn map_runs_its_kernel_and_resample_aggregates() {
+        let cfg = resolved(&["coordinator", "resample", "in.tif", "out.tif", "-f", "2"]);
+        assert!(matches!(cfg.kernel, Kernel::BlockAgg(Agg::Sum)));
+        assert_eq!(cfg.kernel.command(), "resample");
+        let lib = tempfile::NamedTempFile::new().unwrap();
+        let cli = Cli::try_parse_from([
+            "coordinator",
+            "map",
+            "in.tif",
+            "out.tif",
+            "--kernel-lib",
+            lib.path().to_str().unwrap(),
+        ])
+        .unwrap();
+        let Command::Map(m) = &cli.command else {
+            panic!("not map")
+        };
+        let (cfg, _) = resolve_map(&cli, m).unwrap();
+        let Kernel::Map(spec) = &cfg.kernel else {
+            panic!("map resolved to {:?}", cfg.kernel)
+        };
+        assert_eq!(cfg.kernel.agg(), None);
+        assert_eq!(cfg.kernel.command(), "map");
+        assert!(spec.lib.is_some());
+    }
 }

@@ -32,12 +32,14 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
         ("input".into(), canonical.display().to_string()),
         ("input size".into(), size),
         ("input modification time".into(), mtime),
-        (
-            "command".into(),
-            if cfg.map.is_some() { "map" } else { "resample" }.into(),
-        ),
+        ("command".into(), cfg.kernel.command().into()),
         ("--factor".into(), cfg.factor.to_string()),
-        ("--agg".into(), cfg.agg.name().into()),
+        // A map run's identity names `sum` here, as it did before the kernel was a type:
+        // the journals and outputs of earlier map runs keep matching their --resume.
+        (
+            "--agg".into(),
+            cfg.kernel.agg().unwrap_or(worker::Agg::Sum).name().into(),
+        ),
         (
             "bands".into(),
             format!(
@@ -56,9 +58,12 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
         ("--ignore-mask".into(), cfg.ignore_mask.to_string()),
         ("scale/offset applied".into(), prep.unscale.to_string()),
         (CHUNK_GRID.into(), format!("{}x{}", p.chunk_w, p.chunk_h)),
-        ("creation options".into(), cfg.creation_options.join(" ")),
+        (
+            "creation options".into(),
+            cfg.creation_options.as_slice().join(" "),
+        ),
     ];
-    if let Some(m) = &cfg.map {
+    if let Kernel::Map(m) = &cfg.kernel {
         let lib = m.lib.as_deref().unwrap_or(&cfg.worker_bin);
         let stamp = std::fs::metadata(lib)
             .map(|md| format!("{} bytes, modified {}", md.len(), md.mtime()))
@@ -197,6 +202,33 @@ pub(super) fn keep_todo(
             ..*c
         })
         .collect();
+}
+
+/// The output a run of `cfg` writes (its temporary name is the staging's).
+pub(super) fn output_spec(cfg: &ResampleConfig, prep: &Prepared) -> OutputSpec {
+    OutputSpec {
+        path: cfg.output.clone(),
+        width: prep.plan.out_width,
+        height: prep.plan.out_height,
+        bands: out_bands(cfg, prep),
+        out_type: prep.out_type,
+        nodata: prep.out_nodata,
+        geo_transform: prep.info.geo_transform.map(|g| {
+            let f = cfg.factor as f64;
+            [g[0], g[1] * f, g[2] * f, g[3], g[4] * f, g[5] * f]
+        }),
+        projection: prep.info.projection.clone(),
+        creation_options: cfg.creation_options.as_slice().to_vec(),
+        band_meta: match &cfg.kernel {
+            Kernel::BlockAgg(agg) => prep
+                .bands
+                .iter()
+                .map(|b| fidelity::out_meta(*agg, prep.out_type, b, prep.unscale))
+                .collect(),
+            Kernel::Map(_) => Vec::new(),
+        },
+        area_or_point: prep.info.area_or_point.clone(),
+    }
 }
 
 /// The output as `merge` will need to write it without the input.

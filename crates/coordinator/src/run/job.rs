@@ -5,6 +5,15 @@
 use super::*;
 use durable::{JournaledSink, SinkItem};
 
+/// What each chunk's payload carries.
+enum Payload {
+    /// A block aggregation of input `BlockAggJob::input`.
+    BlockAgg(KernelSpec),
+    /// A map kernel's window; `bare`: the payload goes bare (a Rust kernel's own binary),
+    /// not in `WorkerChunk`.
+    Map { bare: bool },
+}
+
 /// The block-aggregation job as the engine sees it: the plan's chunks, then the parts of
 /// split ones, each with its kernel payload and slot sizes.
 pub(super) struct BlockAggJob {
@@ -13,11 +22,7 @@ pub(super) struct BlockAggJob {
     /// subset of the plan, renumbered from 0); split parts, after them, have none.
     pub(super) plan_ids: Vec<u32>,
     plan: Plan,
-    kernel: KernelSpec,
-    /// `coordinator map`: each chunk's payload is a `MapChunk` instead.
-    map: bool,
-    /// Payloads go bare (a Rust kernel's own binary), not in `WorkerChunk`.
-    bare: bool,
+    payload: Payload,
     /// Output planes.
     bands: u64,
     metadata: Vec<(String, String)>,
@@ -31,22 +36,26 @@ impl BlockAggJob {
             tasks: prep.plan.chunks.clone(),
             plan_ids: prep.plan.chunks.iter().map(|c| c.id.0).collect(),
             plan: prep.plan.clone(),
-            kernel: KernelSpec {
-                agg: cfg.agg,
-                factor: cfg.factor,
-                sample: prep.sample,
-                // Empty blocks come back as NaN; the writer turns them into the output's
-                // nodata, so that it can tell them from a valid value equal to nodata.
-                out_nodata: f64::NAN,
+            payload: match &cfg.kernel {
+                Kernel::BlockAgg(agg) => Payload::BlockAgg(KernelSpec {
+                    agg: *agg,
+                    factor: cfg.factor,
+                    sample: prep.sample,
+                    // Empty blocks come back as NaN; the writer turns them into the
+                    // output's nodata, so that it can tell them from a valid value equal to
+                    // nodata.
+                    out_nodata: f64::NAN,
+                }),
+                Kernel::Map(m) => Payload::Map {
+                    bare: m.lib.is_none(),
+                },
             },
-            map: cfg.map.is_some(),
-            bare: cfg.map.as_ref().is_some_and(|m| m.lib.is_none()),
             bands: prep.plan.bands,
             input: 0,
             metadata: vec![
-                match &cfg.map {
-                    None => ("BLOCKSUM_AGG".to_string(), cfg.agg.name().to_string()),
-                    Some(m) => ("BLOCKSUM_KERNEL".to_string(), kernel_name(cfg, m)),
+                match &cfg.kernel {
+                    Kernel::BlockAgg(agg) => ("BLOCKSUM_AGG".to_string(), agg.name().to_string()),
+                    Kernel::Map(m) => ("BLOCKSUM_KERNEL".to_string(), kernel_name(cfg, m)),
                 },
                 ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
                 (durable::PLAN_KEY.to_string(), plan_digest(cfg, prep)),
@@ -77,23 +86,24 @@ impl Job for BlockAggJob {
 
     fn payload(&self, task: TaskId) -> Vec<u8> {
         let c = &self.tasks[task.0 as usize];
-        if self.map {
-            let chunk = MapChunk {
-                window: c.window,
-                out_window: c.out,
-            };
-            // The same rule as the setup's: a payload in the standard worker's enum when the
-            // setup is, bare for a Rust kernel's binary.
-            match self.bare {
-                true => protocol::encode(&chunk),
-                false => protocol::encode(&WorkerChunk::Map(chunk)),
-            }
-        } else {
-            protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
+        match self.payload {
+            Payload::BlockAgg(kernel) => protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
                 input: self.input,
                 window: c.window,
-                kernel: self.kernel,
-            }))
+                kernel,
+            })),
+            Payload::Map { bare } => {
+                let chunk = MapChunk {
+                    window: c.window,
+                    out_window: c.out,
+                };
+                // The same rule as the setup's: a payload in the standard worker's enum when
+                // the setup is, bare for a Rust kernel's binary.
+                match bare {
+                    true => protocol::encode(&chunk),
+                    false => protocol::encode(&WorkerChunk::Map(chunk)),
+                }
+            }
         }
     }
 

@@ -27,9 +27,8 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     }
     let info = raster::inspect(&cfg.input)?;
     // A factor beyond the raster's sides is fine: the partial-edge rule gives one block.
-    let f = cfg.factor as u64;
     let bands = info.select(&cfg.bands)?;
-    if cfg.decoder == worker::types::Decoder::Native && cfg.map.is_none() {
+    if cfg.decoder == worker::types::Decoder::Native && cfg.kernel.agg().is_some() {
         // Asked for by name: refuse now, with the reason, rather than let every worker fail
         // its setup. The workers run the same check.
         let numbers: Vec<u32> = bands.iter().map(|b| b.index).collect();
@@ -40,43 +39,81 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
         }
     }
     let sample = raster::common_sample(&bands);
+    let (unscale, out_type, out_nodata) = output_type(cfg, &bands, sample);
+    let (plan, out_planes) = plan_chunks(cfg, &info, &bands, sample)?;
+    // In-process lanes: all the work without workers, one fallback lane with them; none
+    // for a plug-in kernel unless the user lets the coordinator load it.
+    let lanes = match &cfg.kernel {
+        Kernel::Map(m) if !m.in_process_fallback => 0,
+        _ if cfg.workers == 0 => cfg.in_process_threads.max(1),
+        _ => 1,
+    };
+    let (layout, memory) = plan_memory(cfg, &plan, (out_type, out_planes), lanes)?;
+    Ok(Prepared {
+        info,
+        bands,
+        sample,
+        out_type,
+        out_nodata,
+        unscale,
+        plan,
+        layout,
+        lanes,
+        memory,
+    })
+}
+
+/// Whether the kernels unscale, and the output's type and nodata.
+fn output_type(
+    cfg: &ResampleConfig,
+    bands: &[BandInfo],
+    sample: SampleType,
+) -> (bool, SampleType, Option<f64>) {
+    let agg = match &cfg.kernel {
+        // A map kernel's output is Float64 with nodata NaN, whatever its input.
+        Kernel::Map(_) => return (false, SampleType::F64, Some(f64::NAN)),
+        Kernel::BlockAgg(agg) => *agg,
+    };
     // Scale and offset that do not commute with the aggregate are applied by the kernels;
     // the values are then no longer of the input's type.
-    let unscale = cfg.map.is_none() && fidelity::needs_unscale(cfg.agg, &bands);
-    // A map kernel's output is Float64 with nodata NaN, whatever its input.
-    let (out_type, out_nodata) = match &cfg.map {
-        Some(_) => (SampleType::F64, Some(f64::NAN)),
-        None => {
-            let default = match raster::default_out_type(cfg.agg, sample) {
-                _ if unscale && cfg.agg != worker::Agg::Count => SampleType::F64,
-                t => t,
-            };
-            let empty = fidelity::empty_block_possible(cfg.agg, &bands, cfg.ignore_mask);
-            let c = fidelity::choose_nodata(
-                cfg.agg,
-                cfg.out_type.unwrap_or(default),
-                cfg.out_type.is_some(),
-                &bands,
-                empty,
-            );
-            for w in &c.warnings {
-                tracing::warn!("{w}");
-            }
-            for n in &c.notes {
-                tracing::info!("{n}");
-            }
-            (c.out_type, c.nodata)
-        }
+    let unscale = fidelity::needs_unscale(agg, bands);
+    let default = match raster::default_out_type(agg, sample) {
+        _ if unscale && agg != worker::Agg::Count => SampleType::F64,
+        t => t,
     };
+    let empty = fidelity::empty_block_possible(agg, bands, cfg.ignore_mask);
+    let c = fidelity::choose_nodata(
+        agg,
+        cfg.out_type.unwrap_or(default),
+        cfg.out_type.is_some(),
+        bands,
+        empty,
+    );
+    for w in &c.warnings {
+        tracing::warn!("{w}");
+    }
+    for n in &c.notes {
+        tracing::info!("{n}");
+    }
+    (unscale, c.out_type, c.nodata)
+}
+
+/// The chunks, and the output planes each fills.
+fn plan_chunks(
+    cfg: &ResampleConfig,
+    info: &RasterInfo,
+    bands: &[BandInfo],
+    sample: SampleType,
+) -> Result<(Plan, u64), CoordError> {
     let nb = bands.len() as u64;
     // Input bytes per pixel (all bands) and output planes: a map kernel reads f64 samples
     // and a mask byte per sample, and fills its own number of planes.
-    let (pixel_bytes, out_planes) = match &cfg.map {
-        Some(m) => (
+    let (pixel_bytes, out_planes) = match &cfg.kernel {
+        Kernel::Map(m) => (
             worker::map::input_bytes(nb, unit_window()),
             m.out_bands as u64,
         ),
-        None => (sample.size() * nb, nb),
+        Kernel::BlockAgg(_) => (sample.size() * nb, nb),
     };
     // Small rasters still get a few chunks per worker, so that every worker has work.
     let total = info.width * info.height * pixel_bytes;
@@ -87,14 +124,12 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     };
     let target = cfg.chunk_bytes.min(spread);
     let plan = plan(
-        info.width,
-        info.height,
+        (info.width, info.height),
         info.block,
-        f,
-        out_planes,
-        pixel_bytes,
+        cfg.factor as u64,
+        (out_planes, pixel_bytes),
         target,
-        writer::out_tile(&cfg.creation_options),
+        cfg.creation_options.gtiff_tile(),
     );
     for fault in &cfg.faults {
         if let Some(c) = fault.chunk {
@@ -107,15 +142,16 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
             }
         }
     }
-    // In-process lanes: all the work without workers, one fallback lane with them; none
-    // for a plug-in kernel unless the user lets the coordinator load it.
-    let lanes = if cfg.map.as_ref().is_some_and(|m| !m.in_process_fallback) {
-        0
-    } else if cfg.workers == 0 {
-        cfg.in_process_threads.max(1)
-    } else {
-        1
-    };
+    Ok((plan, out_planes))
+}
+
+/// The slot ring's layout and the memory plan: how many workers fit, their limits.
+fn plan_memory(
+    cfg: &ResampleConfig,
+    plan: &Plan,
+    (out_type, out_planes): (SampleType, u64),
+    lanes: u32,
+) -> Result<(SlotLayout, MemoryPlan), CoordError> {
     let slots_for = |workers: u32| {
         // A slot per worker and per lane, plus the prefetch so the writer never starves the
         // pool; `chunk_queue` caps the ring.
@@ -131,7 +167,7 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     };
     layout_for(cfg.workers).map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
     let coordinator_cache = coordinator_cache_bytes(
-        &plan,
+        plan,
         out_type,
         out_planes,
         slots_for(cfg.workers),
@@ -140,13 +176,15 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
     );
     let memory = budget::plan_memory(
         available_memory(),
-        cfg.workers,
-        if cfg.workers > 0 {
-            cfg.spare_workers
-        } else {
-            0
+        budget::Asked {
+            workers: cfg.workers,
+            spares: if cfg.workers > 0 {
+                cfg.spare_workers
+            } else {
+                0
+            },
+            auto: cfg.workers_auto,
         },
-        cfg.workers_auto,
         cfg.memory_limit,
         cfg.soft_fraction,
         coordinator_cache,
@@ -182,18 +220,7 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
             memory.workers
         );
     }
-    Ok(Prepared {
-        info,
-        bands,
-        sample,
-        out_type,
-        out_nodata,
-        unscale,
-        plan,
-        layout,
-        lanes,
-        memory,
-    })
+    Ok((layout, memory))
 }
 
 /// For `plan`: a human-readable description.
@@ -220,7 +247,7 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
         p.out_width,
         p.out_height,
         prep.out_type,
-        cfg.agg.name(),
+        cfg.kernel.agg().map_or("map", |a| a.name()),
         p.factor,
         p.factor,
         prep.out_nodata

@@ -74,15 +74,18 @@ impl RunView<'_> {
         let m = &prep.memory;
         ReportOptions {
             factor: cfg.factor,
-            agg: cfg.map.is_none().then(|| cfg.agg.name().to_string()),
+            agg: cfg.kernel.agg().map(|a| a.name().to_string()),
             decoder: cfg.decoder.name().to_string(),
-            kernel: cfg.map.as_ref().map(|k| KernelOptions {
-                name: kernel_name(cfg, k),
-                library: k.lib.as_ref().map(|l| l.display().to_string()),
-                args: k.args.iter().map(|(a, v)| format!("{a}={v}")).collect(),
-                out_bands: k.out_bands,
-                in_process_fallback: k.in_process_fallback,
-            }),
+            kernel: match &cfg.kernel {
+                Kernel::BlockAgg(_) => None,
+                Kernel::Map(k) => Some(KernelOptions {
+                    name: kernel_name(cfg, k),
+                    library: k.lib.as_ref().map(|l| l.display().to_string()),
+                    args: k.args.iter().map(|(a, v)| format!("{a}={v}")).collect(),
+                    out_bands: k.out_bands,
+                    in_process_fallback: k.in_process_fallback,
+                }),
+            },
             bands: prep.bands.iter().map(|b| b.index).collect(),
             sample_type: prep.sample.gdal_name().into(),
             output_type: prep.out_type.gdal_name().into(),
@@ -126,47 +129,10 @@ impl RunView<'_> {
         }
     }
 
-    pub(super) fn report(
-        &self,
-        exit_code: i32,
-        result: &Result<(), CoordError>,
-        quarantined: &[u32],
-    ) -> Report {
-        let plan = &self.prep.plan;
-        let chunks: Vec<ChunkReport> = self
-            .tasks
-            .iter()
-            .map(|c| ChunkReport {
-                id: c.id.0,
-                plan_id: self
-                    .plan_ids
-                    .get(c.id.0 as usize)
-                    .copied()
-                    .filter(|&p| p != c.id.0),
-                parent: self.sched.parent(c.id).map(|p| p.0),
-                window: [c.window.x, c.window.y, c.window.w, c.window.h],
-                out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
-                outcome: self.sched.outcome(c.id),
-                split: self.sched.split_reason(c.id),
-                attempts: self.sched.attempts(c.id).to_vec(),
-                write_us: self.write_us.get(c.id.0 as usize).copied().flatten(),
-            })
-            .collect();
-        let quarantined_windows: Vec<QuarantinedWindow> = quarantined
-            .iter()
-            .map(|&t| {
-                let c = &self.tasks[t as usize];
-                QuarantinedWindow {
-                    id: t,
-                    window: [c.window.x, c.window.y, c.window.w, c.window.h],
-                    out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
-                    cause: self.quarantine_cause(t),
-                }
-            })
-            .collect();
+    /// Each worker process the run had: its life, its chunks, its memory.
+    fn workers(&self) -> Vec<WorkerReport> {
         let mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
-        let workers: Vec<WorkerReport> = self
-            .sched
+        self.sched
             .worker_records()
             .iter()
             .map(|r| WorkerReport {
@@ -191,31 +157,45 @@ impl RunView<'_> {
                     .cloned()
                     .unwrap_or_default(),
             })
+            .collect()
+    }
+
+    pub(super) fn report(
+        &self,
+        exit_code: i32,
+        result: &Result<(), CoordError>,
+        quarantined: &[u32],
+    ) -> Report {
+        let plan = &self.prep.plan;
+        let chunks: Vec<ChunkReport> = self
+            .tasks
+            .iter()
+            .map(|c| ChunkReport {
+                id: c.id.0,
+                plan_id: plan_id(self.plan_ids, c.id.0),
+                parent: self.sched.parent(c.id).map(|p| p.0),
+                window: [c.window.x, c.window.y, c.window.w, c.window.h],
+                out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
+                outcome: self.sched.outcome(c.id),
+                split: self.sched.split_reason(c.id),
+                attempts: self.sched.attempts(c.id).to_vec(),
+                write_us: self.write_us.get(c.id.0 as usize).copied().flatten(),
+            })
             .collect();
-        let mut deaths = std::collections::BTreeMap::new();
-        for w in &workers {
-            if let Some(c) = &w.cause {
-                let k = match c {
-                    engine::sched::FailureCause::Signal { name, .. } => format!("killed by {name}"),
-                    engine::sched::FailureCause::Recycled => continue,
-                    other => serde_json::to_value(other)
-                        .ok()
-                        .and_then(|v| {
-                            v.get("kind")
-                                .and_then(|k| k.as_str())
-                                .map(|s| s.replace('_', " "))
-                        })
-                        .unwrap_or_default(),
-                };
-                if result.is_ok()
-                    && exit_code == 0
-                    && matches!(c, engine::sched::FailureCause::ExitCode { code: 0 })
-                {
-                    continue;
+        let quarantined_windows: Vec<QuarantinedWindow> = quarantined
+            .iter()
+            .map(|&t| {
+                let c = &self.tasks[t as usize];
+                QuarantinedWindow {
+                    id: t,
+                    window: [c.window.x, c.window.y, c.window.w, c.window.h],
+                    out_window: [c.out.x, c.out.y, c.out.w, c.out.h],
+                    cause: self.quarantine_cause(t),
                 }
-                *deaths.entry(k).or_insert(0) += 1;
-            }
-        }
+            })
+            .collect();
+        let workers = self.workers();
+        let deaths = deaths_by_cause(&workers, exit_code, result);
         let wall_ms = self.start.elapsed().as_millis() as u64;
         let input_bytes = plan.width * plan.height * plan.pixel_bytes;
         let count = |o: ChunkOutcome| chunks.iter().filter(|c| c.outcome == Some(o)).count();
@@ -279,5 +259,166 @@ impl RunView<'_> {
             totals,
             journal: self.journal.clone(),
         }
+    }
+}
+
+/// Worker deaths by cause, as the summary counts them: recycling is no death, nor a clean
+/// exit of a run that succeeded.
+fn deaths_by_cause(
+    workers: &[WorkerReport],
+    exit_code: i32,
+    result: &Result<(), CoordError>,
+) -> std::collections::BTreeMap<String, u32> {
+    let mut deaths = std::collections::BTreeMap::new();
+    for w in workers {
+        if let Some(c) = &w.cause {
+            let k = match c {
+                engine::sched::FailureCause::Signal { name, .. } => format!("killed by {name}"),
+                engine::sched::FailureCause::Recycled => continue,
+                other => serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| {
+                        v.get("kind")
+                            .and_then(|k| k.as_str())
+                            .map(|s| s.replace('_', " "))
+                    })
+                    .unwrap_or_default(),
+            };
+            if result.is_ok()
+                && exit_code == 0
+                && matches!(c, engine::sched::FailureCause::ExitCode { code: 0 })
+            {
+                continue;
+            }
+            *deaths.entry(k).or_insert(0) += 1;
+        }
+    }
+    deaths
+}
+
+/// A chunk's `plan_id` in the report, by the report's rule (`report::ChunkReport`): its id in
+/// the whole plan where that differs from its id in this run (`plan_ids` holds the plan id
+/// of each of the run's first tasks); none for the parts of a split chunk.
+pub(super) fn plan_id(plan_ids: &[u32], id: u32) -> Option<u32> {
+    plan_ids.get(id as usize).copied().filter(|&p| p != id)
+}
+
+impl RunView<'_> {
+    /// The notes after a single run's summary line: chunks run in process after a
+    /// timeout, worker deaths, pixels adjusted to fit the output type, the pyramid and COG.
+    pub(super) fn closing_notes(&self, t: &Totals, finished: &crate::cog::Finished) -> String {
+        let prep = self.prep;
+        let mut message = String::new();
+        if t.done_in_process > 0 && prep.memory.workers > 0 {
+            message.push_str(&format!(
+                ", {} chunk(s) run in process after a timeout",
+                t.done_in_process
+            ));
+        }
+        if !t.deaths_by_cause.is_empty() {
+            let causes: Vec<String> = t
+                .deaths_by_cause
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            message.push_str(&format!("; worker deaths: {}", causes.join(", ")));
+        }
+        for (i, a) in t.adjusted_by_band.iter().enumerate() {
+            if a.clamped + a.moved_off_nodata > 0 {
+                let b = prep.bands.get(i).map_or(i as u32 + 1, |b| b.index);
+                message.push_str(&format!(
+                    "\nwarning: band {b}: {} valid pixel(s) clamped into {}'s range and {} moved one step off the nodata value {}, so that none reads as nodata (a wider --ot keeps them exact)",
+                    a.clamped, prep.out_type, a.moved_off_nodata, prep.out_nodata.unwrap_or(f64::NAN)
+                ));
+            }
+        }
+        message.push_str(&finished.describe());
+        message
+    }
+}
+
+/// A single run's last words: the `run_end` event, the HTML page, the JSON report. The
+/// run's lock is still held. A side file that cannot be written after a complete output is
+/// exit 4 (`ReportWrite`); after a failed run, the run's own failure is the one reported.
+pub(super) fn write_report_files(
+    cfg: &ResampleConfig,
+    events: Option<&engine::observe::EventLog>,
+    report: &Report,
+    result: &Result<(), CoordError>,
+) -> Result<(), CoordError> {
+    if let Some(log) = events {
+        log.emit(
+            report.totals.wall_ms,
+            &engine::observe::RunEvent::RunEnd {
+                status: serde_json::to_value(report.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                exit_code: report.exit_code,
+                error: report.error.clone(),
+                wall_ms: report.totals.wall_ms,
+            },
+        );
+    }
+    // The side outputs: the HTML page, and whether the event stream was written whole.
+    let mut side: Vec<(&'static str, PathBuf, String)> = Vec::new();
+    if let Some(path) = &cfg.report_html {
+        if let Err(e) = output::write_report(path, &crate::html::render(report), cfg.overwrite) {
+            side.push(("--report-html", path.clone(), e.to_string()));
+        }
+    }
+    if let (Some(log), Some(path)) = (events, &cfg.events) {
+        if let Some(e) = log.error() {
+            side.push(("--events", path.clone(), e));
+        }
+    }
+    if let Some(path) = &cfg.report {
+        if let Err(reason) = write_json(path, report, cfg.overwrite) {
+            side.insert(0, ("--report", path.clone(), reason));
+        }
+    }
+    if result.is_err() {
+        // The run's own failure is the one to report.
+        for (_, path, reason) in &side {
+            tracing::error!("writing '{}': {reason}", path.display());
+        }
+        return Ok(());
+    }
+    match side.into_iter().next() {
+        // The output is committed and complete; a side file is not: exit 4 says so.
+        Some((flag, path, reason)) => Err(CoordError::ReportWrite {
+            output: cfg.output.clone(),
+            flag,
+            path,
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The JSON report at `path`.
+fn write_json(path: &Path, report: &Report, overwrite: bool) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    output::write_report(path, &text, overwrite).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            "a file appeared there during the run and was not replaced (pass --overwrite to replace it)".to_string()
+        } else {
+            e.to_string()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_id_is_named_only_where_it_differs_from_the_chunk_id() {
+        // A whole run: task i is plan chunk i.
+        assert_eq!(plan_id(&[0, 1, 2], 1), None);
+        // A resumed run or a shard: task 1 is plan chunk 7.
+        assert_eq!(plan_id(&[5, 7], 1), Some(7));
+        // The parts of a split chunk (after the first tasks) have none.
+        assert_eq!(plan_id(&[5, 7], 2), None);
     }
 }

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use super::*;
 use crate::report::RunStatus;
+use std::path::Path;
 
 mod job;
 mod resume;
@@ -35,37 +36,97 @@ mod sink;
 use job::BatchJob;
 use sink::{BatchSink, Fates, OutputFate, Pending};
 
+/// An input ready to run: its index in the batch, its config, plan, job and output.
+type Ready = (usize, ResampleConfig, Prepared, BlockAggJob, Pending);
+
 /// Runs a batch (`cfg.batch` is set).
 pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let batch = cfg
         .batch
         .as_ref()
         .ok_or_else(|| CoordError::Internal("a batch run without a batch".into()))?;
-    let n = batch.inputs.len();
-    let out_dir = &batch.out_dir;
+    out_dir_ready(&batch.out_dir)?;
+    let (fates, ready) = stage(cfg, batch)?;
+    let start = Instant::now();
+    if ready.is_empty() {
+        let fates = Mutex::new(fates);
+        return finish(cfg, batch, &[], None, fates, start);
+    }
+    let (memory, lanes, layout) = plan_pool(cfg, &ready)?;
+    check_faults(cfg, &ready)?;
+    let pool = Pool {
+        memory: &memory,
+        lanes,
+        layout,
+    };
+    let ring = bring_up(cfg, pool, ready.len())?;
+    let (mut job, order, preps, setup, outputs) = assemble(cfg, ready);
+    let fates: Fates = Arc::new(Mutex::new(fates));
+    let mut sink = BatchSink::new(outputs, order.clone(), fates.clone(), cfg.overwrite);
+    sink.finish_ready();
+    // `--events` is refused for batches (cli::resolve).
+    let ecfg = engine_config(
+        cfg,
+        pool,
+        job.plan_len(),
+        setup,
+        format!(
+            "resample batch of {} input(s) -> {}",
+            order.len(),
+            batch.out_dir.display()
+        ),
+        None,
+    );
+    let (outcome, rec) = engine::run(&mut job, sink, ring, ecfg);
+    let run_error = outcome.err().map(|e| engine_error(cfg, &batch.out_dir, e));
+    let fates = Arc::try_unwrap(fates).unwrap_or_else(|a| {
+        Mutex::new(std::mem::take(
+            &mut *a.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    });
+    let ran = Ran {
+        job: &job,
+        order: &order,
+        preps: &preps,
+        rec: &rec,
+        memory: &memory,
+        layout,
+        error: run_error,
+    };
+    finish(cfg, batch, &preps, Some(ran), fates, start)
+}
+
+/// `--out-dir` is a directory, made here when its parent is one.
+fn out_dir_ready(out_dir: &Path) -> Result<(), CoordError> {
     match std::fs::symlink_metadata(out_dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(CoordError::Write {
-                path: out_dir.clone(),
-                reason: "--out-dir names something that is not a directory".into(),
-            })
-        }
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(CoordError::Write {
+            path: out_dir.to_path_buf(),
+            reason: "--out-dir names something that is not a directory".into(),
+        }),
         Err(_) => {
             let parent = output::parent_dir(out_dir);
             if !parent.is_dir() {
                 return Err(CoordError::OutputDirMissing(parent));
             }
             std::fs::create_dir(out_dir).map_err(|e| CoordError::OutputDirNotWritable {
-                path: out_dir.clone(),
+                path: out_dir.to_path_buf(),
                 reason: format!("creating it: {e}"),
-            })?;
+            })
         }
     }
-    // Per input: its own config (input, output; faults are the batch's, checked below),
-    // then what a single run would check before starting. A failure here is that input's.
+}
+
+/// Per input: its own config (input, output; faults are the batch's, checked by
+/// `check_faults`), then what a single run would check before starting, its lock and its
+/// journal. A failure here is that input's, but for the batch's report path.
+fn stage(
+    cfg: &ResampleConfig,
+    batch: &crate::cli::BatchSpec,
+) -> Result<(Vec<OutputFate>, Vec<Ready>), CoordError> {
+    let n = batch.inputs.len();
     let mut fates: Vec<OutputFate> = (0..n).map(|_| OutputFate::Waiting).collect();
-    let mut ready: Vec<(usize, ResampleConfig, Prepared, BlockAggJob, Pending)> = Vec::new();
+    let mut ready: Vec<Ready> = Vec::new();
     for (k, input) in batch.inputs.iter().enumerate() {
         let mut c = cfg.clone();
         c.input = input.clone();
@@ -95,13 +156,15 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             }
         }
     }
-    let start = Instant::now();
-    if ready.is_empty() {
-        let fates = Mutex::new(fates);
-        return finish(cfg, batch, &[], None, fates, start);
-    }
-    // The pool is sized by the input that needs the largest slots; the ring holds the
-    // largest window and output of any input.
+    Ok((fates, ready))
+}
+
+/// The pool is sized by the input that needs the largest slots; the ring holds the largest
+/// window and output of any input.
+fn plan_pool(
+    cfg: &ResampleConfig,
+    ready: &[Ready],
+) -> Result<(MemoryPlan, u32, SlotLayout), CoordError> {
     let lead = (0..ready.len())
         .max_by_key(|&i| ready[i].2.layout.slot_bytes())
         .unwrap_or(0);
@@ -128,20 +191,26 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     );
     let memory = budget::plan_memory(
         available_memory(),
-        cfg.workers,
-        if cfg.workers > 0 {
-            cfg.spare_workers
-        } else {
-            0
+        budget::Asked {
+            workers: cfg.workers,
+            spares: if cfg.workers > 0 {
+                cfg.spare_workers
+            } else {
+                0
+            },
+            auto: cfg.workers_auto,
         },
-        cfg.workers_auto,
         cfg.memory_limit,
         cfg.soft_fraction,
         cache,
         |_| layout.total_bytes(),
     )?;
-    let lanes = lp.lanes;
-    // The chunks this run computes (with --resume or --shard, fewer than the plans').
+    Ok((memory, lp.lanes, layout))
+}
+
+/// `--inject-fault` names chunks among those this run computes (with --resume or --shard,
+/// fewer than the plans'), numbered one input after the other.
+fn check_faults(cfg: &ResampleConfig, ready: &[Ready]) -> Result<(), CoordError> {
     let total_plan: usize = ready.iter().map(|r| r.3.tasks.len()).sum();
     for f in &cfg.faults {
         if let Some(c) = f.chunk {
@@ -153,32 +222,20 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
             }
         }
     }
-    if memory.workers > 0 && !cfg.worker_bin.is_file() {
-        return Err(CoordError::Workers(format!(
-            "worker binary not found at '{}' (set --worker-bin or BLOCKSUM_WORKER_BIN)",
-            cfg.worker_bin.display()
-        )));
-    }
-    if memory.workers > 0 {
-        let processes = memory.workers + memory.spares;
-        // Each output holds its lock file and its journal open for the run.
-        let need = FDS_BASE + FDS_PER_WORKER * (processes as u64 + 1) + 2 * ready.len() as u64;
-        crate::os::ensure_nofile(need).map_err(|(have, why)| {
-            CoordError::Resources(format!(
-                "too few file descriptors: {processes} worker process(es) and {} output lock(s) and journal(s) need about {need}, the limit is {have}{why} (raise it with ulimit -n, or lower --workers)",
-                ready.len()
-            ))
-        })?;
-    }
-    crate::os::set_gdal_cache(memory.coordinator - memory.ring - budget::COORDINATOR_BASE);
-    let ring = SlotRing::create(layout).map_err(|e| {
-        CoordError::Resources(format!(
-            "creating the shared slot ring of {:.1} MiB: {e}",
-            layout.total_bytes() as f64 / (1 << 20) as f64
-        ))
-    })?;
+    Ok(())
+}
 
-    // The jobs, the workers' setup (every input, in setup order) and the pending outputs.
+/// The batch's job, each setup index's input index, config and plan, the workers' setup
+/// (every input, in setup order), and the pending outputs.
+type Assembled = (
+    BatchJob,
+    Vec<usize>,
+    Vec<(ResampleConfig, Prepared)>,
+    Vec<u8>,
+    Vec<Option<Pending>>,
+);
+
+fn assemble(cfg: &ResampleConfig, ready: Vec<Ready>) -> Assembled {
     let mut jobs = Vec::new();
     let mut inputs = Vec::new();
     let mut outputs: Vec<Option<Pending>> = Vec::new();
@@ -196,52 +253,12 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
         order.push(k);
         preps.push((c, p));
     }
-    let fates: Fates = Arc::new(Mutex::new(fates));
-    let mut sink = BatchSink::new(outputs, order.clone(), fates.clone(), cfg.overwrite);
-    sink.finish_ready();
-    let mut job = BatchJob::new(jobs);
     let setup = protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
         inputs,
         decoder: cfg.decoder,
         ignore_mask: cfg.ignore_mask,
     }));
-    let executor: Option<ExecutorFactory> = (lanes > 0).then(|| {
-        let lane_setup = setup.clone();
-        let f: ExecutorFactory = Arc::new(move || runtime::open::<WorkerKernel>(&lane_setup));
-        f
-    });
-    // `--events` is refused for batches (cli::resolve).
-    let ecfg = engine_config(
-        cfg,
-        &memory,
-        lanes,
-        layout,
-        job.plan_len(),
-        (setup, executor),
-        format!(
-            "resample batch of {} input(s) -> {}",
-            order.len(),
-            out_dir.display()
-        ),
-        None,
-    );
-    let (outcome, rec) = engine::run(&mut job, sink, ring, ecfg);
-    let run_error = outcome.err().map(|e| engine_error(cfg, out_dir, e));
-    let fates = Arc::try_unwrap(fates).unwrap_or_else(|a| {
-        Mutex::new(std::mem::take(
-            &mut *a.lock().unwrap_or_else(|p| p.into_inner()),
-        ))
-    });
-    let ran = Ran {
-        job: &job,
-        order: &order,
-        preps: &preps,
-        rec: &rec,
-        memory: &memory,
-        layout,
-        error: run_error,
-    };
-    finish(cfg, batch, &preps, Some(ran), fates, start)
+    (BatchJob::new(jobs), order, preps, setup, outputs)
 }
 
 /// What the engine left: enough for the report.
@@ -311,178 +328,43 @@ fn finish(
 ) -> Result<RunSummary, CoordError> {
     let fates = fates.into_inner().unwrap_or_else(|p| p.into_inner());
     let run_error = ran.as_ref().and_then(|r| r.error.as_ref());
-    // An output the run did not complete shares the run's failure (or, with none, is a bug).
-    let not_reached = || match run_error {
-        Some(e) => (
-            e.exit_code(),
-            format!("not written: the run ended first: {e}"),
-        ),
-        None => (
-            protocol::exit::INTERNAL,
-            "not written, yet the run ended without an error".to_string(),
-        ),
-    };
     let written = fates
         .iter()
         .filter(|f| matches!(f, OutputFate::Committed { .. } | OutputFate::Kept))
         .count();
-    let quarantined_any = fates
-        .iter()
-        .any(|f| matches!(f, OutputFate::Committed { quarantined, .. } if !quarantined.is_empty()));
-    let first_failure = fates.iter().find_map(|f| match f {
-        OutputFate::Failed(e) => Some(e.exit_code()),
-        OutputFate::Waiting => Some(not_reached().0),
-        OutputFate::Committed { .. } | OutputFate::Kept => None,
-    });
-    let exit_code = match (run_error, first_failure) {
-        (Some(e), _) => e.exit_code(),
-        (None, None) if quarantined_any => protocol::exit::QUARANTINED,
-        (None, None) => protocol::exit::OK,
-        (None, Some(_)) if written > 0 => protocol::exit::PARTIAL,
-        (None, Some(code)) => code,
-    };
-
+    let exit_code = exit_code(&fates, run_error, written);
     // The report: per input, then the pool's.
     let mut sections = Vec::new();
     let mut lines = Vec::new();
     let mut opened_total = 0;
-    let global: Option<Report> = match &ran {
-        Some(r) => {
-            let all = r.job.all_tasks();
-            let lead = &r.preps[0];
-            let view = RunView {
-                cfg: &lead.0,
-                prep: &lead.1,
-                sched: &r.rec.sched,
-                tasks: &all,
-                mem: &r.rec.memory,
-                write_us: &r.rec.write_us,
-                start,
-                adjusted: Vec::new(),
-                plan_ids: &[],
-                journal: None,
-            };
-            let res = match &r.error {
-                Some(e) => Err(CoordError::Internal(e.to_string())),
-                None => Ok(()),
-            };
-            let q = view.quarantined();
-            let mut rep = view.report(exit_code, &res, &q);
-            rep.totals.chunks = r.job.plan_len();
-            let bytes: u64 = r
-                .preps
-                .iter()
-                .map(|(_, p)| p.plan.width * p.plan.height * p.plan.pixel_bytes)
-                .sum();
-            rep.totals.input_mib_per_s =
-                bytes as f64 / (1 << 20) as f64 / (rep.totals.wall_ms.max(1) as f64 / 1000.0);
-            Some(rep)
-        }
-        None => None,
-    };
+    let global = ran.as_ref().map(|r| pool_report(r, exit_code, start));
     for (k, input) in batch.inputs.iter().enumerate() {
-        let output = batch.output_for(input);
         let fate = &fates[k];
-        let (status, code, error) = match fate {
-            OutputFate::Committed { quarantined, .. } if quarantined.is_empty() => {
-                (RunStatus::Ok, protocol::exit::OK, None)
-            }
-            OutputFate::Kept => (RunStatus::Ok, protocol::exit::OK, None),
-            OutputFate::Committed { .. } => (
-                RunStatus::CompletedWithQuarantinedChunks,
-                protocol::exit::QUARANTINED,
-                None,
-            ),
-            OutputFate::Failed(e) => (RunStatus::Failed, e.exit_code(), Some(e.to_string())),
-            OutputFate::Waiting => {
-                let (code, why) = not_reached();
-                (RunStatus::Failed, code, Some(why))
-            }
-        };
-        let mut section = InputReport {
-            input: input.display().to_string(),
-            output: output.display().to_string(),
-            status,
-            exit_code: code,
-            error: error.clone(),
-            options: None,
-            plan: None,
-            first_task: None,
-            chunks: Vec::new(),
-            quarantined_windows: Vec::new(),
-            adjusted_by_band: match fate {
-                OutputFate::Committed { adjusted, .. } => adjusted.clone(),
-                _ => Vec::new(),
-            },
-            opened_inputs: 0,
-        };
-        if let Some(r) = &ran {
-            if let Some(s) = r.order.iter().position(|&o| o == k) {
-                let (c, p) = &r.preps[s];
-                fill_section(&mut section, r, s as u32, c, p, start);
-                opened_total += section.opened_inputs;
-            }
+        let mut section = section(input, &batch.output_for(input), fate, run_error);
+        let setup_index = ran
+            .as_ref()
+            .and_then(|r| r.order.iter().position(|&o| o == k));
+        if let (Some(r), Some(s)) = (&ran, setup_index) {
+            let (c, p) = &r.preps[s];
+            fill_section(&mut section, r, s as u32, c, p, start);
+            opened_total += section.opened_inputs;
         }
         match fate {
             OutputFate::Kept => lines.push(format!(
                 "kept {}: committed by the interrupted run (--resume), nothing recomputed",
-                output.display()
+                batch.output_for(input).display()
             )),
             OutputFate::Committed {
                 quarantined,
                 resumed,
                 ..
             } => {
-                let (c, p) = &preps[ran
-                    .as_ref()
-                    .and_then(|r| r.order.iter().position(|&o| o == k))
-                    .unwrap_or(0)];
-                let mut line = match c.shard {
-                    None => format!(
-                        "wrote {} ({}x{}, {} band(s), {}): {} chunks",
-                        c.output.display(),
-                        p.plan.out_width,
-                        p.plan.out_height,
-                        p.plan.bands,
-                        p.out_type,
-                        p.plan.chunks.len()
-                    ),
-                    Some(s) => {
-                        let (a, b) = crate::shard::range(&p.plan, s);
-                        format!(
-                            "wrote shard {}/{} of {} (chunks {a}..{b} of {}) to {}",
-                            s.index,
-                            s.count,
-                            c.output.display(),
-                            p.plan.chunks.len(),
-                            crate::shard::dir_for(&c.output).display()
-                        )
-                    }
-                };
-                if *resumed > 0 {
-                    line.push_str(&format!(", {resumed} chunk(s) resumed from the journal"));
-                }
-                if !quarantined.is_empty() {
-                    line.push_str(&format!(
-                        "; warning: {} window(s) quarantined, their pixels are nodata (exit 5 for this input; the file's BLOCKSUM_QUARANTINED_CHUNKS names them)",
-                        quarantined.len()
-                    ));
-                }
-                for (i, a) in section.adjusted_by_band.iter().enumerate() {
-                    if a.clamped + a.moved_off_nodata > 0 {
-                        line.push_str(&format!(
-                            "; warning: band {}: {} valid pixel(s) clamped and {} moved off nodata",
-                            i + 1,
-                            a.clamped,
-                            a.moved_off_nodata
-                        ));
-                    }
-                }
-                lines.push(line);
+                let (c, p) = &preps[setup_index.unwrap_or(0)];
+                lines.push(committed_line(c, p, quarantined, *resumed, &section));
             }
             OutputFate::Failed(e) => {
                 // Refusals before the run were said when found.
-                if ran.as_ref().is_some_and(|r| r.order.contains(&k)) {
+                if setup_index.is_some() {
                     eline(&format!("error: {}: {e}", input.display()));
                 }
             }
@@ -507,11 +389,6 @@ fn finish(
         failed,
     ));
     if let Some(path) = &cfg.report {
-        let status = match exit_code {
-            protocol::exit::OK => RunStatus::Ok,
-            protocol::exit::QUARANTINED => RunStatus::CompletedWithQuarantinedChunks,
-            _ => RunStatus::Failed,
-        };
         let (workers, totals) = match global {
             Some(g) => (g.workers, Some(g.totals)),
             None => (Vec::new(), None),
@@ -519,7 +396,11 @@ fn finish(
         let report = BatchReport {
             tool: "blocksum coordinator".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            status,
+            status: match exit_code {
+                protocol::exit::OK => RunStatus::Ok,
+                protocol::exit::QUARANTINED => RunStatus::CompletedWithQuarantinedChunks,
+                _ => RunStatus::Failed,
+            },
             exit_code,
             error: run_error.map(|e| e.to_string()),
             out_dir: batch.out_dir.display().to_string(),
@@ -528,22 +409,7 @@ fn finish(
             totals,
             opened_inputs: opened_total,
         };
-        let written_report = serde_json::to_string_pretty(&report)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                output::write_report(path, &text, cfg.overwrite).map_err(|e| e.to_string())
-            });
-        if let Err(reason) = written_report {
-            if written > 0 && exit_code == protocol::exit::OK {
-                return Err(CoordError::ReportWrite {
-                    output: batch.out_dir.clone(),
-                    flag: "--report",
-                    path: path.clone(),
-                    reason,
-                });
-            }
-            tracing::error!("writing the report '{}': {reason}", path.display());
-        }
+        write_report(cfg, batch, path, &report, written)?;
     }
     if let Some(e) = run_error {
         let text = match e {
@@ -556,6 +422,175 @@ fn finish(
         eline(&format!("error: {text}"));
     }
     Ok(RunSummary { exit_code, message })
+}
+
+/// An output the run did not complete shares the run's failure (or, with none, is a bug).
+fn not_reached(run_error: Option<&CoordError>) -> (i32, String) {
+    match run_error {
+        Some(e) => (
+            e.exit_code(),
+            format!("not written: the run ended first: {e}"),
+        ),
+        None => (
+            protocol::exit::INTERNAL,
+            "not written, yet the run ended without an error".to_string(),
+        ),
+    }
+}
+
+/// The batch's exit code (the module's doc says the rule).
+fn exit_code(fates: &[OutputFate], run_error: Option<&CoordError>, written: usize) -> i32 {
+    let quarantined_any = fates
+        .iter()
+        .any(|f| matches!(f, OutputFate::Committed { quarantined, .. } if !quarantined.is_empty()));
+    let first_failure = fates.iter().find_map(|f| match f {
+        OutputFate::Failed(e) => Some(e.exit_code()),
+        OutputFate::Waiting => Some(not_reached(run_error).0),
+        OutputFate::Committed { .. } | OutputFate::Kept => None,
+    });
+    match (run_error, first_failure) {
+        (Some(e), _) => e.exit_code(),
+        (None, None) if quarantined_any => protocol::exit::QUARANTINED,
+        (None, None) => protocol::exit::OK,
+        (None, Some(_)) if written > 0 => protocol::exit::PARTIAL,
+        (None, Some(code)) => code,
+    }
+}
+
+/// The pool's part of the report: its workers and the batch's totals.
+fn pool_report(r: &Ran<'_>, exit_code: i32, start: Instant) -> Report {
+    let all = r.job.all_tasks();
+    let lead = &r.preps[0];
+    let view = RunView {
+        cfg: &lead.0,
+        prep: &lead.1,
+        sched: &r.rec.sched,
+        tasks: &all,
+        mem: &r.rec.memory,
+        write_us: &r.rec.write_us,
+        start,
+        adjusted: Vec::new(),
+        plan_ids: &[],
+        journal: None,
+    };
+    let res = match &r.error {
+        Some(e) => Err(CoordError::Internal(e.to_string())),
+        None => Ok(()),
+    };
+    let q = view.quarantined();
+    let mut rep = view.report(exit_code, &res, &q);
+    rep.totals.chunks = r.job.plan_len();
+    let bytes: u64 = r
+        .preps
+        .iter()
+        .map(|(_, p)| p.plan.width * p.plan.height * p.plan.pixel_bytes)
+        .sum();
+    rep.totals.input_mib_per_s =
+        bytes as f64 / (1 << 20) as f64 / (rep.totals.wall_ms.max(1) as f64 / 1000.0);
+    rep
+}
+
+/// One input's section of the report, from its fate (`fill_section` adds what the run did).
+fn section(
+    input: &Path,
+    output: &Path,
+    fate: &OutputFate,
+    run_error: Option<&CoordError>,
+) -> InputReport {
+    let (status, code, error) = match fate {
+        OutputFate::Committed { quarantined, .. } if quarantined.is_empty() => {
+            (RunStatus::Ok, protocol::exit::OK, None)
+        }
+        OutputFate::Kept => (RunStatus::Ok, protocol::exit::OK, None),
+        OutputFate::Committed { .. } => (
+            RunStatus::CompletedWithQuarantinedChunks,
+            protocol::exit::QUARANTINED,
+            None,
+        ),
+        OutputFate::Failed(e) => (RunStatus::Failed, e.exit_code(), Some(e.to_string())),
+        OutputFate::Waiting => {
+            let (code, why) = not_reached(run_error);
+            (RunStatus::Failed, code, Some(why))
+        }
+    };
+    InputReport {
+        input: input.display().to_string(),
+        output: output.display().to_string(),
+        status,
+        exit_code: code,
+        error,
+        options: None,
+        plan: None,
+        first_task: None,
+        chunks: Vec::new(),
+        quarantined_windows: Vec::new(),
+        adjusted_by_band: match fate {
+            OutputFate::Committed { adjusted, .. } => adjusted.clone(),
+            _ => Vec::new(),
+        },
+        opened_inputs: 0,
+    }
+}
+
+/// The summary line of a committed output, with its warnings.
+fn committed_line(
+    c: &ResampleConfig,
+    p: &Prepared,
+    quarantined: &[TaskId],
+    resumed: usize,
+    section: &InputReport,
+) -> String {
+    let shard_dir = crate::shard::dir_for(&c.output);
+    let shard = c
+        .shard
+        .map(|s| (s, crate::shard::range(&p.plan, s), shard_dir.as_path()));
+    let mut line = summary::head(&c.output, p, shard);
+    line.push_str(&summary::resumed(resumed, c.shard.is_some()));
+    if !quarantined.is_empty() {
+        line.push_str(&format!(
+            "; warning: {} window(s) quarantined, their pixels are nodata (exit 5 for this input; the file's BLOCKSUM_QUARANTINED_CHUNKS names them)",
+            quarantined.len()
+        ));
+    }
+    for (i, a) in section.adjusted_by_band.iter().enumerate() {
+        if a.clamped + a.moved_off_nodata > 0 {
+            line.push_str(&format!(
+                "; warning: band {}: {} valid pixel(s) clamped and {} moved off nodata",
+                i + 1,
+                a.clamped,
+                a.moved_off_nodata
+            ));
+        }
+    }
+    line
+}
+
+/// Writes the batch's report. Failing to, after every output was written complete, is exit
+/// 4; otherwise the batch's own outcome is the one reported.
+fn write_report(
+    cfg: &ResampleConfig,
+    batch: &crate::cli::BatchSpec,
+    path: &Path,
+    report: &BatchReport,
+    written: usize,
+) -> Result<(), CoordError> {
+    let written_report = serde_json::to_string_pretty(report)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            output::write_report(path, &text, cfg.overwrite).map_err(|e| e.to_string())
+        });
+    if let Err(reason) = written_report {
+        if written > 0 && report.exit_code == protocol::exit::OK {
+            return Err(CoordError::ReportWrite {
+                output: batch.out_dir.clone(),
+                flag: "--report",
+                path: path.to_path_buf(),
+                reason,
+            });
+        }
+        tracing::error!("writing the report '{}': {reason}", path.display());
+    }
+    Ok(())
 }
 
 /// One input's options, plan and chunks, read from the run.
@@ -620,10 +655,7 @@ fn fill_section(
         }
         s.chunks.push(ChunkReport {
             id: chunk.id.0,
-            plan_id: r.job.inputs[setup_index as usize]
-                .plan_ids
-                .get(chunk.id.0 as usize)
-                .copied(),
+            plan_id: super::view::plan_id(&r.job.inputs[setup_index as usize].plan_ids, chunk.id.0),
             parent: sched.parent(t).and_then(local_of),
             window: [
                 chunk.window.x,

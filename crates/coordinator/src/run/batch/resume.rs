@@ -79,7 +79,7 @@ pub(super) fn begin(c: &ResampleConfig, p: &Prepared, t: Target) -> Result<Begun
     if c.shard.is_none() && !replace && std::fs::symlink_metadata(&c.output).is_ok() {
         return Err(CoordError::OutputExists(c.output.clone()));
     }
-    let spec = spec_for(c, p);
+    let spec = durable::output_spec(c, p);
     let mut job = BlockAggJob::new(c, p);
     let header = crate::journal::Header {
         identity: durable::identity(c, p)?,
@@ -135,29 +135,5 @@ fn check_committed(c: &ResampleConfig, p: &Prepared) -> Result<(), CoordError> {
         Ok(())
     } else {
         Err(CoordError::OutputExists(c.output.clone()))
-    }
-}
-
-/// The output an input's run writes.
-pub(super) fn spec_for(c: &ResampleConfig, p: &Prepared) -> OutputSpec {
-    OutputSpec {
-        path: c.output.clone(),
-        width: p.plan.out_width,
-        height: p.plan.out_height,
-        bands: out_bands(c, p),
-        out_type: p.out_type,
-        nodata: p.out_nodata,
-        geo_transform: p.info.geo_transform.map(|g| {
-            let f = c.factor as f64;
-            [g[0], g[1] * f, g[2] * f, g[3], g[4] * f, g[5] * f]
-        }),
-        projection: p.info.projection.clone(),
-        creation_options: c.creation_options.clone(),
-        band_meta: p
-            .bands
-            .iter()
-            .map(|b| crate::fidelity::out_meta(c.agg, p.out_type, b, p.unscale))
-            .collect(),
-        area_or_point: p.info.area_or_point.clone(),
     }
 }

@@ -1,0 +1,168 @@
+//! Bringing the pool up, the one way a single run and a batch do it: the worker binary and
+//! the descriptor limit checked, the coordinator's GDAL cache set, the shared slot ring
+//! created ([`bring_up`]); then the engine's configuration from the run's options
+//! ([`engine_config`]) and the engine's error as the run's ([`engine_error`]).
+
+use super::*;
+
+/// Descriptors the coordinator needs besides its workers (input and output files, the
+/// ring, GDAL, signals, the in-process lanes), and per worker process (its channel's
+/// sockets, the handshake, its stderr pipe): measured ~5 per worker, with margin.
+const FDS_BASE: u64 = 48;
+const FDS_PER_WORKER: u64 = 8;
+
+/// The pool a run brings up: its memory plan, in-process lanes and slot ring layout.
+#[derive(Clone, Copy)]
+pub(super) struct Pool<'a> {
+    pub(super) memory: &'a MemoryPlan,
+    pub(super) lanes: u32,
+    pub(super) layout: SlotLayout,
+}
+
+impl<'a> Pool<'a> {
+    /// A single run's pool, as `prepare` planned it.
+    pub(super) fn of(prep: &'a Prepared) -> Pool<'a> {
+        Pool {
+            memory: &prep.memory,
+            lanes: prep.lanes,
+            layout: prep.layout,
+        }
+    }
+}
+
+/// Checks what the workers need and creates the shared slot ring. `outputs`: the batch's
+/// outputs, each holding its lock file and its journal open for the run (0 for a single
+/// run, whose own two are in [`FDS_BASE`]).
+pub(super) fn bring_up(
+    cfg: &ResampleConfig,
+    pool: Pool<'_>,
+    outputs: usize,
+) -> Result<Arc<SlotRing>, CoordError> {
+    let memory = pool.memory;
+    if memory.workers > 0 && !cfg.worker_bin.is_file() {
+        return Err(CoordError::Workers(format!(
+            "worker binary not found at '{}' (set --worker-bin or BLOCKSUM_WORKER_BIN)",
+            cfg.worker_bin.display()
+        )));
+    }
+    if memory.workers > 0 {
+        // Refuse now rather than fail inside a channel's thread halfway through the run.
+        let processes = memory.workers + memory.spares;
+        let need = FDS_BASE + FDS_PER_WORKER * (processes as u64 + 1) + 2 * outputs as u64;
+        let what = match outputs {
+            0 => String::new(),
+            n => format!(" and {n} output lock(s) and journal(s)"),
+        };
+        crate::os::ensure_nofile(need).map_err(|(have, why)| {
+            CoordError::Resources(format!(
+                "too few file descriptors: {processes} worker process(es){what} need about {need}, the limit is {have}{why} (raise it with ulimit -n, or lower --workers)"
+            ))
+        })?;
+    }
+    crate::os::set_gdal_cache(memory.coordinator - memory.ring - budget::COORDINATOR_BASE);
+    let layout = pool.layout;
+    SlotRing::create(layout).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(nix::libc::EFBIG) {
+            " (the file-size limit, ulimit -f, is below the ring's size: raise it, or lower --chunk-mib or --workers)"
+        } else {
+            ""
+        };
+        CoordError::Resources(format!(
+            "creating the shared slot ring of {:.1} MiB: {e}{hint}",
+            layout.total_bytes() as f64 / (1 << 20) as f64
+        ))
+    })
+}
+
+/// The engine's configuration from the run's options and its pool. `setup` is the workers'
+/// (and, when the pool has lanes, the in-process lanes'); `job` names the run in each
+/// worker's environment (`BLOCKSUM_JOB`), for whoever looks at a process table (the command
+/// line carries only the connection and the segment).
+pub(super) fn engine_config(
+    cfg: &ResampleConfig,
+    pool: Pool<'_>,
+    tasks: usize,
+    setup: Vec<u8>,
+    job: String,
+    events: Option<engine::observe::EventLog>,
+) -> EngineConfig {
+    let (memory, lanes, layout) = (pool.memory, pool.lanes, pool.layout);
+    // A plug-in is loaded into the coordinator only when the user asks for it (`lanes` is
+    // then non-zero); a Rust kernel's binary never runs here (`resolve_map` refuses it).
+    let executor: Option<ExecutorFactory> = (lanes > 0).then(|| {
+        let lane_setup = setup.clone();
+        let f: ExecutorFactory = Arc::new(move || runtime::open::<WorkerKernel>(&lane_setup));
+        f
+    });
+    let mut sc = SchedConfig::new(memory.workers + memory.spares, lanes, layout.slots);
+    sc.max_busy = memory.workers;
+    sc.admission_open = cfg.min_free_memory.is_none_or(|m| available_memory() >= m);
+    sc.max_attempts = cfg.max_attempts;
+    sc.timeout = cfg.task_timeout;
+    sc.timeout_floor = cfg.task_timeout_floor;
+    sc.start_timeout = cfg.start_timeout;
+    sc.kill_grace = cfg.kill_grace;
+    sc.faults = cfg.faults.clone();
+    sc.can_split = true;
+    sc.suspect = suspect(cfg);
+    EngineConfig {
+        sched: sc,
+        layout,
+        tasks,
+        worker_bin: cfg.worker_bin.clone(),
+        worker_env: vec![
+            (
+                "GDAL_CACHEMAX".into(),
+                format!("{}", (memory.gdal_cache >> 20).max(1)),
+            ),
+            ("GDAL_NUM_THREADS".into(), "1".into()),
+            ("BLOCKSUM_JOB".into(), job),
+        ],
+        data_limit: memory.limit,
+        setup,
+        executor,
+        memory_poll: cfg.memory_poll,
+        soft_limit: memory.soft,
+        min_free_memory: cfg.min_free_memory,
+        kill_grace: cfg.kill_grace,
+        progress: !cfg.quiet,
+        events,
+    }
+}
+
+/// The engine's error as the run's: a sink failure is a write failure of `output`.
+pub(super) fn engine_error(cfg: &ResampleConfig, output: &Path, e: EngineError) -> CoordError {
+    match e {
+        EngineError::Fatal(why) => CoordError::Workers(why),
+        EngineError::VersionMismatch { theirs, ours } => CoordError::Workers(format!(
+            "the worker binary '{}' speaks protocol version {theirs}, this coordinator {ours}: build both from the same source",
+            cfg.worker_bin.display()
+        )),
+        EngineError::Sink(reason) => CoordError::Write {
+            path: output.to_path_buf(),
+            reason,
+        },
+        EngineError::Interrupted(name) => CoordError::Interrupted(name),
+        EngineError::Internal(why) => CoordError::Internal(why),
+    }
+}
+
+/// What computes a chunk, for the systematic-failure breaker's message: the user's kernel
+/// for `map`, the reader of the input for `resample` (the built-in kernels are the tested
+/// part; a crash there on every chunk is GDAL's or the decoder's on this input).
+fn suspect(cfg: &ResampleConfig) -> String {
+    let name = |p: &std::path::Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    match &cfg.kernel {
+        Kernel::Map(m) => match &m.lib {
+            Some(lib) => format!("the kernel {}", name(lib)),
+            None => format!("the kernel worker {}", name(&cfg.worker_bin)),
+        },
+        Kernel::BlockAgg(_) if cfg.batch.is_some() => "reading the inputs".into(),
+        Kernel::BlockAgg(_) => format!("reading the input {}", name(&cfg.input)),
+    }
+}

@@ -1,0 +1,414 @@
+//! One input to one output, as typed phases: [`Prepared`] (`prepare`), [`Staged`] (paths
+//! checked, the output locked, the earlier journal read), the pool brought up
+//! (`pool::bring_up`), [`Journaled`] (the staged GeoTIFF created, the journal opened, the
+//! earlier chunks replayed), [`Ran`] (the engine's outcome), then finished: the output
+//! committed (`commit`), the report and the side files written (`report`), the summary.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::journal::{JournalStats, Scan};
+use engine::observe::{EventLog, RunEvent};
+
+/// The run's lock is held, its journal's place known and what is there read.
+pub(super) struct Staged {
+    staging: output::Staging,
+    events: Option<EventLog>,
+    jpath: PathBuf,
+    /// The plan chunks this run owns.
+    range: (u32, u32),
+    earlier: Option<Scan>,
+    /// The commit may replace an existing output (`durable::may_replace`).
+    replace: bool,
+}
+
+/// What staging found: a run to do, or (`--resume` over this plan's committed output)
+/// nothing.
+pub(super) enum Stage {
+    Run(Box<Staged>),
+    Done(RunSummary),
+}
+
+/// The journal opened and the job left with the chunks it has to compute (its sink goes
+/// to the engine).
+struct Journaled {
+    job: BlockAggJob,
+    stats: Arc<Mutex<JournalStats>>,
+    /// Chunks taken from the earlier run's journal.
+    resumed: usize,
+}
+
+/// What the engine left.
+struct Ran {
+    outcome: Result<Vec<Adjusted>, CoordError>,
+    rec: engine::RunRecord,
+}
+
+/// Runs one input to one output.
+pub(super) fn run(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
+    // Every path of the command line against every other, before anything is read.
+    output::check_distinct(&cfg.input, &cfg.output, &side_paths(cfg))?;
+    let prep = prepare(cfg)?;
+    let mut staged = match stage(cfg, &prep)? {
+        Stage::Run(s) => s,
+        Stage::Done(summary) => return Ok(summary),
+    };
+    let ring = bring_up(cfg, Pool::of(&prep), 0)?;
+    let (mut journaled, sink) = open_journal(cfg, &prep, &mut staged)?;
+    let ran = run_engine(cfg, &prep, &staged, (&mut journaled, sink), ring);
+    finish(cfg, &prep, &mut staged, &journaled, ran)
+}
+
+/// Checks the paths, takes the lock, opens the event stream, and reads what an earlier run
+/// left: its journal, or (`--resume`) its committed output.
+pub(super) fn stage(cfg: &ResampleConfig, prep: &Prepared) -> Result<Stage, CoordError> {
+    // The journal: OUTPUT.journal for a whole run, OUTPUT.shards/shard-I-of-N.journal for
+    // a shard (which writes no GeoTIFF: `merge` does). The lock is on what the run writes.
+    let jpath = durable::journal_path(cfg)?;
+    let range = durable::range(cfg, &prep.plan);
+    let lock_target = match cfg.shard {
+        None => cfg.output.clone(),
+        Some(_) => jpath.clone(),
+    };
+    let journal_there = std::fs::symlink_metadata(&jpath).is_ok();
+    // --resume continues a run that left a journal or committed its output: that run's
+    // output, report and page may be there (judged under the lock).
+    let continuing = cfg.resume
+        && cfg.shard.is_none()
+        && (journal_there || std::fs::symlink_metadata(&cfg.output).is_ok());
+    output::check_paths(
+        &cfg.input,
+        &lock_target,
+        cfg.report
+            .as_deref()
+            .map(|p| output::SidePath::new("--report", p)),
+        // An earlier journal is judged under the lock (`durable::open`), with a message
+        // naming --resume; a shard's "output" is its journal. With --resume, an existing
+        // output is judged under the lock too (`durable::already_committed`).
+        cfg.overwrite || continuing || (journal_there && (cfg.resume || cfg.shard.is_some())),
+    )?;
+    // The page is refused up front like the report (exists, directory, the input...).
+    output::check_paths(
+        &cfg.input,
+        &cfg.output,
+        cfg.report_html
+            .as_deref()
+            .map(|p| output::SidePath::new("--report-html", p)),
+        cfg.overwrite || continuing,
+    )?;
+    let staging = output::Staging::lock(&lock_target)?;
+    let events = cfg
+        .events
+        .as_deref()
+        .map(|p| crate::events::open(p, cfg.overwrite, &cfg.input, &cfg.output))
+        .transpose()?;
+    if cfg.resume && cfg.shard.is_none() {
+        let digest = job::plan_digest(cfg, prep);
+        if let Some(message) = durable::already_committed(&cfg.output, &jpath, &digest)? {
+            return Ok(Stage::Done(RunSummary {
+                exit_code: protocol::exit::OK,
+                message,
+            }));
+        }
+    }
+    let earlier = durable::existing(&jpath)?;
+    // A run killed between its commit and removing its journal left a complete output and a
+    // complete journal: --resume may then replace the output with the same result.
+    let replace = durable::may_replace(cfg, earlier.as_ref(), range);
+    if cfg.shard.is_none() && !replace && std::fs::symlink_metadata(&cfg.output).is_ok() {
+        return Err(CoordError::OutputExists(cfg.output.clone()));
+    }
+    Ok(Stage::Run(Box::new(Staged {
+        staging,
+        events,
+        jpath,
+        range,
+        earlier,
+        replace,
+    })))
+}
+
+/// Creates the staged GeoTIFF (not for a shard), opens the journal (continuing the earlier
+/// one with `--resume`), replays its chunks, and keeps in the job the chunks left to do.
+fn open_journal(
+    cfg: &ResampleConfig,
+    prep: &Prepared,
+    staged: &mut Staged,
+) -> Result<(Journaled, durable::JournaledSink), CoordError> {
+    let spec = durable::output_spec(cfg, prep);
+    let mut job = BlockAggJob::new(cfg, prep);
+    let header = crate::journal::Header {
+        identity: durable::identity(cfg, prep)?,
+        output: durable::output_header(&spec, job.close_item(&[])),
+        shard: cfg.shard.map(|s| (s.index, s.count)),
+        range: staged.range,
+    };
+    let mut gtiff = match cfg.shard {
+        None => Some(create_staged(
+            prep,
+            spec,
+            staged.staging.temp().to_path_buf(),
+        )?),
+        Some(_) => None,
+    };
+    let jpath = &staged.jpath;
+    let opened = durable::open(cfg, jpath, &cfg.output, staged.earlier.take(), &header)?;
+    let resumed = opened.earlier.as_ref().map_or(0, |e| e.records.len());
+    if let Some(scan) = &opened.earlier {
+        if let Some(g) = &mut gtiff {
+            durable::replay(jpath, scan, g)?;
+        }
+        tracing::info!(
+            "resuming from '{}': {resumed} chunk(s) journaled",
+            jpath.display()
+        );
+    }
+    durable::keep_todo(&mut job, &prep.plan, staged.range, opened.earlier.as_ref());
+    let stats = Arc::new(Mutex::new(JournalStats {
+        path: jpath.display().to_string(),
+        resumed_chunks: resumed,
+        ..Default::default()
+    }));
+    let sink = durable::JournaledSink {
+        out: gtiff,
+        journal: opened.writer,
+        stats: stats.clone(),
+    };
+    let journaled = Journaled {
+        job,
+        stats,
+        resumed,
+    };
+    Ok((journaled, sink))
+}
+
+/// The output GeoTIFF under its temporary name, checked against the tiles the chunks were
+/// planned for.
+fn create_staged(prep: &Prepared, spec: OutputSpec, tmp: PathBuf) -> Result<GtiffSink, CoordError> {
+    let ds = writer::create(&spec, &tmp)?;
+    if let Some((tw, th)) = prep.plan.whole_tiles {
+        // The plan read the tile size from the creation options; GTiff may round it.
+        let made = ds.rasterband(1).map(|b| b.block_size()).ok();
+        if made != Some((tw as usize, th as usize)) {
+            tracing::warn!(
+                "the output's tiles are {made:?}, not the {tw}x{th} the chunks were planned for: output tiles may be compressed more than once"
+            );
+        }
+    }
+    Ok(GtiffSink::new(ds, spec, tmp))
+}
+
+/// Runs the job on the pool.
+fn run_engine(
+    cfg: &ResampleConfig,
+    prep: &Prepared,
+    staged: &Staged,
+    (journaled, sink): (&mut Journaled, durable::JournaledSink),
+    ring: Arc<SlotRing>,
+) -> Ran {
+    let ecfg = engine_config(
+        cfg,
+        Pool::of(prep),
+        journaled.job.tasks.len(),
+        worker_setup(cfg, prep),
+        format!(
+            "{} {} -> {}",
+            cfg.kernel.command(),
+            cfg.input.display(),
+            cfg.output.display()
+        ),
+        staged.events.clone(),
+    );
+    if let Some(log) = &staged.events {
+        let summary = PlanSummary::new(&prep.plan, prep.layout.slots, prep.layout.slot_bytes());
+        log.emit(
+            0,
+            &crate::events::plan_event(&summary, &cfg.input, &cfg.output, prep.memory.workers),
+        );
+    }
+    let (outcome, rec) = engine::run(&mut journaled.job, sink, ring, ecfg);
+    Ran {
+        outcome: outcome.map_err(|e| engine_error(cfg, &cfg.output, e)),
+        rec,
+    }
+}
+
+/// The workers' setup: the block aggregation of this input, or the user's kernel.
+fn worker_setup(cfg: &ResampleConfig, prep: &Prepared) -> Vec<u8> {
+    let input = cfg.input.to_string_lossy().into_owned();
+    let bands: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
+    let Kernel::Map(m) = &cfg.kernel else {
+        return protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
+            inputs: vec![BlockAggInput {
+                path: input,
+                bands,
+                unscale: prep.unscale,
+            }],
+            decoder: cfg.decoder,
+            ignore_mask: cfg.ignore_mask,
+        }));
+    };
+    let ms = MapSetup {
+        input,
+        bands,
+        factor: cfg.factor,
+        out_bands: m.out_bands,
+        args: m.args.clone(),
+        lib: m.lib.as_ref().map(|l| l.to_string_lossy().into_owned()),
+        raster_size: (prep.info.width, prep.info.height),
+    };
+    // The rule for `map`: the standard worker (a library to load) takes its own setup enum;
+    // a Rust kernel's binary (no library) serves `MapSetup` itself.
+    if ms.lib.is_some() {
+        protocol::encode(&WorkerSetup::Map(ms))
+    } else {
+        protocol::encode(&ms)
+    }
+}
+
+/// Commits the output, writes the report and the side files, and says what was done.
+fn finish(
+    cfg: &ResampleConfig,
+    prep: &Prepared,
+    staged: &mut Staged,
+    journaled: &Journaled,
+    ran: Ran,
+) -> Result<RunSummary, CoordError> {
+    let view = RunView {
+        cfg,
+        prep,
+        sched: &ran.rec.sched,
+        tasks: &journaled.job.tasks,
+        plan_ids: &journaled.job.plan_ids,
+        mem: &ran.rec.memory,
+        write_us: &ran.rec.write_us,
+        start: ran.rec.start,
+        adjusted: ran.outcome.as_ref().cloned().unwrap_or_default(),
+        journal: Some(
+            journaled
+                .stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        ),
+    };
+    let quarantined = view.quarantined();
+    let (result, finished) = commit(cfg, prep, staged, ran.outcome, !quarantined.is_empty());
+    if let (Some(log), Ok(())) = (&staged.events, &result) {
+        log.emit(
+            ran.rec.start.elapsed().as_millis() as u64,
+            &RunEvent::Commit {
+                output: cfg.output.display().to_string(),
+            },
+        );
+    }
+    keep_or_drop_journal(cfg, staged, journaled, &result, !quarantined.is_empty());
+    let exit_code = match &result {
+        Ok(()) if quarantined.is_empty() && finished.quarantined == 0 => protocol::exit::OK,
+        Ok(()) => protocol::exit::QUARANTINED,
+        Err(e) => e.exit_code(),
+    };
+    let report = view.report(exit_code, &result, &quarantined);
+    view::write_report_files(cfg, staged.events.as_ref(), &report, &result)?;
+    result?;
+    let message = message(cfg, prep, staged, journaled, &view, &report, &finished);
+    Ok(RunSummary { exit_code, message })
+}
+
+/// Adds the pyramid and makes the COG (`cog`), then moves the output into place (never over
+/// a file that appeared meanwhile, unless --overwrite) and drops the journal, which the
+/// output now stands for. A shard's product is its journal, synced at close.
+fn commit(
+    cfg: &ResampleConfig,
+    prep: &Prepared,
+    staged: &mut Staged,
+    outcome: Result<Vec<Adjusted>, CoordError>,
+    quarantined: bool,
+) -> (Result<(), CoordError>, crate::cog::Finished) {
+    let mut finished = crate::cog::Finished::default();
+    let base = crate::cog::BaseRun {
+        input: prep.sample,
+        out_type: prep.out_type,
+        input_pixels: prep.info.width * prep.info.height,
+        quarantined,
+        agg: cfg.kernel.agg(),
+    };
+    let run_level = |level: &crate::cog::LevelSpec| {
+        resample(&cfg.for_level(level)).map(|s| (s.exit_code, s.message))
+    };
+    let result = match (outcome, cfg.shard) {
+        // The writer closed, reopened and checked the file under its temporary name.
+        (Ok(_), None) => crate::cog::finish(cfg, base, &mut staged.staging, &run_level)
+            .and_then(|f| {
+                finished = f;
+                staged.staging.commit(staged.replace)
+            })
+            .map(|()| durable::remove(&staged.jpath)),
+        (Ok(_), Some(_)) => Ok(()),
+        (Err(e), _) => Err(e),
+    };
+    (result, finished)
+}
+
+/// A committed output took the journal's place; a failed run (or a shard with quarantined
+/// chunks, which merge will name) keeps it for --resume, unless it holds nothing.
+fn keep_or_drop_journal(
+    cfg: &ResampleConfig,
+    staged: &Staged,
+    journaled: &Journaled,
+    result: &Result<(), CoordError>,
+    quarantined: bool,
+) {
+    if !(result.is_err() || (cfg.shard.is_some() && quarantined)) {
+        return;
+    }
+    let appended = journaled.stats.lock().map_or(0, |s| s.appended_chunks);
+    let kept = appended as usize + journaled.resumed;
+    if kept == 0 && cfg.shard.is_none() {
+        // Nothing to resume: a journal would only make the next run ask for --resume.
+        let _ = std::fs::remove_file(&staged.jpath);
+    } else if kept > 0 {
+        tracing::warn!(
+            "the journal '{}' keeps {kept} finished chunk(s): rerun with --resume to compute only the rest",
+            staged.jpath.display()
+        );
+    }
+}
+
+/// The summary: the line of what was written, then its warnings.
+fn message(
+    cfg: &ResampleConfig,
+    prep: &Prepared,
+    staged: &Staged,
+    journaled: &Journaled,
+    view: &RunView<'_>,
+    report: &Report,
+    finished: &crate::cog::Finished,
+) -> String {
+    let t = &report.totals;
+    let quarantined = &t.quarantined;
+    let resumed = journaled.resumed;
+    let computed = journaled.job.plan_ids.len();
+    let secs = t.wall_ms as f64 / 1000.0;
+    let workers = prep.memory.workers;
+    let mut message = match cfg.shard {
+        Some(s) => format!(
+            "{}: {computed} chunk(s) computed in {secs:.2} s, {workers} worker(s){}",
+            summary::head(&cfg.output, prep, Some((s, staged.range, &staged.jpath))),
+            summary::resumed(resumed, true),
+        ),
+        None => format!(
+            "{} in {secs:.2} s ({:.0} MiB/s), {workers} worker(s), {} restart(s){}{}",
+            summary::head(&cfg.output, prep, None),
+            t.input_mib_per_s,
+            t.counters.restarts,
+            summary::resumed(resumed, false),
+            view.closing_notes(t, finished),
+        ),
+    };
+    if !quarantined.is_empty() {
+        message.push('\n');
+        message.push_str(&view.quarantine_warning(quarantined));
+    }
+    message
+}
