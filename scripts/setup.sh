@@ -2,7 +2,8 @@
 # Installs what the project needs on a Debian or Ubuntu machine, where missing:
 # GDAL (library, headers, tools), pkg-config, a C toolchain, and Rust (rustup) if there is no cargo.
 # `--tests` (what scripts/test.sh passes) adds what only the tests use: headless Chromium,
-# GDAL's Python tools (the COG validator) and a one-node Slurm; the demo does not need them.
+# GDAL's Python tools (the COG validator), a one-node Slurm and bzip2 (the decoder corpus); the demo
+# does not need them.
 set -euo pipefail
 tests=false
 [ "${1:-}" = "--tests" ] && tests=true
@@ -28,6 +29,8 @@ command -v slurmctld >/dev/null 2>&1 || need+=(slurmctld)
 command -v slurmd >/dev/null 2>&1 || need+=(slurmd)
 command -v sbatch >/dev/null 2>&1 || need+=(slurm-client)
 command -v munged >/dev/null 2>&1 || need+=(munge)
+# The decoder corpus (scripts/corpus/fetch.sh) unpacks a .tar.bz2.
+command -v bzip2 >/dev/null 2>&1 || need+=(bzip2)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
