@@ -74,7 +74,11 @@ fn a_yaml_config_drives_a_run_and_a_typo_stops_it() {
     let data = write_f32(&input, &spec);
     // enabled: false runs in process, whatever max_workers says.
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, APP_YAML.replace("enabled: true\n    max", "enabled: false\n    max")).unwrap();
+    std::fs::write(
+        &cfg,
+        APP_YAML.replace("enabled: true\n    max", "enabled: false\n    max"),
+    )
+    .unwrap();
     let out = dir.path().join("out.tif");
     let rep = dir.path().join("run.json");
     let o = run(coordinator()
