@@ -112,3 +112,32 @@ fn a_yaml_config_drives_a_run_and_a_typo_stops_it() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// The first fenced block of `lang` in the README.
+fn readme_block(lang: &str) -> String {
+    let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let fence = format!("```{lang}\n");
+    let start = md.find(&fence).unwrap_or_else(|| panic!("no {lang} block")) + fence.len();
+    let len = md[start..].find("```").unwrap();
+    md[start..start + len].to_string()
+}
+
+#[test]
+fn the_readme_yaml_and_toml_blocks_resolve_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let show = |name: &str, text: String| {
+        let cfg = dir.path().join(name);
+        std::fs::write(&cfg, text).unwrap();
+        let o = run(coordinator().arg("--config").arg(&cfg).arg("config"));
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(text.contains("(file "), "{text}");
+        // Only the file's name and format may differ.
+        text.replace(&cfg.display().to_string(), "FILE")
+            .replace("(TOML)", "(FORMAT)")
+            .replace("(YAML)", "(FORMAT)")
+    };
+    let yaml = show("blocksum.yml", readme_block("yaml"));
+    let toml = show("blocksum.toml", readme_block("toml"));
+    assert_eq!(yaml, toml);
+}
