@@ -92,7 +92,8 @@ def run(args: Sequence[str], on_event: Optional[EventHandler] = None) -> Finishe
         err.join()
         if isinstance(e, KeyboardInterrupt) and code != 0:
             # Exit 130 as a rule: Interrupted (another code if the run failed meanwhile).
-            raise error_for(code, Finished(code, "", err.text()).error_line(), err.text(), None) from None
+            stopped = Finished(code, "", err.text())
+            raise error_for(code, stopped.error_line(), stopped.stderr, None) from None
         raise
     err.join()
     return Finished(proc.returncode, "".join(out), err.text())
