@@ -26,9 +26,20 @@ fi
 "$venv/bin/python" scripts/py/test_reference.py
 BLOCKSUM_PYTHON="$venv/bin/python" bash scripts/check-foreign.sh
 
+# The Python package (python/): `pip install ./python` into a fresh virtualenv builds the
+# release binaries (cargo, into this workspace's target/, so a rerun only relinks what
+# changed; pip's own cache keeps the wheels it downloads), then its pytest tests.
+pkgenv=target/pkgenv
+rm -rf "$pkgenv" python/build
+python3 -m venv "$pkgenv"
+"$pkgenv/bin/pip" install -q --disable-pip-version-check ./python pytest rasterio numpy tqdm
+rm -rf python/build
+"$pkgenv/bin/python" -m pytest -p no:cacheprovider python/tests 2>&1 | tee target/pytest.log
+
 # One closing line for everything above (cargo's own last lines are the doc-test runs).
 awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) == "passed;") p += $i; if ($(i+1) == "failed;") f += $i } }
-     END { printf "tests: %d passed, %d failed", p, f }' target/cargo-test.log
+     /^=+ .* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed,?$/) p += $(i-1); if ($i ~ /^failed,?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed", p, f }' target/cargo-test.log target/pytest.log
 skipped=0
 [ -f target/debug/skipped-tests.log ] && skipped=$(wc -l < target/debug/skipped-tests.log)
 echo ", $skipped could not run their check"

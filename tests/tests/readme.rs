@@ -65,6 +65,12 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build and a 1 GiB raster, shards and merges at two factors: minutes",
     ),
     (
+        "pip install ./python",
+        "builds the release binaries into a virtualenv (minutes) from a checkout; scripts/test.sh \
+         runs exactly this in a fresh virtualenv, then the package's pytest tests (python/tests), \
+         which also run the README's Python example",
+    ),
+    (
         "coordinator synth big.tif --width 32768 --height 32768 --seed 7",
         "a 4 GiB raster on purpose (the example shows synth at scale): minutes",
     ),

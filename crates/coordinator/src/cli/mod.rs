@@ -1,8 +1,10 @@
 //! The command line: the clap schema ([`schema`]), the layered settings with one table row
-//! per setting ([`settings`](mod@settings)), and their resolution into the run's config ([`resolve`](mod@resolve)).
+//! per setting ([`settings`](mod@settings)) read from flags, the environment and a TOML or YAML
+//! config file ([`config_file`]), and their resolution into the run's config ([`resolve`](mod@resolve)).
 //! Nothing here runs anything.
 
 pub mod batch;
+pub mod config_file;
 pub mod creation;
 pub mod resolve;
 pub mod schema;

@@ -33,8 +33,10 @@ pub struct Cli {
     // because it is global (before or after the subcommand).
     #[arg(long, global = true, env = WORKERS.env, value_parser = WORKERS.parse, allow_hyphen_values = true, value_name = WORKERS.meta, help = WORKERS.help_text())]
     pub workers: Option<Workers>,
-    /// TOML config file with the seed's `[resampling.multiprocessing]` keys; layered as
-    /// defaults < file < environment < flags (`coordinator config` shows the result).
+    /// Config file, YAML (.yml, .yaml) or TOML (.toml; another name: TOML, else YAML), e.g.
+    /// the application's whole `config.yml`: its `resampling.multiprocessing` section is read
+    /// (the seed's keys and ours; other sections are ignored); layered as defaults < file <
+    /// environment < flags (`coordinator config` shows the result).
     #[arg(long, global = true, env = "BLOCKSUM_CONFIG")]
     pub config: Option<PathBuf>,
     /// More logging (-v info, -vv debug).

@@ -14,6 +14,7 @@ use std::{
 
 use clap::{parser::ValueSource, Arg, ArgMatches};
 
+use super::config_file::{self, FileValue, Format, SECTION};
 use crate::{
     error::CoordError,
     sched::{TimeoutSpec, DEFAULT_START_TIMEOUT, DEFAULT_TIMEOUT_FLOOR},
@@ -43,11 +44,15 @@ pub fn cpus() -> u32 {
 
 /// Layers defaults < config file < environment < flags.
 pub fn settings(config_file: Option<&Path>, given: &PoolArgs) -> Result<Settings, CoordError> {
-    let file = match config_file {
-        Some(p) => load(p)?,
-        None => FileValues::default(),
+    let (format, file) = match config_file {
+        Some(p) => {
+            let (format, values) = load(p)?;
+            (Some(format), values)
+        }
+        None => (None, FileValues::default()),
     };
     let mut s = Settings::layer(config_file, file, given);
+    s.config_format = format;
     // `enabled = false` runs in process, over the file's `max_workers`; the environment and
     // flags still win, as for any file value.
     if !s.enabled.value && matches!(s.workers.source, Source::Default | Source::File(_)) {
@@ -62,9 +67,10 @@ pub fn settings(config_file: Option<&Path>, given: &PoolArgs) -> Result<Settings
 impl Settings {
     /// The text `coordinator config` prints.
     pub fn describe(&self) -> String {
-        let mut out = match &self.config_file {
-            Some(p) => format!("config file: {}\n", p.display()),
-            None => "config file: none\n".to_string(),
+        let mut out = match (&self.config_file, self.config_format) {
+            (Some(p), Some(f)) => format!("config file: {} ({f})\n", p.display()),
+            (Some(p), None) => format!("config file: {}\n", p.display()),
+            (None, _) => "config file: none\n".to_string(),
         };
         for (k, v, s) in self.rows() {
             out.push_str(&format!("{k:<26} {v:<50} ({s})\n"));
@@ -73,45 +79,19 @@ impl Settings {
     }
 }
 
-/// The table under which every row's file key lives.
-const FILE_TABLE: &str = "resampling.multiprocessing";
-
-/// Reads the config file and parses every key into its type; an unknown key is an error
-/// naming it.
-fn load(path: &Path) -> Result<FileValues, CoordError> {
+/// Reads the config file (TOML or YAML: [`super::config_file`]) and parses every key of its
+/// `resampling.multiprocessing` section into its type; an unknown key there is an error
+/// naming it and the file.
+fn load(path: &Path) -> Result<(Format, FileValues), CoordError> {
     let bad =
         |why: String| CoordError::BadInput(format!("config file '{}': {why}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let root: toml::Table = toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
-    let mut keys = BTreeMap::new();
-    flatten(root, "", &mut keys);
-    let values = FileValues::take(&mut keys).map_err(|(key, why)| bad(format!("{key}: {why}")))?;
-    match keys.keys().next() {
-        Some(k) => Err(bad(format!("unknown key '{k}'"))),
-        None => Ok(values),
-    }
-}
-
-/// Every value of `table` by its dotted path relative to [`FILE_TABLE`] (or absolute when
-/// outside it). A table no row lives in is kept as a key of its own, so that it is reported
-/// as unknown even when empty.
-fn flatten(table: toml::Table, prefix: &str, out: &mut BTreeMap<String, toml::Value>) {
-    for (k, v) in table {
-        let path = format!("{prefix}{k}");
-        let full = |key: &str| format!("{FILE_TABLE}.{key}");
-        let holds_rows = FILE_KEYS
-            .iter()
-            .any(|key| full(key).starts_with(&format!("{path}.")));
-        match v {
-            toml::Value::Table(t) if holds_rows => flatten(t, &format!("{path}."), out),
-            v => {
-                let rel = path
-                    .strip_prefix(&format!("{FILE_TABLE}."))
-                    .map(str::to_string)
-                    .unwrap_or(path);
-                out.insert(rel, v);
-            }
-        }
+    let mut section = config_file::read(path, FILE_KEYS).map_err(bad)?;
+    let table = SECTION.join(".");
+    let values = FileValues::take(&mut section.keys)
+        .map_err(|(key, why)| bad(format!("{table}.{key}: {why}")))?;
+    match section.keys.keys().next() {
+        Some(k) => Err(bad(format!("unknown key '{table}.{k}'"))),
+        None => Ok((section.format, values)),
     }
 }
 
@@ -142,7 +122,7 @@ pub struct Setting<T> {
     pub source: Source,
 }
 
-/// How a value is written in the TOML file.
+/// How a value is written in the config file (TOML or YAML alike).
 #[derive(Debug, Clone, Copy)]
 pub enum Toml {
     Int,
@@ -154,14 +134,14 @@ pub enum Toml {
 }
 
 impl Toml {
-    /// The value as text for the row's parser, or why its TOML type is wrong.
-    fn text(self, v: &toml::Value) -> Result<String, String> {
-        use toml::Value as V;
+    /// The value as text for the row's parser, or why its type is wrong.
+    fn text(self, v: &FileValue) -> Result<String, String> {
+        use FileValue as V;
         match (self, v) {
-            (Toml::Int | Toml::Float | Toml::IntOrStr, V::Integer(i)) => Ok(i.to_string()),
+            (Toml::Int | Toml::Float | Toml::IntOrStr, V::Int(i)) => Ok(i.to_string()),
             (Toml::Float, V::Float(f)) => Ok(f.to_string()),
-            (Toml::Str | Toml::IntOrStr, V::String(s)) => Ok(s.clone()),
-            (Toml::Bool, V::Boolean(b)) => Ok(b.to_string()),
+            (Toml::Str | Toml::IntOrStr, V::Str(s)) => Ok(s.clone()),
+            (Toml::Bool, V::Bool(b)) => Ok(b.to_string()),
             (_, v) => Err(format!(
                 "expected {}, found {}",
                 match self {
@@ -238,10 +218,7 @@ impl<T: Clone + Send + Sync + 'static> Row<T> {
         Some(Setting { value, source })
     }
 
-    fn take_from_file(
-        &self,
-        keys: &mut BTreeMap<String, toml::Value>,
-    ) -> Result<Option<T>, String> {
+    fn take_from_file(&self, keys: &mut BTreeMap<String, FileValue>) -> Result<Option<T>, String> {
         keys.remove(self.key)
             .map(|v| self.toml.text(&v).and_then(|t| (self.parse)(&t)))
             .transpose()
@@ -283,6 +260,8 @@ macro_rules! table {
         #[derive(Debug, Clone)]
         pub struct Settings {
             pub config_file: Option<PathBuf>,
+            /// How the config file was read.
+            pub config_format: Option<Format>,
             $( pub $name: Setting<$ty>, )*
         }
 
@@ -321,7 +300,7 @@ macro_rules! table {
 
         impl FileValues {
             /// Takes every row's key out of `keys`; what is left is unknown.
-            fn take(keys: &mut BTreeMap<String, toml::Value>) -> Result<Self, (&'static str, String)> {
+            fn take(keys: &mut BTreeMap<String, FileValue>) -> Result<Self, (&'static str, String)> {
                 Ok(FileValues {
                     $( $name: $ROW.take_from_file(keys).map_err(|e| ($ROW.key, e))?, )*
                 })
@@ -333,6 +312,7 @@ macro_rules! table {
                 let file_src = Source::File(config_file.map(Path::to_path_buf).unwrap_or_default());
                 Settings {
                     config_file: config_file.map(Path::to_path_buf),
+                    config_format: None,
                     $( $name: $ROW.layer(file.$name, &file_src, &given.$name), )*
                 }
             }
@@ -536,10 +516,179 @@ mod tests {
     use super::*;
 
     fn file(text: &str) -> Result<Settings, CoordError> {
+        file_named("c.toml", text)
+    }
+
+    fn file_named(name: &str, text: &str) -> Result<Settings, CoordError> {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.toml");
+        let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         settings(Some(&p), &PoolArgs::default())
+    }
+
+    /// The seed pipeline's `config.yml` section, verbatim (issue 19).
+    const SEED_YAML: &str = "\
+resampling:
+  multiprocessing:
+    enabled: true
+    max_workers: 50
+    chunk_prefetch: 4
+    memory_limit_per_worker: 512  # MB
+    queue_sizes:
+      chunk_queue: 100
+      result_queue: 50
+";
+
+    /// Every value and its source's kind, without the file's path (TOML and YAML files differ
+    /// only there).
+    fn resolved(s: &Settings) -> Vec<(&'static str, String, String)> {
+        s.rows()
+            .into_iter()
+            .map(|(k, v, src)| {
+                let kind = match src {
+                    Source::File(_) => "file".to_string(),
+                    other => other.to_string(),
+                };
+                (k, v, kind)
+            })
+            .collect()
+    }
+
+    fn assert_seed_values(s: &Settings) {
+        assert_eq!(s.workers.value, Workers::N(50));
+        assert!(matches!(s.workers.source, Source::File(_)));
+        assert!(s.enabled.value);
+        assert_eq!(s.chunk_prefetch.value, 4);
+        assert_eq!(s.memory_limit_per_worker.value, Some(512 << 20));
+        assert_eq!(s.chunk_queue.value, Some(100));
+        assert_eq!(s.result_queue.value, Some(50));
+        assert_eq!(s.max_attempts.source, Source::Default);
+    }
+
+    #[test]
+    fn the_seed_yaml_reads_verbatim() {
+        let s = file_named("config.yml", SEED_YAML).unwrap();
+        assert_seed_values(&s);
+        assert_eq!(s.config_format, Some(Format::Yaml));
+        assert!(s.describe().contains("(YAML)"), "{}", s.describe());
+        assert!(s.describe().contains("file "), "{}", s.describe());
+        // Content decides where the name does not.
+        let s = file_named("pipeline-config", SEED_YAML).unwrap();
+        assert_eq!(s.config_format, Some(Format::Yaml));
+        let off = file_named(
+            "c.yaml",
+            "resampling:\n  multiprocessing:\n    enabled: false\n    max_workers: 8\n",
+        )
+        .unwrap();
+        assert_eq!(off.workers.value, Workers::N(0));
+    }
+
+    #[test]
+    fn the_seed_yaml_inside_a_whole_application_config() {
+        let app = format!(
+            "\
+app:
+  name: data-prep
+  stages: [download, resample, upload]
+other_stage:
+  enabled: true
+  threads: 4
+resampling:
+  method: sum
+  target_resolution: 0.01
+{}
+upload:
+  bucket: s3://somewhere
+",
+            SEED_YAML.trim_start_matches("resampling:\n")
+        );
+        let s = file_named("config.yml", &app).unwrap();
+        assert_seed_values(&s);
+        let toml_app = "\
+[app]
+name = \"data-prep\"
+[other_stage]
+enabled = true
+[resampling]
+method = \"sum\"
+[resampling.multiprocessing]
+max_workers = 50
+";
+        let t = file_named("config.toml", toml_app).unwrap();
+        assert_eq!(t.workers.value, Workers::N(50));
+    }
+
+    #[test]
+    fn toml_and_yaml_give_the_same_resolved_config() {
+        let toml = "\
+[resampling.multiprocessing]
+enabled = true
+max_workers = 50
+chunk_prefetch = 4
+memory_limit_per_worker = 512
+max_attempts = 5
+task_timeout = \"30s\"
+memory_soft_fraction = 0.5
+min_free_memory = \"1GiB\"
+[resampling.multiprocessing.queue_sizes]
+chunk_queue = 100
+result_queue = 50
+";
+        let yaml = "\
+resampling:
+  multiprocessing:
+    enabled: true
+    max_workers: 50
+    chunk_prefetch: 4
+    memory_limit_per_worker: 512
+    max_attempts: 5
+    task_timeout: 30s
+    memory_soft_fraction: 0.5
+    min_free_memory: 1GiB
+    queue_sizes:
+      chunk_queue: 100
+      result_queue: 50
+";
+        let t = file_named("c.toml", toml).unwrap();
+        let y = file_named("c.yml", yaml).unwrap();
+        assert_eq!(resolved(&t), resolved(&y));
+        assert_eq!(t.max_attempts.value, 5);
+        assert_eq!(y.memory_soft_fraction.value, 0.5);
+        assert_eq!(t.config_format, Some(Format::Toml));
+    }
+
+    #[test]
+    fn yaml_typos_and_bad_values_are_named_with_the_file() {
+        for (text, needle) in [
+            (
+                "resampling:\n  multiprocessing:\n    max_wrokers: 3\n",
+                "resampling.multiprocessing.max_wrokers",
+            ),
+            (
+                "resampling:\n  multiprocessing:\n    queue_sizes:\n      chunk_queu: 3\n",
+                "queue_sizes.chunk_queu",
+            ),
+            (
+                "resampling:\n  multiprocessing:\n    enabled: yes\n",
+                "enabled",
+            ),
+            ("resampling:\n  multiprocessing:\n    enabled:\n", "null"),
+            (
+                "resampling:\n  multiprocessing:\n    max_workers: many\n",
+                "max_workers",
+            ),
+            ("resampling:\n  multiprocesing: {}\n", "multiprocesing"),
+            ("resampling: [\n", "config.yml"),
+        ] {
+            let e = file_named("config.yml", text).unwrap_err();
+            assert!(matches!(e, CoordError::BadInput(_)), "{text}: {e}");
+            let e = e.to_string();
+            assert!(
+                e.contains(needle) && e.contains("config.yml"),
+                "{text}: {e}"
+            );
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
     }
 
     #[test]

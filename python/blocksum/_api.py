@@ -1,0 +1,248 @@
+"""The functions: each runs the coordinator with the matching command and flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import _process
+from ._process import EventHandler, flags
+from ._errors import BlocksumError
+from ._result import RunResult
+
+PathLike = Union[str, "os.PathLike[str]"]
+Sources = Union[PathLike, Sequence[PathLike]]
+
+
+def _global(workers: Union[int, str, None], config: Optional[PathLike]) -> List[str]:
+    """The options that come before the command."""
+    return flags({"workers": workers, "config": config})
+
+
+def _stat(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
+def _sources(src: Sources, dst: PathLike) -> List[str]:
+    """One input and its output, or a batch: every input, written into directory ``dst``."""
+    if isinstance(src, (str, os.PathLike)):
+        return [os.fspath(src), os.fspath(dst)]
+    return [*(os.fspath(s) for s in src), "--out-dir", os.fspath(dst)]
+
+
+def _run_with_report(
+    command: List[str],
+    report: Optional[PathLike],
+    on_event: Optional[EventHandler],
+    options: Dict[str, Any],
+) -> RunResult:
+    """Runs a command that writes a report (``resample``, ``map``) and reads it back."""
+    if on_event is not None and options.get("events") is not None:
+        raise ValueError("give either on_event or events=, not both: on_event reads the stream")
+    scratch = None
+    if report is None:
+        scratch = tempfile.mkdtemp(prefix="blocksum-")
+        report_path = os.path.join(scratch, "report.json")
+    else:
+        report_path = os.fspath(report)
+    before = _stat(report_path)
+    args = [*command, *flags(options), "--report", report_path]
+    if on_event is not None:
+        args += ["--events", "-"]
+    try:
+        done = _process.run(args, on_event)
+        result = _read_report(report_path, before, None if scratch else report_path)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    _process.check(done, result)
+    if result is None:
+        raise BlocksumError(
+            f"the coordinator exited 0 but wrote no report at {report_path}", exit_code=1
+        )
+    return result
+
+
+def _read_report(
+    path: str, before: Optional[Tuple[int, int]], keep: Optional[str]
+) -> Optional[RunResult]:
+    """The report this run wrote, or None (it failed before; an older file is not this run's)."""
+    now = _stat(path)
+    if now is None or now == before:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return RunResult.from_report(json.load(f), keep)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def resample(
+    src: Sources,
+    dst: PathLike,
+    factor: Optional[int] = None,
+    *,
+    agg: str = "sum",
+    workers: Union[int, str, None] = None,
+    config: Optional[PathLike] = None,
+    bands: Optional[Sequence[int]] = None,
+    ot: Optional[str] = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    report: Optional[PathLike] = None,
+    on_event: Optional[EventHandler] = None,
+    **options: Any,
+) -> RunResult:
+    """Block-aggregates ``src`` into ``dst``: each output pixel is the ``agg`` (sum, mean,
+    min, max, count) of a ``factor`` x ``factor`` block of valid input pixels.
+
+    Args:
+        src: the input raster (anything GDAL opens), or a sequence of inputs: a batch on
+            one pool, each written into the directory ``dst`` under its own file name.
+        dst: the output GeoTIFF (a batch: the output directory).
+        factor: the block size F (required until a target grid can be given instead).
+        agg: ``sum``, ``mean``, ``min``, ``max`` or ``count``.
+        workers: worker processes, ``"auto"`` (the default), or 0 to run in process.
+        config: a YAML or TOML config file, e.g. the application's ``config.yml``: its
+            ``resampling.multiprocessing`` section is read.
+        bands: 1-based bands to aggregate (default all).
+        ot: output data type (``"Float32"``, ...; default one that cannot overflow).
+        overwrite: replace ``dst`` if it exists.
+        resume: continue an interrupted run from its journal.
+        report: also keep the JSON report at this path (it is always read for the result).
+        on_event: called with every event of the run (docs/events.md) as a dict, while the
+            run goes, in the calling thread.
+        **options: any other flag of ``coordinator resample``, underscores for dashes:
+            ``task_timeout="30s"``, ``memory_limit_per_worker="512MiB"``,
+            ``co={"COMPRESS": "ZSTD"}``, ``inject_fault=["crash:3:1"]``, ``of="COG"``.
+
+    Returns:
+        The run's report as a :class:`RunResult` (exit 0).
+
+    Raises:
+        BlocksumError: a subclass per exit code (``QuarantinedChunks`` carries the result).
+        Interrupted: Ctrl-C (the coordinator got SIGINT and stopped; its journal is kept).
+    """
+    cmd = [
+        *_global(workers, config),
+        "resample",
+        *_sources(src, dst),
+        *flags({"factor": factor, "agg": agg, "band": bands, "ot": ot}),
+        *flags({"overwrite": overwrite, "resume": resume}),
+    ]
+    return _run_with_report(cmd, report, on_event, options)
+
+
+def map(  # noqa: A001 - the coordinator's command is called map
+    src: PathLike,
+    dst: PathLike,
+    kernel_lib: Optional[PathLike] = None,
+    *,
+    factor: int = 1,
+    bands: Optional[Sequence[int]] = None,
+    out_bands: int = 1,
+    kernel_args: Optional[Mapping[str, Any]] = None,
+    workers: Union[int, str, None] = None,
+    config: Optional[PathLike] = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    report: Optional[PathLike] = None,
+    on_event: Optional[EventHandler] = None,
+    **options: Any,
+) -> RunResult:
+    """Runs your own kernel over ``src`` into ``dst`` (Float64, nodata NaN) with the same
+    supervision as :func:`resample`.
+
+    Args:
+        src: the input raster.
+        dst: the output GeoTIFF, ``ceil(W/factor) x ceil(H/factor)``.
+        kernel_lib: a shared library exporting ``blocksum_kernel_v1``
+            (``include/blocksum_kernel.h``), loaded by worker processes only; ``None`` with
+            ``worker_bin=`` a Rust kernel's own worker binary.
+        factor: block size F (chunks are multiples of it).
+        bands: 1-based bands the kernel reads, in its order (default all).
+        out_bands: output planes the kernel fills.
+        kernel_args: ``--kernel-arg KEY=VALUE`` pairs, in order.
+        workers, config, overwrite, resume, report, on_event, **options: as for
+            :func:`resample` (``in_process_fallback=True``, ``max_attempts=1``, ...).
+
+    Returns:
+        The run's report as a :class:`RunResult`.
+
+    Raises:
+        BlocksumError: a subclass per exit code.
+    """
+    cmd = [
+        *_global(workers, config),
+        "map",
+        os.fspath(src),
+        os.fspath(dst),
+        *flags({"kernel_lib": kernel_lib, "factor": factor, "band": bands}),
+        *flags({"out_bands": out_bands, "kernel_arg": dict(kernel_args or {})}),
+        *flags({"overwrite": overwrite, "resume": resume}),
+    ]
+    return _run_with_report(cmd, report, on_event, options)
+
+
+def plan(
+    src: PathLike,
+    factor: Optional[int] = None,
+    *,
+    agg: str = "sum",
+    workers: Union[int, str, None] = None,
+    config: Optional[PathLike] = None,
+    bands: Optional[Sequence[int]] = None,
+    chunks: bool = False,
+    **options: Any,
+) -> Dict[str, Any]:
+    """The chunk plan of a :func:`resample` with these options, nothing run.
+
+    Returns:
+        ``coordinator plan --json``: the plan's sizes (``chunks``, ``slots``, ``out_width``,
+        ...), ``memory`` (the memory arithmetic) and ``decoder``; with ``chunks=True`` also
+        ``chunk_list``, every chunk's window.
+
+    Raises:
+        BlocksumError: a subclass per exit code.
+    """
+    cmd = [
+        *_global(workers, config),
+        "plan",
+        os.fspath(src),
+        *flags({"factor": factor, "agg": agg, "band": bands, "chunks": chunks}),
+        *flags(options),
+        "--json",
+    ]
+    done = _process.run(cmd)
+    _process.check(done)
+    result: Dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def merge(
+    dst: PathLike, *, vrt: bool = False, overwrite: bool = False, keep_shards: bool = False
+) -> str:
+    """Assembles ``dst`` from the journals its shards (``resample(..., shard="I/N")``) left
+    in ``dst.shards/``.
+
+    Returns:
+        The output's path.
+
+    Raises:
+        InputError: a shard or a chunk is missing, or shards of different plans.
+        BlocksumError: another failure, by its exit code.
+    """
+    cmd = [
+        "merge",
+        os.fspath(dst),
+        *flags({"vrt": vrt, "overwrite": overwrite, "keep_shards": keep_shards}),
+    ]
+    _process.check(_process.run(cmd))
+    return os.fspath(dst)
