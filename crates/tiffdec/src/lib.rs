@@ -296,15 +296,22 @@ impl<R: ReadAt> Tiff<R> {
         if off == 0 {
             return Err(bad("offset 0 with a non-zero byte count".into()));
         }
-        if off.checked_add(count).is_none_or(|e| e > self.src.len()) {
+        let row_bytes = l.row_bytes();
+        let rows = l.block_rows(by) as usize;
+        let expect = row_bytes * rows;
+        // Uncompressed, only what the block needs is read: libtiff too ignores a byte count
+        // larger than that, even one past the end of the file (it calls it bogus and
+        // computes the count from the image's size).
+        let stored = match l.compression {
+            Compression::None => count.min(expect as u64),
+            _ => count,
+        };
+        if off.checked_add(stored).is_none_or(|e| e > self.src.len()) {
             return Err(bad(format!(
                 "{count} bytes at {off} run past the end of the file ({} bytes)",
                 self.src.len()
             )));
         }
-        let row_bytes = l.row_bytes();
-        let rows = l.block_rows(by) as usize;
-        let expect = row_bytes * rows;
         // Room for a whole block: a short last strip may be stored (or compressed) padded
         // to the full strip height, and libtiff reads what it needs of it.
         let room = row_bytes * l.block_h as usize;
