@@ -1,4 +1,5 @@
-//! "Every command shown in the README runs as written, in a test": this is that test.
+//! "Every command shown in the README runs as written, in a test": this is that test, over the
+//! README and the pages of `docs/` that hold what moved out of it (`PAGES`, in order).
 //!
 //! The commands are extracted, not copied: every line of a shell code block (```sh, ```bash,
 //! ```shell) and every inline code span that starts like a command (`coordinator ...`,
@@ -145,6 +146,32 @@ fn readme() -> String {
         .expect("README.md")
 }
 
+/// The README and the pages of `docs/` that hold what moved out of it, in the order their
+/// commands run: a page's commands may use the files the earlier ones made.
+const PAGES: &[&str] = &[
+    "README.md",
+    "docs/usage.md",
+    "docs/kernels.md",
+    "docs/architecture.md",
+    "docs/supervision.md",
+    "docs/durability.md",
+    "docs/memory.md",
+    "docs/performance.md",
+];
+
+/// Every command of the README and of [`PAGES`], in that order.
+fn documented_commands() -> Vec<Shown> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    PAGES
+        .iter()
+        .flat_map(|page| {
+            let md =
+                std::fs::read_to_string(root.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+            readme_commands_in(page, &md)
+        })
+        .collect()
+}
+
 /// The first ```toml block: the config file the README shows.
 fn readme_toml(md: &str) -> String {
     let start = md.find("```toml\n").expect("a toml block in the README") + 8;
@@ -172,8 +199,8 @@ fn inline_command(span: &str) -> bool {
     program && !args.is_empty() && !placeholder
 }
 
-/// Every command of the README, in document order.
-fn readme_commands(md: &str) -> Vec<Shown> {
+/// Every command of the page `name` (its text `md`), in document order.
+fn readme_commands_in(name: &str, md: &str) -> Vec<Shown> {
     let mut out = Vec::new();
     let mut prose = String::new();
     let mut prose_line = 1;
@@ -185,7 +212,7 @@ fn readme_commands(md: &str) -> Vec<Shown> {
             if i % 2 == 1 && inline_command(span) {
                 out.push(Shown::new(
                     &span.split_whitespace().collect::<Vec<_>>().join(" "),
-                    format!("README.md, inline, in the prose from line {line}"),
+                    format!("{name}, inline, in the prose from line {line}"),
                 ));
             }
         }
@@ -201,10 +228,7 @@ fn readme_commands(md: &str) -> Vec<Shown> {
                     fence = Some(matches!(lang.trim(), "sh" | "bash" | "shell" | "zsh"));
                 }
                 Some(_) => {
-                    assert!(
-                        pending.is_empty(),
-                        "README.md:{n}: a `\\` continues nothing"
-                    );
+                    assert!(pending.is_empty(), "{name}:{n}: a `\\` continues nothing");
                     fence = None;
                     prose_line = n + 1;
                 }
@@ -224,7 +248,7 @@ fn readme_commands(md: &str) -> Vec<Shown> {
                 }
                 let full = std::mem::take(&mut pending) + line;
                 if !full.trim().is_empty() && !full.trim_start().starts_with('#') {
-                    out.push(Shown::new(full.trim(), format!("README.md:{n}")));
+                    out.push(Shown::new(full.trim(), format!("{name}:{n}")));
                 }
             }
         }
@@ -344,8 +368,7 @@ fn run_all(cmds: &[Shown], dir: &Path) {
 
 #[test]
 fn the_not_run_list_is_small_and_current() {
-    let md = readme();
-    let mut shown: Vec<String> = readme_commands(&md).iter().map(Shown::command).collect();
+    let mut shown: Vec<String> = documented_commands().iter().map(Shown::command).collect();
     let root = help_of(&[]);
     shown.extend(help_examples(&root, "").iter().map(Shown::command));
     for sub in subcommands(&root) {
@@ -365,7 +388,7 @@ fn the_not_run_list_is_small_and_current() {
 
 #[test]
 fn the_extraction_finds_the_readme_commands() {
-    let cmds = readme_commands(&readme());
+    let cmds = documented_commands();
     let texts: Vec<String> = cmds.iter().map(Shown::command).collect();
     // A few anchors: a block line, a fault-injection line with its code, an inline example.
     assert!(texts
@@ -384,8 +407,7 @@ fn the_extraction_finds_the_readme_commands() {
 
 #[test]
 fn every_readme_command_runs_as_written() {
-    let md = readme();
-    let cmds = readme_commands(&md);
+    let cmds = documented_commands();
     assert!(cmds.len() >= 10, "too few commands found: {cmds:?}");
     let dir = tempfile::tempdir().unwrap();
     run_all(&cmds, dir.path());

@@ -3,42 +3,33 @@
 //! and the worker runtime (`runtime`), whose `worker` processes run this job's kernels
 //! (`worker`).
 //!
-//! Module map: [`raster`] (input validation), [`plan`] (chunk windows and splitting),
-//! [`run`] (the job: prepare, wire the engine, commit, report), [`writer`] (the output, as
-//! the engine's sink), [`cog`] (the exact pyramid and the COG copy, before the commit;
-//! [`pyramid`] derives a level from the one below where that is exact),
-//! [`output`] (staging: checks, lock, no-clobber commit), [`journal`] (the chunk
-//! journal's format: `--resume`, shards), [`shard`] (`--shard`), [`merge`] (shards into one output),
-//! [`budget`]
-//! (the memory arithmetic), [`bench`](mod@bench) (the dispatch benchmark, a second job),
-//! [`bench_writer`] (the writer alone), [`report`] (the JSON report) and [`html`] (the same as
-//! a page), [`events`] (`--events`),
-//! [`synth`], [`cli`] (schema, settings table, resolution), [`units`], [`os`] (GDAL error state, rename, signals),
-//! [`stdio`] (output that never panics on a closed pipe), [`decoder`] (which decoder `plan` says will read). `sched` is the engine's, re-exported.
+//! Module map, along a chunk's journey: [`cli`] (schema, settings table, resolution into the
+//! run's config) → [`job`] (the input inspected, its metadata carried, the chunk plan, the
+//! memory arithmetic, the decoder) → [`run`] (the run as phases: prepare, stage, pool up,
+//! engine, finish; single runs and batches) → [`output`] (staging: checks, lock, no-clobber
+//! commit; the writer, the COG copy and the exact pyramid) → [`durable`] (the chunk journal,
+//! shards, merge) → [`observe`] (the JSON report, the page, the event stream). Beside them:
+//! [`tools`] (the dispatch and writer benchmarks, `synth`), [`error`] (exit codes decided in
+//! one place), [`os`] (GDAL error state, rename, signals), [`stdio`] (output that never
+//! panics on a closed pipe), [`units`]. `sched` is the engine's, re-exported.
 
-pub mod bench;
-pub mod bench_writer;
-pub mod budget;
 pub mod cli;
-pub mod cog;
-pub mod decoder;
+pub mod durable;
 pub mod error;
-pub mod events;
-pub mod fidelity;
-pub mod html;
-pub mod journal;
-pub mod merge;
+pub mod job;
+pub mod observe;
 pub mod os;
 pub mod output;
-pub mod plan;
-pub mod pyramid;
-pub mod raster;
-pub mod report;
 pub mod run;
-pub mod shard;
 pub mod stdio;
-pub mod synth;
+pub mod tools;
 pub mod units;
-pub mod writer;
+
+// The modules by their own names, wherever they sit in the map above.
+pub use durable::{journal, merge, shard};
+pub use job::{budget, decoder, fidelity, plan, raster};
+pub use observe::{events, html, report};
+pub use output::{cog, pyramid, writer};
+pub use tools::{bench, bench_writer, synth};
 
 pub use engine::sched;

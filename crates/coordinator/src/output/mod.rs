@@ -3,8 +3,15 @@
 //! the output for the whole run, gives the writer a temporary name beside the target, and
 //! commits it without clobbering what it must not replace.
 //!
-//! It does not write pixels (that is `writer`) and does not decide whether the run succeeded
-//! (that is `run`): it only guarantees that OUTPUT is either untouched or complete.
+//! It does not write pixels (that is [`writer`]) and does not decide whether the run succeeded
+//! (that is `run`): it only guarantees that OUTPUT is either untouched or complete. Its
+//! submodules make what is staged: [`writer`] (the GeoTIFF, as the engine's sink), [`cog`]
+//! (the exact pyramid and the COG copy, before the commit) and [`pyramid`] (a level derived
+//! from the one below where that is exact).
+
+pub mod cog;
+pub mod pyramid;
+pub mod writer;
 
 use std::{
     fs::{File, OpenOptions},
@@ -551,7 +558,7 @@ fn remove_stale_temps(target: &Path) {
     });
 }
 
-/// [`remove_stale_temps`] in `dir` for every target name `is_target` accepts (`merge`: the
+/// `remove_stale_temps` in `dir` for every target name `is_target` accepts (`merge`: the
 /// shards' GeoTIFFs in OUTPUT.shards/, which a `--vrt` merge writes under temporary names).
 /// Called with the lock on the output held.
 pub fn remove_stale_temps_in(dir: &Path, is_target: impl Fn(&str) -> bool) {
