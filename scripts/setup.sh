@@ -22,7 +22,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if $tests; then
 # The HTML report's test opens the page in a real headless browser.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
-# GDAL's COG validator (osgeo_utils.samples.validate_cloud_optimized_geotiff), used by tests/tests/cog.rs.
+# GDAL's COG validator (osgeo_utils.samples.validate_cloud_optimized_geotiff), used by tests/it/cog.rs.
 [ -f /usr/lib/python3/dist-packages/osgeo_utils/samples/validate_cloud_optimized_geotiff.py ] || need+=(python3-gdal)
 # A one-node Slurm for the sharding test (scripts/slurm/start.sh): Debian's packages.
 command -v slurmctld >/dev/null 2>&1 || need+=(slurmctld)

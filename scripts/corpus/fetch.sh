@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches the corpus of TIFFs written by other software that tests/tests/corpus.rs runs the
+# Fetches the corpus of TIFFs written by other software that tests/it/corpus.rs runs the
 # decoders over: the pinned archives of scripts/corpus/sources.tsv (a PyPI sdist through pip,
 # Debian source and binary packages from the archive apt is configured with), each checked
 # against its sha256, and every .tif/.tiff inside them.

@@ -2,15 +2,13 @@
 //! flag, the shard, the codec, the value), the documented exit code, and no run started for
 //! a command line that cannot succeed.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::{Output, Stdio},
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use gdal::{raster::Buffer, DriverManager};
 use nix::{
     sys::signal::{kill, Signal},

@@ -354,3 +354,25 @@ pub fn corrupt_tile(path: &Path, bx: usize, by: usize) -> (u64, u64) {
     std::fs::write(path, bytes).unwrap();
     (offset, size)
 }
+
+/// Builds `examples/c-kernels/NAME.c` into `dir`, or `None` (with the reason printed) when
+/// there is no C compiler.
+pub fn build_c(dir: &Path, name: &str) -> Option<PathBuf> {
+    if Command::new("cc").arg("--version").output().is_err() {
+        // CI installs a C toolchain (scripts/setup.sh): there, the kernels must run.
+        cannot_check("no `cc` on PATH to build the example C kernels");
+        return None;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lib = dir.join(format!("lib{name}.so"));
+    let o = Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-I"])
+        .arg(root.join("include"))
+        .arg("-o")
+        .arg(&lib)
+        .arg(root.join("examples/c-kernels").join(format!("{name}.c")))
+        .output()
+        .expect("running cc");
+    assert!(o.status.success(), "cc {name}.c: {}", stderr(&o));
+    Some(lib)
+}

@@ -5,17 +5,16 @@
 //! `--dependency=afterok`, and the merged output equals a one-node run bit for bit. Skipped,
 //! with the reason printed, only where Slurm is not installed or we are not root.
 
-mod common;
-mod compare;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
 
-use common::{bin_dir, cannot_check, coordinator, run, stderr, wait_for, write_f32, RasterSpec};
-use compare::assert_same_raster;
+use crate::common::{
+    bin_dir, cannot_check, coordinator, run, stderr, wait_for, write_f32, RasterSpec,
+};
+use crate::compare::assert_same_raster;
 use coordinator::journal::Scan;
 
 fn repo() -> PathBuf {

@@ -3,11 +3,9 @@
 //! its documented exit code; a failed run leaves no output; workers are children mapping
 //! the shared slots.
 
-mod common;
-
 use std::{process::Stdio, time::Duration};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn pool_and_in_process_agree_with_the_reference() {

@@ -7,15 +7,13 @@
 //! Seeded: a failure prints the seed and the case; `BLOCKSUM_FUZZ_SEED` and
 //! `BLOCKSUM_FUZZ_CASES` reproduce or widen a run.
 
-mod common;
-
 use std::{
     path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 
 const SIZE: usize = 256;
 const TILE: usize = 32;

@@ -4,9 +4,7 @@
 //! by block) and for several (pixel-interleaved, through the cache), in the pool and in
 //! process.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn whole_tile_chunks_give_the_same_pixels_as_strips() {

@@ -4,11 +4,11 @@
 //! or decodes slower than GDAL (LZW), `native` refuses the first and reads the second, and
 //! `coordinator plan` says which decoder will read and why.
 
-mod common;
-
 use std::{path::Path, process::Command};
 
-use common::{coordinator, read_all, report, run, same_pixels, stderr, write_f32, RasterSpec};
+use crate::common::{
+    coordinator, read_all, report, run, same_pixels, stderr, write_f32, RasterSpec,
+};
 
 fn translate(src: &Path, dst: &Path, opts: &[&str]) {
     translate_with(src, dst, &[], opts)

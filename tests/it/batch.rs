@@ -2,15 +2,13 @@
 //! runs of each input, the pool's processes across the batch, one input's failure among good
 //! ones, and the command lines that do not go together.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use gdal::{
     raster::{Buffer, GdalType, RasterCreationOptions},
     spatial_ref::SpatialRef,

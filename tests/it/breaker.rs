@@ -11,8 +11,6 @@
 //! Wall times are asserted with generous bounds only (this is a debug build on a shared
 //! machine); the report's counters carry the exact claims.
 
-mod common;
-
 use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
@@ -20,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 
 /// A `side` x `side` synthetic Float32 raster (256 x 256 tiles).
 fn synth(dir: &Path, side: u32) -> PathBuf {
@@ -48,31 +46,6 @@ fn run_within(cmd: &mut Command, limit: Duration) -> (Output, Duration) {
         Ok(o) => (o, t.elapsed()),
         Err(o) => panic!("still running after {limit:?}: {}", stderr(&o)),
     }
-}
-
-/// Builds `examples/c-kernels/NAME.c` into `dir`, or `None` when there is no C compiler
-/// (which fails the test under `CI`).
-fn build_c(dir: &Path, name: &str) -> Option<PathBuf> {
-    if Command::new("cc").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no `cc` on PATH in CI: the example C kernels must run there"
-        );
-        eprintln!("skipped: no `cc` on PATH to build the example C kernels");
-        return None;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let lib = dir.join(format!("lib{name}.so"));
-    let o = Command::new("cc")
-        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-I"])
-        .arg(root.join("include"))
-        .arg("-o")
-        .arg(&lib)
-        .arg(root.join("examples/c-kernels").join(format!("{name}.c")))
-        .output()
-        .expect("running cc");
-    assert!(o.status.success(), "cc {name}.c: {}", stderr(&o));
-    Some(lib)
 }
 
 /// Attempts that died of a crash (a signal or an exit code), over every chunk and part.

@@ -2,9 +2,7 @@
 //! and only the blocks that really fail are quarantined (nodata), named in the report, the
 //! output's metadata and the closing warning; every other pixel equals a clean run.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn one_corrupt_tile_quarantines_only_its_window() {

@@ -6,14 +6,12 @@
 //! values and a negative nodata (-128, and -1), and with a GDAL mask and no nodata. `plan`
 //! and the report name the input type Int8; the output types are the documented defaults.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
-use common::{coordinator, report, run, stderr};
+use crate::common::{coordinator, report, run, stderr};
 use gdal::{
     raster::{Buffer, RasterCreationOptions},
     Dataset, DriverManager,

@@ -5,8 +5,6 @@
 //! crashes, aborts and hangs cost only the windows that trigger them, bisected down to the
 //! file's blocks and named in the report and the output's metadata.
 
-mod common;
-
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
@@ -14,33 +12,11 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 
 const W: usize = 96;
 const H: usize = 64;
 const TILE: usize = 16;
-
-/// Builds `examples/c-kernels/NAME.c` into `dir`, or `None` (with the reason printed) when
-/// there is no C compiler.
-fn build_c(dir: &Path, name: &str) -> Option<PathBuf> {
-    if Command::new("cc").arg("--version").output().is_err() {
-        // CI installs a C toolchain (scripts/setup.sh): there, the kernels must run.
-        cannot_check("no `cc` on PATH to build the example C kernels");
-        return None;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let lib = dir.join(format!("lib{name}.so"));
-    let o = Command::new("cc")
-        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-I"])
-        .arg(root.join("include"))
-        .arg("-o")
-        .arg(&lib)
-        .arg(root.join("examples/c-kernels").join(format!("{name}.c")))
-        .output()
-        .expect("running cc");
-    assert!(o.status.success(), "cc {name}.c: {}", stderr(&o));
-    Some(lib)
-}
 
 fn input(dir: &Path, bands: usize) -> (PathBuf, Vec<Vec<f32>>) {
     let path = dir.join("in.tif");

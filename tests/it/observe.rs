@@ -2,8 +2,6 @@
 //! happens; the HTML page (`--report-html`, `coordinator report --html`) renders in a real
 //! headless Chromium with one bar per attempt and no script error.
 
-mod common;
-
 use std::{
     collections::BTreeMap,
     os::unix::process::CommandExt,
@@ -12,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use coordinator::report::Report;
 use serde_json::Value;
 

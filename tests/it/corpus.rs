@@ -12,8 +12,6 @@
 //! on any DISAGREE or BROKEN; `target/corpus/summary.txt` keeps the lines.
 //! `BLOCKSUM_CORPUS_ONLY=TEXT` runs only the files whose name contains TEXT.
 
-mod common;
-
 use std::{
     collections::BTreeMap,
     io::Write,
@@ -23,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{bin_dir, coordinator, output_within, same_pixels};
+use crate::common::{bin_dir, coordinator, output_within, same_pixels};
 use gdal::{raster::GdalDataType, Dataset};
 
 /// Per run: the slowest file takes a few seconds; far below this unless something hangs.

@@ -6,8 +6,6 @@
 //! Every run checks its exit code, its one-line message, that nothing partial is left on
 //! disk and that no worker process survives it.
 
-mod common;
-
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::process::CommandExt,
@@ -17,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use nix::{sys::signal::Signal, unistd::Pid};
 
 fn raster(dir: &Path, w: usize, h: usize) -> (PathBuf, Vec<f32>) {

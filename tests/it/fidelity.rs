@@ -4,11 +4,9 @@
 //! band metadata (unit, colour interpretation, colour table, scale/offset, AREA_OR_POINT)
 //! carries over or is applied; inputs through `/vsizip/` and VRT.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use gdal::{
     raster::{Buffer, ColorEntry, ColorInterpretation, ColorTable, RasterCreationOptions},
     Dataset, DriverManager, Metadata,

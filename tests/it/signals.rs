@@ -6,15 +6,13 @@
 //! temporary and no lock anywhere. A merge killed with SIGKILL (which nothing can handle)
 //! leaves its temporaries; the next merge removes them.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,

@@ -2,9 +2,7 @@
 //! drives a real run, `coordinator config` names the file and its format for each value it
 //! gave, the environment and flags still win, and a typo is refused naming key and file.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// The seed pipeline's section, verbatim, inside a larger application config.
 const APP_YAML: &str = "\

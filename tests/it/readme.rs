@@ -10,8 +10,6 @@
 //! in `NOT_RUN` with the reason; a new README command that is neither runnable nor listed fails
 //! this test, and so does a `NOT_RUN` entry that no longer appears anywhere.
 
-mod common;
-
 use std::{
     fs::File,
     os::unix::process::CommandExt,
@@ -20,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::bin_dir;
+use crate::common::bin_dir;
 
 /// Commands shown to users that this test does not run, and why. Keep it small.
 const NOT_RUN: &[(&str, &str)] = &[
@@ -268,7 +266,7 @@ fn help_examples(help: &str, origin: &str) -> Vec<Shown> {
 }
 
 fn help_of(args: &[&str]) -> String {
-    let o = Command::new(common::bin("coordinator"))
+    let o = Command::new(crate::common::bin("coordinator"))
         .args(args)
         .arg("--help")
         .output()
@@ -324,7 +322,7 @@ fn run_shown(cmd: &Shown, dir: &Path, logs: &Path, n: usize) {
     }
     let t0 = Instant::now();
     let child = c.spawn().expect("running sh");
-    let status = match common::output_within(child, COMMAND_LIMIT, true) {
+    let status = match crate::common::output_within(child, COMMAND_LIMIT, true) {
         Ok(o) => o.status,
         Err(_) => panic!(
             "{}: `{}` still running after {COMMAND_LIMIT:?}",

@@ -3,17 +3,14 @@
 //! corrupt journal; the refusals; shards of 1, 2, 3 and 7 merged (and as a VRT) against a
 //! one-node run; `merge` naming what is missing; `--shard auto` from the environment.
 
-mod common;
-mod compare;
-
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
 };
 
-use common::{coordinator, run, stderr, wait_for, write_f32, RasterSpec};
-use compare::assert_same_raster;
+use crate::common::{coordinator, run, stderr, wait_for, write_f32, RasterSpec};
+use crate::compare::assert_same_raster;
 use coordinator::journal::Scan;
 use gdal::{
     raster::{Buffer, RasterCreationOptions},
@@ -159,7 +156,7 @@ fn sigkill_at_many_points_then_resume_gives_the_uninterrupted_output() {
             .args(["--resume", "--report"])
             .arg(&rep));
         assert!(o.status.success(), "{}", stderr(&o));
-        let r = common::report(&rep);
+        let r = crate::common::report(&rep);
         let j = &r["journal"];
         let resumed = j["resumed_chunks"].as_u64().unwrap() as usize;
         assert_eq!(Some(resumed), survived);
@@ -283,7 +280,7 @@ fn an_existing_journal_needs_resume_or_overwrite_and_must_match() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let r = common::report(&rep);
+    let r = crate::common::report(&rep);
     assert_eq!(r["journal"]["appended_chunks"], 0);
     assert!(r["journal"]["resumed_chunks"].as_u64().unwrap() > 1);
 
@@ -374,7 +371,7 @@ fn a_torn_or_corrupt_journal_resumes_correctly() {
             ],
         );
         assert!(o.status.success(), "{}", stderr(&o));
-        let r = common::report(&rep);
+        let r = crate::common::report(&rep);
         assert_eq!(r["journal"]["resumed_chunks"], n / 2);
         // The chunks run are the rest of the plan, each named by its plan id too.
         let ids: Vec<u64> = r["chunks"]

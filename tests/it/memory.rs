@@ -2,11 +2,9 @@
 //! without losing chunks; limits and sizes are validated before anything starts; the config
 //! file layers under environment and flags; admission holds dispatch while memory is short.
 
-mod common;
-
 use std::{io::Write, process::Stdio, time::Duration};
 
-use common::*;
+use crate::common::*;
 use nix::{sys::signal::Signal, unistd::Pid};
 
 fn raster(dir: &std::path::Path, w: usize, h: usize) -> std::path::PathBuf {

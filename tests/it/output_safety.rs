@@ -4,8 +4,6 @@
 //! clobbered, the report can replace neither the input nor the output, and a valid pixel is
 //! never written as nodata. Each case runs the real binaries and checks what is on disk.
 
-mod common;
-
 use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
@@ -13,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 
 struct Case {
     dir: tempfile::TempDir,

@@ -3,15 +3,13 @@
 //! run; random SIGKILLs through a whole run lose nothing; a worker that cannot start ends
 //! the run quickly; a killed or interrupted coordinator leaves no worker and no output.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use nix::{sys::signal::Signal, unistd::Pid};
 
 struct Fixture {

@@ -5,14 +5,14 @@
 //! that passes anything); COG creation options are the COG driver's, refused when GDAL
 //! refuses them; nothing reaches OUTPUT when the COG cannot be written.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
-use common::{coordinator, read_all, run, same_pixels, stderr, write_f32, RasterSpec, NODATA};
+use crate::common::{
+    coordinator, read_all, run, same_pixels, stderr, write_f32, RasterSpec, NODATA,
+};
 use gdal::{Dataset, Metadata};
 
 /// A 600 x 520 Float32 raster (nodata, NaN, a hole) in 128-pixel tiles, two bands.

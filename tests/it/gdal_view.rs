@@ -8,14 +8,12 @@
 //! one-line refusal at open with exit 3. Where the native decoder cannot read a chunk that
 //! GDAL reads, `auto` re-reads it through GDAL and says so in the report and the events.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
-use common::{coordinator, read_all, report, run, same_pixels, stderr};
+use crate::common::{coordinator, read_all, report, run, same_pixels, stderr};
 
 /// What `--decoder native` must do with a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
