@@ -38,7 +38,8 @@ struct ShardJournal {
 
 /// Finds, reads and checks every shard's journal: one N, every index, one plan, ranges that
 /// tile the plan, and every chunk of each range journaled.
-fn gather(dir: &Path) -> Result<Vec<ShardJournal>, CoordError> {
+/// The shard journals in `dir`, by their names; refused when one is not a regular file.
+fn journals_in(dir: &Path) -> Result<Vec<(Shard, PathBuf)>, CoordError> {
     let refuse = |m: String| Err(CoordError::MergeIncomplete(m));
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -60,6 +61,12 @@ fn gather(dir: &Path) -> Result<Vec<ShardJournal>, CoordError> {
             found.push((s, e.path()));
         }
     }
+    Ok(found)
+}
+
+fn gather(dir: &Path) -> Result<Vec<ShardJournal>, CoordError> {
+    let refuse = |m: String| Err(CoordError::MergeIncomplete(m));
+    let mut found = journals_in(dir)?;
     let Some(n) = found.first().map(|(s, _)| s.count) else {
         return refuse(format!(
             "'{}' holds no shard journal: run the shards first (--shard I/N)",
@@ -367,25 +374,7 @@ fn write_vrt(
         sources.push((rel, y0, y1 - y0));
         staged_tifs.push((tif, staged));
     }
-    let mut x = format!(
-        "<VRTDataset rasterXSize=\"{}\" rasterYSize=\"{}\">\n",
-        o.width, o.height
-    );
-    if !o.projection.is_empty() {
-        x.push_str(&format!("  <SRS>{}</SRS>\n", xml(&o.projection)));
-    }
-    if let Some(g) = o.geo_transform {
-        x.push_str(&format!(
-            "  <GeoTransform>{:?}, {:?}, {:?}, {:?}, {:?}, {:?}</GeoTransform>\n",
-            g[0], g[1], g[2], g[3], g[4], g[5]
-        ));
-    }
-    // What GDAL's GTiff driver writes by default, so the VRT reads as the GeoTIFF does.
-    x.push_str("  <Metadata>\n    <MDI key=\"AREA_OR_POINT\">Area</MDI>\n");
-    for (k, v) in &o.metadata {
-        x.push_str(&format!("    <MDI key=\"{}\">{}</MDI>\n", xml(k), xml(v)));
-    }
-    x.push_str("  </Metadata>\n");
+    let mut x = vrt_head(o);
     for (i, d) in o.band_descriptions.iter().enumerate() {
         x.push_str(&format!(
             "  <VRTRasterBand dataType=\"{}\" band=\"{}\">\n",
@@ -428,6 +417,30 @@ fn write_vrt(
         reason: format!("writing the VRT: {e}"),
     })?;
     Ok(staged_tifs)
+}
+
+/// The VRT's opening: its size, SRS, geotransform and dataset metadata.
+fn vrt_head(o: &journal::OutputHeader) -> String {
+    let mut x = format!(
+        "<VRTDataset rasterXSize=\"{}\" rasterYSize=\"{}\">\n",
+        o.width, o.height
+    );
+    if !o.projection.is_empty() {
+        x.push_str(&format!("  <SRS>{}</SRS>\n", xml(&o.projection)));
+    }
+    if let Some(g) = o.geo_transform {
+        x.push_str(&format!(
+            "  <GeoTransform>{:?}, {:?}, {:?}, {:?}, {:?}, {:?}</GeoTransform>\n",
+            g[0], g[1], g[2], g[3], g[4], g[5]
+        ));
+    }
+    // What GDAL's GTiff driver writes by default, so the VRT reads as the GeoTIFF does.
+    x.push_str("  <Metadata>\n    <MDI key=\"AREA_OR_POINT\">Area</MDI>\n");
+    for (k, v) in &o.metadata {
+        x.push_str(&format!("    <MDI key=\"{}\">{}</MDI>\n", xml(k), xml(v)));
+    }
+    x.push_str("  </Metadata>\n");
+    x
 }
 
 /// `tif`'s path relative to the VRT's directory (the shards' directory, OUTPUT.shards, is

@@ -327,60 +327,7 @@ fn timeline(
     for r in rows {
         let y = row_y(r);
         match *r {
-            Row::Worker(i) => {
-                let w = &report.workers[i];
-                let _ = write!(
-                    page,
-                    "<text x=\"4\" y=\"{:.1}\">worker {} #{}{}</text>",
-                    y + 12.0,
-                    w.worker.0,
-                    w.incarnation,
-                    w.pid.map(|p| format!(" ({p})")).unwrap_or_default()
-                );
-                let until = w.exited_ms.unwrap_or(end_ms);
-                let _ = write!(
-                    page,
-                    "<line class=\"life\" x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>",
-                    x(w.spawned_ms),
-                    x(until),
-                    y + 7.0,
-                    y + 7.0
-                );
-                let died = w.cause.as_ref().is_some_and(|c| {
-                    !matches!(
-                        c,
-                        FailureCause::Recycled | FailureCause::ExitCode { code: 0 }
-                    )
-                });
-                if let (Some(at), true) = (w.exited_ms, died || w.recycled) {
-                    let (cx, cy) = (x(at) + 5.0, y + 7.0);
-                    let (mark, what) = if w.recycled {
-                        (
-                            format!(
-                                "<circle class=\"recycle\" cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"4\">"
-                            ),
-                            "recycled".to_string(),
-                        )
-                    } else {
-                        (
-                            format!(
-                                "<path class=\"death\" d=\"M{:.1} {:.1} l8 8 m0 -8 l-8 8\">",
-                                cx - 4.0,
-                                cy - 4.0
-                            ),
-                            w.cause.as_ref().map(|c| c.summary()).unwrap_or_default(),
-                        )
-                    };
-                    let end = if w.recycled { "</circle>" } else { "</path>" };
-                    let _ = write!(
-                        page,
-                        "{mark}<title>worker {} #{}: {}</title>{end}",
-                        w.worker.0,
-                        w.incarnation,
-                        esc(&what)
-                    );
-                }
-            }
+            Row::Worker(i) => worker_label(page, &report.workers[i], y, end_ms, &x),
             Row::Lane(l) => {
                 let _ = write!(
                     page,
@@ -390,6 +337,81 @@ fn timeline(
             }
         }
     }
+    let bars = Bars {
+        x: &x,
+        row_y: &row_y,
+        fallback_y: height - 20.0,
+        row_h: ROW_H,
+    };
+    attempt_bars(page, report, classes, &bars);
+    axis(page, height - 14.0, end_ms, LEFT, WIDTH);
+    page.push_str("</svg>\n");
+}
+
+/// A worker incarnation's row: its label, its life line, and how it ended (died, recycled).
+fn worker_label(page: &mut String, w: &WorkerReport, y: f64, end_ms: u64, x: &dyn Fn(u64) -> f64) {
+    let _ = write!(
+        page,
+        "<text x=\"4\" y=\"{:.1}\">worker {} #{}{}</text>",
+        y + 12.0,
+        w.worker.0,
+        w.incarnation,
+        w.pid.map(|p| format!(" ({p})")).unwrap_or_default()
+    );
+    let until = w.exited_ms.unwrap_or(end_ms);
+    let _ = write!(
+        page,
+        "<line class=\"life\" x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>",
+        x(w.spawned_ms),
+        x(until),
+        y + 7.0,
+        y + 7.0
+    );
+    let died = w.cause.as_ref().is_some_and(|c| {
+        !matches!(
+            c,
+            FailureCause::Recycled | FailureCause::ExitCode { code: 0 }
+        )
+    });
+    if let (Some(at), true) = (w.exited_ms, died || w.recycled) {
+        let (cx, cy) = (x(at) + 5.0, y + 7.0);
+        let (mark, what) = if w.recycled {
+            (
+                format!("<circle class=\"recycle\" cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"4\">"),
+                "recycled".to_string(),
+            )
+        } else {
+            (
+                format!(
+                    "<path class=\"death\" d=\"M{:.1} {:.1} l8 8 m0 -8 l-8 8\">",
+                    cx - 4.0,
+                    cy - 4.0
+                ),
+                w.cause.as_ref().map(|c| c.summary()).unwrap_or_default(),
+            )
+        };
+        let end = if w.recycled { "</circle>" } else { "</path>" };
+        let _ = write!(
+            page,
+            "{mark}<title>worker {} #{}: {}</title>{end}",
+            w.worker.0,
+            w.incarnation,
+            esc(&what)
+        );
+    }
+}
+
+/// Where the attempt bars go: the time axis, each row's top, the row of an attempt whose
+/// worker row is unknown, and the rows' height.
+struct Bars<'a> {
+    x: &'a dyn Fn(u64) -> f64,
+    row_y: &'a dyn Fn(&Row) -> f64,
+    fallback_y: f64,
+    row_h: f64,
+}
+
+/// One bar per attempt, on its worker's (or lane's) row, classed by how it ended.
+fn attempt_bars(page: &mut String, report: &Report, classes: &[Vec<AttemptClass>], b: &Bars<'_>) {
     for (c, cls) in report.chunks.iter().zip(classes) {
         for (a, class) in c.attempts.iter().zip(cls) {
             let row = match a.executor {
@@ -398,8 +420,8 @@ fn timeline(
                 }
                 Executor::InProcess { lane } => Some(Row::Lane(lane)),
             };
-            let y = row.map_or(height - 20.0, |r| row_y(&r));
-            let (x0, x1) = (x(a.started_ms), x(a.ended_ms));
+            let y = row.map_or(b.fallback_y, |r| (b.row_y)(&r));
+            let (x0, x1) = ((b.x)(a.started_ms), (b.x)(a.ended_ms));
             let what = match &a.failure {
                 Some(f) => f.summary(),
                 None => format!(
@@ -416,7 +438,7 @@ fn timeline(
                 a.attempt,
                 y + 1.0,
                 (x1 - x0).max(1.5),
-                ROW_H - 4.0,
+                b.row_h - 4.0,
                 c.id,
                 a.attempt,
                 class.label(),
@@ -426,8 +448,6 @@ fn timeline(
             );
         }
     }
-    axis(page, height - 14.0, end_ms, LEFT, WIDTH);
-    page.push_str("</svg>\n");
 }
 
 /// Time ticks along the bottom of a chart.

@@ -379,29 +379,7 @@ fn build_pyramid(
             };
             let (path, quarantined) = run_level(p, &d, f)?;
             done.quarantined += quarantined;
-            let src = check(|| Dataset::open(&path)).map_err(|e| err(format!("{what}: {e}")))?;
-            if src.raster_count() != bands {
-                return Err(err(format!(
-                    "{what}: {} band(s), the output {bands}",
-                    src.raster_count()
-                )));
-            }
-            let mut adjusted = false;
-            for b in 1..=bands {
-                let sb = check(|| src.rasterband(b)).map_err(|e| err(format!("{what}: {e}")))?;
-                adjusted |= sb.metadata_item("BLOCKSUM_ADJUSTED_PIXELS", "").is_some();
-                let band = check(|| ds.rasterband(b)).map_err(|e| err(format!("{what}: {e}")))?;
-                let mut ov = check(|| band.overview(i)).map_err(|e| err(format!("{what}: {e}")))?;
-                if ov.size() != sb.size() {
-                    return Err(err(format!(
-                        "{what} band {b}: GDAL made it {:?}, the aggregation {:?}",
-                        ov.size(),
-                        sb.size()
-                    )));
-                }
-                copy_band(&sb, &mut ov).map_err(|e| err(format!("{what} band {b}: {e}")))?;
-            }
-            drop(src);
+            let adjusted = copy_level(&ds, &path, i, &what, &err)?;
             let _ = std::fs::remove_file(&path);
             below_clean = quarantined == 0 && (minmax || !adjusted);
         }
@@ -412,6 +390,41 @@ fn build_pyramid(
         let _ = std::fs::remove_dir_all(d);
     }
     Ok(())
+}
+
+/// Copies the run of one level (`path`) into overview `i` of `ds`; whether any of its bands
+/// holds pixels the writer adjusted (clamped, or moved off nodata).
+fn copy_level(
+    ds: &Dataset,
+    path: &Path,
+    i: usize,
+    what: &str,
+    err: &dyn Fn(String) -> CoordError,
+) -> Result<bool, CoordError> {
+    let bands = ds.raster_count();
+    let src = check(|| Dataset::open(path)).map_err(|e| err(format!("{what}: {e}")))?;
+    if src.raster_count() != bands {
+        return Err(err(format!(
+            "{what}: {} band(s), the output {bands}",
+            src.raster_count()
+        )));
+    }
+    let mut adjusted = false;
+    for b in 1..=bands {
+        let sb = check(|| src.rasterband(b)).map_err(|e| err(format!("{what}: {e}")))?;
+        adjusted |= sb.metadata_item("BLOCKSUM_ADJUSTED_PIXELS", "").is_some();
+        let band = check(|| ds.rasterband(b)).map_err(|e| err(format!("{what}: {e}")))?;
+        let mut ov = check(|| band.overview(i)).map_err(|e| err(format!("{what}: {e}")))?;
+        if ov.size() != sb.size() {
+            return Err(err(format!(
+                "{what} band {b}: GDAL made it {:?}, the aggregation {:?}",
+                ov.size(),
+                sb.size()
+            )));
+        }
+        copy_band(&sb, &mut ov).map_err(|e| err(format!("{what} band {b}: {e}")))?;
+    }
+    Ok(adjusted)
 }
 
 /// Runs the aggregation at factor `F * f` into a scratch GTiff in `dir`; returns it and the

@@ -165,7 +165,9 @@ fn distinct_sums(cfg: &WriterBenchConfig, p: &Plan) -> Vec<Vec<u8>> {
         .collect()
 }
 
-pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
+/// The plan of the benchmark's synthetic raster, after checking the options and OUTPUT; sets
+/// the coordinator's block cache as a run of that plan does.
+fn bench_plan(cfg: &WriterBenchConfig) -> Result<Plan, CoordError> {
     if cfg.side == 0 || cfg.factor == 0 || cfg.distinct == 0 {
         return Err(CoordError::BadInput(
             "bench-writer needs --side, --factor and --distinct of at least 1".into(),
@@ -192,6 +194,11 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
         0,
         2,
     ));
+    Ok(p)
+}
+
+pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
+    let p = bench_plan(cfg)?;
     let distinct = distinct_sums(cfg, &p);
     let spec = output_spec(cfg, &p);
     let tmp: PathBuf = cfg.output.to_path_buf();

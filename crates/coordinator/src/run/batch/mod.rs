@@ -412,16 +412,21 @@ fn finish(
         write_report(cfg, batch, path, &report, written)?;
     }
     if let Some(e) = run_error {
-        let text = match e {
-            // The outputs committed before the signal stay: the error must not deny them.
-            CoordError::Interrupted(sig) if written > 0 => format!(
-                "interrupted by {sig}: {written} output(s) committed before it stay complete (named below), the other {failed} not written"
-            ),
-            e => e.to_string(),
-        };
-        eline(&format!("error: {text}"));
+        say_run_error(e, written, failed);
     }
     Ok(RunSummary { exit_code, message })
+}
+
+/// The run's own failure, one line; an interrupt names the outputs committed before it,
+/// which stay complete.
+fn say_run_error(e: &CoordError, written: usize, failed: usize) {
+    let text = match e {
+        CoordError::Interrupted(sig) if written > 0 => format!(
+            "interrupted by {sig}: {written} output(s) committed before it stay complete (named below), the other {failed} not written"
+        ),
+        e => e.to_string(),
+    };
+    eline(&format!("error: {text}"));
 }
 
 /// An output the run did not complete shares the run's failure (or, with none, is a bug).
