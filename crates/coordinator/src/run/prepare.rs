@@ -176,15 +176,7 @@ fn plan_memory(
     );
     let memory = budget::plan_memory(
         available_memory(),
-        budget::Asked {
-            workers: cfg.workers,
-            spares: if cfg.workers > 0 {
-                cfg.spare_workers
-            } else {
-                0
-            },
-            auto: cfg.workers_auto,
-        },
+        asked(cfg),
         cfg.memory_limit,
         cfg.soft_fraction,
         coordinator_cache,
@@ -313,4 +305,19 @@ pub fn coordinator_cache_bytes(
     let tile_row = p.out_width * 256 * out_type.size() * bands;
     let in_flight = slots as u64 * p.max_output_bytes();
     (2 * tile_row + in_flight).clamp(8 << 20, 256 << 20) + reading
+}
+
+/// The pool the options ask for, before memory has its say (`budget::plan_memory`): the
+/// busy workers, the warm spares beside them (none in process), and whether `auto` may
+/// lower the count.
+pub(super) fn asked(cfg: &ResampleConfig) -> budget::Asked {
+    budget::Asked {
+        workers: cfg.workers,
+        spares: if cfg.workers > 0 {
+            cfg.spare_workers
+        } else {
+            0
+        },
+        auto: cfg.workers_auto,
+    }
 }

@@ -33,6 +33,7 @@ mod job;
 mod resume;
 mod sink;
 
+use super::prepare::asked;
 use job::BatchJob;
 use sink::{BatchSink, Fates, OutputFate, Pending};
 
@@ -191,15 +192,7 @@ fn plan_pool(
     );
     let memory = budget::plan_memory(
         available_memory(),
-        budget::Asked {
-            workers: cfg.workers,
-            spares: if cfg.workers > 0 {
-                cfg.spare_workers
-            } else {
-                0
-            },
-            auto: cfg.workers_auto,
-        },
+        asked(cfg),
         cfg.memory_limit,
         cfg.soft_fraction,
         cache,
