@@ -9,7 +9,7 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::common::*;
@@ -34,26 +34,26 @@ fn stopped_at(cmd: &mut Command, point: &str) -> Child {
         .spawn()
         .expect("spawning the coordinator");
     let pid = child.id();
-    let end = Instant::now() + Duration::from_secs(120);
-    loop {
-        if proc_state(pid) == Some('T') {
-            return child;
-        }
-        if child.try_wait().unwrap().is_some() {
-            let o = child.wait_with_output().unwrap();
-            panic!(
-                "the process ended ({}) without stopping at '{point}': {}",
-                o.status,
-                stderr(&o)
-            );
-        }
-        if Instant::now() > end {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            let _ = child.wait();
-            panic!("the process did not reach '{point}' within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    // Stopped at the point (state T), or ended without reaching it.
+    let stopped = wait_for(
+        Duration::from_secs(120),
+        &format!("the process to stop at '{point}'"),
+        || {
+            if proc_state(pid) == Some('T') {
+                return Some(true);
+            }
+            child.try_wait().unwrap().map(|_| false)
+        },
+    );
+    if !stopped {
+        let o = child.wait_with_output().unwrap();
+        panic!(
+            "the process ended ({}) without stopping at '{point}': {}",
+            o.status,
+            stderr(&o)
+        );
     }
+    child
 }
 
 /// Sends `sig` to the stopped process, lets it go on, and returns what it did.
