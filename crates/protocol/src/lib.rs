@@ -27,7 +27,7 @@ pub use messages::{FromWorker, TaskMsg, TaskStats, ToWorker, WorkerArgs};
 pub use types::{Attempt, SlotId, TaskId};
 
 /// Bumped whenever a message changes shape. Checked at the handshake.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// What a worker sends the coordinator's one-shot server: the channel the coordinator sends
 /// on, and the one it receives from (raw bytes: the codec encodes every message).

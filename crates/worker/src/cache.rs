@@ -134,7 +134,7 @@ mod tests {
             },
             kernel: KernelSpec {
                 agg: Agg::Sum,
-                factor: SIDE as u32,
+                footprint: crate::types::Footprint::Blocks(SIDE as u32),
                 sample: SampleType::F32,
                 out_nodata: f64::NAN,
             },

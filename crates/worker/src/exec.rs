@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     choice::{self, DecoderChoice},
-    kernel::{aggregate_masked, out_dims, BandKernel, Sample},
+    kernel::{aggregate_masked, BandKernel, Sample},
     read::{read_mask, read_window, NativeReader, ReadError},
-    types::{Decoder, KernelSpec, SampleType, Window},
+    types::{Decoder, Footprint, KernelSpec, SampleType, Window},
+    weighted::{aggregate_cells, AxisWeights},
 };
 
 /// What every process is told once: the rasters of the run (one, or a batch's several) and
@@ -204,6 +205,15 @@ impl ChunkRunner {
         let t0 = Instant::now();
         let win = chunk.window;
         let k = chunk.kernel;
+        let (ow, oh) = k.footprint.out_dims(win.w, win.h);
+        let out_band = (ow * oh * 8) as usize;
+        if win.pixels() == 0 {
+            // Cells of a target grid that no input pixel reaches: nothing to read.
+            let out = output
+                .get_mut(..out_band * self.bands.len())
+                .ok_or(ExecError::Region)?;
+            return self.empty_cells(&k, out);
+        }
         // The native decoder returns the stored type; a chunk asking for another goes to GDAL.
         let native = match &self.native {
             Some(n) if n.sample() == k.sample => Some(n),
@@ -225,9 +235,8 @@ impl ChunkRunner {
         let read_us = t0.elapsed().as_micros() as u64;
         let t1 = Instant::now();
         let (w, h) = (win.w as usize, win.h as usize);
-        let (ow, oh) = out_dims(w, h, k.factor as usize);
         let in_band = w * h * k.sample.size() as usize;
-        let out_band = ow * oh * 8;
+        let shape = Shape::new(&k.footprint, win);
         if output.len() < out_band * self.bands.len() || input.len() < in_band * self.bands.len() {
             return Err(ExecError::Region);
         }
@@ -259,20 +268,19 @@ impl ChunkRunner {
                     .map_err(|_| ExecError::Region)?;
             let bk = BandKernel {
                 agg: k.agg,
-                factor: k.factor as usize,
                 nodata: nodata.map(|v| round_to(v, k.sample)),
                 out_nodata: k.out_nodata,
                 affine: self.affine[i],
             };
             valid += match k.sample {
-                SampleType::U8 => agg_bytes::<u8>(src, mask, w, h, &bk, dst)?,
-                SampleType::I8 => agg_bytes::<i8>(src, mask, w, h, &bk, dst)?,
-                SampleType::I16 => agg_bytes::<i16>(src, mask, w, h, &bk, dst)?,
-                SampleType::U16 => agg_bytes::<u16>(src, mask, w, h, &bk, dst)?,
-                SampleType::I32 => agg_bytes::<i32>(src, mask, w, h, &bk, dst)?,
-                SampleType::U32 => agg_bytes::<u32>(src, mask, w, h, &bk, dst)?,
-                SampleType::F32 => agg_bytes::<f32>(src, mask, w, h, &bk, dst)?,
-                SampleType::F64 => agg_bytes::<f64>(src, mask, w, h, &bk, dst)?,
+                SampleType::U8 => shape.agg::<u8>(src, mask, (w, h), &bk, dst)?,
+                SampleType::I8 => shape.agg::<i8>(src, mask, (w, h), &bk, dst)?,
+                SampleType::I16 => shape.agg::<i16>(src, mask, (w, h), &bk, dst)?,
+                SampleType::U16 => shape.agg::<u16>(src, mask, (w, h), &bk, dst)?,
+                SampleType::I32 => shape.agg::<i32>(src, mask, (w, h), &bk, dst)?,
+                SampleType::U32 => shape.agg::<u32>(src, mask, (w, h), &bk, dst)?,
+                SampleType::F32 => shape.agg::<f32>(src, mask, (w, h), &bk, dst)?,
+                SampleType::F64 => shape.agg::<f64>(src, mask, (w, h), &bk, dst)?,
             };
         }
         Ok(TaskStats {
@@ -307,18 +315,50 @@ impl ChunkRunner {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// The output of a chunk whose cells no input pixel reaches: every cell empty.
+    fn empty_cells(&self, k: &KernelSpec, output: &mut [u8]) -> Result<TaskStats, ExecError> {
+        let dst: &mut [f64] = bytemuck::try_cast_slice_mut(output).map_err(|_| ExecError::Region)?;
+        dst.fill(match k.agg {
+            crate::types::Agg::Count => 0.0,
+            _ => k.out_nodata,
+        });
+        Ok(TaskStats::default())
+    }
 }
 
-fn agg_bytes<T: Sample>(
-    src: &[u8],
-    mask: Option<&[u8]>,
-    w: usize,
-    h: usize,
-    k: &BandKernel,
-    dst: &mut [f64],
-) -> Result<u64, ExecError> {
-    let src: &[T] = bytemuck::try_cast_slice(src).map_err(|_| ExecError::Region)?;
-    Ok(aggregate_masked(src, mask, w, h, k, dst))
+/// How a chunk's window maps onto its output: F x F blocks, or cells with their weights
+/// (computed once per chunk, for all its bands).
+enum Shape {
+    Blocks(usize),
+    Cells(AxisWeights, AxisWeights),
+}
+
+impl Shape {
+    fn new(footprint: &Footprint, win: Window) -> Shape {
+        match *footprint {
+            Footprint::Blocks(f) => Shape::Blocks(f as usize),
+            Footprint::Cells { out, x, y } => Shape::Cells(
+                AxisWeights::new(&x, (out.x, out.w), (win.x, win.w)),
+                AxisWeights::new(&y, (out.y, out.h), (win.y, win.h)),
+            ),
+        }
+    }
+
+    fn agg<T: Sample>(
+        &self,
+        src: &[u8],
+        mask: Option<&[u8]>,
+        dims: (usize, usize),
+        k: &BandKernel,
+        dst: &mut [f64],
+    ) -> Result<u64, ExecError> {
+        let src: &[T] = bytemuck::try_cast_slice(src).map_err(|_| ExecError::Region)?;
+        Ok(match self {
+            Shape::Blocks(f) => aggregate_masked(src, mask, dims, *f, k, dst),
+            Shape::Cells(xw, yw) => aggregate_cells(src, mask, dims, (xw, yw), k, dst),
+        })
+    }
 }
 
 /// The nodata value as a pixel of type `sample` holds it: a Float32 raster with nodata

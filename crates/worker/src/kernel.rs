@@ -12,7 +12,6 @@ impl<T: Copy + Into<f64> + bytemuck::Pod + Send + Sync + 'static> Sample for T {
 #[derive(Debug, Clone, Copy)]
 pub struct BandKernel {
     pub agg: Agg,
-    pub factor: usize,
     /// Input nodata, already rounded to the input type (`None`: only NaN is invalid).
     pub nodata: Option<f64>,
     /// Value written for a block without a valid pixel (sum, mean, min, max).
@@ -27,18 +26,28 @@ pub fn out_dims(w: usize, h: usize, f: usize) -> (usize, usize) {
     (w.div_ceil(f), h.div_ceil(f))
 }
 
-trait Op {
+/// How values fold into an aggregate, and how a weight applies to a value: a sum weighs
+/// each value; a minimum or maximum takes every value with a positive weight as it is.
+pub(crate) trait Op {
     const INIT: f64;
     fn combine(a: f64, b: f64) -> f64;
+    #[inline(always)]
+    fn weigh(_w: f64, v: f64) -> f64 {
+        v
+    }
 }
-struct SumOp;
-struct MinOp;
-struct MaxOp;
+pub(crate) struct SumOp;
+pub(crate) struct MinOp;
+pub(crate) struct MaxOp;
 impl Op for SumOp {
     const INIT: f64 = 0.0;
     #[inline(always)]
     fn combine(a: f64, b: f64) -> f64 {
         a + b
+    }
+    #[inline(always)]
+    fn weigh(w: f64, v: f64) -> f64 {
+        w * v
     }
 }
 impl Op for MinOp {
@@ -60,12 +69,12 @@ impl Op for MaxOp {
 /// Returns the number of valid input pixels.
 pub fn aggregate<T: Sample>(
     input: &[T],
-    w: usize,
-    h: usize,
+    (w, h): (usize, usize),
+    f: usize,
     k: &BandKernel,
     out: &mut [f64],
 ) -> u64 {
-    aggregate_masked(input, None, w, h, k, out)
+    aggregate_masked(input, None, (w, h), f, k, out)
 }
 
 /// [`aggregate`] with a GDAL mask band's window beside the input (`w x h` bytes, 0 marks an
@@ -73,12 +82,12 @@ pub fn aggregate<T: Sample>(
 pub fn aggregate_masked<T: Sample>(
     input: &[T],
     mask: Option<&[u8]>,
-    w: usize,
-    h: usize,
+    (w, h): (usize, usize),
+    f: usize,
     k: &BandKernel,
     out: &mut [f64],
 ) -> u64 {
-    let (ow, oh) = out_dims(w, h, k.factor);
+    let (ow, oh) = out_dims(w, h, f);
     assert_eq!(input.len(), w * h, "input window size");
     assert_eq!(out.len(), ow * oh, "output window size");
     if let Some(m) = mask {
@@ -90,10 +99,10 @@ pub fn aggregate_masked<T: Sample>(
         ($mask:literal, $affine:literal) => {
             match k.agg {
                 Agg::Sum | Agg::Mean | Agg::Count => {
-                    run::<T, SumOp, $mask, $affine>(input, mask, w, h, k, out)
+                    run::<T, SumOp, $mask, $affine>(input, mask, (w, h), f, k, out)
                 }
-                Agg::Min => run::<T, MinOp, $mask, $affine>(input, mask, w, h, k, out),
-                Agg::Max => run::<T, MaxOp, $mask, $affine>(input, mask, w, h, k, out),
+                Agg::Min => run::<T, MinOp, $mask, $affine>(input, mask, (w, h), f, k, out),
+                Agg::Max => run::<T, MaxOp, $mask, $affine>(input, mask, (w, h), f, k, out),
             }
         };
     }
@@ -108,12 +117,11 @@ pub fn aggregate_masked<T: Sample>(
 fn run<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
     input: &[T],
     mask: Option<&[u8]>,
-    w: usize,
-    h: usize,
+    (w, h): (usize, usize),
+    f: usize,
     k: &BandKernel,
     out: &mut [f64],
 ) -> u64 {
-    let f = k.factor;
     let (ow, _) = out_dims(w, h, f);
     // With no nodata, comparing against NaN is always "not equal": one branch-free test serves both.
     let nd = k.nodata.unwrap_or(f64::NAN);
@@ -169,8 +177,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// The obvious, slow definition.
-    fn naive(input: &[f64], w: usize, h: usize, k: &BandKernel) -> Vec<f64> {
-        let f = k.factor;
+    fn naive(input: &[f64], w: usize, h: usize, f: usize, k: &BandKernel) -> Vec<f64> {
         let (ow, oh) = out_dims(w, h, f);
         let mut out = vec![0.0; ow * oh];
         for oy in 0..oh {
@@ -227,12 +234,12 @@ mod tests {
                     r => (r as f32) * 1.5 - 4.0 + (state >> 40) as f32 / 1e6,
                 }
             }).collect();
-            let k = BandKernel { agg, factor: f, nodata, out_nodata: nodata.unwrap_or(f64::NAN), affine: None };
+            let k = BandKernel { agg, nodata, out_nodata: nodata.unwrap_or(f64::NAN), affine: None };
             let (ow, oh) = out_dims(w, h, f);
             let mut out = vec![0.0; ow * oh];
-            aggregate(&input, w, h, &k, &mut out);
+            aggregate(&input, (w, h), f, &k, &mut out);
             let wide: Vec<f64> = input.iter().map(|&v| v as f64).collect();
-            let want = naive(&wide, w, h, &k);
+            let want = naive(&wide, w, h, f, &k);
             for (i, (a, b)) in out.iter().zip(&want).enumerate() {
                 prop_assert!(close(*a, *b), "pixel {i}: got {a}, want {b}");
             }
@@ -244,12 +251,12 @@ mod tests {
             input in proptest::collection::vec(any::<u16>(), 900),
         ) {
             let input = &input[..w * h];
-            let k = BandKernel { agg, factor: f, nodata: Some(0.0), out_nodata: 0.0, affine: None };
+            let k = BandKernel { agg, nodata: Some(0.0), out_nodata: 0.0, affine: None };
             let (ow, oh) = out_dims(w, h, f);
             let mut out = vec![0.0; ow * oh];
-            aggregate(input, w, h, &k, &mut out);
+            aggregate(input, (w, h), f, &k, &mut out);
             let wide: Vec<f64> = input.iter().map(|&v| v as f64).collect();
-            prop_assert_eq!(out, naive(&wide, w, h, &k));
+            prop_assert_eq!(out, naive(&wide, w, h, f, &k));
         }
     }
 
@@ -262,10 +269,10 @@ mod tests {
             scale in prop_oneof![Just(None), Just(Some((0.5, -3.0))), Just(Some((-2.0, 7.0)))],
         ) {
             let (input, mask) = (&input[..w * h], &mask[..w * h]);
-            let k = BandKernel { agg, factor: f, nodata: Some(-1.0), out_nodata: f64::NAN, affine: scale };
+            let k = BandKernel { agg, nodata: Some(-1.0), out_nodata: f64::NAN, affine: scale };
             let (ow, oh) = out_dims(w, h, f);
             let mut out = vec![0.0; ow * oh];
-            aggregate_masked(input, Some(mask), w, h, &k, &mut out);
+            aggregate_masked(input, Some(mask), (w, h), f, &k, &mut out);
             // The naive definition on the same pixels: masked ones become NaN (invalid),
             // nodata stays nodata, the rest is scaled first.
             let (s, o) = scale.unwrap_or((1.0, 0.0));
@@ -278,7 +285,7 @@ mod tests {
             // A scaled valid pixel may land on -1: the naive side compares raw values only.
             nk.nodata = None;
             let wide: Vec<f64> = wide.iter().zip(input).map(|(&x, &v)| if v == -1 { f64::NAN } else { x }).collect();
-            let want = naive(&wide, w, h, &nk);
+            let want = naive(&wide, w, h, f, &nk);
             for (i, (a, b)) in out.iter().zip(&want).enumerate() {
                 prop_assert!(close(*a, *b), "pixel {i}: got {a}, want {b}");
             }
@@ -290,19 +297,18 @@ mod tests {
         let input = [f32::NAN, -1.0, -1.0, 5.0];
         let mut k = BandKernel {
             agg: Agg::Sum,
-            factor: 2,
             nodata: Some(-1.0),
             out_nodata: -7.0,
             affine: None,
         };
         let mut out = [0.0; 1];
-        assert_eq!(aggregate(&input, 2, 2, &k, &mut out), 1);
+        assert_eq!(aggregate(&input, (2, 2), 2, &k, &mut out), 1);
         assert_eq!(out, [5.0]);
         let nothing = [f32::NAN, -1.0, -1.0, -1.0];
-        aggregate(&nothing, 2, 2, &k, &mut out);
+        aggregate(&nothing, (2, 2), 2, &k, &mut out);
         assert_eq!(out, [-7.0]);
         k.agg = Agg::Count;
-        aggregate(&nothing, 2, 2, &k, &mut out);
+        aggregate(&nothing, (2, 2), 2, &k, &mut out);
         assert_eq!(out, [0.0]);
     }
 }

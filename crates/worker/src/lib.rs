@@ -24,12 +24,13 @@ pub mod map;
 pub mod noop;
 pub mod read;
 pub mod types;
+pub mod weighted;
 
 use protocol::TaskStats;
 use runtime::{ChunkKernel, KernelError, Slot};
 use serde::{Deserialize, Serialize};
 
-pub use types::{Agg, Decoder, KernelSpec, SampleType, Window};
+pub use types::{Agg, Axis, Decoder, Footprint, KernelSpec, SampleType, Window};
 
 /// The kernels the `worker` binary can run; the setup picks one for the process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

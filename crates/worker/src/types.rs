@@ -158,11 +158,75 @@ impl Agg {
     }
 }
 
+/// One axis of a target grid, in input pixel units: cell `i`'s leading edge lies `origin + i
+/// * step` input pixels past the input's leading edge (x: from the left, y: from the top).
+/// Each edge is computed from its index, never by accumulating steps, so a cell's weights
+/// are the same whichever chunk computes it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Axis {
+    pub origin: f64,
+    /// Input pixels per cell (> 0; below 1 when the target is finer than the input).
+    pub step: f64,
+}
+
+impl Axis {
+    /// An edge within this many input pixels of a pixel edge is that pixel edge: a grid
+    /// that is an integer multiple of the input's, computed through floating point, then
+    /// weighs whole pixels exactly 1 and never gives a neighbour a weight of 1e-15.
+    pub const SNAP: f64 = 1e-9;
+
+    /// The edge between cells `i - 1` and `i`, in input pixels.
+    pub fn edge(&self, i: u64) -> f64 {
+        let e = self.origin + i as f64 * self.step;
+        let r = e.round();
+        if (e - r).abs() <= Self::SNAP {
+            r
+        } else {
+            e
+        }
+    }
+
+    /// The input pixels `[first, end)` with a positive weight in cells `[c0, c1)`, within
+    /// `[0, pixels)` (empty, `first == end`, when the cells lie outside the input).
+    pub fn span(&self, (c0, c1): (u64, u64), pixels: u64) -> (u64, u64) {
+        let clamp = |e: f64| e.max(0.0).min(pixels as f64) as u64;
+        let first = clamp(self.edge(c0).floor());
+        let end = clamp(self.edge(c1).ceil());
+        (first, end.max(first))
+    }
+
+    /// The fraction of input pixel `p` that lies in cell `i` (0 when they do not overlap).
+    pub fn weight(&self, i: u64, p: u64) -> f64 {
+        let (a, b) = (self.edge(i), self.edge(i + 1));
+        (((p + 1) as f64).min(b) - (p as f64).max(a)).max(0.0)
+    }
+}
+
+/// Which input pixels each output pixel of a chunk aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Footprint {
+    /// F x F blocks from the window's top-left corner (`--factor`): every pixel weighs 1.
+    Blocks(u32),
+    /// The cells `out` (in target-grid indexes) of a target grid; each input pixel weighs
+    /// the fraction of its area inside the cell.
+    Cells { out: Window, x: Axis, y: Axis },
+}
+
+impl Footprint {
+    /// Output size for an input window of `w x h`.
+    pub fn out_dims(&self, w: u64, h: u64) -> (u64, u64) {
+        match *self {
+            Footprint::Blocks(f) => (w.div_ceil(f as u64), h.div_ceil(f as u64)),
+            Footprint::Cells { out, .. } => (out.w, out.h),
+        }
+    }
+}
+
 /// Everything a worker needs to aggregate one band of a chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct KernelSpec {
     pub agg: Agg,
-    pub factor: u32,
+    pub footprint: Footprint,
     /// Input sample type as stored in the slot.
     pub sample: SampleType,
     /// Value written for a block with no valid pixel (NaN when the output has no nodata).
