@@ -27,7 +27,7 @@ pub mod units;
 
 // The modules by their own names, wherever they sit in the map above.
 pub use durable::{journal, merge, shard};
-pub use job::{budget, decoder, fidelity, plan, raster};
+pub use job::{budget, decoder, fidelity, grid, plan, raster};
 pub use observe::{events, html, report};
 pub use output::{cog, pyramid, writer};
 pub use tools::{bench, bench_writer, synth};

@@ -318,7 +318,8 @@ impl ChunkRunner {
 
     /// The output of a chunk whose cells no input pixel reaches: every cell empty.
     fn empty_cells(&self, k: &KernelSpec, output: &mut [u8]) -> Result<TaskStats, ExecError> {
-        let dst: &mut [f64] = bytemuck::try_cast_slice_mut(output).map_err(|_| ExecError::Region)?;
+        let dst: &mut [f64] =
+            bytemuck::try_cast_slice_mut(output).map_err(|_| ExecError::Region)?;
         dst.fill(match k.agg {
             crate::types::Agg::Count => 0.0,
             _ => k.out_nodata,

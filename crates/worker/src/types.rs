@@ -158,8 +158,9 @@ impl Agg {
     }
 }
 
-/// One axis of a target grid, in input pixel units: cell `i`'s leading edge lies `origin + i
-/// * step` input pixels past the input's leading edge (x: from the left, y: from the top).
+/// One axis of a target grid, in input pixel units: cell `i`'s leading edge lies
+/// `origin + i * step` input pixels past the input's leading edge (x: from the left, y: from
+/// the top).
 /// Each edge is computed from its index, never by accumulating steps, so a cell's weights
 /// are the same whichever chunk computes it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

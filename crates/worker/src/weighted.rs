@@ -375,7 +375,14 @@ mod tests {
             out_nodata: -1.0,
             affine: None,
         };
-        let one = AxisWeights::new(&Axis { origin: 0.0, step: 1.0 }, (0, 1), (0, 1));
+        let one = AxisWeights::new(
+            &Axis {
+                origin: 0.0,
+                step: 1.0,
+            },
+            (0, 1),
+            (0, 1),
+        );
         let mut out = [0.0; 4];
         aggregate_cells(&data, None, (5, 1), (&xw, &one), &k, &mut out);
         assert_eq!(out, [-1.0, -1.0, 2.0, 3.0]);

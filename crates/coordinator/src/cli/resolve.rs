@@ -15,6 +15,7 @@ use super::{
 use crate::{
     cog::{self, OutputFormat},
     error::CoordError,
+    grid::{GridRequest, TargetRequest},
     sched::TimeoutSpec,
 };
 
@@ -23,7 +24,8 @@ use crate::{
 pub struct ResampleConfig {
     pub input: PathBuf,
     pub output: PathBuf,
-    pub factor: u32,
+    /// The output grid: F x F blocks, or a target grid.
+    pub grid: GridRequest,
     /// What the workers compute over each chunk.
     pub kernel: Kernel,
     pub bands: Vec<u32>,
@@ -92,7 +94,7 @@ impl ResampleConfig {
         ResampleConfig {
             input: self.input.clone(),
             output: level.output.clone(),
-            factor: level.factor,
+            grid: level.grid.clone(),
             kernel: self.kernel.clone(),
             bands: self.bands.clone(),
             out_type: self.out_type,
@@ -130,6 +132,37 @@ impl ResampleConfig {
             ignore_mask: self.ignore_mask,
         }
     }
+}
+
+/// The output grid the options give: exactly one of `--factor` and a target grid (`--tr`
+/// with `--te`/`--tap`, or `--like`).
+fn grid_request(job: &JobArgs) -> Result<GridRequest, CoordError> {
+    let usage = |m: &str| Err(CoordError::Usage(m.into()));
+    let target = !job.tr.is_empty() || !job.te.is_empty() || job.tap || job.like.is_some();
+    match (job.factor, target) {
+        (Some(_), true) => {
+            return usage("--factor and --tr/--te/--tap/--like both give the output grid: give one")
+        }
+        (Some(f), false) => return Ok(GridRequest::Factor(f)),
+        (None, false) => {
+            return usage("no output grid: give --factor F, --tr XRES YRES or --like REF")
+        }
+        (None, true) => {}
+    }
+    if job.like.is_some() && (!job.tr.is_empty() || !job.te.is_empty() || job.tap) {
+        return usage(
+            "--like takes the whole grid from REF: it cannot be combined with --tr, --te or --tap",
+        );
+    }
+    if job.like.is_none() && job.tr.is_empty() {
+        return usage("--te and --tap need --tr XRES YRES");
+    }
+    Ok(GridRequest::Target(TargetRequest {
+        tr: (job.tr.len() == 2).then(|| (job.tr[0], job.tr[1])),
+        te: (job.te.len() == 4).then(|| [job.te[0], job.te[1], job.te[2], job.te[3]]),
+        tap: job.tap,
+        like: job.like.clone(),
+    }))
 }
 
 /// What the workers compute over each chunk: the workers' side has the same two
@@ -290,7 +323,7 @@ pub fn resolve(
     let cfg = ResampleConfig {
         input,
         output,
-        factor: job.factor,
+        grid: grid_request(job)?,
         kernel: Kernel::BlockAgg(job.agg.into()),
         bands: job.bands.clone(),
         out_type: job.ot,
@@ -368,7 +401,11 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
     }
     let job = JobArgs {
         input: Some(m.input.clone()),
-        factor: m.factor,
+        factor: Some(m.factor),
+        tr: Vec::new(),
+        te: Vec::new(),
+        tap: false,
+        like: None,
         // The clap struct needs one; the run's kernel is the map's, set below.
         agg: AggArg::Sum,
         bands: m.bands.clone(),
@@ -459,7 +496,7 @@ mod tests {
             "BLOCKXSIZE=128",
         ]);
         let level = crate::cog::LevelSpec {
-            factor: 8,
+            grid: GridRequest::Factor(8),
             output: PathBuf::from("x2.tif"),
             creation_options: CreationOptions::of(&["TILED=YES"]),
         };
@@ -471,7 +508,10 @@ mod tests {
         assert_eq!(l.workers, cfg.workers);
         assert_eq!(l.worker_bin, cfg.worker_bin);
         // At the level's factor, into its scratch file.
-        assert_eq!((l.factor, l.output.as_path()), (8, Path::new("x2.tif")));
+        assert_eq!(
+            (&l.grid, l.output.as_path()),
+            (&GridRequest::Factor(8), Path::new("x2.tif"))
+        );
         assert_eq!(l.creation_options, level.creation_options);
         // Nothing the base run owns.
         assert!(l.report.is_none() && l.report_html.is_none() && l.events.is_none());

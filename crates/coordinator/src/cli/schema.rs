@@ -299,9 +299,25 @@ pub struct JobArgs {
     /// turn (`resample` takes its positional arguments as [`ResampleArgs::paths`]).
     #[arg(skip)]
     pub input: Option<PathBuf>,
-    /// Block size F: each output pixel aggregates F x F input pixels.
+    /// Block size F: each output pixel aggregates F x F input pixels (the same as --tr of F
+    /// input pixels on the input's origin).
     #[arg(long, short = 'f', value_parser = parse_factor, allow_negative_numbers = true)]
-    pub factor: u32,
+    pub factor: Option<u32>,
+    /// Target resolution XRES YRES in the input's CRS units: each cell aggregates the input
+    /// pixels it overlaps, each weighted by the fraction of its area inside the cell.
+    #[arg(long, num_args = 2, value_names = ["XRES", "YRES"], value_parser = parse_positive, allow_negative_numbers = true)]
+    pub tr: Vec<f64>,
+    /// Target extent XMIN YMIN XMAX YMAX (with --tr). Default: the input's bounds, extended
+    /// right and down to whole cells.
+    #[arg(long, num_args = 4, value_names = ["XMIN", "YMIN", "XMAX", "YMAX"], value_parser = parse_finite, allow_negative_numbers = true)]
+    pub te: Vec<f64>,
+    /// Align the extent's edges on multiples of the resolution (with --tr), outward.
+    #[arg(long)]
+    pub tap: bool,
+    /// Take the target grid (size, transform, CRS) from REF, any raster GDAL opens; its CRS
+    /// must be the input's (this tool never reprojects).
+    #[arg(long, value_name = "REF")]
+    pub like: Option<PathBuf>,
     /// Aggregation of the valid (not nodata, not NaN) pixels of a block.
     #[arg(long, value_enum, default_value = "sum")]
     pub agg: AggArg,
@@ -502,6 +518,13 @@ pub struct SynthArgs {
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+fn parse_finite(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("'{s}' is not a number")),
+    }
 }
 
 fn parse_positive(s: &str) -> Result<f64, String> {

@@ -112,7 +112,7 @@ pub fn resolve(
 
 /// Shard `s`'s plan chunk ids, `start..end`: a balanced share of the plan's rows of chunks.
 pub fn range(plan: &Plan, s: Shard) -> (u32, u32) {
-    let per_row = plan.width.div_ceil(plan.chunk_w).max(1);
+    let per_row = plan.per_row.max(1);
     let rows = plan.chunks.len() as u64 / per_row;
     let (i, n) = (u64::from(s.index), u64::from(s.count));
     let (r0, r1) = (i * rows / n, (i + 1) * rows / n);

@@ -5,5 +5,6 @@
 pub mod budget;
 pub mod decoder;
 pub mod fidelity;
+pub mod grid;
 pub mod plan;
 pub mod raster;

@@ -4,10 +4,16 @@
 //! needs no cache that grows with the raster's width), that follow the file's block grid
 //! where that fits, and that tile the raster exactly once. Chunk ids are the row-major order of windows: deterministic from the input
 //! and the options, never from run order.
+//!
+//! On a target grid ([`plan_cells`]) the chunks are rectangles of cells that tile the grid
+//! exactly once; each reads the input pixels its cells overlap, so pixels that straddle a
+//! chunk's border are read by both chunks and weighed into each cell by exactly one.
 
 use protocol::TaskId;
 use serde::Serialize;
 use worker::Window;
+
+use crate::grid::{Mapping, TargetGrid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Chunk {
@@ -22,17 +28,24 @@ pub struct Chunk {
 pub struct Plan {
     pub width: u64,
     pub height: u64,
-    pub factor: u64,
+    /// Blocks of F (serialised as `factor`) or a target grid (`target`).
+    #[serde(flatten)]
+    pub mapping: Mapping,
     pub out_width: u64,
     pub out_height: u64,
-    /// Nominal chunk size (edge chunks are smaller).
+    /// Nominal chunk size in input pixels (edge chunks are smaller).
     pub chunk_w: u64,
     pub chunk_h: u64,
+    /// Chunks in one row of chunks.
+    pub per_row: u64,
+    /// Pixels of the largest chunk's input window and of its output.
+    pub max_window_pixels: u64,
+    pub max_out_pixels: u64,
     /// Bytes of one pixel across all selected bands, as read.
     pub pixel_bytes: u64,
     /// The split grid: the smallest steps that are multiples of F and of the file's block
     /// (where not absurdly large). A failing chunk is bisected along its lines, down to one
-    /// cell.
+    /// cell. On a target grid: steps in cells, about one input block.
     pub grid_w: u64,
     pub grid_h: u64,
     pub bands: u64,
@@ -159,11 +172,14 @@ pub fn plan(
     Plan {
         width,
         height,
-        factor,
+        mapping: Mapping::Factor { factor },
         out_width: width.div_ceil(factor),
         out_height: height.div_ceil(factor),
         chunk_w: cw,
         chunk_h: ch,
+        per_row: width.div_ceil(cw),
+        max_window_pixels: cw.min(width) * ch.min(height),
+        max_out_pixels: cw.min(width).div_ceil(factor) * ch.min(height).div_ceil(factor),
         pixel_bytes,
         grid_w: xstep,
         grid_h: ystep,
@@ -173,55 +189,101 @@ pub fn plan(
     }
 }
 
+/// Plans a target grid's cells in chunks of about `target_bytes` of input each: whole output
+/// tiles when the output is tiled and one tile's input fits, else full-width rows of cells,
+/// else runs of cells along a row. `block` and `pixel_bytes` as for [`plan`].
+pub fn plan_cells(
+    grid: &TargetGrid,
+    (width, height): (u64, u64),
+    block: (u64, u64),
+    (bands, pixel_bytes): (u64, u64),
+    target_bytes: u64,
+    out_tile: Option<(u64, u64)>,
+) -> Plan {
+    let (nx, ny) = (grid.width, grid.height);
+    let target = target_bytes.max(1);
+    // Input bytes a rectangle of cells reads, at most (its span, plus a pixel straddling
+    // each side).
+    let bytes = |cw: u64, ch: u64| {
+        let span = |cells: u64, step: f64, pixels: u64| {
+            ((cells as f64 * step).ceil() as u64 + 2).min(pixels)
+        };
+        span(cw, grid.x.step, width) * span(ch, grid.y.step, height) * pixel_bytes
+    };
+    // The most `n` (at least 1) for which `fits(n)`, by halving from `start`.
+    let most = |start: u64, fits: &dyn Fn(u64) -> bool| {
+        let mut n = start.max(1);
+        while n > 1 && !fits(n) {
+            n = n.div_ceil(2).max(n * 3 / 4);
+        }
+        n
+    };
+    let tiled = out_tile.filter(|&(tw, th)| bytes(tw, th) <= target);
+    let (cw, ch) = if let Some((tw, th)) = tiled {
+        let kx = most(nx.div_ceil(tw), &|k| bytes(k * tw, th) <= target);
+        let ky = most(ny.div_ceil(th), &|k| bytes(kx * tw, k * th) <= target);
+        (kx * tw, ky * th)
+    } else if bytes(nx, 1) <= target {
+        (nx, most(ny, &|r| bytes(nx, r) <= target))
+    } else {
+        (most(nx, &|c| bytes(c, 1) <= target), 1)
+    };
+    let (cw, ch) = (cw.min(nx), ch.min(ny));
+    let mapping = Mapping::Cells { target: *grid };
+    let mut chunks = Vec::new();
+    for oy in (0..ny).step_by(ch as usize) {
+        for ox in (0..nx).step_by(cw as usize) {
+            let out = Window {
+                x: ox,
+                y: oy,
+                w: cw.min(nx - ox),
+                h: ch.min(ny - oy),
+            };
+            chunks.push(Chunk {
+                id: TaskId(chunks.len() as u32),
+                window: mapping.window(out, (width, height)),
+                out,
+            });
+        }
+    }
+    let widest = |f: fn(&Window) -> u64| chunks.iter().map(|c| f(&c.window)).max().unwrap_or(0);
+    let (chunk_w, chunk_h) = (widest(|w| w.w), widest(|w| w.h));
+    // Bisection leaves: about one input block of cells.
+    let leaf = |b: u64, step: f64| ((b.max(1) as f64 / step).floor() as u64).max(1);
+    Plan {
+        width,
+        height,
+        out_width: nx,
+        out_height: ny,
+        chunk_w,
+        chunk_h,
+        per_row: nx.div_ceil(cw),
+        max_window_pixels: chunks.iter().map(|c| c.window.pixels()).max().unwrap_or(0),
+        max_out_pixels: cw * ch,
+        pixel_bytes,
+        grid_w: leaf(block.0, grid.x.step),
+        grid_h: leaf(block.1, grid.y.step),
+        bands,
+        whole_tiles: tiled,
+        chunks,
+        mapping,
+    }
+}
+
 impl Plan {
     /// Splits `c` in two halves along the axis that crosses more lines of the split grid,
     /// at the middle line; `None` when it lies within one grid cell (a leaf). The parts get
     /// ids `first` and `first + 1`. Windows stay multiples of F, so the parts' output
     /// windows tile the parent's exactly.
     pub fn split(&self, c: &Chunk, first: TaskId) -> Option<[Chunk; 2]> {
-        // Grid lines strictly inside [start, start + len).
-        let lines = |start: u64, len: u64, step: u64| {
-            let first = (start / step + 1) * step;
-            let end = start + len;
-            let n = if first < end {
-                (end - first).div_ceil(step)
-            } else {
-                0
-            };
-            (first, n)
-        };
-        let w = c.window;
-        let (fx, nx) = lines(w.x, w.w, self.grid_w);
-        let (fy, ny) = lines(w.y, w.h, self.grid_h);
-        if nx == 0 && ny == 0 {
-            return None;
+        match &self.mapping {
+            Mapping::Factor { factor } => self.split_blocks(*factor, c, first),
+            Mapping::Cells { .. } => self.split_cells(c, first),
         }
-        // n lines make n + 1 cells: cut after half of them.
-        let along_x = nx > ny || (nx == ny && w.w >= w.h);
-        let (a, b) = if along_x {
-            let cut = fx + (nx.div_ceil(2) - 1) * self.grid_w;
-            let left = cut - w.x;
-            (
-                Window { w: left, ..w },
-                Window {
-                    x: cut,
-                    w: w.w - left,
-                    ..w
-                },
-            )
-        } else {
-            let cut = fy + (ny.div_ceil(2) - 1) * self.grid_h;
-            let top = cut - w.y;
-            (
-                Window { h: top, ..w },
-                Window {
-                    y: cut,
-                    h: w.h - top,
-                    ..w
-                },
-            )
-        };
-        let f = self.factor;
+    }
+
+    fn split_blocks(&self, f: u64, c: &Chunk, first: TaskId) -> Option<[Chunk; 2]> {
+        let [a, b] = halves(c.window, (self.grid_w, self.grid_h))?;
         let chunk = |id: u32, window: Window| Chunk {
             id: TaskId(id),
             window,
@@ -235,18 +297,73 @@ impl Plan {
         Some([chunk(first.0, a), chunk(first.0 + 1, b)])
     }
 
+    /// On a target grid: halves of the chunk's cells, each with the input its cells need.
+    fn split_cells(&self, c: &Chunk, first: TaskId) -> Option<[Chunk; 2]> {
+        let [a, b] = halves(c.out, (self.grid_w, self.grid_h))?;
+        let chunk = |id: u32, out: Window| Chunk {
+            id: TaskId(id),
+            window: self.mapping.window(out, (self.width, self.height)),
+            out,
+        };
+        Some([chunk(first.0, a), chunk(first.0 + 1, b)])
+    }
+
     /// Input bytes of the largest chunk (all bands).
     pub fn max_input_bytes(&self) -> u64 {
-        self.chunk_w.min(self.width) * self.chunk_h.min(self.height) * self.pixel_bytes
+        self.max_window_pixels * self.pixel_bytes
     }
 
     /// Output bytes (f64, all bands) of the largest chunk.
     pub fn max_output_bytes(&self) -> u64 {
-        self.chunk_w.min(self.width).div_ceil(self.factor)
-            * self.chunk_h.min(self.height).div_ceil(self.factor)
-            * 8
-            * self.bands
+        self.max_out_pixels * 8 * self.bands
     }
+}
+
+/// Splits `w` in two halves along the axis that crosses more lines of the grid `(gw, gh)`,
+/// at the middle line; `None` when it lies within one grid cell (a leaf).
+fn halves(w: Window, (grid_w, grid_h): (u64, u64)) -> Option<[Window; 2]> {
+    // Grid lines strictly inside [start, start + len).
+    let lines = |start: u64, len: u64, step: u64| {
+        let first = (start / step + 1) * step;
+        let end = start + len;
+        let n = if first < end {
+            (end - first).div_ceil(step)
+        } else {
+            0
+        };
+        (first, n)
+    };
+    let (fx, nx) = lines(w.x, w.w, grid_w);
+    let (fy, ny) = lines(w.y, w.h, grid_h);
+    if nx == 0 && ny == 0 {
+        return None;
+    }
+    // n lines make n + 1 cells: cut after half of them.
+    let along_x = nx > ny || (nx == ny && w.w >= w.h);
+    let (a, b) = if along_x {
+        let cut = fx + (nx.div_ceil(2) - 1) * grid_w;
+        let left = cut - w.x;
+        (
+            Window { w: left, ..w },
+            Window {
+                x: cut,
+                w: w.w - left,
+                ..w
+            },
+        )
+    } else {
+        let cut = fy + (ny.div_ceil(2) - 1) * grid_h;
+        let top = cut - w.y;
+        (
+            Window { h: top, ..w },
+            Window {
+                y: cut,
+                h: w.h - top,
+                ..w
+            },
+        )
+    };
+    Some([a, b])
 }
 
 #[cfg(test)]

@@ -242,12 +242,15 @@ fn totals_table(page: &mut String, report: &Report) {
         (
             "plan",
             format!(
-                "{}x{} &rarr; {}x{} (factor {}), {} chunks of {}x{}",
+                "{}x{} &rarr; {}x{} ({}), {} chunks of {}x{}",
                 p.width,
                 p.height,
                 p.out_width,
                 p.out_height,
-                p.factor,
+                match p.factor {
+                    Some(f) => format!("factor {f}"),
+                    None => "area-weighted target grid".into(),
+                },
                 p.chunks,
                 p.chunk_width,
                 p.chunk_height

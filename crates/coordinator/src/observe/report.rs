@@ -42,7 +42,11 @@ pub enum RunStatus {
 /// The options that decided the run, resolved.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReportOptions {
-    pub factor: u32,
+    /// `--factor`, or the factor a target grid is; `None` on a target grid of cells.
+    pub factor: Option<u32>,
+    /// The target grid of cells, in words (`None` for blocks).
+    #[serde(default)]
+    pub target_grid: Option<String>,
     /// The aggregation (`resample`), or `None` for `map`.
     pub agg: Option<String>,
     /// `--decoder`: auto, native or gdal.
@@ -91,7 +95,10 @@ pub struct MemoryOptions {
 pub struct PlanSummary {
     pub width: u64,
     pub height: u64,
-    pub factor: u64,
+    /// F for blocks; `None` on a target grid of cells (`target`).
+    pub factor: Option<u64>,
+    #[serde(default)]
+    pub target: Option<crate::grid::TargetGrid>,
     pub out_width: u64,
     pub out_height: u64,
     pub chunk_width: u64,
@@ -111,7 +118,11 @@ impl PlanSummary {
         PlanSummary {
             width: plan.width,
             height: plan.height,
-            factor: plan.factor,
+            factor: plan.mapping.factor(),
+            target: match &plan.mapping {
+                crate::grid::Mapping::Cells { target } => Some(*target),
+                crate::grid::Mapping::Factor { .. } => None,
+            },
             out_width: plan.out_width,
             out_height: plan.out_height,
             chunk_width: plan.chunk_w,

@@ -31,16 +31,18 @@ use worker::{Agg, SampleType};
 use crate::{
     cli::{CreationOptions, ResampleConfig},
     error::CoordError,
+    grid::GridRequest,
     os::gdal_err::check,
     output::Staging,
     pyramid,
 };
 
-/// One overview level to compute: the base run's aggregation at `factor`, into the scratch
-/// GTiff `output` written with `creation_options`. Nothing else of the base run changes.
+/// One overview level to compute: the base run's aggregation onto the coarser `grid`, into
+/// the scratch GTiff `output` written with `creation_options`. Nothing else of the base run
+/// changes.
 #[derive(Debug, Clone)]
 pub struct LevelSpec {
-    pub factor: u32,
+    pub grid: GridRequest,
     pub output: PathBuf,
     pub creation_options: CreationOptions,
 }
@@ -377,7 +379,11 @@ fn build_pyramid(
                     d
                 }
             };
-            let (path, quarantined) = run_level(p, &d, f)?;
+            let base = (ds.geo_transform().ok(), {
+                let (w, h) = ds.raster_size();
+                (w as u64, h as u64)
+            });
+            let (path, quarantined) = run_level(p, &d, f, base)?;
             done.quarantined += quarantined;
             let adjusted = copy_level(&ds, &path, i, &what, &err)?;
             let _ = std::fs::remove_file(&path);
@@ -427,25 +433,26 @@ fn copy_level(
     Ok(adjusted)
 }
 
-/// Runs the aggregation at factor `F * f` into a scratch GTiff in `dir`; returns it and the
-/// number of chunks the run quarantined.
-fn run_level(p: &Pyramid<'_>, dir: &Path, f: u32) -> Result<(PathBuf, u64), CoordError> {
+/// Runs the aggregation onto the grid `f` times coarser than the base output's `base` (its
+/// geotransform and size) into a scratch GTiff in `dir`; returns it and the number of chunks
+/// the run quarantined.
+fn run_level(
+    p: &Pyramid<'_>,
+    dir: &Path,
+    f: u32,
+    base: (Option<[f64; 6]>, (u64, u64)),
+) -> Result<(PathBuf, u64), CoordError> {
     let cfg = p.cfg;
-    let factor = cfg.factor.checked_mul(f).ok_or_else(|| {
-        CoordError::BadInput(format!(
-            "--pyramid: factor {} x {f} does not fit in 32 bits",
-            cfg.factor
-        ))
-    })?;
+    let grid = cfg.grid.coarsened(f, base)?;
     let path = dir.join(format!("x{f}.tif"));
     let level = LevelSpec {
-        factor,
+        grid: grid.clone(),
         output: path.clone(),
         creation_options: CreationOptions::of(&SCRATCH_GTIFF),
     };
-    tracing::info!("pyramid: overview x{f} = the aggregation at factor {factor}");
+    tracing::info!("pyramid: overview x{f} = the aggregation onto {grid:?}");
     let (exit_code, message) = (p.run_level)(&level)
-        .inspect_err(|_| tracing::error!("pyramid: the run at factor {factor} failed"))?;
+        .inspect_err(|_| tracing::error!("pyramid: the run of overview x{f} failed"))?;
     let quarantined = if exit_code == protocol::exit::QUARANTINED {
         tracing::warn!("pyramid: overview x{f}: {message}");
         // The level's run names its quarantined chunks in its own metadata; count them.

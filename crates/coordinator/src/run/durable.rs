@@ -33,7 +33,7 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
         ("input size".into(), size),
         ("input modification time".into(), mtime),
         ("command".into(), cfg.kernel.command().into()),
-        ("--factor".into(), cfg.factor.to_string()),
+        grid_identity(&p.mapping),
         // A map run's identity names `sum` here, as it did before the kernel was a type:
         // the journals and outputs of earlier map runs keep matching their --resume.
         (
@@ -204,6 +204,23 @@ pub(super) fn keep_todo(
         .collect();
 }
 
+/// The grid's part of the plan identity: `--factor` as before (so journals of earlier runs
+/// keep matching), or the target grid's size and transform, bit for bit.
+fn grid_identity(m: &Mapping) -> (String, String) {
+    match m {
+        Mapping::Factor { factor } => ("--factor".into(), factor.to_string()),
+        Mapping::Cells { target: t } => (
+            "target grid".into(),
+            format!(
+                "{}x{} {:?}",
+                t.width,
+                t.height,
+                t.geo_transform.map(f64::to_bits)
+            ),
+        ),
+    }
+}
+
 /// The output a run of `cfg` writes (its temporary name is the staging's).
 pub(super) fn output_spec(cfg: &ResampleConfig, prep: &Prepared) -> OutputSpec {
     OutputSpec {
@@ -213,10 +230,7 @@ pub(super) fn output_spec(cfg: &ResampleConfig, prep: &Prepared) -> OutputSpec {
         bands: out_bands(cfg, prep),
         out_type: prep.out_type,
         nodata: prep.out_nodata,
-        geo_transform: prep.info.geo_transform.map(|g| {
-            let f = cfg.factor as f64;
-            [g[0], g[1] * f, g[2] * f, g[3], g[4] * f, g[5] * f]
-        }),
+        geo_transform: prep.plan.mapping.geo_transform(prep.info.geo_transform),
         projection: prep.info.projection.clone(),
         creation_options: cfg.creation_options.as_slice().to_vec(),
         band_meta: match &cfg.kernel {

@@ -39,7 +39,20 @@ impl BlockAggJob {
             payload: match &cfg.kernel {
                 Kernel::BlockAgg(agg) => Payload::BlockAgg(KernelSpec {
                     agg: *agg,
-                    factor: cfg.factor,
+                    footprint: match &prep.plan.mapping {
+                        Mapping::Factor { factor } => Footprint::Blocks(*factor as u32),
+                        // Each chunk's own cells are set in its payload.
+                        Mapping::Cells { target } => Footprint::Cells {
+                            out: Window {
+                                x: 0,
+                                y: 0,
+                                w: 0,
+                                h: 0,
+                            },
+                            x: target.x,
+                            y: target.y,
+                        },
+                    },
                     sample: prep.sample,
                     // Empty blocks come back as NaN; the writer turns them into the
                     // output's nodata, so that it can tell them from a valid value equal to
@@ -57,7 +70,13 @@ impl BlockAggJob {
                     Kernel::BlockAgg(agg) => ("BLOCKSUM_AGG".to_string(), agg.name().to_string()),
                     Kernel::Map(m) => ("BLOCKSUM_KERNEL".to_string(), kernel_name(cfg, m)),
                 },
-                ("BLOCKSUM_FACTOR".to_string(), cfg.factor.to_string()),
+                match &prep.plan.mapping {
+                    Mapping::Factor { factor } => ("BLOCKSUM_FACTOR".into(), factor.to_string()),
+                    Mapping::Cells { .. } => (
+                        "BLOCKSUM_GRID".into(),
+                        "area-weighted cells of the target grid".into(),
+                    ),
+                },
                 (durable::PLAN_KEY.to_string(), plan_digest(cfg, prep)),
             ],
         }
@@ -87,11 +106,16 @@ impl Job for BlockAggJob {
     fn payload(&self, task: TaskId) -> Vec<u8> {
         let c = &self.tasks[task.0 as usize];
         match self.payload {
-            Payload::BlockAgg(kernel) => protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
-                input: self.input,
-                window: c.window,
-                kernel,
-            })),
+            Payload::BlockAgg(mut kernel) => {
+                if let Footprint::Cells { out, .. } = &mut kernel.footprint {
+                    *out = c.out;
+                }
+                protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
+                    input: self.input,
+                    window: c.window,
+                    kernel,
+                }))
+            }
             Payload::Map { bare } => {
                 let chunk = MapChunk {
                     window: c.window,

@@ -25,7 +25,7 @@ use shm::SlotRing;
 use worker::{
     exec::{BlockAggChunk, BlockAggInput, BlockAggSetup},
     map::{MapChunk, MapSetup},
-    KernelSpec, SampleType, Window, WorkerChunk, WorkerKernel, WorkerSetup,
+    Footprint, KernelSpec, SampleType, Window, WorkerChunk, WorkerKernel, WorkerSetup,
 };
 
 pub use engine::memory::{available_memory, total_memory};
@@ -33,8 +33,10 @@ pub use engine::memory::{available_memory, total_memory};
 use crate::{
     budget::{self, MemoryPlan},
     error::CoordError,
-    fidelity, output,
-    plan::{plan, Chunk, Plan},
+    fidelity,
+    grid::{self, GridRequest, Mapping},
+    output,
+    plan::{plan, plan_cells, Chunk, Plan},
     raster::{self, BandInfo, RasterInfo},
     report::{ChunkReport, PlanSummary, QuarantinedWindow, Report, Totals, WorkerReport},
     stdio::eline,

@@ -22,7 +22,7 @@ pub struct Prepared {
 
 /// Validates the input and the options and plans the run, without starting anything.
 pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
-    if cfg.factor == 0 {
+    if cfg.grid == GridRequest::Factor(0) {
         return Err(CoordError::BadInput("--factor must be at least 1".into()));
     }
     let info = raster::inspect(&cfg.input)?;
@@ -39,8 +39,9 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
         }
     }
     let sample = raster::common_sample(&bands);
-    let (unscale, out_type, out_nodata) = output_type(cfg, &bands, sample);
-    let (plan, out_planes) = plan_chunks(cfg, &info, &bands, sample)?;
+    let mapping = grid::resolve(&cfg.grid, &info)?;
+    let (unscale, out_type, out_nodata) = output_type(cfg, &bands, sample, (&mapping, &info));
+    let (plan, out_planes) = plan_chunks(cfg, &info, &bands, sample, mapping)?;
     // In-process lanes: all the work without workers, one fallback lane with them; none
     // for a plug-in kernel unless the user lets the coordinator load it.
     let lanes = match &cfg.kernel {
@@ -68,6 +69,7 @@ fn output_type(
     cfg: &ResampleConfig,
     bands: &[BandInfo],
     sample: SampleType,
+    (mapping, info): (&Mapping, &RasterInfo),
 ) -> (bool, SampleType, Option<f64>) {
     let agg = match &cfg.kernel {
         // A map kernel's output is Float64 with nodata NaN, whatever its input.
@@ -77,11 +79,19 @@ fn output_type(
     // Scale and offset that do not commute with the aggregate are applied by the kernels;
     // the values are then no longer of the input's type.
     let unscale = fidelity::needs_unscale(agg, bands);
+    let cells = match mapping {
+        Mapping::Cells { target } => Some(target),
+        Mapping::Factor { .. } => None,
+    };
     let default = match raster::default_out_type(agg, sample) {
         _ if unscale && agg != worker::Agg::Count => SampleType::F64,
+        // Cells count input pixels fractionally.
+        _ if cells.is_some() && agg == worker::Agg::Count => SampleType::F64,
         t => t,
     };
-    let empty = fidelity::empty_block_possible(agg, bands, cfg.ignore_mask);
+    let empty = fidelity::empty_block_possible(agg, bands, cfg.ignore_mask)
+        || cells
+            .is_some_and(|t| agg != worker::Agg::Count && !t.covered_by((info.width, info.height)));
     let c = fidelity::choose_nodata(
         agg,
         cfg.out_type.unwrap_or(default),
@@ -104,6 +114,7 @@ fn plan_chunks(
     info: &RasterInfo,
     bands: &[BandInfo],
     sample: SampleType,
+    mapping: Mapping,
 ) -> Result<(Plan, u64), CoordError> {
     let nb = bands.len() as u64;
     // Input bytes per pixel (all bands) and output planes: a map kernel reads f64 samples
@@ -123,14 +134,31 @@ fn plan_chunks(
         None => (total / (4 * cfg.workers.max(1) as u64)).max(1 << 20),
     };
     let target = cfg.chunk_bytes.min(spread);
-    let plan = plan(
-        (info.width, info.height),
-        info.block,
-        cfg.factor as u64,
-        (out_planes, pixel_bytes),
-        target,
-        cfg.creation_options.gtiff_tile(),
-    );
+    let size = (info.width, info.height);
+    let tile = cfg.creation_options.gtiff_tile();
+    let plan = match mapping {
+        Mapping::Factor { factor } => plan(
+            size,
+            info.block,
+            factor,
+            (out_planes, pixel_bytes),
+            target,
+            tile,
+        ),
+        Mapping::Cells { .. } if matches!(cfg.kernel, Kernel::Map(_)) => {
+            return Err(CoordError::Usage(
+                "map kernels take --factor only: a target grid is for resample".into(),
+            ))
+        }
+        Mapping::Cells { target: grid } => plan_cells(
+            &grid,
+            size,
+            info.block,
+            (out_planes, pixel_bytes),
+            target,
+            tile,
+        ),
+    };
     for fault in &cfg.faults {
         if let Some(c) = fault.chunk {
             if c as usize >= plan.chunks.len() {
@@ -235,13 +263,12 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
         prep.info.block.1
     ));
     s.push_str(&format!(
-        "output       {}x{} {} ({} of {}x{} blocks), nodata {}\n",
+        "output       {}x{} {} ({} of {}), nodata {}\n",
         p.out_width,
         p.out_height,
         prep.out_type,
         cfg.kernel.agg().map_or("map", |a| a.name()),
-        p.factor,
-        p.factor,
+        p.mapping.describe(),
         prep.out_nodata
             .map_or("none (no block can be empty)".to_string(), |v| v
                 .to_string())

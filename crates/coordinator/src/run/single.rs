@@ -251,7 +251,8 @@ fn worker_setup(cfg: &ResampleConfig, prep: &Prepared) -> Vec<u8> {
     let ms = MapSetup {
         input,
         bands,
-        factor: cfg.factor,
+        // `prepare` refuses a map kernel on a target grid: its plan is of blocks.
+        factor: prep.plan.mapping.factor().unwrap_or(1) as u32,
         out_bands: m.out_bands,
         args: m.args.clone(),
         lib: m.lib.as_ref().map(|l| l.to_string_lossy().into_owned()),

@@ -73,7 +73,11 @@ impl RunView<'_> {
         let (cfg, prep) = (self.cfg, self.prep);
         let m = &prep.memory;
         ReportOptions {
-            factor: cfg.factor,
+            factor: prep.plan.mapping.factor().map(|f| f as u32),
+            target_grid: match &prep.plan.mapping {
+                Mapping::Cells { .. } => Some(prep.plan.mapping.describe()),
+                Mapping::Factor { .. } => None,
+            },
             agg: cfg.kernel.agg().map(|a| a.name().to_string()),
             decoder: cfg.decoder.name().to_string(),
             kernel: match &cfg.kernel {
