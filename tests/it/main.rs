@@ -30,4 +30,5 @@ mod signals;
 mod signed;
 mod slurm;
 mod supervision;
+mod target_grid;
 mod whole_tiles;

@@ -1,0 +1,364 @@
+//! Target grids end to end (`--tr`, `--te`, `--tap`, `--like`): the same bits whatever the
+//! chunking, the pool, shards + merge or a SIGKILL + `--resume` did; an integer multiple
+//! through `--tr` is `--factor`'s output; the input's total kept; the refusals; the output
+//! beside `gdalwarp -r sum`'s; COG with a pyramid, batches with `--like`, and `plan`. The
+//! values against an independent numpy reference are in `python/tests/test_target_grid.py`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use crate::common::{
+    cannot_check, coordinator, read_all, run, same_pixels, stderr, wait_for, write_f32,
+    RasterSpec,
+};
+use crate::compare::assert_same_raster;
+use gdal::{spatial_ref::SpatialRef, Dataset, DriverManager};
+
+/// The test raster: 1003 x 777 Float32, 30 m pixels (EPSG:32633), nodata, NaN, a hole.
+fn input(dir: &Path) -> (PathBuf, Vec<f32>) {
+    let path = dir.join("in.tif");
+    let data = write_f32(&path, &RasterSpec::default()).remove(0);
+    (path, data)
+}
+
+/// The valid total of the input.
+fn total_of(data: &[f32]) -> f64 {
+    data.iter()
+        .filter(|v| !v.is_nan() && **v as f64 != crate::common::NODATA)
+        .map(|&v| v as f64)
+        .sum()
+}
+
+/// The sum of every valid output cell.
+fn output_total(path: &Path) -> f64 {
+    let (ds, bands) = read_all(path);
+    let nd = ds.rasterband(1).unwrap().no_data_value();
+    bands[0]
+        .iter()
+        .filter(|v| !v.is_nan() && Some(**v) != nd)
+        .sum()
+}
+
+fn resample(input: &Path, out: &Path, args: &[&str]) -> std::process::Output {
+    run(coordinator()
+        .args(["--workers", "2", "resample"])
+        .arg(input)
+        .arg(out)
+        .args(args))
+}
+
+/// Same grid and the same pixels bit for bit (metadata aside: the plan's digest names the
+/// chunking).
+fn assert_same_cells(a: &Path, b: &Path) {
+    let (da, pa) = read_all(a);
+    let (db, pb) = read_all(b);
+    assert_eq!(da.raster_size(), db.raster_size(), "{a:?} vs {b:?}: size");
+    assert_eq!(
+        da.geo_transform().unwrap(),
+        db.geo_transform().unwrap(),
+        "{a:?} vs {b:?}: geotransform"
+    );
+    for (x, y) in pa.iter().zip(&pb) {
+        assert!(same_pixels(x, y), "{a:?} vs {b:?}: pixels differ");
+    }
+}
+
+// 7.5 input pixels per cell across, 4.2 down: neither divides the input.
+const TR: [&str; 3] = ["--tr", "225", "126"];
+
+#[test]
+fn the_same_bits_whatever_the_chunks_the_pool_or_the_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, data) = input(dir.path());
+    let base = dir.path().join("base.tif");
+    let o = resample(&input, &base, &TR);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (ds, _) = read_all(&base);
+    // 1003 * 30 / 225 = 133.7 and 777 * 30 / 126 = 185: whole cells, none dropped.
+    assert_eq!(ds.raster_size(), (134, 185));
+    assert_eq!(
+        ds.geo_transform().unwrap(),
+        [500000.0, 225.0, 0.0, 5200000.0, 0.0, -126.0]
+    );
+    let total = total_of(&data);
+    let kept = output_total(&base);
+    assert!(
+        ((kept - total) / total).abs() <= 1e-12,
+        "total {total}, output {kept}"
+    );
+    for (name, args) in [
+        ("small", vec!["--chunk-mib", "0.05"]),
+        ("inproc", vec!["--chunk-mib", "0.05", "--in-process"]),
+        ("one", vec!["--chunk-mib", "0.2"]),
+    ] {
+        let out = dir.path().join(format!("{name}.tif"));
+        let mut a: Vec<&str> = TR.to_vec();
+        a.extend(&args);
+        let o = resample(&input, &out, &a);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_same_cells(&base, &out);
+    }
+    let one_worker = dir.path().join("w1.tif");
+    let o = run(coordinator()
+        .args(["--workers", "1", "resample"])
+        .arg(&input)
+        .arg(&one_worker)
+        .args(TR)
+        .args(["--chunk-mib", "0.05"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_cells(&base, &one_worker);
+    // Shards of small chunks, merged: the one-node run of the same chunks, metadata too.
+    let small = dir.path().join("small.tif");
+    let merged = dir.path().join("merged.tif");
+    for i in 0..3 {
+        let shard = format!("{i}/3");
+        let mut a: Vec<&str> = TR.to_vec();
+        a.extend(["--chunk-mib", "0.05", "--shard", &shard]);
+        let o = resample(&input, &merged, &a);
+        assert!(o.status.success(), "shard {i}: {}", stderr(&o));
+    }
+    let o = run(coordinator().arg("merge").arg(&merged));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_raster(&small, &merged);
+}
+
+#[test]
+fn sigkill_then_resume_gives_the_uninterrupted_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, _) = input(dir.path());
+    let reference = dir.path().join("ref.tif");
+    let args = ["--tr", "225", "126", "--chunk-mib", "0.05"];
+    let o = resample(&input, &reference, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("out.tif");
+    let journal = dir.path().join("out.tif.journal");
+    // Chunk 5 sleeps 10 s: the run is killed once chunks have been journaled before it ends.
+    let mut child = coordinator()
+        .args(["--workers", "2", "resample"])
+        .arg(&input)
+        .arg(&out)
+        .args(args)
+        .args(["--inject-fault", "slow:5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(60), "chunks journaled", || {
+        let n = coordinator::journal::Scan::read(&journal)
+            .ok()
+            .flatten()
+            .map_or(0, |s| s.records.len());
+        (n >= 3).then_some(())
+    });
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    assert!(!out.exists(), "no output before the commit");
+    let o = resample(&input, &out, &[&args[..], &["--resume"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_raster(&reference, &out);
+}
+
+#[test]
+fn an_integer_multiple_through_tr_or_like_is_the_factor_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, _) = input(dir.path());
+    let factor = dir.path().join("f8.tif");
+    let o = resample(&input, &factor, &["--factor", "8"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tr = dir.path().join("tr.tif");
+    let o = resample(&input, &tr, &["--tr", "240", "240"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_raster(&factor, &tr);
+    let like = dir.path().join("like.tif");
+    let o = resample(&input, &like, &["--like", factor.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_raster(&factor, &like);
+}
+
+/// A Float32 raster of `w x h` ones with `gt` and `epsg`, for `--like` and the refusals.
+fn write_grid(path: &Path, (w, h): (usize, usize), gt: [f64; 6], epsg: u32) {
+    let driver = DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = driver
+        .create_with_band_type::<f32, _>(path, w, h, 1)
+        .unwrap();
+    ds.set_geo_transform(&gt).unwrap();
+    ds.set_spatial_ref(&SpatialRef::from_epsg(epsg).unwrap())
+        .unwrap();
+}
+
+#[test]
+fn refusals_name_the_problem_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, _) = input(dir.path());
+    let other_crs = dir.path().join("wgs84.tif");
+    write_grid(&other_crs, (10, 10), [15.0, 0.1, 0.0, 47.0, 0.0, -0.1], 4326);
+    let rotated = dir.path().join("rotated.tif");
+    write_grid(
+        &rotated,
+        (10, 10),
+        [500000.0, 300.0, 5.0, 5200000.0, 5.0, -300.0],
+        32633,
+    );
+    let rotated_input = dir.path().join("rotated-in.tif");
+    write_grid(
+        &rotated_input,
+        (50, 50),
+        [500000.0, 30.0, 2.0, 5200000.0, 2.0, -30.0],
+        32633,
+    );
+    let like = |p: &Path| vec!["--like".to_string(), p.display().to_string()];
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let cases: Vec<(&str, &Path, Vec<String>, i32, &str)> = vec![
+        ("other crs", &input, like(&other_crs), 3, "reproj"),
+        ("rotated ref", &input, like(&rotated), 3, "rotated"),
+        ("rotated input", &rotated_input, s(&["--tr", "60", "60"]), 3, "rotated"),
+        ("tr and factor", &input, s(&["--tr", "60", "60", "-f", "2"]), 2, "give one"),
+        ("zero tr", &input, s(&["--tr", "0", "60"]), 2, "not a positive number"),
+        ("negative tr", &input, s(&["--tr", "60", "-60"]), 2, "not a positive number"),
+        (
+            "te outside",
+            &input,
+            s(&["--tr", "60", "60", "--te", "0", "0", "1000", "1000"]),
+            2,
+            "does not intersect",
+        ),
+        ("te alone", &input, s(&["--te", "0", "0", "1", "1"]), 2, "need --tr"),
+        (
+            "like and tr",
+            &input,
+            [like(&other_crs), s(&["--tr", "1", "1"])].concat(),
+            2,
+            "cannot be combined",
+        ),
+        ("no grid", &input, vec![], 2, "no output grid"),
+    ];
+    for (name, inp, args, code, says) in cases {
+        let out = dir.path().join(format!("{}.tif", name.replace(' ', "-")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = resample(inp, &out, &args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(code), "{name}: {err}");
+        assert!(err.contains(says), "{name}: {err}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("error")).count(),
+            1,
+            "{name}: one error line: {err}"
+        );
+        assert!(!out.exists(), "{name}: nothing written");
+    }
+}
+
+/// Where `gdalwarp -r sum` differs from ours with the same `-tr`: its grid drops the last
+/// partial column and row (GDAL rounds the size to the nearest whole cell), so its total is
+/// short of the input's; ours covers every input pixel and keeps the total.
+#[test]
+fn beside_gdalwarp_sum() {
+    if Command::new("gdalwarp").arg("--version").output().is_err() {
+        cannot_check("gdalwarp is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (input, data) = input(dir.path());
+    let ours = dir.path().join("ours.tif");
+    let o = resample(&input, &ours, &TR);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let theirs = dir.path().join("theirs.tif");
+    let o = run(Command::new("gdalwarp")
+        .args(["-q", "-r", "sum", "-tr", "225", "126", "-ot", "Float64"])
+        .arg(&input)
+        .arg(&theirs));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (ds_ours, _) = read_all(&ours);
+    let ds_theirs = Dataset::open(&theirs).unwrap();
+    // 133.7 columns needed: GDAL makes 134 or fewer, we make 134 and cover the input.
+    let (wo, ho) = ds_ours.raster_size();
+    let (wt, ht) = ds_theirs.raster_size();
+    assert!(wo * 225 >= 1003 * 30 && ho * 126 >= 777 * 30);
+    let total = total_of(&data);
+    let kept = output_total(&ours);
+    let theirs_total = output_total(&theirs);
+    assert!(((kept - total) / total).abs() <= 1e-12);
+    // gdalwarp's grid is no larger than ours, and its total not closer to the input's.
+    assert!(wt <= wo && ht <= ho, "gdalwarp {wt}x{ht}, ours {wo}x{ho}");
+    assert!(
+        (theirs_total - total).abs() >= (kept - total).abs(),
+        "gdalwarp's total {theirs_total}, ours {kept}, input {total}"
+    );
+    eprintln!(
+        "gdalwarp -r sum: {wt}x{ht}, total {theirs_total} ({:+.4} %); ours {wo}x{ho}, total {kept}",
+        (theirs_total - total) / total * 100.0
+    );
+}
+
+#[test]
+fn cog_with_pyramid_batch_with_like_and_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, data) = input(dir.path());
+    // A COG with exact overviews: every level keeps the total.
+    let cog = dir.path().join("cog.tif");
+    let o = resample(
+        &input,
+        &cog,
+        &["--tr", "45", "45", "--of", "COG", "--pyramid"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ds = Dataset::open(&cog).unwrap();
+    let band = ds.rasterband(1).unwrap();
+    assert!(band.overview_count().unwrap() >= 1);
+    let total = total_of(&data);
+    for i in 0..band.overview_count().unwrap() {
+        let ov = band.overview(i as usize).unwrap();
+        let (w, h) = ov.size();
+        let v = ov.read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap();
+        let s: f64 = v.data().iter().filter(|x| !x.is_nan()).sum();
+        assert!(((s - total) / total).abs() <= 1e-9, "overview {i}: {s} vs {total}");
+    }
+    // A batch onto one reference grid, offset by a third of a pixel.
+    let reference = dir.path().join("ref.tif");
+    write_grid(
+        &reference,
+        (40, 30),
+        [500010.0, 700.0, 0.0, 5199990.0, 0.0, -700.0],
+        32633,
+    );
+    let second = dir.path().join("in2.tif");
+    write_f32(
+        &second,
+        &RasterSpec {
+            width: 500,
+            height: 600,
+            seed: 9,
+            ..Default::default()
+        },
+    );
+    let outs = dir.path().join("outs");
+    std::fs::create_dir(&outs).unwrap();
+    let o = run(coordinator()
+        .args(["--workers", "2", "resample"])
+        .arg(&input)
+        .arg(&second)
+        .arg("--out-dir")
+        .arg(&outs)
+        .arg("--like")
+        .arg(&reference));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for name in ["in.tif", "in2.tif"] {
+        let ds = Dataset::open(outs.join(name)).unwrap();
+        assert_eq!(ds.raster_size(), (40, 30), "{name}");
+        assert_eq!(
+            ds.geo_transform().unwrap(),
+            [500010.0, 700.0, 0.0, 5199990.0, 0.0, -700.0]
+        );
+    }
+    // `plan` names the grid and the weights' layout.
+    let o = run(coordinator().arg("plan").arg(&input).args(TR));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("134x185") && text.contains("7.500000 x 4.200000 input pixels per cell"),
+        "{text}"
+    );
+}
