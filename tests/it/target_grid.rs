@@ -11,8 +11,7 @@ use std::{
 };
 
 use crate::common::{
-    cannot_check, coordinator, read_all, run, same_pixels, stderr, wait_for, write_f32,
-    RasterSpec,
+    cannot_check, coordinator, read_all, run, same_pixels, stderr, wait_for, write_f32, RasterSpec,
 };
 use crate::compare::assert_same_raster;
 use gdal::{spatial_ref::SpatialRef, Dataset, DriverManager};
@@ -194,7 +193,12 @@ fn refusals_name_the_problem_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (input, _) = input(dir.path());
     let other_crs = dir.path().join("wgs84.tif");
-    write_grid(&other_crs, (10, 10), [15.0, 0.1, 0.0, 47.0, 0.0, -0.1], 4326);
+    write_grid(
+        &other_crs,
+        (10, 10),
+        [15.0, 0.1, 0.0, 47.0, 0.0, -0.1],
+        4326,
+    );
     let rotated = dir.path().join("rotated.tif");
     write_grid(
         &rotated,
@@ -214,10 +218,34 @@ fn refusals_name_the_problem_and_write_nothing() {
     let cases: Vec<(&str, &Path, Vec<String>, i32, &str)> = vec![
         ("other crs", &input, like(&other_crs), 3, "reproj"),
         ("rotated ref", &input, like(&rotated), 3, "rotated"),
-        ("rotated input", &rotated_input, s(&["--tr", "60", "60"]), 3, "rotated"),
-        ("tr and factor", &input, s(&["--tr", "60", "60", "-f", "2"]), 2, "give one"),
-        ("zero tr", &input, s(&["--tr", "0", "60"]), 2, "not a positive number"),
-        ("negative tr", &input, s(&["--tr", "60", "-60"]), 2, "not a positive number"),
+        (
+            "rotated input",
+            &rotated_input,
+            s(&["--tr", "60", "60"]),
+            3,
+            "rotated",
+        ),
+        (
+            "tr and factor",
+            &input,
+            s(&["--tr", "60", "60", "-f", "2"]),
+            2,
+            "give one",
+        ),
+        (
+            "zero tr",
+            &input,
+            s(&["--tr", "0", "60"]),
+            2,
+            "not a positive number",
+        ),
+        (
+            "negative tr",
+            &input,
+            s(&["--tr", "60", "-60"]),
+            2,
+            "not a positive number",
+        ),
         (
             "te outside",
             &input,
@@ -225,7 +253,13 @@ fn refusals_name_the_problem_and_write_nothing() {
             2,
             "does not intersect",
         ),
-        ("te alone", &input, s(&["--te", "0", "0", "1", "1"]), 2, "need --tr"),
+        (
+            "te alone",
+            &input,
+            s(&["--te", "0", "0", "1", "1"]),
+            2,
+            "need --tr",
+        ),
         (
             "like and tr",
             &input,
@@ -251,9 +285,38 @@ fn refusals_name_the_problem_and_write_nothing() {
     }
 }
 
-/// Where `gdalwarp -r sum` differs from ours with the same `-tr`: its grid drops the last
-/// partial column and row (GDAL rounds the size to the nearest whole cell), so its total is
-/// short of the input's; ours covers every input pixel and keeps the total.
+/// A Float32 raster of `w x h` 30 m pixels with 30 % nodata (-9999) and no NaN (GDAL's warper
+/// lets a NaN spoil its whole cell), as the issue measured `gdalwarp` on.
+fn write_no_nan(path: &Path, (w, h): (usize, usize)) -> Vec<f32> {
+    let driver = DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = driver
+        .create_with_band_type::<f32, _>(path, w, h, 1)
+        .unwrap();
+    ds.set_geo_transform(&[500000.0, 30.0, 0.0, 5200000.0, 0.0, -30.0])
+        .unwrap();
+    ds.set_spatial_ref(&SpatialRef::from_epsg(32633).unwrap())
+        .unwrap();
+    let data: Vec<f32> = (0..w * h)
+        .map(|i| {
+            let k = (i * 7919 + (i / w) * 104_729) % 1000;
+            if k < 300 {
+                -9999.0
+            } else {
+                k as f32 * 0.25
+            }
+        })
+        .collect();
+    let mut band = ds.rasterband(1).unwrap();
+    band.set_no_data_value(Some(-9999.0)).unwrap();
+    let mut buf = gdal::raster::Buffer::new((w, h), data.clone());
+    band.write((0, 0), (w, h), &mut buf).unwrap();
+    data
+}
+
+/// Where `gdalwarp -r sum` differs from ours with the same `-tr`: GDAL sizes its grid to the
+/// nearest whole cell, so where the input needs 133.2 cells it makes 133 and drops the input
+/// under the last fraction of a cell: its total is short. Ours extends to whole cells, covers
+/// every input pixel and keeps the total.
 #[test]
 fn beside_gdalwarp_sum() {
     if Command::new("gdalwarp").arg("--version").output().is_err() {
@@ -261,9 +324,12 @@ fn beside_gdalwarp_sum() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (input, data) = input(dir.path());
+    let input = dir.path().join("in.tif");
+    let data = write_no_nan(&input, (999, 777));
+    // 999 * 30 / 225 = 133.2 columns, 777 * 30 / 126 = 185 rows.
+    let tr = ["--tr", "225", "126"];
     let ours = dir.path().join("ours.tif");
-    let o = resample(&input, &ours, &TR);
+    let o = resample(&input, &ours, &tr);
     assert!(o.status.success(), "{}", stderr(&o));
     let theirs = dir.path().join("theirs.tif");
     let o = run(Command::new("gdalwarp")
@@ -273,23 +339,37 @@ fn beside_gdalwarp_sum() {
     assert!(o.status.success(), "{}", stderr(&o));
     let (ds_ours, _) = read_all(&ours);
     let ds_theirs = Dataset::open(&theirs).unwrap();
-    // 133.7 columns needed: GDAL makes 134 or fewer, we make 134 and cover the input.
-    let (wo, ho) = ds_ours.raster_size();
-    let (wt, ht) = ds_theirs.raster_size();
-    assert!(wo * 225 >= 1003 * 30 && ho * 126 >= 777 * 30);
+    assert_eq!(ds_ours.raster_size(), (134, 185));
+    assert_eq!(
+        ds_theirs.raster_size(),
+        (133, 185),
+        "GDAL drops the partial column"
+    );
     let total = total_of(&data);
     let kept = output_total(&ours);
     let theirs_total = output_total(&theirs);
-    assert!(((kept - total) / total).abs() <= 1e-12);
-    // gdalwarp's grid is no larger than ours, and its total not closer to the input's.
-    assert!(wt <= wo && ht <= ho, "gdalwarp {wt}x{ht}, ours {wo}x{ho}");
     assert!(
-        (theirs_total - total).abs() >= (kept - total).abs(),
-        "gdalwarp's total {theirs_total}, ours {kept}, input {total}"
+        ((kept - total) / total).abs() <= 1e-12,
+        "ours {kept}, input {total}"
+    );
+    // What GDAL leaves out: the input under our last column but for its first 0.2 of a
+    // cell (45 m, 1.5 pixels) that GDAL's last column reaches.
+    let dropped: f64 = (0..777)
+        .flat_map(|y| (0..999).map(move |x| (x, y)))
+        .filter(|&(x, _)| x as f64 >= 133.0 * 7.5)
+        .map(|(x, y)| data[y * 999 + x])
+        .filter(|&v| v != -9999.0)
+        .map(f64::from)
+        .sum();
+    assert!(dropped > 0.0);
+    assert!(
+        theirs_total < total - 0.5 * dropped,
+        "gdalwarp's total {theirs_total}, input {total}, under the dropped fraction {dropped}"
     );
     eprintln!(
-        "gdalwarp -r sum: {wt}x{ht}, total {theirs_total} ({:+.4} %); ours {wo}x{ho}, total {kept}",
-        (theirs_total - total) / total * 100.0
+        "gdalwarp -r sum: 133x185, total {theirs_total} ({:+.4} %); ours 134x185, total {kept} ({:+.1e} %)",
+        (theirs_total - total) / total * 100.0,
+        (kept - total) / total * 100.0
     );
 }
 
@@ -314,7 +394,10 @@ fn cog_with_pyramid_batch_with_like_and_plan() {
         let (w, h) = ov.size();
         let v = ov.read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap();
         let s: f64 = v.data().iter().filter(|x| !x.is_nan()).sum();
-        assert!(((s - total) / total).abs() <= 1e-9, "overview {i}: {s} vs {total}");
+        assert!(
+            ((s - total) / total).abs() <= 1e-9,
+            "overview {i}: {s} vs {total}"
+        );
     }
     // A batch onto one reference grid, offset by a third of a pixel.
     let reference = dir.path().join("ref.tif");
