@@ -40,6 +40,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build, six 1 GiB rasters and a Python virtualenv: many minutes",
     ),
     (
+        "bash scripts/bench.sh grid",
+        "a release build, a 1 GiB raster and gdalwarp -r sum on it: minutes",
+    ),
+    (
         "bash scripts/memory-bench.sh",
         "a release build and rasters of 8192 and 16384 pixels a side: minutes",
     ),
@@ -149,6 +153,7 @@ fn readme() -> String {
 const PAGES: &[&str] = &[
     "README.md",
     "docs/usage.md",
+    "docs/grids.md",
     "docs/kernels.md",
     "docs/architecture.md",
     "docs/supervision.md",

@@ -472,6 +472,49 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn cells_tile_the_grid_once_and_windows_hold_every_weighted_pixel(
+            w in 1u64..200, h in 1u64..200, ox in -3.0f64..1.0, oy in -3.0f64..1.0,
+            sx in 0.3f64..12.0, sy in 0.3f64..12.0, target in 1u64..100_000,
+            tile in proptest::option::of((1u64..20, 1u64..20)),
+        ) {
+            let (x, y) = (worker::Axis { origin: ox, step: sx }, worker::Axis { origin: oy, step: sy });
+            let cells = |a: &worker::Axis, n: u64| ((n as f64 - a.origin) / a.step).ceil().max(1.0) as u64;
+            let grid = TargetGrid { width: cells(&x, w), height: cells(&y, h), geo_transform: [0.0; 6], x, y };
+            let p = plan_cells(&grid, (w, h), (16, 16), (1, 4), target, tile);
+            let mut seen = vec![0u8; (p.out_width * p.out_height) as usize];
+            let mut next = p.chunks.len() as u32;
+            let mut stack = p.chunks.clone();
+            while let Some(c) = stack.pop() {
+                prop_assert!(c.window.pixels() <= p.max_window_pixels);
+                prop_assert!(c.out.pixels() <= p.max_out_pixels);
+                // Every pixel with a positive weight in one of the chunk's cells is in its window.
+                for cx in c.out.x..c.out.x + c.out.w {
+                    for px in 0..w {
+                        if x.weight(cx, px) > 0.0 {
+                            prop_assert!(px >= c.window.x && px < c.window.x + c.window.w, "cell {cx} pixel {px} {c:?}");
+                        }
+                    }
+                }
+                match p.split(&c, TaskId(next)) {
+                    Some(parts) => {
+                        next += 2;
+                        stack.extend(parts);
+                    }
+                    None => {
+                        for cy in c.out.y..c.out.y + c.out.h {
+                            for cx in c.out.x..c.out.x + c.out.w {
+                                seen[(cy * p.out_width + cx) as usize] += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            prop_assert!(seen.iter().all(|&n| n == 1));
+        }
+    }
+
     #[test]
     fn bisects_a_strip_of_tiles_to_single_tiles() {
         // A 4096x1024 chunk of 256x256 tiles, F=8: 16 x 4 tiles.

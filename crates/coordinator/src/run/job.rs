@@ -7,8 +7,11 @@ use durable::{JournaledSink, SinkItem};
 
 /// What each chunk's payload carries.
 enum Payload {
-    /// A block aggregation of input `BlockAggJob::input`.
-    BlockAgg(KernelSpec),
+    /// A block aggregation of input `BlockAggJob::input`, onto the plan's blocks or cells.
+    BlockAgg {
+        agg: worker::Agg,
+        sample: SampleType,
+    },
     /// A map kernel's window; `bare`: the payload goes bare (a Rust kernel's own binary),
     /// not in `WorkerChunk`.
     Map { bare: bool },
@@ -37,28 +40,10 @@ impl BlockAggJob {
             plan_ids: prep.plan.chunks.iter().map(|c| c.id.0).collect(),
             plan: prep.plan.clone(),
             payload: match &cfg.kernel {
-                Kernel::BlockAgg(agg) => Payload::BlockAgg(KernelSpec {
+                Kernel::BlockAgg(agg) => Payload::BlockAgg {
                     agg: *agg,
-                    footprint: match &prep.plan.mapping {
-                        Mapping::Factor { factor } => Footprint::Blocks(*factor as u32),
-                        // Each chunk's own cells are set in its payload.
-                        Mapping::Cells { target } => Footprint::Cells {
-                            out: Window {
-                                x: 0,
-                                y: 0,
-                                w: 0,
-                                h: 0,
-                            },
-                            x: target.x,
-                            y: target.y,
-                        },
-                    },
                     sample: prep.sample,
-                    // Empty blocks come back as NaN; the writer turns them into the
-                    // output's nodata, so that it can tell them from a valid value equal to
-                    // nodata.
-                    out_nodata: f64::NAN,
-                }),
+                },
                 Kernel::Map(m) => Payload::Map {
                     bare: m.lib.is_none(),
                 },
@@ -106,10 +91,23 @@ impl Job for BlockAggJob {
     fn payload(&self, task: TaskId) -> Vec<u8> {
         let c = &self.tasks[task.0 as usize];
         match self.payload {
-            Payload::BlockAgg(mut kernel) => {
-                if let Footprint::Cells { out, .. } = &mut kernel.footprint {
-                    *out = c.out;
-                }
+            Payload::BlockAgg { agg, sample } => {
+                let kernel = KernelSpec {
+                    agg,
+                    footprint: match &self.plan.mapping {
+                        Mapping::Factor { factor } => Footprint::Blocks(*factor as u32),
+                        Mapping::Cells { target } => Footprint::Cells {
+                            out: c.out,
+                            x: target.x,
+                            y: target.y,
+                        },
+                    },
+                    sample,
+                    // Empty blocks come back as NaN; the writer turns them into the
+                    // output's nodata, so that it can tell them from a valid value equal to
+                    // nodata.
+                    out_nodata: f64::NAN,
+                };
                 protocol::encode(&WorkerChunk::BlockAgg(BlockAggChunk {
                     input: self.input,
                     window: c.window,
