@@ -336,6 +336,71 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
         order: ByteOrder::Little,
         bigtiff: false,
     };
+    let ifd0 = header(&mut p)?;
+    let t = Tags {
+        entries: p.entries(ifd0)?,
+        p: &p,
+    };
+    let width = t.one(256)?.ok_or_else(|| corrupt("no image width"))?;
+    let height = t.one(257)?.ok_or_else(|| corrupt("no image height"))?;
+    if width == 0 || height == 0 || width > u64::from(u32::MAX) || height > u64::from(u32::MAX) {
+        return Err(corrupt(format!("image size {width}x{height}")));
+    }
+    let samples = t.one(277)?.unwrap_or(1);
+    if samples == 0 || samples > 4096 {
+        return Err(corrupt(format!("{samples} samples per pixel")));
+    }
+    let kind = sample_kind(t.uniform(339, 1)?, t.uniform(258, 1)?)?;
+    let planar = match t.one(284)?.unwrap_or(1) {
+        1 => false,
+        2 => true,
+        v => return Err(corrupt(format!("planar configuration {v}"))),
+    };
+    let compression = compression(t.one(259)?.unwrap_or(1))?;
+    let predictor = match t.one(317)?.unwrap_or(1) {
+        1 => Predictor::None,
+        2 => Predictor::Horizontal,
+        3 if matches!(kind, SampleKind::F32 | SampleKind::F64) => Predictor::Float,
+        v => {
+            return Err(unsupported(format!(
+                "predictor {v} for {}",
+                kind.gdal_name()
+            )))
+        }
+    };
+    if t.one(266)?.unwrap_or(1) != 1 {
+        return Err(unsupported("fill order 2"));
+    }
+    let blocks = t.blocks((width, height))?;
+    let layout = Layout {
+        order: p.order,
+        bigtiff: p.bigtiff,
+        width,
+        height,
+        samples: samples as usize,
+        kind,
+        planar,
+        compression,
+        predictor,
+        tiled: blocks.tiled,
+        block_w: blocks.size.0,
+        block_h: blocks.size.1,
+        offsets: blocks.offsets,
+        byte_counts: blocks.byte_counts,
+        photometric: t.one(262)?.map(|v| v as u16),
+        subsampling: match t.all(530)? {
+            Some(v) if v.len() >= 2 => Some([v[0], v[1]]),
+            Some(_) => return Err(corrupt("YCbCr subsampling with fewer than 2 values")),
+            None => None,
+        },
+    };
+    check_blocks(&layout)?;
+    Ok(layout)
+}
+
+/// Reads the byte order and the version from the header; returns the first directory's
+/// offset.
+fn header<R: ReadAt + ?Sized>(p: &mut Parser<'_, R>) -> Result<u64, TiffError> {
     let head = p.read(0, 8)?;
     p.order = match &head[0..2] {
         b"II" => ByteOrder::Little,
@@ -356,13 +421,34 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
     if ifd0 == 0 {
         return Err(corrupt("no image directory"));
     }
-    let entries = p.entries(ifd0)?;
-    let find = |tag: u16| entries.iter().find(|e| e.tag == tag);
-    let all = |tag: u16| -> Result<Option<Vec<u64>>, TiffError> {
-        find(tag).map(|e| p.values(e)).transpose()
-    };
-    let one = |tag: u16| -> Result<Option<u64>, TiffError> {
-        match all(tag)? {
+    Ok(ifd0)
+}
+
+/// One directory's entries, read by tag.
+struct Tags<'a, R: ReadAt + ?Sized> {
+    entries: Vec<Entry>,
+    p: &'a Parser<'a, R>,
+}
+
+/// Where the blocks are and how big.
+struct Blocks {
+    tiled: bool,
+    size: (u64, u64),
+    offsets: Vec<u64>,
+    byte_counts: Vec<u64>,
+}
+
+impl<R: ReadAt + ?Sized> Tags<'_, R> {
+    fn find(&self, tag: u16) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.tag == tag)
+    }
+
+    fn all(&self, tag: u16) -> Result<Option<Vec<u64>>, TiffError> {
+        self.find(tag).map(|e| self.p.values(e)).transpose()
+    }
+
+    fn one(&self, tag: u16) -> Result<Option<u64>, TiffError> {
+        match self.all(tag)? {
             None => Ok(None),
             Some(v) => v
                 .first()
@@ -370,20 +456,11 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
                 .map(Some)
                 .ok_or_else(|| corrupt(format!("tag {tag} has no value"))),
         }
-    };
+    }
 
-    let width = one(256)?.ok_or_else(|| corrupt("no image width"))?;
-    let height = one(257)?.ok_or_else(|| corrupt("no image height"))?;
-    if width == 0 || height == 0 || width > u64::from(u32::MAX) || height > u64::from(u32::MAX) {
-        return Err(corrupt(format!("image size {width}x{height}")));
-    }
-    let samples = one(277)?.unwrap_or(1);
-    if samples == 0 || samples > 4096 {
-        return Err(corrupt(format!("{samples} samples per pixel")));
-    }
-    let samples = samples as usize;
-    let uniform = |tag: u16, default: u64| -> Result<u64, TiffError> {
-        match all(tag)? {
+    /// A per-sample tag whose values must all be the same (`default` when absent).
+    fn uniform(&self, tag: u16, default: u64) -> Result<u64, TiffError> {
+        match self.all(tag)? {
             None => Ok(default),
             Some(v) => {
                 let first = *v
@@ -395,10 +472,48 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
                 Ok(first)
             }
         }
-    };
-    let bits = uniform(258, 1)?;
-    let format = uniform(339, 1)?;
-    let kind = match (format, bits) {
+    }
+
+    /// As libtiff does: an image is tiled when it has a tile width, and the strip and tile
+    /// offset (and byte count) tags are one field, whichever of the two the writer used.
+    fn blocks(&self, (width, height): (u64, u64)) -> Result<Blocks, TiffError> {
+        let tiled = self.find(322).is_some();
+        let either = |tile: u16, strip: u16| -> Result<Option<Vec<u64>>, TiffError> {
+            match self.all(tile)? {
+                Some(v) => Ok(Some(v)),
+                None => self.all(strip),
+            }
+        };
+        let what = if tiled { "tile" } else { "strip" };
+        let offsets = either(324, 273)?.ok_or_else(|| corrupt(format!("no {what} offsets")))?;
+        let byte_counts =
+            either(325, 279)?.ok_or_else(|| corrupt(format!("no {what} byte counts")))?;
+        let size = if tiled {
+            let tw = self
+                .one(322)?
+                .ok_or_else(|| corrupt("tiled without a tile width"))?;
+            let th = self
+                .one(323)?
+                .ok_or_else(|| corrupt("tiled without a tile length"))?;
+            (tw, th)
+        } else {
+            let rps = self.one(278)?.unwrap_or(u64::from(u32::MAX)).min(height);
+            (width, rps)
+        };
+        if size.0 == 0 || size.1 == 0 {
+            return Err(corrupt(format!("block size {}x{}", size.0, size.1)));
+        }
+        Ok(Blocks {
+            tiled,
+            size,
+            offsets,
+            byte_counts,
+        })
+    }
+}
+
+fn sample_kind(format: u64, bits: u64) -> Result<SampleKind, TiffError> {
+    Ok(match (format, bits) {
         (1, 8) => SampleKind::U8,
         (2, 8) => SampleKind::I8,
         (2, 16) => SampleKind::I16,
@@ -412,128 +527,72 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
                 "sample format {f} with {b} bits per sample"
             )))
         }
-    };
-    let planar = match one(284)?.unwrap_or(1) {
-        1 => false,
-        2 => true,
-        v => return Err(corrupt(format!("planar configuration {v}"))),
-    };
-    let compression = match one(259)?.unwrap_or(1) {
-        1 => Compression::None,
-        8 | 32946 => Compression::Deflate,
-        50000 => Compression::Zstd,
-        5 => Compression::Lzw,
-        v => {
-            // libtiff's names (tiff.h), and DNG's lossy JPEG: a codec is named, not numbered.
-            let name = match v {
-                2 => "CCITT RLE",
-                3 => "CCITT Group 3 fax",
-                4 => "CCITT Group 4 fax",
-                6 => "old-style JPEG",
-                7 => "JPEG",
-                9 => "JBIG (T.85)",
-                10 => "JBIG2 (T.43)",
-                32766 => "NeXT",
-                32771 => "CCITT RLE (word-aligned)",
-                32773 => "PackBits",
-                32809 => "ThunderScan",
-                32895..=32898 => "IT8",
-                32908 => "Pixar film",
-                32909 => "Pixar log",
-                32947 => "Kodak DCS",
-                34661 => "JBIG",
-                34676 => "SGI LogLuv",
-                34677 => "SGI LogLuv (24-bit)",
-                34712 | 33003 | 33005 => "JPEG 2000",
-                34887 => "LERC",
-                34892 => "lossy JPEG (DNG)",
-                34925 => "LZMA",
-                50001 => "WEBP",
-                50002 => "JPEG XL",
-                _ => {
-                    return Err(unsupported(format!(
-                        "compression code {v} is not one this decoder knows"
-                    )))
-                }
-            };
+    })
+}
+
+/// The codec of compression code `v`, or why it is not read natively: a codec is named, not
+/// numbered.
+fn compression(v: u64) -> Result<Compression, TiffError> {
+    match v {
+        1 => return Ok(Compression::None),
+        8 | 32946 => return Ok(Compression::Deflate),
+        50000 => return Ok(Compression::Zstd),
+        5 => return Ok(Compression::Lzw),
+        _ => {}
+    }
+    // libtiff's names (tiff.h), and DNG's lossy JPEG.
+    let name = match v {
+        2 => "CCITT RLE",
+        3 => "CCITT Group 3 fax",
+        4 => "CCITT Group 4 fax",
+        6 => "old-style JPEG",
+        7 => "JPEG",
+        9 => "JBIG (T.85)",
+        10 => "JBIG2 (T.43)",
+        32766 => "NeXT",
+        32771 => "CCITT RLE (word-aligned)",
+        32773 => "PackBits",
+        32809 => "ThunderScan",
+        32895..=32898 => "IT8",
+        32908 => "Pixar film",
+        32909 => "Pixar log",
+        32947 => "Kodak DCS",
+        34661 => "JBIG",
+        34676 => "SGI LogLuv",
+        34677 => "SGI LogLuv (24-bit)",
+        34712 | 33003 | 33005 => "JPEG 2000",
+        34887 => "LERC",
+        34892 => "lossy JPEG (DNG)",
+        34925 => "LZMA",
+        50001 => "WEBP",
+        50002 => "JPEG XL",
+        _ => {
             return Err(unsupported(format!(
-                "{name} compression ({v}) is not supported natively"
-            )));
-        }
-    };
-    let predictor = match one(317)?.unwrap_or(1) {
-        1 => Predictor::None,
-        2 => Predictor::Horizontal,
-        3 if matches!(kind, SampleKind::F32 | SampleKind::F64) => Predictor::Float,
-        v => {
-            return Err(unsupported(format!(
-                "predictor {v} for {}",
-                kind.gdal_name()
+                "compression code {v} is not one this decoder knows"
             )))
         }
     };
-    if one(266)?.unwrap_or(1) != 1 {
-        return Err(unsupported("fill order 2"));
-    }
+    Err(unsupported(format!(
+        "{name} compression ({v}) is not supported natively"
+    )))
+}
 
-    // As libtiff does: an image is tiled when it has a tile width, and the strip and tile
-    // offset (and byte count) tags are one field, whichever of the two the writer used.
-    let tiled = find(322).is_some();
-    let offsets = match all(324)? {
-        Some(v) => Some(v),
-        None => all(273)?,
-    };
-    let byte_counts = match all(325)? {
-        Some(v) => Some(v),
-        None => all(279)?,
-    };
-    let what = if tiled { "tile" } else { "strip" };
-    let offsets = offsets.ok_or_else(|| corrupt(format!("no {what} offsets")))?;
-    let byte_counts = byte_counts.ok_or_else(|| corrupt(format!("no {what} byte counts")))?;
-    let (block_w, block_h) = if tiled {
-        let tw = one(322)?.ok_or_else(|| corrupt("tiled without a tile width"))?;
-        let th = one(323)?.ok_or_else(|| corrupt("tiled without a tile length"))?;
-        (tw, th)
-    } else {
-        let rps = one(278)?.unwrap_or(u64::from(u32::MAX)).min(height);
-        (width, rps)
-    };
-    let photometric = one(262)?.map(|v| v as u16);
-    let subsampling = match all(530)? {
-        Some(v) if v.len() >= 2 => Some([v[0], v[1]]),
-        Some(_) => return Err(corrupt("YCbCr subsampling with fewer than 2 values")),
-        None => None,
-    };
-    if block_w == 0 || block_h == 0 {
-        return Err(corrupt(format!("block size {block_w}x{block_h}")));
-    }
-    let layout = Layout {
-        order: p.order,
-        bigtiff: p.bigtiff,
-        width,
-        height,
-        samples,
-        kind,
-        planar,
-        compression,
-        predictor,
-        tiled,
-        block_w,
-        block_h,
-        offsets,
-        byte_counts,
-        photometric,
-        subsampling,
-    };
-    let block_bytes = block_w
-        .checked_mul(block_h)
+/// The blocks' size and count against the offsets and byte counts the directory gives.
+fn check_blocks(layout: &Layout) -> Result<(), TiffError> {
+    let block_bytes = layout
+        .block_w
+        .checked_mul(layout.block_h)
         .and_then(|v| v.checked_mul(layout.block_samples() as u64))
-        .and_then(|v| v.checked_mul(kind.size() as u64))
+        .and_then(|v| v.checked_mul(layout.kind.size() as u64))
         .ok_or_else(|| corrupt("block size overflows"))?;
     if block_bytes > MAX_BLOCK_BYTES {
         return Err(unsupported(format!("blocks of {block_bytes} bytes")));
     }
-    let planes = if planar { samples as u64 } else { 1 };
+    let planes = if layout.planar {
+        layout.samples as u64
+    } else {
+        1
+    };
     let blocks = layout
         .blocks_across()
         .checked_mul(layout.blocks_down())
@@ -546,5 +605,5 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<Layout, TiffError> {
             layout.byte_counts.len()
         )));
     }
-    Ok(layout)
+    Ok(())
 }
