@@ -380,8 +380,8 @@ GRID_MISUSE = [
     ({"te": (X0, Y0 - PX, X0 + PX, Y0)}, "need --tr"),
     ({"tap": True}, "need --tr"),
     # zero or negative resolution, an extent that misses the input
-    ({"tr": (0.0, PX)}, "0"),
-    ({"tr": (PX, -PX)}, "-"),
+    ({"tr": (0.0, PX)}, "'0.0' is not a positive number"),
+    ({"tr": (PX, -PX)}, f"'{-PX!r}' is not a positive number"),
     ({"tr": (PX, PX), "te": (0.0, 0.0, 1.0, 1.0)}, "does not intersect"),
 ]
 
