@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import Affine, from_origin
+from rasterio.transform import Affine
 
 import blocksum
 
@@ -48,6 +48,11 @@ CHUNK_MIB = 0.02
 # ----------------------------------------------------------------------------- inputs
 
 
+def from_origin(west: float, north: float, xres: float, yres: float) -> Affine:
+    """A north-up geotransform (rasterio's ``from_origin``, without its deprecated ``*``)."""
+    return Affine(xres, 0.0, west, 0.0, -yres, north)
+
+
 def _values(rng: np.random.Generator, dtype: str) -> np.ndarray:
     if dtype == "int16":
         return rng.integers(-1000, 3000, (H, W)).astype("int16")
@@ -63,10 +68,11 @@ class Input:
     transform: Affine
 
 
-def _make_input(d: Path, name: str, dtype: str, *, nan: bool, mask: bool) -> Input:
+def _make_input(d: Path, name: str, dtype: str, *, nan: bool, mask: Optional[str]) -> Input:
     """A 203x157 raster in EPSG:4326, tiled 16x16, with nodata (scattered and a solid
-    rectangle, so some cells are empty), NaN if ``nan``, and an internal per-dataset GDAL
-    mask if ``mask`` (a rectangle and every 7th pixel cut out)."""
+    rectangle, so some cells are empty), NaN if ``nan``, and a per-dataset GDAL mask
+    (a rectangle and every 7th pixel cut out) if ``mask``: ``"internal"`` or ``"sidecar"``
+    (a ``.msk`` file)."""
     rng = np.random.default_rng(sum(name.encode()))
     data = _values(rng, dtype)
     nodata = -32768 if dtype == "int16" else -9999.0
@@ -88,12 +94,12 @@ def _make_input(d: Path, name: str, dtype: str, *, nan: bool, mask: bool) -> Inp
         driver="GTiff", width=W, height=H, count=1, dtype=dtype, crs="EPSG:4326",
         transform=transform, nodata=nodata, tiled=True, blockxsize=16, blockysize=16,
     )
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=mask != "sidecar"):
         with rasterio.open(path, "w", **profile) as ds:
             ds.write(data, 1)
             if mask:
                 ds.write_mask(m)
-    assert not (d / f"{name}.tif.msk").exists(), "GDAL wrote an internal mask"
+    assert (d / f"{name}.tif.msk").exists() == (mask == "sidecar")
     return Input(path, data, ~invalid, m if mask else None, transform)
 
 
@@ -101,14 +107,16 @@ def _make_input(d: Path, name: str, dtype: str, *, nan: bool, mask: bool) -> Inp
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Input]:
     d = tmp_path_factory.mktemp("grid-inputs")
     made = {
-        "nodata_nan": _make_input(d, "nodata_nan", "float32", nan=True, mask=False),
-        "masked": _make_input(d, "masked", "float32", nan=True, mask=True),
-        "int16": _make_input(d, "int16", "int16", nan=False, mask=False),
+        "nodata_nan": _make_input(d, "nodata_nan", "float32", nan=True, mask=None),
+        "masked": _make_input(d, "masked", "float32", nan=True, mask="internal"),
+        "sidecar": _make_input(d, "sidecar", "float32", nan=True, mask="sidecar"),
+        "int16": _make_input(d, "int16", "int16", nan=False, mask=None),
     }
-    # The mask reaches GDAL: its mask band is the one written.
-    with rasterio.open(made["masked"].path) as ds:
-        assert ds.mask_flag_enums[0] == [rasterio.enums.MaskFlags.per_dataset]
-        assert np.array_equal(ds.read_masks(1), made["masked"].mask)
+    # The masks reach GDAL: its mask band is the one written.
+    for name in ("masked", "sidecar"):
+        with rasterio.open(made[name].path) as ds:
+            assert ds.mask_flag_enums[0] == [rasterio.enums.MaskFlags.per_dataset]
+            assert np.array_equal(ds.read_masks(1), made[name].mask)
     return made
 
 
@@ -240,8 +248,8 @@ CASES: Dict[str, Case] = {
                                    Y0 - 0.3 * PX)},
                   tr_grid((0.4 * PX, 0.65 * PX), (X0 + 0.3 * PX, Y0 - 140.2 * PX,
                                                   X0 + 180 * PX, Y0 - 0.3 * PX)), False),
-    # Finer, covering the whole input, with NaN and a mask.
-    "finer_masked": Case("masked", {"tr": (0.75 * PX, 0.6 * PX)},
+    # Finer, covering the whole input, with NaN and a .msk sidecar mask.
+    "finer_masked": Case("sidecar", {"tr": (0.75 * PX, 0.6 * PX)},
                          tr_grid((0.75 * PX, 0.6 * PX)), True),
 }
 
