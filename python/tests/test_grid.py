@@ -241,7 +241,7 @@ CASES: Dict[str, Case] = {
                                             Y0 + 11.8 * PX)},
                       tr_grid((120 * PX, 90 * PX), (X0 - 37.3 * PX, Y0 - 150 * PX,
                                                     X0 + 200 * PX, Y0 + 11.8 * PX)), False),
-    # Finer than the input: each pixel split over 2-3 cells across and 1-2 down, from an
+    # Finer than the input: each pixel split over up to 4 cells across and 3 down, from an
     # extent 0.3 pixel inside the input's corner (Int16 input).
     "finer": Case("int16", {"tr": (0.4 * PX, 0.65 * PX),
                             "te": (X0 + 0.3 * PX, Y0 - 140.2 * PX, X0 + 180 * PX,
@@ -377,6 +377,20 @@ def test_plan_names_the_target_grid(inputs: Dict[str, Input]) -> None:
     assert t["x"]["step"] == pytest.approx(7.5) and t["y"]["origin"] == 0.0
     assert t["geo_transform"][:2] == [X0, pytest.approx(7.5 * PX)]
     assert blocksum.plan(inputs["nodata_nan"].path, 8)["factor"] == 8
+
+
+def test_like_applies_to_each_input_of_a_batch(inputs: Dict[str, Input], tmp_path: Path) -> None:
+    grid, size = LIKE
+    ref = make_like(tmp_path / "ref.tif", grid, size)
+    names = ["masked", "sidecar"]
+    r = blocksum.resample([inputs[n].path for n in names], tmp_path / "out", like=ref,
+                          agg="count", workers=2)
+    assert r.ok and len(r.inputs) == 2
+    for n in names:
+        ours, dtype, transform, out_size = read(tmp_path / "out" / f"{n}.tif")
+        assert (transform, out_size, dtype) == (grid, size, "float64")
+        want = reference(inputs[n], grid, size)
+        assert (np.abs(ours - want["count"]) <= want["count_tol"]).all()
 
 
 GRID_MISUSE = [
