@@ -15,11 +15,43 @@ from ._result import RunResult
 
 PathLike = Union[str, "os.PathLike[str]"]
 Sources = Union[PathLike, Sequence[PathLike]]
+# A target resolution (xres, yres) and extent (xmin, ymin, xmax, ymax), in the input's CRS
+# units.
+Resolution = Tuple[float, float]
+Extent = Tuple[float, float, float, float]
 
 
 def _global(workers: Union[int, str, None], config: Optional[PathLike]) -> List[str]:
     """The options that come before the command."""
     return flags({"workers": workers, "config": config})
+
+
+def _numbers(name: str, values: Sequence[float], n: int) -> List[str]:
+    """``values`` as ``n`` flag values, each a float written so that it parses back to the
+    same double."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name}= takes a sequence of {n} numbers, not {values!r}")
+    if len(values) != n:
+        raise ValueError(f"{name}= takes {n} numbers, got {len(values)}: {values!r}")
+    return [repr(float(v)) for v in values]
+
+
+def _grid(
+    factor: Optional[int],
+    tr: Optional[Resolution],
+    te: Optional[Extent],
+    tap: bool,
+    like: Optional[PathLike],
+) -> List[str]:
+    """The output grid's flags: ``--factor F``, or a target grid (``--tr XRES YRES`` with
+    ``--te`` and ``--tap``, or ``--like REF``). Which combinations are allowed is the
+    coordinator's to say (exit 2, :class:`UsageError`), as on the command line."""
+    out = flags({"factor": factor})
+    if tr is not None:
+        out += ["--tr", *_numbers("tr", tr, 2)]
+    if te is not None:
+        out += ["--te", *_numbers("te", te, 4)]
+    return out + flags({"tap": tap, "like": like})
 
 
 def _stat(path: str) -> Optional[Tuple[int, int]]:
@@ -89,6 +121,10 @@ def resample(
     dst: PathLike,
     factor: Optional[int] = None,
     *,
+    tr: Optional[Resolution] = None,
+    te: Optional[Extent] = None,
+    tap: bool = False,
+    like: Optional[PathLike] = None,
     agg: str = "sum",
     workers: Union[int, str, None] = None,
     config: Optional[PathLike] = None,
@@ -100,20 +136,36 @@ def resample(
     on_event: Optional[EventHandler] = None,
     **options: Any,
 ) -> RunResult:
-    """Block-aggregates ``src`` into ``dst``: each output pixel is the ``agg`` (sum, mean,
-    min, max, count) of a ``factor`` x ``factor`` block of valid input pixels.
+    """Aggregates ``src`` into ``dst`` on an output grid given by exactly one of ``factor``
+    (each output pixel is the ``agg`` of an F x F block of valid input pixels), ``tr`` or
+    ``like`` (a target grid: each input pixel contributes to each cell with the fraction
+    ``w`` of its area inside the cell; ``sum`` is the sum of ``w * v``, ``count`` the sum
+    of ``w``, ``mean`` their ratio, ``min``/``max`` over the pixels with ``w > 0``; a cell
+    with no valid pixel is nodata, or 0 for ``count``).
 
     Args:
         src: the input raster (anything GDAL opens), or a sequence of inputs: a batch on
             one pool, each written into the directory ``dst`` under its own file name.
         dst: the output GeoTIFF (a batch: the output directory).
-        factor: the block size F (required until a target grid can be given instead).
+        factor: the block size F (the same as ``tr`` of F input pixels on the input's
+            origin).
+        tr: the target resolution ``(xres, yres)`` in the input's CRS units (``--tr``);
+            the grid covers the input's bounds from its top-left corner, extended right and
+            down to whole cells.
+        te: with ``tr``, the target extent ``(xmin, ymin, xmax, ymax)`` (``--te``),
+            anchored at ``(xmin, ymax)`` and extended right and down to whole cells.
+        tap: with ``tr``, align the extent's edges outward on multiples of the resolution
+            (``--tap``).
+        like: a raster whose grid (size, geotransform) is the target (``--like``); its CRS
+            must be the input's (nothing is reprojected). Not with ``tr``, ``te``, ``tap``.
         agg: ``sum``, ``mean``, ``min``, ``max`` or ``count``.
         workers: worker processes, ``"auto"`` (the default), or 0 to run in process.
         config: a YAML or TOML config file, e.g. the application's ``config.yml``: its
             ``resampling.multiprocessing`` section is read.
         bands: 1-based bands to aggregate (default all).
-        ot: output data type (``"Float32"``, ...; default one that cannot overflow).
+        ot: output data type (``"Float32"``, ...; default one that cannot overflow: sum
+            Float64, mean Float32 for a Float32 input else Float64, min/max the input's
+            type, count UInt32 for ``factor`` and Float64 on a target grid).
         overwrite: replace ``dst`` if it exists.
         resume: continue an interrupted run from its journal.
         report: also keep the JSON report at this path (it is always read for the result).
@@ -127,14 +179,20 @@ def resample(
         The run's report as a :class:`RunResult` (exit 0).
 
     Raises:
+        UsageError: no grid, or more than one way to give it (``factor`` with ``tr`` or
+            ``like``, ``like`` with ``tr``/``te``/``tap``, ``te``/``tap`` without ``tr``), a
+            resolution that is not positive, a ``te`` that misses the input.
+        InputError: ``like``'s grid in another CRS than the input's, or rotated.
         BlocksumError: a subclass per exit code (``QuarantinedChunks`` carries the result).
         Interrupted: Ctrl-C (the coordinator got SIGINT and stopped; its journal is kept).
+        TypeError, ValueError: ``tr`` not two numbers, ``te`` not four.
     """
     cmd = [
         *_global(workers, config),
         "resample",
         *_sources(src, dst),
-        *flags({"factor": factor, "agg": agg, "band": bands, "ot": ot}),
+        *_grid(factor, tr, te, tap, like),
+        *flags({"agg": agg, "band": bands, "ot": ot}),
         *flags({"overwrite": overwrite, "resume": resume}),
     ]
     return _run_with_report(cmd, report, on_event, options)
@@ -195,6 +253,10 @@ def plan(
     src: PathLike,
     factor: Optional[int] = None,
     *,
+    tr: Optional[Resolution] = None,
+    te: Optional[Extent] = None,
+    tap: bool = False,
+    like: Optional[PathLike] = None,
     agg: str = "sum",
     workers: Union[int, str, None] = None,
     config: Optional[PathLike] = None,
@@ -204,19 +266,25 @@ def plan(
 ) -> Dict[str, Any]:
     """The chunk plan of a :func:`resample` with these options, nothing run.
 
+    ``factor``, ``tr``, ``te``, ``tap`` and ``like`` give the output grid as for
+    :func:`resample` (exactly one of ``factor``, ``tr``, ``like``).
+
     Returns:
         ``coordinator plan --json``: the plan's sizes (``chunks``, ``slots``, ``out_width``,
         ...), ``memory`` (the memory arithmetic) and ``decoder``; with ``chunks=True`` also
         ``chunk_list``, every chunk's window.
 
     Raises:
+        UsageError: no grid, or more than one way to give it.
         BlocksumError: a subclass per exit code.
+        TypeError, ValueError: ``tr`` not two numbers, ``te`` not four.
     """
     cmd = [
         *_global(workers, config),
         "plan",
         os.fspath(src),
-        *flags({"factor": factor, "agg": agg, "band": bands, "chunks": chunks}),
+        *_grid(factor, tr, te, tap, like),
+        *flags({"agg": agg, "band": bands, "chunks": chunks}),
         *flags(options),
         "--json",
     ]
