@@ -192,16 +192,20 @@ fn north_up(g: &[f64; 6], whose: &str) -> Result<(), CoordError> {
     Ok(())
 }
 
-/// Cells of `step` needed from `lo` to `hi`: whole cells, so nothing past `hi` is dropped.
-/// A quotient within 1e-9 of a whole number is that number.
-fn cells(lo: f64, hi: f64, step: f64) -> f64 {
-    let q = (hi - lo) / step;
+/// `q`, or the whole number within 1e-9 of it: 0.3 / 0.1 is 2.9999999999999996 in floating
+/// point, and 3 cells, not 2.
+fn snapped(q: f64) -> f64 {
     let r = q.round();
     if (q - r).abs() <= 1e-9 {
-        r.max(1.0)
+        r
     } else {
-        q.ceil().max(1.0)
+        q
     }
+}
+
+/// Cells of `step` needed from `lo` to `hi`: whole cells, so nothing past `hi` is dropped.
+fn cells(lo: f64, hi: f64, step: f64) -> f64 {
+    snapped((hi - lo) / step).ceil().max(1.0)
 }
 
 /// Resolves `req` against the input `info`.
@@ -290,10 +294,10 @@ fn from_resolution(
         )));
     }
     if t.tap {
-        x0 = (x0 / rx).floor() * rx;
-        x1 = (x1 / rx).ceil() * rx;
-        y0 = (y0 / ry).floor() * ry;
-        y1 = (y1 / ry).ceil() * ry;
+        x0 = snapped(x0 / rx).floor() * rx;
+        x1 = snapped(x1 / rx).ceil() * rx;
+        y0 = snapped(y0 / ry).floor() * ry;
+        y1 = snapped(y1 / ry).ceil() * ry;
     }
     if x1 <= bounds[0] || x0 >= bounds[2] || y1 <= bounds[1] || y0 >= bounds[3] {
         return Err(usage(format!(
@@ -420,6 +424,18 @@ mod tests {
         let e = resolve(&far, &i).unwrap_err();
         assert_eq!(e.exit_code(), 2, "{e}");
         assert!(e.to_string().contains("does not intersect"), "{e}");
+    }
+
+    #[test]
+    fn tap_on_an_aligned_input_adds_no_cell() {
+        // 0.3 / 0.1 is 2.9999999999999996: still the input's own edge.
+        let i = info([0.3, 0.1, 0.0, 1.0, 0.0, -0.1], 10, 10);
+        let req = GridRequest::Target(TargetRequest {
+            tr: Some((0.1, 0.1)),
+            tap: true,
+            ..Default::default()
+        });
+        assert_eq!(resolve(&req, &i).unwrap(), Mapping::Factor { factor: 1 });
     }
 
     #[test]

@@ -102,6 +102,12 @@ fn output_type(
     for w in &c.warnings {
         tracing::warn!("{w}");
     }
+    if cells.is_some() && agg == worker::Agg::Count && !c.out_type.is_float() {
+        tracing::warn!(
+            "--ot {}: a count on a target grid is fractional (Σ of overlap weights); it is rounded to whole pixels",
+            c.out_type
+        );
+    }
     for n in &c.notes {
         tracing::info!("{n}");
     }
