@@ -100,6 +100,22 @@ pub(super) fn plan_digest(identity: &PlanIdentity) -> String {
     format!("{h:016x}")
 }
 
+/// Whether `output` is a complete output of the plan whose digest is `digest`: its own
+/// metadata names the plan, and no quarantined chunk. The one test a single run and a batch
+/// apply before keeping an output.
+pub(super) fn committed_by(output: &Path, digest: &str) -> bool {
+    if !std::fs::symlink_metadata(output).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let Ok(ds) = gdal::Dataset::open(output) else {
+        return false;
+    };
+    ds.metadata_item(PLAN_KEY, "").as_deref() == Some(digest)
+        && ds
+            .metadata_item("BLOCKSUM_QUARANTINED_CHUNKS", "")
+            .is_none()
+}
+
 /// `--resume` over an output a run of this same plan committed (its [`PLAN_KEY`] says so,
 /// and it holds no quarantined chunk): nothing is left to do. The retry of a run killed after
 /// its commit (a Slurm requeue, a Kubernetes retry) then exits 0 and leaves the output as it
@@ -111,17 +127,7 @@ pub(super) fn already_committed(
     journal: &Path,
     digest: &str,
 ) -> Result<Option<String>, CoordError> {
-    if !std::fs::symlink_metadata(output).is_ok_and(|m| m.is_file()) {
-        return Ok(None);
-    }
-    let Ok(ds) = gdal::Dataset::open(output) else {
-        return Ok(None);
-    };
-    let ours = ds.metadata_item(PLAN_KEY, "").as_deref() == Some(digest)
-        && ds
-            .metadata_item("BLOCKSUM_QUARANTINED_CHUNKS", "")
-            .is_none();
-    if !ours {
+    if !committed_by(output, digest) {
         return Ok(None);
     }
     if std::fs::symlink_metadata(journal).is_ok() {

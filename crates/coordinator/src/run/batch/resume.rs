@@ -9,8 +9,6 @@
 //! recomputed. This module decides, per input, what the run has left to do; the writing is
 //! `sink`'s.
 
-use gdal::Metadata;
-
 use super::sink::{Journal, Pending};
 use super::*;
 
@@ -116,22 +114,12 @@ pub(super) fn begin(c: &ResampleConfig, p: &Prepared, t: Target) -> Result<Begun
     })
 }
 
-/// The output the interrupted batch committed must be this input's: its size, bands and the
-/// aggregation it was made with; anything else is somebody's file, refused as any existing
-/// output is.
+/// The output the interrupted batch committed must be this input's: the same test as a
+/// single run's `--resume` over a committed output (`durable::committed_by`: the plan's
+/// digest in its metadata, no quarantined chunk); anything else is somebody's file, refused
+/// as any existing output is.
 fn check_committed(c: &ResampleConfig, p: &Prepared) -> Result<(), CoordError> {
-    let ds =
-        gdal::Dataset::open(&c.output).map_err(|_| CoordError::OutputExists(c.output.clone()))?;
-    let (w, h) = ds.raster_size();
-    let job = BlockAggJob::new(c, p);
-    let same = w as u64 == p.plan.out_width
-        && h as u64 == p.plan.out_height
-        && ds.raster_count() == out_bands(c, p).len()
-        && job
-            .metadata()
-            .iter()
-            .all(|(k, v)| ds.metadata_item(k, "").as_deref() == Some(v.as_str()));
-    if same {
+    if durable::committed_by(&c.output, &crate::run::job::plan_digest(c, p)) {
         Ok(())
     } else {
         Err(CoordError::OutputExists(c.output.clone()))
