@@ -279,6 +279,13 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
             .map_or("none (no block can be empty)".to_string(), |v| v
                 .to_string())
     ));
+    if let Mapping::Cells { target } = &p.mapping {
+        s.push_str(&format!(
+            "weights      x: {}\n             y: {}\n",
+            first_cell(&target.x, p.width),
+            first_cell(&target.y, p.height)
+        ));
+    }
     s.push_str(&format!(
         "chunks       {} of {}x{} pixels ({:.1} MiB each){}\n",
         p.chunks.len(),
@@ -307,6 +314,30 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
     ));
     s.push_str(&prep.memory.describe());
     s
+}
+
+/// The weights of the first cell of `axis` that lies wholly inside the input (or cell 0), for
+/// `plan`: "cell 1 <- pixels 7-15: 0.5 1 1 1 1 1 1 1 0.5 (sum 7.5)".
+fn first_cell(axis: &worker::Axis, pixels: u64) -> String {
+    let i = if axis.origin < 0.0 {
+        (-axis.origin / axis.step).ceil() as u64
+    } else {
+        0
+    };
+    let (p0, p1) = axis.span((i, i + 1), pixels);
+    let w: Vec<f64> = (p0..p1).map(|p| axis.weight(i, p)).collect();
+    let short = |v: f64| {
+        let t = format!("{v:.4}");
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    let shown: Vec<String> = w.iter().take(12).map(|&v| short(v)).collect();
+    format!(
+        "cell {i} <- pixels {p0}-{}: {}{} (sum {})",
+        p1.saturating_sub(1),
+        shown.join(" "),
+        if w.len() > 12 { " ..." } else { "" },
+        short(w.iter().sum::<f64>())
+    )
 }
 
 /// The coordinator's GDAL block cache, plus the read cache of the in-process lanes; not
