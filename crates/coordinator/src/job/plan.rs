@@ -202,13 +202,15 @@ pub fn plan_cells(
 ) -> Plan {
     let (nx, ny) = (grid.width, grid.height);
     let target = target_bytes.max(1);
-    // Input bytes a rectangle of cells reads, at most (its span, plus a pixel straddling
-    // each side).
+    // The bytes of a rectangle of cells: the input it reads, at most (its span, plus a pixel
+    // straddling each side), or its output (f64 a cell and band) where that is more, as on a
+    // grid finer than the input's: a slot holds both.
     let bytes = |cw: u64, ch: u64| {
         let span = |cells: u64, step: f64, pixels: u64| {
             ((cells as f64 * step).ceil() as u64 + 2).min(pixels)
         };
-        span(cw, grid.x.step, width) * span(ch, grid.y.step, height) * pixel_bytes
+        let input = span(cw, grid.x.step, width) * span(ch, grid.y.step, height) * pixel_bytes;
+        input.max(cw.saturating_mul(ch).saturating_mul(8 * bands))
     };
     // The most `n` (at least 1) for which `fits(n)`, by halving from `start`.
     let most = |start: u64, fits: &dyn Fn(u64) -> bool| {
@@ -512,6 +514,9 @@ mod tests {
                 }
             }
             prop_assert!(seen.iter().all(|&n| n == 1));
+            // A slot's output stays within the budget unless one cell (or tile) is more.
+            let unit = tile.map_or(1, |(tw, th)| tw * th) * 8;
+            prop_assert!(p.max_output_bytes() <= target.max(unit), "{} > {target}", p.max_output_bytes());
         }
     }
 
