@@ -29,5 +29,6 @@ mod robustness;
 mod signals;
 mod signed;
 mod slurm;
+mod speculation;
 mod supervision;
 mod whole_tiles;
