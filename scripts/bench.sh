@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Build the release binaries, then run a benchmark (see scripts/BENCH.md):
 #   scripts/bench.sh [bench.py options]     ours vs the decode floors, the seed design, gdalwarp
-#   scripts/bench.sh targets [options]      issue 10's decode targets in one run (bench_targets.py)
+#   scripts/bench.sh targets [options]      issue 10's decode targets, then the tail case (bench_targets.py, bench_tail.py)
+#   scripts/bench.sh tail [options]         a hang in the last chunk against a clean run (bench_tail.py)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 (cd "$ROOT" && cargo build --release --bins && cargo build --release -p blocksum-worker --example decode_floor)
+if [ "${1:-}" = tail ]; then
+  shift
+  exec python3 "$ROOT/scripts/bench_tail.py" "$@"
+fi
 if [ "${1:-}" = targets ]; then
   shift
   # rasterio and numpy in a private virtualenv, as scripts/test.sh makes it.
@@ -13,6 +18,7 @@ if [ "${1:-}" = targets ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check rasterio numpy
   fi
-  exec python3 "$ROOT/scripts/bench_targets.py" --python "$venv/bin/python" "$@"
+  python3 "$ROOT/scripts/bench_targets.py" --python "$venv/bin/python" "$@"
+  exec python3 "$ROOT/scripts/bench_tail.py" "$@"
 fi
 exec python3 "$ROOT/scripts/bench.py" "$@"

@@ -162,6 +162,45 @@ fn a_hung_last_chunk_is_backed_up_and_the_backup_wins() {
     assert_eq!(marked("chunk_dispatched"), 1);
     assert_eq!(marked("chunk_done"), 1);
     assert!(!ev.iter().any(|e| e["event"] == "chunk_timed_out"));
+    // The report's attempts of the chunk are the stream's, the loser's included.
+    let mut from_events: Vec<(u64, bool, Value)> = ev
+        .iter()
+        .filter(|e| {
+            (e["event"] == "chunk_done" || e["event"] == "chunk_failed") && e["task"] == last
+        })
+        .map(|e| {
+            let kind = e["cause"]["kind"].clone();
+            (
+                e["attempt"].as_u64().unwrap(),
+                e["speculative"] == true,
+                kind,
+            )
+        })
+        .collect();
+    from_events.sort_by_key(|a| a.0);
+    let mut from_report: Vec<(u64, bool, Value)> = att
+        .iter()
+        .map(|a| {
+            let kind = a["failure"]["kind"].clone();
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["speculative"] == true,
+                kind,
+            )
+        })
+        .collect();
+    from_report.sort_by_key(|a| a.0);
+    assert_eq!(from_events, from_report);
+    // The loser's worker exit is deliberate: no death in the summary.
+    let loser_exit = ev
+        .iter()
+        .find(|e| e["event"] == "worker_exited" && e["cause"]["kind"] == "superseded")
+        .expect("the loser's worker exited");
+    assert_eq!(loser_exit["deliberate"], true);
+    assert!(
+        totals["deaths_by_cause"].as_object().unwrap().is_empty(),
+        "{totals}"
+    );
 }
 
 #[test]

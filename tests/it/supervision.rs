@@ -153,7 +153,12 @@ fn fault_table() {
         // speculation module tests that), hiding the cause this row checks.
         (
             fault("oom", Some(1)),
-            vec!["--memory-limit-per-worker", "400MiB", "--speculation", "off"],
+            vec![
+                "--memory-limit-per-worker",
+                "400MiB",
+                "--speculation",
+                "off",
+            ],
             0,
             "over_memory",
             "done",
