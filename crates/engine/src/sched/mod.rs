@@ -322,6 +322,15 @@ impl Scheduler {
                 self.lanes.current(key),
                 Some(s) if !matches!(s, WorkerState::Backoff { .. } | WorkerState::Retired)
             );
+        // The loser of a speculative race killed as the run ended: say so, not "no cause".
+        let superseded = match self.lanes.current(key) {
+            Some(WorkerState::Stopping {
+                cause: c @ FailureCause::Superseded { .. },
+                ..
+            }) => Some(c.clone()),
+            _ => None,
+        };
+        let deliberate = deliberate || superseded.is_some();
         let ms = self.history.ms(now);
         let mut noted = None;
         if let Some(r) = self.history.worker_mut(key) {
@@ -329,7 +338,9 @@ impl Scheduler {
                 r.exited_ms = Some(ms);
                 r.stderr_tail = exit.stderr_tail.clone();
                 // A clean exit at the end of the run is no failure: no cause.
-                if exit.code != Some(0) && !deliberate {
+                if superseded.is_some() {
+                    r.cause = superseded;
+                } else if exit.code != Some(0) && !deliberate {
                     r.cause = Some(FailureCause::from_exit(exit));
                 }
                 noted = Some(RunEvent::WorkerExited {
