@@ -3154,6 +3154,21 @@ fn no_backup_without_an_idle_worker_or_while_chunks_are_queued() {
 }
 
 #[test]
+fn no_backup_deadline_while_admission_holds_dispatch() {
+    let mut w = hung_last_chunk(speculation_config(2, 5));
+    w.at(300);
+    w.send(SchedEvent::Admission { open: false });
+    // Only the hung attempt's time limit: a due backup could not be dispatched.
+    assert_eq!(w.s.next_deadline(), Some(w.t(10_100)));
+    w.at(1_100);
+    assert!(w.tick().is_empty());
+    w.at(1_200);
+    let a = w.send(SchedEvent::Admission { open: true });
+    let (k, task, attempt, _) = speculative_dispatch(&a);
+    assert_eq!((k, task, attempt), (key(0, 0), TaskId(3), Attempt(2)));
+}
+
+#[test]
 fn with_no_median_yet_the_floor_alone_decides() {
     // One chunk, two workers: no attempt ever finished, so no median to take 4x of.
     let (mut w, _) = World::new(speculation_config(2, 4), 1);

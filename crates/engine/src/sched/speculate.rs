@@ -116,11 +116,14 @@ impl Scheduler {
         }
     }
 
-    /// When the next backup is due, if a worker could take it then (idle, within
-    /// `max_busy`, a free slot, nothing queued); `None` otherwise: the event that frees a
-    /// worker or empties the queue comes first and is followed by a `pump`.
+    /// When the next backup is due, if a worker could take it then (admission open, idle,
+    /// within `max_busy`, a free slot, nothing queued: what `pump` and `speculate` ask, or a
+    /// due deadline would wake the supervisor for nothing, again and again); `None`
+    /// otherwise: the event that changes one of those comes first and is followed by a
+    /// `pump`.
     pub(super) fn speculation_deadline(&self) -> Option<Instant> {
-        let can_take = self.chunks.none_waiting_for_workers()
+        let can_take = self.admission.is_open()
+            && self.chunks.none_waiting_for_workers()
             && self.slots.free() > 0
             && (self.lanes.with_attempt() as u32) < self.cfg.max_busy
             && self.idle_worker().is_some();
