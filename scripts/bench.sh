@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Build the release binaries, then run a benchmark (see scripts/BENCH.md):
 #   scripts/bench.sh [bench.py options]     ours vs the decode floors, the seed design, gdalwarp
-#   scripts/bench.sh targets [options]      issue 10's decode targets in one run (bench_targets.py)
+#   scripts/bench.sh targets [options]      issue 10's decode targets, then the tail case (bench_targets.py, bench_tail.py)
+#   scripts/bench.sh tail [options]         a hang in the last chunk against a clean run (bench_tail.py)
 #   scripts/bench.sh grid [options]         a target grid against --factor and gdalwarp (bench_grid.py)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 (cd "$ROOT" && cargo build --release --bins && cargo build --release -p blocksum-worker --example decode_floor)
+if [ "${1:-}" = tail ]; then
+  shift
+  exec python3 "$ROOT/scripts/bench_tail.py" "$@"
+fi
 if [ "${1:-}" = targets ] || [ "${1:-}" = grid ]; then
-  script="bench_targets.py"
-  [ "$1" = grid ] && script="bench_grid.py"
+  what="$1"
   shift
   # rasterio and numpy in a private virtualenv, as scripts/test.sh makes it.
   venv="$ROOT/target/pyenv"
@@ -16,6 +20,10 @@ if [ "${1:-}" = targets ] || [ "${1:-}" = grid ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check rasterio numpy
   fi
-  exec python3 "$ROOT/scripts/$script" --python "$venv/bin/python" "$@"
+  if [ "$what" = grid ]; then
+    exec python3 "$ROOT/scripts/bench_grid.py" --python "$venv/bin/python" "$@"
+  fi
+  python3 "$ROOT/scripts/bench_targets.py" --python "$venv/bin/python" "$@"
+  exec python3 "$ROOT/scripts/bench_tail.py" "$@"
 fi
 exec python3 "$ROOT/scripts/bench.py" "$@"

@@ -29,6 +29,7 @@ mod robustness;
 mod signals;
 mod signed;
 mod slurm;
+mod speculation;
 mod supervision;
 mod target_grid;
 mod whole_tiles;

@@ -44,6 +44,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build, a 1 GiB raster and gdalwarp -r sum on it: minutes",
     ),
     (
+        "bash scripts/bench.sh tail",
+        "a release build, a 1 GiB raster and runs that each hang a chunk: minutes",
+    ),
+    (
         "bash scripts/memory-bench.sh",
         "a release build and rasters of 8192 and 16384 pixels a side: minutes",
     ),

@@ -1,6 +1,6 @@
 //! What a run tells as it goes: the [`RunEvent`]s the scheduler notes at each decision (a
-//! worker spawned, ready, dead or recycled; a chunk dispatched, done, failed, retried, timed
-//! out, split or quarantined; admission), the memory sampler's samples, and the job's own
+//! worker spawned, ready, dead or recycled; a chunk dispatched, backed up (speculative), done,
+//! failed, retried, timed out, split or quarantined; admission), the memory sampler's samples, and the job's own
 //! (plan, commit, end), and the [`EventLog`] that streams them as JSON lines
 //! (`--events FILE`, schema in docs/events.md).
 //!
@@ -57,12 +57,27 @@ pub enum RunEvent {
         deliberate: bool,
         stderr_tail: Vec<String>,
     },
-    /// An attempt started, on a worker or in process.
+    /// An attempt started, on a worker or in process. `speculative`: a backup of an
+    /// attempt of the same chunk that still runs (a `speculative` event says why).
     ChunkDispatched {
         task: u32,
         attempt: u32,
         executor: Executor,
         fault: Option<FaultKind>,
+        #[serde(default)]
+        speculative: bool,
+    },
+    /// A chunk's attempt `behind` has run `after_ms`, past the speculation threshold
+    /// (`threshold_ms`), with a worker idle and nothing queued: attempt `attempt` starts on
+    /// worker `worker` beside it, and the first of the two to finish is kept.
+    Speculative {
+        task: u32,
+        attempt: u32,
+        behind: u32,
+        worker: u32,
+        gen: u32,
+        after_ms: u64,
+        threshold_ms: u64,
     },
     /// An attempt succeeded; its output goes to the writer.
     ChunkDone {
@@ -72,12 +87,15 @@ pub enum RunEvent {
         started_ms: u64,
         ended_ms: u64,
         stats: TaskStats,
+        #[serde(default)]
+        speculative: bool,
     },
     /// The attempt's kernel could not read the chunk by its first path and read it by its
     /// fallback (`stats.fallback_read`; block aggregation: the native decoder failed, GDAL
     /// read it); noted right after its `ChunkDone`.
     ChunkReadFallback { task: u32, attempt: u32 },
-    /// An attempt failed (`cause.kind` is `timeout` for a timed-out one).
+    /// An attempt failed (`cause.kind` is `timeout` for a timed-out one, `superseded` for
+    /// the loser of a speculative pair).
     ChunkFailed {
         task: u32,
         attempt: u32,
@@ -86,6 +104,8 @@ pub enum RunEvent {
         ended_ms: u64,
         cause: FailureCause,
         fault: Option<FaultKind>,
+        #[serde(default)]
+        speculative: bool,
     },
     /// The attempt ran past the time limit: its worker is being stopped.
     ChunkTimedOut {
@@ -240,6 +260,7 @@ mod tests {
                     name: "SIGKILL".into(),
                 },
                 fault: Some(FaultKind::Crash),
+                speculative: false,
             },
             RunEvent::Plan {
                 plan: serde_json::json!({"chunks": 4}),

@@ -249,6 +249,10 @@ struct World {
     /// Per task: its range of blocks.
     ranges: Vec<(u32, u32)>,
     split_parents: HashSet<TaskId>,
+    /// Speculation is on: a chunk may get one backup attempt beside a running one.
+    speculation: bool,
+    /// Chunks that got their backup.
+    backed_up: HashSet<TaskId>,
 }
 
 impl World {
@@ -261,6 +265,7 @@ impl World {
         let t0 = Instant::now();
         let slots = cfg.slots;
         let lanes_n = cfg.lanes;
+        let speculation = cfg.speculation != SpeculationSpec::Off;
         let (s, first) = Scheduler::new(cfg, chunks, t0);
         let mut w = World {
             s,
@@ -283,6 +288,8 @@ impl World {
                 .map(|t| (t * blocks, (t + 1) * blocks))
                 .collect(),
             split_parents: HashSet::new(),
+            speculation,
+            backed_up: HashSet::new(),
         };
         w.apply(&first);
         (w, first)
@@ -487,8 +494,20 @@ impl World {
         self.slot_use.insert(slot, by);
     }
 
+    /// The next attempt's number: after those that ended and the one still running.
     fn next_attempt(&self, task: TaskId) -> Attempt {
-        Attempt(self.s.attempts(task).len() as u32 + 1)
+        Attempt(self.s.attempts(task).len() as u32 + self.running(task) + 1)
+    }
+
+    /// Attempts of `task` running on a healthy worker or a lane.
+    fn running(&self, task: TaskId) -> u32 {
+        let on_workers = self
+            .procs
+            .iter()
+            .filter(|p| p.alive && !p.stopping() && p.job.is_some_and(|j| j.task == task))
+            .count();
+        let on_lanes = self.lanes.values().filter(|j| j.task == task).count();
+        (on_workers + on_lanes) as u32
     }
 
     /// Carries out actions, checking each against the model.
@@ -534,7 +553,7 @@ impl World {
                         "dispatch of {task:?} to a worker that cannot take it: {p:?}"
                     );
                     assert_eq!(*attempt, self.next_attempt(*task));
-                    self.assert_not_running(*task);
+                    self.assert_not_running_or_backup(*task);
                     self.take_slot(
                         *slot,
                         SlotUse::Worker {
@@ -624,6 +643,19 @@ impl World {
                 }
             }
         }
+    }
+
+    /// A chunk dispatched to a worker: not running elsewhere, or (with speculation) its one
+    /// backup beside exactly one running attempt on a worker.
+    fn assert_not_running_or_backup(&mut self, task: TaskId) {
+        if self.speculation
+            && self.running(task) == 1
+            && !self.lanes.values().any(|j| j.task == task)
+        {
+            assert!(self.backed_up.insert(task), "{task:?} backed up twice");
+            return;
+        }
+        self.assert_not_running(task);
     }
 
     /// A chunk being (re)started must not be running on a healthy worker or a lane.
@@ -2891,5 +2923,361 @@ fn a_hanging_chunk_gets_the_median_limit_once_another_finished() {
     assert_eq!(
         w.s.attempts(TaskId(0))[0].failure,
         Some(FailureCause::Timeout { after_ms: 2_000 })
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Speculative backups.
+
+/// Two workers, a 1 s floor and 4x the median, a 10x timeout with a 10 s floor (the
+/// coordinator's defaults), and one in-process lane.
+fn speculation_config(workers: u32, slots: u32) -> SchedConfig {
+    let mut cfg = config(workers, 1, slots);
+    cfg.speculation = SpeculationSpec::After {
+        factor: 4.0,
+        floor: ms(1_000),
+    };
+    cfg.timeout = Some(TimeoutSpec::PercentOfMedian(1000.0));
+    cfg.timeout_floor = ms(10_000);
+    cfg
+}
+
+/// Four chunks on two workers: chunks 0..3 finish in 100 ms each, chunk 3 (on worker 1
+/// since 100 ms) does not answer. Returns the world at 200 ms, worker 0 idle.
+fn hung_last_chunk(cfg: SchedConfig) -> World {
+    let (mut w, _) = World::new(cfg, 4);
+    w.ready(0);
+    w.ready(1);
+    w.at(100);
+    w.done(0);
+    w.done(1);
+    w.at(200);
+    let a = w.done(0);
+    assert!(dispatches(&a).is_empty(), "nothing queued: {a:?}");
+    assert_eq!(w.job(key(1, 0)).task, TaskId(3));
+    w
+}
+
+fn speculative_dispatch(a: &[SchedAction]) -> (WorkerKey, TaskId, Attempt, SlotId) {
+    let d = dispatches(a);
+    assert_eq!(d.len(), 1, "{a:?}");
+    d[0]
+}
+
+#[test]
+fn a_hung_last_chunk_gets_a_backup_that_wins_and_the_loser_is_killed() {
+    let mut w = hung_last_chunk(speculation_config(2, 5));
+    // The median is 100 ms: 4x is below the floor, so the backup is due 1 s after chunk 3
+    // started (at 100 ms), long before its time limit (10 s).
+    assert_eq!(w.s.next_deadline(), Some(w.t(1_100)));
+    w.at(1_099);
+    assert!(w.tick().is_empty());
+    w.at(1_100);
+    let a = w.tick();
+    let (k, task, attempt, slot) = speculative_dispatch(&a);
+    assert_eq!((k, task, attempt), (key(0, 0), TaskId(3), Attempt(2)));
+    let original = w.job(key(1, 0));
+    assert_ne!(slot, original.slot, "each attempt has its own slot");
+    assert_eq!(w.s.counters.speculative, 1);
+    // The backup finishes first: its slot is written, the original's worker killed.
+    w.at(1_200);
+    let a = w.done(0);
+    assert_eq!(writes(&a), vec![(TaskId(3), Some(slot))]);
+    assert_eq!(signals(&a), vec![(key(1, 0), Sig::Kill)]);
+    assert!(matches!(
+        w.s.worker_state(WorkerId(1)),
+        WorkerState::Stopping { slot: Some(s), kill_at: None, .. } if *s == original.slot
+    ));
+    let att = w.s.attempts(TaskId(3));
+    assert_eq!(att.len(), 2);
+    assert_eq!((att[0].attempt, att[0].speculative), (2, true));
+    assert!(att[0].stats.is_some());
+    assert_eq!((att[1].attempt, att[1].speculative), (1, false));
+    assert_eq!(att[1].failure, Some(FailureCause::Superseded { by: 2 }));
+    assert_eq!(w.s.counters.speculative_wins, 1);
+    assert_eq!(w.s.counters.timeouts, 0);
+    // The killed loser is no death: no restart (nothing left), no backoff.
+    w.at(1_201);
+    let a = w.exit(1, killed_by(SIGKILL));
+    assert!(spawns(&a).is_empty(), "{a:?}");
+    w.run_to_end(&mut Rng::new(0));
+    w.assert_finished();
+    assert_eq!(w.s.outcome(TaskId(3)), Some(ChunkOutcome::Done));
+    assert_eq!(w.s.counters.restarts, 0);
+    assert_eq!(
+        w.s.worker_records()[1].cause,
+        Some(FailureCause::Superseded { by: 2 })
+    );
+}
+
+#[test]
+fn the_original_wins_when_it_finishes_first_and_the_backup_is_killed() {
+    let mut w = hung_last_chunk(speculation_config(2, 5));
+    w.at(1_100);
+    let (backup, ..) = speculative_dispatch(&w.tick());
+    w.at(1_150);
+    let original = w.job(key(1, 0));
+    let a = w.done(1);
+    assert_eq!(writes(&a), vec![(TaskId(3), Some(original.slot))]);
+    assert_eq!(signals(&a), vec![(backup, Sig::Kill)]);
+    let att = w.s.attempts(TaskId(3));
+    assert_eq!((att[0].attempt, att[0].speculative), (1, false));
+    assert_eq!(att[1].failure, Some(FailureCause::Superseded { by: 1 }));
+    assert!(att[1].speculative);
+    assert_eq!(w.s.counters.speculative_wins, 0);
+    // The backup's answer, sent before the kill landed, is late.
+    w.at(1_151);
+    assert!(w.done_key(backup).is_empty());
+    assert_eq!(w.s.counters.late_replies, 1);
+    w.run_to_end(&mut Rng::new(1));
+    w.assert_finished();
+}
+
+#[test]
+fn a_chunk_hanging_in_every_attempt_still_times_out_and_runs_in_process() {
+    let mut w = hung_last_chunk(speculation_config(2, 5));
+    w.at(1_100);
+    let (backup, ..) = speculative_dispatch(&w.tick());
+    // The original's limit (10 s floor) comes first: it is stopped, but the chunk goes
+    // nowhere while its backup runs.
+    assert_eq!(w.s.next_deadline(), Some(w.t(10_100)));
+    w.at(10_100);
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(1, 0), Sig::Term)]);
+    assert!(in_process_runs(&a).is_empty(), "{a:?}");
+    assert_eq!(w.s.counters.timeouts, 1);
+    w.at(10_110);
+    let a = w.exit(1, killed_by(SIGTERM));
+    // The lane restarts (a chunk still needs workers) but gets no second backup.
+    assert_eq!(spawns(&a), vec![key(1, 1)]);
+    let a = w.ready(1);
+    assert!(dispatches(&a).is_empty(), "{a:?}");
+    assert_eq!(w.s.next_deadline(), Some(w.t(11_100)));
+    // The backup times out in turn: now the chunk runs in process, as without speculation.
+    w.at(11_100);
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(backup, Sig::Term)]);
+    assert_eq!(in_process_runs(&a).len(), 1, "{a:?}");
+    assert_eq!(in_process_runs(&a)[0].2, Attempt(3));
+    w.run_to_end(&mut Rng::new(2));
+    w.assert_finished();
+    assert_eq!(w.s.outcome(TaskId(3)), Some(ChunkOutcome::DoneInProcess));
+    let causes: Vec<_> =
+        w.s.attempts(TaskId(3))
+            .iter()
+            .map(|a| (a.attempt, a.speculative, a.failure.clone()))
+            .collect();
+    assert_eq!(
+        causes,
+        vec![
+            (1, false, Some(FailureCause::Timeout { after_ms: 10_000 })),
+            (2, true, Some(FailureCause::Timeout { after_ms: 10_000 })),
+            (3, false, None),
+        ]
+    );
+}
+
+#[test]
+fn without_a_lane_a_chunk_hanging_in_every_attempt_is_quarantined_within_its_attempts() {
+    let mut cfg = speculation_config(2, 5);
+    cfg.lanes = 0;
+    let mut w = hung_last_chunk(cfg);
+    for _ in 0..20 {
+        if w.finished {
+            break;
+        }
+        // Every attempt of chunk 3 hangs: only deadlines and exits move the run on.
+        let next = w.s.next_deadline().expect("a deadline while chunk 3 hangs");
+        w.at_instant(next.max(w.now));
+        w.tick();
+        let stopping: Vec<WorkerKey> = w
+            .procs
+            .iter()
+            .filter(|p| p.alive && p.stopping())
+            .map(|p| p.key)
+            .collect();
+        for k in stopping {
+            w.exit_key(k, killed_by(SIGTERM));
+        }
+        for k in w
+            .procs
+            .iter()
+            .filter(|p| p.alive && !p.ready)
+            .map(|p| p.key)
+            .collect::<Vec<_>>()
+        {
+            w.ready_key(k);
+        }
+        w.write_all();
+    }
+    w.assert_finished();
+    assert_eq!(w.s.outcome(TaskId(3)), Some(ChunkOutcome::Quarantined));
+    let att = w.s.attempts(TaskId(3));
+    // Three attempts (--max-attempts), one of them the backup, each ended by its timeout.
+    assert_eq!(att.len(), 3);
+    assert_eq!(att.iter().filter(|a| a.speculative).count(), 1);
+    assert!(att
+        .iter()
+        .all(|a| matches!(a.failure, Some(FailureCause::Timeout { .. }))));
+}
+
+#[test]
+fn no_backup_without_an_idle_worker_or_while_chunks_are_queued() {
+    // One worker: it runs the slow chunk, nobody can back it up.
+    let (mut w, _) = World::new(speculation_config(1, 3), 2);
+    w.ready(0);
+    assert_eq!(
+        w.s.next_deadline(),
+        Some(w.t(60_000)),
+        "the first-chunks limit only"
+    );
+    w.at(5_000);
+    assert!(w.tick().is_empty());
+    // Two workers, three chunks: chunk 0 hangs, but chunk 2 waits in the queue until
+    // worker 1 is done with chunk 1; a backup comes only after.
+    let (mut w, _) = World::new(speculation_config(2, 4), 3);
+    w.ready(0);
+    w.ready(1);
+    w.at(3_000);
+    assert!(w.tick().is_empty());
+    let a = w.done(1);
+    assert_eq!(dispatches(&a)[0].1, TaskId(2));
+    w.at(3_100);
+    let a = w.done(1);
+    // Worker 1 is idle, nothing is queued, chunk 0 runs past 4 x 3 s (a median of 3 s):
+    // not yet past 12 s.
+    assert!(dispatches(&a).is_empty(), "{a:?}");
+    assert_eq!(w.s.next_deadline(), Some(w.t(12_000)));
+    w.at(12_000);
+    let (k, task, attempt, _) = speculative_dispatch(&w.tick());
+    assert_eq!((k, task, attempt), (key(1, 0), TaskId(0), Attempt(2)));
+}
+
+#[test]
+fn no_backup_deadline_while_admission_holds_dispatch() {
+    let mut w = hung_last_chunk(speculation_config(2, 5));
+    w.at(300);
+    w.send(SchedEvent::Admission { open: false });
+    // Only the hung attempt's time limit: a due backup could not be dispatched.
+    assert_eq!(w.s.next_deadline(), Some(w.t(10_100)));
+    w.at(1_100);
+    assert!(w.tick().is_empty());
+    w.at(1_200);
+    let a = w.send(SchedEvent::Admission { open: true });
+    let (k, task, attempt, _) = speculative_dispatch(&a);
+    assert_eq!((k, task, attempt), (key(0, 0), TaskId(3), Attempt(2)));
+}
+
+#[test]
+fn with_no_median_yet_the_floor_alone_decides() {
+    // One chunk, two workers: no attempt ever finished, so no median to take 4x of.
+    let (mut w, _) = World::new(speculation_config(2, 4), 1);
+    w.ready(0);
+    w.ready(1);
+    assert_eq!(w.s.next_deadline(), Some(w.t(1_000)));
+    w.at(1_000);
+    let (k, task, attempt, _) = speculative_dispatch(&w.tick());
+    assert_eq!((k, task, attempt), (key(1, 0), TaskId(0), Attempt(2)));
+    w.at(1_050);
+    let a = w.done(1);
+    assert_eq!(signals(&a), vec![(key(0, 0), Sig::Kill)]);
+    w.run_to_end(&mut Rng::new(3));
+    w.assert_finished();
+}
+
+#[test]
+fn a_backup_that_crashes_leaves_the_original_running() {
+    let mut w = hung_last_chunk(speculation_config(2, 5));
+    w.at(1_100);
+    speculative_dispatch(&w.tick());
+    w.at(1_150);
+    let a = w.exit(0, killed_by(SIGSEGV));
+    // Recorded; the chunk is neither retried nor sent in process: the original runs on.
+    assert!(
+        dispatches(&a).is_empty() && in_process_runs(&a).is_empty(),
+        "{a:?}"
+    );
+    assert_eq!(w.s.attempts(TaskId(3))[0].failure, Some(segv()));
+    assert!(w.s.attempts(TaskId(3))[0].speculative);
+    // The original answers: it is kept, and nothing is killed.
+    w.at(1_300);
+    let a = w.done(1);
+    assert_eq!(writes(&a).len(), 1);
+    assert!(signals(&a).is_empty(), "{a:?}");
+    w.run_to_end(&mut Rng::new(4));
+    w.assert_finished();
+    assert_eq!(w.s.outcome(TaskId(3)), Some(ChunkOutcome::Done));
+}
+
+#[test]
+fn off_no_backup_ever() {
+    let mut cfg = speculation_config(2, 5);
+    cfg.speculation = SpeculationSpec::Off;
+    let mut w = hung_last_chunk(cfg);
+    assert_eq!(w.s.next_deadline(), Some(w.t(10_100)));
+    w.at(10_100);
+    let a = w.tick();
+    assert!(dispatches(&a).is_empty());
+    assert_eq!(in_process_runs(&a).len(), 1);
+}
+
+#[test]
+fn speculation_under_random_orders_and_faults_keeps_every_invariant() {
+    // A zero floor and 1x the median: any attempt past the median is backed up whenever a
+    // worker idles with nothing queued, so pairs race, crash, time out and lose in every
+    // order. Every chunk is still written exactly once, and no slot is shared.
+    let mut backups = 0;
+    for seed in 0..300 {
+        let mut rng = Rng::new(seed);
+        let workers = 2 + rng.below(3) as u32;
+        let mut cfg = config(
+            workers,
+            rng.below(2) as u32,
+            workers + 1 + rng.below(3) as u32,
+        );
+        cfg.speculation = SpeculationSpec::After {
+            factor: 1.0,
+            floor: ms(rng.below(3) as u64),
+        };
+        cfg.max_quarantines_in_row = 1_000;
+        cfg.max_idle_deaths = 1_000;
+        cfg.max_dying_chunks = 1_000;
+        cfg.kill_grace = ms(3);
+        cfg.timeout = Some(TimeoutSpec::PercentOfMedian(1000.0));
+        cfg.timeout_floor = ms(20);
+        let n = 3 + rng.below(12);
+        let (mut w, _) = World::new(cfg, n);
+        for t in 0..n as u32 {
+            match rng.below(12) {
+                0 => {
+                    w.misbehave.insert(TaskId(t), Misbehave::Crash);
+                }
+                1 => {
+                    w.misbehave.insert(TaskId(t), Misbehave::Fail);
+                }
+                2 => {
+                    w.misbehave.insert(TaskId(t), Misbehave::Hang);
+                }
+                _ => {}
+            }
+        }
+        w.run_to_end(&mut rng);
+        assert!(w.fatal.is_none(), "seed {seed}: {:?}", w.fatal);
+        w.assert_finished();
+        backups += w.s.counters.speculative;
+        for t in 0..n as u32 {
+            let att = w.s.attempts(TaskId(t));
+            // Attempt numbers are distinct, and at most one is a backup.
+            let mut nums: Vec<u32> = att.iter().map(|a| a.attempt).collect();
+            nums.sort();
+            nums.dedup();
+            assert_eq!(nums.len(), att.len(), "seed {seed}: {att:?}");
+            assert!(att.iter().filter(|a| a.speculative).count() <= 1);
+            assert!(att.iter().filter(|a| a.stats.is_some()).count() <= 1);
+        }
+    }
+    assert!(
+        backups > 100,
+        "only {backups} backups: the test must race pairs"
     );
 }

@@ -16,7 +16,7 @@ use crate::{
     cog::{self, OutputFormat},
     error::CoordError,
     grid::{GridRequest, TargetRequest},
-    sched::TimeoutSpec,
+    sched::{SpeculationSpec, TimeoutSpec},
 };
 
 /// Everything `resample` needs, resolved: no option left to default.
@@ -50,6 +50,9 @@ pub struct ResampleConfig {
     pub task_timeout: Option<TimeoutSpec>,
     /// The least limit a percentage `task_timeout` gives.
     pub task_timeout_floor: Duration,
+    /// Speculative backup attempts of long-running chunks (`--speculation`,
+    /// `--speculation-floor`).
+    pub speculation: SpeculationSpec,
     /// Deadline for a new worker's hello.
     pub start_timeout: Duration,
     pub kill_grace: Duration,
@@ -112,6 +115,7 @@ impl ResampleConfig {
             max_attempts: self.max_attempts,
             task_timeout: self.task_timeout,
             task_timeout_floor: self.task_timeout_floor,
+            speculation: self.speculation,
             start_timeout: self.start_timeout,
             kill_grace: self.kill_grace,
             faults: Vec::new(),
@@ -343,6 +347,13 @@ pub fn resolve(
         max_attempts: st.max_attempts.value,
         task_timeout: st.task_timeout.value,
         task_timeout_floor: st.task_timeout_floor.value,
+        speculation: match st.speculation.value {
+            settings::Speculate::Off => SpeculationSpec::Off,
+            settings::Speculate::Factor(factor) => SpeculationSpec::After {
+                factor,
+                floor: st.speculation_floor.value,
+            },
+        },
         start_timeout: st.start_timeout.value,
         kill_grace: r
             .and_then(|r| r.run.kill_grace)

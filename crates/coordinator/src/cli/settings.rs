@@ -17,7 +17,10 @@ use clap::{parser::ValueSource, Arg, ArgMatches};
 use super::config_file::{self, FileValue, Format, SECTION};
 use crate::{
     error::CoordError,
-    sched::{TimeoutSpec, DEFAULT_START_TIMEOUT, DEFAULT_TIMEOUT_FLOOR},
+    sched::{
+        TimeoutSpec, DEFAULT_SPECULATION_FACTOR, DEFAULT_SPECULATION_FLOOR, DEFAULT_START_TIMEOUT,
+        DEFAULT_TIMEOUT_FLOOR,
+    },
     units,
 };
 
@@ -130,6 +133,8 @@ pub enum Toml {
     Str,
     /// A bare number (MiB for sizes) or a string with a unit.
     IntOrStr,
+    /// A number, or a string (a word such as `off`).
+    FloatOrStr,
     Bool,
 }
 
@@ -138,9 +143,11 @@ impl Toml {
     fn text(self, v: &FileValue) -> Result<String, String> {
         use FileValue as V;
         match (self, v) {
-            (Toml::Int | Toml::Float | Toml::IntOrStr, V::Int(i)) => Ok(i.to_string()),
-            (Toml::Float, V::Float(f)) => Ok(f.to_string()),
-            (Toml::Str | Toml::IntOrStr, V::Str(s)) => Ok(s.clone()),
+            (Toml::Int | Toml::Float | Toml::IntOrStr | Toml::FloatOrStr, V::Int(i)) => {
+                Ok(i.to_string())
+            }
+            (Toml::Float | Toml::FloatOrStr, V::Float(f)) => Ok(f.to_string()),
+            (Toml::Str | Toml::IntOrStr | Toml::FloatOrStr, V::Str(s)) => Ok(s.clone()),
             (Toml::Bool, V::Bool(b)) => Ok(b.to_string()),
             (_, v) => Err(format!(
                 "expected {}, found {}",
@@ -149,6 +156,7 @@ impl Toml {
                     Toml::Float => "a number",
                     Toml::Str => "a string",
                     Toml::IntOrStr => "a number of MiB or a string with a unit",
+                    Toml::FloatOrStr => "a number or a string",
                     Toml::Bool => "true or false",
                 },
                 v.type_str()
@@ -353,6 +361,16 @@ table! {
         default: DEFAULT_TIMEOUT_FLOOR, parse: units::parse_duration, show: show_duration, meta: "DURATION", global: false,
         help: "The least limit a percentage --task-timeout gives; also the limit until a chunk has finished, when it is above 60s",
     };
+    SPECULATION => speculation: Speculate = Row {
+        flag: Some("speculation"), env: Some("BLOCKSUM_SPECULATION"), key: "speculation", toml: Toml::FloatOrStr,
+        default: Speculate::Factor(DEFAULT_SPECULATION_FACTOR), parse: parse_speculation, show: plain, meta: "K|off", global: false,
+        help: "Speculative backups: with a worker idle and nothing queued, a chunk running longer than K x the median chunk time (and --speculation-floor) gets a second attempt; the first to finish is kept. off: never",
+    };
+    SPECULATION_FLOOR => speculation_floor: Duration = Row {
+        flag: Some("speculation-floor"), env: Some("BLOCKSUM_SPECULATION_FLOOR"), key: "speculation_floor", toml: Toml::Str,
+        default: DEFAULT_SPECULATION_FLOOR, parse: units::parse_duration, show: show_duration, meta: "DURATION", global: false,
+        help: "The least time a chunk runs before a speculative backup of it starts (also the wait before any chunk has finished)",
+    };
     START_TIMEOUT => start_timeout: Duration = Row {
         flag: Some("start-timeout"), env: Some("BLOCKSUM_START_TIMEOUT"), key: "start_timeout", toml: Toml::Str,
         default: DEFAULT_START_TIMEOUT, parse: units::parse_duration, show: show_duration, meta: "DURATION", global: false,
@@ -418,6 +436,35 @@ impl fmt::Display for Workers {
             Workers::N(0) => f.write_str("0 (in process)"),
             Workers::N(n) => write!(f, "{n}"),
         }
+    }
+}
+
+/// `--speculation` as given: off, or the multiple of the median chunk time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speculate {
+    Off,
+    Factor(f64),
+}
+
+impl fmt::Display for Speculate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Speculate::Off => f.write_str("off"),
+            Speculate::Factor(k) => write!(f, "{k}x the median chunk time, at least the floor"),
+        }
+    }
+}
+
+fn parse_speculation(s: &str) -> Result<Speculate, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("off") || t.eq_ignore_ascii_case("none") {
+        return Ok(Speculate::Off);
+    }
+    match t.trim_end_matches(['x', 'X']).trim().parse::<f64>() {
+        Ok(k) if k.is_finite() && k >= 1.0 => Ok(Speculate::Factor(k)),
+        _ => Err(format!(
+            "'{s}' is not a speculation factor (a number >= 1 such as 4 or 4x, or off)"
+        )),
     }
 }
 
@@ -758,6 +805,39 @@ result_queue = 50
         ] {
             let e = file(text).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains("c.toml"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn speculation_reads_as_a_number_a_factor_or_off() {
+        let s =
+            file("[resampling.multiprocessing]\nspeculation = 3\nspeculation_floor = \"500ms\"\n")
+                .unwrap();
+        assert_eq!(s.speculation.value, Speculate::Factor(3.0));
+        assert_eq!(s.speculation_floor.value, Duration::from_millis(500));
+        let s = file_named(
+            "c.yml",
+            "resampling:\n  multiprocessing:\n    speculation: 2.5x\n",
+        )
+        .unwrap();
+        assert_eq!(s.speculation.value, Speculate::Factor(2.5));
+        let s = file("[resampling.multiprocessing]\nspeculation = \"off\"\n").unwrap();
+        assert_eq!(s.speculation.value, Speculate::Off);
+        let d = settings(None, &PoolArgs::default()).unwrap();
+        assert_eq!(
+            d.speculation.value,
+            Speculate::Factor(DEFAULT_SPECULATION_FACTOR)
+        );
+        for bad in ["0.5", "fast", "-2", "inf"] {
+            let e = file(&format!(
+                "[resampling.multiprocessing]\nspeculation = \"{bad}\"\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("speculation") && e.contains("c.toml"),
+                "{bad}: {e}"
+            );
         }
     }
 

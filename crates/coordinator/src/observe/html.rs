@@ -373,7 +373,9 @@ fn worker_label(page: &mut String, w: &WorkerReport, y: f64, end_ms: u64, x: &dy
     let died = w.cause.as_ref().is_some_and(|c| {
         !matches!(
             c,
-            FailureCause::Recycled | FailureCause::ExitCode { code: 0 }
+            FailureCause::Recycled
+                | FailureCause::Superseded { .. }
+                | FailureCause::ExitCode { code: 0 }
         )
     });
     if let (Some(at), true) = (w.exited_ms, died || w.recycled) {

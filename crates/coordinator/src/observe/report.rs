@@ -63,6 +63,9 @@ pub struct ReportOptions {
     pub max_attempts: u32,
     /// "none", "N ms", or "P% of the median chunk time".
     pub task_timeout: String,
+    /// Speculative backups: "off", or "Kx the median chunk time, at least N ms".
+    #[serde(default)]
+    pub speculation: String,
     /// `KIND:CHUNK:TIMES` as given.
     pub faults: Vec<String>,
 }

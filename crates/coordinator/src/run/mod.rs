@@ -17,7 +17,7 @@ use std::{
 use engine::{
     inproc::ExecutorFactory,
     memory::MemState,
-    sched::{ChunkOutcome, SchedConfig, Scheduler, TimeoutSpec},
+    sched::{ChunkOutcome, SchedConfig, Scheduler, SpeculationSpec, TimeoutSpec},
     ChunkSpec, EngineConfig, EngineError, Job,
 };
 use protocol::{SlotLayout, TaskId};

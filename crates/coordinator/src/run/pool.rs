@@ -100,6 +100,7 @@ pub(super) fn engine_config(
     sc.max_attempts = cfg.max_attempts;
     sc.timeout = cfg.task_timeout;
     sc.timeout_floor = cfg.task_timeout_floor;
+    sc.speculation = cfg.speculation;
     sc.start_timeout = cfg.start_timeout;
     sc.kill_grace = cfg.kill_grace;
     sc.faults = cfg.faults.clone();

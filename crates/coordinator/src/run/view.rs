@@ -118,6 +118,13 @@ impl RunView<'_> {
                     format!("{p}% of the median chunk time")
                 }
             },
+            speculation: match cfg.speculation {
+                SpeculationSpec::Off => "off".to_string(),
+                SpeculationSpec::After { factor, floor } => format!(
+                    "{factor}x the median chunk time, at least {} ms",
+                    floor.as_millis()
+                ),
+            },
             faults: cfg
                 .faults
                 .iter()
@@ -278,7 +285,9 @@ fn deaths_by_cause(
         if let Some(c) = &w.cause {
             let k = match c {
                 engine::sched::FailureCause::Signal { name, .. } => format!("killed by {name}"),
-                engine::sched::FailureCause::Recycled => continue,
+                // Recycled, or a speculative race's loser: stopped on purpose.
+                engine::sched::FailureCause::Recycled
+                | engine::sched::FailureCause::Superseded { .. } => continue,
                 other => serde_json::to_value(other)
                     .ok()
                     .and_then(|v| {

@@ -18,9 +18,11 @@ pub enum ChunkState {
     Pending,
     PendingInProcess,
     /// Running on a worker lane; the attempt is that lane's (`WorkerState::Busy`, or
-    /// `Stopping` with its fate deferred).
+    /// `Stopping` with its fate deferred). `backup`: a speculative second attempt runs on
+    /// that lane at the same time (the first of the two to finish is kept).
     OnWorker {
         worker: WorkerId,
+        backup: Option<WorkerId>,
     },
     /// Running on an in-process lane; the attempt is that lane's.
     InProcess {
@@ -48,6 +50,17 @@ pub struct LastFailure {
     pub in_process: bool,
 }
 
+/// What an attempt's end on a worker leaves of its chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// It was the chunk's only attempt in flight: its end decides the chunk's next step.
+    Last,
+    /// The other attempt of a speculative pair runs on, on this lane.
+    OtherRuns(WorkerId),
+    /// The chunk no longer runs it: it lost a speculative race and the chunk moved on.
+    Moot,
+}
+
 #[derive(Debug, Clone)]
 pub struct ChunkEntry {
     pub state: ChunkState,
@@ -73,6 +86,9 @@ pub struct ChunkEntry {
     /// Of a part: it and all its siblings died like their parent (one generation of
     /// evidence that the failure is spread over the region, not local).
     pub alike: bool,
+    /// The attempt number of its speculative backup, once one was started (at most one per
+    /// chunk, so that a chunk hanging in every attempt still ends by timeouts).
+    pub backup: Option<Attempt>,
 }
 
 impl ChunkEntry {
@@ -90,6 +106,7 @@ impl ChunkEntry {
             split: None,
             parts: 0..0,
             alike: false,
+            backup: None,
         }
     }
 }
@@ -186,8 +203,60 @@ impl ChunkTable {
     /// Takes `task` (the front of the worker queue) to worker lane `worker`.
     pub fn start_on_worker(&mut self, task: TaskId, worker: WorkerId) -> Attempt {
         self.pending.pop_front();
-        self.get_mut(task).state = ChunkState::OnWorker { worker };
+        self.get_mut(task).state = ChunkState::OnWorker {
+            worker,
+            backup: None,
+        };
         self.next_attempt(task)
+    }
+
+    /// Whether `task` may get a speculative backup: one attempt runs, on a worker; it has
+    /// had no backup before nor crashed a worker (a crash's retries and parts keep their
+    /// bisection's accounting, one attempt at a time); and the backup is within its attempts.
+    pub fn may_back_up(&self, task: TaskId) -> bool {
+        let e = self.get(task);
+        matches!(e.state, ChunkState::OnWorker { backup: None, .. })
+            && e.backup.is_none()
+            && !e.crashed_a_worker
+            && e.tries + 2 <= e.max_attempts
+    }
+
+    /// Starts a speculative backup of `task` (which `may_back_up`) on lane `worker`, beside
+    /// its running attempt: the backup's attempt number.
+    pub fn start_backup(&mut self, task: TaskId, worker: WorkerId) -> Attempt {
+        // One attempt runs and has not ended: the backup's number comes after it.
+        let attempt = Attempt(self.get(task).tries + 2);
+        let e = self.get_mut(task);
+        if let ChunkState::OnWorker { backup, .. } = &mut e.state {
+            *backup = Some(worker);
+        }
+        e.backup = Some(attempt);
+        attempt
+    }
+
+    /// Whether `task` runs an attempt on lane `worker`.
+    pub fn runs_on(&self, task: TaskId, worker: WorkerId) -> bool {
+        matches!(self.get(task).state, ChunkState::OnWorker { worker: w, backup: b }
+            if w == worker || b == Some(worker))
+    }
+
+    /// The attempt of `task` on lane `worker` has ended: what else of the chunk runs.
+    pub fn attempt_ends_on(&mut self, task: TaskId, worker: WorkerId) -> AttemptEnd {
+        let e = self.get_mut(task);
+        let ChunkState::OnWorker { worker: w, backup } = e.state else {
+            return AttemptEnd::Moot;
+        };
+        let other = match backup {
+            Some(b) if w == worker => b,
+            Some(b) if b == worker => w,
+            None if w == worker => return AttemptEnd::Last,
+            _ => return AttemptEnd::Moot,
+        };
+        e.state = ChunkState::OnWorker {
+            worker: other,
+            backup: None,
+        };
+        AttemptEnd::OtherRuns(other)
     }
 
     /// An attempt of `task` failed: note it for the retry rule.

@@ -1,7 +1,8 @@
 //! Dispatch: handing chunks out. `pump` gives queued chunks to free in-process lanes and to
 //! idle workers (within `max_busy`, while admission is open, one free slot each), with the
-//! fault to inject; `on_ready` turns a worker that said hello into an idle one (or retires
-//! it when no chunk needs it); `busy_with` matches a worker's reply to the attempt it was
+//! fault to inject, and with nothing queued lets `speculate` back up long attempts;
+//! `on_ready` turns a worker that said hello into an idle one (or retires it when no chunk
+//! needs it); `busy_with` matches a worker's reply to the attempt it was
 //! given (any other reply is late); and `all_assigned` answers whether any chunk still
 //! needs a worker.
 //!
@@ -15,10 +16,7 @@ use protocol::{Attempt, FaultKind, SlotId, TaskId};
 
 use crate::observe::RunEvent;
 
-use super::{
-    chunks::ChunkState, lanes::InProcessAttempt, Executor, SchedAction, Scheduler, WorkerKey,
-    WorkerState,
-};
+use super::{lanes::InProcessAttempt, Executor, SchedAction, Scheduler, WorkerKey, WorkerState};
 
 impl Scheduler {
     /// Hands out work: in-process lanes first (their queue holds chunks that timed out),
@@ -55,6 +53,7 @@ impl Scheduler {
                     attempt: attempt.0,
                     executor: Executor::InProcess { lane },
                     fault: None,
+                    speculative: false,
                 },
             );
             out.push(SchedAction::RunInProcess {
@@ -79,7 +78,8 @@ impl Scheduler {
                 continue;
             }
             let Some(task) = self.chunks.next_pending() else {
-                break;
+                // Nothing queued: idle workers may back up attempts that run long.
+                return self.speculate(now, busy, out);
             };
             let Some(slot) = self.slots.take() else {
                 return;
@@ -103,6 +103,7 @@ impl Scheduler {
                     attempt: attempt.0,
                     executor: Executor::worker(key, pid),
                     fault,
+                    speculative: false,
                 },
             );
             out.push(SchedAction::Dispatch {
@@ -163,10 +164,7 @@ impl Scheduler {
                 since,
                 ..
             }) if t == task && a == attempt => {
-                debug_assert_eq!(
-                    self.chunks.get(task).state,
-                    ChunkState::OnWorker { worker: key.id }
-                );
+                debug_assert!(self.chunks.runs_on(task, key.id));
                 Some((pid, slot, since))
             }
             _ => {

@@ -1,4 +1,5 @@
-//! Success: a worker's `TaskDone`, an in-process lane's `InProcessDone` (its failures go on
+//! Success: a worker's `TaskDone` (the first of a speculative pair to finish wins, and
+//! `speculate` stops the other), an in-process lane's `InProcessDone` (its failures go on
 //! to `fail`), and the writer's `Written`, which frees the chunk's slot and, once every chunk
 //! has ended, retires the lanes and finishes the run.
 //!
@@ -12,8 +13,9 @@ use protocol::{Attempt, SlotId, TaskId, TaskStats};
 use crate::observe::RunEvent;
 
 use super::{
-    chunks::ChunkState, AttemptRecord, ChunkOutcome, Executor, FailureCause, SchedAction,
-    Scheduler, WorkerKey, WorkerState,
+    chunks::{AttemptEnd, ChunkState},
+    AttemptRecord, ChunkOutcome, Executor, FailureCause, SchedAction, Scheduler, WorkerKey,
+    WorkerState,
 };
 
 impl Scheduler {
@@ -30,17 +32,14 @@ impl Scheduler {
             return;
         };
         self.timeouts.record(now - since);
-        let record = AttemptRecord {
-            attempt: attempt.0,
-            executor: Executor::worker(key, pid),
-            started_ms: self.history.ms(since),
-            ended_ms: self.history.ms(now),
-            stats: Some(stats),
-            failure: None,
-            fault: self.fault_for(task, attempt),
-            recycled_after: false,
-        };
+        let executor = Executor::worker(key, pid);
+        let record = self.attempt_record(task, attempt, executor, (since, now), Ok(stats));
+        // The first of a speculative pair to finish is kept; the other is stopped.
+        let end = self.chunks.attempt_ends_on(task, key.id);
         self.attempt_succeeded(task, record, (slot, ChunkOutcome::Done), now, out);
+        if let AttemptEnd::OtherRuns(loser) = end {
+            self.supersede(loser, task, attempt, now, out);
+        }
         let lane = self.lanes.get_mut(key.id);
         lane.backoff.reset();
         lane.last_task = Some(task);
@@ -69,16 +68,10 @@ impl Scheduler {
         let executor = Executor::InProcess { lane };
         match result {
             Ok(stats) => {
-                let record = AttemptRecord {
-                    attempt: attempt.0,
-                    executor,
-                    started_ms: self.history.ms(run.since),
-                    ended_ms: self.history.ms(now),
-                    stats: Some(stats),
-                    failure: None,
-                    fault: None,
-                    recycled_after: false,
-                };
+                let mut record =
+                    self.attempt_record(task, attempt, executor, (run.since, now), Ok(stats));
+                // No fault is injected in process.
+                record.fault = None;
                 let into = (run.slot, ChunkOutcome::DoneInProcess);
                 self.attempt_succeeded(task, record, into, now, out);
             }

@@ -77,6 +77,11 @@ pub enum FailureCause {
     StartTimeout,
     /// The worker was stopped on purpose (soft memory limit, end of run).
     Recycled,
+    /// A speculative pair's loser: attempt `by` of the same chunk finished first, and this
+    /// one's worker was killed (its output, in its own slot, is never read).
+    Superseded {
+        by: u32,
+    },
     Interrupted,
 }
 
@@ -163,6 +168,7 @@ impl FailureCause {
             FailureCause::InProcessError { error } => format!("in-process error: {error}"),
             FailureCause::StartTimeout => "did not become ready in time".into(),
             FailureCause::Recycled => "recycled".into(),
+            FailureCause::Superseded { by } => format!("stopped: attempt {by} finished first"),
             FailureCause::Interrupted => "interrupted".into(),
         }
     }

@@ -48,7 +48,11 @@ impl Scheduler {
             r.stderr_tail = exit.stderr_tail.clone();
             pid = r.pid;
         }
-        let deliberate = matches!(cause, FailureCause::Recycled);
+        // Recycled, or killed for losing a speculative race: stopped on purpose, no death.
+        let deliberate = matches!(
+            cause,
+            FailureCause::Recycled | FailureCause::Superseded { .. }
+        );
         self.history.note(
             now,
             RunEvent::WorkerExited {

@@ -1,6 +1,7 @@
 //! Failure: a worker's `TaskFailed` and every other failed attempt (handed here by `done`,
 //! `stop` and `exit`), and the chunk's next step: retry on a worker, run in process, ask the
-//! job to split it (and take its `Split` answer), or quarantine it.
+//! job to split it (and take its `Split` answer), or quarantine it. A failed attempt of a
+//! speculative pair whose other attempt runs on is only recorded: the survivor's end decides.
 //!
 //! Does not stop or restart the worker that failed (`stop`, `exit`), and keeps no rule of
 //! its own for when the run must end: the breaker (`policy`) says, the facade's `fatal` ends
@@ -27,8 +28,9 @@ use protocol::{Attempt, TaskId};
 use crate::observe::RunEvent;
 
 use super::{
-    chunks::ChunkState, policy::breaker::AttemptDeath, AttemptRecord, Executor, FailureCause,
-    SchedAction, Scheduler, SplitReason, WorkerKey, WorkerState,
+    chunks::{AttemptEnd, ChunkState},
+    policy::breaker::AttemptDeath,
+    Executor, FailureCause, SchedAction, Scheduler, SplitReason, WorkerKey, WorkerState,
 };
 
 impl Scheduler {
@@ -71,18 +73,17 @@ impl Scheduler {
         now: Instant,
         out: &mut Vec<SchedAction>,
     ) {
-        let record_fault = self.fault_for(task, attempt);
-        let record = AttemptRecord {
-            attempt: attempt.0,
-            executor,
-            started_ms: self.history.ms(since),
-            ended_ms: self.history.ms(now),
-            stats: None,
-            failure: Some(cause.clone()),
-            fault: record_fault,
-            recycled_after: false,
-        };
+        let record = self.attempt_record(task, attempt, executor, (since, now), Err(cause.clone()));
+        let record_fault = record.fault;
         self.history.attempt_ended(task, record);
+        let end = match executor {
+            Executor::Worker { worker, .. } => self.chunks.attempt_ends_on(task, worker),
+            Executor::InProcess { .. } => AttemptEnd::Last,
+        };
+        if end == AttemptEnd::Moot {
+            // The loser of a speculative pair whose end was deferred: the chunk moved on.
+            return;
+        }
         let in_process = matches!(executor, Executor::InProcess { .. });
         if !in_process && cause.is_death() && !self.runs_in_process_next(task, &cause) {
             let entry = self.chunks.get(task);
@@ -97,6 +98,15 @@ impl Scheduler {
             }
         }
         self.chunks.attempt_failed(task, cause, in_process);
+        if let AttemptEnd::OtherRuns(other) = end {
+            tracing::info!(
+                task = task.0,
+                attempt = attempt.0,
+                running_on = other.0,
+                "attempt failed while the chunk's other attempt runs on: its end decides"
+            );
+            return;
+        }
         if self.held_for_siblings(task, now, out) {
             return;
         }

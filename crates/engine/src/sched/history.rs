@@ -25,6 +25,9 @@ pub struct AttemptRecord {
     pub fault: Option<FaultKind>,
     /// The worker was recycled (soft memory limit) right after this attempt.
     pub recycled_after: bool,
+    /// A speculative backup, started while another attempt of the chunk still ran.
+    #[serde(default)]
+    pub speculative: bool,
 }
 
 /// Per-incarnation facts for the report.
@@ -51,6 +54,11 @@ pub struct SchedCounters {
     pub timeouts: u32,
     pub recycles: u32,
     pub splits: u32,
+    /// Speculative backup attempts started, and those that finished first.
+    #[serde(default)]
+    pub speculative: u32,
+    #[serde(default)]
+    pub speculative_wins: u32,
 }
 
 pub struct History {
@@ -108,6 +116,7 @@ impl History {
                 started_ms: record.started_ms,
                 ended_ms: record.ended_ms,
                 stats: *stats,
+                speculative: record.speculative,
             },
             (None, failure) => RunEvent::ChunkFailed {
                 task: task.0,
@@ -117,6 +126,7 @@ impl History {
                 ended_ms: record.ended_ms,
                 cause: failure.clone().unwrap_or(FailureCause::Disconnected),
                 fault: record.fault,
+                speculative: record.speculative,
             },
         };
         if let Some(o) = &mut self.observer {

@@ -8,13 +8,15 @@
 //! - `lanes`: the worker lanes and in-process lanes, which hold the attempts in flight;
 //! - `slots`: the free result slots;
 //! - `history`: attempt and worker records and counters, for the report only;
-//! - `policy`: backoff, breaker, timeouts and admission, each a small tested rule.
+//! - `policy`: backoff, breaker, timeouts, speculation and admission, each a small tested
+//!   rule.
 //!
 //! Its own methods are split by verb, each file a further `impl Scheduler`:
 //!
 //! - `dispatch`: handing chunks to lanes and idle workers, a worker's hello, late replies;
 //! - `done`: a successful attempt, and the written chunk that frees its slot;
 //! - `fail`: a failed attempt and the chunk's next step (retry, in process, split, quarantine);
+//! - `speculate`: backup attempts of long-running chunks on idle workers, and the loser's stop;
 //! - `stop`: stopping, recycling and retiring workers on purpose;
 //! - `exit`: a worker process gone, and its lane's restart after a backoff;
 //! - `tick`: deadlines (start timeout, task timeout, kill grace, backoff, in-process hang).
@@ -47,6 +49,7 @@ mod dispatch;
 mod done;
 mod exit;
 mod fail;
+mod speculate;
 mod stop;
 mod tick;
 
@@ -64,6 +67,7 @@ use self::{
         admission::Admission,
         backoff::Jitter,
         breaker::Breaker,
+        speculation::Speculation,
         timeouts::{inproc_limit, Timeouts},
     },
     slots::SlotPool,
@@ -75,7 +79,10 @@ pub use self::{
     },
     history::{AttemptRecord, SchedCounters, WorkerRecord},
     lanes::WorkerState,
-    policy::timeouts::{DEFAULT_START_TIMEOUT, DEFAULT_TIMEOUT_FLOOR, FIRST_CHUNKS_LIMIT},
+    policy::{
+        speculation::{SpeculationSpec, DEFAULT_SPECULATION_FACTOR, DEFAULT_SPECULATION_FLOOR},
+        timeouts::{DEFAULT_START_TIMEOUT, DEFAULT_TIMEOUT_FLOOR, FIRST_CHUNKS_LIMIT},
+    },
 };
 
 #[derive(Debug, Clone)]
@@ -93,6 +100,9 @@ pub struct SchedConfig {
     pub timeout: Option<TimeoutSpec>,
     /// The least limit a percentage timeout gives.
     pub timeout_floor: Duration,
+    /// Speculative backup attempts of long-running chunks on idle workers. Off here (the
+    /// engine's tests drive attempts one at a time); the coordinator turns it on.
+    pub speculation: SpeculationSpec,
     pub kill_grace: Duration,
     /// Deadline for a spawned worker to say hello.
     pub start_timeout: Duration,
@@ -134,6 +144,7 @@ impl SchedConfig {
             max_attempts: 3,
             timeout: None,
             timeout_floor: DEFAULT_TIMEOUT_FLOOR,
+            speculation: SpeculationSpec::Off,
             kill_grace: Duration::from_millis(500),
             start_timeout: DEFAULT_START_TIMEOUT,
             backoff_base: Duration::from_millis(25),
@@ -160,6 +171,7 @@ pub struct Scheduler {
     slots: SlotPool,
     history: History,
     timeouts: Timeouts,
+    speculation: Speculation,
     breaker: Breaker,
     jitter: Jitter,
     admission: Admission,
@@ -193,6 +205,7 @@ impl Scheduler {
             slots: SlotPool::new(cfg.slots),
             history,
             timeouts: Timeouts::new(cfg.timeout, cfg.timeout_floor),
+            speculation: Speculation::new(cfg.speculation),
             breaker: Breaker::new(&cfg, chunks),
             jitter: Jitter::new(cfg.jitter_seed),
             admission: Admission::new(cfg.admission_open, now),
@@ -294,6 +307,7 @@ impl Scheduler {
                     .filter(|_| self.cfg.workers > 0)
                     .filter_map(|r| limit.map(|l| r.since + inproc_limit(l))),
             )
+            .chain(self.speculation_deadline())
             .min()
     }
 
@@ -308,6 +322,15 @@ impl Scheduler {
                 self.lanes.current(key),
                 Some(s) if !matches!(s, WorkerState::Backoff { .. } | WorkerState::Retired)
             );
+        // The loser of a speculative race killed as the run ended: say so, not "no cause".
+        let superseded = match self.lanes.current(key) {
+            Some(WorkerState::Stopping {
+                cause: c @ FailureCause::Superseded { .. },
+                ..
+            }) => Some(c.clone()),
+            _ => None,
+        };
+        let deliberate = deliberate || superseded.is_some();
         let ms = self.history.ms(now);
         let mut noted = None;
         if let Some(r) = self.history.worker_mut(key) {
@@ -315,7 +338,9 @@ impl Scheduler {
                 r.exited_ms = Some(ms);
                 r.stderr_tail = exit.stderr_tail.clone();
                 // A clean exit at the end of the run is no failure: no cause.
-                if exit.code != Some(0) && !deliberate {
+                if superseded.is_some() {
+                    r.cause = superseded;
+                } else if exit.code != Some(0) && !deliberate {
                     r.cause = Some(FailureCause::from_exit(exit));
                 }
                 noted = Some(RunEvent::WorkerExited {
@@ -392,6 +417,33 @@ impl Scheduler {
             out.truncate(i + 1);
         }
         out
+    }
+
+    /// The report's record of `task`'s attempt `attempt`, run by `executor` over `span`
+    /// (start, end): its stats, or why it failed.
+    fn attempt_record(
+        &self,
+        task: TaskId,
+        attempt: protocol::Attempt,
+        executor: Executor,
+        (since, now): (Instant, Instant),
+        result: Result<protocol::TaskStats, FailureCause>,
+    ) -> AttemptRecord {
+        let (stats, failure) = match result {
+            Ok(s) => (Some(s), None),
+            Err(c) => (None, Some(c)),
+        };
+        AttemptRecord {
+            attempt: attempt.0,
+            executor,
+            started_ms: self.history.ms(since),
+            ended_ms: self.history.ms(now),
+            stats,
+            failure,
+            fault: self.fault_for(task, attempt),
+            recycled_after: false,
+            speculative: self.chunks.get(task).backup == Some(attempt),
+        }
     }
 
     fn fatal(&mut self, why: FatalReason, out: &mut Vec<SchedAction>) {

@@ -56,6 +56,11 @@ impl Timeouts {
         self.durations.push(d);
     }
 
+    /// The median duration of the worker attempts that succeeded so far.
+    pub fn median(&self) -> Option<Duration> {
+        self.durations.median()
+    }
+
     /// The current per-attempt limit, or `None` without a timeout.
     pub fn limit(&self) -> Option<Duration> {
         match self.spec? {
