@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Build the release binaries, then run a benchmark (see scripts/BENCH.md):
 #   scripts/bench.sh [bench.py options]     ours vs the decode floors, the seed design, gdalwarp
-#   scripts/bench.sh targets [options]      issue 10's decode targets in one run (bench_targets.py)
+#   scripts/bench.sh targets [options]      issue 10's decode targets and issue 20's start-up cases
+#                                           in one run (bench_targets.py)
+#   scripts/bench.sh targets --only startup the start-up cases alone: 256² with 2 workers vs in
+#                                           process, --workers 50 vs --workers 2 (BLOCKSUM_SPAWN=exec
+#                                           for the same without the fork server)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 (cd "$ROOT" && cargo build --release --bins && cargo build --release -p blocksum-worker --example decode_floor)
@@ -9,6 +13,8 @@ if [ "${1:-}" = targets ]; then
   shift
   # rasterio and numpy in a private virtualenv, as scripts/test.sh makes it.
   venv="$ROOT/target/pyenv"
+  # The start-up cases alone need neither rasterio nor numpy.
+  case " $* " in *" --only startup "*) exec python3 "$ROOT/scripts/bench_targets.py" "$@" ;; esac
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check rasterio numpy

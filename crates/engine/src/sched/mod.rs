@@ -164,6 +164,10 @@ pub struct Scheduler {
     jitter: Jitter,
     admission: Admission,
     done: bool,
+    /// The warm spares (lanes from `max_busy` on) are not started yet: they start once the
+    /// first worker is ready (and holds its first chunk), so that their start-up never
+    /// delays the pool's first worker or its first chunk.
+    spares_waiting: bool,
     pub counters: SchedCounters,
 }
 
@@ -197,6 +201,7 @@ impl Scheduler {
             jitter: Jitter::new(cfg.jitter_seed),
             admission: Admission::new(cfg.admission_open, now),
             done: false,
+            spares_waiting: false,
             counters: SchedCounters::default(),
             cfg,
         };
@@ -206,11 +211,41 @@ impl Scheduler {
             out.push(SchedAction::Finished);
             return (s, out);
         }
-        for id in s.lanes.ids().collect::<Vec<_>>() {
+        for id in s
+            .lanes
+            .ids()
+            .take(s.cfg.max_busy as usize)
+            .collect::<Vec<_>>()
+        {
             s.spawn(WorkerKey { id, gen: 0 }, now, &mut out);
         }
+        s.spares_waiting = s.cfg.workers > s.cfg.max_busy;
         s.pump(now, &mut out);
         (s, out)
+    }
+
+    /// Starts the warm spares once a worker is ready (see `spares_waiting`).
+    fn start_spares_when_ready(&mut self, now: Instant, out: &mut Vec<SchedAction>) {
+        let ready = |l: &lanes::Lane| {
+            matches!(l.state, WorkerState::Idle { .. } | WorkerState::Busy { .. })
+        };
+        if !self.spares_waiting || !self.lanes.iter().any(ready) {
+            return;
+        }
+        self.spares_waiting = false;
+        let waiting: Vec<WorkerId> = self
+            .lanes
+            .ids()
+            .skip(self.cfg.max_busy as usize)
+            .filter(|&id| self.lanes.get(id).state == WorkerState::Retired)
+            .collect();
+        tracing::debug!(
+            spares = waiting.len(),
+            "a worker is ready: starting the warm spares"
+        );
+        for id in waiting {
+            self.spawn(WorkerKey { id, gen: 0 }, now, out);
+        }
     }
 
     // -----------------------------------------------------------------------------------
@@ -386,6 +421,7 @@ impl Scheduler {
         }
         if !self.done {
             self.pump(now, &mut out);
+            self.start_spares_when_ready(now, &mut out);
         }
         // Nothing follows a fatal decision.
         if let Some(i) = out.iter().position(|a| matches!(a, SchedAction::Fatal(_))) {

@@ -1,0 +1,219 @@
+//! The coordinator's side of the fork server: the worker binary started once per run with
+//! `--fork-server` (see the runtime's `fork_server`), which has loaded GDAL and its drivers
+//! and forks each worker and each replacement in a few milliseconds instead of the ~45 an
+//! exec with GDAL's load costs.
+//!
+//! Who waits for a forked worker: the coordinator. The fork server forks twice and its
+//! intermediate child exits at once, so the worker is reparented to the nearest child
+//! subreaper among its ancestors: this process, made one before the fork server starts.
+//! The coordinator then waits for the worker and reads its exit status exactly as for a
+//! spawned one, and the worker's parent-death signal (set after the reparenting) is tied
+//! to the coordinator. A fork server that reported exit statuses itself would make every
+//! worker's supervision depend on one more process; here its death ends no worker (each
+//! one after it is spawned by exec: see [`ForkServer::fork`]).
+//!
+//! The fork server runs under the same rules as a worker (its own process group, killed
+//! with the thread that spawned it, the workers' environment) and is stopped at the end of
+//! the run ([`ForkServer::stop`]).
+
+use std::{
+    io::{BufRead, BufReader},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use protocol::{decode, encode, ForkRequest, ForkServerArgs, FromForkServer, PROTOCOL_VERSION};
+
+use crate::{
+    os::{self, ChildSetup},
+    pool::PoolConfig,
+};
+
+/// How long the fork server may take to load and say it is ready, and to answer a request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running fork server.
+pub struct ForkServer {
+    state: Mutex<State>,
+}
+
+struct State {
+    control: OwnedFd,
+    child: Child,
+    /// It said `Ready` (with our protocol version).
+    ready: bool,
+    /// It failed once: every later worker is spawned by exec.
+    broken: bool,
+}
+
+impl std::fmt::Debug for ForkServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForkServer")
+    }
+}
+
+/// Why the fork server could not fork a worker (the caller spawns it by exec instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ForkError {
+    #[error("the fork server failed before")]
+    Broken,
+    #[error("the fork server's control socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the fork server speaks protocol version {0}, this coordinator {PROTOCOL_VERSION}")]
+    Version(u32),
+    #[error("the fork server answered out of turn: {0}")]
+    Garbage(String),
+    #[error("the fork server could not fork: {0}")]
+    Failed(String),
+}
+
+impl ForkServer {
+    /// Starts the fork server for the run whose workers `cfg` describes: from the thread
+    /// that spawns the workers (its parent-death signal is tied to that thread). Does not
+    /// wait for it to load: the first [`ForkServer::fork`] does.
+    pub fn start(cfg: &PoolConfig) -> std::io::Result<ForkServer> {
+        os::become_subreaper()?;
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        let timeout = nix::sys::time::TimeVal::new(ANSWER_TIMEOUT.as_secs() as i64, 0);
+        nix::sys::socket::setsockopt(&ours, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
+        let args = ForkServerArgs {
+            control_fd: theirs.as_raw_fd(),
+        };
+        let mut cmd = Command::new(&cfg.worker_bin);
+        cmd.args(args.to_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_BACKTRACE", "0");
+        for (k, v) in &cfg.env {
+            cmd.env(k, v);
+        }
+        os::prepare(
+            &mut cmd,
+            ChildSetup {
+                inherit: theirs.as_raw_fd(),
+                data_limit: None,
+            },
+        );
+        let mut child = cmd.spawn()?;
+        drop(theirs);
+        // What it says goes to the log (it says something only when it fails).
+        if let Some(err) = child.stderr.take() {
+            let pid = child.id();
+            std::thread::Builder::new()
+                .name("fork-server-stderr".into())
+                .spawn(move || {
+                    for line in BufReader::new(err).lines().map_while(Result::ok) {
+                        tracing::info!(pid, "fork server: {line}");
+                    }
+                })?;
+        }
+        Ok(ForkServer {
+            state: Mutex::new(State {
+                control: ours,
+                child,
+                ready: false,
+                broken: false,
+            }),
+        })
+    }
+
+    /// Forks a worker that connects to `req.connect`, with `shm` as its shared segment.
+    /// Returns its pid (a child of this process) and the read end of its stderr. After a
+    /// failure the fork server is not asked again.
+    pub fn fork(
+        &self,
+        req: &ForkRequest,
+        shm: BorrowedFd<'_>,
+    ) -> Result<(u32, OwnedFd), ForkError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.broken {
+            return Err(ForkError::Broken);
+        }
+        let got = st.fork(req, shm);
+        if got.is_err() {
+            st.broken = true;
+        }
+        got
+    }
+
+    /// Stops the fork server: it ends when its control socket closes; past a short grace,
+    /// it is killed. Waits for it, so that nothing outlives the run.
+    pub fn stop(self) {
+        let st = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
+        let State {
+            control, mut child, ..
+        } = st;
+        drop(control);
+        let give_up = Instant::now() + Duration::from_millis(500);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() >= give_up => {
+                    os::signal_group(child.id(), nix::sys::signal::Signal::SIGKILL);
+                    let _ = child.wait();
+                    return;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+}
+
+impl State {
+    fn fork(
+        &mut self,
+        req: &ForkRequest,
+        shm: BorrowedFd<'_>,
+    ) -> Result<(u32, OwnedFd), ForkError> {
+        if !self.ready {
+            match self.answer()? {
+                FromForkServer::Ready { version } if version == PROTOCOL_VERSION => {}
+                FromForkServer::Ready { version } => return Err(ForkError::Version(version)),
+                other => return Err(ForkError::Garbage(format!("{other:?}"))),
+            }
+            self.ready = true;
+        }
+        let (stderr_r, stderr_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        os::send_with_fds(
+            self.control.as_fd(),
+            &encode(req),
+            &[stderr_w.as_raw_fd(), shm.as_raw_fd()],
+        )?;
+        // The worker holds the write end now; ours would keep its stderr open past its exit.
+        drop(stderr_w);
+        match self.answer()? {
+            FromForkServer::Forked { pid } => Ok((pid, stderr_r)),
+            FromForkServer::Failed { error } => Err(ForkError::Failed(error)),
+            other => Err(ForkError::Garbage(format!("{other:?}"))),
+        }
+    }
+
+    /// The fork server's next message, within [`ANSWER_TIMEOUT`].
+    fn answer(&mut self) -> Result<FromForkServer, ForkError> {
+        let mut buf = [0u8; 4096];
+        let n = loop {
+            match nix::sys::socket::recv(self.control.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other.map_err(std::io::Error::from)?,
+            }
+        };
+        if n == 0 {
+            let status = self.child.try_wait().ok().flatten();
+            return Err(ForkError::Io(std::io::Error::other(format!(
+                "the fork server hung up ({})",
+                status.map_or("still running".to_string(), |s| s.to_string())
+            ))));
+        }
+        decode::<FromForkServer>(&buf[..n]).map_err(|e| ForkError::Garbage(e.to_string()))
+    }
+}
