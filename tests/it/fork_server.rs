@@ -126,6 +126,8 @@ fn hanging_run(fx: &Fixture, out: &Path, rep: &Path) -> (Child, Vec<u32>) {
         .args(["--inject-fault", "hang:0", "--task-timeout", "3s"])
         .args(["--memory-limit-per-worker", "400MiB", "--report"])
         .arg(rep)
+        .arg("--events")
+        .arg(rep.with_extension("events"))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -135,6 +137,18 @@ fn hanging_run(fx: &Fixture, out: &Path, rep: &Path) -> (Child, Vec<u32>) {
         (ws.len() == 3).then_some(ws)
     });
     (child, ws)
+}
+
+/// The pid of the worker that took chunk 0's first attempt, from the event stream.
+fn hung_worker(events: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(events).ok()?;
+    text.lines().find_map(|l| {
+        let e: serde_json::Value = serde_json::from_str(l).ok()?;
+        (e["event"] == "chunk_dispatched" && e["task"] == 0 && e["attempt"] == 1)
+            .then(|| e["executor"]["pid"].as_u64())
+            .flatten()
+            .map(|p| p as u32)
+    })
 }
 
 #[test]
@@ -160,13 +174,19 @@ fn a_forked_worker_is_its_own_process_and_dies_alone() {
         assert_eq!(data_limit(w), (400u64 << 20).to_string(), "worker {w}");
     }
     assert_eq!(data_limit(server), "unlimited");
-    let (victim, others) = (ws[0], &ws[1..]);
+    // An idle worker dies (the hung one keeps the run alive meanwhile): only it.
+    let hung = wait_for(Duration::from_secs(10), "chunk 0 on a worker", || {
+        hung_worker(&rep.with_extension("events"))
+    });
+    assert!(ws.contains(&hung), "chunk 0 hangs on a forked worker");
+    let victim = *ws.iter().find(|&&w| w != hung).unwrap();
+    let others: Vec<u32> = ws.iter().copied().filter(|&w| w != victim).collect();
     nix::sys::signal::kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
     wait_for(Duration::from_secs(5), "the victim to be reaped", || {
         (!alive(victim)).then_some(())
     });
     std::thread::sleep(Duration::from_millis(100));
-    for &w in others {
+    for &w in &others {
         assert!(alive(w), "worker {w} died with worker {victim}");
     }
     assert!(alive(server), "the fork server died with worker {victim}");
