@@ -9,8 +9,9 @@
 //! The coordinator then waits for the worker and reads its exit status exactly as for a
 //! spawned one, and the worker's parent-death signal (set after the reparenting) is tied
 //! to the coordinator. A fork server that reported exit statuses itself would make every
-//! worker's supervision depend on one more process; here its death ends no worker (each
-//! one after it is spawned by exec: see [`ForkServer::fork`]).
+//! worker's supervision depend on one more process; here its death ends no worker (the
+//! worker being forked is spawned by exec instead, and the next one starts another fork
+//! server: see [`ForkServer::fork`]).
 //!
 //! The fork server runs under the same rules as a worker (its own process group, killed
 //! with the thread that spawned it, the workers' environment) and is stopped at the end of
@@ -35,18 +36,29 @@ use crate::{
 /// How long the fork server may take to load and say it is ready, and to answer a request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running fork server.
+/// Fork servers started in a run beyond the first, after one failed (it was killed, say):
+/// past these, every later worker is spawned by exec.
+const MAX_RESTARTS: u32 = 3;
+
+/// The run's fork server: started again after a failure, up to [`MAX_RESTARTS`] times.
 pub struct ForkServer {
+    worker_bin: std::path::PathBuf,
+    env: Vec<(String, String)>,
     state: Mutex<State>,
 }
 
 struct State {
+    /// The process now running, if any.
+    live: Option<Live>,
+    restarts: u32,
+}
+
+/// One fork server process.
+struct Live {
     control: OwnedFd,
     child: Child,
     /// It said `Ready` (with our protocol version).
     ready: bool,
-    /// It failed once: every later worker is spawned by exec.
-    broken: bool,
 }
 
 impl std::fmt::Debug for ForkServer {
@@ -58,7 +70,7 @@ impl std::fmt::Debug for ForkServer {
 /// Why the fork server could not fork a worker (the caller spawns it by exec instead).
 #[derive(Debug, thiserror::Error)]
 pub enum ForkError {
-    #[error("the fork server failed before")]
+    #[error("the fork server failed {MAX_RESTARTS} times in this run")]
     Broken,
     #[error("the fork server's control socket: {0}")]
     Io(#[from] std::io::Error),
@@ -76,6 +88,55 @@ impl ForkServer {
     /// wait for it to load: the first [`ForkServer::fork`] does.
     pub fn start(cfg: &PoolConfig) -> std::io::Result<ForkServer> {
         os::become_subreaper()?;
+        let live = Live::start(&cfg.worker_bin, &cfg.env)?;
+        Ok(ForkServer {
+            worker_bin: cfg.worker_bin.clone(),
+            env: cfg.env.clone(),
+            state: Mutex::new(State {
+                live: Some(live),
+                restarts: 0,
+            }),
+        })
+    }
+
+    /// Forks a worker that connects to `req.connect`, with `shm` as its shared segment.
+    /// Returns its pid (a child of this process) and the read end of its stderr. A fork
+    /// server that fails is stopped, and the next call starts another (the caller spawns
+    /// this worker by exec).
+    pub fn fork(
+        &self,
+        req: &ForkRequest,
+        shm: BorrowedFd<'_>,
+    ) -> Result<(u32, OwnedFd), ForkError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.live.is_none() {
+            if st.restarts >= MAX_RESTARTS {
+                return Err(ForkError::Broken);
+            }
+            st.restarts += 1;
+            st.live = Some(Live::start(&self.worker_bin, &self.env)?);
+        }
+        let live = st.live.as_mut().expect("started above");
+        let got = live.fork(req, shm);
+        if got.is_err() {
+            if let Some(dead) = st.live.take() {
+                dead.stop();
+            }
+        }
+        got
+    }
+
+    /// Stops the fork server (see [`Live::stop`]).
+    pub fn stop(self) {
+        let st = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(live) = st.live {
+            live.stop();
+        }
+    }
+}
+
+impl Live {
+    fn start(worker_bin: &std::path::Path, env: &[(String, String)]) -> std::io::Result<Live> {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -87,13 +148,13 @@ impl ForkServer {
         let args = ForkServerArgs {
             control_fd: theirs.as_raw_fd(),
         };
-        let mut cmd = Command::new(&cfg.worker_bin);
+        let mut cmd = Command::new(worker_bin);
         cmd.args(args.to_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .env("RUST_BACKTRACE", "0");
-        for (k, v) in &cfg.env {
+        for (k, v) in env {
             cmd.env(k, v);
         }
         os::prepare(
@@ -116,42 +177,19 @@ impl ForkServer {
                     }
                 })?;
         }
-        Ok(ForkServer {
-            state: Mutex::new(State {
-                control: ours,
-                child,
-                ready: false,
-                broken: false,
-            }),
+        Ok(Live {
+            control: ours,
+            child,
+            ready: false,
         })
-    }
-
-    /// Forks a worker that connects to `req.connect`, with `shm` as its shared segment.
-    /// Returns its pid (a child of this process) and the read end of its stderr. After a
-    /// failure the fork server is not asked again.
-    pub fn fork(
-        &self,
-        req: &ForkRequest,
-        shm: BorrowedFd<'_>,
-    ) -> Result<(u32, OwnedFd), ForkError> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.broken {
-            return Err(ForkError::Broken);
-        }
-        let got = st.fork(req, shm);
-        if got.is_err() {
-            st.broken = true;
-        }
-        got
     }
 
     /// Stops the fork server: it ends when its control socket closes; past a short grace,
     /// it is killed. Waits for it, so that nothing outlives the run.
-    pub fn stop(self) {
-        let st = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
-        let State {
+    fn stop(self) {
+        let Live {
             control, mut child, ..
-        } = st;
+        } = self;
         drop(control);
         let give_up = Instant::now() + Duration::from_millis(500);
         loop {
@@ -168,7 +206,7 @@ impl ForkServer {
     }
 }
 
-impl State {
+impl Live {
     fn fork(
         &mut self,
         req: &ForkRequest,

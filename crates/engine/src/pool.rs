@@ -134,7 +134,7 @@ fn start(cfg: &PoolConfig, key: WorkerKey, name: &str) -> std::io::Result<Starte
             Err(crate::fork_server::ForkError::Broken) => {}
             Err(e) => tracing::info!(
                 worker = key.id.0,
-                "{e}: this and later workers are spawned by exec"
+                "{e}: this worker is spawned by exec"
             ),
         }
     }

@@ -33,15 +33,15 @@ pub(crate) enum Role {
 /// The fork server's loop for kernel `K`.
 pub(crate) fn serve_forks<K: ChunkKernel>(args: ForkServerArgs) -> Role {
     use std::os::fd::{AsRawFd, IntoRawFd};
+    // Named apart from its workers in a process table (`ps`, the tests' scans), first thing;
+    // each worker takes the binary's name back.
+    let name = os::name();
+    os::set_name(FORK_SERVER_NAME);
     let control = match os::inherited_fd(args.control_fd) {
         Ok(fd) => fd,
         Err(e) => return ended(&format!("the control socket: {e}")),
     };
     K::preload();
-    // Named apart from its workers in a process table (`ps`, the tests' scans); each worker
-    // takes the binary's name back.
-    let name = os::name();
-    os::set_name(FORK_SERVER_NAME);
     let reply = |control: &std::os::fd::OwnedFd, msg: &FromForkServer| {
         nix::sys::socket::send(
             control.as_raw_fd(),
