@@ -15,7 +15,10 @@
 //!
 //! The fork server runs under the same rules as a worker (its own process group, killed
 //! with the thread that spawned it, the workers' environment) and is stopped at the end of
-//! the run ([`ForkServer::stop`]).
+//! the run ([`ForkServer::stop`]). It can be started ahead of its run ([`prestart`]), so
+//! that its load overlaps the coordinator's own start-up and its look at the input: then
+//! it starts with the environment all the run's workers share (the job's name), and each
+//! worker gets the rest (its cache size) with its request.
 
 use std::{
     io::{BufRead, BufReader},
@@ -82,16 +85,61 @@ pub enum ForkError {
     Failed(String),
 }
 
+/// A fork server started ahead of its run by [`prestart`], until the run takes it.
+static AHEAD: Mutex<Option<ForkServer>> = Mutex::new(None);
+
+/// Starts the fork server of the coordinator's next run now, from the thread that will
+/// spawn the workers (the main thread), so that its load overlaps whatever the coordinator
+/// does before the run. `env`: what all the run's workers share. The run takes it if its
+/// workers are of `worker_bin` ([`ForkServer::for_run`]); otherwise it ends with the
+/// process. Failing to start it is no error (the run starts its own, or spawns by exec).
+pub fn prestart(worker_bin: &std::path::Path, env: Vec<(String, String)>) {
+    match ForkServer::start(worker_bin, env) {
+        Ok(fs) => *AHEAD.lock().unwrap_or_else(|p| p.into_inner()) = Some(fs),
+        Err(e) => tracing::info!("cannot start the fork server ahead of the run: {e}"),
+    }
+}
+
+/// Ends a fork server started ahead of a run that never came (the coordinator stopped
+/// before: a bad input, say): killed and waited for at once (it has no worker).
+pub fn discard_prestarted() {
+    let ahead = AHEAD.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(fs) = ahead {
+        let st = fs.state.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut live) = st.live {
+            os::signal_group(live.child.id(), nix::sys::signal::Signal::SIGKILL);
+            let _ = live.child.wait();
+        }
+    }
+}
+
 impl ForkServer {
-    /// Starts the fork server for the run whose workers `cfg` describes: from the thread
-    /// that spawns the workers (its parent-death signal is tied to that thread). Does not
-    /// wait for it to load: the first [`ForkServer::fork`] does.
-    pub fn start(cfg: &PoolConfig) -> std::io::Result<ForkServer> {
+    /// The fork server of the run whose workers `cfg` describes: the one [`prestart`]ed
+    /// for the same worker binary, or a new one (from the thread that spawns the workers:
+    /// its parent-death signal is tied to that thread). Does not wait for it to load: the
+    /// first [`ForkServer::fork`] does.
+    pub fn for_run(cfg: &PoolConfig) -> std::io::Result<ForkServer> {
+        let ahead = AHEAD.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match ahead {
+            Some(fs) if fs.worker_bin == cfg.worker_bin => Ok(fs),
+            other => {
+                if let Some(fs) = other {
+                    fs.stop();
+                }
+                ForkServer::start(&cfg.worker_bin, cfg.env.clone())
+            }
+        }
+    }
+
+    fn start(
+        worker_bin: &std::path::Path,
+        env: Vec<(String, String)>,
+    ) -> std::io::Result<ForkServer> {
         os::become_subreaper()?;
-        let live = Live::start(&cfg.worker_bin, &cfg.env)?;
+        let live = Live::start(worker_bin, &env)?;
         Ok(ForkServer {
-            worker_bin: cfg.worker_bin.clone(),
-            env: cfg.env.clone(),
+            worker_bin: worker_bin.to_path_buf(),
+            env,
             state: Mutex::new(State {
                 live: Some(live),
                 restarts: 0,

@@ -122,6 +122,7 @@ fn start(cfg: &PoolConfig, key: WorkerKey, name: &str) -> std::io::Result<Starte
             connect: name.to_string(),
             shm_len: cfg.shm_len,
             data_limit: cfg.data_limit,
+            env: cfg.env.clone(),
         };
         match fs.fork(&req, cfg.ring.segment().fd()) {
             Ok((pid, stderr)) => {
@@ -132,10 +133,7 @@ fn start(cfg: &PoolConfig, key: WorkerKey, name: &str) -> std::io::Result<Starte
                 })
             }
             Err(crate::fork_server::ForkError::Broken) => {}
-            Err(e) => tracing::info!(
-                worker = key.id.0,
-                "{e}: this worker is spawned by exec"
-            ),
+            Err(e) => tracing::info!(worker = key.id.0, "{e}: this worker is spawned by exec"),
         }
     }
     let args = WorkerArgs {

@@ -303,7 +303,7 @@ fn start_fork_server(cfg: &EngineConfig, pool: &PoolConfig) -> Option<Arc<ForkSe
     if cfg.sched.workers == 0 || cfg.spawn != Spawn::ForkServer {
         return None;
     }
-    match ForkServer::start(pool) {
+    match ForkServer::for_run(pool) {
         Ok(fs) => Some(Arc::new(fs)),
         Err(e) => {
             tracing::info!("cannot start the fork server: {e}; workers are spawned by exec");

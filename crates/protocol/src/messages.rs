@@ -28,8 +28,8 @@ pub struct WorkerArgs {
 
 /// The fork server's command line (`worker --fork-server FD`): the control socket it takes
 /// fork requests on. The fork server is started for one run, with the environment its
-/// workers get (which `/proc/PID/environ` then shows for each of them); the rest comes with
-/// each request.
+/// workers share (`BLOCKSUM_JOB`, which `/proc/PID/environ` then shows for each of them);
+/// the rest comes with each request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkServerArgs {
     /// File descriptor number of the inherited control socket (SOCK_SEQPACKET).
@@ -54,6 +54,9 @@ pub struct ForkRequest {
     pub shm_len: u64,
     /// Hard memory limit (RLIMIT_DATA) the worker runs under, in bytes.
     pub data_limit: Option<u64>,
+    /// Environment set in the worker (the run's; a fork server started ahead of its run
+    /// has only part of it).
+    pub env: Vec<(String, String)>,
 }
 
 /// Fork server to coordinator.

@@ -80,6 +80,10 @@ pub(crate) fn serve_forks<K: ChunkKernel>(args: ForkServerArgs) -> Role {
                     // Closed in the worker already (only 0-2 and the segment are open).
                     let _ = control.into_raw_fd();
                     os::set_name(&name);
+                    // Single-threaded here: nothing reads the environment meanwhile.
+                    for (k, v) in &req.env {
+                        std::env::set_var(k, v);
+                    }
                     return Role::Worker(WorkerArgs {
                         connect: req.connect,
                         shm_fd,
