@@ -196,7 +196,18 @@ impl Live {
         let args = ForkServerArgs {
             control_fd: theirs.as_raw_fd(),
         };
-        let mut cmd = Command::new(worker_bin);
+        // Executed through /proc/self/fd/N: the kernel names the process after the path's
+        // last part ("N"), so that until it renames itself (first thing, but after the
+        // dynamic loader's ~30 ms) no scan for processes named like the worker binary (a
+        // supervisor's, a test's, an operator's pkill) takes it for a worker. Its command
+        // line and /proc/PID/exe still name the binary.
+        let exe = std::fs::File::open(worker_bin)?;
+        let via_fd = format!("/proc/self/fd/{}", exe.as_raw_fd());
+        let mut cmd = match std::path::Path::new(&via_fd).exists() {
+            true => Command::new(&via_fd),
+            false => Command::new(worker_bin),
+        };
+        std::os::unix::process::CommandExt::arg0(&mut cmd, worker_bin);
         cmd.args(args.to_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -213,7 +224,7 @@ impl Live {
             },
         );
         let mut child = cmd.spawn()?;
-        drop(theirs);
+        drop((theirs, exe));
         // What it says goes to the log (it says something only when it fails).
         if let Some(err) = child.stderr.take() {
             let pid = child.id();

@@ -34,8 +34,9 @@ pub(crate) enum Role {
 pub(crate) fn serve_forks<K: ChunkKernel>(args: ForkServerArgs) -> Role {
     use std::os::fd::{AsRawFd, IntoRawFd};
     // Named apart from its workers in a process table (`ps`, the tests' scans), first thing;
-    // each worker takes the binary's name back.
-    let name = os::name();
+    // each worker takes the binary's name (its command line's first word: the coordinator
+    // starts the fork server through /proc/self/fd, which names it after a number).
+    let name = worker_name();
     os::set_name(FORK_SERVER_NAME);
     let control = match os::inherited_fd(args.control_fd) {
         Ok(fd) => fd,
@@ -102,6 +103,21 @@ pub(crate) fn serve_forks<K: ChunkKernel>(args: ForkServerArgs) -> Role {
             return Role::Ended(ExitCode::SUCCESS);
         }
     }
+}
+
+/// The worker binary's name for a process table: the last part of the command line's first
+/// word, at most 15 bytes (the kernel's limit).
+fn worker_name() -> std::ffi::CString {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    let base = std::path::Path::new(&arg0)
+        .file_name()
+        .map(|n| n.as_encoded_bytes().to_vec())
+        .unwrap_or_default();
+    let mut base: Vec<u8> = base.into_iter().filter(|&b| b != 0).take(15).collect();
+    if base.is_empty() {
+        base = b"worker".to_vec();
+    }
+    std::ffi::CString::new(base).unwrap_or_default()
 }
 
 fn ended(why: &str) -> Role {

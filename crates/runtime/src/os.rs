@@ -352,11 +352,6 @@ fn die() -> ! {
     unsafe { nix::libc::_exit(protocol::exit::worker::SETUP) }
 }
 
-/// This process's name in a process table (/proc/PID/comm).
-pub(crate) fn name() -> std::ffi::CString {
-    nix::sys::prctl::get_name().unwrap_or_default()
-}
-
 /// Renames this process in a process table; a name that cannot be set is no failure.
 pub(crate) fn set_name(name: &std::ffi::CStr) {
     let _ = nix::sys::prctl::set_name(name);
