@@ -344,13 +344,23 @@ impl Scheduler {
                 Some(s) if !matches!(s, WorkerState::Backoff { .. } | WorkerState::Retired)
             );
         let ms = self.history.ms(now);
+        // A worker being stopped for a failure (a timeout) when the run ended keeps that
+        // cause, whoever ended it: the decision was made before.
+        let decided = match self.lanes.current(key) {
+            Some(WorkerState::Stopping { cause, .. }) if *cause != FailureCause::Recycled => {
+                Some(cause.clone())
+            }
+            _ => None,
+        };
         let mut noted = None;
         if let Some(r) = self.history.worker_mut(key) {
             if r.exited_ms.is_none() {
                 r.exited_ms = Some(ms);
                 r.stderr_tail = exit.stderr_tail.clone();
                 // A clean exit at the end of the run is no failure: no cause.
-                if exit.code != Some(0) && !deliberate {
+                if let Some(c) = decided.filter(|_| self.done) {
+                    r.cause = Some(c);
+                } else if exit.code != Some(0) && !deliberate {
                     r.cause = Some(FailureCause::from_exit(exit));
                 }
                 noted = Some(RunEvent::WorkerExited {
