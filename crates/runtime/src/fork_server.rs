@@ -15,8 +15,6 @@
 //! `ForkRequest` (with the worker's stderr and the shared segment as descriptors) `Forked`
 //! or `Failed`. The coordinator hanging up (or dying: the parent-death signal) ends it.
 
-use std::process::ExitCode;
-
 use protocol::{decode, encode, ForkRequest, ForkServerArgs, FromForkServer, WorkerArgs};
 
 use crate::{os, ChunkKernel};
@@ -24,9 +22,10 @@ use crate::{os, ChunkKernel};
 /// The fork server's name in a process table (/proc/PID/comm).
 pub(crate) const FORK_SERVER_NAME: &std::ffi::CStr = c"fork-server";
 
-/// What [`serve_forks`] returns to: the fork server's end, or a new worker to run.
+/// What [`serve_forks`] returns to: the fork server's end (its exit code), or a new worker
+/// to run.
 pub(crate) enum Role {
-    Ended(ExitCode),
+    Ended(i32),
     Worker(WorkerArgs),
 }
 
@@ -53,14 +52,14 @@ pub(crate) fn serve_forks<K: ChunkKernel>(args: ForkServerArgs) -> Role {
     };
     let version = protocol::PROTOCOL_VERSION;
     if !reply(&control, &FromForkServer::Ready { version }) {
-        return Role::Ended(ExitCode::SUCCESS);
+        return Role::Ended(0);
     }
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let (len, fds) = match os::recv_with_fds(&control, &mut buf) {
             Ok(Some(got)) => got,
             // The coordinator hung up: its runs are over.
-            Ok(None) => return Role::Ended(ExitCode::SUCCESS),
+            Ok(None) => return Role::Ended(0),
             Err(e) => return ended(&format!("reading the control socket: {e}")),
         };
         let req = match decode::<ForkRequest>(&buf[..len]) {
@@ -68,7 +67,7 @@ pub(crate) fn serve_forks<K: ChunkKernel>(args: ForkServerArgs) -> Role {
             Err(e) => {
                 let error = format!("the fork request does not decode: {e}");
                 if !reply(&control, &FromForkServer::Failed { error }) {
-                    return Role::Ended(ExitCode::SUCCESS);
+                    return Role::Ended(0);
                 }
                 continue;
             }
@@ -100,7 +99,7 @@ pub(crate) fn serve_forks<K: ChunkKernel>(args: ForkServerArgs) -> Role {
             },
         };
         if !reply(&control, &answer) {
-            return Role::Ended(ExitCode::SUCCESS);
+            return Role::Ended(0);
         }
     }
 }
@@ -122,5 +121,5 @@ fn worker_name() -> std::ffi::CString {
 
 fn ended(why: &str) -> Role {
     eprintln!("worker: fork server: {why}");
-    Role::Ended(ExitCode::from(protocol::exit::worker::SETUP as u8))
+    Role::Ended(protocol::exit::worker::SETUP)
 }

@@ -346,6 +346,14 @@ fn close_all_but(keep: i32) {
     }
 }
 
+/// Ends the process at once with `code`, after flushing stderr, running no exit handler.
+pub(crate) fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process at once; nothing in this process runs after it.
+    unsafe { nix::libc::_exit(code) }
+}
+
 /// Ends a half-made worker at once.
 fn die() -> ! {
     // SAFETY: _exit ends the process at once, running no exit handler of the fork server.

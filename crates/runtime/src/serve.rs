@@ -56,7 +56,9 @@ pub fn serve<K: ChunkKernel + Send + 'static>() -> ExitCode {
     let args = match WorkerCommand::parse(std::env::args().skip(1)) {
         Ok(WorkerCommand::Worker(a)) => a,
         Ok(WorkerCommand::ForkServer(f)) => match crate::fork_server::serve_forks::<K>(f) {
-            Role::Ended(code) => return code,
+            // At once: nothing to flush, and GDAL's exit handlers (its driver registry torn
+            // down) would only make the coordinator wait for the end of its run.
+            Role::Ended(code) => crate::os::exit_now(code),
             // A forked worker: from here on exactly a spawned one.
             Role::Worker(a) => a,
         },
