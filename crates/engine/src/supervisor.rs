@@ -238,17 +238,7 @@ pub fn run<J: Job>(
             )
         }
     };
-    let mut pool_cfg = PoolConfig {
-        worker_bin: cfg.worker_bin.clone(),
-        setup: Arc::new(cfg.setup.clone()),
-        ring: ring.clone(),
-        shm_fd: ring.segment().raw_fd(),
-        shm_len: ring.segment().len(),
-        data_limit: cfg.data_limit,
-        env: cfg.worker_env.clone(),
-        fork_server: None,
-    };
-    pool_cfg.fork_server = start_fork_server(&cfg, &pool_cfg);
+    let pool_cfg = pool_config(&cfg, &ring);
     let mut sup = Supervisor {
         job,
         sched,
@@ -272,14 +262,7 @@ pub fn run<J: Job>(
     sup.progress.finish();
     // Shut everything down whatever happened; on success the workers are already retiring.
     sup.stop_all(&mut inbox, outcome.is_ok());
-    if let Some(fs) = sup
-        .pool_cfg
-        .fork_server
-        .take()
-        .and_then(|f| Arc::try_unwrap(f).ok())
-    {
-        fs.stop();
-    }
+    sup.stop_fork_server();
     // The sink's sender is gone: its thread ends (dropping an unclosed sink).
     let _ = sink_thread.join();
     let closed = sup.closed.take();
@@ -296,6 +279,22 @@ pub fn run<J: Job>(
         (Err(e), _) => Err(e),
     };
     (result, rec)
+}
+
+/// How the run's workers start: the pool's configuration, with the run's fork server.
+fn pool_config(cfg: &EngineConfig, ring: &Arc<SlotRing>) -> PoolConfig {
+    let mut pool = PoolConfig {
+        worker_bin: cfg.worker_bin.clone(),
+        setup: Arc::new(cfg.setup.clone()),
+        ring: ring.clone(),
+        shm_fd: ring.segment().raw_fd(),
+        shm_len: ring.segment().len(),
+        data_limit: cfg.data_limit,
+        env: cfg.worker_env.clone(),
+        fork_server: None,
+    };
+    pool.fork_server = start_fork_server(cfg, &pool);
+    pool
 }
 
 /// The run's fork server, if workers start that way (none: each is spawned by exec).
@@ -521,6 +520,15 @@ impl<J: Job> Supervisor<'_, J> {
             {
                 let more = self.sched.handle(Instant::now(), SchedEvent::Tick);
                 pending.extend(more);
+            }
+        }
+    }
+
+    /// Stops the run's fork server (after its workers: it forks no more).
+    fn stop_fork_server(&mut self) {
+        if let Some(fs) = self.pool_cfg.fork_server.take() {
+            if let Ok(fs) = Arc::try_unwrap(fs) {
+                fs.stop();
             }
         }
     }
