@@ -347,18 +347,22 @@ impl Scheduler {
         // A worker being stopped for a failure (a timeout) when the run ended keeps that
         // cause, whoever ended it: the decision was made before.
         let decided = match self.lanes.current(key) {
-            Some(WorkerState::Stopping { cause, .. }) if *cause != FailureCause::Recycled => {
+            Some(WorkerState::Stopping { cause, .. })
+                if self.done && *cause != FailureCause::Recycled =>
+            {
                 Some(cause.clone())
             }
             _ => None,
         };
+        // Then its exit is that death, not the end of the run's deliberate stop.
+        let deliberate = deliberate && decided.is_none();
         let mut noted = None;
         if let Some(r) = self.history.worker_mut(key) {
             if r.exited_ms.is_none() {
                 r.exited_ms = Some(ms);
                 r.stderr_tail = exit.stderr_tail.clone();
                 // A clean exit at the end of the run is no failure: no cause.
-                if let Some(c) = decided.filter(|_| self.done) {
+                if let Some(c) = decided {
                     r.cause = Some(c);
                 } else if exit.code != Some(0) && !deliberate {
                     r.cause = Some(FailureCause::from_exit(exit));
