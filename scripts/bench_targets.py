@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The decode targets of issue 10, measured side by side in one run (scripts/bench.sh targets).
+"""The decode targets of issue 10 and the start-up targets of issue 20, measured side by side in
+one run (scripts/bench.sh targets; `--only startup` for the start-up cases alone).
 
 On one synthetic raster (`coordinator synth`: Float32, tiled 256, DEFLATE, predictor 3;
 16384 a side by default) at factor F, interleaved, REPEATS runs of each of:
@@ -11,7 +12,8 @@ On one synthetic raster (`coordinator synth`: Float32, tiled 256, DEFLATE, predi
 
 and, on copies of the raster made with gdal_translate (DEFLATE predictor 1, 2 and 3, LZW
 predictor 2, ZSTD predictor 3, uncompressed), `ours --decoder native` and `--decoder gdal`,
-with the decoder `coordinator plan` says auto picks. Prints the median wall times and the
+with the decoder `coordinator plan` says auto picks; and the start-up cases (startup_cases): a
+256² raster with 2 workers against in process, --workers 50 against --workers 2. Prints the median wall times and the
 ratios against the targets as markdown, and writes targets.md / targets.json in the work
 directory. Outputs are checked: ours against the seed with scripts/py/compare.py, native
 against gdal for every codec. P (the floors' processes) is the number of CPUs, as ours uses.
@@ -65,6 +67,76 @@ def warm(path):
             pass
 
 
+def ensure_synth(coord, path, size):
+    """`coordinator synth` of size x size (Float32, tiled 256, DEFLATE, predictor 3), once."""
+    if not path.exists():
+        log(f"making {path}")
+        tmp = path.with_name(path.name + ".partial.tif")
+        run([coord, "-q", "synth", tmp, "--width", str(size), "--height", str(size), "--seed", "1", "--overwrite"])
+        os.replace(tmp, path)
+    return path
+
+
+def startup_cases(coord, inputs, outs, base, factor):
+    """Issue 20's start-up cases: a 256^2 raster with 2 workers against in process (the
+    workers' start-up is all the difference), and --workers 50 against --workers 2 on the
+    medium raster (50 processes on 2 CPUs: what each worker's start-up costs). Returns the
+    commands by name and the targets as (label, numerator, denominator, limit)."""
+    tiny = ensure_synth(coord, inputs / "synth_256x256_seed1.tif", 256)
+    F = str(factor)
+
+    def resample(inp, out, *pool):
+        return [coord, "-q", *pool, "resample", inp, outs / out, "--factor", F, "--overwrite"]
+
+    cmds = {
+        "tiny/2-workers": resample(tiny, "tiny-w2.tif", "--workers", "2"),
+        "tiny/in-process": resample(tiny, "tiny-ip.tif") + ["--in-process"],
+        "medium/50-workers": resample(base, "w50.tif", "--workers", "50"),
+        "medium/2-workers": resample(base, "w2.tif", "--workers", "2"),
+    }
+    targets = [
+        ("256² 2 workers / in process <= 1.3", "tiny/2-workers", "tiny/in-process", 1.3),
+        ("--workers 50 / --workers 2 <= 1.3", "medium/50-workers", "medium/2-workers", 1.3),
+    ]
+    return cmds, targets
+
+
+def startup_lines(med, times, targets):
+    """The start-up cases as markdown: median walls, then the ratios against the targets."""
+    lines = ["", "| start-up case | median wall (s) | runs |", "|---|---:|---|"]
+    names = [n for _, a, b, _ in targets for n in (a, b)]
+    for k in names:
+        lines.append(f"| {k} | {med[k]:.3f} | {', '.join(f'{t:.3f}' for t in times[k])} |")
+    lines += ["", "| start-up target | measured | verdict |", "|---|---:|---|"]
+    for label, a, b, limit in targets:
+        v = med[a] / med[b]
+        lines.append(f"| {label} | {v:.2f} | {'PASS' if v <= limit else 'MISS'} |")
+    return lines
+
+
+def startup_only(a, coord, inputs, outs, base):
+    """`--only startup`: the start-up cases alone, interleaved, --startup-repeats runs each."""
+    cmds, targets = startup_cases(coord, inputs, outs, base, a.factor)
+    times = {m: [] for m in cmds}
+    for r in range(a.startup_repeats):
+        for m, cmd in cmds.items():
+            wall, _ = run(cmd)
+            times[m].append(wall)
+        log(f"start-up repeat {r + 1}/{a.startup_repeats}: "
+            + ", ".join(f"{m} {times[m][-1]:.3f} s" for m in cmds))
+    med = {m: statistics.median(v) for m, v in times.items()}
+    spawn = os.environ.get("BLOCKSUM_SPAWN", "fork-server")
+    text = "\n".join([f"Start-up cases (BLOCKSUM_SPAWN={spawn}), F = {a.factor}, "
+                      f"medium raster {a.size}², median of {a.startup_repeats}."]
+                     + startup_lines(med, times, targets)) + "\n"
+    print(text)
+    (a.work_dir / "startup.md").write_text(text)
+    (a.work_dir / "startup.json").write_text(json.dumps(
+        {"times": times, "median": med, "spawn": spawn,
+         "commands": {k: [str(x) for x in v] for k, v in cmds.items()}}, indent=2))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(prog="bench.sh targets", description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=16384, help="raster side (default 16384)")
@@ -73,6 +145,9 @@ def main():
     ap.add_argument("--work-dir", type=Path, default=REPO / "target" / "bench")
     ap.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
     ap.add_argument("--python", default=str(REPO / "target" / "pyenv" / "bin" / "python"))
+    ap.add_argument("--only", choices=["startup"], help="run only these cases (default: all)")
+    ap.add_argument("--startup-repeats", type=int, default=11,
+                    help="runs of each start-up case (short runs: default 11)")
     a = ap.parse_args()
 
     coord = a.bin_dir / "coordinator"
@@ -84,12 +159,9 @@ def main():
     outs.mkdir(parents=True, exist_ok=True)
     F = str(a.factor)
 
-    base = inputs / f"synth_{a.size}x{a.size}_seed1.tif"
-    if not base.exists():
-        log(f"making {base}")
-        tmp = base.with_name(base.name + ".partial.tif")
-        run([coord, "-q", "synth", tmp, "--width", str(a.size), "--height", str(a.size), "--seed", "1", "--overwrite"])
-        os.replace(tmp, base)
+    base = ensure_synth(coord, inputs / f"synth_{a.size}x{a.size}_seed1.tif", a.size)
+    if a.only == "startup":
+        return startup_only(a, coord, inputs, outs, base)
     files = {}
     for name, opts in CODECS:
         if opts is None:
@@ -119,6 +191,9 @@ def main():
     for name, path in files.items():
         for dec in ["native", "gdal"]:
             methods[f"{name}/{dec}"] = ours(path, f"{name}-{dec}.tif", "--decoder", dec)
+
+    startup, startup_targets = startup_cases(coord, inputs, outs, base, a.factor)
+    methods.update(startup)
 
     auto = {}
     for name, path in files.items():
@@ -174,6 +249,7 @@ def main():
         pick = auto[name].split(":")[0]
         right = (pick == "native") == (n <= g)
         lines.append(f"| {name} | {n:.2f} | {g:.2f} | {g / n:.2f} | {auto[name]} | {'yes' if right else 'NO'} |")
+    lines += startup_lines(med, times, startup_targets)
     lines += ["", "Checks: " + "; ".join(checks)]
     text = "\n".join(lines) + "\n"
     print(text)

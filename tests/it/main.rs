@@ -15,6 +15,7 @@ mod decoder;
 mod deploy;
 mod e2e;
 mod fidelity;
+mod fork_server;
 mod fuzz;
 mod gdal_view;
 mod journal;

@@ -48,6 +48,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build, a 1 GiB raster and runs that each hang a chunk: minutes",
     ),
     (
+        "bash scripts/bench.sh targets --only startup",
+        "a release build, a 16384² raster and 58 runs of the coordinator: minutes",
+    ),
+    (
         "bash scripts/memory-bench.sh",
         "a release build and rasters of 8192 and 16384 pixels a side: minutes",
     ),

@@ -130,7 +130,9 @@ fn wait_line(rx: &mpsc::Receiver<String>, limit: Duration, needle: &str) -> Opti
 #[test]
 fn a_stopped_worker_does_not_stall_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let (w, h) = (600, 400);
+    // Enough chunks that the workers are still at work when one is stopped: forked workers
+    // are ready within milliseconds, and 50 small chunks were all done before the stop.
+    let (w, h) = (1200, 800);
     let (input, data) = raster(dir.path(), w, h);
     let args = ["-f", "4", "--chunk-mib", "0.02"];
     let last = chunks_of(&input, &args) - 1;

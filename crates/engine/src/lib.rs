@@ -13,6 +13,7 @@
 //!   set, the coordinator's threads on a queue with a doorbell.
 //! - `wire`: a worker's raw replies through a receiver that can join that set.
 //! - `pool`: worker processes (spawn, handshake and setup, channels, exits).
+//! - `fork_server`: the run's template worker that forks each worker (GDAL loaded once).
 //! - `inproc`: the in-process lanes (the same kernels, through the runtime).
 //! - `sink`: the thread that hands finished slots to the job's sink.
 //! - `observe`: the run's events as they happen, and the JSON-lines stream (`--events`).
@@ -23,6 +24,7 @@
 //! - `os`: fork/exec setup, signals, /proc, limits: the `unsafe` of supervision.
 
 pub mod event_loop;
+pub mod fork_server;
 pub mod inproc;
 pub mod interrupt;
 pub mod job;
@@ -37,4 +39,4 @@ pub mod supervisor;
 pub mod wire;
 
 pub use job::{ChunkSink, ChunkSpec, Job};
-pub use supervisor::{run, EngineConfig, EngineError, RunRecord};
+pub use supervisor::{run, EngineConfig, EngineError, RunRecord, Spawn};

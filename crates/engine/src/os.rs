@@ -1,6 +1,8 @@
 //! The Unix-specific and `unsafe` part of supervision, behind a safe interface: what a
-//! worker child does between fork and exec, signalling process groups, reading /proc and
-//! the memory cgroup, descriptor limits, the allocator's thresholds, and ending the process.
+//! worker child does between fork and exec, the fork server's plumbing (child subreaper,
+//! descriptors sent with a request, waiting for a worker that is no `Child`), signalling
+//! process groups, reading /proc and the memory cgroup, descriptor limits, the allocator's
+//! thresholds, and ending the process.
 
 use std::{os::unix::process::CommandExt, process::Command};
 
@@ -9,11 +11,12 @@ use nix::{
     unistd::Pid,
 };
 
-/// Limits and plumbing applied to a worker between fork and exec.
+/// Limits and plumbing applied to a worker (or the fork server) between fork and exec.
 #[derive(Debug, Clone, Copy)]
 pub struct ChildSetup {
-    /// The shared segment's descriptor: made inheritable in the child only.
-    pub shm_fd: i32,
+    /// The descriptor the child inherits (a worker's shared segment, the fork server's
+    /// control socket): made inheritable in the child only.
+    pub inherit: i32,
     /// Hard per-worker memory limit (RLIMIT_DATA), in bytes.
     pub data_limit: Option<u64>,
 }
@@ -21,12 +24,13 @@ pub struct ChildSetup {
 /// Arranges for `cmd`'s child to: lead its own process group (signals reach it and anything
 /// it starts, and the terminal's Ctrl-C reaches only the coordinator); die with SIGKILL when
 /// the thread that spawned it exits (the coordinator spawns from its long-lived main thread);
-/// inherit the shared segment; and run under the memory limit.
+/// inherit the shared segment (or the fork server's control socket) and no other
+/// descriptor above 2; and run under the memory limit.
 pub fn prepare(cmd: &mut Command, setup: ChildSetup) {
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe syscalls (setpgid, prctl, getppid, fcntl, setrlimit, _exit); it
-    // allocates nothing and takes no lock.
+    // async-signal-safe syscalls (setpgid, prctl, getppid, close_range, fcntl, setrlimit,
+    // _exit); it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
@@ -35,14 +39,24 @@ pub fn prepare(cmd: &mut Command, setup: ChildSetup) {
             if nix::unistd::getppid() != parent {
                 nix::libc::_exit(1);
             }
+            // Nothing but 0-2 and `inherit` crosses the exec: GDAL opens its files without
+            // O_CLOEXEC (the output being written, the coordinator's own handle on the
+            // input), and a worker must hold neither. Marked close-on-exec rather than
+            // closed, so that std's exec error pipe still works; on a kernel without
+            // close_range (before 5.11) they are inherited, as before.
+            nix::libc::close_range(
+                3,
+                nix::libc::c_uint::MAX,
+                nix::libc::CLOSE_RANGE_CLOEXEC as _,
+            );
             let flags = nix::fcntl::fcntl(
-                std::os::fd::BorrowedFd::borrow_raw(setup.shm_fd),
+                std::os::fd::BorrowedFd::borrow_raw(setup.inherit),
                 nix::fcntl::FcntlArg::F_GETFD,
             )?;
             let flags =
                 nix::fcntl::FdFlag::from_bits_truncate(flags) - nix::fcntl::FdFlag::FD_CLOEXEC;
             nix::fcntl::fcntl(
-                std::os::fd::BorrowedFd::borrow_raw(setup.shm_fd),
+                std::os::fd::BorrowedFd::borrow_raw(setup.inherit),
                 nix::fcntl::FcntlArg::F_SETFD(flags),
             )?;
             if let Some(limit) = setup.data_limit {
@@ -226,6 +240,46 @@ pub fn keep_receive_buffers() {
         unsafe {
             nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, mmap as nix::libc::c_int);
             nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, 2 * mmap as nix::libc::c_int);
+        }
+    }
+}
+
+/// Makes this process a child subreaper: a worker forked by the fork server (double fork,
+/// its intermediate parent gone at once) becomes this process's child, so that this
+/// process waits for it and its parent-death signal is tied to this process.
+pub fn become_subreaper() -> std::io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)
+}
+
+/// Sends `bytes` on the SOCK_SEQPACKET socket `sock` with `fds` beside it (SCM_RIGHTS).
+pub fn send_with_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[std::os::fd::RawFd],
+) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let iov = [std::io::IoSlice::new(bytes)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits for the child `pid` (a forked worker: no `std::process::Child`) to end: its exit
+/// code or the signal that killed it.
+pub fn wait_pid(pid: u32) -> std::io::Result<(Option<i32>, Option<i32>)> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(Pid::from_raw(pid as i32), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok((Some(code), None)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok((None, Some(sig as i32))),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Worker processes: spawn with the handshake (hello, then the job's setup, then ready),
+//! Worker processes: start (forked by the run's fork server, or spawned by exec when there
+//! is none or it failed) with the handshake (hello, then the job's setup, then ready),
 //! turn what they say into scheduler events, send them tasks, signal them. Per worker, one
 //! thread runs the handshake and hands the channel to the supervisor's event loop (which
 //! reads it from then on), one waits for its exit, one keeps the tail of its stderr.
@@ -20,6 +21,7 @@ use protocol::{decode, encode, FromWorker, ToWorker, WorkerArgs, PROTOCOL_VERSIO
 
 use crate::{
     event_loop::EventSender,
+    fork_server::ForkServer,
     os::{self, ChildSetup},
     sched::{ExitInfo, SchedEvent, Sig, WorkerKey},
     wire::{Bootstrap, WireBytes},
@@ -45,15 +47,19 @@ pub enum PoolEvent {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PoolConfig {
     pub worker_bin: PathBuf,
     /// The job's setup, sent to every worker after its hello.
     pub setup: Arc<Vec<u8>>,
+    /// The shared slot ring: its segment's descriptor goes to each worker.
+    pub ring: Arc<shm::SlotRing>,
     pub shm_fd: i32,
     pub shm_len: u64,
     pub data_limit: Option<u64>,
     pub env: Vec<(String, String)>,
+    /// Forks workers when it answers (else they are spawned by exec).
+    pub fork_server: Option<Arc<ForkServer>>,
 }
 
 /// A live (or dying) worker process as the supervisor sees it.
@@ -82,16 +88,56 @@ impl Proc {
     }
 }
 
-/// Spawns the worker `key`, wiring its events into `events`.
-pub fn spawn<E: Send + 'static>(
-    cfg: &PoolConfig,
-    key: WorkerKey,
-    events: &EventSender<E>,
-    wrap: fn(PoolEvent) -> E,
-) -> std::io::Result<Proc> {
-    let (server, name) = IpcOneShotServer::<Bootstrap>::new()?;
+/// A worker process just started, by either path.
+struct Started {
+    pid: u32,
+    stderr: Box<dyn std::io::Read + Send>,
+    waiter: Waiter,
+}
+
+/// How a worker's exit is waited for.
+enum Waiter {
+    /// Spawned by exec: std's handle.
+    Spawned(std::process::Child),
+    /// Forked by the fork server: a child of this process by its pid.
+    Forked(u32),
+}
+
+impl Waiter {
+    /// Blocks until the worker ends: its exit code, or the signal that killed it.
+    fn wait(self) -> std::io::Result<(Option<i32>, Option<i32>)> {
+        use std::os::unix::process::ExitStatusExt;
+        match self {
+            Waiter::Spawned(mut c) => c.wait().map(|s| (s.code(), s.signal())),
+            Waiter::Forked(pid) => os::wait_pid(pid),
+        }
+    }
+}
+
+/// Starts the worker that connects to `name`: forked by the fork server when there is one
+/// and it answers, else spawned by exec.
+fn start(cfg: &PoolConfig, key: WorkerKey, name: &str) -> std::io::Result<Started> {
+    if let Some(fs) = &cfg.fork_server {
+        let req = protocol::ForkRequest {
+            connect: name.to_string(),
+            shm_len: cfg.shm_len,
+            data_limit: cfg.data_limit,
+            env: cfg.env.clone(),
+        };
+        match fs.fork(&req, cfg.ring.segment().fd()) {
+            Ok((pid, stderr)) => {
+                return Ok(Started {
+                    pid,
+                    stderr: Box::new(std::fs::File::from(stderr)),
+                    waiter: Waiter::Forked(pid),
+                })
+            }
+            Err(crate::fork_server::ForkError::Broken) => {}
+            Err(e) => tracing::info!(worker = key.id.0, "{e}: this worker is spawned by exec"),
+        }
+    }
     let args = WorkerArgs {
-        connect: name.clone(),
+        connect: name.to_string(),
         shm_fd: cfg.shm_fd,
         shm_len: cfg.shm_len,
     };
@@ -108,15 +154,33 @@ pub fn spawn<E: Send + 'static>(
     os::prepare(
         &mut cmd,
         ChildSetup {
-            shm_fd: cfg.shm_fd,
+            inherit: cfg.shm_fd,
             data_limit: cfg.data_limit,
         },
     );
     let mut child = cmd.spawn()?;
-    let pid = child.id();
+    Ok(Started {
+        pid: child.id(),
+        stderr: Box::new(child.stderr.take().expect("stderr is piped")),
+        waiter: Waiter::Spawned(child),
+    })
+}
+
+/// Spawns the worker `key`, wiring its events into `events`.
+pub fn spawn<E: Send + 'static>(
+    cfg: &PoolConfig,
+    key: WorkerKey,
+    events: &EventSender<E>,
+    wrap: fn(PoolEvent) -> E,
+) -> std::io::Result<Proc> {
+    let (server, name) = IpcOneShotServer::<Bootstrap>::new()?;
+    let Started {
+        pid,
+        stderr,
+        waiter,
+    } = start(cfg, key, &name)?;
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
 
-    let stderr = child.stderr.take().expect("stderr is piped");
     let tail_w = tail.clone();
     let stderr_thread = thread::Builder::new()
         .name(format!("w{}-stderr", key.id.0))
@@ -142,8 +206,7 @@ pub fn spawn<E: Send + 'static>(
     thread::Builder::new()
         .name(format!("w{}-wait", key.id.0))
         .spawn(move || {
-            use std::os::unix::process::ExitStatusExt;
-            let status = child.wait();
+            let status = waiter.wait();
             // stderr reaches EOF once the process is gone; its last lines explain the death.
             let _ = stderr_thread.join();
             // A worker that died before connecting leaves the handshake blocked in accept():
@@ -158,7 +221,7 @@ pub fn spawn<E: Send + 'static>(
                 .collect();
             // Only an abnormal exit can be an out-of-memory death, and only the last words
             // count: an allocation failure is the last thing a dying Rust process prints.
-            let abnormal = status.as_ref().map(|s| !s.success()).unwrap_or(true);
+            let abnormal = status.as_ref().map_or(true, |s| *s != (Some(0), None));
             let out_of_memory = abnormal
                 && stderr_tail.iter().rev().take(3).any(|l| {
                     l.contains("memory allocation of")
@@ -166,9 +229,9 @@ pub fn spawn<E: Send + 'static>(
                         || l.contains("out of memory")
                 });
             let exit = match status {
-                Ok(s) => ExitInfo {
-                    code: s.code(),
-                    signal: s.signal(),
+                Ok((code, signal)) => ExitInfo {
+                    code,
+                    signal,
                     out_of_memory,
                     stderr_tail,
                 },

@@ -15,6 +15,7 @@ use shm::SlotRing;
 
 use crate::{
     event_loop::{EventLoop, EventSender, Incoming},
+    fork_server::ForkServer,
     inproc::{self, ExecutorFactory, LaneTask},
     job::{ChunkSink, Job},
     memory::{self, MemShared, MemState},
@@ -51,6 +52,28 @@ pub struct EngineConfig {
     pub progress: bool,
     /// The event stream (`--events`): every decision, sample and admission change.
     pub events: Option<EventLog>,
+    /// How worker processes start.
+    pub spawn: Spawn,
+}
+
+/// How worker processes start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spawn {
+    /// Forked by the run's fork server (GDAL loaded once); by exec if it fails.
+    ForkServer,
+    /// Each one by exec (each loads GDAL).
+    Exec,
+}
+
+impl Spawn {
+    /// `BLOCKSUM_SPAWN=exec` turns the fork server off (to compare, or to rule it out);
+    /// anything else, or nothing, keeps it.
+    pub fn from_env() -> Spawn {
+        match std::env::var("BLOCKSUM_SPAWN").as_deref() {
+            Ok("exec") => Spawn::Exec,
+            _ => Spawn::ForkServer,
+        }
+    }
 }
 
 /// Why a run could not finish.
@@ -215,14 +238,7 @@ pub fn run<J: Job>(
             )
         }
     };
-    let pool_cfg = PoolConfig {
-        worker_bin: cfg.worker_bin.clone(),
-        setup: Arc::new(cfg.setup.clone()),
-        shm_fd: ring.segment().raw_fd(),
-        shm_len: ring.segment().len(),
-        data_limit: cfg.data_limit,
-        env: cfg.worker_env.clone(),
-    };
+    let pool_cfg = pool_config(&cfg, &ring);
     let mut sup = Supervisor {
         job,
         sched,
@@ -246,6 +262,7 @@ pub fn run<J: Job>(
     sup.progress.finish();
     // Shut everything down whatever happened; on success the workers are already retiring.
     sup.stop_all(&mut inbox, outcome.is_ok());
+    sup.stop_fork_server();
     // The sink's sender is gone: its thread ends (dropping an unclosed sink).
     let _ = sink_thread.join();
     let closed = sup.closed.take();
@@ -262,6 +279,36 @@ pub fn run<J: Job>(
         (Err(e), _) => Err(e),
     };
     (result, rec)
+}
+
+/// How the run's workers start: the pool's configuration, with the run's fork server.
+fn pool_config(cfg: &EngineConfig, ring: &Arc<SlotRing>) -> PoolConfig {
+    let mut pool = PoolConfig {
+        worker_bin: cfg.worker_bin.clone(),
+        setup: Arc::new(cfg.setup.clone()),
+        ring: ring.clone(),
+        shm_fd: ring.segment().raw_fd(),
+        shm_len: ring.segment().len(),
+        data_limit: cfg.data_limit,
+        env: cfg.worker_env.clone(),
+        fork_server: None,
+    };
+    pool.fork_server = start_fork_server(cfg, &pool);
+    pool
+}
+
+/// The run's fork server, if workers start that way (none: each is spawned by exec).
+fn start_fork_server(cfg: &EngineConfig, pool: &PoolConfig) -> Option<Arc<ForkServer>> {
+    if cfg.sched.workers == 0 || cfg.spawn != Spawn::ForkServer {
+        return None;
+    }
+    match ForkServer::for_run(pool) {
+        Ok(fs) => Some(Arc::new(fs)),
+        Err(e) => {
+            tracing::info!("cannot start the fork server: {e}; workers are spawned by exec");
+            None
+        }
+    }
 }
 
 /// Wakes the loop on SIGINT, SIGTERM and SIGHUP (the process's actions, `interrupt`, record
@@ -473,6 +520,15 @@ impl<J: Job> Supervisor<'_, J> {
             {
                 let more = self.sched.handle(Instant::now(), SchedEvent::Tick);
                 pending.extend(more);
+            }
+        }
+    }
+
+    /// Stops the run's fork server (after its workers: it forks no more).
+    fn stop_fork_server(&mut self) {
+        if let Some(fs) = self.pool_cfg.fork_server.take() {
+            if let Ok(fs) = Arc::try_unwrap(fs) {
+                fs.stop();
             }
         }
     }

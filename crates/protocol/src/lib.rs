@@ -6,7 +6,8 @@
 //! no scheduling policy. Messages carry *descriptors* of shared memory ([`Region`]), never the
 //! pixels themselves. Everything that goes on the wire is encoded by [`codec`] alone.
 //!
-//! Modules: [`messages`] (the envelope and the worker's command line), [`codec`] (bincode,
+//! Modules: [`messages`] (the envelope, the worker's and the fork server's command lines and
+//! the fork server's messages), [`codec`] (bincode,
 //! behind one module: RUSTSEC-2025-0141 marks bincode unmaintained, so the format can change
 //! here alone), [`types`] (ids), [`layout`] (the slot ring's checked offsets), [`fault`]
 //! (fault-injection kinds), [`exit`] (exit codes).
@@ -23,7 +24,10 @@ pub mod types;
 pub use codec::{decode, encode, CodecError};
 pub use fault::{FaultKind, FaultSpec};
 pub use layout::{LayoutError, Region, SlotLayout, PAGE};
-pub use messages::{FromWorker, TaskMsg, TaskStats, ToWorker, WorkerArgs};
+pub use messages::{
+    ForkRequest, ForkServerArgs, FromForkServer, FromWorker, TaskMsg, TaskStats, ToWorker,
+    WorkerArgs, WorkerCommand,
+};
 pub use types::{Attempt, SlotId, TaskId};
 
 /// Bumped whenever a message changes shape. Checked at the handshake.

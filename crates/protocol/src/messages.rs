@@ -26,6 +26,51 @@ pub struct WorkerArgs {
     pub shm_len: u64,
 }
 
+/// The fork server's command line (`worker --fork-server FD`): the control socket it takes
+/// fork requests on. The fork server is started for one run, with the environment its
+/// workers share (`BLOCKSUM_JOB`, which `/proc/PID/environ` then shows for each of them);
+/// the rest comes with each request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkServerArgs {
+    /// File descriptor number of the inherited control socket (SOCK_SEQPACKET).
+    pub control_fd: i32,
+}
+
+/// What a worker binary was started as: a worker, or the fork server that forks workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerCommand {
+    Worker(WorkerArgs),
+    ForkServer(ForkServerArgs),
+}
+
+/// Coordinator to fork server, one per control-socket message: fork one worker. Two
+/// descriptors travel beside it: the write end of the pipe that is the worker's stderr,
+/// then the shared segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForkRequest {
+    /// Name of the coordinator's one-shot IPC server the worker connects to.
+    pub connect: String,
+    /// Length of the shared segment in bytes.
+    pub shm_len: u64,
+    /// Hard memory limit (RLIMIT_DATA) the worker runs under, in bytes.
+    pub data_limit: Option<u64>,
+    /// Environment set in the worker (the run's; a fork server started ahead of its run
+    /// has only part of it).
+    pub env: Vec<(String, String)>,
+}
+
+/// Fork server to coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FromForkServer {
+    /// First message: the template has loaded what every worker loads, and takes requests.
+    Ready { version: u32 },
+    /// A worker is running: `pid` is a child of the coordinator (reparented to it), so the
+    /// coordinator waits for it and reads its exit status as for a spawned worker.
+    Forked { pid: u32 },
+    /// The fork failed (the coordinator spawns that worker itself).
+    Failed { error: String },
+}
+
 /// Coordinator to worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
@@ -135,6 +180,34 @@ impl WorkerArgs {
     }
 }
 
+impl ForkServerArgs {
+    pub const FLAG: &'static str = "--fork-server";
+
+    /// The fork server's command line, in the form [`WorkerCommand::parse`] reads.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![Self::FLAG.to_string(), self.control_fd.to_string()]
+    }
+}
+
+impl WorkerCommand {
+    /// Parses a worker binary's command line (without the program name): a fork server's
+    /// if it starts with `--fork-server`, a worker's otherwise.
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<WorkerCommand, String> {
+        let args: Vec<String> = args.into_iter().collect();
+        match args.as_slice() {
+            [flag, fd] if flag == ForkServerArgs::FLAG => {
+                Ok(WorkerCommand::ForkServer(ForkServerArgs {
+                    control_fd: fd.parse().map_err(|_| "--fork-server is not a number")?,
+                }))
+            }
+            [flag, ..] if flag == ForkServerArgs::FLAG => {
+                Err("--fork-server takes one value and nothing else".into())
+            }
+            _ => WorkerArgs::parse(args).map(WorkerCommand::Worker),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +222,16 @@ mod tests {
         assert_eq!(WorkerArgs::parse(a.to_args()).unwrap(), a);
         assert!(WorkerArgs::parse(vec!["--bogus".into()]).is_err());
         assert!(WorkerArgs::parse(vec!["--shm-fd".into()]).is_err());
+        assert_eq!(
+            WorkerCommand::parse(a.to_args()).unwrap(),
+            WorkerCommand::Worker(a.clone())
+        );
+        let f = ForkServerArgs { control_fd: 5 };
+        assert_eq!(
+            WorkerCommand::parse(f.to_args()).unwrap(),
+            WorkerCommand::ForkServer(f)
+        );
+        assert!(WorkerCommand::parse(vec!["--fork-server".into()]).is_err());
+        assert!(WorkerCommand::parse(vec!["--fork-server".into(), "x".into()]).is_err());
     }
 }

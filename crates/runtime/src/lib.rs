@@ -9,12 +9,14 @@
 //! It does not spawn, schedule or supervise anything (that is the engine), and knows nothing
 //! of rasters (that is the job).
 //!
-//! Modules: `serve` (the worker process's loop: connect, hello, setup, tasks), `os` (the
-//! runtime's only `unsafe`: the inherited descriptor, SIGSEGV's default action), [`fault`]
+//! Modules: `serve` (the worker process's loop: connect, hello, setup, tasks),
+//! `fork_server` (the same binary as a template that forks workers), `os` (the runtime's
+//! only `unsafe`: the inherited descriptor, SIGSEGV's default action, the double fork), [`fault`]
 //! (fault injection: misbehave for real, for the tests and the chaos script); this file
 //! holds the trait and the `Executor` interface.
 
 pub mod fault;
+mod fork_server;
 mod os;
 mod serve;
 
@@ -51,6 +53,12 @@ pub trait ChunkKernel: Sized {
     type Chunk: DeserializeOwned;
 
     fn open(setup: Self::Setup) -> Result<Self, KernelError>;
+
+    /// Loads, once, in the fork server before it forks any worker, what every process of
+    /// this kernel would load at its setup (a library's registry: GDAL's drivers), so that
+    /// each forked worker finds it done. It must open no file and start no thread: the
+    /// fork server forks from a single thread, and its children share nothing by accident.
+    fn preload() {}
 
     fn run(&mut self, chunk: Self::Chunk, slot: Slot<'_>) -> Result<TaskStats, KernelError>;
 }

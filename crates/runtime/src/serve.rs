@@ -2,18 +2,21 @@
 //! being run: see `shm::WorkerSegment`), connect to the coordinator, say hello with the
 //! protocol version, receive the setup and open the kernel, then compute chunks until told
 //! to stop or until the coordinator goes away (channel closed). The parent-death signal is
-//! set by the coordinator between fork and exec, so even a SIGKILLed coordinator takes its
-//! workers with it.
+//! set by the coordinator between fork and exec (or by the fork server's child, see
+//! `fork_server`), so even a SIGKILLed coordinator takes its workers with it. Started with
+//! `--fork-server`, the same binary is the fork server, and each worker it forks returns
+//! here to run as a spawned one would.
 
 use std::process::ExitCode;
 
 use ipc_channel::ipc::{self, IpcBytesSender, IpcSender};
 use protocol::{
-    decode, encode, Bootstrap, FromWorker, TaskMsg, ToWorker, WorkerArgs, PROTOCOL_VERSION,
+    decode, encode, Bootstrap, FromWorker, TaskMsg, ToWorker, WorkerArgs, WorkerCommand,
+    PROTOCOL_VERSION,
 };
 use shm::{TaskMemoryError, WorkerSegment};
 
-use crate::{fault, ChunkKernel, Executor, Slot};
+use crate::{fault, fork_server::Role, ChunkKernel, Executor, Slot};
 
 /// Environment variable that makes the worker claim another protocol version (testing aid
 /// for the handshake check).
@@ -50,15 +53,25 @@ pub fn serve<K: ChunkKernel + Send + 'static>() -> ExitCode {
         .with_ansi(false)
         .with_target(false)
         .init();
-    let args = match WorkerArgs::parse(std::env::args().skip(1)) {
-        Ok(a) => a,
+    let args = match WorkerCommand::parse(std::env::args().skip(1)) {
+        Ok(WorkerCommand::Worker(a)) => a,
+        Ok(WorkerCommand::ForkServer(f)) => match crate::fork_server::serve_forks::<K>(f) {
+            // At once: nothing to flush, and GDAL's exit handlers (its driver registry torn
+            // down) would only make the coordinator wait for the end of its run.
+            Role::Ended(code) => crate::os::exit_now(code),
+            // A forked worker: from here on exactly a spawned one.
+            Role::Worker(a) => a,
+        },
         Err(e) => {
             eprintln!("worker: {e} (this program is started by `coordinator`, not by hand)");
             return ExitCode::from(protocol::exit::worker::SETUP as u8);
         }
     };
     match run(args, crate::open::<K>) {
-        Ok(()) => ExitCode::SUCCESS,
+        // Done (told to stop, or the coordinator is gone): its answers are sent and its
+        // kernel dropped (inputs closed). C exit handlers (GDAL's registry torn down) would
+        // only hold up the end of the run: with 50 workers on 2 CPUs, ~0.5 s of it.
+        Ok(()) => crate::os::exit_now(0),
         Err(e) => {
             eprintln!("worker: {e}");
             ExitCode::from(protocol::exit::worker::SETUP as u8)

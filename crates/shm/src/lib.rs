@@ -121,6 +121,11 @@ impl SharedSegment {
         self.file.as_raw_fd()
     }
 
+    /// The segment's descriptor, borrowed (to send it to a fork server).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.file)
+    }
+
     /// Changes the protection of `r` (page aligned, inside the mapping) in this process.
     fn protect(&self, r: Range<usize>, prot: ProtFlags) -> io::Result<()> {
         let len = r.len();

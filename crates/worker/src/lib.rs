@@ -67,6 +67,14 @@ impl ChunkKernel for WorkerKernel {
         })
     }
 
+    /// GDAL's drivers, registered once in the fork server rather than in every worker (no
+    /// dataset is opened, no thread started).
+    fn preload() {
+        gdal::DriverManager::register_all();
+        // Registered: the first open in a worker must not register them again.
+        gdal::DriverManager::prevent_auto_registration();
+    }
+
     fn run(&mut self, chunk: WorkerChunk, slot: Slot<'_>) -> Result<TaskStats, KernelError> {
         match (self, chunk) {
             (WorkerKernel::BlockAgg(k), WorkerChunk::BlockAgg(c)) => ChunkKernel::run(k, c, slot),

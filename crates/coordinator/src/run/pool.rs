@@ -128,6 +128,7 @@ pub(super) fn engine_config(
         kill_grace: cfg.kill_grace,
         progress: !cfg.quiet,
         events,
+        spawn: engine::Spawn::from_env(),
     }
 }
 

@@ -48,6 +48,18 @@ struct Ran {
 pub(super) fn run(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     // Every path of the command line against every other, before anything is read.
     output::check_distinct(&cfg.input, &cfg.output, &side_paths(cfg))?;
+    // The workers' fork server loads GDAL while this process looks at the input; a run
+    // that stops before its pool takes it ends it.
+    if cfg.workers > 0
+        && cfg.worker_bin.is_file()
+        && engine::Spawn::from_env() == engine::Spawn::ForkServer
+    {
+        engine::fork_server::prestart(
+            &cfg.worker_bin,
+            vec![("BLOCKSUM_JOB".into(), job_name(cfg))],
+        );
+    }
+    let _unused = Prestarted;
     let prep = prepare(cfg)?;
     let mut staged = match stage(cfg, &prep)? {
         Stage::Run(s) => s,
@@ -198,6 +210,25 @@ fn create_staged(prep: &Prepared, spec: OutputSpec, tmp: PathBuf) -> Result<Gtif
     Ok(GtiffSink::new(ds, spec, tmp))
 }
 
+/// Ends the fork server started ahead of the run if the run did not take it.
+struct Prestarted;
+
+impl Drop for Prestarted {
+    fn drop(&mut self) {
+        engine::fork_server::discard_prestarted();
+    }
+}
+
+/// The run's name in each worker's environment (`BLOCKSUM_JOB`).
+fn job_name(cfg: &ResampleConfig) -> String {
+    format!(
+        "{} {} -> {}",
+        cfg.kernel.command(),
+        cfg.input.display(),
+        cfg.output.display()
+    )
+}
+
 /// Runs the job on the pool.
 fn run_engine(
     cfg: &ResampleConfig,
@@ -211,12 +242,7 @@ fn run_engine(
         Pool::of(prep),
         journaled.job.tasks.len(),
         worker_setup(cfg, prep),
-        format!(
-            "{} {} -> {}",
-            cfg.kernel.command(),
-            cfg.input.display(),
-            cfg.output.display()
-        ),
+        job_name(cfg),
         staged.events.clone(),
     );
     if let Some(log) = &staged.events {

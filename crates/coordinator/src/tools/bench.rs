@@ -118,6 +118,7 @@ fn run_noop(
         kill_grace: Duration::from_millis(500),
         progress: false,
         events: None,
+        spawn: engine::Spawn::from_env(),
     };
     let mut job = NoopJob {
         input_len,

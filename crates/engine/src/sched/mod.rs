@@ -176,6 +176,10 @@ pub struct Scheduler {
     jitter: Jitter,
     admission: Admission,
     done: bool,
+    /// The warm spares (lanes from `max_busy` on) are not started yet: they start once the
+    /// first worker is ready (and holds its first chunk), so that their start-up never
+    /// delays the pool's first worker or its first chunk.
+    spares_waiting: bool,
     pub counters: SchedCounters,
 }
 
@@ -210,6 +214,7 @@ impl Scheduler {
             jitter: Jitter::new(cfg.jitter_seed),
             admission: Admission::new(cfg.admission_open, now),
             done: false,
+            spares_waiting: false,
             counters: SchedCounters::default(),
             cfg,
         };
@@ -219,11 +224,41 @@ impl Scheduler {
             out.push(SchedAction::Finished);
             return (s, out);
         }
-        for id in s.lanes.ids().collect::<Vec<_>>() {
+        for id in s
+            .lanes
+            .ids()
+            .take(s.cfg.max_busy as usize)
+            .collect::<Vec<_>>()
+        {
             s.spawn(WorkerKey { id, gen: 0 }, now, &mut out);
         }
+        s.spares_waiting = s.cfg.workers > s.cfg.max_busy;
         s.pump(now, &mut out);
         (s, out)
+    }
+
+    /// Starts the warm spares once a worker is ready (see `spares_waiting`).
+    fn start_spares_when_ready(&mut self, now: Instant, out: &mut Vec<SchedAction>) {
+        let ready = |l: &lanes::Lane| {
+            matches!(l.state, WorkerState::Idle { .. } | WorkerState::Busy { .. })
+        };
+        if !self.spares_waiting || !self.lanes.iter().any(ready) {
+            return;
+        }
+        self.spares_waiting = false;
+        let waiting: Vec<WorkerId> = self
+            .lanes
+            .ids()
+            .skip(self.cfg.max_busy as usize)
+            .filter(|&id| self.lanes.get(id).state == WorkerState::Retired)
+            .collect();
+        tracing::debug!(
+            spares = waiting.len(),
+            "a worker is ready: starting the warm spares"
+        );
+        for id in waiting {
+            self.spawn(WorkerKey { id, gen: 0 }, now, out);
+        }
     }
 
     // -----------------------------------------------------------------------------------
@@ -332,14 +367,30 @@ impl Scheduler {
         };
         let deliberate = deliberate || superseded.is_some();
         let ms = self.history.ms(now);
+        // A worker being stopped for a failure (a timeout) when the run ended keeps that
+        // cause, whoever ended it: the decision was made before.
+        let decided = match self.lanes.current(key) {
+            Some(WorkerState::Stopping { cause, .. })
+                if self.done
+                    && !matches!(
+                        cause,
+                        FailureCause::Recycled | FailureCause::Superseded { .. }
+                    ) =>
+            {
+                Some(cause.clone())
+            }
+            _ => None,
+        };
+        // Then its exit is that death, not the end of the run's deliberate stop.
+        let deliberate = deliberate && decided.is_none();
         let mut noted = None;
         if let Some(r) = self.history.worker_mut(key) {
             if r.exited_ms.is_none() {
                 r.exited_ms = Some(ms);
                 r.stderr_tail = exit.stderr_tail.clone();
                 // A clean exit at the end of the run is no failure: no cause.
-                if superseded.is_some() {
-                    r.cause = superseded;
+                if let Some(c) = superseded.clone().or(decided) {
+                    r.cause = Some(c);
                 } else if exit.code != Some(0) && !deliberate {
                     r.cause = Some(FailureCause::from_exit(exit));
                 }
@@ -411,6 +462,7 @@ impl Scheduler {
         }
         if !self.done {
             self.pump(now, &mut out);
+            self.start_spares_when_ready(now, &mut out);
         }
         // Nothing follows a fatal decision.
         if let Some(i) = out.iter().position(|a| matches!(a, SchedAction::Fatal(_))) {
