@@ -43,7 +43,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// past these, every later worker is spawned by exec.
 const MAX_RESTARTS: u32 = 3;
 
-/// The run's fork server: started again after a failure, up to [`MAX_RESTARTS`] times.
+/// The run's fork server: started again after a failure, up to `MAX_RESTARTS` (3) times.
 pub struct ForkServer {
     worker_bin: std::path::PathBuf,
     env: Vec<(String, String)>,
@@ -174,7 +174,7 @@ impl ForkServer {
         got
     }
 
-    /// Stops the fork server (see [`Live::stop`]).
+    /// Stops the fork server (its live process: asked to exit, then waited for).
     pub fn stop(self) {
         let st = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
         if let Some(live) = st.live {
