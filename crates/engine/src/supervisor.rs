@@ -172,71 +172,16 @@ pub fn run<J: Job>(
             record(sched),
         );
     }
-    crate::os::keep_receive_buffers();
-    let (mut inbox, tx) = match EventLoop::new(Event::is_exit) {
-        Ok(l) => l,
-        Err(e) => {
-            return (
-                Err(EngineError::Internal(format!(
-                    "starting the event loop: {e}"
-                ))),
-                record(sched),
-            )
-        }
-    };
-    let lanes = match &cfg.executor {
-        Some(f) if cfg.sched.lanes > 0 => {
-            match inproc::start(
-                cfg.sched.lanes,
-                f.clone(),
-                ring.clone(),
-                tx.clone(),
-                Event::Sched,
-            ) {
-                Ok(l) => l,
-                Err(e) => {
-                    return (
-                        Err(EngineError::Internal(format!("starting a lane: {e}"))),
-                        record(sched),
-                    )
-                }
-            }
-        }
-        _ => Vec::new(),
-    };
-    let signals = match install_signals(tx.clone()) {
-        Ok(s) => s,
+    let Threads {
+        mut inbox,
+        tx,
+        lanes,
+        signals,
+        sink_tx,
+        sink_thread,
+    } = match start_threads(&cfg, sink, &ring, &mem) {
+        Ok(t) => t,
         Err(e) => return (Err(e), record(sched)),
-    };
-    if cfg.sched.workers > 0 || cfg.min_free_memory.is_some() {
-        if let Err(e) = memory::start(
-            mem.clone(),
-            cfg.memory_poll,
-            cfg.soft_limit,
-            cfg.min_free_memory,
-            tx.clone(),
-            Event::Sched,
-        ) {
-            return (
-                Err(EngineError::Internal(format!(
-                    "starting the memory sampler: {e}"
-                ))),
-                record(sched),
-            );
-        }
-    }
-    // The sink last: once it runs, it owns the job's output, and every path below ends by
-    // dropping its sender and joining it.
-    let (sink_tx, sink_thread) = match sink::spawn(sink, ring.clone(), tx.clone(), Event::Sink) {
-        Ok(s) => s,
-        Err(e) => {
-            return (
-                Err(EngineError::Internal(format!(
-                    "starting the sink thread: {e}"
-                ))),
-                record(sched),
-            )
-        }
     };
     let pool_cfg = pool_config(&cfg, &ring);
     let mut sup = Supervisor {
@@ -279,6 +224,64 @@ pub fn run<J: Job>(
         (Err(e), _) => Err(e),
     };
     (result, rec)
+}
+
+/// The threads a run has beside the supervisor's: the event loop (its inbox and sender),
+/// the in-process lanes, the signal watcher, the memory sampler and the sink.
+struct Threads<S: ChunkSink> {
+    inbox: EventLoop<Event<S::Closed>>,
+    tx: EventSender<Event<S::Closed>>,
+    lanes: Vec<mpsc::Sender<LaneTask>>,
+    signals: signal_hook::iterator::Handle,
+    sink_tx: mpsc::Sender<SinkMsg<S>>,
+    sink_thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the run's threads, the sink last: once it runs, it owns the job's output, and every
+/// path after this ends by dropping its sender and joining it.
+fn start_threads<S: ChunkSink>(
+    cfg: &EngineConfig,
+    sink: S,
+    ring: &Arc<SlotRing>,
+    mem: &MemState,
+) -> Result<Threads<S>, EngineError> {
+    let internal = |what: &str, e: std::io::Error| EngineError::Internal(format!("{what}: {e}"));
+    crate::os::keep_receive_buffers();
+    let (inbox, tx) =
+        EventLoop::new(Event::is_exit).map_err(|e| internal("starting the event loop", e))?;
+    let lanes = match &cfg.executor {
+        Some(f) if cfg.sched.lanes > 0 => inproc::start(
+            cfg.sched.lanes,
+            f.clone(),
+            ring.clone(),
+            tx.clone(),
+            Event::Sched,
+        )
+        .map_err(|e| internal("starting a lane", e))?,
+        _ => Vec::new(),
+    };
+    let signals = install_signals(tx.clone())?;
+    if cfg.sched.workers > 0 || cfg.min_free_memory.is_some() {
+        memory::start(
+            mem.clone(),
+            cfg.memory_poll,
+            cfg.soft_limit,
+            cfg.min_free_memory,
+            tx.clone(),
+            Event::Sched,
+        )
+        .map_err(|e| internal("starting the memory sampler", e))?;
+    }
+    let (sink_tx, sink_thread) = sink::spawn(sink, ring.clone(), tx.clone(), Event::Sink)
+        .map_err(|e| internal("starting the sink thread", e))?;
+    Ok(Threads {
+        inbox,
+        tx,
+        lanes,
+        signals,
+        sink_tx,
+        sink_thread,
+    })
 }
 
 /// How the run's workers start: the pool's configuration, with the run's fork server.
@@ -377,45 +380,7 @@ impl<J: Job> Supervisor<'_, J> {
                     self.sched.tasks()
                 );
             }
-            let mut queue = VecDeque::from(std::mem::take(&mut pending));
-            // Writes go last, in their order: waking the writer costs microseconds that a
-            // worker waiting for its next chunk need not wait.
-            let mut writes = Vec::new();
-            while let Some(action) = queue.pop_front() {
-                match action {
-                    SchedAction::Write { .. } => writes.push(action),
-                    // Answered at once: the scheduler waits for it before the chunk moves on.
-                    SchedAction::Split { task } => {
-                        let children = self.split(task);
-                        queue.extend(
-                            self.sched
-                                .handle(Instant::now(), SchedEvent::Split { task, children }),
-                        );
-                    }
-                    SchedAction::Finished => {
-                        for w in writes.drain(..) {
-                            self.execute(w);
-                        }
-                        closing = true;
-                        let quarantined: Vec<TaskId> = (0..self.sched.tasks() as u32)
-                            .map(TaskId)
-                            .filter(|&t| {
-                                self.sched.outcome(t)
-                                    == Some(crate::sched::ChunkOutcome::Quarantined)
-                            })
-                            .collect();
-                        let close = self.job.close_item(&quarantined);
-                        if let Some(w) = &self.sink_tx {
-                            let _ = w.send(SinkMsg::Close(close));
-                        }
-                    }
-                    SchedAction::Fatal(why) => return Err(EngineError::Fatal(why.to_string())),
-                    other => self.execute(other),
-                }
-            }
-            for w in writes {
-                self.execute(w);
-            }
+            self.act(std::mem::take(&mut pending), &mut closing)?;
             let now = Instant::now();
             let deadline = self
                 .sched
@@ -445,30 +410,7 @@ impl<J: Job> Supervisor<'_, J> {
                     pending = self.sched.handle(now, se);
                 }
                 Event::Pool(PoolEvent::Sched(se)) => {
-                    if let SchedEvent::WorkerExited { key, exit } = &se {
-                        self.forget(*key);
-                        inbox.silence(*key);
-                        // Retired lanes are past the scheduler's decisions: keep their exit
-                        // for the report all the same.
-                        let deliberate = self.stopped.contains(key);
-                        self.sched.record_exit(*key, exit, now, deliberate);
-                    }
-                    // Check the soft limit at the end of every chunk, not only every poll: a
-                    // worker over it is recycled before it gets another chunk.
-                    if let (SchedEvent::TaskDone { key, .. }, Some(soft)) =
-                        (&se, self.cfg.soft_limit)
-                    {
-                        if let Some(p) = self.proc_of(*key) {
-                            if memory::sample(&self.mem, *key, p.pid)
-                                .is_some_and(|anon| anon > soft)
-                            {
-                                pending = self
-                                    .sched
-                                    .handle(now, SchedEvent::OverSoftLimit { key: *key });
-                            }
-                        }
-                    }
-                    pending.extend(self.sched.handle(now, se));
+                    pending = self.on_worker_event(se, now, inbox);
                 }
                 Event::Pool(PoolEvent::Connected {
                     key,
@@ -522,6 +464,80 @@ impl<J: Job> Supervisor<'_, J> {
                 pending.extend(more);
             }
         }
+    }
+
+    /// Carries out the scheduler's actions: splits answered at once, writes last and in their
+    /// order (waking the writer costs microseconds that a worker waiting for its next chunk
+    /// need not wait), the sink closed when the run is finished (`closing`).
+    fn act(&mut self, actions: Vec<SchedAction>, closing: &mut bool) -> Result<(), EngineError> {
+        let mut queue = VecDeque::from(actions);
+        let mut writes = Vec::new();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                SchedAction::Write { .. } => writes.push(action),
+                // Answered at once: the scheduler waits for it before the chunk moves on.
+                SchedAction::Split { task } => {
+                    let children = self.split(task);
+                    queue.extend(
+                        self.sched
+                            .handle(Instant::now(), SchedEvent::Split { task, children }),
+                    );
+                }
+                SchedAction::Finished => {
+                    for w in writes.drain(..) {
+                        self.execute(w);
+                    }
+                    *closing = true;
+                    let quarantined: Vec<TaskId> = (0..self.sched.tasks() as u32)
+                        .map(TaskId)
+                        .filter(|&t| {
+                            self.sched.outcome(t) == Some(crate::sched::ChunkOutcome::Quarantined)
+                        })
+                        .collect();
+                    let close = self.job.close_item(&quarantined);
+                    if let Some(w) = &self.sink_tx {
+                        let _ = w.send(SinkMsg::Close(close));
+                    }
+                }
+                SchedAction::Fatal(why) => return Err(EngineError::Fatal(why.to_string())),
+                other => self.execute(other),
+            }
+        }
+        for w in writes {
+            self.execute(w);
+        }
+        Ok(())
+    }
+
+    /// What a worker said or did (an exit, a result), as the scheduler decides on it; a
+    /// worker over the soft limit at the end of a chunk is recycled before its next one.
+    fn on_worker_event(
+        &mut self,
+        se: SchedEvent,
+        now: Instant,
+        inbox: &mut EventLoop<Event<<J::Sink as ChunkSink>::Closed>>,
+    ) -> Vec<SchedAction> {
+        let mut pending = Vec::new();
+        if let SchedEvent::WorkerExited { key, exit } = &se {
+            self.forget(*key);
+            inbox.silence(*key);
+            // Retired lanes are past the scheduler's decisions: keep their exit for the
+            // report all the same.
+            let deliberate = self.stopped.contains(key);
+            self.sched.record_exit(*key, exit, now, deliberate);
+        }
+        // Check the soft limit at the end of every chunk, not only every poll.
+        if let (SchedEvent::TaskDone { key, .. }, Some(soft)) = (&se, self.cfg.soft_limit) {
+            if let Some(p) = self.proc_of(*key) {
+                if memory::sample(&self.mem, *key, p.pid).is_some_and(|anon| anon > soft) {
+                    pending = self
+                        .sched
+                        .handle(now, SchedEvent::OverSoftLimit { key: *key });
+                }
+            }
+        }
+        pending.extend(self.sched.handle(now, se));
+        pending
     }
 
     /// Stops the run's fork server (after its workers: it forks no more).
