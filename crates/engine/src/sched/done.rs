@@ -78,7 +78,7 @@ impl Scheduler {
             Err(error) => {
                 self.slots.give_back(run.slot);
                 let cause = FailureCause::InProcessError { error };
-                self.fail_attempt(task, attempt, executor, run.since, cause, now, out);
+                self.fail_attempt((task, attempt), executor, (run.since, now), cause, out);
             }
         }
     }

@@ -117,7 +117,13 @@ impl Scheduler {
                 self.slots.give_back(slot);
                 let on_part = self.is_crash_part(task);
                 let executor = Executor::worker(key, pid);
-                self.fail_attempt(task, attempt, executor, since, observed.clone(), now, out);
+                self.fail_attempt(
+                    (task, attempt),
+                    executor,
+                    (since, now),
+                    observed.clone(),
+                    out,
+                );
                 Some((observed, DeathKind::working(on_part)))
             }
             WorkerState::Stopping {
@@ -144,7 +150,7 @@ impl Scheduler {
                 if let Some((task, attempt, since)) = deferred {
                     on_part = self.is_crash_part(task);
                     let executor = Executor::worker(key, pid.unwrap_or(0));
-                    self.fail_attempt(task, attempt, executor, since, cause.clone(), now, out);
+                    self.fail_attempt((task, attempt), executor, (since, now), cause.clone(), out);
                 }
                 // A worker stopped while it held no chunk (start timeout, closed channel while
                 // idle) is an infrastructure death, like one that dies on its own.

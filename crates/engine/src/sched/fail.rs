@@ -49,28 +49,24 @@ impl Scheduler {
         // The process lives on and has answered: nothing writes the slot any more.
         self.slots.give_back(slot);
         self.fail_attempt(
-            task,
-            attempt,
+            (task, attempt),
             Executor::worker(key, pid),
-            since,
+            (since, now),
             FailureCause::WorkerError { error },
-            now,
             out,
         );
         self.lanes.get_mut(key.id).state = WorkerState::Idle { gen: key.gen, pid };
         self.after_idle(key, now, out);
     }
 
-    /// Records a failed attempt and decides the chunk's next step.
-    #[allow(clippy::too_many_arguments)]
+    /// Records a failed attempt (`attempt` of `task`, on `executor`, from `since` to `now`)
+    /// and decides the chunk's next step.
     pub(super) fn fail_attempt(
         &mut self,
-        task: TaskId,
-        attempt: Attempt,
+        (task, attempt): (TaskId, Attempt),
         executor: Executor,
-        since: Instant,
+        (since, now): (Instant, Instant),
         cause: FailureCause,
-        now: Instant,
         out: &mut Vec<SchedAction>,
     ) {
         let record = self.attempt_record(task, attempt, executor, (since, now), Err(cause.clone()));

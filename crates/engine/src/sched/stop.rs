@@ -45,7 +45,7 @@ impl Scheduler {
                     (Some(pid), Some(slot), Some((task, attempt, since)))
                 } else {
                     let executor = Executor::worker(key, pid);
-                    self.fail_attempt(task, attempt, executor, since, cause.clone(), now, out);
+                    self.fail_attempt((task, attempt), executor, (since, now), cause.clone(), out);
                     (Some(pid), Some(slot), None)
                 }
             }
