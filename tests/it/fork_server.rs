@@ -182,10 +182,17 @@ fn a_forked_worker_is_its_own_process_and_dies_alone() {
     let victim = *ws.iter().find(|&&w| w != hung).unwrap();
     let others: Vec<u32> = ws.iter().copied().filter(|&w| w != victim).collect();
     nix::sys::signal::kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
-    wait_for(Duration::from_secs(5), "the victim to be reaped", || {
-        (!alive(victim)).then_some(())
+    // The coordinator has reaped it and decided on its death (its `worker_exited` event):
+    // whatever the death could take with it is gone by then.
+    let events = rep.with_extension("events");
+    wait_for(Duration::from_secs(5), "the victim's worker_exited", || {
+        let text = std::fs::read_to_string(&events).ok()?;
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|e| e["event"] == "worker_exited" && e["pid"] == victim)
+            .then_some(())
     });
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(!alive(victim));
     for &w in &others {
         assert!(alive(w), "worker {w} died with worker {victim}");
     }
