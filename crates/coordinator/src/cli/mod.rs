@@ -1,6 +1,6 @@
 //! The command line: the clap schema ([`schema`]), the layered settings with one table row
 //! per setting ([`settings`](mod@settings)) read from flags, the environment and a TOML or YAML
-//! config file ([`config_file`]), and their resolution into the run's config ([`resolve`](mod@resolve)).
+//! config file ([`config_file`]), their values' parsers ([`values`]), and their resolution into the run's config ([`resolve`](mod@resolve)).
 //! Nothing here runs anything.
 
 pub mod batch;
@@ -9,6 +9,7 @@ pub mod creation;
 pub mod resolve;
 pub mod schema;
 pub mod settings;
+pub mod values;
 
 pub use batch::BatchSpec;
 pub use creation::CreationOptions;
