@@ -176,15 +176,20 @@ impl Axis {
     /// weighs whole pixels exactly 1 and never gives a neighbour a weight of 1e-15.
     pub const SNAP: f64 = 1e-9;
 
-    /// The edge between cells `i - 1` and `i`, in input pixels.
-    pub fn edge(&self, i: u64) -> f64 {
-        let e = self.origin + i as f64 * self.step;
-        let r = e.round();
-        if (e - r).abs() <= Self::SNAP {
+    /// `v`, or the whole number within [`Axis::SNAP`] of it: the one rounding rule of target
+    /// grids (edges, cell counts, `--tap`'s alignment, a grid that is a factor).
+    pub fn snap(v: f64) -> f64 {
+        let r = v.round();
+        if (v - r).abs() <= Self::SNAP {
             r
         } else {
-            e
+            v
         }
+    }
+
+    /// The edge between cells `i - 1` and `i`, in input pixels.
+    pub fn edge(&self, i: u64) -> f64 {
+        Self::snap(self.origin + i as f64 * self.step)
     }
 
     /// The input pixels `[first, end)` with a positive weight in cells `[c0, c1)`, within

@@ -192,20 +192,10 @@ fn north_up(g: &[f64; 6], whose: &str) -> Result<(), CoordError> {
     Ok(())
 }
 
-/// `q`, or the whole number within 1e-9 of it: 0.3 / 0.1 is 2.9999999999999996 in floating
-/// point, and 3 cells, not 2.
-fn snapped(q: f64) -> f64 {
-    let r = q.round();
-    if (q - r).abs() <= 1e-9 {
-        r
-    } else {
-        q
-    }
-}
-
 /// Cells of `step` needed from `lo` to `hi`: whole cells, so nothing past `hi` is dropped.
 fn cells(lo: f64, hi: f64, step: f64) -> f64 {
-    snapped((hi - lo) / step).ceil().max(1.0)
+    // 0.3 / 0.1 is 2.9999999999999996 in floating point: 3 cells, not 2.
+    Axis::snap((hi - lo) / step).ceil().max(1.0)
 }
 
 /// Resolves `req` against the input `info`.
@@ -259,8 +249,8 @@ pub fn resolve(req: &GridRequest, info: &RasterInfo) -> Result<Mapping, CoordErr
 /// origin on the input's, and `--factor`'s size.
 fn as_factor(t: &TargetGrid, (width, height): (u64, u64)) -> Option<Mapping> {
     let int = |v: f64| {
-        let r = v.round();
-        ((v - r).abs() <= Axis::SNAP).then_some(r)
+        let r = Axis::snap(v);
+        (r.fract() == 0.0).then_some(r)
     };
     let (fx, fy) = (int(t.x.step)?, int(t.y.step)?);
     let aligned = int(t.x.origin)? == 0.0 && int(t.y.origin)? == 0.0;
@@ -294,10 +284,10 @@ fn from_resolution(
         )));
     }
     if t.tap {
-        x0 = snapped(x0 / rx).floor() * rx;
-        x1 = snapped(x1 / rx).ceil() * rx;
-        y0 = snapped(y0 / ry).floor() * ry;
-        y1 = snapped(y1 / ry).ceil() * ry;
+        x0 = Axis::snap(x0 / rx).floor() * rx;
+        x1 = Axis::snap(x1 / rx).ceil() * rx;
+        y0 = Axis::snap(y0 / ry).floor() * ry;
+        y1 = Axis::snap(y1 / ry).ceil() * ry;
     }
     if x1 <= bounds[0] || x0 >= bounds[2] || y1 <= bounds[1] || y0 >= bounds[3] {
         return Err(usage(format!(
