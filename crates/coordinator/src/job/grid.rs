@@ -60,6 +60,19 @@ pub struct TargetGrid {
 }
 
 impl TargetGrid {
+    /// The input window the cells `out` need: every pixel with a positive weight in one of
+    /// them (empty where they lie outside the input).
+    pub fn window(&self, out: Window, (width, height): (u64, u64)) -> Window {
+        let (x0, x1) = self.x.span((out.x, out.x + out.w), width);
+        let (y0, y1) = self.y.span((out.y, out.y + out.h), height);
+        Window {
+            x: x0,
+            y: y0,
+            w: x1 - x0,
+            h: y1 - y0,
+        }
+    }
+
     /// Whether every cell overlaps the input (`width x height` pixels): no cell can be
     /// empty for want of input.
     pub fn covered_by(&self, (width, height): (u64, u64)) -> bool {
@@ -83,32 +96,6 @@ impl Mapping {
         match self {
             Mapping::Factor { factor } => (width.div_ceil(*factor), height.div_ceil(*factor)),
             Mapping::Cells { target } => (target.width, target.height),
-        }
-    }
-
-    /// The input window the output cells `out` need (empty where they lie outside the
-    /// input).
-    pub fn window(&self, out: Window, (width, height): (u64, u64)) -> Window {
-        match self {
-            Mapping::Factor { factor: f } => {
-                let (x, y) = (out.x * f, out.y * f);
-                Window {
-                    x,
-                    y,
-                    w: (out.w * f).min(width.saturating_sub(x)),
-                    h: (out.h * f).min(height.saturating_sub(y)),
-                }
-            }
-            Mapping::Cells { target } => {
-                let (x0, x1) = target.x.span((out.x, out.x + out.w), width);
-                let (y0, y1) = target.y.span((out.y, out.y + out.h), height);
-                Window {
-                    x: x0,
-                    y: y0,
-                    w: x1 - x0,
-                    h: y1 - y0,
-                }
-            }
         }
     }
 

@@ -231,7 +231,6 @@ pub fn plan_cells(
         (most(nx, &|c| bytes(c, 1) <= target), 1)
     };
     let (cw, ch) = (cw.min(nx), ch.min(ny));
-    let mapping = Mapping::Cells { target: *grid };
     let mut chunks = Vec::new();
     for oy in (0..ny).step_by(ch as usize) {
         for ox in (0..nx).step_by(cw as usize) {
@@ -243,7 +242,7 @@ pub fn plan_cells(
             };
             chunks.push(Chunk {
                 id: TaskId(chunks.len() as u32),
-                window: mapping.window(out, (width, height)),
+                window: grid.window(out, (width, height)),
                 out,
             });
         }
@@ -268,7 +267,7 @@ pub fn plan_cells(
         bands,
         whole_tiles: tiled,
         chunks,
-        mapping,
+        mapping: Mapping::Cells { target: *grid },
     }
 }
 
@@ -280,7 +279,7 @@ impl Plan {
     pub fn split(&self, c: &Chunk, first: TaskId) -> Option<[Chunk; 2]> {
         match &self.mapping {
             Mapping::Factor { factor } => self.split_blocks(*factor, c, first),
-            Mapping::Cells { .. } => self.split_cells(c, first),
+            Mapping::Cells { target } => self.split_cells(target, c, first),
         }
     }
 
@@ -300,11 +299,11 @@ impl Plan {
     }
 
     /// On a target grid: halves of the chunk's cells, each with the input its cells need.
-    fn split_cells(&self, c: &Chunk, first: TaskId) -> Option<[Chunk; 2]> {
+    fn split_cells(&self, grid: &TargetGrid, c: &Chunk, first: TaskId) -> Option<[Chunk; 2]> {
         let [a, b] = halves(c.out, (self.grid_w, self.grid_h))?;
         let chunk = |id: u32, out: Window| Chunk {
             id: TaskId(id),
-            window: self.mapping.window(out, (self.width, self.height)),
+            window: grid.window(out, (self.width, self.height)),
             out,
         };
         Some([chunk(first.0, a), chunk(first.0 + 1, b)])
