@@ -111,11 +111,7 @@ fn single_runs(dir: &Path, inputs: &[PathBuf], args: &[&str]) -> PathBuf {
     std::fs::create_dir_all(&single).unwrap();
     for input in inputs {
         let out = single.join(input.file_name().unwrap());
-        let o = run(coordinator()
-            .args(["--workers", "2", "resample"])
-            .arg(input)
-            .arg(&out)
-            .args(args));
+        let o = run(resample_cmd("2", input, &out).args(args));
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     }
     single
@@ -253,10 +249,7 @@ fn a_batch_report_names_plan_ids_by_the_single_runs_rule() {
         .args(ARGS));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let single_rep = dir.path().join("single.json");
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&inputs[0])
-        .arg(dir.path().join("single.tif"))
+    let o = run(resample_cmd("1", &inputs[0], dir.path().join("single.tif"))
         .arg("--report")
         .arg(&single_rep)
         .args(ARGS));
@@ -375,10 +368,7 @@ fn a_failing_input_does_not_lose_the_others() {
     // An input that does not open: the others are written, exit 8.
     let out = dir.path().join("o1");
     let rep = dir.path().join("o1.json");
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&inputs[0])
-        .arg(&bad)
+    let o = run(resample_cmd("2", &inputs[0], &bad)
         .args(&inputs[1..])
         .arg("--out-dir")
         .arg(&out)
@@ -498,10 +488,7 @@ fn a_failing_input_does_not_lose_the_others() {
     assert_same_output(&out.join("a.tif"), &single.join("a.tif"));
 
     // Nothing written at all: the failure's own code.
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&bad)
-        .arg("--out-dir")
+    let o = run(resample_cmd("2", &bad, "--out-dir")
         .arg(dir.path().join("o4"))
         .args(ARGS));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
@@ -605,14 +592,6 @@ fn batch_command_lines_that_do_not_go_together() {
         .args(["--out-dir", "listed"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(d.join("listed/a.tif").exists());
-}
-
-/// Journal records that reached `path` (0 for none, or no header yet).
-fn records(path: &Path) -> usize {
-    match coordinator::journal::Scan::read(path) {
-        Ok(Some(s)) => s.records.len(),
-        _ => 0,
-    }
 }
 
 #[test]

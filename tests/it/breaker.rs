@@ -74,10 +74,7 @@ fn one_always_crashing_chunk_costs_a_few_crashes_not_one_per_block() {
         let out = dir.path().join(format!("{name}.tif"));
         let rep = dir.path().join(format!("{name}.json"));
         let (o, took) = run_within(
-            coordinator()
-                .args(["--workers", "2", "resample"])
-                .arg(&input)
-                .arg(&out)
+            resample_cmd("2", &input, &out)
                 .args(["--factor", "4", "--report"])
                 .arg(&rep)
                 .args(extra),
@@ -171,10 +168,7 @@ fn a_fault_on_every_chunk_ends_the_run_with_exit_6_naming_it() {
     let rep = dir.path().join("out.json");
     for fault in ["crash:*", "segv:*", "exit:*"] {
         let (o, took) = run_within(
-            coordinator()
-                .args(["--workers", "2", "resample"])
-                .arg(&input)
-                .arg(&out)
+            resample_cmd("2", &input, &out)
                 .args([
                     "--factor",
                     "4",

@@ -11,7 +11,7 @@ use std::{
 };
 
 use crate::common::{
-    coordinator, read_all, run, same_pixels, stderr, write_f32, RasterSpec, NODATA,
+    coordinator, read_all, resample_cmd, run, same_pixels, stderr, write_f32, RasterSpec, NODATA,
 };
 use gdal::{Dataset, Metadata};
 
@@ -56,10 +56,7 @@ fn overview_count(path: &Path) -> i32 {
 
 /// Runs a resample; returns its summary (stderr).
 fn resample(input: &Path, out: &Path, factor: u32, agg: &str, extra: &[&str]) -> String {
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(input)
-        .arg(out)
+    let o = run(resample_cmd("2", input, out)
         .args(["-f", &factor.to_string(), "--agg", agg])
         .args(extra));
     assert!(o.status.success(), "{agg} x{factor}: {}", stderr(&o));

@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{bin_dir, coordinator, output_within, same_pixels};
+use crate::common::{bin_dir, output_within, resample_cmd, same_pixels};
 use gdal::{raster::GdalDataType, Dataset};
 
 /// Per run: the slowest file takes a few seconds; far below this unless something hangs.
@@ -175,10 +175,7 @@ fn resample(input: &Path, dir: &Path, decoder: &str, pool: bool, factor: usize) 
     let label = format!("{decoder}{}", if pool { "" } else { " in-process" });
     let out = dir.join(format!("{decoder}-{pool}.tif"));
     let workers = if pool { "2" } else { "0" };
-    let child = coordinator()
-        .args(["--workers", workers, "resample"])
-        .arg(input)
-        .arg(&out)
+    let child = resample_cmd(workers, input, &out)
         .args(["--factor", &factor.to_string(), "--chunk-mib", CHUNK_MIB])
         .args(["--spare-workers", "0"])
         .args(["--decoder", decoder])

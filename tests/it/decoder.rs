@@ -7,7 +7,7 @@
 use std::{path::Path, process::Command};
 
 use crate::common::{
-    coordinator, read_all, report, run, same_pixels, stderr, write_f32, RasterSpec,
+    coordinator, read_all, report, resample_cmd, run, same_pixels, stderr, write_f32, RasterSpec,
 };
 
 fn translate(src: &Path, dst: &Path, opts: &[&str]) {
@@ -34,10 +34,7 @@ fn resample(input: &Path, decoder: &str, workers: &str) -> (Vec<Vec<f64>>, u64, 
     let dir = input.parent().unwrap();
     let out = dir.join(format!("out-{decoder}-{workers}.tif"));
     let rep = dir.join(format!("rep-{decoder}-{workers}.json"));
-    let o = run(coordinator()
-        .args(["--workers", workers, "resample"])
-        .arg(input)
-        .arg(&out)
+    let o = run(resample_cmd(workers, input, &out)
         .args(["--factor", "5", "--chunk-mib", "0.05", "--overwrite"])
         .args(["--decoder", decoder, "--report"])
         .arg(&rep));
@@ -136,11 +133,14 @@ fn auto_falls_back_to_gdal_and_native_refuses_what_it_cannot_read() {
         &["-ot", "Byte", "-scale"],
         &["COMPRESS=JPEG", "TILED=YES"],
     );
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&jpeg)
-        .arg(dir.path().join("never.tif"))
-        .args(["--factor", "5", "--decoder", "native"]));
+    let o = run(
+        resample_cmd("1", &jpeg, dir.path().join("never.tif")).args([
+            "--factor",
+            "5",
+            "--decoder",
+            "native",
+        ]),
+    );
     // Refused before any worker starts: bad input, one line, with the reason.
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");

@@ -69,20 +69,16 @@ fn multiband_selection_and_striped_input() {
     };
     let data = write_f32(&input, &spec);
     let out = dir.path().join("out.tif");
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&input)
-        .arg(&out)
-        .args([
-            "--factor",
-            "7",
-            "--band",
-            "3",
-            "--band",
-            "1",
-            "--chunk-mib",
-            "0.05",
-        ]));
+    let o = run(resample_cmd("2", &input, &out).args([
+        "--factor",
+        "7",
+        "--band",
+        "3",
+        "--band",
+        "1",
+        "--chunk-mib",
+        "0.05",
+    ]));
     assert!(o.status.success(), "{}", stderr(&o));
     let (ds, bands) = read_all(&out);
     assert_eq!(ds.raster_count(), 2);
@@ -271,11 +267,12 @@ fn a_failed_run_leaves_no_output() {
     // coordinator once crashed at exit now and then on this path (GDAL torn down under the
     // writer thread still closing the temporary file).
     for _ in 0..6 {
-        let o = run(coordinator()
-            .args(["--workers", "2", "resample"])
-            .arg(&input)
-            .arg(&out)
-            .args(["--factor", "4", "--worker-bin", "/bin/false"]));
+        let o = run(resample_cmd("2", &input, &out).args([
+            "--factor",
+            "4",
+            "--worker-bin",
+            "/bin/false",
+        ]));
         assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
         assert!(stderr(&o).contains("cannot start"), "{}", stderr(&o));
     }
@@ -301,10 +298,7 @@ fn workers_are_children_that_map_the_shared_slots() {
     );
     let out = dir.path().join("out.tif");
     // Chunk 0 hangs until the timeout, which keeps the pool alive long enough to look at it.
-    let mut child = coordinator()
-        .args(["--workers", "3", "resample"])
-        .arg(&input)
-        .arg(&out)
+    let mut child = resample_cmd("3", &input, &out)
         .args([
             "--factor",
             "4",

@@ -120,11 +120,7 @@ fn corrupted_inputs_never_panic_hang_or_lose_pixels() {
     )
     .remove(0);
     let clean_out = dir.path().join("clean.tif");
-    let o = run(coordinator()
-        .args(["--workers", "0", "resample"])
-        .arg(&input)
-        .arg(&clean_out)
-        .args(["--factor", "4", "-q"]));
+    let o = run(resample_cmd("0", &input, &clean_out).args(["--factor", "4", "-q"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let clean = read_all(&clean_out).1.remove(0);
     let pristine = std::fs::read(&input).unwrap();

@@ -13,7 +13,7 @@ use std::{
     process::Command,
 };
 
-use crate::common::{coordinator, read_all, report, run, same_pixels, stderr};
+use crate::common::{coordinator, read_all, report, resample_cmd, run, same_pixels, stderr};
 
 /// What `--decoder native` must do with a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +49,7 @@ fn resample(input: &Path, decoder: &str, workers: &str) -> Outcome {
     let out = dir.join(format!("{stem}-{decoder}.out.tif"));
     let rep = dir.join(format!("{stem}-{decoder}.json"));
     let ev = dir.join(format!("{stem}-{decoder}.events"));
-    let o = run(coordinator()
-        .args(["--workers", workers, "resample"])
-        .arg(input)
-        .arg(&out)
+    let o = run(resample_cmd(workers, input, &out)
         .args(["--spare-workers", "0"])
         .args(["--factor", "3", "--chunk-mib", "0.004", "--overwrite"])
         .args(["--max-attempts", "1", "--decoder", decoder])

@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use crate::common::{coordinator, run, stderr, wait_for, write_f32, RasterSpec};
+use crate::common::{
+    coordinator, records, resample_cmd, run, stderr, wait_for, write_f32, RasterSpec,
+};
 use crate::compare::assert_same_raster;
 use coordinator::journal::Scan;
 use gdal::{
@@ -45,13 +47,6 @@ fn write_big(path: &Path, w: usize, h: usize) {
         }
         let mut buf = Buffer::new((w, n), data);
         band.write((0, y0 as isize), (w, n), &mut buf).unwrap();
-    }
-}
-
-fn records(journal: &Path) -> usize {
-    match Scan::read(journal) {
-        Ok(Some(s)) => s.records.len(),
-        _ => 0,
     }
 }
 
@@ -204,10 +199,7 @@ fn small_input(dir: &Path, seed: u64) -> PathBuf {
 }
 
 fn resample(input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(input)
-        .arg(out)
+    run(resample_cmd("2", input, out)
         .args(["-f", "8", "--chunk-mib", "0.05"])
         .args(extra))
 }
@@ -229,19 +221,15 @@ fn an_existing_journal_needs_resume_or_overwrite_and_must_match() {
     assert!(e.contains("--resume") && e.contains("--overwrite"), "{e}");
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     // Another factor with --resume: refused, naming the option.
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&input)
-        .arg(&out)
-        .args([
-            "-f",
-            "4",
-            "--chunk-mib",
-            "0.05",
-            "--shard",
-            "0/1",
-            "--resume",
-        ]));
+    let o = run(resample_cmd("2", &input, &out).args([
+        "-f",
+        "4",
+        "--chunk-mib",
+        "0.05",
+        "--shard",
+        "0/1",
+        "--resume",
+    ]));
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("--factor is 8, this run's is 4"),
@@ -286,10 +274,7 @@ fn an_existing_journal_needs_resume_or_overwrite_and_must_match() {
 
     // A whole run's journal: a run interrupted by SIGTERM keeps its finished chunks.
     let whole = dir.path().join("w.tif");
-    let mut child = coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&input)
-        .arg(&whole)
+    let mut child = resample_cmd("1", &input, &whole)
         .args(["-f", "8", "--chunk-mib", "0.05", "--inject-fault", "slow:*"])
         .stderr(Stdio::piped())
         .spawn()

@@ -37,10 +37,7 @@ fn leaking_workers_are_recycled_by_the_soft_limit() {
     let rep = dir.path().join("leak.json");
     // Each chunk leaks 64 MiB of touched memory; the soft limit (0.8 x 512 MiB) is crossed
     // after a few chunks, long before the hard limit.
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&input)
-        .arg(&out)
+    let o = run(resample_cmd("2", &input, &out)
         .args([
             "-f",
             "4",
@@ -92,10 +89,7 @@ fn sizes_and_limits_are_checked_before_starting() {
         (&["--memory-limit-per-worker", "20MiB"], 7, "too small"),
     ];
     for (extra, code, needle) in cases {
-        let o = run(coordinator()
-            .args(["--workers", "2", "resample"])
-            .arg(&input)
-            .arg(&out)
+        let o = run(resample_cmd("2", &input, &out)
             .args(["-f", "4"])
             .args(extra));
         assert_eq!(o.status.code(), Some(code), "{extra:?}: {}", stderr(&o));
@@ -246,33 +240,19 @@ fn config_file_errors_name_the_key_and_the_file() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 (in process)"));
 }
 
-fn mem_total_mib() -> String {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kb: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    format!("{}MiB", kb / 1024)
-}
-
 #[test]
 fn admission_waits_for_free_memory_instead_of_failing() {
     let dir = tempfile::tempdir().unwrap();
     let input = raster(dir.path(), 200, 200);
     let out = dir.path().join("out.tif");
     let rep = dir.path().join("wait.json");
-    let child = coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&input)
-        .arg(&out)
+    let child = resample_cmd("1", &input, &out)
         .args([
             "-f",
             "4",
             "--min-free-memory",
             // All of the machine's memory is never available (more is refused up front).
-            &mem_total_mib(),
+            &format!("{}MiB", mem_total_mib()),
             "--memory-poll",
             "20ms",
             "--report",

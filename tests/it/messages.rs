@@ -131,10 +131,7 @@ fn side_paths_are_named_by_their_flag_and_checked_against_each_other_before_the_
         ),
     ];
     for (args, flag) in cases {
-        let o = run(coordinator()
-            .args(["--workers", "1", "resample"])
-            .arg(&input)
-            .arg(&out)
+        let o = run(resample_cmd("1", &input, &out)
             .args(["-f", "2"])
             .args(&args));
         let line = one_error(&o, 2);
@@ -154,11 +151,14 @@ fn merge_names_each_shards_own_value_when_shards_disagree() {
     let input = input(dir.path(), "in.tif", 200);
     let out = dir.path().join("out.tif");
     for (s, f) in [("0/3", "4"), ("1/3", "4"), ("2/3", "8")] {
-        let o = run(coordinator()
-            .args(["--workers", "1", "resample"])
-            .arg(&input)
-            .arg(&out)
-            .args(["-f", f, "--chunk-mib", "0.05", "--shard", s]));
+        let o = run(resample_cmd("1", &input, &out).args([
+            "-f",
+            f,
+            "--chunk-mib",
+            "0.05",
+            "--shard",
+            s,
+        ]));
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let o = run(coordinator().arg("merge").arg(&out));
@@ -178,10 +178,7 @@ fn an_interrupted_batch_does_not_deny_the_outputs_it_wrote() {
     let out = dir.path().join("batch");
     // One chunk each: b's (chunk 1) hangs in its worker, so a.tif is committed and the batch
     // is still running when the signal comes.
-    let child = coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&a)
-        .arg(&b)
+    let child = resample_cmd("2", &a, &b)
         .arg("--out-dir")
         .arg(&out)
         .args([
@@ -257,11 +254,12 @@ fn refusals_print_values_and_codec_names() {
     let dir = tempfile::tempdir().unwrap();
     let nd = dir.path().join("u16.tif");
     u16_with_negative_nodata(&nd);
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&nd)
-        .arg(dir.path().join("o.tif"))
-        .args(["-f", "2", "--decoder", "native"]));
+    let o = run(resample_cmd("1", &nd, dir.path().join("o.tif")).args([
+        "-f",
+        "2",
+        "--decoder",
+        "native",
+    ]));
     let line = one_error(&o, 3);
     assert!(line.contains("nodata -9999 is not"), "{line}");
 
@@ -269,11 +267,12 @@ fn refusals_print_values_and_codec_names() {
     let ts = dir.path().join("ts.tif");
     u16_with_negative_nodata(&ts);
     with_compression_code(&ts, 32809);
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&ts)
-        .arg(dir.path().join("o2.tif"))
-        .args(["-f", "2", "--decoder", "native"]));
+    let o = run(resample_cmd("1", &ts, dir.path().join("o2.tif")).args([
+        "-f",
+        "2",
+        "--decoder",
+        "native",
+    ]));
     let line = one_error(&o, 3);
     assert!(line.contains("ThunderScan compression (32809)"), "{line}");
 }
@@ -284,11 +283,7 @@ fn shard_and_kernel_lib_mistakes_name_the_flag_with_the_documented_code() {
     let input = input(dir.path(), "in.tif", 64);
     let out = dir.path().join("out.tif");
     for bad in ["-1/2", "-1", "2/2"] {
-        let o = run(coordinator()
-            .args(["--workers", "1", "resample"])
-            .arg(&input)
-            .arg(&out)
-            .args(["-f", "2", "--shard", bad]));
+        let o = run(resample_cmd("1", &input, &out).args(["-f", "2", "--shard", bad]));
         let line = one_error(&o, 2);
         assert!(line.contains("--shard"), "--shard {bad}: {line}");
     }

@@ -220,11 +220,9 @@ fn events_stream_to_stdout_with_a_dash() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.tif");
     write_f32(&input, &RasterSpec::default());
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&input)
-        .arg(dir.path().join("out.tif"))
-        .args(["-f", "8", "--events", "-"]));
+    let o =
+        run(resample_cmd("1", &input, dir.path().join("out.tif"))
+            .args(["-f", "8", "--events", "-"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let events = lines(&String::from_utf8(o.stdout).unwrap());
     assert_eq!(events[0]["event"], "plan");
@@ -296,10 +294,7 @@ fn an_existing_events_file_is_refused_without_overwrite() {
     write_f32(&input, &RasterSpec::default());
     let ev = dir.path().join("ev.jsonl");
     std::fs::write(&ev, "keep me\n").unwrap();
-    let o = run(coordinator()
-        .args(["--workers", "0", "resample"])
-        .arg(&input)
-        .arg(dir.path().join("out.tif"))
+    let o = run(resample_cmd("0", &input, dir.path().join("out.tif"))
         .args(["-f", "8", "--events"])
         .arg(&ev));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

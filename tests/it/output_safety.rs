@@ -441,11 +441,7 @@ fn bands_with_different_nodata_are_each_read_with_their_own() {
         String::from_utf8_lossy(&st.stderr)
     );
     let out = c.path("out.tif");
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&vrt)
-        .arg(&out)
-        .args(["--factor", "4"]));
+    let o = run(resample_cmd("1", &vrt, &out).args(["--factor", "4"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let (ds, bands) = read_all(&out);
     // One nodata for the file (GeoTIFF holds one), which no valid sum can take.

@@ -18,21 +18,14 @@ fn one_corrupt_tile_quarantines_only_its_window() {
         },
     );
     let clean = dir.path().join("clean.tif");
-    let o = run(coordinator()
-        .args(["--workers", "0", "resample"])
-        .arg(&input)
-        .arg(&clean)
-        .args(["--factor", "4", "--chunk-mib", "4"]));
+    let o = run(resample_cmd("0", &input, &clean).args(["--factor", "4", "--chunk-mib", "4"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let (_, clean_bands) = read_all(&clean);
     corrupt_tile(&input, 5, 3);
 
     let out = dir.path().join("out.tif");
     let rep = dir.path().join("out.json");
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&input)
-        .arg(&out)
+    let o = run(resample_cmd("2", &input, &out)
         .args(["--factor", "4", "--chunk-mib", "4", "--report"])
         .arg(&rep));
     let err = stderr(&o);
@@ -96,11 +89,7 @@ fn one_corrupt_tile_quarantines_only_its_window() {
 
     // Without a report, the warning points nowhere it cannot.
     let out2 = dir.path().join("out2.tif");
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&input)
-        .arg(&out2)
-        .args(["--factor", "4", "--chunk-mib", "4"]));
+    let o = run(resample_cmd("1", &input, &out2).args(["--factor", "4", "--chunk-mib", "4"]));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(5), "{err}");
     assert!(err.contains("1 window(s) quarantined"), "{err}");
@@ -125,10 +114,7 @@ fn a_crashing_region_is_bisected_and_its_parts_crash_once_each() {
     );
     let out = dir.path().join("out.tif");
     let rep = dir.path().join("out.json");
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&input)
-        .arg(&out)
+    let o = run(resample_cmd("2", &input, &out)
         .args(["--factor", "4", "--chunk-mib", "0.07", "--report"])
         .arg(&rep)
         .args(["--inject-fault", "segv:1"]));

@@ -140,10 +140,7 @@ fn a_stopped_worker_does_not_stall_the_run() {
     let rep = dir.path().join("run.json");
     let t0 = Instant::now();
     // The slow last chunk keeps the run going while the stopped worker is timed out.
-    let child = coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&input)
-        .arg(&out)
+    let child = resample_cmd("2", &input, &out)
         .args(args)
         .args(["--spare-workers", "0", "--task-timeout-floor", "1s"])
         .args(["--start-timeout", "3s", "--inject-fault"])
@@ -198,10 +195,7 @@ fn a_worker_that_never_says_hello_ends_the_run() {
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = dir.path().join("out.tif");
     let t0 = Instant::now();
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&input)
-        .arg(&out)
+    let o = run(resample_cmd("1", &input, &out)
         .args(["-f", "4", "--worker-bin"])
         .arg(&script));
     assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
@@ -217,28 +211,13 @@ fn a_worker_that_never_says_hello_ends_the_run() {
     assert_no_process("987654");
 }
 
-fn mem_total_mib() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kb: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb / 1024
-}
-
 // Item 9: admission that can never open is refused; a wait says so now and then.
 #[test]
 fn min_free_memory_beyond_the_machine_is_refused_and_waits_are_logged() {
     let dir = tempfile::tempdir().unwrap();
     let (input, _) = raster(dir.path(), 100, 100);
     let out = dir.path().join("out.tif");
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&input)
-        .arg(&out)
-        .args(["-f", "4", "--min-free-memory", "1000TiB"]));
+    let o = run(resample_cmd("1", &input, &out).args(["-f", "4", "--min-free-memory", "1000TiB"]));
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
     let line = one_line(&o);
     assert!(
@@ -306,10 +285,7 @@ fn sighup_stops_the_run_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let (input, _) = raster(dir.path(), 200, 200);
     let out = dir.path().join("out.tif");
-    let child = coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&input)
-        .arg(&out)
+    let child = resample_cmd("2", &input, &out)
         .args(["-f", "4", "--inject-fault", "hang:0"])
         .stderr(Stdio::piped())
         .spawn()
@@ -451,10 +427,7 @@ fn clean_runs_report_no_deaths() {
     for i in 0..4 {
         let out = dir.path().join(format!("out{i}.tif"));
         let rep = dir.path().join(format!("run{i}.json"));
-        let o = run(coordinator()
-            .args(["--workers", "2", "resample"])
-            .arg(&input)
-            .arg(&out)
+        let o = run(resample_cmd("2", &input, &out)
             .args(["-f", "4", "--report"])
             .arg(&rep));
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -507,11 +480,7 @@ fn bad_values_name_their_option() {
         assert!(!out.exists());
     }
     // More spares than workers: said, and capped.
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&input)
-        .arg(&out)
-        .args(["-f", "2", "--spare-workers", "100"]));
+    let o = run(resample_cmd("1", &input, &out).args(["-f", "2", "--spare-workers", "100"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("--spare-workers 100"), "{}", stderr(&o));
     assert_no_partial(dir.path());
@@ -626,11 +595,7 @@ fn a_factor_beyond_the_raster_gives_partial_blocks() {
         std::fs::create_dir(&sub).unwrap();
         let (input, data) = raster(&sub, w, h);
         let out = sub.join("out.tif");
-        let o = run(coordinator()
-            .args(["--workers", "2", "resample"])
-            .arg(&input)
-            .arg(&out)
-            .args(["-f", &f.to_string()]));
+        let o = run(resample_cmd("2", &input, &out).args(["-f", &f.to_string()]));
         assert_eq!(o.status.code(), Some(0), "{w}x{h}: {}", stderr(&o));
         assert!(one_line(&o).starts_with("wrote "));
         check_sum(&out, &data, w, h, f);

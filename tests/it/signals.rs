@@ -119,11 +119,14 @@ fn input(dir: &Path, side: usize) -> PathBuf {
 /// Shards 0/2 and 1/2 of `out` at factor 2: OUTPUT.shards/ holds their journals.
 fn shards(input: &Path, out: &Path) {
     for s in ["0/2", "1/2"] {
-        let o = run(coordinator()
-            .args(["--workers", "1", "resample"])
-            .arg(input)
-            .arg(out)
-            .args(["-f", "2", "--chunk-mib", "0.1", "--shard", s]));
+        let o = run(resample_cmd("1", input, out).args([
+            "-f",
+            "2",
+            "--chunk-mib",
+            "0.1",
+            "--shard",
+            s,
+        ]));
         assert!(o.status.success(), "{}", stderr(&o));
     }
 }
@@ -258,11 +261,7 @@ fn the_pyramid_stops_on_a_signal() {
     // Float sums: each level is re-aggregated from the input into a scratch directory, then
     // copied into the overview (where it stops).
     let child = stopped_at(
-        coordinator()
-            .args(["--workers", "2", "resample"])
-            .arg(&input)
-            .arg(&out)
-            .args(["-f", "2", "--pyramid"]),
+        resample_cmd("2", &input, &out).args(["-f", "2", "--pyramid"]),
         "pyramid",
     );
     let during = tree(dir.path());
@@ -287,10 +286,7 @@ fn report_and_synth_stop_on_a_signal() {
         dir.path().join("r.json"),
         dir.path().join("r.html"),
     );
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&input)
-        .arg(&out)
+    let o = run(resample_cmd("1", &input, &out)
         .args(["-f", "2", "--report"])
         .arg(&json));
     assert!(o.status.success(), "{}", stderr(&o));
@@ -335,10 +331,7 @@ fn report_refuses_a_page_over_its_own_report() {
     let dir = tempfile::tempdir().unwrap();
     let input = input(dir.path(), 64);
     let json = dir.path().join("r.json");
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&input)
-        .arg(dir.path().join("out.tif"))
+    let o = run(resample_cmd("1", &input, dir.path().join("out.tif"))
         .args(["-f", "2", "--report"])
         .arg(&json));
     assert!(o.status.success(), "{}", stderr(&o));

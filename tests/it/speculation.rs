@@ -66,10 +66,7 @@ fn resample(fx: &Fixture, name: &str, extra: &[&str]) -> (std::process::Output, 
     let dir = fx.dir.path();
     let out = dir.join(format!("{name}.tif"));
     let rep = dir.join(format!("{name}.json"));
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&fx.input)
-        .arg(&out)
+    let o = run(resample_cmd("2", &fx.input, &out)
         .args(["--factor", "4", "--chunk-mib", CHUNK_MIB, "--report"])
         .arg(&rep)
         .arg("--events")

@@ -55,10 +55,7 @@ fn resample(
 ) -> (std::process::Output, PathBuf, serde_json::Value) {
     let out = fx.dir.path().join(format!("{name}.tif"));
     let rep = fx.dir.path().join(format!("{name}.json"));
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&fx.input)
-        .arg(&out)
+    let o = run(resample_cmd("2", &fx.input, &out)
         .args(["--factor", "4", "--chunk-mib", CHUNK_MIB, "--report"])
         .arg(&rep)
         .args(extra));
@@ -263,10 +260,7 @@ fn chaos_random_sigkills_lose_nothing() {
     let fx = fixture(2048, 2048);
     let out = fx.dir.path().join("chaos.tif");
     let rep = fx.dir.path().join("chaos.json");
-    let mut child = coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&fx.input)
-        .arg(&out)
+    let mut child = resample_cmd("2", &fx.input, &out)
         .args([
             "--factor",
             "4",
@@ -364,10 +358,7 @@ fn shm_entries() -> Vec<String> {
 
 /// Starts a run whose chunk 0 hangs forever, and waits until its workers are up.
 fn hanging_run(fx: &Fixture, out: &Path) -> std::process::Child {
-    let child = coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&fx.input)
-        .arg(out)
+    let child = resample_cmd("2", &fx.input, out)
         .args(["--factor", "4", "--inject-fault", "hang:0"])
         .stderr(Stdio::piped())
         .spawn()

@@ -11,7 +11,8 @@ use std::{
 };
 
 use crate::common::{
-    cannot_check, coordinator, read_all, run, same_pixels, stderr, wait_for, write_f32, RasterSpec,
+    cannot_check, coordinator, read_all, resample_cmd, run, same_pixels, stderr, wait_for,
+    write_f32, RasterSpec,
 };
 use crate::compare::assert_same_raster;
 use gdal::{spatial_ref::SpatialRef, Dataset, DriverManager};
@@ -42,11 +43,7 @@ fn output_total(path: &Path) -> f64 {
 }
 
 fn resample(input: &Path, out: &Path, args: &[&str]) -> std::process::Output {
-    run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(input)
-        .arg(out)
-        .args(args))
+    run(resample_cmd("2", input, out).args(args))
 }
 
 /// Same grid and the same pixels bit for bit (metadata aside: the plan's digest names the
@@ -101,10 +98,7 @@ fn the_same_bits_whatever_the_chunks_the_pool_or_the_shards() {
         assert_same_cells(&base, &out);
     }
     let one_worker = dir.path().join("w1.tif");
-    let o = run(coordinator()
-        .args(["--workers", "1", "resample"])
-        .arg(&input)
-        .arg(&one_worker)
+    let o = run(resample_cmd("1", &input, &one_worker)
         .args(TR)
         .args(["--chunk-mib", "0.05"]));
     assert!(o.status.success(), "{}", stderr(&o));
@@ -135,10 +129,7 @@ fn sigkill_then_resume_gives_the_uninterrupted_bits() {
     let out = dir.path().join("out.tif");
     let journal = dir.path().join("out.tif.journal");
     // Chunk 5 sleeps 10 s: the run is killed once chunks have been journaled before it ends.
-    let mut child = coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&input)
-        .arg(&out)
+    let mut child = resample_cmd("2", &input, &out)
         .args(args)
         .args(["--inject-fault", "slow:5"])
         .stdout(Stdio::null())
@@ -419,10 +410,7 @@ fn cog_with_pyramid_batch_with_like_and_plan() {
     );
     let outs = dir.path().join("outs");
     std::fs::create_dir(&outs).unwrap();
-    let o = run(coordinator()
-        .args(["--workers", "2", "resample"])
-        .arg(&input)
-        .arg(&second)
+    let o = run(resample_cmd("2", &input, &second)
         .arg("--out-dir")
         .arg(&outs)
         .arg("--like")

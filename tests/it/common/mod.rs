@@ -229,6 +229,26 @@ pub fn same_pixels(a: &[f64], b: &[f64]) -> bool {
             .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
 }
 
+/// The machine's memory (MemTotal) in MiB.
+pub fn mem_total_mib() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024
+}
+
+/// Journal records that reached `path` (0 for none, or no header yet).
+pub fn records(path: &Path) -> usize {
+    match coordinator::journal::Scan::read(path) {
+        Ok(Some(s)) => s.records.len(),
+        _ => 0,
+    }
+}
+
 pub fn close(a: f64, b: f64) -> bool {
     (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-6 * a.abs().max(b.abs())
 }
@@ -375,4 +395,19 @@ pub fn build_c(dir: &Path, name: &str) -> Option<PathBuf> {
         .expect("running cc");
     assert!(o.status.success(), "cc {name}.c: {}", stderr(&o));
     Some(lib)
+}
+
+/// `coordinator --workers WORKERS resample INPUT OUTPUT`, for more arguments to follow.
+pub fn resample_cmd(
+    workers: impl AsRef<std::ffi::OsStr>,
+    input: impl AsRef<std::ffi::OsStr>,
+    output: impl AsRef<std::ffi::OsStr>,
+) -> Command {
+    let mut c = coordinator();
+    c.arg("--workers")
+        .arg(workers)
+        .arg("resample")
+        .arg(input)
+        .arg(output);
+    c
 }

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use gdal::{Dataset, Metadata};
 
+use crate::common::same_pixels;
+
 /// Everything a reader sees of a raster: shape, type, georeferencing, metadata (file and
 /// band), nodata, descriptions, and every pixel bit for bit (NaN equal to NaN).
 pub fn assert_same_raster(a: &Path, b: &Path) {
@@ -58,12 +60,4 @@ pub fn assert_same_raster(a: &Path, b: &Path) {
             );
         }
     }
-}
-
-/// Same values, NaN equal to NaN.
-fn same_pixels(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
 }
