@@ -21,14 +21,9 @@ use std::{
 use crate::common::*;
 
 /// A `side` x `side` synthetic Float32 raster (256 x 256 tiles).
-fn synth(dir: &Path, side: u32) -> PathBuf {
+fn square(dir: &Path, side: u32) -> PathBuf {
     let p = dir.join("in.tif");
-    let side = side.to_string();
-    let o = run(coordinator()
-        .arg("synth")
-        .arg(&p)
-        .args(["--width", &side, "--height", &side, "--seed", "1"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    synth(&p, side, side, 1);
     p
 }
 
@@ -69,7 +64,7 @@ fn window(c: &serde_json::Value) -> [u64; 4] {
 #[test]
 fn one_always_crashing_chunk_costs_a_few_crashes_not_one_per_block() {
     let dir = tempfile::tempdir().unwrap();
-    let input = synth(dir.path(), 4096);
+    let input = square(dir.path(), 4096);
     let resample = |name: &str, extra: &[&str]| {
         let out = dir.path().join(format!("{name}.tif"));
         let rep = dir.path().join(format!("{name}.json"));
@@ -163,7 +158,7 @@ fn window_out(c: &serde_json::Value) -> [u64; 4] {
 #[test]
 fn a_fault_on_every_chunk_ends_the_run_with_exit_6_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let input = synth(dir.path(), 1024);
+    let input = square(dir.path(), 1024);
     let out = dir.path().join("out.tif");
     let rep = dir.path().join("out.json");
     for fault in ["crash:*", "segv:*", "exit:*"] {
@@ -259,11 +254,7 @@ fn a_hanging_kernel_is_stopped_at_the_median_limit_once_another_chunk_finished()
     // median's (here the 1 s floor), where it used to stay 60 s until three chunks had
     // finished.
     let input = dir.path().join("in.tif");
-    let o = run(coordinator()
-        .arg("synth")
-        .arg(&input)
-        .args(["--width", "512", "--height", "256", "--seed", "1"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    synth(&input, 512, 256, 1);
     let out = dir.path().join("out.tif");
     let rep = dir.path().join("out.json");
     let (o, took) = run_within(

@@ -285,11 +285,7 @@ fn a_plug_in_kernel_hanging_in_every_attempt_is_still_quarantined() {
     // them the backup started at the 1 s floor) time out at the 3 s limit, and the leaf is
     // quarantined as before.
     let input = dir.path().join("in.tif");
-    let o = run(coordinator()
-        .arg("synth")
-        .arg(&input)
-        .args(["--width", "512", "--height", "256", "--seed", "1"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    synth(&input, 512, 256, 1);
     let rep = dir.path().join("out.json");
     let o = run(coordinator()
         .args(["--workers", "2", "map"])

@@ -411,3 +411,16 @@ pub fn resample_cmd(
         .arg(output);
     c
 }
+
+/// `coordinator synth PATH --width W --height H --seed SEED`: the tool's own test raster.
+pub fn synth(path: &Path, width: u32, height: u32, seed: u64) {
+    let o = run(coordinator().arg("synth").arg(path).args([
+        "--width",
+        &width.to_string(),
+        "--height",
+        &height.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]));
+    assert!(o.status.success(), "synth: {}", stderr(&o));
+}
