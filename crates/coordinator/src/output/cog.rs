@@ -29,7 +29,7 @@ use gdal::{
 use worker::{Agg, SampleType};
 
 use crate::{
-    cli::{CreationOptions, ResampleConfig},
+    cli::{CreationOptions, OneRun},
     error::CoordError,
     grid::GridRequest,
     os::gdal_err::check,
@@ -225,41 +225,42 @@ pub struct BaseRun {
     pub agg: Option<Agg>,
 }
 
-/// Adds the pyramid to the staged file and converts it to a COG, as `cfg` asks. Called after
+/// Adds the pyramid to the staged file and converts it to a COG, as the run `one` asks. Called after
 /// the writer closed and checked the staged GTiff, before the commit. A signal stops either
 /// between blocks (GDAL's progress callback for the copy, a check between strips for the
 /// pyramid): the failure it causes is then the interrupt, and the staging removes what the
 /// steps had written.
 pub fn finish(
-    cfg: &ResampleConfig,
+    one: OneRun<'_>,
     base: BaseRun,
     staging: &mut Staging,
     run_level: RunLevel<'_>,
 ) -> Result<Finished, CoordError> {
-    finish_steps(cfg, base, staging, run_level).map_err(|e| match engine::interrupt::received() {
+    finish_steps(one, base, staging, run_level).map_err(|e| match engine::interrupt::received() {
         Some(i) => i.into(),
         None => e,
     })
 }
 
 fn finish_steps(
-    cfg: &ResampleConfig,
+    one: OneRun<'_>,
     base: BaseRun,
     staging: &mut Staging,
     run_level: RunLevel<'_>,
 ) -> Result<Finished, CoordError> {
+    let cfg = one.cfg;
     let mut done = Finished::default();
     let staged = staging.temp().to_path_buf();
     let err = |reason: String| CoordError::Write {
-        path: cfg.output.clone(),
+        path: one.io.output.clone(),
         reason,
     };
-    if cfg.pyramid {
+    if cfg.output.pyramid {
         let started = std::time::Instant::now();
         let (w, h) = check(|| Dataset::open(&staged))
             .map_err(|e| err(format!("opening the staged file for its pyramid: {e}")))?
             .raster_size();
-        let tile = tile_side(&cfg.format, &cfg.creation_options)?;
+        let tile = tile_side(&cfg.output.format, &cfg.output.creation_options)?;
         done.levels = levels(w as u64, h as u64, tile);
         if done.levels.is_empty() {
             tracing::warn!(
@@ -270,7 +271,7 @@ fn finish_steps(
                 CoordError::Internal("--pyramid for a run that aggregates nothing".into())
             })?;
             let pyramid = Pyramid {
-                cfg,
+                one,
                 base,
                 agg,
                 run_level,
@@ -279,7 +280,7 @@ fn finish_steps(
         }
         done.pyramid_secs = started.elapsed().as_secs_f64();
     }
-    if let OutputFormat::Cog { options } = &cfg.format {
+    if let OutputFormat::Cog { options } = &cfg.output.format {
         let started = std::time::Instant::now();
         let cog = staging.scratch("cog");
         to_cog(&staged, &cog, options, !done.levels.is_empty()).map_err(|e| {
@@ -295,7 +296,7 @@ fn finish_steps(
 
 /// The pyramid's inputs: the base run's options and facts, and how to run a level.
 struct Pyramid<'a> {
-    cfg: &'a ResampleConfig,
+    one: OneRun<'a>,
     base: BaseRun,
     agg: Agg,
     run_level: RunLevel<'a>,
@@ -310,9 +311,9 @@ fn build_pyramid(
     staging: &mut Staging,
     done: &mut Finished,
 ) -> Result<(), CoordError> {
-    let (cfg, base, agg) = (p.cfg, p.base, p.agg);
+    let (one, base, agg) = (p.one, p.base, p.agg);
     let err = |reason: String| CoordError::Write {
-        path: cfg.output.clone(),
+        path: one.io.output.clone(),
         reason,
     };
     let mut ds = check(|| {
@@ -442,8 +443,8 @@ fn run_level(
     f: u32,
     base: (Option<[f64; 6]>, (u64, u64)),
 ) -> Result<(PathBuf, u64), CoordError> {
-    let cfg = p.cfg;
-    let grid = cfg.grid.coarsened(f, base)?;
+    let one = p.one;
+    let grid = one.cfg.job.grid.coarsened(f, base)?;
     let path = dir.join(format!("x{f}.tif"));
     let level = LevelSpec {
         grid: grid.clone(),
@@ -457,7 +458,7 @@ fn run_level(
         tracing::warn!("pyramid: overview x{f}: {message}");
         // The level's run names its quarantined chunks in its own metadata; count them.
         let ds = check(|| Dataset::open(&path)).map_err(|e| CoordError::Write {
-            path: cfg.output.clone(),
+            path: one.io.output.clone(),
             reason: format!("reopening overview x{f}: {e}"),
         })?;
         ds.metadata_item("BLOCKSUM_QUARANTINED_CHUNKS", "")
