@@ -138,9 +138,12 @@ pub(super) fn already_committed(
         return Ok(None);
     }
     if std::fs::symlink_metadata(journal).is_ok() {
-        std::fs::remove_file(journal).map_err(|e| CoordError::Write {
-            path: journal.to_path_buf(),
-            reason: format!("removing the journal of the run that committed the output: {e}"),
+        std::fs::remove_file(journal).map_err(|e| {
+            CoordError::write_io(
+                journal,
+                "removing the journal of the run that committed the output",
+                e,
+            )
         })?;
         journal::sync_dir(journal);
     }
@@ -165,10 +168,11 @@ pub(super) fn journal_path(one: OneRun<'_>) -> Result<PathBuf, CoordError> {
     }
     if let Err(e) = std::fs::create_dir(&dir) {
         if e.kind() != std::io::ErrorKind::AlreadyExists || !dir.is_dir() {
-            return Err(CoordError::Write {
-                path: dir.clone(),
-                reason: format!("creating the shards' directory: {e}"),
-            });
+            return Err(CoordError::write_io(
+                dir,
+                "creating the shards' directory",
+                e,
+            ));
         }
     }
     Ok(crate::shard::journal_in(&dir, s))
@@ -301,10 +305,8 @@ pub(super) fn existing(path: &Path) -> Result<Option<Scan>, CoordError> {
                     "'{}' holds no complete header (its run died starting): removed",
                     path.display()
                 );
-                std::fs::remove_file(path).map_err(|e| CoordError::Write {
-                    path: path.to_path_buf(),
-                    reason: format!("removing an empty journal: {e}"),
-                })?;
+                std::fs::remove_file(path)
+                    .map_err(|e| CoordError::write_io(path, "removing an empty journal", e))?;
             }
             Ok(scan)
         }
@@ -351,10 +353,8 @@ pub(super) fn open(
                 "--overwrite: discarding the journal '{}' of an earlier run",
                 path.display()
             );
-            std::fs::remove_file(path).map_err(|e| CoordError::Write {
-                path: path.to_path_buf(),
-                reason: format!("removing the earlier journal: {e}"),
-            })?;
+            std::fs::remove_file(path)
+                .map_err(|e| CoordError::write_io(path, "removing the earlier journal", e))?;
             Ok(Opened {
                 writer: JournalWriter::create(path, header)?,
                 earlier: None,
@@ -369,16 +369,12 @@ pub(super) fn open(
 
 /// Writes every chunk of `scan` into `sink`, one record in memory at a time.
 pub(super) fn replay(path: &Path, scan: &Scan, sink: &mut GtiffSink) -> Result<(), CoordError> {
-    let err = |reason: String| CoordError::Write {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut file =
-        std::fs::File::open(path).map_err(|e| err(format!("reopening the journal: {e}")))?;
+    let err = |step: String| move |e| CoordError::write_io(path, step, e);
+    let mut file = std::fs::File::open(path).map_err(err("reopening the journal".into()))?;
     let mut buf = Vec::new();
     for r in &scan.records {
         Scan::payload(&mut file, r, &mut buf)
-            .map_err(|e| err(format!("reading chunk {} from the journal: {e}", r.id)))?;
+            .map_err(err(format!("reading chunk {} from the journal", r.id)))?;
         engine::ChunkSink::write(sink, TaskId(r.id), r.out, Some(&buf)).map_err(|reason| {
             CoordError::Write {
                 path: sink_path(sink),

@@ -2,7 +2,10 @@
 //! and the JSON report.
 
 use super::*;
-use crate::report::{KernelOptions, MemoryOptions, ReportOptions, RunStatus};
+use crate::{
+    error::SideFileError,
+    report::{KernelOptions, MemoryOptions, ReportOptions, RunStatus},
+};
 
 /// A finished run, as the report and the summary read it.
 pub(super) struct RunView<'a> {
@@ -376,22 +379,22 @@ pub(super) fn write_report_files(
         );
     }
     // The side outputs: the HTML page, and whether the event stream was written whole.
-    let mut side: Vec<(&'static str, PathBuf, String)> = Vec::new();
+    let mut side: Vec<(&'static str, PathBuf, SideFileError)> = Vec::new();
     if let Some(path) = &cfg.observe.report_html {
         if let Err(e) =
             output::write_report(path, &crate::html::render(report), cfg.output.overwrite)
         {
-            side.push(("--report-html", path.clone(), e.to_string()));
+            side.push(("--report-html", path.clone(), e.into()));
         }
     }
     if let (Some(log), Some(path)) = (events, &cfg.observe.events) {
         if let Some(e) = log.error() {
-            side.push(("--events", path.clone(), e));
+            side.push(("--events", path.clone(), SideFileError::Stream(e)));
         }
     }
     if let Some(path) = &cfg.observe.report {
-        if let Err(reason) = write_json(path, report, cfg.output.overwrite) {
-            side.insert(0, ("--report", path.clone(), reason));
+        if let Err(e) = write_json(path, report, cfg.output.overwrite) {
+            side.insert(0, ("--report", path.clone(), e));
         }
     }
     if result.is_err() {
@@ -403,24 +406,24 @@ pub(super) fn write_report_files(
     }
     match side.into_iter().next() {
         // The output is committed and complete; a side file is not: exit 4 says so.
-        Some((flag, path, reason)) => Err(CoordError::ReportWrite {
+        Some((flag, path, source)) => Err(CoordError::ReportWrite {
             output: one.io.output.clone(),
             flag,
             path,
-            reason,
+            source,
         }),
         None => Ok(()),
     }
 }
 
 /// The JSON report at `path`.
-fn write_json(path: &Path, report: &Report, overwrite: bool) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+fn write_json(path: &Path, report: &Report, overwrite: bool) -> Result<(), SideFileError> {
+    let text = serde_json::to_string_pretty(report)?;
     output::write_report(path, &text, overwrite).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            "a file appeared there during the run and was not replaced (pass --overwrite to replace it)".to_string()
+            SideFileError::Appeared
         } else {
-            e.to_string()
+            e.into()
         }
     })
 }

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::*;
-use crate::report::RunStatus;
+use crate::{error::SideFileError, report::RunStatus};
 use std::path::Path;
 
 mod job;
@@ -110,9 +110,10 @@ fn out_dir_ready(out_dir: &Path) -> Result<(), CoordError> {
             if !parent.is_dir() {
                 return Err(CoordError::OutputDirMissing(parent));
             }
-            std::fs::create_dir(out_dir).map_err(|e| CoordError::OutputDirNotWritable {
+            std::fs::create_dir(out_dir).map_err(|source| CoordError::OutputDirNotWritable {
                 path: out_dir.to_path_buf(),
-                reason: format!("creating it: {e}"),
+                step: "creating it",
+                source,
             })
         }
     }
@@ -585,20 +586,18 @@ fn write_report(
     written: usize,
 ) -> Result<(), CoordError> {
     let written_report = serde_json::to_string_pretty(report)
-        .map_err(|e| e.to_string())
-        .and_then(|text| {
-            output::write_report(path, &text, cfg.output.overwrite).map_err(|e| e.to_string())
-        });
-    if let Err(reason) = written_report {
+        .map_err(SideFileError::from)
+        .and_then(|text| Ok(output::write_report(path, &text, cfg.output.overwrite)?));
+    if let Err(source) = written_report {
         if written > 0 && report.exit_code == protocol::exit::OK {
             return Err(CoordError::ReportWrite {
                 output: batch.out_dir.clone(),
                 flag: "--report",
                 path: path.to_path_buf(),
-                reason,
+                source,
             });
         }
-        tracing::error!("writing the report '{}': {reason}", path.display());
+        tracing::error!("writing the report '{}': {source}", path.display());
     }
     Ok(())
 }
