@@ -89,7 +89,7 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
     match &cli.command {
-        Command::Resample(r) => resample(cli, &cli::resolve(cli, &r.job, Some(r))?.0),
+        Command::Resample(r) => resample(cli, &cli::resolve(cli, &r.job, r)?.0),
         Command::Map(m) => resample(cli, &cli::resolve_map(cli, m)?.0),
         Command::Plan(p) => plan(cli, p),
         Command::BenchDispatch(b) => {
@@ -168,7 +168,7 @@ fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
 }
 
 /// `coordinator resample` and `coordinator map`: the run, and its summary on stderr.
-fn resample(cli: &Cli, cfg: &cli::ResampleConfig) -> Result<i32, CoordError> {
+fn resample(cli: &Cli, cfg: &cli::RunConfig) -> Result<i32, CoordError> {
     let summary = run::resample(cfg)?;
     if !cli.quiet {
         eline(&summary.message);
@@ -178,14 +178,9 @@ fn resample(cli: &Cli, cfg: &cli::ResampleConfig) -> Result<i32, CoordError> {
 
 /// `coordinator plan`: what a run would do, as text or JSON.
 fn plan(cli: &Cli, p: &cli::PlanArgs) -> Result<i32, CoordError> {
-    let job = cli::JobArgs {
-        input: Some(p.input.clone()),
-        ..p.job.clone()
-    };
-    let (mut cfg, _) = cli::resolve(cli, &job, None)?;
-    cfg.decoder = p.decoder.into();
-    let prep = run::prepare(&cfg)?;
-    let decoder = coordinator::decoder::plan_choice(&cfg, &prep)?;
+    let (cfg, _) = cli::resolve_plan(cli, p)?;
+    let prep = run::prepare(&cfg, &p.input)?;
+    let decoder = coordinator::decoder::plan_choice(&cfg, &p.input, &prep)?;
     if p.json {
         let summary = coordinator::report::PlanSummary::new(
             &prep.plan,

@@ -124,23 +124,67 @@ pub mod gdal_err {
         }
     }
 
+    /// A GDAL call that failed: the bindings' error, with GDAL's own text where it adds to
+    /// it, or only GDAL's text when the call returned but left a failure behind.
+    #[derive(Debug, thiserror::Error)]
+    pub enum GdalFailure {
+        #[error("{source}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+        Call {
+            #[source]
+            source: gdal::errors::GdalError,
+            /// GDAL's first reported failure, when the bindings' error does not say it.
+            detail: Option<String>,
+        },
+        #[error("{0}")]
+        Reported(String),
+    }
+
+    /// A call of the bindings that was not run under [`check`]: their error alone.
+    impl From<gdal::errors::GdalError> for GdalFailure {
+        fn from(source: gdal::errors::GdalError) -> GdalFailure {
+            GdalFailure::Call {
+                source,
+                detail: None,
+            }
+        }
+    }
+
+    /// The end of a call of ours through GDAL's C API, begun after [`reset`]: `failed` (with
+    /// our text `what`, and GDAL's after it), or left a failure behind, as [`check`] judges
+    /// a call of the bindings.
+    pub fn after_call(failed: bool, what: &str) -> Result<(), GdalFailure> {
+        match (failed, take()) {
+            (false, None) => Ok(()),
+            (false, Some(msg)) => Err(GdalFailure::Reported(msg)),
+            (true, Some(msg)) if !what.contains(msg.as_str()) => {
+                Err(GdalFailure::Reported(format!("{what}: {msg}")))
+            }
+            (true, _) => Err(GdalFailure::Reported(what.into())),
+        }
+    }
+
+    /// Where a failure goes on as text: the engine's sink reports its failures as strings
+    /// (`engine::ChunkSink`), and a few steps compose several facts into one message.
+    impl From<GdalFailure> for String {
+        fn from(e: GdalFailure) -> String {
+            e.to_string()
+        }
+    }
+
     /// Runs `f`, failing with GDAL's own text when it returned an error or left one behind.
-    pub fn check<T, E: std::fmt::Display>(f: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
+    pub fn check<T>(
+        f: impl FnOnce() -> Result<T, gdal::errors::GdalError>,
+    ) -> Result<T, GdalFailure> {
         reset();
         let r = f();
         let pending = take();
         match (r, pending) {
             (Ok(v), None) => Ok(v),
-            (Ok(_), Some(msg)) => Err(msg),
-            (Err(e), Some(msg)) => {
-                let e = e.to_string();
-                if e.contains(&msg) {
-                    Err(e)
-                } else {
-                    Err(format!("{e}: {msg}"))
-                }
+            (Ok(_), Some(msg)) => Err(GdalFailure::Reported(msg)),
+            (Err(source), detail) => {
+                let detail = detail.filter(|msg| !source.to_string().contains(msg.as_str()));
+                Err(GdalFailure::Call { source, detail })
             }
-            (Err(e), None) => Err(e.to_string()),
         }
     }
 }
@@ -192,17 +236,20 @@ pub fn validate_creation_options(driver: &str, options: &[String]) -> Result<(),
     })
 }
 
-/// Sets a band's unit type (the bindings read it but cannot set it). GDAL's error state
-/// carries any failure (see [`gdal_err::check`]).
-pub fn set_unit(band: &mut gdal::raster::RasterBand, unit: &std::ffi::CStr) -> Result<(), String> {
+/// Sets a band's unit type (the bindings read it but cannot set it), checked as
+/// [`gdal_err::check`] checks a call of the bindings.
+pub fn set_unit(
+    band: &mut gdal::raster::RasterBand,
+    unit: &std::ffi::CStr,
+) -> Result<(), gdal_err::GdalFailure> {
+    gdal_err::reset();
     // SAFETY: the band handle is valid while `band` lives, and `unit` is a NUL-terminated
     // string that GDAL copies.
     let rc = unsafe { gdal_sys::GDALSetRasterUnitType(band.c_rasterband(), unit.as_ptr()) };
-    if rc == gdal_sys::CPLErr::CE_None {
-        Ok(())
-    } else {
-        Err("GDAL could not set the unit type".into())
-    }
+    gdal_err::after_call(
+        rc != gdal_sys::CPLErr::CE_None,
+        "GDAL could not set the unit type",
+    )
 }
 
 /// GDAL's progress callback for its long calls: FALSE (GDAL then stops the call and fails it)
@@ -234,10 +281,12 @@ pub fn create_copy(
     dst: &std::path::Path,
     options: &gdal::raster::RasterCreationOptions,
     point: &'static str,
-) -> Result<gdal::Dataset, String> {
+) -> Result<gdal::Dataset, gdal_err::GdalFailure> {
     use std::os::unix::ffi::OsStrExt;
-    let name = std::ffi::CString::new(dst.as_os_str().as_bytes())
-        .map_err(|_| format!("'{}' contains a NUL byte", dst.display()))?;
+    let name = std::ffi::CString::new(dst.as_os_str().as_bytes()).map_err(|_| {
+        gdal_err::GdalFailure::Reported(format!("'{}' contains a NUL byte", dst.display()))
+    })?;
+    gdal_err::reset();
     let data: &'static str = point;
     // SAFETY: the driver and dataset handles are valid while `driver` and `src` live; `name`
     // and the option list (a NULL-terminated CSL owned by `options`) are valid for the call,
@@ -254,10 +303,8 @@ pub fn create_copy(
             Some(stop_on_interrupt),
             &data as *const &'static str as *mut std::ffi::c_void,
         );
-        if h.is_null() {
-            Err("GDAL could not create the copy".into())
-        } else {
-            Ok(gdal::Dataset::from_c_dataset(h))
-        }
+        let made = (!h.is_null()).then(|| gdal::Dataset::from_c_dataset(h));
+        gdal_err::after_call(made.is_none(), "GDAL could not create the copy")?;
+        made.ok_or_else(|| gdal_err::GdalFailure::Reported("GDAL could not create the copy".into()))
     }
 }

@@ -3,7 +3,10 @@
 
 use std::{collections::BTreeSet, path::PathBuf};
 
-use coordinator::error::CoordError;
+use coordinator::{
+    error::{CoordError, SideFileError},
+    os::gdal_err::GdalFailure,
+};
 
 const README: &str = include_str!("../../../README.md");
 const EXIT_RS: &str = include_str!("../../protocol/src/exit.rs");
@@ -51,13 +54,20 @@ fn every_error() -> Vec<CoordError> {
         CoordError::InputNotRaster {
             path: p.clone(),
             reason: String::new(),
+            source: None,
+        },
+        CoordError::InputGdal {
+            path: p.clone(),
+            step: String::new(),
+            source: Box::new(gdal::errors::GdalError::BadArgument(String::new())),
         },
         CoordError::BadInput(String::new()),
         CoordError::OutputExists(p.clone()),
         CoordError::OutputDirMissing(p.clone()),
         CoordError::OutputDirNotWritable {
             path: p.clone(),
-            reason: String::new(),
+            step: "",
+            source: std::io::Error::other("x"),
         },
         CoordError::OutputNotFile {
             path: p.clone(),
@@ -77,12 +87,18 @@ fn every_error() -> Vec<CoordError> {
             output: p.clone(),
             flag: "--report",
             path: p.clone(),
-            reason: String::new(),
+            source: SideFileError::Appeared,
         },
         CoordError::Write {
             path: p.clone(),
             reason: String::new(),
         },
+        CoordError::write_io(p.clone(), "", std::io::Error::other("x")),
+        CoordError::WriteJournal {
+            path: p.clone(),
+            source: coordinator::journal::AppendError::TooLarge { id: 0, len: 0 },
+        },
+        CoordError::write_gdal(p.clone(), "", GdalFailure::Reported(String::new())),
         CoordError::JournalExists {
             journal: p.clone(),
             output: p.clone(),
@@ -103,6 +119,7 @@ fn every_error() -> Vec<CoordError> {
         match e {
             CoordError::InputMissing(_)
             | CoordError::InputNotRaster { .. }
+            | CoordError::InputGdal { .. }
             | CoordError::BadInput(_)
             | CoordError::OutputExists(_)
             | CoordError::OutputDirMissing(_)
@@ -113,6 +130,9 @@ fn every_error() -> Vec<CoordError> {
             | CoordError::ReportPath { .. }
             | CoordError::ReportWrite { .. }
             | CoordError::Write { .. }
+            | CoordError::WriteIo { .. }
+            | CoordError::WriteJournal { .. }
+            | CoordError::WriteGdal { .. }
             | CoordError::JournalExists { .. }
             | CoordError::JournalMismatch { .. }
             | CoordError::MergeIncomplete(_)

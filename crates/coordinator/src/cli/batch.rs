@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::schema::ResampleArgs;
+use super::{
+    config::{Io, Target},
+    schema::ResampleArgs,
+};
 use crate::error::CoordError;
 
 /// Several inputs on one pool, each written to `out_dir` under its own file name.
@@ -23,30 +26,19 @@ impl BatchSpec {
     }
 }
 
-/// What `resample`'s positional arguments and batch options ask for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResampleTarget {
-    /// `resample INPUT OUTPUT`.
-    Single {
-        input: PathBuf,
-        output: PathBuf,
-    },
-    Batch(BatchSpec),
-}
-
 /// The run `r` asks for. Usage errors (exit 2) for forms that do not go together; a list
 /// file that cannot be read is bad input (exit 3).
-pub fn resolve_target(r: &ResampleArgs) -> Result<ResampleTarget, CoordError> {
+pub fn resolve_target(r: &ResampleArgs) -> Result<Target, CoordError> {
     let usage = |m: &str| Err(CoordError::Usage(m.to_string()));
     let Some(out_dir) = &r.out_dir else {
         if r.inputs.is_some() {
             return usage("--inputs needs --out-dir DIR: a batch writes each output into DIR under its input's file name");
         }
         return match r.paths.as_slice() {
-            [input, output] => Ok(ResampleTarget::Single {
+            [input, output] => Ok(Target::Single(Io {
                 input: input.clone(),
                 output: output.clone(),
-            }),
+            })),
             [] => usage("missing INPUT and OUTPUT (or a batch: --out-dir DIR with inputs, or --inputs LIST)"),
             [_] => usage("missing OUTPUT (or give --out-dir DIR to write the input's output there)"),
             _ => usage("more than one input needs --out-dir DIR (each output is written into DIR under its input's file name)"),
@@ -83,7 +75,7 @@ pub fn resolve_target(r: &ResampleArgs) -> Result<ResampleTarget, CoordError> {
             )));
         }
     }
-    Ok(ResampleTarget::Batch(spec))
+    Ok(Target::Batch(spec))
 }
 
 /// The inputs a list file names: one path per line; blank lines and `#` comments skipped.

@@ -1,9 +1,11 @@
 //! The command line: the clap schema ([`schema`]), the layered settings with one table row
 //! per setting ([`settings`](mod@settings)) read from flags, the environment and a TOML or YAML
-//! config file ([`config_file`]), their values' parsers ([`values`]), and their resolution into the run's config ([`resolve`](mod@resolve)).
+//! config file ([`config_file`]), their values' parsers ([`values`]), and their resolution
+//! ([`resolve`](mod@resolve)) into the run's config, a [`RunConfig`] of parts ([`config`]).
 //! Nothing here runs anything.
 
 pub mod batch;
+pub mod config;
 pub mod config_file;
 pub mod creation;
 pub mod resolve;
@@ -12,8 +14,12 @@ pub mod settings;
 pub mod values;
 
 pub use batch::BatchSpec;
+pub use config::{
+    Durability, Io, JobConfig, Kernel, MapSpec, Observation, OneRun, OutputConfig, PoolConfig,
+    RunConfig, Target,
+};
 pub use creation::CreationOptions;
-pub use resolve::{resolve, resolve_map, Kernel, MapSpec, ResampleConfig};
+pub use resolve::{resolve, resolve_map, resolve_plan};
 pub use schema::{
     AggArg, BenchArgs, BenchWriterArgs, Cli, Command, CompletionsArgs, JobArgs, MapArgs, PlanArgs,
     ReportArgs, ResampleArgs, Shell, SynthArgs, EXAMPLES, MAP_EXAMPLES,

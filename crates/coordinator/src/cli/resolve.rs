@@ -1,142 +1,25 @@
 //! Resolution: the parsed command line and the layered settings become the run's config,
-//! [`ResampleConfig`], with no option left to default. Checks that need more than one value
-//! (bands given twice, faults without workers, more spares than workers) live here.
+//! a [`RunConfig`] of parts (`config`), with no option left to default. Checks that need more
+//! than one value (bands given twice, faults without workers, more spares than workers) live
+//! here.
 
-use std::{path::PathBuf, time::Duration};
-
-use protocol::FaultSpec;
-use worker::{Agg, Decoder, SampleType};
+use worker::SampleType;
 
 use super::{
+    config::{
+        Durability, JobConfig, Kernel, MapSpec, Observation, OutputConfig, PoolConfig, RunConfig,
+        Target,
+    },
     creation::CreationOptions,
-    schema::{AggArg, Cli, FormatArg, JobArgs, MapArgs, ResampleArgs},
+    schema::{AggArg, Cli, FormatArg, JobArgs, MapArgs, PlanArgs, ResampleArgs},
     settings::{self, Setting, Settings, Source, Workers, DEFAULT_KILL_GRACE},
 };
 use crate::{
     cog::{self, OutputFormat},
     error::CoordError,
     grid::{GridRequest, TargetRequest},
-    sched::{SpeculationSpec, TimeoutSpec},
+    sched::SpeculationSpec,
 };
-
-/// Everything `resample` needs, resolved: no option left to default.
-#[derive(Debug, Clone)]
-pub struct ResampleConfig {
-    pub input: PathBuf,
-    pub output: PathBuf,
-    /// The output grid: F x F blocks, or a target grid.
-    pub grid: GridRequest,
-    /// What the workers compute over each chunk.
-    pub kernel: Kernel,
-    pub bands: Vec<u32>,
-    pub out_type: Option<SampleType>,
-    pub chunk_bytes: u64,
-    /// 0: in-process only.
-    pub workers: u32,
-    /// `--workers auto`: memory may lower `workers`.
-    pub workers_auto: bool,
-    /// Warm spare worker processes beside the busy ones (pool only).
-    pub spare_workers: u32,
-    pub in_process_threads: u32,
-    pub report: Option<PathBuf>,
-    /// `--report-html`: the report as a page.
-    pub report_html: Option<PathBuf>,
-    /// `--events`: the event stream (`-`: stdout).
-    pub events: Option<PathBuf>,
-    pub overwrite: bool,
-    pub creation_options: CreationOptions,
-    pub worker_bin: PathBuf,
-    pub max_attempts: u32,
-    pub task_timeout: Option<TimeoutSpec>,
-    /// The least limit a percentage `task_timeout` gives.
-    pub task_timeout_floor: Duration,
-    /// Speculative backup attempts of long-running chunks (`--speculation`,
-    /// `--speculation-floor`).
-    pub speculation: SpeculationSpec,
-    /// Deadline for a new worker's hello.
-    pub start_timeout: Duration,
-    pub kill_grace: Duration,
-    pub faults: Vec<FaultSpec>,
-    /// Hard per-worker limit (RLIMIT_DATA).
-    pub memory_limit: Option<u64>,
-    /// Where `memory_limit` came from, as messages name it (flag, variable, or file and key).
-    pub memory_limit_from: String,
-    pub soft_fraction: f64,
-    pub memory_poll: Duration,
-    /// Admission: no dispatch while available memory is below this.
-    pub min_free_memory: Option<u64>,
-    /// Slots beyond one per worker and lane.
-    pub chunk_prefetch: u32,
-    /// Upper bound on the slot ring (the seed's `queue_sizes.chunk_queue`).
-    pub chunk_queue: Option<u32>,
-    pub quiet: bool,
-    /// Which decoder the kernels read pixels with.
-    pub decoder: Decoder,
-    /// GTiff or COG (with the COG driver's options; `creation_options` are then the staged
-    /// GTiff's).
-    pub format: OutputFormat,
-    /// `--pyramid`: exact aggregate overviews (`crate::cog`).
-    pub pyramid: bool,
-    /// `resample IN1 IN2 ... --out-dir DIR`: several inputs on one pool (`input` and
-    /// `output` are then set per input by the batch run).
-    pub batch: Option<super::BatchSpec>,
-    /// `--resume`: continue from the journal of an earlier run.
-    pub resume: bool,
-    /// `--shard`: this run is one shard, writing a journal for `merge`.
-    pub shard: Option<crate::shard::Shard>,
-    /// `--ignore-mask`: GDAL mask bands do not make pixels invalid.
-    pub ignore_mask: bool,
-}
-
-impl ResampleConfig {
-    /// The run of one overview level (`cog::LevelSpec`): this run's input, kernel, pool and
-    /// limits at another factor, into a scratch file; no report, page, event stream, journal
-    /// to resume, pyramid or COG (the base run owns those), no injected fault (they name the
-    /// base run's chunks). Every field is named, so that a new one is decided here.
-    pub fn for_level(&self, level: &crate::cog::LevelSpec) -> ResampleConfig {
-        ResampleConfig {
-            input: self.input.clone(),
-            output: level.output.clone(),
-            grid: level.grid.clone(),
-            kernel: self.kernel.clone(),
-            bands: self.bands.clone(),
-            out_type: self.out_type,
-            chunk_bytes: self.chunk_bytes,
-            workers: self.workers,
-            workers_auto: self.workers_auto,
-            spare_workers: self.spare_workers,
-            in_process_threads: self.in_process_threads,
-            report: None,
-            report_html: None,
-            events: None,
-            overwrite: false,
-            creation_options: level.creation_options.clone(),
-            worker_bin: self.worker_bin.clone(),
-            max_attempts: self.max_attempts,
-            task_timeout: self.task_timeout,
-            task_timeout_floor: self.task_timeout_floor,
-            speculation: self.speculation,
-            start_timeout: self.start_timeout,
-            kill_grace: self.kill_grace,
-            faults: Vec::new(),
-            memory_limit: self.memory_limit,
-            memory_limit_from: self.memory_limit_from.clone(),
-            soft_fraction: self.soft_fraction,
-            memory_poll: self.memory_poll,
-            min_free_memory: self.min_free_memory,
-            chunk_prefetch: self.chunk_prefetch,
-            chunk_queue: self.chunk_queue,
-            quiet: self.quiet,
-            decoder: self.decoder,
-            format: OutputFormat::GTiff,
-            pyramid: false,
-            batch: None,
-            resume: false,
-            shard: None,
-            ignore_mask: self.ignore_mask,
-        }
-    }
-}
 
 /// The output grid the options give: exactly one of `--factor` and a target grid (`--tr`
 /// with `--te`/`--tap`, or `--like`).
@@ -167,46 +50,6 @@ fn grid_request(job: &JobArgs) -> Result<GridRequest, CoordError> {
         tap: job.tap,
         like: job.like.clone(),
     }))
-}
-
-/// What the workers compute over each chunk: the workers' side has the same two
-/// (`worker::WorkerSetup::{BlockAgg, Map}`).
-#[derive(Debug, Clone)]
-pub enum Kernel {
-    /// `resample`: each output pixel aggregates a block of input pixels.
-    BlockAgg(Agg),
-    /// `map`: the user's kernel, over each chunk's window.
-    Map(MapSpec),
-}
-
-impl Kernel {
-    /// The command that runs this kernel, as the journal's identity and the workers'
-    /// environment name it.
-    pub fn command(&self) -> &'static str {
-        match self {
-            Kernel::BlockAgg(_) => "resample",
-            Kernel::Map(_) => "map",
-        }
-    }
-
-    /// The aggregation, for a block aggregation.
-    pub fn agg(&self) -> Option<Agg> {
-        match self {
-            Kernel::BlockAgg(agg) => Some(*agg),
-            Kernel::Map(_) => None,
-        }
-    }
-}
-
-/// What `map` adds to a run: the user's kernel and its output.
-#[derive(Debug, Clone)]
-pub struct MapSpec {
-    /// The C ABI library; `None`: `worker_bin` is a Rust kernel's own worker binary.
-    pub lib: Option<PathBuf>,
-    pub args: Vec<(String, String)>,
-    pub out_bands: u32,
-    /// The coordinator may load the kernel (`--in-process-fallback`).
-    pub in_process_fallback: bool,
 }
 
 /// The layered settings of a `plan` or `resample` command line (`--in-process` included).
@@ -295,52 +138,108 @@ fn check_job(job: &JobArgs, st: &Settings, workers: u32) -> Result<u32, CoordErr
     Ok(spare_workers)
 }
 
-/// Builds the resolved config for `resample` (and for `plan`, with defaults for the rest).
+/// Builds the resolved config for `resample` (and, through [`resolve_map`], `map`).
 pub fn resolve(
     cli: &Cli,
     job: &JobArgs,
-    r: Option<&ResampleArgs>,
-) -> Result<(ResampleConfig, Settings), CoordError> {
-    let (input, output, batch) = match r.map(super::batch::resolve_target).transpose()? {
-        Some(super::batch::ResampleTarget::Single { input, output }) => (input, output, None),
-        Some(super::batch::ResampleTarget::Batch(b)) => (PathBuf::new(), PathBuf::new(), Some(b)),
-        // `plan` and `map` set INPUT (clap requires it).
-        None => (job.input.clone().unwrap_or_default(), PathBuf::new(), None),
-    };
-    if let (Some(_), Some(r)) = (&batch, r) {
+    r: &ResampleArgs,
+) -> Result<(RunConfig, Settings), CoordError> {
+    let target = super::batch::resolve_target(r)?;
+    if let Target::Batch(_) = target {
         refuse_for_batch(r)?;
     }
+    build(cli, job, Some(r), target)
+}
+
+/// Builds the resolved config for `plan`: a run of its INPUT, with the defaults of what only
+/// a run that writes sets.
+pub fn resolve_plan(cli: &Cli, p: &PlanArgs) -> Result<(RunConfig, Settings), CoordError> {
+    let (mut cfg, st) = build(cli, &p.job, None, Target::Plan(p.input.clone()))?;
+    cfg.job.decoder = p.decoder.into();
+    Ok((cfg, st))
+}
+
+/// The config of `target`: `r` is `resample`'s or `map`'s arguments, `None` for `plan`.
+fn build(
+    cli: &Cli,
+    job: &JobArgs,
+    r: Option<&ResampleArgs>,
+    target: Target,
+) -> Result<(RunConfig, Settings), CoordError> {
     let st = job_settings(cli, job)?;
-    let (workers, workers_auto) = workers(&st);
+    let workers = workers(&st);
     let co = CreationOptions::parse(
         r.map(|r| r.run.creation_options.clone())
             .unwrap_or_default(),
     )?;
-    let spare_workers = check_job(job, &st, workers)?;
+    let pool = pool_config(job, r, &st, workers)?;
     let pyramid = r.is_some_and(|r| r.pyramid);
     let (format, co) = cog::resolve_format(
         r.is_some_and(|r| r.run.format == FormatArg::Cog),
         pyramid,
         co,
     )?;
-    let co = with_default_creation_options(co);
-    let cfg = ResampleConfig {
-        input,
-        output,
+    let job_cfg = JobConfig {
         grid: grid_request(job)?,
         kernel: Kernel::BlockAgg(job.agg.into()),
         bands: job.bands.clone(),
         out_type: job.ot,
-        // `--chunk-mib` is positive and finite (its parser says so).
-        chunk_bytes: (job.chunk_mib * (1 << 20) as f64) as u64,
-        workers,
-        workers_auto,
-        in_process_threads: settings::default_threads(),
+        ignore_mask: job.ignore_mask,
+        decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
+    };
+    let output = OutputConfig {
+        format,
+        pyramid,
+        creation_options: with_default_creation_options(co),
+        overwrite: r.is_some_and(|r| r.run.overwrite),
+    };
+    let durability = Durability {
+        resume: r.is_some_and(|r| r.run.resume),
+        shard: match r {
+            Some(r) => {
+                crate::shard::resolve(r.run.shard, r.run.shards, &|k| std::env::var(k).ok())?
+            }
+            None => None,
+        },
+    };
+    if durability.shard.is_some()
+        && (output.pyramid || matches!(output.format, OutputFormat::Cog { .. }))
+    {
+        return Err(CoordError::Usage(
+            "--shard writes a journal for `merge`, which writes a GeoTIFF without overviews: --pyramid and --of COG are not available with --shard".into(),
+        ));
+    }
+    let observe = Observation {
         report: r.and_then(|r| r.run.report.clone()),
         report_html: r.and_then(|r| r.run.report_html.clone()),
         events: r.and_then(|r| r.run.events.clone()),
-        overwrite: r.is_some_and(|r| r.run.overwrite),
-        creation_options: co,
+        quiet: cli.quiet,
+    };
+    let cfg = RunConfig {
+        target,
+        job: job_cfg,
+        pool,
+        output,
+        durability,
+        observe,
+    };
+    Ok((cfg, st))
+}
+
+/// The pool's part: the layered settings, the checks that need more than one value, and
+/// the run's own flags (worker binary, kill grace).
+fn pool_config(
+    job: &JobArgs,
+    r: Option<&ResampleArgs>,
+    st: &Settings,
+    (workers, workers_auto): (u32, bool),
+) -> Result<PoolConfig, CoordError> {
+    let spare_workers = check_job(job, st, workers)?;
+    Ok(PoolConfig {
+        workers,
+        workers_auto,
+        spare_workers,
+        in_process_threads: settings::default_threads(),
         worker_bin: r
             .and_then(|r| r.run.worker_bin.clone())
             .unwrap_or_else(crate::run::default_worker_bin),
@@ -365,33 +264,15 @@ pub fn resolve(
         memory_poll: st.memory_poll.value,
         min_free_memory: st.min_free_memory.value,
         chunk_prefetch: st.chunk_prefetch.value,
-        spare_workers,
         chunk_queue: st.chunk_queue.value,
-        quiet: cli.quiet,
-        decoder: r.map(|r| r.decoder.into()).unwrap_or_default(),
-        format,
-        pyramid,
-        batch,
-        resume: r.is_some_and(|r| r.run.resume),
-        shard: match r {
-            Some(r) => {
-                crate::shard::resolve(r.run.shard, r.run.shards, &|k| std::env::var(k).ok())?
-            }
-            None => None,
-        },
-        ignore_mask: job.ignore_mask,
-    };
-    if cfg.shard.is_some() && (cfg.pyramid || matches!(cfg.format, OutputFormat::Cog { .. })) {
-        return Err(CoordError::Usage(
-            "--shard writes a journal for `merge`, which writes a GeoTIFF without overviews: --pyramid and --of COG are not available with --shard".into(),
-        ));
-    }
-    Ok((cfg, st))
+        // `--chunk-mib` is positive and finite (its parser says so).
+        chunk_bytes: (job.chunk_mib * (1 << 20) as f64) as u64,
+    })
 }
 
 /// Builds the resolved config for `map`: the options it shares with `resample`, resolved
 /// the same way, and its kernel.
-pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings), CoordError> {
+pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(RunConfig, Settings), CoordError> {
     if m.kernel_lib.is_none() && m.run.worker_bin.is_none() {
         return Err(CoordError::Usage(
             "map needs a kernel: --kernel-lib PATH.so (a C ABI library), or --worker-bin PATH (a Rust kernel's worker binary)".into(),
@@ -411,7 +292,6 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
         }
     }
     let job = JobArgs {
-        input: Some(m.input.clone()),
         factor: Some(m.factor),
         tr: Vec::new(),
         te: Vec::new(),
@@ -437,8 +317,8 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
         decoder: super::schema::DecoderArg::Gdal,
         pyramid: false,
     };
-    let (mut cfg, st) = resolve(cli, &job, Some(&r))?;
-    if cfg.workers == 0 && !m.in_process_fallback {
+    let (mut cfg, st) = resolve(cli, &job, &r)?;
+    if cfg.pool.workers == 0 && !m.in_process_fallback {
         return Err(CoordError::Usage(
             "map loads the kernel in worker processes only: --workers 0 needs --in-process-fallback (the coordinator then loads it, and a crash in it ends the run)".into(),
         ));
@@ -451,7 +331,7 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
             })?),
             None => None,
         };
-    cfg.kernel = Kernel::Map(MapSpec {
+    cfg.job.kernel = Kernel::Map(MapSpec {
         lib,
         args: m.kernel_args.clone(),
         out_bands: m.out_bands,
@@ -462,19 +342,20 @@ pub fn resolve_map(cli: &Cli, m: &MapArgs) -> Result<(ResampleConfig, Settings),
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use clap::Parser;
+    use worker::Agg;
 
     use super::*;
-    use crate::cli::Command;
+    use crate::cli::{Command, Io};
 
-    fn resolved(args: &[&str]) -> ResampleConfig {
+    fn resolved(args: &[&str]) -> RunConfig {
         let cli = Cli::try_parse_from(args).unwrap();
         let Command::Resample(r) = &cli.command else {
             panic!("not resample: {args:?}")
         };
-        resolve(&cli, &r.job, Some(r)).unwrap().0
+        resolve(&cli, &r.job, r).unwrap().0
     }
 
     #[test]
@@ -511,31 +392,48 @@ mod tests {
             output: PathBuf::from("x2.tif"),
             creation_options: CreationOptions::of(&["TILED=YES"]),
         };
-        let l = cfg.for_level(&level);
+        let Target::Single(io) = &cfg.target else {
+            panic!("not a single run: {:?}", cfg.target)
+        };
+        let l = cfg.one(io).level(&level);
         // The same work: input, kernel, bands, pool.
-        assert_eq!(l.input, cfg.input);
-        assert_eq!(l.kernel.agg(), Some(Agg::Max));
-        assert_eq!(l.bands, vec![2]);
-        assert_eq!(l.workers, cfg.workers);
-        assert_eq!(l.worker_bin, cfg.worker_bin);
+        let Target::Single(lio) = &l.target else {
+            panic!("a level is a single run: {:?}", l.target)
+        };
+        assert_eq!(lio.input, io.input);
+        assert_eq!(l.job.kernel.agg(), Some(Agg::Max));
+        assert_eq!(l.job.bands, vec![2]);
+        assert_eq!(l.pool.workers, cfg.pool.workers);
+        assert_eq!(l.pool.worker_bin, cfg.pool.worker_bin);
         // At the level's factor, into its scratch file.
         assert_eq!(
-            (&l.grid, l.output.as_path()),
+            (&l.job.grid, lio.output.as_path()),
             (&GridRequest::Factor(8), Path::new("x2.tif"))
         );
-        assert_eq!(l.creation_options, level.creation_options);
+        assert_eq!(l.output.creation_options, level.creation_options);
         // Nothing the base run owns.
-        assert!(l.report.is_none() && l.report_html.is_none() && l.events.is_none());
-        assert!(!l.overwrite && !l.resume && !l.pyramid);
-        assert!(l.faults.is_empty() && l.batch.is_none() && l.shard.is_none());
-        assert_eq!(l.format, OutputFormat::GTiff);
+        assert!(
+            l.observe.report.is_none()
+                && l.observe.report_html.is_none()
+                && l.observe.events.is_none()
+        );
+        assert!(!l.output.overwrite && !l.durability.resume && !l.output.pyramid);
+        assert!(l.pool.faults.is_empty() && l.durability.shard.is_none());
+        assert_eq!(l.output.format, OutputFormat::GTiff);
+        assert_eq!(
+            lio,
+            &Io {
+                input: PathBuf::from("in.tif"),
+                output: PathBuf::from("x2.tif")
+            }
+        );
     }
 
     #[test]
     fn map_runs_its_kernel_and_resample_aggregates() {
         let cfg = resolved(&["coordinator", "resample", "in.tif", "out.tif", "-f", "2"]);
-        assert!(matches!(cfg.kernel, Kernel::BlockAgg(Agg::Sum)));
-        assert_eq!(cfg.kernel.command(), "resample");
+        assert!(matches!(cfg.job.kernel, Kernel::BlockAgg(Agg::Sum)));
+        assert_eq!(cfg.job.kernel.command(), "resample");
         let lib = tempfile::NamedTempFile::new().unwrap();
         let cli = Cli::try_parse_from([
             "coordinator",
@@ -550,11 +448,11 @@ mod tests {
             panic!("not map")
         };
         let (cfg, _) = resolve_map(&cli, m).unwrap();
-        let Kernel::Map(spec) = &cfg.kernel else {
-            panic!("map resolved to {:?}", cfg.kernel)
+        let Kernel::Map(spec) = &cfg.job.kernel else {
+            panic!("map resolved to {:?}", cfg.job.kernel)
         };
-        assert_eq!(cfg.kernel.agg(), None);
-        assert_eq!(cfg.kernel.command(), "map");
+        assert_eq!(cfg.job.kernel.agg(), None);
+        assert_eq!(cfg.job.kernel.command(), "map");
         assert!(spec.lib.is_some());
     }
 }

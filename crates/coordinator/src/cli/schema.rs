@@ -295,10 +295,6 @@ impl From<DecoderArg> for Decoder {
 /// Options shared by `plan` and `resample`.
 #[derive(Debug, Clone, Args)]
 pub struct JobArgs {
-    /// The raster to read: `plan`'s and `map`'s positional INPUT, a batch's input each in
-    /// turn (`resample` takes its positional arguments as [`ResampleArgs::paths`]).
-    #[arg(skip)]
-    pub input: Option<PathBuf>,
     /// Block size F: each output pixel aggregates F x F input pixels (the same as --tr of F
     /// input pixels on the input's origin).
     #[arg(long, short = 'f', value_parser = parse_factor, allow_negative_numbers = true)]

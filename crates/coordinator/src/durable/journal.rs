@@ -100,10 +100,7 @@ pub struct Scan {
 }
 
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> CoordError {
-    CoordError::Write {
-        path: path.to_path_buf(),
-        reason: format!("{what} the journal: {e}"),
-    }
+    CoordError::write_io(path, format!("{what} the journal"), e)
 }
 
 /// Reads exactly `buf.len()` bytes, or returns `false` at a short read (a torn tail).
@@ -310,13 +307,11 @@ impl JournalWriter {
     }
 
     /// Appends chunk `id`'s output.
-    pub fn append(&mut self, id: u32, out: Window, bytes: &[u8]) -> Result<(), String> {
+    pub fn append(&mut self, id: u32, out: Window, bytes: &[u8]) -> Result<(), AppendError> {
         let t0 = Instant::now();
         let len = RECORD_HEAD + bytes.len();
         if len > MAX_RECORD as usize {
-            return Err(format!(
-                "chunk {id}: {len} bytes of output are more than a journal record holds"
-            ));
+            return Err(AppendError::TooLarge { id, len });
         }
         self.buf.clear();
         self.buf.extend_from_slice(&(len as u32).to_le_bytes());
@@ -330,7 +325,11 @@ impl JournalWriter {
         self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
         self.file
             .write_all(&self.buf)
-            .map_err(|e| format!("appending to the journal '{}': {e}", self.path.display()))?;
+            .map_err(|source| AppendError::Io {
+                step: "appending to",
+                path: self.path.clone(),
+                source,
+            })?;
         self.pending += 1;
         self.appended += 1;
         self.bytes += self.buf.len() as u64;
@@ -342,15 +341,38 @@ impl JournalWriter {
     }
 
     /// Makes every appended record durable.
-    pub fn sync(&mut self) -> Result<(), String> {
+    pub fn sync(&mut self) -> Result<(), AppendError> {
         if self.pending > 0 {
-            self.file
-                .sync_data()
-                .map_err(|e| format!("syncing the journal '{}': {e}", self.path.display()))?;
+            self.file.sync_data().map_err(|source| AppendError::Io {
+                step: "syncing",
+                path: self.path.clone(),
+                source,
+            })?;
         }
         self.pending = 0;
         self.last_sync = Instant::now();
         Ok(())
+    }
+}
+
+/// A record that could not be appended to the journal, or made durable.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("chunk {id}: {len} bytes of output are more than a journal record holds")]
+    TooLarge { id: u32, len: usize },
+    #[error("{step} the journal '{}': {source}", path.display())]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The engine's sink reports its failures as text (`engine::ChunkSink`).
+impl From<AppendError> for String {
+    fn from(e: AppendError) -> String {
+        e.to_string()
     }
 }
 

@@ -226,11 +226,8 @@ fn spec_of(h: &Header, path: &Path, height: u64, y0: u64) -> OutputSpec {
 fn copy(shards: &[&ShardJournal], sink: &mut GtiffSink, y0: u64) -> Result<(), CoordError> {
     let mut buf = Vec::new();
     for sj in shards {
-        let err = |reason: String| CoordError::Write {
-            path: sj.path.clone(),
-            reason,
-        };
-        let mut file = File::open(&sj.path).map_err(|e| err(format!("reopening: {e}")))?;
+        let mut file =
+            File::open(&sj.path).map_err(|e| CoordError::write_io(&sj.path, "reopening", e))?;
         let (start, end) = sj.scan.header.range;
         let mut seen = vec![false; (end - start) as usize];
         for r in &sj.scan.records {
@@ -239,8 +236,9 @@ fn copy(shards: &[&ShardJournal], sink: &mut GtiffSink, y0: u64) -> Result<(), C
                 continue;
             }
             engine::interrupt::checkpoint("merge-copy")?;
-            Scan::payload(&mut file, r, &mut buf)
-                .map_err(|e| err(format!("reading chunk {}: {e}", r.id)))?;
+            Scan::payload(&mut file, r, &mut buf).map_err(|e| {
+                CoordError::write_io(&sj.path, format!("reading chunk {}", r.id), e)
+            })?;
             let out = worker::Window {
                 y: r.out.y - y0,
                 ..r.out
@@ -284,9 +282,8 @@ pub fn merge(cfg: &MergeConfig) -> Result<String, CoordError> {
         // neither.
         engine::interrupt::check()?;
         for (tif, staged) in tifs {
-            staged.commit(true).map_err(|e| CoordError::Write {
-                path: tif,
-                reason: format!("moving the shard's GeoTIFF into place: {e}"),
+            staged.commit(true).map_err(|e| {
+                CoordError::write_io(tif, "moving the shard's GeoTIFF into place", e)
             })?;
         }
         staging.commit(cfg.overwrite)?;
@@ -412,10 +409,8 @@ fn write_vrt(
         x.push_str("  </VRTRasterBand>\n");
     }
     x.push_str("</VRTDataset>\n");
-    std::fs::write(tmp, x.as_bytes()).map_err(|e| CoordError::Write {
-        path: output.to_path_buf(),
-        reason: format!("writing the VRT: {e}"),
-    })?;
+    std::fs::write(tmp, x.as_bytes())
+        .map_err(|e| CoordError::write_io(output, "writing the VRT", e))?;
     Ok(staged_tifs)
 }
 

@@ -7,7 +7,10 @@
 use gdal::raster::{ColorEntry, ColorInterpretation, ColorTable, PaletteInterpretation, RgbaEntry};
 use worker::{Agg, SampleType};
 
-use crate::{os::gdal_err::check, raster::BandInfo};
+use crate::{
+    os::gdal_err::{check, GdalFailure},
+    raster::BandInfo,
+};
 
 /// What an input band says about its values besides nodata.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -230,11 +233,12 @@ pub fn out_meta(agg: Agg, out_type: SampleType, band: &BandInfo, unscale: bool) 
 }
 
 /// Sets `meta` on an output band; each call checked.
-pub fn apply(rb: &mut gdal::raster::RasterBand<'_>, meta: &OutBandMeta) -> Result<(), String> {
+pub fn apply(rb: &mut gdal::raster::RasterBand<'_>, meta: &OutBandMeta) -> Result<(), GdalFailure> {
     use gdal::Metadata;
     if let Some(u) = &meta.unit {
-        let c = std::ffi::CString::new(u.as_str()).map_err(|e| e.to_string())?;
-        check(|| crate::os::set_unit(rb, &c))?;
+        let c =
+            std::ffi::CString::new(u.as_str()).map_err(|e| GdalFailure::Reported(e.to_string()))?;
+        crate::os::set_unit(rb, &c)?;
     }
     if let Some(t) = &meta.color_table {
         let mut ct = ColorTable::new(PaletteInterpretation::Rgba);

@@ -297,9 +297,10 @@ fn from_resolution(
 /// `--like REF`: REF's geotransform and size, when its grid is north-up and its CRS the
 /// input's.
 fn like(path: &Path, info: &RasterInfo) -> Result<([f64; 6], (u64, u64)), CoordError> {
-    let ds = Dataset::open(path).map_err(|e| CoordError::InputNotRaster {
+    let ds = Dataset::open(path).map_err(|source| CoordError::InputGdal {
         path: path.to_path_buf(),
-        reason: format!("--like: {e}"),
+        step: "--like".into(),
+        source: Box::new(source),
     })?;
     let gt = ds.geo_transform().map_err(|_| {
         CoordError::BadInput(format!(

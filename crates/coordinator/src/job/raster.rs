@@ -58,19 +58,16 @@ fn refuse_special_file(path: &Path) -> Result<(), CoordError> {
     } else {
         return Ok(());
     };
-    Err(CoordError::InputNotRaster {
-        path: path.to_path_buf(),
-        reason: format!("it is {what}, not a file (INPUT must be a regular file)"),
-    })
+    Err(CoordError::not_raster(
+        path,
+        format!("it is {what}, not a file (INPUT must be a regular file)"),
+    ))
 }
 
 /// Opens and validates `path`. GDAL is asked first: `/vsizip/`, `/vsicurl/` and other
 /// virtual paths exist only for it; the filesystem is consulted only to explain a failure.
 pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
-    let not_raster = |reason: String| CoordError::InputNotRaster {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let not_raster = |reason: String| CoordError::not_raster(path, reason);
     refuse_special_file(path)?;
     gdal_err::reset();
     let ds = Dataset::open(path).map_err(|e| {
@@ -80,14 +77,18 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
         if !is_virtual && !path.exists() {
             return CoordError::InputMissing(path.to_path_buf());
         }
-        if !gdal_msg.is_empty() {
-            return not_raster(gdal_msg);
-        }
         let msg = e.to_string();
-        if msg.contains("NULL pointer") {
-            not_raster("GDAL recognises no raster format in it".to_string())
+        let reason = if !gdal_msg.is_empty() {
+            gdal_msg
+        } else if msg.contains("NULL pointer") {
+            "GDAL recognises no raster format in it".to_string()
         } else {
-            not_raster(msg.lines().next().unwrap_or("").to_string())
+            msg.lines().next().unwrap_or("").to_string()
+        };
+        CoordError::InputNotRaster {
+            path: path.to_path_buf(),
+            reason,
+            source: Some(Box::new(e)),
         }
     })?;
     if ds.raster_count() == 0 {
@@ -97,7 +98,11 @@ pub fn inspect(path: &Path) -> Result<RasterInfo, CoordError> {
     let mut bands = Vec::new();
     let mut block = (0, 0);
     for i in 1..=ds.raster_count() {
-        let rb = ds.rasterband(i).map_err(|e| not_raster(e.to_string()))?;
+        let rb = ds.rasterband(i).map_err(|source| CoordError::InputGdal {
+            path: path.to_path_buf(),
+            step: String::new(),
+            source: Box::new(source),
+        })?;
         // Signed bytes are Int8 whichever way GDAL shows them (3.6: Byte with
         // PIXELTYPE=SIGNEDBYTE; 3.7 and later: Int8).
         let sample = worker::read::band_sample(&rb).ok_or_else(|| {

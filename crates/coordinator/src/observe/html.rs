@@ -597,10 +597,7 @@ pub fn report_to_html(
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             CoordError::OutputExists(html.to_path_buf())
         } else {
-            CoordError::Write {
-                path: html.to_path_buf(),
-                reason: e.to_string(),
-            }
+            CoordError::write_io(html, "", e)
         }
     };
     let staged = crate::output::StagedFile::with_text(html, &render(&parsed)).map_err(write_err)?;

@@ -29,7 +29,7 @@ use gdal::{
 use worker::{Agg, SampleType};
 
 use crate::{
-    cli::{CreationOptions, ResampleConfig},
+    cli::{CreationOptions, OneRun},
     error::CoordError,
     grid::GridRequest,
     os::gdal_err::check,
@@ -225,41 +225,43 @@ pub struct BaseRun {
     pub agg: Option<Agg>,
 }
 
-/// Adds the pyramid to the staged file and converts it to a COG, as `cfg` asks. Called after
+/// Adds the pyramid to the staged file and converts it to a COG, as the run `one` asks. Called after
 /// the writer closed and checked the staged GTiff, before the commit. A signal stops either
 /// between blocks (GDAL's progress callback for the copy, a check between strips for the
 /// pyramid): the failure it causes is then the interrupt, and the staging removes what the
 /// steps had written.
 pub fn finish(
-    cfg: &ResampleConfig,
+    one: OneRun<'_>,
     base: BaseRun,
     staging: &mut Staging,
     run_level: RunLevel<'_>,
 ) -> Result<Finished, CoordError> {
-    finish_steps(cfg, base, staging, run_level).map_err(|e| match engine::interrupt::received() {
+    finish_steps(one, base, staging, run_level).map_err(|e| match engine::interrupt::received() {
         Some(i) => i.into(),
         None => e,
     })
 }
 
 fn finish_steps(
-    cfg: &ResampleConfig,
+    one: OneRun<'_>,
     base: BaseRun,
     staging: &mut Staging,
     run_level: RunLevel<'_>,
 ) -> Result<Finished, CoordError> {
+    let cfg = one.cfg;
     let mut done = Finished::default();
     let staged = staging.temp().to_path_buf();
     let err = |reason: String| CoordError::Write {
-        path: cfg.output.clone(),
+        path: one.io.output.clone(),
         reason,
     };
-    if cfg.pyramid {
+    let gdal = |step: String| move |e| CoordError::write_gdal(&one.io.output, step, e);
+    if cfg.output.pyramid {
         let started = std::time::Instant::now();
         let (w, h) = check(|| Dataset::open(&staged))
-            .map_err(|e| err(format!("opening the staged file for its pyramid: {e}")))?
+            .map_err(gdal("opening the staged file for its pyramid".into()))?
             .raster_size();
-        let tile = tile_side(&cfg.format, &cfg.creation_options)?;
+        let tile = tile_side(&cfg.output.format, &cfg.output.creation_options)?;
         done.levels = levels(w as u64, h as u64, tile);
         if done.levels.is_empty() {
             tracing::warn!(
@@ -270,7 +272,7 @@ fn finish_steps(
                 CoordError::Internal("--pyramid for a run that aggregates nothing".into())
             })?;
             let pyramid = Pyramid {
-                cfg,
+                one,
                 base,
                 agg,
                 run_level,
@@ -279,15 +281,16 @@ fn finish_steps(
         }
         done.pyramid_secs = started.elapsed().as_secs_f64();
     }
-    if let OutputFormat::Cog { options } = &cfg.format {
+    if let OutputFormat::Cog { options } = &cfg.output.format {
         let started = std::time::Instant::now();
         let cog = staging.scratch("cog");
         to_cog(&staged, &cog, options, !done.levels.is_empty()).map_err(|e| {
             let _ = std::fs::remove_file(&cog);
             err(e)
         })?;
-        std::fs::rename(&cog, &staged)
-            .map_err(|e| err(format!("moving the COG over the staged GTiff: {e}")))?;
+        std::fs::rename(&cog, &staged).map_err(|e| {
+            CoordError::write_io(&one.io.output, "moving the COG over the staged GTiff", e)
+        })?;
         done.cog_secs = started.elapsed().as_secs_f64();
     }
     Ok(done)
@@ -295,7 +298,7 @@ fn finish_steps(
 
 /// The pyramid's inputs: the base run's options and facts, and how to run a level.
 struct Pyramid<'a> {
-    cfg: &'a ResampleConfig,
+    one: OneRun<'a>,
     base: BaseRun,
     agg: Agg,
     run_level: RunLevel<'a>,
@@ -310,11 +313,12 @@ fn build_pyramid(
     staging: &mut Staging,
     done: &mut Finished,
 ) -> Result<(), CoordError> {
-    let (cfg, base, agg) = (p.cfg, p.base, p.agg);
+    let (one, base, agg) = (p.one, p.base, p.agg);
     let err = |reason: String| CoordError::Write {
-        path: cfg.output.clone(),
+        path: one.io.output.clone(),
         reason,
     };
+    let gdal = |step: String| move |e| CoordError::write_gdal(&one.io.output, step, e);
     let mut ds = check(|| {
         Dataset::open_ex(
             staged,
@@ -324,10 +328,10 @@ fn build_pyramid(
             },
         )
     })
-    .map_err(|e| err(format!("opening the staged file for update: {e}")))?;
+    .map_err(gdal("opening the staged file for update".into()))?;
     let factors: Vec<i32> = done.levels.iter().map(|&f| f as i32).collect();
     check(|| ds.build_overviews("NONE", &factors, &[]))
-        .map_err(|e| err(format!("allocating the overviews: {e}")))?;
+        .map_err(gdal("allocating the overviews".into()))?;
     let bands = ds.raster_count();
     let minmax = matches!(agg, Agg::Min | Agg::Max);
     let in_principle = pyramid::derivable(agg, base.input, base.out_type, base.input_pixels);
@@ -347,14 +351,13 @@ fn build_pyramid(
         if in_principle && below_clean {
             let mut changed = 0;
             for b in 1..=bands {
-                let band = check(|| ds.rasterband(b)).map_err(|e| err(format!("{what}: {e}")))?;
+                let band = check(|| ds.rasterband(b)).map_err(gdal(what.to_string()))?;
                 let src = match i {
                     0 => check(|| ds.rasterband(b)),
                     _ => check(|| band.overview(i - 1)),
                 }
-                .map_err(|e| err(format!("{what}: {e}")))?;
-                let mut dst =
-                    check(|| band.overview(i)).map_err(|e| err(format!("{what}: {e}")))?;
+                .map_err(gdal(what.to_string()))?;
+                let mut dst = check(|| band.overview(i)).map_err(gdal(what.to_string()))?;
                 changed += pyramid::derive(&src, &mut dst, agg, base.out_type)
                     .map_err(|e| err(format!("{what} band {b}: {e}")))?;
             }
@@ -370,10 +373,9 @@ fn build_pyramid(
                 None => {
                     let d = staging.scratch("levels");
                     std::fs::create_dir(&d).map_err(|e| {
-                        err(format!(
-                            "creating the pyramid's scratch directory '{}': {e}",
-                            d.display()
-                        ))
+                        let step =
+                            format!("creating the pyramid's scratch directory '{}'", d.display());
+                        CoordError::write_io(&one.io.output, step, e)
                     })?;
                     dir = Some(d.clone());
                     d
@@ -385,13 +387,13 @@ fn build_pyramid(
             });
             let (path, quarantined) = run_level(p, &d, f, base)?;
             done.quarantined += quarantined;
-            let adjusted = copy_level(&ds, &path, i, &what, &err)?;
+            let adjusted = copy_level(&ds, &path, i, &what, &one.io.output)?;
             let _ = std::fs::remove_file(&path);
             below_clean = quarantined == 0 && (minmax || !adjusted);
         }
     }
-    check(|| ds.flush_cache()).map_err(|e| err(format!("flushing the overviews: {e}")))?;
-    check(|| ds.close()).map_err(|e| err(format!("closing the file with its overviews: {e}")))?;
+    check(|| ds.flush_cache()).map_err(gdal("flushing the overviews".into()))?;
+    check(|| ds.close()).map_err(gdal("closing the file with its overviews".into()))?;
     if let Some(d) = dir {
         let _ = std::fs::remove_dir_all(d);
     }
@@ -405,10 +407,15 @@ fn copy_level(
     path: &Path,
     i: usize,
     what: &str,
-    err: &dyn Fn(String) -> CoordError,
+    output: &Path,
 ) -> Result<bool, CoordError> {
+    let err = |reason: String| CoordError::Write {
+        path: output.to_path_buf(),
+        reason,
+    };
+    let gdal = |step: String| move |e| CoordError::write_gdal(output, step, e);
     let bands = ds.raster_count();
-    let src = check(|| Dataset::open(path)).map_err(|e| err(format!("{what}: {e}")))?;
+    let src = check(|| Dataset::open(path)).map_err(gdal(what.to_string()))?;
     if src.raster_count() != bands {
         return Err(err(format!(
             "{what}: {} band(s), the output {bands}",
@@ -417,10 +424,10 @@ fn copy_level(
     }
     let mut adjusted = false;
     for b in 1..=bands {
-        let sb = check(|| src.rasterband(b)).map_err(|e| err(format!("{what}: {e}")))?;
+        let sb = check(|| src.rasterband(b)).map_err(gdal(what.to_string()))?;
         adjusted |= sb.metadata_item("BLOCKSUM_ADJUSTED_PIXELS", "").is_some();
-        let band = check(|| ds.rasterband(b)).map_err(|e| err(format!("{what}: {e}")))?;
-        let mut ov = check(|| band.overview(i)).map_err(|e| err(format!("{what}: {e}")))?;
+        let band = check(|| ds.rasterband(b)).map_err(gdal(what.to_string()))?;
+        let mut ov = check(|| band.overview(i)).map_err(gdal(what.to_string()))?;
         if ov.size() != sb.size() {
             return Err(err(format!(
                 "{what} band {b}: GDAL made it {:?}, the aggregation {:?}",
@@ -442,8 +449,8 @@ fn run_level(
     f: u32,
     base: (Option<[f64; 6]>, (u64, u64)),
 ) -> Result<(PathBuf, u64), CoordError> {
-    let cfg = p.cfg;
-    let grid = cfg.grid.coarsened(f, base)?;
+    let one = p.one;
+    let grid = one.cfg.job.grid.coarsened(f, base)?;
     let path = dir.join(format!("x{f}.tif"));
     let level = LevelSpec {
         grid: grid.clone(),
@@ -456,9 +463,8 @@ fn run_level(
     let quarantined = if exit_code == protocol::exit::QUARANTINED {
         tracing::warn!("pyramid: overview x{f}: {message}");
         // The level's run names its quarantined chunks in its own metadata; count them.
-        let ds = check(|| Dataset::open(&path)).map_err(|e| CoordError::Write {
-            path: cfg.output.clone(),
-            reason: format!("reopening overview x{f}: {e}"),
+        let ds = check(|| Dataset::open(&path)).map_err(|e| {
+            CoordError::write_gdal(&one.io.output, format!("reopening overview x{f}"), e)
         })?;
         ds.metadata_item("BLOCKSUM_QUARANTINED_CHUNKS", "")
             .map_or(1, |q| q.split(';').count() as u64)
@@ -515,7 +521,7 @@ fn to_cog(
     let driver = check(|| DriverManager::get_driver_by_name("COG"))
         .map_err(|e| format!("GDAL's COG driver (GDAL >= 3.1) is not available: {e}"))?;
     let opts = RasterCreationOptions::from_iter(options.iter().map(String::as_str));
-    let out = check(|| crate::os::create_copy(&driver, &src, cog, &opts, "cog-copy"))
+    let out = crate::os::create_copy(&driver, &src, cog, &opts, "cog-copy")
         .map_err(|e| format!("writing the COG: {e}"))?;
     check(|| out.close()).map_err(|e| format!("closing the COG: {e}"))?;
     let back =

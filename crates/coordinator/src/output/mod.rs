@@ -229,9 +229,10 @@ fn probe_writable(dir: &Path, target: &Path) -> Result<(), CoordError> {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
-        Err(e) => Err(CoordError::OutputDirNotWritable {
+        Err(source) => Err(CoordError::OutputDirNotWritable {
             path: dir.to_path_buf(),
-            reason: e.to_string(),
+            step: "",
+            source,
         }),
     }
 }
@@ -270,10 +271,7 @@ impl Staging {
     /// naming the process that holds it.
     pub fn lock(target: &Path) -> Result<Staging, CoordError> {
         let lock_path = lock_path(target);
-        let err = |reason: String| CoordError::Write {
-            path: target.to_path_buf(),
-            reason,
-        };
+        let err = |step: String| move |e| CoordError::write_io(target, step, e);
         // A lock file that another run removes between our open and our flock would leave us
         // holding a lock on a dead inode: check after locking that the name still leads to
         // the file we locked, and start over if not.
@@ -284,12 +282,10 @@ impl Staging {
                 .create(true)
                 .truncate(false)
                 .open(&lock_path)
-                .map_err(|e| {
-                    err(format!(
-                        "creating the lock file '{}': {e}",
-                        lock_path.display()
-                    ))
-                })?;
+                .map_err(err(format!(
+                    "creating the lock file '{}'",
+                    lock_path.display()
+                )))?;
             let mut locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(l) => l,
                 Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
@@ -305,7 +301,13 @@ impl Staging {
                         },
                     });
                 }
-                Err((_, e)) => return Err(err(format!("locking '{}': {e}", lock_path.display()))),
+                // nix's text of the errno ("EIO: I/O error"), as the message has always had it.
+                Err((_, e)) => {
+                    return Err(CoordError::Write {
+                        path: target.to_path_buf(),
+                        reason: format!("locking '{}': {e}", lock_path.display()),
+                    })
+                }
             };
             let ours = locked.metadata().map(|m| (m.dev(), m.ino())).ok();
             let named = std::fs::metadata(&lock_path)
@@ -319,7 +321,7 @@ impl Staging {
                 .and_then(|()| locked.rewind())
                 .and_then(|()| writeln!(locked, "{}", std::process::id()))
                 .and_then(|()| locked.flush());
-            written.map_err(|e| err(format!("writing the lock file: {e}")))?;
+            written.map_err(err("writing the lock file".into()))?;
             remove_stale_temps(target);
             return Ok(Staging {
                 target: target.to_path_buf(),
@@ -330,9 +332,10 @@ impl Staging {
                 scratch: vec![],
             });
         }
-        Err(err(
-            "the lock file keeps being replaced by another run".into()
-        ))
+        Err(CoordError::Write {
+            path: target.to_path_buf(),
+            reason: "the lock file keeps being replaced by another run".into(),
+        })
     }
 
     pub fn temp(&self) -> &Path {
@@ -356,15 +359,13 @@ impl Staging {
     /// A signal that came before the commit discards the result (`engine::interrupt`).
     pub fn commit(&mut self, overwrite: bool) -> Result<(), CoordError> {
         engine::interrupt::check()?;
-        let err = |reason: String| CoordError::Write {
-            path: self.target.clone(),
-            reason,
-        };
+        let target = &self.target;
+        let err = |step: &'static str| move |e| CoordError::write_io(target, step, e);
         // The data must be on disk before the name points at it: a crash after the rename
         // must not leave a complete-looking name over missing blocks.
         File::open(&self.temp)
             .and_then(|f| f.sync_all())
-            .map_err(|e| err(format!("syncing the finished file: {e}")))?;
+            .map_err(err("syncing the finished file"))?;
         match existing(&self.target) {
             Existing::Nothing | Existing::Regular => {}
             Existing::Directory => {
@@ -382,13 +383,13 @@ impl Staging {
         }
         if overwrite {
             std::fs::rename(&self.temp, &self.target)
-                .map_err(|e| err(format!("renaming the finished file into place: {e}")))?;
+                .map_err(err("renaming the finished file into place"))?;
         } else {
             crate::os::rename_noreplace(&self.temp, &self.target).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::AlreadyExists {
                     CoordError::OutputAppeared(self.target.clone())
                 } else {
-                    err(format!("moving the finished file into place: {e}"))
+                    err("moving the finished file into place")(e)
                 }
             })?;
         }

@@ -114,11 +114,12 @@ const INT8_OUTPUT: &str =
 
 /// Creates the output under `tmp`.
 pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
-    let err = |reason: String| CoordError::Write {
-        path: spec.path.clone(),
-        reason,
+    let err = |step: &str| {
+        let path = spec.path.clone();
+        let step = step.to_string();
+        move |e| CoordError::write_gdal(path.clone(), step.clone(), e)
     };
-    let driver = check(|| DriverManager::get_driver_by_name("GTiff")).map_err(err)?;
+    let driver = check(|| DriverManager::get_driver_by_name("GTiff")).map_err(err(""))?;
     let opts = RasterCreationOptions::from_iter(spec.creation_options.iter().map(String::as_str));
     let (w, h, n) = (spec.width as usize, spec.height as usize, spec.bands.len());
     let mut ds = check(|| match spec.out_type {
@@ -135,31 +136,29 @@ pub fn create(spec: &OutputSpec, tmp: &Path) -> Result<Dataset, CoordError> {
     .map_err(|e| {
         // GDAL may have left a file behind before failing.
         let _ = std::fs::remove_file(tmp);
-        err(format!("creating the file: {e}"))
+        err("creating the file")(e)
     })?;
     if let Some(gt) = spec.geo_transform {
-        check(|| ds.set_geo_transform(&gt))
-            .map_err(|e| err(format!("setting the geotransform: {e}")))?;
+        check(|| ds.set_geo_transform(&gt)).map_err(err("setting the geotransform"))?;
     }
     if !spec.projection.is_empty() {
-        check(|| ds.set_projection(&spec.projection))
-            .map_err(|e| err(format!("setting the projection: {e}")))?;
+        check(|| ds.set_projection(&spec.projection)).map_err(err("setting the projection"))?;
     }
     if let Some(aop) = &spec.area_or_point {
         check(|| ds.set_metadata_item("AREA_OR_POINT", aop, ""))
-            .map_err(|e| err(format!("setting AREA_OR_POINT: {e}")))?;
+            .map_err(err("setting AREA_OR_POINT"))?;
     }
     for (i, b) in spec.bands.iter().enumerate() {
-        let band_err = |e: String| err(format!("band {}: {e}", i + 1));
-        let mut rb = check(|| ds.rasterband(i + 1)).map_err(band_err)?;
+        let band_err = err(&format!("band {}", i + 1));
+        let mut rb = check(|| ds.rasterband(i + 1)).map_err(&band_err)?;
         if let Some(nd) = spec.nodata {
-            check(|| rb.set_no_data_value(Some(nd))).map_err(band_err)?;
+            check(|| rb.set_no_data_value(Some(nd))).map_err(&band_err)?;
         }
         if !b.description.is_empty() {
-            check(|| rb.set_description(&b.description)).map_err(band_err)?;
+            check(|| rb.set_description(&b.description)).map_err(&band_err)?;
         }
         if let Some(m) = spec.band_meta.get(i) {
-            crate::fidelity::apply(&mut rb, m).map_err(band_err)?;
+            crate::fidelity::apply(&mut rb, m).map_err(&band_err)?;
         }
     }
     Ok(ds)
@@ -293,26 +292,27 @@ fn close(
 /// per-dataset mask instead: 255 everywhere, 0 in each quarantined window.
 fn mask_quarantined(ds: &mut Dataset, spec: &OutputSpec, windows: &[Window]) -> Result<(), String> {
     let what = |e: String| format!("marking quarantined windows in a mask band: {e}");
-    let mut rb = check(|| ds.rasterband(1)).map_err(what)?;
+    let mut rb = check(|| ds.rasterband(1)).map_err(|e| what(e.into()))?;
     // Inside the file, not a `.msk` sidecar (GDAL's default before 3.9), which would stay
     // behind under the temporary name. GDAL's configuration is per thread here: the writer's.
     gdal::config::set_thread_local_config_option("GDAL_TIFF_INTERNAL_MASK", "YES")
         .map_err(|e| what(e.to_string()))?;
     let created = check(|| rb.create_mask_band(true));
     let _ = gdal::config::clear_thread_local_config_option("GDAL_TIFF_INTERNAL_MASK");
-    created.map_err(what)?;
-    let mut mb = check(|| rb.open_mask_band()).map_err(what)?;
+    created.map_err(|e| what(e.into()))?;
+    let mut mb = check(|| rb.open_mask_band()).map_err(|e| what(e.into()))?;
     let (w, h) = (spec.width as usize, spec.height as usize);
     let rows = (1 << 20) / w.max(1) + 1;
     for y in (0..h).step_by(rows) {
         let n = rows.min(h - y);
         let mut buf = Buffer::new((w, n), vec![255u8; w * n]);
-        check(|| mb.write((0, y as isize), (w, n), &mut buf)).map_err(what)?;
+        check(|| mb.write((0, y as isize), (w, n), &mut buf)).map_err(|e| what(e.into()))?;
     }
     for o in windows {
         let size = (o.w as usize, o.h as usize);
         let mut buf = Buffer::new(size, vec![0u8; size.0 * size.1]);
-        check(|| mb.write((o.x as isize, o.y as isize), size, &mut buf)).map_err(what)?;
+        check(|| mb.write((o.x as isize, o.y as isize), size, &mut buf))
+            .map_err(|e| what(e.into()))?;
     }
     Ok(())
 }
@@ -348,7 +348,7 @@ fn write_job(
             }
             None => &[],
         };
-        let mut rb = check(|| ds.rasterband(i + 1)).map_err(|e| at(i, e))?;
+        let mut rb = check(|| ds.rasterband(i + 1)).map_err(|e| at(i, e.into()))?;
         let win = (o.x as isize, o.y as isize);
         // Without a nodata value no valid result can be NaN; quarantined windows get 0 and
         // the mask (`mask_quarantined`).
@@ -505,7 +505,7 @@ fn put<T: OutSample>(
         convert_all(values, nodata, t, adj)
     };
     let mut buf = Buffer::new(size, data);
-    check(|| rb.write(win, size, &mut buf))
+    Ok(check(|| rb.write(win, size, &mut buf))?)
 }
 
 /// Writes a window of whole blocks one block at a time, converting each block's rows

@@ -13,13 +13,15 @@ use gdal::Metadata as _;
 
 /// The identity of this run's plan: the input (canonical path, size, modification time) and
 /// every option that changes the chunks or the pixels.
-pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIdentity, CoordError> {
-    let canonical = cfg
+pub(super) fn identity(one: OneRun<'_>, prep: &Prepared) -> Result<PlanIdentity, CoordError> {
+    let cfg = one.cfg;
+    let canonical = one
+        .io
         .input
         .canonicalize()
-        .unwrap_or_else(|_| cfg.input.clone());
+        .unwrap_or_else(|_| one.io.input.clone());
     // A virtual GDAL path (/vsicurl/...) has no local metadata: its name stands alone.
-    let (size, mtime) = std::fs::metadata(&cfg.input)
+    let (size, mtime) = std::fs::metadata(&one.io.input)
         .map(|m| {
             (
                 m.len().to_string(),
@@ -32,13 +34,18 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
         ("input".into(), canonical.display().to_string()),
         ("input size".into(), size),
         ("input modification time".into(), mtime),
-        ("command".into(), cfg.kernel.command().into()),
+        ("command".into(), cfg.job.kernel.command().into()),
         grid_identity(&p.mapping),
         // A map run's identity names `sum` here, as it did before the kernel was a type:
         // the journals and outputs of earlier map runs keep matching their --resume.
         (
             "--agg".into(),
-            cfg.kernel.agg().unwrap_or(worker::Agg::Sum).name().into(),
+            cfg.job
+                .kernel
+                .agg()
+                .unwrap_or(worker::Agg::Sum)
+                .name()
+                .into(),
         ),
         (
             "bands".into(),
@@ -55,16 +62,16 @@ pub(super) fn identity(cfg: &ResampleConfig, prep: &Prepared) -> Result<PlanIden
                 None => "none".into(),
             },
         ),
-        ("--ignore-mask".into(), cfg.ignore_mask.to_string()),
+        ("--ignore-mask".into(), cfg.job.ignore_mask.to_string()),
         ("scale/offset applied".into(), prep.unscale.to_string()),
         (CHUNK_GRID.into(), format!("{}x{}", p.chunk_w, p.chunk_h)),
         (
             "creation options".into(),
-            cfg.creation_options.as_slice().join(" "),
+            cfg.output.creation_options.as_slice().join(" "),
         ),
     ];
-    if let Kernel::Map(m) = &cfg.kernel {
-        let lib = m.lib.as_deref().unwrap_or(&cfg.worker_bin);
+    if let Kernel::Map(m) = &cfg.job.kernel {
+        let lib = m.lib.as_deref().unwrap_or(&cfg.pool.worker_bin);
         let stamp = std::fs::metadata(lib)
             .map(|md| format!("{} bytes, modified {}", md.len(), md.mtime()))
             .unwrap_or_default();
@@ -131,9 +138,12 @@ pub(super) fn already_committed(
         return Ok(None);
     }
     if std::fs::symlink_metadata(journal).is_ok() {
-        std::fs::remove_file(journal).map_err(|e| CoordError::Write {
-            path: journal.to_path_buf(),
-            reason: format!("removing the journal of the run that committed the output: {e}"),
+        std::fs::remove_file(journal).map_err(|e| {
+            CoordError::write_io(
+                journal,
+                "removing the journal of the run that committed the output",
+                e,
+            )
         })?;
         journal::sync_dir(journal);
     }
@@ -146,29 +156,31 @@ pub(super) fn already_committed(
 /// Where the run's journal goes: OUTPUT.journal for a whole run;
 /// OUTPUT.shards/shard-I-of-N.journal for a shard (the directory is made here), which writes
 /// no GeoTIFF (`merge` does).
-pub(super) fn journal_path(cfg: &ResampleConfig) -> Result<PathBuf, CoordError> {
-    let Some(s) = cfg.shard else {
-        return Ok(crate::journal::path_for(&cfg.output));
+pub(super) fn journal_path(one: OneRun<'_>) -> Result<PathBuf, CoordError> {
+    let cfg = one.cfg;
+    let Some(s) = cfg.durability.shard else {
+        return Ok(crate::journal::path_for(&one.io.output));
     };
-    let dir = crate::shard::dir_for(&cfg.output);
-    let parent = output::parent_dir(&cfg.output);
+    let dir = crate::shard::dir_for(&one.io.output);
+    let parent = output::parent_dir(&one.io.output);
     if !parent.is_dir() {
         return Err(CoordError::OutputDirMissing(parent));
     }
     if let Err(e) = std::fs::create_dir(&dir) {
         if e.kind() != std::io::ErrorKind::AlreadyExists || !dir.is_dir() {
-            return Err(CoordError::Write {
-                path: dir.clone(),
-                reason: format!("creating the shards' directory: {e}"),
-            });
+            return Err(CoordError::write_io(
+                dir,
+                "creating the shards' directory",
+                e,
+            ));
         }
     }
     Ok(crate::shard::journal_in(&dir, s))
 }
 
 /// The plan chunks the run owns: all of them, or the shard's range.
-pub(super) fn range(cfg: &ResampleConfig, plan: &Plan) -> (u32, u32) {
-    match cfg.shard {
+pub(super) fn range(cfg: &RunConfig, plan: &Plan) -> (u32, u32) {
+    match cfg.durability.shard {
         None => (0, plan.chunks.len() as u32),
         Some(s) => crate::shard::range(plan, s),
     }
@@ -177,9 +189,9 @@ pub(super) fn range(cfg: &ResampleConfig, plan: &Plan) -> (u32, u32) {
 /// Whether the run may replace an existing output: with `--overwrite`, or with `--resume`
 /// when the earlier journal is complete (a run killed between its commit and removing its
 /// journal left a complete output and a complete journal: the same result replaces it).
-pub(super) fn may_replace(cfg: &ResampleConfig, earlier: Option<&Scan>, range: (u32, u32)) -> bool {
+pub(super) fn may_replace(cfg: &RunConfig, earlier: Option<&Scan>, range: (u32, u32)) -> bool {
     let earlier_complete = earlier.is_some_and(|e| e.records.len() == (range.1 - range.0) as usize);
-    cfg.overwrite || (cfg.resume && earlier_complete)
+    cfg.output.overwrite || (cfg.durability.resume && earlier_complete)
 }
 
 /// Leaves `job` with this run's tasks: the plan's chunks in `range` that `earlier` does not
@@ -228,9 +240,10 @@ fn grid_identity(m: &Mapping) -> (String, String) {
 }
 
 /// The output a run of `cfg` writes (its temporary name is the staging's).
-pub(super) fn output_spec(cfg: &ResampleConfig, prep: &Prepared) -> OutputSpec {
+pub(super) fn output_spec(one: OneRun<'_>, prep: &Prepared) -> OutputSpec {
+    let cfg = one.cfg;
     OutputSpec {
-        path: cfg.output.clone(),
+        path: one.io.output.clone(),
         width: prep.plan.out_width,
         height: prep.plan.out_height,
         bands: out_bands(cfg, prep),
@@ -238,8 +251,8 @@ pub(super) fn output_spec(cfg: &ResampleConfig, prep: &Prepared) -> OutputSpec {
         nodata: prep.out_nodata,
         geo_transform: prep.plan.mapping.geo_transform(prep.info.geo_transform),
         projection: prep.info.projection.clone(),
-        creation_options: cfg.creation_options.as_slice().to_vec(),
-        band_meta: match &cfg.kernel {
+        creation_options: cfg.output.creation_options.as_slice().to_vec(),
+        band_meta: match &cfg.job.kernel {
             Kernel::BlockAgg(agg) => prep
                 .bands
                 .iter()
@@ -292,10 +305,8 @@ pub(super) fn existing(path: &Path) -> Result<Option<Scan>, CoordError> {
                     "'{}' holds no complete header (its run died starting): removed",
                     path.display()
                 );
-                std::fs::remove_file(path).map_err(|e| CoordError::Write {
-                    path: path.to_path_buf(),
-                    reason: format!("removing an empty journal: {e}"),
-                })?;
+                std::fs::remove_file(path)
+                    .map_err(|e| CoordError::write_io(path, "removing an empty journal", e))?;
             }
             Ok(scan)
         }
@@ -306,14 +317,14 @@ pub(super) fn existing(path: &Path) -> Result<Option<Scan>, CoordError> {
 /// plan's), else starts a new one (`--overwrite` discards an earlier one; without it, an
 /// earlier journal is an error naming `--resume` and `--overwrite`).
 pub(super) fn open(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     path: &Path,
     target: &Path,
     earlier: Option<Scan>,
     header: &Header,
 ) -> Result<Opened, CoordError> {
     match earlier {
-        Some(scan) if cfg.resume => {
+        Some(scan) if cfg.durability.resume => {
             if let Some(why) = journal::difference(&scan.header.identity, &header.identity) {
                 return Err(CoordError::JournalMismatch {
                     journal: path.to_path_buf(),
@@ -332,7 +343,7 @@ pub(super) fn open(
                 earlier: Some(scan),
             })
         }
-        Some(scan) if !cfg.overwrite => Err(CoordError::JournalExists {
+        Some(scan) if !cfg.output.overwrite => Err(CoordError::JournalExists {
             journal: path.to_path_buf(),
             output: target.to_path_buf(),
             chunks: scan.records.len(),
@@ -342,10 +353,8 @@ pub(super) fn open(
                 "--overwrite: discarding the journal '{}' of an earlier run",
                 path.display()
             );
-            std::fs::remove_file(path).map_err(|e| CoordError::Write {
-                path: path.to_path_buf(),
-                reason: format!("removing the earlier journal: {e}"),
-            })?;
+            std::fs::remove_file(path)
+                .map_err(|e| CoordError::write_io(path, "removing the earlier journal", e))?;
             Ok(Opened {
                 writer: JournalWriter::create(path, header)?,
                 earlier: None,
@@ -360,16 +369,12 @@ pub(super) fn open(
 
 /// Writes every chunk of `scan` into `sink`, one record in memory at a time.
 pub(super) fn replay(path: &Path, scan: &Scan, sink: &mut GtiffSink) -> Result<(), CoordError> {
-    let err = |reason: String| CoordError::Write {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut file =
-        std::fs::File::open(path).map_err(|e| err(format!("reopening the journal: {e}")))?;
+    let err = |step: String| move |e| CoordError::write_io(path, step, e);
+    let mut file = std::fs::File::open(path).map_err(err("reopening the journal".into()))?;
     let mut buf = Vec::new();
     for r in &scan.records {
         Scan::payload(&mut file, r, &mut buf)
-            .map_err(|e| err(format!("reading chunk {} from the journal: {e}", r.id)))?;
+            .map_err(err(format!("reading chunk {} from the journal", r.id)))?;
         engine::ChunkSink::write(sink, TaskId(r.id), r.out, Some(&buf)).map_err(|reason| {
             CoordError::Write {
                 path: sink_path(sink),

@@ -34,12 +34,13 @@ pub(super) struct BlockAggJob {
 }
 
 impl BlockAggJob {
-    pub(super) fn new(cfg: &ResampleConfig, prep: &Prepared) -> BlockAggJob {
+    pub(super) fn new(one: OneRun<'_>, prep: &Prepared) -> BlockAggJob {
+        let cfg = one.cfg;
         BlockAggJob {
             tasks: prep.plan.chunks.clone(),
             plan_ids: prep.plan.chunks.iter().map(|c| c.id.0).collect(),
             plan: prep.plan.clone(),
-            payload: match &cfg.kernel {
+            payload: match &cfg.job.kernel {
                 Kernel::BlockAgg(agg) => Payload::BlockAgg {
                     agg: *agg,
                     sample: prep.sample,
@@ -51,7 +52,7 @@ impl BlockAggJob {
             bands: prep.plan.bands,
             input: 0,
             metadata: vec![
-                match &cfg.kernel {
+                match &cfg.job.kernel {
                     Kernel::BlockAgg(agg) => ("BLOCKSUM_AGG".to_string(), agg.name().to_string()),
                     Kernel::Map(m) => ("BLOCKSUM_KERNEL".to_string(), kernel_name(cfg, m)),
                 },
@@ -62,15 +63,15 @@ impl BlockAggJob {
                         "area-weighted cells of the target grid".into(),
                     ),
                 },
-                (durable::PLAN_KEY.to_string(), plan_digest(cfg, prep)),
+                (durable::PLAN_KEY.to_string(), plan_digest(one, prep)),
             ],
         }
     }
 }
 
 /// The digest the output records of its plan (`durable::PLAN_KEY`).
-pub(super) fn plan_digest(cfg: &ResampleConfig, prep: &Prepared) -> String {
-    durable::identity(cfg, prep)
+pub(super) fn plan_digest(one: OneRun<'_>, prep: &Prepared) -> String {
+    durable::identity(one, prep)
         .map(|id| durable::plan_digest(&id))
         .unwrap_or_default()
 }

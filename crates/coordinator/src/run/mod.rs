@@ -44,7 +44,7 @@ use crate::{
 };
 
 /// Defined beside the code that builds it (`cli::resolve`).
-pub use crate::cli::{Kernel, MapSpec, ResampleConfig};
+pub use crate::cli::{Io, Kernel, MapSpec, OneRun, RunConfig, Target};
 
 mod batch;
 mod durable;
@@ -68,19 +68,22 @@ pub struct RunSummary {
 
 /// Runs `resample` or `map`: a batch of several inputs (`batch`), or one input through the
 /// phases of `single`.
-pub fn resample(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
-    if cfg.batch.is_some() {
-        return batch::resample_batch(cfg);
+pub fn resample(cfg: &RunConfig) -> Result<RunSummary, CoordError> {
+    match &cfg.target {
+        Target::Single(io) => single::run(cfg.one(io)),
+        Target::Batch(batch) => batch::resample_batch(cfg, batch),
+        Target::Plan(_) => Err(CoordError::Internal(
+            "`plan` writes nothing: it has no run".into(),
+        )),
     }
-    single::run(cfg)
 }
 
 /// The run's side files, each with its flag.
-fn side_paths(cfg: &ResampleConfig) -> Vec<output::SidePath<'_>> {
+fn side_paths(cfg: &RunConfig) -> Vec<output::SidePath<'_>> {
     [
-        ("--report", &cfg.report),
-        ("--report-html", &cfg.report_html),
-        ("--events", &cfg.events),
+        ("--report", &cfg.observe.report),
+        ("--report-html", &cfg.observe.report_html),
+        ("--events", &cfg.observe.events),
     ]
     .into_iter()
     .filter_map(|(flag, p)| p.as_deref().map(|p| output::SidePath::new(flag, p)))
@@ -89,8 +92,8 @@ fn side_paths(cfg: &ResampleConfig) -> Vec<output::SidePath<'_>> {
 
 /// The output's bands: the selected input bands for `resample`, `out_bands` unnamed
 /// Float64 planes for `map`.
-fn out_bands(cfg: &ResampleConfig, prep: &Prepared) -> Vec<BandInfo> {
-    match &cfg.kernel {
+fn out_bands(cfg: &RunConfig, prep: &Prepared) -> Vec<BandInfo> {
+    match &cfg.job.kernel {
         Kernel::BlockAgg(_) => prep.bands.clone(),
         Kernel::Map(m) => (1..=m.out_bands)
             .map(|index| BandInfo {
@@ -106,8 +109,8 @@ fn out_bands(cfg: &ResampleConfig, prep: &Prepared) -> Vec<BandInfo> {
 }
 
 /// How the report and the metadata name a map kernel: its library's or binary's file name.
-fn kernel_name(cfg: &ResampleConfig, m: &MapSpec) -> String {
-    let path = m.lib.as_deref().unwrap_or(&cfg.worker_bin);
+fn kernel_name(cfg: &RunConfig, m: &MapSpec) -> String {
+    let path = m.lib.as_deref().unwrap_or(&cfg.pool.worker_bin);
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()

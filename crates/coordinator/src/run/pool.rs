@@ -34,15 +34,15 @@ impl<'a> Pool<'a> {
 /// outputs, each holding its lock file and its journal open for the run (0 for a single
 /// run, whose own two are in [`FDS_BASE`]).
 pub(super) fn bring_up(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     pool: Pool<'_>,
     outputs: usize,
 ) -> Result<Arc<SlotRing>, CoordError> {
     let memory = pool.memory;
-    if memory.workers > 0 && !cfg.worker_bin.is_file() {
+    if memory.workers > 0 && !cfg.pool.worker_bin.is_file() {
         return Err(CoordError::Workers(format!(
             "worker binary not found at '{}' (set --worker-bin or BLOCKSUM_WORKER_BIN)",
-            cfg.worker_bin.display()
+            cfg.pool.worker_bin.display()
         )));
     }
     if memory.workers > 0 {
@@ -79,7 +79,7 @@ pub(super) fn bring_up(
 /// worker's environment (`BLOCKSUM_JOB`), for whoever looks at a process table (the command
 /// line carries only the connection and the segment).
 pub(super) fn engine_config(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     pool: Pool<'_>,
     tasks: usize,
     setup: Vec<u8>,
@@ -96,21 +96,24 @@ pub(super) fn engine_config(
     });
     let mut sc = SchedConfig::new(memory.workers + memory.spares, lanes, layout.slots);
     sc.max_busy = memory.workers;
-    sc.admission_open = cfg.min_free_memory.is_none_or(|m| available_memory() >= m);
-    sc.max_attempts = cfg.max_attempts;
-    sc.timeout = cfg.task_timeout;
-    sc.timeout_floor = cfg.task_timeout_floor;
-    sc.speculation = cfg.speculation;
-    sc.start_timeout = cfg.start_timeout;
-    sc.kill_grace = cfg.kill_grace;
-    sc.faults = cfg.faults.clone();
+    sc.admission_open = cfg
+        .pool
+        .min_free_memory
+        .is_none_or(|m| available_memory() >= m);
+    sc.max_attempts = cfg.pool.max_attempts;
+    sc.timeout = cfg.pool.task_timeout;
+    sc.timeout_floor = cfg.pool.task_timeout_floor;
+    sc.speculation = cfg.pool.speculation;
+    sc.start_timeout = cfg.pool.start_timeout;
+    sc.kill_grace = cfg.pool.kill_grace;
+    sc.faults = cfg.pool.faults.clone();
     sc.can_split = true;
     sc.suspect = suspect(cfg);
     EngineConfig {
         sched: sc,
         layout,
         tasks,
-        worker_bin: cfg.worker_bin.clone(),
+        worker_bin: cfg.pool.worker_bin.clone(),
         worker_env: vec![
             (
                 "GDAL_CACHEMAX".into(),
@@ -122,23 +125,23 @@ pub(super) fn engine_config(
         data_limit: memory.limit,
         setup,
         executor,
-        memory_poll: cfg.memory_poll,
+        memory_poll: cfg.pool.memory_poll,
         soft_limit: memory.soft,
-        min_free_memory: cfg.min_free_memory,
-        kill_grace: cfg.kill_grace,
-        progress: !cfg.quiet,
+        min_free_memory: cfg.pool.min_free_memory,
+        kill_grace: cfg.pool.kill_grace,
+        progress: !cfg.observe.quiet,
         events,
         spawn: engine::Spawn::from_env(),
     }
 }
 
 /// The engine's error as the run's: a sink failure is a write failure of `output`.
-pub(super) fn engine_error(cfg: &ResampleConfig, output: &Path, e: EngineError) -> CoordError {
+pub(super) fn engine_error(cfg: &RunConfig, output: &Path, e: EngineError) -> CoordError {
     match e {
         EngineError::Fatal(why) => CoordError::Workers(why),
         EngineError::VersionMismatch { theirs, ours } => CoordError::Workers(format!(
             "the worker binary '{}' speaks protocol version {theirs}, this coordinator {ours}: build both from the same source",
-            cfg.worker_bin.display()
+            cfg.pool.worker_bin.display()
         )),
         EngineError::Sink(reason) => CoordError::Write {
             path: output.to_path_buf(),
@@ -152,19 +155,23 @@ pub(super) fn engine_error(cfg: &ResampleConfig, output: &Path, e: EngineError) 
 /// What computes a chunk, for the systematic-failure breaker's message: the user's kernel
 /// for `map`, the reader of the input for `resample` (the built-in kernels are the tested
 /// part; a crash there on every chunk is GDAL's or the decoder's on this input).
-fn suspect(cfg: &ResampleConfig) -> String {
+fn suspect(cfg: &RunConfig) -> String {
     let name = |p: &std::path::Path| {
         p.file_name().map_or_else(
             || p.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         )
     };
-    match &cfg.kernel {
+    match &cfg.job.kernel {
         Kernel::Map(m) => match &m.lib {
             Some(lib) => format!("the kernel {}", name(lib)),
-            None => format!("the kernel worker {}", name(&cfg.worker_bin)),
+            None => format!("the kernel worker {}", name(&cfg.pool.worker_bin)),
         },
-        Kernel::BlockAgg(_) if cfg.batch.is_some() => "reading the inputs".into(),
-        Kernel::BlockAgg(_) => format!("reading the input {}", name(&cfg.input)),
+        Kernel::BlockAgg(_) => match &cfg.target {
+            Target::Batch(_) => "reading the inputs".into(),
+            Target::Single(Io { input, .. }) | Target::Plan(input) => {
+                format!("reading the input {}", name(input))
+            }
+        },
     }
 }

@@ -20,33 +20,33 @@ pub struct Prepared {
     pub memory: MemoryPlan,
 }
 
-/// Validates the input and the options and plans the run, without starting anything.
-pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
-    if cfg.grid == GridRequest::Factor(0) {
+/// Validates `input` and the options and plans its run, without starting anything.
+pub fn prepare(cfg: &RunConfig, input: &Path) -> Result<Prepared, CoordError> {
+    if cfg.job.grid == GridRequest::Factor(0) {
         return Err(CoordError::BadInput("--factor must be at least 1".into()));
     }
-    let info = raster::inspect(&cfg.input)?;
+    let info = raster::inspect(input)?;
     // A factor beyond the raster's sides is fine: the partial-edge rule gives one block.
-    let bands = info.select(&cfg.bands)?;
-    if cfg.decoder == worker::types::Decoder::Native && cfg.kernel.agg().is_some() {
+    let bands = info.select(&cfg.job.bands)?;
+    if cfg.job.decoder == worker::types::Decoder::Native && cfg.job.kernel.agg().is_some() {
         // Asked for by name: refuse now, with the reason, rather than let every worker fail
         // its setup. The workers run the same check.
         let numbers: Vec<u32> = bands.iter().map(|b| b.index).collect();
         if let Err(e) =
-            worker::exec::ChunkRunner::open(&cfg.input, &numbers, worker::types::Decoder::Native)
+            worker::exec::ChunkRunner::open(input, &numbers, worker::types::Decoder::Native)
         {
             return Err(CoordError::BadInput(e.to_string()));
         }
     }
     let sample = raster::common_sample(&bands);
-    let mapping = grid::resolve(&cfg.grid, &info)?;
+    let mapping = grid::resolve(&cfg.job.grid, &info)?;
     let (unscale, out_type, out_nodata) = output_type(cfg, &bands, sample, (&mapping, &info));
     let (plan, out_planes) = plan_chunks(cfg, &info, &bands, sample, mapping)?;
     // In-process lanes: all the work without workers, one fallback lane with them; none
     // for a plug-in kernel unless the user lets the coordinator load it.
-    let lanes = match &cfg.kernel {
+    let lanes = match &cfg.job.kernel {
         Kernel::Map(m) if !m.in_process_fallback => 0,
-        _ if cfg.workers == 0 => cfg.in_process_threads.max(1),
+        _ if cfg.pool.workers == 0 => cfg.pool.in_process_threads.max(1),
         _ => 1,
     };
     let (layout, memory) = plan_memory(cfg, &plan, (out_type, out_planes), lanes)?;
@@ -66,12 +66,12 @@ pub fn prepare(cfg: &ResampleConfig) -> Result<Prepared, CoordError> {
 
 /// Whether the kernels unscale, and the output's type and nodata.
 fn output_type(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     bands: &[BandInfo],
     sample: SampleType,
     (mapping, info): (&Mapping, &RasterInfo),
 ) -> (bool, SampleType, Option<f64>) {
-    let agg = match &cfg.kernel {
+    let agg = match &cfg.job.kernel {
         // A map kernel's output is Float64 with nodata NaN, whatever its input.
         Kernel::Map(_) => return (false, SampleType::F64, Some(f64::NAN)),
         Kernel::BlockAgg(agg) => *agg,
@@ -89,13 +89,13 @@ fn output_type(
         _ if cells.is_some() && agg == worker::Agg::Count => SampleType::F64,
         t => t,
     };
-    let empty = fidelity::empty_block_possible(agg, bands, cfg.ignore_mask)
+    let empty = fidelity::empty_block_possible(agg, bands, cfg.job.ignore_mask)
         || cells
             .is_some_and(|t| agg != worker::Agg::Count && !t.covered_by((info.width, info.height)));
     let c = fidelity::choose_nodata(
         agg,
-        cfg.out_type.unwrap_or(default),
-        cfg.out_type.is_some(),
+        cfg.job.out_type.unwrap_or(default),
+        cfg.job.out_type.is_some(),
         bands,
         empty,
     );
@@ -116,7 +116,7 @@ fn output_type(
 
 /// The chunks, and the output planes each fills.
 fn plan_chunks(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     info: &RasterInfo,
     bands: &[BandInfo],
     sample: SampleType,
@@ -125,7 +125,7 @@ fn plan_chunks(
     let nb = bands.len() as u64;
     // Input bytes per pixel (all bands) and output planes: a map kernel reads f64 samples
     // and a mask byte per sample, and fills its own number of planes.
-    let (pixel_bytes, out_planes) = match &cfg.kernel {
+    let (pixel_bytes, out_planes) = match &cfg.job.kernel {
         Kernel::Map(m) => (
             worker::map::input_bytes(nb, unit_window()),
             m.out_bands as u64,
@@ -135,13 +135,13 @@ fn plan_chunks(
     // Small rasters still get a few chunks per worker, so that every worker has work.
     let total = info.width * info.height * pixel_bytes;
     // A shard's plan must be the same on every node, whatever its core count: no spread.
-    let spread = match cfg.shard {
+    let spread = match cfg.durability.shard {
         Some(_) => u64::MAX,
-        None => (total / (4 * cfg.workers.max(1) as u64)).max(1 << 20),
+        None => (total / (4 * cfg.pool.workers.max(1) as u64)).max(1 << 20),
     };
-    let target = cfg.chunk_bytes.min(spread);
+    let target = cfg.pool.chunk_bytes.min(spread);
     let size = (info.width, info.height);
-    let tile = cfg.creation_options.gtiff_tile();
+    let tile = cfg.output.creation_options.gtiff_tile();
     let plan = match mapping {
         Mapping::Factor { factor } => plan(
             size,
@@ -151,7 +151,7 @@ fn plan_chunks(
             target,
             tile,
         ),
-        Mapping::Cells { .. } if matches!(cfg.kernel, Kernel::Map(_)) => {
+        Mapping::Cells { .. } if matches!(cfg.job.kernel, Kernel::Map(_)) => {
             return Err(CoordError::Usage(
                 "map kernels take --factor only: a target grid is for resample".into(),
             ))
@@ -165,7 +165,7 @@ fn plan_chunks(
             tile,
         ),
     };
-    for fault in &cfg.faults {
+    for fault in cfg.input_faults() {
         if let Some(c) = fault.chunk {
             if c as usize >= plan.chunks.len() {
                 return Err(CoordError::BadInput(format!(
@@ -181,7 +181,7 @@ fn plan_chunks(
 
 /// The slot ring's layout and the memory plan: how many workers fit, their limits.
 fn plan_memory(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     plan: &Plan,
     (out_type, out_planes): (SampleType, u64),
     lanes: u32,
@@ -189,8 +189,10 @@ fn plan_memory(
     let slots_for = |workers: u32| {
         // A slot per worker and per lane, plus the prefetch so the writer never starves the
         // pool; `chunk_queue` caps the ring.
-        let want = workers + lanes + cfg.chunk_prefetch.max(1);
-        cfg.chunk_queue.map_or(want, |q| want.min(q.max(lanes + 1)))
+        let want = workers + lanes + cfg.pool.chunk_prefetch.max(1);
+        cfg.pool
+            .chunk_queue
+            .map_or(want, |q| want.min(q.max(lanes + 1)))
     };
     let layout_for = |workers: u32| {
         SlotLayout::new(
@@ -199,20 +201,20 @@ fn plan_memory(
             plan.max_output_bytes(),
         )
     };
-    layout_for(cfg.workers).map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
+    layout_for(cfg.pool.workers).map_err(|e| CoordError::BadInput(format!("chunk size: {e}")))?;
     let coordinator_cache = coordinator_cache_bytes(
         plan,
         out_type,
         out_planes,
-        slots_for(cfg.workers),
+        slots_for(cfg.pool.workers),
         lanes,
-        cfg.workers,
+        cfg.pool.workers,
     );
     let memory = budget::plan_memory(
         available_memory(),
         asked(cfg),
-        cfg.memory_limit,
-        cfg.soft_fraction,
+        cfg.pool.memory_limit,
+        cfg.pool.soft_fraction,
         coordinator_cache,
         |w| {
             layout_for(w)
@@ -222,12 +224,12 @@ fn plan_memory(
     )
     .map_err(|e| match e {
         // Name the limit's real source: the file's key or the variable, not the flag.
-        CoordError::Resources(m) => {
-            CoordError::Resources(m.replace("--memory-limit-per-worker", &cfg.memory_limit_from))
-        }
+        CoordError::Resources(m) => CoordError::Resources(
+            m.replace("--memory-limit-per-worker", &cfg.pool.memory_limit_from),
+        ),
         other => other,
     })?;
-    if let Some(min) = cfg.min_free_memory {
+    if let Some(min) = cfg.pool.min_free_memory {
         let total = total_memory();
         if min > total {
             return Err(CoordError::Resources(format!(
@@ -250,7 +252,7 @@ fn plan_memory(
 }
 
 /// For `plan`: a human-readable description.
-pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
+pub fn describe(prep: &Prepared, cfg: &RunConfig) -> String {
     let p = &prep.plan;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let mut s = String::new();
@@ -273,7 +275,7 @@ pub fn describe(prep: &Prepared, cfg: &ResampleConfig) -> String {
         p.out_width,
         p.out_height,
         prep.out_type,
-        cfg.kernel.agg().map_or("map", |a| a.name()),
+        cfg.job.kernel.agg().map_or("map", |a| a.name()),
         p.mapping.describe(),
         prep.out_nodata
             .map_or("none (no block can be empty)".to_string(), |v| v
@@ -374,14 +376,14 @@ pub fn coordinator_cache_bytes(
 /// The pool the options ask for, before memory has its say (`budget::plan_memory`): the
 /// busy workers, the warm spares beside them (none in process), and whether `auto` may
 /// lower the count.
-pub(super) fn asked(cfg: &ResampleConfig) -> budget::Asked {
+pub(super) fn asked(cfg: &RunConfig) -> budget::Asked {
     budget::Asked {
-        workers: cfg.workers,
-        spares: if cfg.workers > 0 {
-            cfg.spare_workers
+        workers: cfg.pool.workers,
+        spares: if cfg.pool.workers > 0 {
+            cfg.pool.spare_workers
         } else {
             0
         },
-        auto: cfg.workers_auto,
+        auto: cfg.pool.workers_auto,
     }
 }

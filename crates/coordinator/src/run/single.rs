@@ -45,78 +45,85 @@ struct Ran {
 }
 
 /// Runs one input to one output.
-pub(super) fn run(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
+pub(super) fn run(one: OneRun<'_>) -> Result<RunSummary, CoordError> {
+    let cfg = one.cfg;
     // Every path of the command line against every other, before anything is read.
-    output::check_distinct(&cfg.input, &cfg.output, &side_paths(cfg))?;
+    output::check_distinct(&one.io.input, &one.io.output, &side_paths(cfg))?;
     // The workers' fork server loads GDAL while this process looks at the input; a run
     // that stops before its pool takes it ends it.
-    if cfg.workers > 0
-        && cfg.worker_bin.is_file()
+    if cfg.pool.workers > 0
+        && cfg.pool.worker_bin.is_file()
         && engine::Spawn::from_env() == engine::Spawn::ForkServer
     {
         engine::fork_server::prestart(
-            &cfg.worker_bin,
-            vec![("BLOCKSUM_JOB".into(), job_name(cfg))],
+            &cfg.pool.worker_bin,
+            vec![("BLOCKSUM_JOB".into(), job_name(one))],
         );
     }
     let _unused = Prestarted;
-    let prep = prepare(cfg)?;
-    let mut staged = match stage(cfg, &prep)? {
+    let prep = prepare(cfg, &one.io.input)?;
+    let mut staged = match stage(one, &prep)? {
         Stage::Run(s) => s,
         Stage::Done(summary) => return Ok(summary),
     };
     let ring = bring_up(cfg, Pool::of(&prep), 0)?;
-    let (mut journaled, sink) = open_journal(cfg, &prep, &mut staged)?;
-    let ran = run_engine(cfg, &prep, &staged, (&mut journaled, sink), ring);
-    finish(cfg, &prep, &mut staged, &journaled, ran)
+    let (mut journaled, sink) = open_journal(one, &prep, &mut staged)?;
+    let ran = run_engine(one, &prep, &staged, (&mut journaled, sink), ring);
+    finish(one, &prep, &mut staged, &journaled, ran)
 }
 
 /// Checks the paths, takes the lock, opens the event stream, and reads what an earlier run
 /// left: its journal, or (`--resume`) its committed output.
-pub(super) fn stage(cfg: &ResampleConfig, prep: &Prepared) -> Result<Stage, CoordError> {
+pub(super) fn stage(one: OneRun<'_>, prep: &Prepared) -> Result<Stage, CoordError> {
+    let cfg = one.cfg;
     // The journal: OUTPUT.journal for a whole run, OUTPUT.shards/shard-I-of-N.journal for
     // a shard (which writes no GeoTIFF: `merge` does). The lock is on what the run writes.
-    let jpath = durable::journal_path(cfg)?;
+    let jpath = durable::journal_path(one)?;
     let range = durable::range(cfg, &prep.plan);
-    let lock_target = match cfg.shard {
-        None => cfg.output.clone(),
+    let lock_target = match cfg.durability.shard {
+        None => one.io.output.clone(),
         Some(_) => jpath.clone(),
     };
     let journal_there = std::fs::symlink_metadata(&jpath).is_ok();
     // --resume continues a run that left a journal or committed its output: that run's
     // output, report and page may be there (judged under the lock).
-    let continuing = cfg.resume
-        && cfg.shard.is_none()
-        && (journal_there || std::fs::symlink_metadata(&cfg.output).is_ok());
+    let continuing = cfg.durability.resume
+        && cfg.durability.shard.is_none()
+        && (journal_there || std::fs::symlink_metadata(&one.io.output).is_ok());
     output::check_paths(
-        &cfg.input,
+        &one.io.input,
         &lock_target,
-        cfg.report
+        cfg.observe
+            .report
             .as_deref()
             .map(|p| output::SidePath::new("--report", p)),
         // An earlier journal is judged under the lock (`durable::open`), with a message
         // naming --resume; a shard's "output" is its journal. With --resume, an existing
         // output is judged under the lock too (`durable::already_committed`).
-        cfg.overwrite || continuing || (journal_there && (cfg.resume || cfg.shard.is_some())),
+        cfg.output.overwrite
+            || continuing
+            || (journal_there && (cfg.durability.resume || cfg.durability.shard.is_some())),
     )?;
     // The page is refused up front like the report (exists, directory, the input...).
     output::check_paths(
-        &cfg.input,
-        &cfg.output,
-        cfg.report_html
+        &one.io.input,
+        &one.io.output,
+        cfg.observe
+            .report_html
             .as_deref()
             .map(|p| output::SidePath::new("--report-html", p)),
-        cfg.overwrite || continuing,
+        cfg.output.overwrite || continuing,
     )?;
     let staging = output::Staging::lock(&lock_target)?;
     let events = cfg
+        .observe
         .events
         .as_deref()
-        .map(|p| crate::events::open(p, cfg.overwrite, &cfg.input, &cfg.output))
+        .map(|p| crate::events::open(p, cfg.output.overwrite, &one.io.input, &one.io.output))
         .transpose()?;
-    if cfg.resume && cfg.shard.is_none() {
-        let digest = job::plan_digest(cfg, prep);
-        if let Some(message) = durable::already_committed(&cfg.output, &jpath, &digest)? {
+    if cfg.durability.resume && cfg.durability.shard.is_none() {
+        let digest = job::plan_digest(one, prep);
+        if let Some(message) = durable::already_committed(&one.io.output, &jpath, &digest)? {
             return Ok(Stage::Done(RunSummary {
                 exit_code: protocol::exit::OK,
                 message,
@@ -127,8 +134,11 @@ pub(super) fn stage(cfg: &ResampleConfig, prep: &Prepared) -> Result<Stage, Coor
     // A run killed between its commit and removing its journal left a complete output and a
     // complete journal: --resume may then replace the output with the same result.
     let replace = durable::may_replace(cfg, earlier.as_ref(), range);
-    if cfg.shard.is_none() && !replace && std::fs::symlink_metadata(&cfg.output).is_ok() {
-        return Err(CoordError::OutputExists(cfg.output.clone()));
+    if cfg.durability.shard.is_none()
+        && !replace
+        && std::fs::symlink_metadata(&one.io.output).is_ok()
+    {
+        return Err(CoordError::OutputExists(one.io.output.clone()));
     }
     Ok(Stage::Run(Box::new(Staged {
         staging,
@@ -143,19 +153,20 @@ pub(super) fn stage(cfg: &ResampleConfig, prep: &Prepared) -> Result<Stage, Coor
 /// Creates the staged GeoTIFF (not for a shard), opens the journal (continuing the earlier
 /// one with `--resume`), replays its chunks, and keeps in the job the chunks left to do.
 fn open_journal(
-    cfg: &ResampleConfig,
+    one: OneRun<'_>,
     prep: &Prepared,
     staged: &mut Staged,
 ) -> Result<(Journaled, durable::JournaledSink), CoordError> {
-    let spec = durable::output_spec(cfg, prep);
-    let mut job = BlockAggJob::new(cfg, prep);
+    let cfg = one.cfg;
+    let spec = durable::output_spec(one, prep);
+    let mut job = BlockAggJob::new(one, prep);
     let header = crate::journal::Header {
-        identity: durable::identity(cfg, prep)?,
+        identity: durable::identity(one, prep)?,
         output: durable::output_header(&spec, job.close_item(&[])),
-        shard: cfg.shard.map(|s| (s.index, s.count)),
+        shard: cfg.durability.shard.map(|s| (s.index, s.count)),
         range: staged.range,
     };
-    let mut gtiff = match cfg.shard {
+    let mut gtiff = match cfg.durability.shard {
         None => Some(create_staged(
             prep,
             spec,
@@ -164,7 +175,7 @@ fn open_journal(
         Some(_) => None,
     };
     let jpath = &staged.jpath;
-    let opened = durable::open(cfg, jpath, &cfg.output, staged.earlier.take(), &header)?;
+    let opened = durable::open(cfg, jpath, &one.io.output, staged.earlier.take(), &header)?;
     let resumed = opened.earlier.as_ref().map_or(0, |e| e.records.len());
     if let Some(scan) = &opened.earlier {
         if let Some(g) = &mut gtiff {
@@ -220,58 +231,66 @@ impl Drop for Prestarted {
 }
 
 /// The run's name in each worker's environment (`BLOCKSUM_JOB`).
-fn job_name(cfg: &ResampleConfig) -> String {
+fn job_name(one: OneRun<'_>) -> String {
+    let cfg = one.cfg;
     format!(
         "{} {} -> {}",
-        cfg.kernel.command(),
-        cfg.input.display(),
-        cfg.output.display()
+        cfg.job.kernel.command(),
+        one.io.input.display(),
+        one.io.output.display()
     )
 }
 
 /// Runs the job on the pool.
 fn run_engine(
-    cfg: &ResampleConfig,
+    one: OneRun<'_>,
     prep: &Prepared,
     staged: &Staged,
     (journaled, sink): (&mut Journaled, durable::JournaledSink),
     ring: Arc<SlotRing>,
 ) -> Ran {
+    let cfg = one.cfg;
     let ecfg = engine_config(
         cfg,
         Pool::of(prep),
         journaled.job.tasks.len(),
-        worker_setup(cfg, prep),
-        job_name(cfg),
+        worker_setup(one, prep),
+        job_name(one),
         staged.events.clone(),
     );
     if let Some(log) = &staged.events {
         let summary = PlanSummary::new(&prep.plan, prep.layout.slots, prep.layout.slot_bytes());
         log.emit(
             0,
-            &crate::events::plan_event(&summary, &cfg.input, &cfg.output, prep.memory.workers),
+            &crate::events::plan_event(
+                &summary,
+                &one.io.input,
+                &one.io.output,
+                prep.memory.workers,
+            ),
         );
     }
     let (outcome, rec) = engine::run(&mut journaled.job, sink, ring, ecfg);
     Ran {
-        outcome: outcome.map_err(|e| engine_error(cfg, &cfg.output, e)),
+        outcome: outcome.map_err(|e| engine_error(cfg, &one.io.output, e)),
         rec,
     }
 }
 
 /// The workers' setup: the block aggregation of this input, or the user's kernel.
-fn worker_setup(cfg: &ResampleConfig, prep: &Prepared) -> Vec<u8> {
-    let input = cfg.input.to_string_lossy().into_owned();
+fn worker_setup(one: OneRun<'_>, prep: &Prepared) -> Vec<u8> {
+    let cfg = one.cfg;
+    let input = one.io.input.to_string_lossy().into_owned();
     let bands: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
-    let Kernel::Map(m) = &cfg.kernel else {
+    let Kernel::Map(m) = &cfg.job.kernel else {
         return protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
             inputs: vec![BlockAggInput {
                 path: input,
                 bands,
                 unscale: prep.unscale,
             }],
-            decoder: cfg.decoder,
-            ignore_mask: cfg.ignore_mask,
+            decoder: cfg.job.decoder,
+            ignore_mask: cfg.job.ignore_mask,
         }));
     };
     let ms = MapSetup {
@@ -295,14 +314,15 @@ fn worker_setup(cfg: &ResampleConfig, prep: &Prepared) -> Vec<u8> {
 
 /// Commits the output, writes the report and the side files, and says what was done.
 fn finish(
-    cfg: &ResampleConfig,
+    one: OneRun<'_>,
     prep: &Prepared,
     staged: &mut Staged,
     journaled: &Journaled,
     ran: Ran,
 ) -> Result<RunSummary, CoordError> {
+    let cfg = one.cfg;
     let view = RunView {
-        cfg,
+        one,
         prep,
         sched: &ran.rec.sched,
         tasks: &journaled.job.tasks,
@@ -320,12 +340,12 @@ fn finish(
         ),
     };
     let quarantined = view.quarantined();
-    let (result, finished) = commit(cfg, prep, staged, ran.outcome, !quarantined.is_empty());
+    let (result, finished) = commit(one, prep, staged, ran.outcome, !quarantined.is_empty());
     if let (Some(log), Ok(())) = (&staged.events, &result) {
         log.emit(
             ran.rec.start.elapsed().as_millis() as u64,
             &RunEvent::Commit {
-                output: cfg.output.display().to_string(),
+                output: one.io.output.display().to_string(),
             },
         );
     }
@@ -336,9 +356,9 @@ fn finish(
         Err(e) => e.exit_code(),
     };
     let report = view.report(exit_code, &result, &quarantined);
-    view::write_report_files(cfg, staged.events.as_ref(), &report, &result)?;
+    view::write_report_files(one, staged.events.as_ref(), &report, &result)?;
     result?;
-    let message = message(cfg, prep, staged, journaled, &view, &report, &finished);
+    let message = message(one, prep, staged, journaled, &view, &report, &finished);
     Ok(RunSummary { exit_code, message })
 }
 
@@ -346,26 +366,27 @@ fn finish(
 /// a file that appeared meanwhile, unless --overwrite) and drops the journal, which the
 /// output now stands for. A shard's product is its journal, synced at close.
 fn commit(
-    cfg: &ResampleConfig,
+    one: OneRun<'_>,
     prep: &Prepared,
     staged: &mut Staged,
     outcome: Result<Vec<Adjusted>, CoordError>,
     quarantined: bool,
 ) -> (Result<(), CoordError>, crate::cog::Finished) {
+    let cfg = one.cfg;
     let mut finished = crate::cog::Finished::default();
     let base = crate::cog::BaseRun {
         input: prep.sample,
         out_type: prep.out_type,
         input_pixels: prep.info.width * prep.info.height,
         quarantined,
-        agg: cfg.kernel.agg(),
+        agg: cfg.job.kernel.agg(),
     };
     let run_level = |level: &crate::cog::LevelSpec| {
-        resample(&cfg.for_level(level)).map(|s| (s.exit_code, s.message))
+        resample(&one.level(level)).map(|s| (s.exit_code, s.message))
     };
-    let result = match (outcome, cfg.shard) {
+    let result = match (outcome, cfg.durability.shard) {
         // The writer closed, reopened and checked the file under its temporary name.
-        (Ok(_), None) => crate::cog::finish(cfg, base, &mut staged.staging, &run_level)
+        (Ok(_), None) => crate::cog::finish(one, base, &mut staged.staging, &run_level)
             .and_then(|f| {
                 finished = f;
                 staged.staging.commit(staged.replace)
@@ -380,18 +401,18 @@ fn commit(
 /// A committed output took the journal's place; a failed run (or a shard with quarantined
 /// chunks, which merge will name) keeps it for --resume, unless it holds nothing.
 fn keep_or_drop_journal(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     staged: &Staged,
     journaled: &Journaled,
     result: &Result<(), CoordError>,
     quarantined: bool,
 ) {
-    if !(result.is_err() || (cfg.shard.is_some() && quarantined)) {
+    if !(result.is_err() || (cfg.durability.shard.is_some() && quarantined)) {
         return;
     }
     let appended = journaled.stats.lock().map_or(0, |s| s.appended_chunks);
     let kept = appended as usize + journaled.resumed;
-    if kept == 0 && cfg.shard.is_none() {
+    if kept == 0 && cfg.durability.shard.is_none() {
         // Nothing to resume: a journal would only make the next run ask for --resume.
         let _ = std::fs::remove_file(&staged.jpath);
     } else if kept > 0 {
@@ -404,7 +425,7 @@ fn keep_or_drop_journal(
 
 /// The summary: the line of what was written, then its warnings.
 fn message(
-    cfg: &ResampleConfig,
+    one: OneRun<'_>,
     prep: &Prepared,
     staged: &Staged,
     journaled: &Journaled,
@@ -412,21 +433,22 @@ fn message(
     report: &Report,
     finished: &crate::cog::Finished,
 ) -> String {
+    let cfg = one.cfg;
     let t = &report.totals;
     let quarantined = &t.quarantined;
     let resumed = journaled.resumed;
     let computed = journaled.job.plan_ids.len();
     let secs = t.wall_ms as f64 / 1000.0;
     let workers = prep.memory.workers;
-    let mut message = match cfg.shard {
+    let mut message = match cfg.durability.shard {
         Some(s) => format!(
             "{}: {computed} chunk(s) computed in {secs:.2} s, {workers} worker(s){}",
-            summary::head(&cfg.output, prep, Some((s, staged.range, &staged.jpath))),
+            summary::head(&one.io.output, prep, Some((s, staged.range, &staged.jpath))),
             summary::resumed(resumed, true),
         ),
         None => format!(
             "{} in {secs:.2} s ({:.0} MiB/s), {workers} worker(s), {} restart(s){}{}",
-            summary::head(&cfg.output, prep, None),
+            summary::head(&one.io.output, prep, None),
             t.input_mib_per_s,
             t.counters.restarts,
             summary::resumed(resumed, false),

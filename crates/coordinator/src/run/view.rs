@@ -2,11 +2,14 @@
 //! and the JSON report.
 
 use super::*;
-use crate::report::{KernelOptions, MemoryOptions, ReportOptions, RunStatus};
+use crate::{
+    error::SideFileError,
+    report::{KernelOptions, MemoryOptions, ReportOptions, RunStatus},
+};
 
 /// A finished run, as the report and the summary read it.
 pub(super) struct RunView<'a> {
-    pub(super) cfg: &'a ResampleConfig,
+    pub(super) one: OneRun<'a>,
     pub(super) prep: &'a Prepared,
     pub(super) sched: &'a Scheduler,
     pub(super) tasks: &'a [Chunk],
@@ -56,7 +59,7 @@ impl RunView<'_> {
         if quarantined.len() > SHOWN {
             windows.push(format!("and {} more", quarantined.len() - SHOWN));
         }
-        let more = if self.cfg.report.is_some() {
+        let more = if self.one.cfg.observe.report.is_some() {
             "; the report has every attempt"
         } else {
             ""
@@ -70,7 +73,7 @@ impl RunView<'_> {
     }
 
     pub(super) fn options(&self) -> ReportOptions {
-        let (cfg, prep) = (self.cfg, self.prep);
+        let (cfg, prep) = (self.one.cfg, self.prep);
         let m = &prep.memory;
         ReportOptions {
             factor: prep.plan.mapping.factor().map(|f| f as u32),
@@ -78,9 +81,9 @@ impl RunView<'_> {
                 Mapping::Cells { .. } => Some(prep.plan.mapping.describe()),
                 Mapping::Factor { .. } => None,
             },
-            agg: cfg.kernel.agg().map(|a| a.name().to_string()),
-            decoder: cfg.decoder.name().to_string(),
-            kernel: match &cfg.kernel {
+            agg: cfg.job.kernel.agg().map(|a| a.name().to_string()),
+            decoder: cfg.job.decoder.name().to_string(),
+            kernel: match &cfg.job.kernel {
                 Kernel::BlockAgg(_) => None,
                 Kernel::Map(k) => Some(KernelOptions {
                     name: kernel_name(cfg, k),
@@ -108,25 +111,26 @@ impl RunView<'_> {
                 coordinator_expected: m.coordinator,
                 total_expected: m.total,
                 available: m.available,
-                min_free_memory: cfg.min_free_memory,
+                min_free_memory: cfg.pool.min_free_memory,
             },
-            max_attempts: cfg.max_attempts,
-            task_timeout: match cfg.task_timeout {
+            max_attempts: cfg.pool.max_attempts,
+            task_timeout: match cfg.pool.task_timeout {
                 None => "none".to_string(),
                 Some(TimeoutSpec::Fixed(d)) => format!("{} ms", d.as_millis()),
                 Some(TimeoutSpec::PercentOfMedian(p)) => {
                     format!("{p}% of the median chunk time")
                 }
             },
-            speculation: match cfg.speculation {
+            speculation: match cfg.pool.speculation {
                 SpeculationSpec::Off => "off".to_string(),
                 SpeculationSpec::After { factor, floor } => format!(
                     "{factor}x the median chunk time, at least {} ms",
                     floor.as_millis()
                 ),
             },
-            faults: cfg
-                .faults
+            faults: self
+                .one
+                .faults()
                 .iter()
                 .map(|f| {
                     format!(
@@ -261,8 +265,8 @@ impl RunView<'_> {
             },
             error: result.as_ref().err().map(|e| e.to_string()),
             exit_code,
-            input: self.cfg.input.display().to_string(),
-            output: self.cfg.output.display().to_string(),
+            input: self.one.io.input.display().to_string(),
+            output: self.one.io.output.display().to_string(),
             options: self.options(),
             plan: PlanSummary::new(plan, self.prep.layout.slots, self.prep.layout.slot_bytes()),
             chunks,
@@ -354,11 +358,12 @@ impl RunView<'_> {
 /// run's lock is still held. A side file that cannot be written after a complete output is
 /// exit 4 (`ReportWrite`); after a failed run, the run's own failure is the one reported.
 pub(super) fn write_report_files(
-    cfg: &ResampleConfig,
+    one: OneRun<'_>,
     events: Option<&engine::observe::EventLog>,
     report: &Report,
     result: &Result<(), CoordError>,
 ) -> Result<(), CoordError> {
+    let cfg = one.cfg;
     if let Some(log) = events {
         log.emit(
             report.totals.wall_ms,
@@ -374,20 +379,22 @@ pub(super) fn write_report_files(
         );
     }
     // The side outputs: the HTML page, and whether the event stream was written whole.
-    let mut side: Vec<(&'static str, PathBuf, String)> = Vec::new();
-    if let Some(path) = &cfg.report_html {
-        if let Err(e) = output::write_report(path, &crate::html::render(report), cfg.overwrite) {
-            side.push(("--report-html", path.clone(), e.to_string()));
+    let mut side: Vec<(&'static str, PathBuf, SideFileError)> = Vec::new();
+    if let Some(path) = &cfg.observe.report_html {
+        if let Err(e) =
+            output::write_report(path, &crate::html::render(report), cfg.output.overwrite)
+        {
+            side.push(("--report-html", path.clone(), e.into()));
         }
     }
-    if let (Some(log), Some(path)) = (events, &cfg.events) {
+    if let (Some(log), Some(path)) = (events, &cfg.observe.events) {
         if let Some(e) = log.error() {
-            side.push(("--events", path.clone(), e));
+            side.push(("--events", path.clone(), SideFileError::Stream(e)));
         }
     }
-    if let Some(path) = &cfg.report {
-        if let Err(reason) = write_json(path, report, cfg.overwrite) {
-            side.insert(0, ("--report", path.clone(), reason));
+    if let Some(path) = &cfg.observe.report {
+        if let Err(e) = write_json(path, report, cfg.output.overwrite) {
+            side.insert(0, ("--report", path.clone(), e));
         }
     }
     if result.is_err() {
@@ -399,24 +406,24 @@ pub(super) fn write_report_files(
     }
     match side.into_iter().next() {
         // The output is committed and complete; a side file is not: exit 4 says so.
-        Some((flag, path, reason)) => Err(CoordError::ReportWrite {
-            output: cfg.output.clone(),
+        Some((flag, path, source)) => Err(CoordError::ReportWrite {
+            output: one.io.output.clone(),
             flag,
             path,
-            reason,
+            source,
         }),
         None => Ok(()),
     }
 }
 
 /// The JSON report at `path`.
-fn write_json(path: &Path, report: &Report, overwrite: bool) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+fn write_json(path: &Path, report: &Report, overwrite: bool) -> Result<(), SideFileError> {
+    let text = serde_json::to_string_pretty(report)?;
     output::write_report(path, &text, overwrite).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            "a file appeared there during the run and was not replaced (pass --overwrite to replace it)".to_string()
+            SideFileError::Appeared
         } else {
-            e.to_string()
+            e.into()
         }
     })
 }

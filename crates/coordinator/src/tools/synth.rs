@@ -50,12 +50,11 @@ pub fn synth(out: &Path, cfg: &SynthConfig) -> Result<(), CoordError> {
     if out.exists() && !cfg.overwrite {
         return Err(CoordError::OutputExists(out.to_path_buf()));
     }
-    let err = |reason: String| CoordError::Write {
-        path: out.to_path_buf(),
-        reason,
+    let gdal = |step: &'static str| {
+        move |e: gdal::errors::GdalError| CoordError::write_gdal(out, step, e.into())
     };
     let tmp = crate::output::temp_path(out);
-    let driver = DriverManager::get_driver_by_name("GTiff").map_err(|e| err(e.to_string()))?;
+    let driver = DriverManager::get_driver_by_name("GTiff").map_err(gdal(""))?;
     let opts = RasterCreationOptions::from_iter([
         "TILED=YES",
         "BLOCKXSIZE=256",
@@ -69,17 +68,16 @@ pub fn synth(out: &Path, cfg: &SynthConfig) -> Result<(), CoordError> {
     let result = (|| -> Result<(), CoordError> {
         let mut ds = driver
             .create_with_band_type_with_options::<f32, _>(&tmp, w, h, 1, &opts)
-            .map_err(|e| err(format!("creating the file: {e}")))?;
+            .map_err(gdal("creating the file"))?;
         // Lon/lat, 0.001 degree pixels, origin in central Europe.
         ds.set_geo_transform(&[10.0, 0.001, 0.0, 50.0, 0.0, -0.001])
-            .map_err(|e| err(e.to_string()))?;
-        let srs = SpatialRef::from_epsg(4326).map_err(|e| err(e.to_string()))?;
-        ds.set_spatial_ref(&srs).map_err(|e| err(e.to_string()))?;
-        let mut band = ds.rasterband(1).map_err(|e| err(e.to_string()))?;
+            .map_err(gdal(""))?;
+        let srs = SpatialRef::from_epsg(4326).map_err(gdal(""))?;
+        ds.set_spatial_ref(&srs).map_err(gdal(""))?;
+        let mut band = ds.rasterband(1).map_err(gdal(""))?;
         band.set_no_data_value(Some(SYNTH_NODATA))
-            .map_err(|e| err(e.to_string()))?;
-        band.set_description("synthetic field")
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(gdal(""))?;
+        band.set_description("synthetic field").map_err(gdal(""))?;
         let phase = (cfg.seed % 1000) as f64 * 0.37;
         let strip = 256usize;
         let mut y0 = 0;
@@ -99,12 +97,12 @@ pub fn synth(out: &Path, cfg: &SynthConfig) -> Result<(), CoordError> {
             }
             let mut buf = Buffer::new((w, rows), data);
             band.write((0, y0 as isize), (w, rows), &mut buf)
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(gdal(""))?;
             y0 += rows;
         }
-        ds.close().map_err(|e| err(e.to_string()))?;
+        ds.close().map_err(gdal(""))?;
         engine::interrupt::check()?;
-        std::fs::rename(&tmp, out).map_err(|e| err(e.to_string()))
+        std::fs::rename(&tmp, out).map_err(|e| CoordError::write_io(out, "", e))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

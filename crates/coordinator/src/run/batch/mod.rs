@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::*;
-use crate::report::RunStatus;
+use crate::{error::SideFileError, report::RunStatus};
 use std::path::Path;
 
 mod job;
@@ -37,15 +37,15 @@ use super::prepare::asked;
 use job::BatchJob;
 use sink::{BatchSink, Fates, OutputFate, Pending};
 
-/// An input ready to run: its index in the batch, its config, plan, job and output.
-type Ready = (usize, ResampleConfig, Prepared, BlockAggJob, Pending);
+/// An input ready to run: its index in the batch, its input and output, plan, job and
+/// pending output.
+type Ready = (usize, Io, Prepared, BlockAggJob, Pending);
 
-/// Runs a batch (`cfg.batch` is set).
-pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
-    let batch = cfg
-        .batch
-        .as_ref()
-        .ok_or_else(|| CoordError::Internal("a batch run without a batch".into()))?;
+/// Runs `batch`, the target of `cfg`.
+pub fn resample_batch(
+    cfg: &RunConfig,
+    batch: &crate::cli::BatchSpec,
+) -> Result<RunSummary, CoordError> {
     out_dir_ready(&batch.out_dir)?;
     let (fates, ready) = stage(cfg, batch)?;
     let start = Instant::now();
@@ -63,7 +63,7 @@ pub fn resample_batch(cfg: &ResampleConfig) -> Result<RunSummary, CoordError> {
     let ring = bring_up(cfg, pool, ready.len())?;
     let (mut job, order, preps, setup, outputs) = assemble(cfg, ready);
     let fates: Fates = Arc::new(Mutex::new(fates));
-    let mut sink = BatchSink::new(outputs, order.clone(), fates.clone(), cfg.overwrite);
+    let mut sink = BatchSink::new(outputs, order.clone(), fates.clone(), cfg.output.overwrite);
     sink.finish_ready();
     // `--events` is refused for batches (cli::resolve).
     let ecfg = engine_config(
@@ -110,47 +110,49 @@ fn out_dir_ready(out_dir: &Path) -> Result<(), CoordError> {
             if !parent.is_dir() {
                 return Err(CoordError::OutputDirMissing(parent));
             }
-            std::fs::create_dir(out_dir).map_err(|e| CoordError::OutputDirNotWritable {
+            std::fs::create_dir(out_dir).map_err(|source| CoordError::OutputDirNotWritable {
                 path: out_dir.to_path_buf(),
-                reason: format!("creating it: {e}"),
+                step: "creating it",
+                source,
             })
         }
     }
 }
 
-/// Per input: its own config (input, output; faults are the batch's, checked by
-/// `check_faults`), then what a single run would check before starting, its lock and its
-/// journal. A failure here is that input's, but for the batch's report path.
+/// Per input: its input and output (the batch's faults are checked by `check_faults`, not
+/// against one input's plan), then what a single run would check before starting, its lock
+/// and its journal. A failure here is that input's, but for the batch's report path.
 fn stage(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     batch: &crate::cli::BatchSpec,
 ) -> Result<(Vec<OutputFate>, Vec<Ready>), CoordError> {
     let n = batch.inputs.len();
     let mut fates: Vec<OutputFate> = (0..n).map(|_| OutputFate::Waiting).collect();
     let mut ready: Vec<Ready> = Vec::new();
     for (k, input) in batch.inputs.iter().enumerate() {
-        let mut c = cfg.clone();
-        c.input = input.clone();
-        c.output = batch.output_for(input);
-        c.batch = None;
-        c.faults = Vec::new();
-        let checked = resume::Target::of(&c).and_then(|t| {
+        let io = Io {
+            input: input.clone(),
+            output: batch.output_for(input),
+        };
+        let one = cfg.one(&io);
+        let checked = resume::Target::of(one).and_then(|t| {
             let report = cfg
+                .observe
                 .report
                 .as_deref()
                 .map(|p| output::SidePath::new("--report", p));
-            output::check_paths(&c.input, &t.lock, report, t.may_exist).map(|()| t)
+            output::check_paths(&io.input, &t.lock, report, t.may_exist).map(|()| t)
         });
         if let Err(e @ CoordError::ReportPath { .. }) = checked {
             // The report is the batch's: refuse the whole command line.
             return Err(e);
         }
         let res = checked
-            .and_then(|t| prepare(&c).map(|p| (t, p)))
-            .and_then(|(t, p)| resume::begin(&c, &p, t).map(|b| (p, b)));
+            .and_then(|t| prepare(cfg, &io.input).map(|p| (t, p)))
+            .and_then(|(t, p)| resume::begin(one, &p, t).map(|b| (p, b)));
         match res {
             Ok((_, resume::Begun::Kept)) => fates[k] = OutputFate::Kept,
-            Ok((p, resume::Begun::Run { job, pending })) => ready.push((k, c, p, *job, *pending)),
+            Ok((p, resume::Begun::Run { job, pending })) => ready.push((k, io, p, *job, *pending)),
             Err(e) => {
                 eline(&format!("error: {}: {e}", input.display()));
                 fates[k] = OutputFate::Failed(e);
@@ -163,7 +165,7 @@ fn stage(
 /// The pool is sized by the input that needs the largest slots; the ring holds the largest
 /// window and output of any input.
 fn plan_pool(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     ready: &[Ready],
 ) -> Result<(MemoryPlan, u32, SlotLayout), CoordError> {
     let lead = (0..ready.len())
@@ -188,13 +190,13 @@ fn plan_pool(
         lp.plan.bands,
         layout.slots,
         lp.lanes,
-        cfg.workers,
+        cfg.pool.workers,
     );
     let memory = budget::plan_memory(
         available_memory(),
         asked(cfg),
-        cfg.memory_limit,
-        cfg.soft_fraction,
+        cfg.pool.memory_limit,
+        cfg.pool.soft_fraction,
         cache,
         |_| layout.total_bytes(),
     )?;
@@ -203,9 +205,9 @@ fn plan_pool(
 
 /// `--inject-fault` names chunks among those this run computes (with --resume or --shard,
 /// fewer than the plans'), numbered one input after the other.
-fn check_faults(cfg: &ResampleConfig, ready: &[Ready]) -> Result<(), CoordError> {
+fn check_faults(cfg: &RunConfig, ready: &[Ready]) -> Result<(), CoordError> {
     let total_plan: usize = ready.iter().map(|r| r.3.tasks.len()).sum();
-    for f in &cfg.faults {
+    for f in &cfg.pool.faults {
         if let Some(c) = f.chunk {
             if c as usize >= total_plan {
                 return Err(CoordError::BadInput(format!(
@@ -223,33 +225,33 @@ fn check_faults(cfg: &ResampleConfig, ready: &[Ready]) -> Result<(), CoordError>
 type Assembled = (
     BatchJob,
     Vec<usize>,
-    Vec<(ResampleConfig, Prepared)>,
+    Vec<(Io, Prepared)>,
     Vec<u8>,
     Vec<Option<Pending>>,
 );
 
-fn assemble(cfg: &ResampleConfig, ready: Vec<Ready>) -> Assembled {
+fn assemble(cfg: &RunConfig, ready: Vec<Ready>) -> Assembled {
     let mut jobs = Vec::new();
     let mut inputs = Vec::new();
     let mut outputs: Vec<Option<Pending>> = Vec::new();
     let mut order = Vec::new();
     let mut preps = Vec::new();
-    for (setup_index, (k, c, p, mut j, pending)) in ready.into_iter().enumerate() {
+    for (setup_index, (k, io, p, mut j, pending)) in ready.into_iter().enumerate() {
         j.input = setup_index as u32;
         outputs.push(Some(pending));
         inputs.push(BlockAggInput {
-            path: c.input.to_string_lossy().into_owned(),
+            path: io.input.to_string_lossy().into_owned(),
             bands: p.bands.iter().map(|b| b.index).collect(),
             unscale: p.unscale,
         });
         jobs.push(j);
         order.push(k);
-        preps.push((c, p));
+        preps.push((io, p));
     }
     let setup = protocol::encode(&WorkerSetup::BlockAgg(BlockAggSetup {
         inputs,
-        decoder: cfg.decoder,
-        ignore_mask: cfg.ignore_mask,
+        decoder: cfg.job.decoder,
+        ignore_mask: cfg.job.ignore_mask,
     }));
     (BatchJob::new(jobs), order, preps, setup, outputs)
 }
@@ -259,7 +261,7 @@ struct Ran<'a> {
     job: &'a BatchJob,
     /// Input index of each setup index.
     order: &'a [usize],
-    preps: &'a [(ResampleConfig, Prepared)],
+    preps: &'a [(Io, Prepared)],
     rec: &'a engine::RunRecord,
     memory: &'a MemoryPlan,
     layout: SlotLayout,
@@ -312,9 +314,9 @@ struct BatchReport {
 
 /// Per-input fates to exit code, summary and report.
 fn finish(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     batch: &crate::cli::BatchSpec,
-    preps: &[(ResampleConfig, Prepared)],
+    preps: &[(Io, Prepared)],
     ran: Option<Ran<'_>>,
     fates: Mutex<Vec<OutputFate>>,
     start: Instant,
@@ -330,7 +332,7 @@ fn finish(
     let mut sections = Vec::new();
     let mut lines = Vec::new();
     let mut opened_total = 0;
-    let global = ran.as_ref().map(|r| pool_report(r, exit_code, start));
+    let global = ran.as_ref().map(|r| pool_report(cfg, r, exit_code, start));
     for (k, input) in batch.inputs.iter().enumerate() {
         let fate = &fates[k];
         let mut section = section(input, &batch.output_for(input), fate, run_error);
@@ -338,8 +340,8 @@ fn finish(
             .as_ref()
             .and_then(|r| r.order.iter().position(|&o| o == k));
         if let (Some(r), Some(s)) = (&ran, setup_index) {
-            let (c, p) = &r.preps[s];
-            fill_section(&mut section, r, s as u32, c, p, start);
+            let (io, p) = &r.preps[s];
+            fill_section(&mut section, r, s as u32, cfg.one(io), p, start);
             opened_total += section.opened_inputs;
         }
         match fate {
@@ -352,8 +354,14 @@ fn finish(
                 resumed,
                 ..
             } => {
-                let (c, p) = &preps[setup_index.unwrap_or(0)];
-                lines.push(committed_line(c, p, quarantined, *resumed, &section));
+                let (io, p) = &preps[setup_index.unwrap_or(0)];
+                lines.push(committed_line(
+                    cfg.one(io),
+                    p,
+                    quarantined,
+                    *resumed,
+                    &section,
+                ));
             }
             OutputFate::Failed(e) => {
                 // Refusals before the run were said when found.
@@ -381,7 +389,7 @@ fn finish(
         batch.out_dir.display(),
         failed,
     ));
-    if let Some(path) = &cfg.report {
+    if let Some(path) = &cfg.observe.report {
         let (workers, totals) = match global {
             Some(g) => (g.workers, Some(g.totals)),
             None => (Vec::new(), None),
@@ -456,11 +464,11 @@ fn exit_code(fates: &[OutputFate], run_error: Option<&CoordError>, written: usiz
 }
 
 /// The pool's part of the report: its workers and the batch's totals.
-fn pool_report(r: &Ran<'_>, exit_code: i32, start: Instant) -> Report {
+fn pool_report(cfg: &RunConfig, r: &Ran<'_>, exit_code: i32, start: Instant) -> Report {
     let all = r.job.all_tasks();
     let lead = &r.preps[0];
     let view = RunView {
-        cfg: &lead.0,
+        one: cfg.one(&lead.0),
         prep: &lead.1,
         sched: &r.rec.sched,
         tasks: &all,
@@ -532,18 +540,23 @@ fn section(
 
 /// The summary line of a committed output, with its warnings.
 fn committed_line(
-    c: &ResampleConfig,
+    one: OneRun<'_>,
     p: &Prepared,
     quarantined: &[TaskId],
     resumed: usize,
     section: &InputReport,
 ) -> String {
-    let shard_dir = crate::shard::dir_for(&c.output);
-    let shard = c
+    let shard_dir = crate::shard::dir_for(&one.io.output);
+    let shard = one
+        .cfg
+        .durability
         .shard
         .map(|s| (s, crate::shard::range(&p.plan, s), shard_dir.as_path()));
-    let mut line = summary::head(&c.output, p, shard);
-    line.push_str(&summary::resumed(resumed, c.shard.is_some()));
+    let mut line = summary::head(&one.io.output, p, shard);
+    line.push_str(&summary::resumed(
+        resumed,
+        one.cfg.durability.shard.is_some(),
+    ));
     if !quarantined.is_empty() {
         line.push_str(&format!(
             "; warning: {} window(s) quarantined, their pixels are nodata (exit 5 for this input; the file's BLOCKSUM_QUARANTINED_CHUNKS names them)",
@@ -566,27 +579,25 @@ fn committed_line(
 /// Writes the batch's report. Failing to, after every output was written complete, is exit
 /// 4; otherwise the batch's own outcome is the one reported.
 fn write_report(
-    cfg: &ResampleConfig,
+    cfg: &RunConfig,
     batch: &crate::cli::BatchSpec,
     path: &Path,
     report: &BatchReport,
     written: usize,
 ) -> Result<(), CoordError> {
     let written_report = serde_json::to_string_pretty(report)
-        .map_err(|e| e.to_string())
-        .and_then(|text| {
-            output::write_report(path, &text, cfg.overwrite).map_err(|e| e.to_string())
-        });
-    if let Err(reason) = written_report {
+        .map_err(SideFileError::from)
+        .and_then(|text| Ok(output::write_report(path, &text, cfg.output.overwrite)?));
+    if let Err(source) = written_report {
         if written > 0 && report.exit_code == protocol::exit::OK {
             return Err(CoordError::ReportWrite {
                 output: batch.out_dir.clone(),
                 flag: "--report",
                 path: path.to_path_buf(),
-                reason,
+                source,
             });
         }
-        tracing::error!("writing the report '{}': {reason}", path.display());
+        tracing::error!("writing the report '{}': {source}", path.display());
     }
     Ok(())
 }
@@ -596,13 +607,13 @@ fn fill_section(
     s: &mut InputReport,
     r: &Ran<'_>,
     setup_index: u32,
-    c: &ResampleConfig,
+    one: OneRun<'_>,
     p: &Prepared,
     start: Instant,
 ) {
     let sched = &r.rec.sched;
     let view = RunView {
-        cfg: c,
+        one,
         prep: p,
         sched,
         tasks: &[],

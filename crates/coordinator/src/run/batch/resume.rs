@@ -24,21 +24,22 @@ pub(super) struct Target {
 }
 
 impl Target {
-    pub(super) fn of(c: &ResampleConfig) -> Result<Target, CoordError> {
-        let journal = durable::journal_path(c)?;
+    pub(super) fn of(one: OneRun<'_>) -> Result<Target, CoordError> {
+        let cfg = one.cfg;
+        let journal = durable::journal_path(one)?;
         let journal_there = std::fs::symlink_metadata(&journal).is_ok();
-        let committed = c.resume
-            && c.shard.is_none()
-            && !c.overwrite
+        let committed = cfg.durability.resume
+            && cfg.durability.shard.is_none()
+            && !cfg.output.overwrite
             && !journal_there
-            && std::fs::symlink_metadata(&c.output).is_ok_and(|m| m.is_file());
-        let lock = match c.shard {
-            None => c.output.clone(),
+            && std::fs::symlink_metadata(&one.io.output).is_ok_and(|m| m.is_file());
+        let lock = match cfg.durability.shard {
+            None => one.io.output.clone(),
             Some(_) => journal.clone(),
         };
         Ok(Target {
-            may_exist: c.overwrite
-                || (journal_there && (c.resume || c.shard.is_some()))
+            may_exist: cfg.output.overwrite
+                || (journal_there && (cfg.durability.resume || cfg.durability.shard.is_some()))
                 || committed,
             journal,
             lock,
@@ -61,31 +62,35 @@ pub(super) enum Begun {
 /// Locks the input's output, opens its journal (continuing the interrupted run's with
 /// `--resume`, after checking it is this plan's) and keeps in its job the chunks no journal
 /// holds.
-pub(super) fn begin(c: &ResampleConfig, p: &Prepared, t: Target) -> Result<Begun, CoordError> {
+pub(super) fn begin(one: OneRun<'_>, p: &Prepared, t: Target) -> Result<Begun, CoordError> {
+    let cfg = one.cfg;
     if t.committed {
-        check_committed(c, p)?;
+        check_committed(one, p)?;
         tracing::info!(
             "--resume: '{}' was committed by the interrupted run: kept",
-            c.output.display()
+            one.io.output.display()
         );
         return Ok(Begun::Kept);
     }
-    let range = durable::range(c, &p.plan);
+    let range = durable::range(cfg, &p.plan);
     let staging = output::Staging::lock(&t.lock)?;
     let earlier = durable::existing(&t.journal)?;
-    let replace = durable::may_replace(c, earlier.as_ref(), range);
-    if c.shard.is_none() && !replace && std::fs::symlink_metadata(&c.output).is_ok() {
-        return Err(CoordError::OutputExists(c.output.clone()));
+    let replace = durable::may_replace(cfg, earlier.as_ref(), range);
+    if cfg.durability.shard.is_none()
+        && !replace
+        && std::fs::symlink_metadata(&one.io.output).is_ok()
+    {
+        return Err(CoordError::OutputExists(one.io.output.clone()));
     }
-    let spec = durable::output_spec(c, p);
-    let mut job = BlockAggJob::new(c, p);
+    let spec = durable::output_spec(one, p);
+    let mut job = BlockAggJob::new(one, p);
     let header = crate::journal::Header {
-        identity: durable::identity(c, p)?,
+        identity: durable::identity(one, p)?,
         output: durable::output_header(&spec, job.close_item(&[])),
-        shard: c.shard.map(|s| (s.index, s.count)),
+        shard: cfg.durability.shard.map(|s| (s.index, s.count)),
         range,
     };
-    let opened = durable::open(c, &t.journal, &c.output, earlier, &header)?;
+    let opened = durable::open(cfg, &t.journal, &one.io.output, earlier, &header)?;
     if let Some(scan) = &opened.earlier {
         tracing::info!(
             "resuming from '{}': {} chunk(s) journaled",
@@ -103,7 +108,7 @@ pub(super) fn begin(c: &ResampleConfig, p: &Prepared, t: Target) -> Result<Begun
             path: t.journal,
             writer: opened.writer,
             earlier: opened.earlier,
-            shard: c.shard.is_some(),
+            shard: cfg.durability.shard.is_some(),
             replace,
         },
         remaining,
@@ -118,10 +123,10 @@ pub(super) fn begin(c: &ResampleConfig, p: &Prepared, t: Target) -> Result<Begun
 /// single run's `--resume` over a committed output (`durable::committed_by`: the plan's
 /// digest in its metadata, no quarantined chunk); anything else is somebody's file, refused
 /// as any existing output is.
-fn check_committed(c: &ResampleConfig, p: &Prepared) -> Result<(), CoordError> {
-    if durable::committed_by(&c.output, &crate::run::job::plan_digest(c, p)) {
+fn check_committed(one: OneRun<'_>, p: &Prepared) -> Result<(), CoordError> {
+    if durable::committed_by(&one.io.output, &crate::run::job::plan_digest(one, p)) {
         Ok(())
     } else {
-        Err(CoordError::OutputExists(c.output.clone()))
+        Err(CoordError::OutputExists(one.io.output.clone()))
     }
 }

@@ -191,9 +191,9 @@ impl BatchSink {
             p.journal
                 .writer
                 .append(id, item.chunk.out, bytes)
-                .map_err(|reason| CoordError::Write {
+                .map_err(|source| CoordError::WriteJournal {
                     path: p.journal.path.clone(),
-                    reason,
+                    source,
                 })?;
         }
         if output.is_none() {
@@ -208,10 +208,14 @@ impl BatchSink {
     fn finish(mut p: Pending, overwrite: bool) -> OutputFate {
         let md = with_quarantined(std::mem::take(&mut p.metadata), &p.quarantined);
         let resumed = p.resumed();
-        let synced = p.journal.writer.sync().map_err(|reason| CoordError::Write {
-            path: p.journal.path.clone(),
-            reason,
-        });
+        let synced = p
+            .journal
+            .writer
+            .sync()
+            .map_err(|source| CoordError::WriteJournal {
+                path: p.journal.path.clone(),
+                source,
+            });
         let committed = synced.and_then(|()| {
             if p.journal.shard {
                 return Ok(Vec::new());
