@@ -135,7 +135,7 @@ fn stage(
             output: batch.output_for(input),
         };
         let one = cfg.one(&io);
-        let checked = resume::Target::of(one).and_then(|t| {
+        let checked = resume::Place::of(one).and_then(|t| {
             let report = cfg
                 .observe
                 .report

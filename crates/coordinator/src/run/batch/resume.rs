@@ -13,7 +13,7 @@ use super::sink::{Journal, Pending};
 use super::*;
 
 /// Where an input's journal and lock are, found before the input is opened.
-pub(super) struct Target {
+pub(super) struct Place {
     pub(super) journal: PathBuf,
     /// What the run writes and locks: the output, or a shard's journal.
     pub(super) lock: PathBuf,
@@ -23,8 +23,8 @@ pub(super) struct Target {
     pub(super) may_exist: bool,
 }
 
-impl Target {
-    pub(super) fn of(one: OneRun<'_>) -> Result<Target, CoordError> {
+impl Place {
+    pub(super) fn of(one: OneRun<'_>) -> Result<Place, CoordError> {
         let cfg = one.cfg;
         let journal = durable::journal_path(one)?;
         let journal_there = std::fs::symlink_metadata(&journal).is_ok();
@@ -37,7 +37,7 @@ impl Target {
             None => one.io.output.clone(),
             Some(_) => journal.clone(),
         };
-        Ok(Target {
+        Ok(Place {
             may_exist: cfg.output.overwrite
                 || (journal_there && (cfg.durability.resume || cfg.durability.shard.is_some()))
                 || committed,
@@ -62,7 +62,7 @@ pub(super) enum Begun {
 /// Locks the input's output, opens its journal (continuing the interrupted run's with
 /// `--resume`, after checking it is this plan's) and keeps in its job the chunks no journal
 /// holds.
-pub(super) fn begin(one: OneRun<'_>, p: &Prepared, t: Target) -> Result<Begun, CoordError> {
+pub(super) fn begin(one: OneRun<'_>, p: &Prepared, t: Place) -> Result<Begun, CoordError> {
     let cfg = one.cfg;
     if t.committed {
         check_committed(one, p)?;
