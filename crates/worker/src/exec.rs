@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     choice::{self, DecoderChoice},
+    fused::{self, aggregate_native, FusedBand, FusedError},
     kernel::{aggregate_masked, BandKernel, Sample},
     read::{read_mask, read_window, NativeReader, ReadError},
     types::{Decoder, Footprint, KernelSpec, SampleType, Window},
@@ -195,7 +196,9 @@ impl ChunkRunner {
         }
     }
 
-    /// Reads and aggregates `chunk` into `output`, using `input` as the read buffer.
+    /// Reads and aggregates `chunk` into `output`, using `input` as the read buffer. A
+    /// chunk of F x F blocks that the native decoder reads is aggregated straight from the
+    /// decoded blocks ([`crate::fused`]) and leaves `input` untouched.
     pub fn run(
         &self,
         chunk: &BlockAggChunk,
@@ -225,64 +228,38 @@ impl ChunkRunner {
             }
             _ => None,
         };
-        let fallback = match native {
-            Some(n) => self.read_native(n, win, k.sample, input)?,
-            None => {
-                read_window(&self.ds, &self.bands, win, k.sample, input)?;
-                false
+        let shape = Shape::new(&k.footprint, win);
+        let in_bytes = (win.pixels() * k.sample.size()) as usize * self.bands.len();
+        let fused = match (native, &shape) {
+            (Some(n), &Shape::Blocks(f))
+                if fused::accumulator_bytes(win, f, n.layout().block_h, self.bands.len())
+                    <= in_bytes =>
+            {
+                Some((n, f))
             }
+            _ => None,
+        };
+        let fallback = match fused {
+            Some((n, f)) => match self.run_fused(n, chunk, f, output, t0)? {
+                Ok(stats) => return Ok(stats),
+                Err(e) => {
+                    // Under `auto` only (`run_fused` returns the others as errors).
+                    tracing::info!(error = %e, "re-reading the window through GDAL");
+                    read_window(&self.ds, &self.bands, win, k.sample, input)?;
+                    true
+                }
+            },
+            None => match native {
+                Some(n) => self.read_native(n, win, k.sample, input)?,
+                None => {
+                    read_window(&self.ds, &self.bands, win, k.sample, input)?;
+                    false
+                }
+            },
         };
         let read_us = t0.elapsed().as_micros() as u64;
         let t1 = Instant::now();
-        let (w, h) = (win.w as usize, win.h as usize);
-        let in_band = w * h * k.sample.size() as usize;
-        let shape = Shape::new(&k.footprint, win);
-        if output.len() < out_band * self.bands.len() || input.len() < in_band * self.bands.len() {
-            return Err(ExecError::Region);
-        }
-        // The mask is read with GDAL whichever decoder read the pixels: the native decoder
-        // reads pixels only, and a mask is one byte a pixel, usually compressed to little.
-        let mut mask_buf: Vec<u8> = Vec::new();
-        let mut shared_mask: Option<Vec<u8>> = None;
-        let mut valid = 0;
-        for (i, nodata) in self.nodata.iter().enumerate() {
-            let mask: Option<&[u8]> = match self.masks[i] {
-                MaskRead::None => None,
-                MaskRead::Band => {
-                    mask_buf.resize(w * h, 0);
-                    read_mask(&self.ds, self.bands[i], win, &mut mask_buf)?;
-                    Some(&mask_buf)
-                }
-                MaskRead::PerDataset => {
-                    if shared_mask.is_none() {
-                        let mut m = vec![0u8; w * h];
-                        read_mask(&self.ds, self.bands[i], win, &mut m)?;
-                        shared_mask = Some(m);
-                    }
-                    shared_mask.as_deref()
-                }
-            };
-            let src = &input[i * in_band..(i + 1) * in_band];
-            let dst: &mut [f64] =
-                bytemuck::try_cast_slice_mut(&mut output[i * out_band..(i + 1) * out_band])
-                    .map_err(|_| ExecError::Region)?;
-            let bk = BandKernel {
-                agg: k.agg,
-                nodata: nodata.map(|v| round_to(v, k.sample)),
-                out_nodata: k.out_nodata,
-                affine: self.affine[i],
-            };
-            valid += match k.sample {
-                SampleType::U8 => shape.agg::<u8>(src, mask, (w, h), &bk, dst)?,
-                SampleType::I8 => shape.agg::<i8>(src, mask, (w, h), &bk, dst)?,
-                SampleType::I16 => shape.agg::<i16>(src, mask, (w, h), &bk, dst)?,
-                SampleType::U16 => shape.agg::<u16>(src, mask, (w, h), &bk, dst)?,
-                SampleType::I32 => shape.agg::<i32>(src, mask, (w, h), &bk, dst)?,
-                SampleType::U32 => shape.agg::<u32>(src, mask, (w, h), &bk, dst)?,
-                SampleType::F32 => shape.agg::<f32>(src, mask, (w, h), &bk, dst)?,
-                SampleType::F64 => shape.agg::<f64>(src, mask, (w, h), &bk, dst)?,
-            };
-        }
+        let valid = self.aggregate_window(&shape, &k, win, input, output)?;
         Ok(TaskStats {
             read_us,
             compute_us: t1.elapsed().as_micros() as u64,
@@ -295,6 +272,140 @@ impl ChunkRunner {
 }
 
 impl ChunkRunner {
+    /// Aggregates the window read into `input` into `output`, band after band.
+    fn aggregate_window(
+        &self,
+        shape: &Shape,
+        k: &KernelSpec,
+        win: Window,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<u64, ExecError> {
+        let (w, h) = (win.w as usize, win.h as usize);
+        let in_band = w * h * k.sample.size() as usize;
+        let (ow, oh) = k.footprint.out_dims(win.w, win.h);
+        let out_band = (ow * oh * 8) as usize;
+        let nb = self.bands.len();
+        if output.len() < out_band * nb || input.len() < in_band * nb {
+            return Err(ExecError::Region);
+        }
+        // The mask is read with GDAL whichever decoder read the pixels: the native decoder
+        // reads pixels only, and a mask is one byte a pixel, usually compressed to little.
+        let masks = self.read_masks(win)?;
+        let mut valid = 0;
+        for i in 0..nb {
+            let src = &input[i * in_band..(i + 1) * in_band];
+            let dst: &mut [f64] =
+                bytemuck::try_cast_slice_mut(&mut output[i * out_band..(i + 1) * out_band])
+                    .map_err(|_| ExecError::Region)?;
+            let bk = self.band_kernel(i, k);
+            let mask = masks.band(i);
+            valid += match k.sample {
+                SampleType::U8 => shape.agg::<u8>(src, mask, (w, h), &bk, dst)?,
+                SampleType::I8 => shape.agg::<i8>(src, mask, (w, h), &bk, dst)?,
+                SampleType::I16 => shape.agg::<i16>(src, mask, (w, h), &bk, dst)?,
+                SampleType::U16 => shape.agg::<u16>(src, mask, (w, h), &bk, dst)?,
+                SampleType::I32 => shape.agg::<i32>(src, mask, (w, h), &bk, dst)?,
+                SampleType::U32 => shape.agg::<u32>(src, mask, (w, h), &bk, dst)?,
+                SampleType::F32 => shape.agg::<f32>(src, mask, (w, h), &bk, dst)?,
+                SampleType::F64 => shape.agg::<f64>(src, mask, (w, h), &bk, dst)?,
+            };
+        }
+        Ok(valid)
+    }
+
+    /// Decodes and aggregates `chunk` at factor `f` in one pass ([`crate::fused`]). The
+    /// inner error is the decoder's, under `--decoder auto` (the caller reads the window
+    /// again through GDAL and aggregates it: whatever the fused pass wrote is overwritten).
+    fn run_fused(
+        &self,
+        n: &NativeReader,
+        chunk: &BlockAggChunk,
+        f: usize,
+        output: &mut [u8],
+        t0: Instant,
+    ) -> Result<Result<TaskStats, ReadError>, ExecError> {
+        let (win, k) = (chunk.window, &chunk.kernel);
+        let (ow, oh) = k.footprint.out_dims(win.w, win.h);
+        let out_band = (ow * oh * 8) as usize;
+        let output = output
+            .get_mut(..out_band * self.bands.len())
+            .ok_or(ExecError::Region)?;
+        let masks = self.read_masks(win)?;
+        let mut bands = Vec::with_capacity(self.bands.len());
+        for (i, out) in output.chunks_exact_mut(out_band).enumerate() {
+            bands.push(FusedBand {
+                kernel: self.band_kernel(i, k),
+                mask: masks.band(i),
+                out: bytemuck::try_cast_slice_mut(out).map_err(|_| ExecError::Region)?,
+            });
+        }
+        let res = match k.sample {
+            SampleType::U8 => aggregate_native::<u8>(n, win, f, bands),
+            SampleType::I8 => aggregate_native::<i8>(n, win, f, bands),
+            SampleType::I16 => aggregate_native::<i16>(n, win, f, bands),
+            SampleType::U16 => aggregate_native::<u16>(n, win, f, bands),
+            SampleType::I32 => aggregate_native::<i32>(n, win, f, bands),
+            SampleType::U32 => aggregate_native::<u32>(n, win, f, bands),
+            SampleType::F32 => aggregate_native::<f32>(n, win, f, bands),
+            SampleType::F64 => aggregate_native::<f64>(n, win, f, bands),
+        };
+        let s = match res {
+            Ok(s) => s,
+            Err(FusedError::Misaligned) => return Err(ExecError::Region),
+            Err(FusedError::Read(e)) if self.decoder == Decoder::Auto => return Ok(Err(e)),
+            Err(FusedError::Read(e)) => return Err(e.into()),
+        };
+        let total = t0.elapsed();
+        Ok(Ok(TaskStats {
+            read_us: total.saturating_sub(s.compute).as_micros() as u64,
+            compute_us: s.compute.as_micros() as u64,
+            valid_pixels: s.valid,
+            native_read: true,
+            fallback_read: false,
+            opened_inputs: 0,
+        }))
+    }
+
+    /// Band `i`'s kernel for `k`.
+    fn band_kernel(&self, i: usize, k: &KernelSpec) -> BandKernel {
+        BandKernel {
+            agg: k.agg,
+            nodata: self.nodata[i].map(|v| round_to(v, k.sample)),
+            out_nodata: k.out_nodata,
+            affine: self.affine[i],
+        }
+    }
+
+    /// Each band's GDAL mask over `win`, where it says more than nodata; a per-dataset
+    /// mask is read once, for the first band that uses it.
+    fn read_masks(&self, win: Window) -> Result<WindowMasks, ExecError> {
+        let n = (win.w * win.h) as usize;
+        let mut m = WindowMasks {
+            bufs: Vec::new(),
+            of_band: Vec::with_capacity(self.bands.len()),
+        };
+        let mut shared = None;
+        for (i, kind) in self.masks.iter().enumerate() {
+            let at = match (kind, shared) {
+                (MaskRead::None, _) => None,
+                (MaskRead::PerDataset, Some(j)) => Some(j),
+                (MaskRead::Band | MaskRead::PerDataset, _) => {
+                    let mut buf = vec![0u8; n];
+                    read_mask(&self.ds, self.bands[i], win, &mut buf)?;
+                    m.bufs.push(buf);
+                    let j = m.bufs.len() - 1;
+                    if *kind == MaskRead::PerDataset {
+                        shared = Some(j);
+                    }
+                    Some(j)
+                }
+            };
+            m.of_band.push(at);
+        }
+        Ok(m)
+    }
+
     /// Reads `win` with the native decoder; under `auto`, a window it cannot read is read
     /// again through GDAL (whatever the native decoder wrote is overwritten), so that `auto`
     /// fails only where GDAL fails. `true` when GDAL read it.
@@ -325,6 +436,19 @@ impl ChunkRunner {
             _ => k.out_nodata,
         });
         Ok(TaskStats::default())
+    }
+}
+
+/// Each band's GDAL mask over a window: `of_band[i]` indexes `bufs` (`None`: nodata and NaN
+/// say it all).
+struct WindowMasks {
+    bufs: Vec<Vec<u8>>,
+    of_band: Vec<Option<usize>>,
+}
+
+impl WindowMasks {
+    fn band(&self, i: usize) -> Option<&[u8]> {
+        self.of_band[i].map(|j| self.bufs[j].as_slice())
     }
 }
 

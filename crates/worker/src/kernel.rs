@@ -123,14 +123,12 @@ fn run<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
     out: &mut [f64],
 ) -> u64 {
     let (ow, _) = out_dims(w, h, f);
-    // With no nodata, comparing against NaN is always "not equal": one branch-free test serves both.
-    let nd = k.nodata.unwrap_or(f64::NAN);
+    let px = Pixel::of(k);
     // Two passes per output row: fold the F input rows into per-column accumulators (one
     // straight, branch-free loop over contiguous memory that the compiler vectorizes), then
     // fold each run of F columns into its output pixel.
     let mut col = vec![O::INIT; w];
     let mut cnt = vec![0u32; w];
-    let (scale, offset) = k.affine.unwrap_or((1.0, 0.0));
     let mask = mask.unwrap_or(&[]);
     let mut valid_total = 0u64;
     for (oy, out_row) in out.chunks_mut(ow).enumerate() {
@@ -144,31 +142,199 @@ fn run<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
             } else {
                 &[][..]
             };
-            for (x, ((c, n), &v)) in col.iter_mut().zip(cnt.iter_mut()).zip(row).enumerate() {
-                let v: f64 = v.into();
-                #[allow(clippy::eq_op)]
-                let mut ok = (v == v) & (v != nd);
-                if MASK {
-                    ok &= mrow[x] != 0;
-                }
-                let v = if AFFINE { v * scale + offset } else { v };
-                *c = O::combine(*c, if ok { v } else { O::INIT });
-                *n += ok as u32;
-            }
+            add_row::<T, O, MASK, AFFINE>(&mut col, &mut cnt, row, mrow, px);
         }
-        for ((o, a), c) in out_row.iter_mut().zip(col.chunks(f)).zip(cnt.chunks(f)) {
-            let a = a.iter().fold(O::INIT, |x, &y| O::combine(x, y));
-            let c: u32 = c.iter().sum();
-            valid_total += c as u64;
-            *o = match k.agg {
-                Agg::Count => c as f64,
-                _ if c == 0 => k.out_nodata,
-                Agg::Mean => a / c as f64,
-                _ => a,
-            };
-        }
+        valid_total += fold_row::<O>(out_row, &col, &cnt, f, k);
     }
     valid_total
+}
+
+/// How one pixel is judged and transformed before it is aggregated.
+#[derive(Debug, Clone, Copy)]
+struct Pixel {
+    /// Nodata, or NaN when there is none: comparing against NaN is always "not equal", so
+    /// one branch-free test serves both.
+    nd: f64,
+    scale: f64,
+    offset: f64,
+}
+
+impl Pixel {
+    fn of(k: &BandKernel) -> Pixel {
+        let (scale, offset) = k.affine.unwrap_or((1.0, 0.0));
+        Pixel {
+            nd: k.nodata.unwrap_or(f64::NAN),
+            scale,
+            offset,
+        }
+    }
+}
+
+/// Folds one input row into the per-column accumulators `col` and counts `cnt` (`mrow`:
+/// the row's mask, used when `MASK`). Every path (the materialised window's and the fused
+/// decoder's) adds rows through this one loop, so their sums are the same bits.
+#[inline(always)]
+fn add_row<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
+    col: &mut [f64],
+    cnt: &mut [u32],
+    row: &[T],
+    mrow: &[u8],
+    px: Pixel,
+) {
+    for (x, ((c, n), &v)) in col.iter_mut().zip(cnt.iter_mut()).zip(row).enumerate() {
+        let v: f64 = v.into();
+        #[allow(clippy::eq_op)]
+        let mut ok = (v == v) & (v != px.nd);
+        if MASK {
+            ok &= mrow[x] != 0;
+        }
+        let v = if AFFINE { v * px.scale + px.offset } else { v };
+        *c = O::combine(*c, if ok { v } else { O::INIT });
+        *n += ok as u32;
+    }
+}
+
+/// Folds each run of `f` column accumulators (left to right) into its output pixel of
+/// `out_row`; returns the valid pixels counted.
+#[inline(always)]
+fn fold_row<O: Op>(out_row: &mut [f64], col: &[f64], cnt: &[u32], f: usize, k: &BandKernel) -> u64 {
+    let mut valid = 0u64;
+    for ((o, a), c) in out_row.iter_mut().zip(col.chunks(f)).zip(cnt.chunks(f)) {
+        let a = a.iter().fold(O::INIT, |x, &y| O::combine(x, y));
+        let c: u32 = c.iter().sum();
+        valid += c as u64;
+        *o = match k.agg {
+            Agg::Count => c as f64,
+            _ if c == 0 => k.out_nodata,
+            Agg::Mean => a / c as f64,
+            _ => a,
+        };
+    }
+    valid
+}
+
+/// [`add_row`] for one sample type, operation, mask and scale case, chosen once.
+type AddRowFn<T> = fn(&mut [f64], &mut [u32], &[T], &[u8], Pixel);
+/// [`fold_row`] for one operation, chosen once.
+type FoldRowFn = fn(&mut [f64], &[f64], &[u32], usize, &BandKernel) -> u64;
+
+/// Block aggregation of one band fed row by row, as a decoder produces them, into the
+/// output of the whole window: the same result, bit for bit, as [`aggregate_masked`] on the
+/// assembled window, without assembling it. A row may arrive in pieces (one per tile it
+/// crosses), in any order across columns, but each column's rows must arrive top to bottom
+/// (the order [`aggregate_masked`] adds them in). Output rows whose input rows are all in
+/// are folded by [`BlockRows::rows_done`]; until then their column accumulators sit in a
+/// ring of `ring` output rows, which must cover every output row that is open at once.
+pub struct BlockRows<'m, T> {
+    k: BandKernel,
+    px: Pixel,
+    f: usize,
+    w: usize,
+    h: usize,
+    mask: Option<&'m [u8]>,
+    ring: usize,
+    col: Vec<f64>,
+    cnt: Vec<u32>,
+    init: f64,
+    /// Output rows folded so far.
+    folded: usize,
+    valid: u64,
+    add: AddRowFn<T>,
+    fold: FoldRowFn,
+}
+
+impl<'m, T: Sample> BlockRows<'m, T> {
+    /// The accumulator of a `w x h` window at factor `f`, with `mask` as in
+    /// [`aggregate_masked`], keeping at most `ring` output rows open (at least 1).
+    pub fn new(
+        k: &BandKernel,
+        mask: Option<&'m [u8]>,
+        (w, h): (usize, usize),
+        f: usize,
+        ring: usize,
+    ) -> BlockRows<'m, T> {
+        let ring = ring.max(1);
+        macro_rules! pick {
+            ($op:ty) => {{
+                let add: AddRowFn<T> = match (mask.is_some(), k.affine.is_some()) {
+                    (false, false) => add_row::<T, $op, false, false>,
+                    (true, false) => add_row::<T, $op, true, false>,
+                    (false, true) => add_row::<T, $op, false, true>,
+                    (true, true) => add_row::<T, $op, true, true>,
+                };
+                (add, fold_row::<$op> as FoldRowFn, <$op>::INIT)
+            }};
+        }
+        let (add, fold, init) = match k.agg {
+            Agg::Sum | Agg::Mean | Agg::Count => pick!(SumOp),
+            Agg::Min => pick!(MinOp),
+            Agg::Max => pick!(MaxOp),
+        };
+        BlockRows {
+            k: *k,
+            px: Pixel::of(k),
+            f,
+            w,
+            h,
+            mask,
+            ring,
+            col: vec![init; ring * w],
+            cnt: vec![0; ring * w],
+            init,
+            folded: 0,
+            valid: 0,
+            add,
+            fold,
+        }
+    }
+
+    /// The ring size that suffices when rows arrive in bands of at most `band_rows` rows
+    /// with [`BlockRows::rows_done`] after each band: the output rows one band touches.
+    pub fn ring_for(band_rows: usize, f: usize, h: usize) -> usize {
+        (band_rows.div_ceil(f) + 1).min(h.div_ceil(f))
+    }
+
+    /// Adds the piece `vals` of window row `y` starting at column `x0`.
+    pub fn add(&mut self, y: usize, x0: usize, vals: &[T]) {
+        let oy = y / self.f;
+        debug_assert!(oy >= self.folded && oy < self.folded + self.ring);
+        let at = (oy % self.ring) * self.w + x0;
+        let n = vals.len();
+        let mrow = match self.mask {
+            Some(m) => &m[y * self.w + x0..][..n],
+            None => &[][..],
+        };
+        (self.add)(
+            &mut self.col[at..at + n],
+            &mut self.cnt[at..at + n],
+            vals,
+            mrow,
+            self.px,
+        );
+    }
+
+    /// Every column's rows above `y_end` are in: folds the output rows they complete into
+    /// `out` (the window's whole output, `ceil(w/f) x ceil(h/f)`).
+    pub fn rows_done(&mut self, y_end: usize, out: &mut [f64]) {
+        let ow = self.w.div_ceil(self.f);
+        while self.folded * self.f < self.h && ((self.folded + 1) * self.f).min(self.h) <= y_end {
+            let at = (self.folded % self.ring) * self.w;
+            let (col, cnt) = (
+                &mut self.col[at..at + self.w],
+                &mut self.cnt[at..at + self.w],
+            );
+            let out_row = &mut out[self.folded * ow..(self.folded + 1) * ow];
+            self.valid += (self.fold)(out_row, col, cnt, self.f, &self.k);
+            col.fill(self.init);
+            cnt.fill(0);
+            self.folded += 1;
+        }
+    }
+
+    /// Valid input pixels in the output rows folded so far.
+    pub fn valid(&self) -> u64 {
+        self.valid
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 pub mod cache;
 pub mod choice;
 pub mod exec;
+pub mod fused;
 pub mod gdal_ffi;
 pub mod kernel;
 pub mod map;
