@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     choice::{self, DecoderChoice},
     fused::{self, aggregate_native, FusedBand, FusedError},
-    kernel::{aggregate_masked, BandKernel, Sample},
+    kernel::{aggregate_masked, BandKernel, Fold, Sample},
     read::{read_mask, read_window, NativeReader, ReadError},
     types::{Decoder, Footprint, KernelSpec, SampleType, Window},
     weighted::{aggregate_cells, AxisWeights},
@@ -231,16 +231,16 @@ impl ChunkRunner {
         let shape = Shape::new(&k.footprint, win);
         let in_bytes = (win.pixels() * k.sample.size()) as usize * self.bands.len();
         let fused = match (native, &shape) {
-            (Some(n), &Shape::Blocks(f))
-                if fused::accumulator_bytes(win, f, n.layout().block_h, self.bands.len())
-                    <= in_bytes =>
-            {
-                Some((n, f))
+            (Some(n), &Shape::Blocks(f)) => {
+                let l = n.layout();
+                let fold = fused::fold_for(win, f, (l.block_w, l.block_h));
+                (fused::accumulator_bytes(win, fold, self.bands.len()) <= in_bytes)
+                    .then_some((n, f, fold))
             }
             _ => None,
         };
         let fallback = match fused {
-            Some((n, f)) => match self.run_fused(n, chunk, f, output, t0)? {
+            Some((n, f, fold)) => match self.run_fused(n, chunk, (f, fold), output, t0)? {
                 Ok(stats) => return Ok(stats),
                 Err(e) => {
                     // Under `auto` only (`run_fused` returns the others as errors).
@@ -321,7 +321,7 @@ impl ChunkRunner {
         &self,
         n: &NativeReader,
         chunk: &BlockAggChunk,
-        f: usize,
+        (f, fold): (usize, Fold),
         output: &mut [u8],
         t0: Instant,
     ) -> Result<Result<TaskStats, ReadError>, ExecError> {
@@ -341,14 +341,14 @@ impl ChunkRunner {
             });
         }
         let res = match k.sample {
-            SampleType::U8 => aggregate_native::<u8>(n, win, f, bands),
-            SampleType::I8 => aggregate_native::<i8>(n, win, f, bands),
-            SampleType::I16 => aggregate_native::<i16>(n, win, f, bands),
-            SampleType::U16 => aggregate_native::<u16>(n, win, f, bands),
-            SampleType::I32 => aggregate_native::<i32>(n, win, f, bands),
-            SampleType::U32 => aggregate_native::<u32>(n, win, f, bands),
-            SampleType::F32 => aggregate_native::<f32>(n, win, f, bands),
-            SampleType::F64 => aggregate_native::<f64>(n, win, f, bands),
+            SampleType::U8 => aggregate_native::<u8>(n, win, f, fold, bands),
+            SampleType::I8 => aggregate_native::<i8>(n, win, f, fold, bands),
+            SampleType::I16 => aggregate_native::<i16>(n, win, f, fold, bands),
+            SampleType::U16 => aggregate_native::<u16>(n, win, f, fold, bands),
+            SampleType::I32 => aggregate_native::<i32>(n, win, f, fold, bands),
+            SampleType::U32 => aggregate_native::<u32>(n, win, f, fold, bands),
+            SampleType::F32 => aggregate_native::<f32>(n, win, f, fold, bands),
+            SampleType::F64 => aggregate_native::<f64>(n, win, f, fold, bands),
         };
         let s = match res {
             Ok(s) => s,

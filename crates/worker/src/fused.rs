@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use crate::{
-    kernel::{BandKernel, BlockRows, Sample},
+    kernel::{BandKernel, BlockRows, Fold, Sample},
     read::{NativeReader, ReadError},
     types::Window,
 };
@@ -41,36 +41,41 @@ pub enum FusedError {
     Misaligned,
 }
 
-/// Bytes the accumulators of a fused `win` at factor `f` need, for `bands` bands of a file
-/// whose blocks are `block_h` rows tall: the caller fuses only when that is no more than
-/// the assembled window would take.
-pub fn accumulator_bytes(win: Window, f: usize, block_h: u64, bands: usize) -> usize {
-    let (w, h) = (win.w as usize, win.h as usize);
-    let ring = BlockRows::<u8>::ring_for(block_h.min(h as u64) as usize, f, h);
-    ring * w * (8 + 4) * bands
+/// How a fused `win` at factor `f` folds, given the file's blocks of `block` pixels.
+pub fn fold_for(win: Window, f: usize, (bw, bh): (u64, u64)) -> Fold {
+    Fold::for_grid(
+        (win.w as usize, win.h as usize),
+        (bw as usize, bh as usize),
+        ((win.x % bw) as usize, (win.y % bh) as usize),
+        f,
+    )
 }
 
-/// Decodes `win` with `n` and aggregates it at factor `f` into each band's output.
+/// Bytes the accumulators of a fused `win` need for `bands` bands: the caller fuses only
+/// when that is no more than the assembled window would take.
+pub fn accumulator_bytes(win: Window, fold: Fold, bands: usize) -> usize {
+    fold.rows() * win.w as usize * (8 + 4) * bands
+}
+
+/// Decodes `win` with `n` and aggregates it at factor `f`, folding as `fold` says, into
+/// each band's output.
 pub fn aggregate_native<T: Sample>(
     n: &NativeReader,
     win: Window,
     f: usize,
+    fold: Fold,
     bands: Vec<FusedBand<'_>>,
 ) -> Result<FusedStats, FusedError> {
     let (w, h) = (win.w as usize, win.h as usize);
-    let block_h = n.layout().block_h.min(win.h) as usize;
-    let ring = BlockRows::<T>::ring_for(block_h, f, h);
     let mut sink: Sink<'_, T> = Sink {
         rows: Vec::with_capacity(bands.len()),
-        outs: Vec::with_capacity(bands.len()),
         buf: Vec::new(),
         misaligned: false,
         compute: Duration::ZERO,
     };
     for b in bands {
         sink.rows
-            .push(BlockRows::new(&b.kernel, b.mask, (w, h), f, ring));
-        sink.outs.push(b.out);
+            .push(BlockRows::new(&b.kernel, b.mask, (w, h), f, fold, b.out));
     }
     n.visit_window(win, &mut sink)?;
     if sink.misaligned {
@@ -85,7 +90,6 @@ pub fn aggregate_native<T: Sample>(
 /// The decoder's sink: per band, its accumulators and output.
 struct Sink<'a, T> {
     rows: Vec<BlockRows<'a, T>>,
-    outs: Vec<&'a mut [f64]>,
     /// A row of a pixel-interleaved block, gathered.
     buf: Vec<u64>,
     misaligned: bool,
@@ -107,8 +111,8 @@ impl<T: Sample> tiffdec::BlockSink for Sink<'_, T> {
 
     fn rows_done(&mut self, y_end: usize) {
         let t = Instant::now();
-        for (rows, out) in self.rows.iter_mut().zip(&mut self.outs) {
-            rows.rows_done(y_end, out);
+        for rows in &mut self.rows {
+            rows.rows_done(y_end);
         }
         self.compute += t.elapsed();
     }
@@ -298,7 +302,9 @@ mod tests {
                 out,
             })
             .collect();
-        let s = aggregate_native::<T>(&n, win, f, fb).unwrap();
+        let l = n.layout();
+        let s = aggregate_native::<T>(&n, win, f, fold_for(win, f, (l.block_w, l.block_h)), fb)
+            .unwrap();
         prop_assert_eq!(s.valid, want_valid);
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         prop_assert_eq!(bits(&got), bits(&want));

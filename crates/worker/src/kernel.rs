@@ -218,13 +218,54 @@ type AddRowFn<T> = fn(&mut [f64], &mut [u32], &[T], &[u8], Pixel);
 /// [`fold_row`] for one operation, chosen once.
 type FoldRowFn = fn(&mut [f64], &[f64], &[u32], usize, &BandKernel) -> u64;
 
+/// How [`BlockRows`] folds: decided by where the pieces (the decoder's tiles) cut the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// Every F x F block lies inside one piece: a block's output pixel is folded as soon as
+    /// its last row is in, from one row of accumulators that stays in cache.
+    PerPiece,
+    /// Blocks may straddle pieces: output rows are folded by [`BlockRows::rows_done`],
+    /// with at most this many output rows open at once.
+    Ring(usize),
+}
+
+impl Fold {
+    /// The fold for a `w x h` window at factor `f` cut by a grid of `bw x bh` pieces whose
+    /// first one starts `(ox, oy)` pixels left of and above the window (each `<` the piece's
+    /// size), with [`BlockRows::rows_done`] after each row of pieces.
+    pub fn for_grid(
+        (w, h): (usize, usize),
+        (bw, bh): (usize, usize),
+        (ox, oy): (usize, usize),
+        f: usize,
+    ) -> Fold {
+        // Window-relative starts of the pieces after the first, along one axis.
+        let cuts_on_blocks = |len: usize, size: usize, off: usize| {
+            (size - off..len).step_by(size).all(|c| c % f == 0)
+        };
+        if cuts_on_blocks(w, bw, ox) && cuts_on_blocks(h, bh, oy) {
+            Fold::PerPiece
+        } else {
+            Fold::Ring((bh.min(h).div_ceil(f) + 1).min(h.div_ceil(f)))
+        }
+    }
+
+    /// Accumulator rows (each as wide as the window) this fold keeps.
+    pub fn rows(self) -> usize {
+        match self {
+            Fold::PerPiece => 1,
+            Fold::Ring(n) => n.max(1),
+        }
+    }
+}
+
 /// Block aggregation of one band fed row by row, as a decoder produces them, into the
 /// output of the whole window: the same result, bit for bit, as [`aggregate_masked`] on the
 /// assembled window, without assembling it. A row may arrive in pieces (one per tile it
 /// crosses), in any order across columns, but each column's rows must arrive top to bottom
-/// (the order [`aggregate_masked`] adds them in). Output rows whose input rows are all in
-/// are folded by [`BlockRows::rows_done`]; until then their column accumulators sit in a
-/// ring of `ring` output rows, which must cover every output row that is open at once.
+/// (the order [`aggregate_masked`] adds them in), and [`BlockRows::rows_done`] must follow
+/// each row of pieces. Until an output pixel is folded its columns' sums sit in
+/// accumulators, as [`Fold`] says.
 pub struct BlockRows<'m, T> {
     k: BandKernel,
     px: Pixel,
@@ -232,11 +273,13 @@ pub struct BlockRows<'m, T> {
     w: usize,
     h: usize,
     mask: Option<&'m [u8]>,
+    out: &'m mut [f64],
+    fold_mode: Fold,
     ring: usize,
     col: Vec<f64>,
     cnt: Vec<u32>,
     init: f64,
-    /// Output rows folded so far.
+    /// Output rows folded so far (ring mode).
     folded: usize,
     valid: u64,
     add: AddRowFn<T>,
@@ -244,16 +287,17 @@ pub struct BlockRows<'m, T> {
 }
 
 impl<'m, T: Sample> BlockRows<'m, T> {
-    /// The accumulator of a `w x h` window at factor `f`, with `mask` as in
-    /// [`aggregate_masked`], keeping at most `ring` output rows open (at least 1).
+    /// The accumulator of a `w x h` window at factor `f` into `out` (`ceil(w/f) x
+    /// ceil(h/f)`), with `mask` as in [`aggregate_masked`].
     pub fn new(
         k: &BandKernel,
         mask: Option<&'m [u8]>,
         (w, h): (usize, usize),
         f: usize,
-        ring: usize,
+        fold_mode: Fold,
+        out: &'m mut [f64],
     ) -> BlockRows<'m, T> {
-        let ring = ring.max(1);
+        let ring = fold_mode.rows();
         macro_rules! pick {
             ($op:ty) => {{
                 let add: AddRowFn<T> = match (mask.is_some(), k.affine.is_some()) {
@@ -277,6 +321,8 @@ impl<'m, T: Sample> BlockRows<'m, T> {
             w,
             h,
             mask,
+            out,
+            fold_mode,
             ring,
             col: vec![init; ring * w],
             cnt: vec![0; ring * w],
@@ -288,34 +334,34 @@ impl<'m, T: Sample> BlockRows<'m, T> {
         }
     }
 
-    /// The ring size that suffices when rows arrive in bands of at most `band_rows` rows
-    /// with [`BlockRows::rows_done`] after each band: the output rows one band touches.
-    pub fn ring_for(band_rows: usize, f: usize, h: usize) -> usize {
-        (band_rows.div_ceil(f) + 1).min(h.div_ceil(f))
-    }
-
     /// Adds the piece `vals` of window row `y` starting at column `x0`.
     pub fn add(&mut self, y: usize, x0: usize, vals: &[T]) {
         let oy = y / self.f;
-        debug_assert!(oy >= self.folded && oy < self.folded + self.ring);
         let at = (oy % self.ring) * self.w + x0;
         let n = vals.len();
         let mrow = match self.mask {
             Some(m) => &m[y * self.w + x0..][..n],
             None => &[][..],
         };
-        (self.add)(
-            &mut self.col[at..at + n],
-            &mut self.cnt[at..at + n],
-            vals,
-            mrow,
-            self.px,
-        );
+        let (col, cnt) = (&mut self.col[at..at + n], &mut self.cnt[at..at + n]);
+        (self.add)(col, cnt, vals, mrow, self.px);
+        if self.fold_mode == Fold::PerPiece && y + 1 == ((oy + 1) * self.f).min(self.h) {
+            // The last row of this piece's blocks: `x0` is on a block edge, and the piece
+            // ends on one or at the window's edge.
+            let ow = self.w.div_ceil(self.f);
+            let out = &mut self.out[oy * ow + x0 / self.f..][..n.div_ceil(self.f)];
+            self.valid += (self.fold)(out, col, cnt, self.f, &self.k);
+            col.fill(self.init);
+            cnt.fill(0);
+        }
     }
 
-    /// Every column's rows above `y_end` are in: folds the output rows they complete into
-    /// `out` (the window's whole output, `ceil(w/f) x ceil(h/f)`).
-    pub fn rows_done(&mut self, y_end: usize, out: &mut [f64]) {
+    /// Every column's rows above `y_end` are in: in ring mode, folds the output rows they
+    /// complete.
+    pub fn rows_done(&mut self, y_end: usize) {
+        if self.fold_mode == Fold::PerPiece {
+            return;
+        }
         let ow = self.w.div_ceil(self.f);
         while self.folded * self.f < self.h && ((self.folded + 1) * self.f).min(self.h) <= y_end {
             let at = (self.folded % self.ring) * self.w;
@@ -323,7 +369,7 @@ impl<'m, T: Sample> BlockRows<'m, T> {
                 &mut self.col[at..at + self.w],
                 &mut self.cnt[at..at + self.w],
             );
-            let out_row = &mut out[self.folded * ow..(self.folded + 1) * ow];
+            let out_row = &mut self.out[self.folded * ow..(self.folded + 1) * ow];
             self.valid += (self.fold)(out_row, col, cnt, self.f, &self.k);
             col.fill(self.init);
             cnt.fill(0);
@@ -331,7 +377,7 @@ impl<'m, T: Sample> BlockRows<'m, T> {
         }
     }
 
-    /// Valid input pixels in the output rows folded so far.
+    /// Valid input pixels in the output pixels folded so far.
     pub fn valid(&self) -> u64 {
         self.valid
     }
@@ -467,12 +513,12 @@ mod tests {
         (w, h): (usize, usize),
         f: usize,
         k: &BandKernel,
-        (bw, bh): (usize, usize),
-        (ox, oy): (usize, usize),
+        ((bw, bh), (ox, oy)): ((usize, usize), (usize, usize)),
+        fold: Fold,
     ) -> (Vec<f64>, u64) {
         let (ow, oh) = out_dims(w, h, f);
         let mut out = vec![0.0; ow * oh];
-        let mut rows = BlockRows::new(k, mask, (w, h), f, BlockRows::<T>::ring_for(bh, f, h));
+        let mut rows = BlockRows::new(k, mask, (w, h), f, fold, &mut out);
         let mut y0 = 0;
         while y0 < h {
             let y1 = ((y0 + oy) / bh * bh + bh - oy).min(h);
@@ -484,10 +530,11 @@ mod tests {
                 }
                 x0 = x1;
             }
-            rows.rows_done(y1, &mut out);
+            rows.rows_done(y1);
             y0 = y1;
         }
-        (out, rows.valid())
+        let valid = rows.valid();
+        (out, valid)
     }
 
     /// Values whose sums depend on the order of the additions (magnitudes far apart), with
@@ -541,10 +588,15 @@ mod tests {
                     let (ow, oh) = out_dims(w, h, f);
                     let mut want = vec![0.0; ow * oh];
                     let want_valid = aggregate_masked(&input, mask, (w, h), f, &k, &mut want);
-                    let (got, valid) = fed(&input, mask, (w, h), f, &k, (bw, bh), (ox, oy));
-                    prop_assert_eq!(valid, want_valid);
                     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    prop_assert_eq!(bits(&got), bits(&want));
+                    let grid = Fold::for_grid((w, h), (bw, bh), (ox, oy), f);
+                    let ring = Fold::Ring((bh.min(h).div_ceil(f) + 1).min(h.div_ceil(f)));
+                    // The ring works for any grid; folding per piece where the grid allows.
+                    for fold in [grid, ring] {
+                        let (got, valid) = fed(&input, mask, (w, h), f, &k, ((bw, bh), (ox, oy)), fold);
+                        prop_assert_eq!(valid, want_valid);
+                        prop_assert_eq!(bits(&got), bits(&want));
+                    }
                 }};
             }
             match kind {
