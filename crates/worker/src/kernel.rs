@@ -2,7 +2,7 @@
 //! of input pixels; nodata and NaN are excluded; partial edge blocks aggregate what exists.
 //! Accumulation is in `f64`.
 
-use crate::types::Agg;
+use crate::{simd::add_row_best, types::Agg};
 
 /// A pixel type the kernels read.
 pub trait Sample: Copy + Into<f64> + bytemuck::Pod + Send + Sync + 'static {}
@@ -28,7 +28,7 @@ pub fn out_dims(w: usize, h: usize, f: usize) -> (usize, usize) {
 
 /// How values fold into an aggregate, and how a weight applies to a value: a sum weighs
 /// each value; a minimum or maximum takes every value with a positive weight as it is.
-pub(crate) trait Op {
+pub trait Op {
     const INIT: f64;
     fn combine(a: f64, b: f64) -> f64;
     #[inline(always)]
@@ -151,7 +151,7 @@ fn run<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
 
 /// How one pixel is judged and transformed before it is aggregated.
 #[derive(Debug, Clone, Copy)]
-struct Pixel {
+pub struct Pixel {
     /// Nodata, or NaN when there is none: comparing against NaN is always "not equal", so
     /// one branch-free test serves both.
     nd: f64,
@@ -174,7 +174,7 @@ impl Pixel {
 /// the row's mask, used when `MASK`). Every path (the materialised window's and the fused
 /// decoder's) adds rows through this one loop, so their sums are the same bits.
 #[inline(always)]
-fn add_row<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
+pub(crate) fn add_row<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
     col: &mut [f64],
     cnt: &mut [u32],
     row: &[T],
@@ -301,10 +301,10 @@ impl<'m, T: Sample> BlockRows<'m, T> {
         macro_rules! pick {
             ($op:ty) => {{
                 let add: AddRowFn<T> = match (mask.is_some(), k.affine.is_some()) {
-                    (false, false) => add_row::<T, $op, false, false>,
-                    (true, false) => add_row::<T, $op, true, false>,
-                    (false, true) => add_row::<T, $op, false, true>,
-                    (true, true) => add_row::<T, $op, true, true>,
+                    (false, false) => add_row_best::<T, $op, false, false>,
+                    (true, false) => add_row_best::<T, $op, true, false>,
+                    (false, true) => add_row_best::<T, $op, false, true>,
+                    (true, true) => add_row_best::<T, $op, true, true>,
                 };
                 (add, fold_row::<$op> as FoldRowFn, <$op>::INIT)
             }};

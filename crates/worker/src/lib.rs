@@ -24,6 +24,7 @@ pub mod kernel;
 pub mod map;
 pub mod noop;
 pub mod read;
+pub mod simd;
 pub mod types;
 pub mod weighted;
 
