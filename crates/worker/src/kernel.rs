@@ -36,9 +36,9 @@ pub trait Op {
         v
     }
 }
-pub(crate) struct SumOp;
-pub(crate) struct MinOp;
-pub(crate) struct MaxOp;
+pub struct SumOp;
+pub struct MinOp;
+pub struct MaxOp;
 impl Op for SumOp {
     const INIT: f64 = 0.0;
     #[inline(always)]
@@ -142,7 +142,7 @@ fn run<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
             } else {
                 &[][..]
             };
-            add_row::<T, O, MASK, AFFINE>(&mut col, &mut cnt, row, mrow, px);
+            add_row_best::<T, O, MASK, AFFINE>(&mut col, &mut cnt, row, mrow, px);
         }
         valid_total += fold_row::<O>(out_row, &col, &cnt, f, k);
     }
@@ -154,9 +154,9 @@ fn run<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
 pub struct Pixel {
     /// Nodata, or NaN when there is none: comparing against NaN is always "not equal", so
     /// one branch-free test serves both.
-    nd: f64,
-    scale: f64,
-    offset: f64,
+    pub(crate) nd: f64,
+    pub(crate) scale: f64,
+    pub(crate) offset: f64,
 }
 
 impl Pixel {
