@@ -574,7 +574,7 @@ mod tests {
         ) {
             let (ox, oy) = (ox % bw, oy % bh);
             let vals = order_sensitive(w * h, seed);
-            let mask: Vec<u8> = vals.iter().enumerate().map(|(i, _)| ((i as u64 ^ seed) % 5 != 0) as u8).collect();
+            let mask: Vec<u8> = vals.iter().enumerate().map(|(i, _)| !(i as u64 ^ seed).is_multiple_of(5) as u8).collect();
             let mask = with_mask.then_some(&mask[..]);
             let k = BandKernel {
                 agg,
