@@ -1,5 +1,7 @@
 //! The block-aggregation kernel: read the chunk's window into the slot's input region,
-//! aggregate every band into its output region. The runtime runs it in worker processes and
+//! aggregate every band into its output region; or, for F x F blocks the native decoder
+//! reads, aggregate straight from the decoded tiles ([`crate::fused`]), the input region
+//! untouched. The runtime runs it in worker processes and
 //! in the coordinator's in-process lanes alike.
 
 use std::{path::Path, time::Instant};
