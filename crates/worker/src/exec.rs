@@ -496,3 +496,116 @@ fn round_to(v: f64, sample: SampleType) -> f64 {
         _ => v,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Agg;
+    use gdal::{
+        raster::{Buffer, RasterCreationOptions},
+        DriverManager,
+    };
+
+    /// A 2-band Float32 GeoTIFF, tiled 32, DEFLATE predictor 3, nodata 7, scale and offset,
+    /// and a per-dataset internal mask (a hole and every 5th pixel).
+    fn masked_scaled(path: &Path) -> (usize, usize) {
+        let (w, h) = (100usize, 90usize);
+        let opts = RasterCreationOptions::from_iter([
+            "TILED=YES",
+            "BLOCKXSIZE=32",
+            "BLOCKYSIZE=32",
+            "COMPRESS=DEFLATE",
+            "PREDICTOR=3",
+        ]);
+        let ds = DriverManager::get_driver_by_name("GTiff")
+            .unwrap()
+            .create_with_band_type_with_options::<f32, _>(path, w, h, 2, &opts)
+            .unwrap();
+        for b in 1..=2 {
+            let mut band = ds.rasterband(b).unwrap();
+            band.set_no_data_value(Some(7.0)).unwrap();
+            band.set_scale(0.37).unwrap();
+            band.set_offset(-3.0).unwrap();
+            let vals: Vec<f32> = (0..w * h)
+                .map(|i| match (i * 7 + b) % 13 {
+                    0 => 7.0,
+                    1 => f32::NAN,
+                    r => (i as f32).sqrt() * 10f32.powi(r as i32 % 6 - 2),
+                })
+                .collect();
+            band.write((0, 0), (w, h), &mut Buffer::new((w, h), vals))
+                .unwrap();
+        }
+        let mut band = ds.rasterband(1).unwrap();
+        band.create_mask_band(true).unwrap();
+        let mask: Vec<u8> = (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let hole = (20..50).contains(&x) && (10..40).contains(&y);
+                if hole || (x + 3 * y).is_multiple_of(5) {
+                    0
+                } else {
+                    255
+                }
+            })
+            .collect();
+        band.open_mask_band()
+            .unwrap()
+            .write((0, 0), (w, h), &mut Buffer::new((w, h), mask))
+            .unwrap();
+        (w, h)
+    }
+
+    /// The fused path (native decoder) writes the bytes of the materialised one (GDAL's
+    /// read, then the block kernel) with a per-dataset mask, nodata and unscaling, on windows
+    /// on the tile grid (one row of accumulators) and off it (the ring), F dividing the tile
+    /// or not.
+    #[test]
+    fn fused_chunks_are_the_materialised_chunks_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.tif");
+        masked_scaled(&path);
+        let open = |d| ChunkRunner::open_with(&path, &[2, 1], d, false, true).unwrap();
+        let (native, gdal) = (open(Decoder::Native), open(Decoder::Gdal));
+        // The case is the one meant: the mask read per dataset, every band unscaled.
+        assert_eq!(native.masks, [MaskRead::PerDataset; 2]);
+        assert_eq!(native.affine, [Some((0.37, -3.0)); 2]);
+        let windows = [
+            (0, 0, 64, 64, 8),
+            (5, 3, 77, 61, 3),
+            (32, 32, 68, 58, 5),
+            (0, 0, 100, 90, 32),
+        ];
+        for (x, y, w, h, f) in windows {
+            for agg in [Agg::Sum, Agg::Mean, Agg::Min, Agg::Max, Agg::Count] {
+                let chunk = BlockAggChunk {
+                    input: 0,
+                    window: Window { x, y, w, h },
+                    kernel: KernelSpec {
+                        agg,
+                        footprint: Footprint::Blocks(f),
+                        sample: SampleType::F32,
+                        out_nodata: -1.0,
+                    },
+                };
+                let run = |r: &ChunkRunner| {
+                    let mut input = vec![0u64; (w * h) as usize];
+                    let mut output = vec![0u64; (w * h) as usize * 2];
+                    let s = r
+                        .run(
+                            &chunk,
+                            bytemuck::cast_slice_mut(&mut input),
+                            bytemuck::cast_slice_mut(&mut output),
+                        )
+                        .unwrap();
+                    (s, output)
+                };
+                let ((sn, on), (sg, og)) = (run(&native), run(&gdal));
+                assert!(sn.native_read && !sg.native_read);
+                assert_eq!(sn.valid_pixels, sg.valid_pixels, "{chunk:?}");
+                assert!(sn.valid_pixels > 0);
+                assert_eq!(on, og, "{chunk:?}");
+            }
+        }
+    }
+}
