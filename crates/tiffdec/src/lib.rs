@@ -189,6 +189,108 @@ impl<R: ReadAt> Tiff<R> {
         fill: &[Vec<u8>],
         dst: &mut [u8],
     ) -> Result<(), TiffError> {
+        self.check_window(samples, win, fill)?;
+        let size = self.layout.kind.size();
+        let band_bytes = win.w as usize * win.h as usize * size;
+        let need = band_bytes * samples.len();
+        if dst.len() < need {
+            return Err(TiffError::TooSmall {
+                have: dst.len(),
+                need,
+            });
+        }
+        let mut sink = CopySink {
+            dst,
+            band_bytes,
+            row_w: win.w as usize,
+            size,
+        };
+        self.visit_window(samples, win, fill, &mut sink)
+    }
+
+    /// Decodes `win` of each sample in `samples` (0-based) block by block and hands each
+    /// block's part inside the window to `sink` as soon as it is decoded, without assembling
+    /// the window: block rows top to bottom, blocks left to right within one, and for each
+    /// block the samples in the order of `samples`; after the last block of a block row,
+    /// [`BlockSink::rows_done`]. So every column's rows arrive in ascending order. Sparse
+    /// blocks arrive as `fill`, as in [`Tiff::read_window`]. An error ends the visit: the
+    /// sink has then seen part of the window.
+    pub fn visit_window(
+        &self,
+        samples: &[usize],
+        win: Window,
+        fill: &[Vec<u8>],
+        sink: &mut dyn BlockSink,
+    ) -> Result<(), TiffError> {
+        self.check_window(samples, win, fill)?;
+        let l = &self.layout;
+        let size = l.kind.size();
+        let mut scratch = Scratch {
+            raw: Vec::new(),
+            block: Vec::new(),
+            row: Vec::new(),
+            inflater: codec::Inflater::new(),
+            unlzw: None,
+        };
+        let per_plane = l.blocks_across() * l.blocks_down();
+        let (bw, bh) = (l.block_w, l.block_h);
+        for by in win.y / bh..=(win.y + win.h - 1) / bh {
+            let y1 = (win.y + win.h).min((by + 1) * bh);
+            for bx in win.x / bw..=(win.x + win.w - 1) / bw {
+                let x0 = win.x.max(bx * bw);
+                let x1 = (win.x + win.w).min((bx + 1) * bw);
+                let y0 = win.y.max(by * bh);
+                let geom = Geom {
+                    size,
+                    cols: ((x0 - bx * bw) as usize, (x1 - x0) as usize),
+                    rows: ((y0 - by * bh) as usize, (y1 - y0) as usize),
+                    x: (x0 - win.x) as usize,
+                    y: (y0 - win.y) as usize,
+                };
+                let index = by * l.blocks_across() + bx;
+                if l.planar {
+                    for (i, &s) in samples.iter().enumerate() {
+                        let block = (s as u64 * per_plane + index) as usize;
+                        let data = match self.decode_block(block, by, &mut scratch)? {
+                            Some(bytes) => PartData::Block {
+                                bytes,
+                                row_bytes: l.row_bytes(),
+                                spp: 1,
+                                sample: 0,
+                            },
+                            None => PartData::Fill(&fill[i]),
+                        };
+                        sink.part(i, &BlockPart { data, geom });
+                    }
+                } else {
+                    let decoded = self.decode_block(index as usize, by, &mut scratch)?;
+                    for (i, &s) in samples.iter().enumerate() {
+                        let data = match decoded {
+                            Some(bytes) => PartData::Block {
+                                bytes,
+                                row_bytes: l.row_bytes(),
+                                spp: l.samples,
+                                sample: s,
+                            },
+                            None => PartData::Fill(&fill[i]),
+                        };
+                        sink.part(i, &BlockPart { data, geom });
+                    }
+                }
+            }
+            sink.rows_done((y1 - win.y) as usize);
+        }
+        Ok(())
+    }
+
+    /// The window lies inside the raster, the samples exist, and each has a fill value of
+    /// one sample's size.
+    fn check_window(
+        &self,
+        samples: &[usize],
+        win: Window,
+        fill: &[Vec<u8>],
+    ) -> Result<(), TiffError> {
         let l = &self.layout;
         let size = l.kind.size();
         let inside = win.w > 0
@@ -219,59 +321,6 @@ impl<R: ReadAt> Tiff<R> {
                 have: f.len(),
                 need: size,
             });
-        }
-        let (w, h) = (win.w as usize, win.h as usize);
-        let band_bytes = w * h * size;
-        let need = band_bytes * samples.len();
-        if dst.len() < need {
-            return Err(TiffError::TooSmall {
-                have: dst.len(),
-                need,
-            });
-        }
-        let mut scratch = Scratch {
-            raw: Vec::new(),
-            block: Vec::new(),
-            row: Vec::new(),
-            inflater: codec::Inflater::new(),
-            unlzw: None,
-        };
-        let per_plane = l.blocks_across() * l.blocks_down();
-        let (bw, bh) = (l.block_w, l.block_h);
-        for by in win.y / bh..=(win.y + win.h - 1) / bh {
-            for bx in win.x / bw..=(win.x + win.w - 1) / bw {
-                let x0 = win.x.max(bx * bw);
-                let x1 = (win.x + win.w).min((bx + 1) * bw);
-                let y0 = win.y.max(by * bh);
-                let y1 = (win.y + win.h).min((by + 1) * bh);
-                let part = Part {
-                    cols: ((x0 - bx * bw) as usize, (x1 - x0) as usize),
-                    rows: ((y0 - by * bh) as usize, (y1 - y0) as usize),
-                    dst_x: (x0 - win.x) as usize,
-                    dst_y: (y0 - win.y) as usize,
-                    dst_w: w,
-                };
-                let index = by * l.blocks_across() + bx;
-                if l.planar {
-                    for (i, &s) in samples.iter().enumerate() {
-                        let block = (s as u64 * per_plane + index) as usize;
-                        let dst = &mut dst[i * band_bytes..(i + 1) * band_bytes];
-                        match self.decode_block(block, by, &mut scratch)? {
-                            Some(bytes) => part.copy(bytes, l.row_bytes(), size, 1, 0, dst),
-                            None => part.fill(&fill[i], dst),
-                        }
-                    }
-                } else {
-                    let decoded = self.decode_block(index as usize, by, &mut scratch)?;
-                    for (i, &s) in samples.iter().enumerate() {
-                        let dst = &mut dst[i * band_bytes..(i + 1) * band_bytes];
-                        match decoded {
-                            Some(bytes) => part.copy(bytes, l.row_bytes(), size, l.samples, s, dst),
-                            None => part.fill(&fill[i], dst),
-                        }
-                    }
-                }
-            }
         }
         Ok(())
     }
@@ -315,8 +364,11 @@ impl<R: ReadAt> Tiff<R> {
         // Room for a whole block: a short last strip may be stored (or compressed) padded
         // to the full strip height, and libtiff reads what it needs of it.
         let room = row_bytes * l.block_h as usize;
-        scratch.block.clear();
-        scratch.block.resize(room.div_ceil(8), 0);
+        // Not cleared: the codec writes (or the read fills) every byte the block uses, and
+        // a block that decodes short is an error below.
+        if scratch.block.len() < room.div_ceil(8) {
+            scratch.block.resize(room.div_ceil(8), 0);
+        }
         let whole = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch.block)[..room];
         let read = |buf: &mut [u8]| {
             self.src
@@ -379,52 +431,141 @@ impl<R: ReadAt> Tiff<R> {
     }
 }
 
-/// The part of one block inside the window, and where it goes.
-struct Part {
+/// Receives a window block by block from [`Tiff::visit_window`].
+pub trait BlockSink {
+    /// The part of one block inside the window, for the `band`-th of the selected samples.
+    fn part(&mut self, band: usize, part: &BlockPart<'_>);
+    /// Every block of the window's rows above `y_end` (window-relative) has been delivered.
+    fn rows_done(&mut self, y_end: usize);
+}
+
+/// Where a part's samples come from.
+#[derive(Clone, Copy)]
+enum PartData<'a> {
+    /// A decoded block (native-endian, predictor undone): rows of `row_bytes`, `spp` samples
+    /// a pixel, of which the part is sample `sample`.
+    Block {
+        bytes: &'a [u8],
+        row_bytes: usize,
+        spp: usize,
+        sample: usize,
+    },
+    /// A sparse block: every sample is this value (one sample's native bytes).
+    Fill(&'a [u8]),
+}
+
+/// The part of one block inside a window, for one sample, and where it lies in the window.
+pub struct BlockPart<'a> {
+    data: PartData<'a>,
+    geom: Geom,
+}
+
+/// Where a block's part lies, in the block and in the window.
+#[derive(Clone, Copy)]
+struct Geom {
+    /// Bytes a sample.
+    size: usize,
     /// First column and count, relative to the block.
     cols: (usize, usize),
     /// First row and count, relative to the block.
     rows: (usize, usize),
-    dst_x: usize,
-    dst_y: usize,
-    dst_w: usize,
+    x: usize,
+    y: usize,
 }
 
-impl Part {
-    /// Copies sample `s` of each pixel (`spp` per pixel in the block) into `dst` (one band).
-    fn copy(
-        &self,
-        block: &[u8],
-        row_bytes: usize,
-        size: usize,
-        spp: usize,
-        s: usize,
-        dst: &mut [u8],
-    ) {
-        let pix = spp * size;
-        let n = self.cols.1;
-        for r in 0..self.rows.1 {
-            let src_row = &block[(self.rows.0 + r) * row_bytes..][..row_bytes];
-            let src = &src_row[self.cols.0 * pix..][..n * pix];
-            let d0 = ((self.dst_y + r) * self.dst_w + self.dst_x) * size;
-            let d = &mut dst[d0..d0 + n * size];
-            if spp == 1 {
-                d.copy_from_slice(src);
-            } else {
-                for (o, p) in d.chunks_exact_mut(size).zip(src.chunks_exact(pix)) {
-                    o.copy_from_slice(&p[s * size..(s + 1) * size]);
+impl BlockPart<'_> {
+    /// The part's first column in the window.
+    pub fn x(&self) -> usize {
+        self.geom.x
+    }
+
+    /// The part's first row in the window.
+    pub fn y(&self) -> usize {
+        self.geom.y
+    }
+
+    /// Columns in the part.
+    pub fn width(&self) -> usize {
+        self.geom.cols.1
+    }
+
+    /// Rows in the part.
+    pub fn height(&self) -> usize {
+        self.geom.rows.1
+    }
+
+    /// Row `r` of the part (`r < height`), `width` native-endian samples: borrowed from the
+    /// block when it holds one sample a pixel, else gathered into `buf` (whose `u64`s keep
+    /// the row aligned for any sample type, as the block's rows are).
+    pub fn row<'b>(&'b self, r: usize, buf: &'b mut Vec<u64>) -> &'b [u8] {
+        let n = self.geom.cols.1 * self.geom.size;
+        match self.data {
+            PartData::Block {
+                bytes,
+                row_bytes,
+                spp: 1,
+                ..
+            } => {
+                &bytes[(self.geom.rows.0 + r) * row_bytes..][self.geom.cols.0 * self.geom.size..]
+                    [..n]
+            }
+            _ => {
+                buf.resize(n.div_ceil(8), 0);
+                let out = &mut bytemuck::cast_slice_mut::<u64, u8>(buf)[..n];
+                self.copy_row(r, out);
+                out
+            }
+        }
+    }
+
+    /// Copies row `r` of the part into `dst` (`width` samples).
+    fn copy_row(&self, r: usize, dst: &mut [u8]) {
+        let size = self.geom.size;
+        match self.data {
+            PartData::Block {
+                bytes,
+                row_bytes,
+                spp,
+                sample,
+            } => {
+                let pix = spp * size;
+                let src_row = &bytes[(self.geom.rows.0 + r) * row_bytes..][..row_bytes];
+                let src = &src_row[self.geom.cols.0 * pix..][..self.geom.cols.1 * pix];
+                if spp == 1 {
+                    dst.copy_from_slice(src);
+                } else {
+                    for (o, p) in dst.chunks_exact_mut(size).zip(src.chunks_exact(pix)) {
+                        o.copy_from_slice(&p[sample * size..(sample + 1) * size]);
+                    }
+                }
+            }
+            PartData::Fill(value) => {
+                for o in dst.chunks_exact_mut(size) {
+                    o.copy_from_slice(value);
                 }
             }
         }
     }
+}
 
-    fn fill(&self, value: &[u8], dst: &mut [u8]) {
-        let size = value.len();
-        for r in 0..self.rows.1 {
-            let d0 = ((self.dst_y + r) * self.dst_w + self.dst_x) * size;
-            for o in dst[d0..d0 + self.cols.1 * size].chunks_exact_mut(size) {
-                o.copy_from_slice(value);
-            }
+/// [`Tiff::read_window`]'s sink: assembles the window in `dst`, band after band.
+struct CopySink<'d> {
+    dst: &'d mut [u8],
+    band_bytes: usize,
+    /// The window's width in samples.
+    row_w: usize,
+    size: usize,
+}
+
+impl BlockSink for CopySink<'_> {
+    fn part(&mut self, band: usize, part: &BlockPart<'_>) {
+        let dst = &mut self.dst[band * self.band_bytes..(band + 1) * self.band_bytes];
+        let n = part.width() * self.size;
+        for r in 0..part.height() {
+            let d0 = ((part.y() + r) * self.row_w + part.x()) * self.size;
+            part.copy_row(r, &mut dst[d0..d0 + n]);
         }
     }
+
+    fn rows_done(&mut self, _y_end: usize) {}
 }

@@ -1,5 +1,7 @@
 //! The block-aggregation kernel: read the chunk's window into the slot's input region,
-//! aggregate every band into its output region. The runtime runs it in worker processes and
+//! aggregate every band into its output region; or, for F x F blocks the native decoder
+//! reads, aggregate straight from the decoded tiles ([`crate::fused`]), the input region
+//! untouched. The runtime runs it in worker processes and
 //! in the coordinator's in-process lanes alike.
 
 use std::{path::Path, time::Instant};
@@ -10,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     choice::{self, DecoderChoice},
-    kernel::{aggregate_masked, BandKernel, Sample},
+    fused::{self, aggregate_native, FusedBand, FusedError},
+    kernel::{aggregate_masked, BandKernel, Fold, Sample},
     read::{read_mask, read_window, NativeReader, ReadError},
     types::{Decoder, Footprint, KernelSpec, SampleType, Window},
     weighted::{aggregate_cells, AxisWeights},
@@ -195,7 +198,9 @@ impl ChunkRunner {
         }
     }
 
-    /// Reads and aggregates `chunk` into `output`, using `input` as the read buffer.
+    /// Reads and aggregates `chunk` into `output`, using `input` as the read buffer. A
+    /// chunk of F x F blocks that the native decoder reads is aggregated straight from the
+    /// decoded blocks ([`crate::fused`]) and leaves `input` untouched.
     pub fn run(
         &self,
         chunk: &BlockAggChunk,
@@ -225,64 +230,38 @@ impl ChunkRunner {
             }
             _ => None,
         };
-        let fallback = match native {
-            Some(n) => self.read_native(n, win, k.sample, input)?,
-            None => {
-                read_window(&self.ds, &self.bands, win, k.sample, input)?;
-                false
+        let shape = Shape::new(&k.footprint, win);
+        let in_bytes = (win.pixels() * k.sample.size()) as usize * self.bands.len();
+        let fused = match (native, &shape) {
+            (Some(n), &Shape::Blocks(f)) => {
+                let l = n.layout();
+                let fold = fused::fold_for(win, f, (l.block_w, l.block_h));
+                (fused::accumulator_bytes(win, fold, self.bands.len()) <= in_bytes)
+                    .then_some((n, f, fold))
             }
+            _ => None,
+        };
+        let fallback = match fused {
+            Some((n, f, fold)) => match self.run_fused(n, chunk, (f, fold), output, t0)? {
+                Ok(stats) => return Ok(stats),
+                Err(e) => {
+                    // Under `auto` only (`run_fused` returns the others as errors).
+                    tracing::info!(error = %e, "re-reading the window through GDAL");
+                    read_window(&self.ds, &self.bands, win, k.sample, input)?;
+                    true
+                }
+            },
+            None => match native {
+                Some(n) => self.read_native(n, win, k.sample, input)?,
+                None => {
+                    read_window(&self.ds, &self.bands, win, k.sample, input)?;
+                    false
+                }
+            },
         };
         let read_us = t0.elapsed().as_micros() as u64;
         let t1 = Instant::now();
-        let (w, h) = (win.w as usize, win.h as usize);
-        let in_band = w * h * k.sample.size() as usize;
-        let shape = Shape::new(&k.footprint, win);
-        if output.len() < out_band * self.bands.len() || input.len() < in_band * self.bands.len() {
-            return Err(ExecError::Region);
-        }
-        // The mask is read with GDAL whichever decoder read the pixels: the native decoder
-        // reads pixels only, and a mask is one byte a pixel, usually compressed to little.
-        let mut mask_buf: Vec<u8> = Vec::new();
-        let mut shared_mask: Option<Vec<u8>> = None;
-        let mut valid = 0;
-        for (i, nodata) in self.nodata.iter().enumerate() {
-            let mask: Option<&[u8]> = match self.masks[i] {
-                MaskRead::None => None,
-                MaskRead::Band => {
-                    mask_buf.resize(w * h, 0);
-                    read_mask(&self.ds, self.bands[i], win, &mut mask_buf)?;
-                    Some(&mask_buf)
-                }
-                MaskRead::PerDataset => {
-                    if shared_mask.is_none() {
-                        let mut m = vec![0u8; w * h];
-                        read_mask(&self.ds, self.bands[i], win, &mut m)?;
-                        shared_mask = Some(m);
-                    }
-                    shared_mask.as_deref()
-                }
-            };
-            let src = &input[i * in_band..(i + 1) * in_band];
-            let dst: &mut [f64] =
-                bytemuck::try_cast_slice_mut(&mut output[i * out_band..(i + 1) * out_band])
-                    .map_err(|_| ExecError::Region)?;
-            let bk = BandKernel {
-                agg: k.agg,
-                nodata: nodata.map(|v| round_to(v, k.sample)),
-                out_nodata: k.out_nodata,
-                affine: self.affine[i],
-            };
-            valid += match k.sample {
-                SampleType::U8 => shape.agg::<u8>(src, mask, (w, h), &bk, dst)?,
-                SampleType::I8 => shape.agg::<i8>(src, mask, (w, h), &bk, dst)?,
-                SampleType::I16 => shape.agg::<i16>(src, mask, (w, h), &bk, dst)?,
-                SampleType::U16 => shape.agg::<u16>(src, mask, (w, h), &bk, dst)?,
-                SampleType::I32 => shape.agg::<i32>(src, mask, (w, h), &bk, dst)?,
-                SampleType::U32 => shape.agg::<u32>(src, mask, (w, h), &bk, dst)?,
-                SampleType::F32 => shape.agg::<f32>(src, mask, (w, h), &bk, dst)?,
-                SampleType::F64 => shape.agg::<f64>(src, mask, (w, h), &bk, dst)?,
-            };
-        }
+        let valid = self.aggregate_window(&shape, &k, win, input, output)?;
         Ok(TaskStats {
             read_us,
             compute_us: t1.elapsed().as_micros() as u64,
@@ -295,6 +274,140 @@ impl ChunkRunner {
 }
 
 impl ChunkRunner {
+    /// Aggregates the window read into `input` into `output`, band after band.
+    fn aggregate_window(
+        &self,
+        shape: &Shape,
+        k: &KernelSpec,
+        win: Window,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<u64, ExecError> {
+        let (w, h) = (win.w as usize, win.h as usize);
+        let in_band = w * h * k.sample.size() as usize;
+        let (ow, oh) = k.footprint.out_dims(win.w, win.h);
+        let out_band = (ow * oh * 8) as usize;
+        let nb = self.bands.len();
+        if output.len() < out_band * nb || input.len() < in_band * nb {
+            return Err(ExecError::Region);
+        }
+        // The mask is read with GDAL whichever decoder read the pixels: the native decoder
+        // reads pixels only, and a mask is one byte a pixel, usually compressed to little.
+        let masks = self.read_masks(win)?;
+        let mut valid = 0;
+        for i in 0..nb {
+            let src = &input[i * in_band..(i + 1) * in_band];
+            let dst: &mut [f64] =
+                bytemuck::try_cast_slice_mut(&mut output[i * out_band..(i + 1) * out_band])
+                    .map_err(|_| ExecError::Region)?;
+            let bk = self.band_kernel(i, k);
+            let mask = masks.band(i);
+            valid += match k.sample {
+                SampleType::U8 => shape.agg::<u8>(src, mask, (w, h), &bk, dst)?,
+                SampleType::I8 => shape.agg::<i8>(src, mask, (w, h), &bk, dst)?,
+                SampleType::I16 => shape.agg::<i16>(src, mask, (w, h), &bk, dst)?,
+                SampleType::U16 => shape.agg::<u16>(src, mask, (w, h), &bk, dst)?,
+                SampleType::I32 => shape.agg::<i32>(src, mask, (w, h), &bk, dst)?,
+                SampleType::U32 => shape.agg::<u32>(src, mask, (w, h), &bk, dst)?,
+                SampleType::F32 => shape.agg::<f32>(src, mask, (w, h), &bk, dst)?,
+                SampleType::F64 => shape.agg::<f64>(src, mask, (w, h), &bk, dst)?,
+            };
+        }
+        Ok(valid)
+    }
+
+    /// Decodes and aggregates `chunk` at factor `f` in one pass ([`crate::fused`]). The
+    /// inner error is the decoder's, under `--decoder auto` (the caller reads the window
+    /// again through GDAL and aggregates it: whatever the fused pass wrote is overwritten).
+    fn run_fused(
+        &self,
+        n: &NativeReader,
+        chunk: &BlockAggChunk,
+        (f, fold): (usize, Fold),
+        output: &mut [u8],
+        t0: Instant,
+    ) -> Result<Result<TaskStats, ReadError>, ExecError> {
+        let (win, k) = (chunk.window, &chunk.kernel);
+        let (ow, oh) = k.footprint.out_dims(win.w, win.h);
+        let out_band = (ow * oh * 8) as usize;
+        let output = output
+            .get_mut(..out_band * self.bands.len())
+            .ok_or(ExecError::Region)?;
+        let masks = self.read_masks(win)?;
+        let mut bands = Vec::with_capacity(self.bands.len());
+        for (i, out) in output.chunks_exact_mut(out_band).enumerate() {
+            bands.push(FusedBand {
+                kernel: self.band_kernel(i, k),
+                mask: masks.band(i),
+                out: bytemuck::try_cast_slice_mut(out).map_err(|_| ExecError::Region)?,
+            });
+        }
+        let res = match k.sample {
+            SampleType::U8 => aggregate_native::<u8>(n, win, f, fold, bands),
+            SampleType::I8 => aggregate_native::<i8>(n, win, f, fold, bands),
+            SampleType::I16 => aggregate_native::<i16>(n, win, f, fold, bands),
+            SampleType::U16 => aggregate_native::<u16>(n, win, f, fold, bands),
+            SampleType::I32 => aggregate_native::<i32>(n, win, f, fold, bands),
+            SampleType::U32 => aggregate_native::<u32>(n, win, f, fold, bands),
+            SampleType::F32 => aggregate_native::<f32>(n, win, f, fold, bands),
+            SampleType::F64 => aggregate_native::<f64>(n, win, f, fold, bands),
+        };
+        let s = match res {
+            Ok(s) => s,
+            Err(FusedError::Misaligned) => return Err(ExecError::Region),
+            Err(FusedError::Read(e)) if self.decoder == Decoder::Auto => return Ok(Err(e)),
+            Err(FusedError::Read(e)) => return Err(e.into()),
+        };
+        let total = t0.elapsed();
+        Ok(Ok(TaskStats {
+            read_us: total.saturating_sub(s.compute).as_micros() as u64,
+            compute_us: s.compute.as_micros() as u64,
+            valid_pixels: s.valid,
+            native_read: true,
+            fallback_read: false,
+            opened_inputs: 0,
+        }))
+    }
+
+    /// Band `i`'s kernel for `k`.
+    fn band_kernel(&self, i: usize, k: &KernelSpec) -> BandKernel {
+        BandKernel {
+            agg: k.agg,
+            nodata: self.nodata[i].map(|v| round_to(v, k.sample)),
+            out_nodata: k.out_nodata,
+            affine: self.affine[i],
+        }
+    }
+
+    /// Each band's GDAL mask over `win`, where it says more than nodata; a per-dataset
+    /// mask is read once, for the first band that uses it.
+    fn read_masks(&self, win: Window) -> Result<WindowMasks, ExecError> {
+        let n = (win.w * win.h) as usize;
+        let mut m = WindowMasks {
+            bufs: Vec::new(),
+            of_band: Vec::with_capacity(self.bands.len()),
+        };
+        let mut shared = None;
+        for (i, kind) in self.masks.iter().enumerate() {
+            let at = match (kind, shared) {
+                (MaskRead::None, _) => None,
+                (MaskRead::PerDataset, Some(j)) => Some(j),
+                (MaskRead::Band | MaskRead::PerDataset, _) => {
+                    let mut buf = vec![0u8; n];
+                    read_mask(&self.ds, self.bands[i], win, &mut buf)?;
+                    m.bufs.push(buf);
+                    let j = m.bufs.len() - 1;
+                    if *kind == MaskRead::PerDataset {
+                        shared = Some(j);
+                    }
+                    Some(j)
+                }
+            };
+            m.of_band.push(at);
+        }
+        Ok(m)
+    }
+
     /// Reads `win` with the native decoder; under `auto`, a window it cannot read is read
     /// again through GDAL (whatever the native decoder wrote is overwritten), so that `auto`
     /// fails only where GDAL fails. `true` when GDAL read it.
@@ -325,6 +438,19 @@ impl ChunkRunner {
             _ => k.out_nodata,
         });
         Ok(TaskStats::default())
+    }
+}
+
+/// Each band's GDAL mask over a window: `of_band[i]` indexes `bufs` (`None`: nodata and NaN
+/// say it all).
+struct WindowMasks {
+    bufs: Vec<Vec<u8>>,
+    of_band: Vec<Option<usize>>,
+}
+
+impl WindowMasks {
+    fn band(&self, i: usize) -> Option<&[u8]> {
+        self.of_band[i].map(|j| self.bufs[j].as_slice())
     }
 }
 
@@ -368,5 +494,118 @@ fn round_to(v: f64, sample: SampleType) -> f64 {
     match sample {
         SampleType::F32 => v as f32 as f64,
         _ => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Agg;
+    use gdal::{
+        raster::{Buffer, RasterCreationOptions},
+        DriverManager,
+    };
+
+    /// A 2-band Float32 GeoTIFF, tiled 32, DEFLATE predictor 3, nodata 7, scale and offset,
+    /// and a per-dataset internal mask (a hole and every 5th pixel).
+    fn masked_scaled(path: &Path) -> (usize, usize) {
+        let (w, h) = (100usize, 90usize);
+        let opts = RasterCreationOptions::from_iter([
+            "TILED=YES",
+            "BLOCKXSIZE=32",
+            "BLOCKYSIZE=32",
+            "COMPRESS=DEFLATE",
+            "PREDICTOR=3",
+        ]);
+        let ds = DriverManager::get_driver_by_name("GTiff")
+            .unwrap()
+            .create_with_band_type_with_options::<f32, _>(path, w, h, 2, &opts)
+            .unwrap();
+        for b in 1..=2 {
+            let mut band = ds.rasterband(b).unwrap();
+            band.set_no_data_value(Some(7.0)).unwrap();
+            band.set_scale(0.37).unwrap();
+            band.set_offset(-3.0).unwrap();
+            let vals: Vec<f32> = (0..w * h)
+                .map(|i| match (i * 7 + b) % 13 {
+                    0 => 7.0,
+                    1 => f32::NAN,
+                    r => (i as f32).sqrt() * 10f32.powi(r as i32 % 6 - 2),
+                })
+                .collect();
+            band.write((0, 0), (w, h), &mut Buffer::new((w, h), vals))
+                .unwrap();
+        }
+        let mut band = ds.rasterband(1).unwrap();
+        band.create_mask_band(true).unwrap();
+        let mask: Vec<u8> = (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let hole = (20..50).contains(&x) && (10..40).contains(&y);
+                if hole || (x + 3 * y).is_multiple_of(5) {
+                    0
+                } else {
+                    255
+                }
+            })
+            .collect();
+        band.open_mask_band()
+            .unwrap()
+            .write((0, 0), (w, h), &mut Buffer::new((w, h), mask))
+            .unwrap();
+        (w, h)
+    }
+
+    /// The fused path (native decoder) writes the bytes of the materialised one (GDAL's
+    /// read, then the block kernel) with a per-dataset mask, nodata and unscaling, on windows
+    /// on the tile grid (one row of accumulators) and off it (the ring), F dividing the tile
+    /// or not.
+    #[test]
+    fn fused_chunks_are_the_materialised_chunks_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.tif");
+        masked_scaled(&path);
+        let open = |d| ChunkRunner::open_with(&path, &[2, 1], d, false, true).unwrap();
+        let (native, gdal) = (open(Decoder::Native), open(Decoder::Gdal));
+        // The case is the one meant: the mask read per dataset, every band unscaled.
+        assert_eq!(native.masks, [MaskRead::PerDataset; 2]);
+        assert_eq!(native.affine, [Some((0.37, -3.0)); 2]);
+        let windows = [
+            (0, 0, 64, 64, 8),
+            (5, 3, 77, 61, 3),
+            (32, 32, 68, 58, 5),
+            (0, 0, 100, 90, 32),
+        ];
+        for (x, y, w, h, f) in windows {
+            for agg in [Agg::Sum, Agg::Mean, Agg::Min, Agg::Max, Agg::Count] {
+                let chunk = BlockAggChunk {
+                    input: 0,
+                    window: Window { x, y, w, h },
+                    kernel: KernelSpec {
+                        agg,
+                        footprint: Footprint::Blocks(f),
+                        sample: SampleType::F32,
+                        out_nodata: -1.0,
+                    },
+                };
+                let run = |r: &ChunkRunner| {
+                    let mut input = vec![0u64; (w * h) as usize];
+                    let mut output = vec![0u64; (w * h) as usize * 2];
+                    let s = r
+                        .run(
+                            &chunk,
+                            bytemuck::cast_slice_mut(&mut input),
+                            bytemuck::cast_slice_mut(&mut output),
+                        )
+                        .unwrap();
+                    (s, output)
+                };
+                let ((sn, on), (sg, og)) = (run(&native), run(&gdal));
+                assert!(sn.native_read && !sg.native_read);
+                assert_eq!(sn.valid_pixels, sg.valid_pixels, "{chunk:?}");
+                assert!(sn.valid_pixels > 0);
+                assert_eq!(on, og, "{chunk:?}");
+            }
+        }
     }
 }

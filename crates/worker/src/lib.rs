@@ -7,7 +7,9 @@
 //! (the runtime does).
 //!
 //! Modules: `types` (windows, sample types, aggregations), `kernel` (the aggregations,
-//! proptested against a naive reference), `read` (window reads: GDAL's, and the native decoder's for local GeoTIFFs), `choice` (which decoder
+//! proptested against a naive reference; `BlockRows`, the same fed tile by tile), `fused` (block
+//! aggregation straight from the native decoder's tiles), `simd` (the kernel's row loop in an
+//! AVX2 build, chosen at run time), `read` (window reads: GDAL's, and the native decoder's for local GeoTIFFs), `choice` (which decoder
 //! reads, and why), `exec` (the
 //! block-aggregation kernel over one open raster), `cache` (the [`runtime::ChunkKernel`] a process
 //! serves: the run's inputs, a few kept open), `noop` (the dispatch benchmark's kernel),
@@ -18,11 +20,13 @@
 pub mod cache;
 pub mod choice;
 pub mod exec;
+pub mod fused;
 pub mod gdal_ffi;
 pub mod kernel;
 pub mod map;
 pub mod noop;
 pub mod read;
+pub mod simd;
 pub mod types;
 pub mod weighted;
 

@@ -348,21 +348,40 @@ impl NativeReader {
 
     /// Reads `win` of the selected bands into `dst`, band after band, as GDAL would.
     pub fn read_window(&self, win: Window, dst: &mut [u8]) -> Result<(), ReadError> {
-        let w = tiffdec::Window {
-            x: win.x,
-            y: win.y,
-            w: win.w,
-            h: win.h,
-        };
         self.tiff
-            .read_window(&self.samples, w, &self.fill, dst)
-            .map_err(|source| ReadError::Native {
-                x: win.x,
-                y: win.y,
-                w: win.w,
-                h: win.h,
-                source,
-            })
+            .read_window(&self.samples, tiff_window(win), &self.fill, dst)
+            .map_err(|source| native_error(win, source))
+    }
+
+    /// Hands `win` of the selected bands to `sink` block by block (band `i` of the sink is
+    /// the `i`-th selected band), the samples as [`NativeReader::read_window`] reads them.
+    pub fn visit_window(
+        &self,
+        win: Window,
+        sink: &mut dyn tiffdec::BlockSink,
+    ) -> Result<(), ReadError> {
+        self.tiff
+            .visit_window(&self.samples, tiff_window(win), &self.fill, sink)
+            .map_err(|source| native_error(win, source))
+    }
+}
+
+fn tiff_window(win: Window) -> tiffdec::Window {
+    tiffdec::Window {
+        x: win.x,
+        y: win.y,
+        w: win.w,
+        h: win.h,
+    }
+}
+
+fn native_error(win: Window, source: tiffdec::TiffError) -> ReadError {
+    ReadError::Native {
+        x: win.x,
+        y: win.y,
+        w: win.w,
+        h: win.h,
+        source,
     }
 }
 
