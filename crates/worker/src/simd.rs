@@ -4,7 +4,7 @@
 //! baseline (SSE2) build: the same bits (the kernel's proptests compare the two paths on a
 //! CPU with AVX2). One of the crate's modules with `unsafe` (with `gdal_ffi` and `map::ffi`).
 
-/// Whether [`avx2`] runs the AVX2 build here.
+/// Whether the block kernel runs its AVX2 build here.
 pub fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
