@@ -67,6 +67,11 @@ pub fn serve<K: ChunkKernel + Send + 'static>() -> ExitCode {
             return ExitCode::from(protocol::exit::worker::SETUP as u8);
         }
     };
+    run_worker::<K>(args)
+}
+
+/// The worker's life once started, by exec or by a fork server; ends the process.
+pub(crate) fn run_worker<K: ChunkKernel + Send + 'static>(args: WorkerArgs) -> ! {
     match run(args, crate::open::<K>) {
         // Done (told to stop, or the coordinator is gone): its answers are sent and its
         // kernel dropped (inputs closed). C exit handlers (GDAL's registry torn down) would
@@ -74,7 +79,7 @@ pub fn serve<K: ChunkKernel + Send + 'static>() -> ExitCode {
         Ok(()) => crate::os::exit_now(0),
         Err(e) => {
             eprintln!("worker: {e}");
-            ExitCode::from(protocol::exit::worker::SETUP as u8)
+            crate::os::exit_now(protocol::exit::worker::SETUP)
         }
     }
 }
