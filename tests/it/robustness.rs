@@ -310,7 +310,9 @@ fn sighup_stops_the_run_cleanly() {
         .args(["--workers", "2", "resample"])
         .arg(&input)
         .arg(&out)
-        .args(["-f", "4", "--inject-fault", "hang:0"])
+        // Several chunks: a run starts no more workers than it has chunks, and its spare
+        // once chunks wait.
+        .args(["-f", "4", "--chunk-mib", "0.01", "--inject-fault", "hang:0"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -368,7 +368,16 @@ fn hanging_run(fx: &Fixture, out: &Path) -> std::process::Child {
         .args(["--workers", "2", "resample"])
         .arg(&fx.input)
         .arg(out)
-        .args(["--factor", "4", "--inject-fault", "hang:0"])
+        // Several chunks: a run starts no more workers than it has chunks, and its spare
+        // once chunks wait.
+        .args([
+            "--factor",
+            "4",
+            "--chunk-mib",
+            "0.01",
+            "--inject-fault",
+            "hang:0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -58,7 +58,8 @@ struct State {
 
 /// One fork server process.
 struct Live {
-    control: OwnedFd,
+    /// `None` once hung up.
+    control: Option<OwnedFd>,
     child: ServerProc,
     /// It said `Ready` (with our protocol version).
     ready: bool,
@@ -106,9 +107,16 @@ impl ServerProc {
         }
     }
 
-    /// Kills its process group and waits for it.
+    /// Kills it (and its process group) and waits for it.
     fn kill(&mut self) {
+        if let ServerProc::Forked { ended: Some(_), .. } = self {
+            return;
+        }
         os::signal_group(self.id(), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         match self {
             ServerProc::Exec(c) => {
                 let _ = c.wait();
@@ -257,6 +265,17 @@ impl ForkServer {
         got
     }
 
+    /// Asks the fork server to exit (its control socket closed) without waiting: its exit
+    /// then overlaps the workers' ([`ForkServer::stop`] waits for it). It forks no more.
+    pub fn hang_up(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(live) = st.live.as_mut() {
+            live.hang_up();
+        }
+        // No restart after this: the run is over.
+        st.restarts = MAX_RESTARTS;
+    }
+
     /// Stops the fork server (its live process: asked to exit, then waited for).
     pub fn stop(self) {
         let st = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -305,7 +324,7 @@ impl Live {
             log_stderr(child.id(), err)?;
         }
         Ok(Live {
-            control: ours,
+            control: Some(ours),
             child: ServerProc::Exec(child),
             ready: false,
         })
@@ -325,7 +344,7 @@ impl Live {
         // Threads only now: the fork needed a single-threaded process.
         log_stderr(pid, std::fs::File::from(err_r))?;
         Ok(Live {
-            control: ours,
+            control: Some(ours),
             child: ServerProc::Forked { pid, ended: None },
             ready: false,
         })
@@ -350,6 +369,18 @@ impl Live {
 }
 
 impl Live {
+    fn hang_up(&mut self) {
+        self.control = None;
+    }
+
+    /// The control socket, unless hung up.
+    fn control(&self) -> Result<BorrowedFd<'_>, ForkError> {
+        self.control
+            .as_ref()
+            .map(|c| c.as_fd())
+            .ok_or_else(|| ForkError::Failed("the fork server was asked to exit".into()))
+    }
+
     fn fork(
         &mut self,
         req: &ForkRequest,
@@ -366,7 +397,7 @@ impl Live {
         let (stderr_r, stderr_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         os::send_with_fds(
-            self.control.as_fd(),
+            self.control()?,
             &encode(req),
             &[stderr_w.as_raw_fd(), shm.as_raw_fd()],
         )?;
@@ -383,7 +414,7 @@ impl Live {
     fn answer(&mut self) -> Result<FromForkServer, ForkError> {
         let mut buf = [0u8; 4096];
         let n = loop {
-            match nix::sys::socket::recv(self.control.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            match nix::sys::socket::recv(self.control()?.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 other => break other.map_err(std::io::Error::from)?,
             }

@@ -321,7 +321,12 @@ pub fn fork_zygote(z: Zygote) -> std::io::Result<u32> {
     // SAFETY: this process is single-threaded (checked above), so the child is a complete
     // copy in which no lock is held by a thread that does not exist there.
     match unsafe { fork() }? {
-        ForkResult::Parent { child } => Ok(child.as_raw() as u32),
+        ForkResult::Parent { child } => {
+            // The child makes itself a group leader too; whichever runs first, the group
+            // exists when this returns (a signal to it must not miss the child).
+            let _ = nix::unistd::setpgid(child, child);
+            Ok(child.as_raw() as u32)
+        }
         ForkResult::Child => {
             if zygote_setup(parent, &z, &null).is_err() {
                 exit_at_once(protocol::exit::worker::SETUP);

@@ -206,6 +206,10 @@ pub fn run<J: Job>(
     drop(signals);
     sup.progress.finish();
     // Shut everything down whatever happened; on success the workers are already retiring.
+    // The fork server forks no more: it exits while the workers do.
+    if let Some(fs) = &sup.pool_cfg.fork_server {
+        fs.hang_up();
+    }
     sup.stop_all(&mut inbox, outcome.is_ok());
     sup.stop_fork_server();
     // The sink's sender is gone: its thread ends (dropping an unclosed sink).
