@@ -52,6 +52,9 @@ pub fn serve_forked<K: ChunkKernel + Send + 'static>(
     worker_name: &std::ffi::CStr,
 ) -> ! {
     os::set_name(FORK_SERVER_NAME);
+    // This process has its coordinator's logging (its filter, maybe colours for a
+    // terminal): on this thread, the one a worker runs on, log as a worker binary does.
+    let _log = tracing::subscriber::set_default(crate::serve::worker_log());
     match serve_on::<K>(control, worker_name.to_owned()) {
         Role::Ended(code) => os::exit_now(code),
         Role::Worker(args) => crate::serve::run_worker::<K>(args),

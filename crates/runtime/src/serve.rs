@@ -70,6 +70,20 @@ pub fn serve<K: ChunkKernel + Send + 'static>() -> ExitCode {
     run_worker::<K>(args)
 }
 
+/// A worker's logging as [`serve`] sets it up: to stderr, plain, filtered by `BLOCKSUM_LOG`
+/// (default `warn`).
+pub(crate) fn worker_log() -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BLOCKSUM_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .finish()
+}
+
 /// The worker's life once started, by exec or by a fork server; ends the process.
 pub(crate) fn run_worker<K: ChunkKernel + Send + 'static>(args: WorkerArgs) -> ! {
     match run(args, crate::open::<K>) {
