@@ -252,9 +252,11 @@ fn the_fork_server_is_the_coordinator_forked_unless_the_worker_binary_is_another
             .spawn()
             .unwrap();
         let pid = child.id();
-        let ws = wait_for(Duration::from_secs(20), "two forked workers", || {
+        // The two workers and the spare: no fork under way then (a process just forked is
+        // named like its fork server for a moment).
+        let ws = wait_for(Duration::from_secs(20), "three forked workers", || {
             let ws = forked_workers(pid);
-            (ws.len() >= 2).then_some(ws)
+            (ws.len() == 3).then_some(ws)
         });
         let needle = fx.input.to_string_lossy().into_owned();
         let server = processes(FORK_SERVER, &needle);
