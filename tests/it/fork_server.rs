@@ -4,7 +4,8 @@
 //! under its own memory limit (the fork server under none) and an over-memory death takes
 //! only that worker; none holds a descriptor of the fork server's or of the run's output;
 //! the fork server opened no dataset; and a SIGKILLed coordinator leaves no worker, no fork
-//! server and no shared memory behind.
+//! server and no shared memory behind. The default worker's fork server is the coordinator
+//! forked before its run starts a thread; another worker binary's is that binary executed.
 
 use std::{
     path::{Path, PathBuf},
@@ -62,8 +63,10 @@ fn alive(pid: u32) -> bool {
     state_and_ppid(pid).is_some_and(|(s, _)| s != 'Z')
 }
 
-/// Live processes named `comm` whose environment mentions `needle` (the run's input, in
-/// `BLOCKSUM_JOB`), workers and fork servers alike.
+/// Live processes named `comm` whose environment or command line mentions `needle` (the
+/// run's input: in `BLOCKSUM_JOB` for an executed fork server and its workers, in the
+/// command line for a fork server forked from the coordinator and its workers), workers and
+/// fork servers alike.
 fn processes(comm: &str, needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -71,7 +74,8 @@ fn processes(comm: &str, needle: &str) -> Vec<u32> {
             continue;
         };
         let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let mut env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        env.extend(std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default());
         if name.trim() == comm && String::from_utf8_lossy(&env).contains(needle) && alive(pid) {
             out.push(pid);
         }
@@ -85,8 +89,10 @@ fn forked_workers(coordinator: u32) -> Vec<u32> {
     worker_children(coordinator)
         .into_iter()
         .filter(|w| {
+            // A worker executed has a worker's command line (`--connect`); a forked one
+            // keeps its fork server's: `worker --fork-server N`, or the coordinator's own.
             std::fs::read(format!("/proc/{w}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--fork-server"))
+                .is_ok_and(|c| !String::from_utf8_lossy(&c).contains("--connect"))
         })
         .collect()
 }
@@ -217,6 +223,69 @@ fn a_forked_worker_is_its_own_process_and_dies_alone() {
         (processes("worker", &needle).is_empty() && processes(FORK_SERVER, &needle).is_empty())
             .then_some(())
     });
+}
+
+/// The default worker's fork server is the coordinator forked (its command line, no exec);
+/// a worker binary given by the user (here a copy of the default one) is executed as the
+/// fork server, and its workers are forked from it: both with the same exact pixels.
+#[test]
+fn the_fork_server_is_the_coordinator_forked_unless_the_worker_binary_is_another() {
+    let fx = fixture();
+    // Named `worker` too: its processes are named after it.
+    std::fs::create_dir(fx.dir.path().join("mine")).unwrap();
+    let copy = fx.dir.path().join("mine").join("worker");
+    std::fs::copy(bin("worker"), &copy).unwrap();
+    for given in [None, Some(&copy)] {
+        let out = fx.dir.path().join("out.tif");
+        let mut cmd = coordinator();
+        if let Some(w) = given {
+            cmd.env("BLOCKSUM_WORKER_BIN", w);
+        }
+        let child = cmd
+            .env("BLOCKSUM_LOG", "info")
+            .args(["--workers", "2", "resample"])
+            .arg(&fx.input)
+            .arg(&out)
+            .args(["--factor", "4", "--chunk-mib", CHUNK_MIB, "--overwrite"])
+            .args(["--inject-fault", "hang:0", "--task-timeout", "3s"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // The two workers and the spare: no fork under way then (a process just forked is
+        // named like its fork server for a moment).
+        let ws = wait_for(Duration::from_secs(20), "three forked workers", || {
+            let ws = forked_workers(pid);
+            (ws.len() == 3).then_some(ws)
+        });
+        let needle = fx.input.to_string_lossy().into_owned();
+        let server = processes(FORK_SERVER, &needle);
+        assert_eq!(server.len(), 1, "one fork server for the run ({given:?})");
+        let exe = |p: u32| std::fs::read_link(format!("/proc/{p}/exe")).unwrap();
+        let cmdline = |p: u32| {
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{p}/cmdline")).unwrap())
+                .into_owned()
+        };
+        for p in ws.iter().chain(&server) {
+            match given {
+                None => {
+                    assert_eq!(exe(*p), bin("coordinator").canonicalize().unwrap(), "{p}");
+                    assert!(!cmdline(*p).contains("--fork-server"), "{p}");
+                }
+                Some(w) => {
+                    assert_eq!(exe(*p), w.canonicalize().unwrap(), "{p}");
+                    assert!(cmdline(*p).contains("--fork-server"), "{p}");
+                }
+            }
+        }
+        let o = output_within(child, Duration::from_secs(60), true).expect("the run ends");
+        let log = stderr(&o);
+        assert!(o.status.success(), "{log}");
+        assert!(!log.contains("spawned by exec"), "{log}");
+        assert!(!log.contains("cannot fork the fork server"), "{log}");
+        let (_, bands) = read_all(&out);
+        assert!(same_pixels(&bands[0], &fx.clean), "worker binary {given:?}");
+    }
 }
 
 #[test]

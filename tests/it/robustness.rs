@@ -286,7 +286,9 @@ fn sighup_stops_the_run_cleanly() {
     let (input, _) = raster(dir.path(), 200, 200);
     let out = dir.path().join("out.tif");
     let child = resample_cmd("2", &input, &out)
-        .args(["-f", "4", "--inject-fault", "hang:0"])
+        // Several chunks: a run starts no more workers than it has chunks, and its spare
+        // once chunks wait.
+        .args(["-f", "4", "--chunk-mib", "0.01", "--inject-fault", "hang:0"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

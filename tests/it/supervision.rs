@@ -359,7 +359,16 @@ fn shm_entries() -> Vec<String> {
 /// Starts a run whose chunk 0 hangs forever, and waits until its workers are up.
 fn hanging_run(fx: &Fixture, out: &Path) -> std::process::Child {
     let child = resample_cmd("2", &fx.input, out)
-        .args(["--factor", "4", "--inject-fault", "hang:0"])
+        // Several chunks: a run starts no more workers than it has chunks, and its spare
+        // once chunks wait.
+        .args([
+            "--factor",
+            "4",
+            "--chunk-mib",
+            "0.01",
+            "--inject-fault",
+            "hang:0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

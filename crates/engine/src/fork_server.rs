@@ -58,10 +58,76 @@ struct State {
 
 /// One fork server process.
 struct Live {
-    control: OwnedFd,
-    child: Child,
+    /// `None` once hung up.
+    control: Option<OwnedFd>,
+    child: ServerProc,
     /// It said `Ready` (with our protocol version).
     ready: bool,
+}
+
+/// The fork server's process: the worker binary executed, or this process forked.
+enum ServerProc {
+    Exec(Child),
+    /// A child of this process by its pid; `ended` once reaped.
+    Forked {
+        pid: u32,
+        ended: Option<String>,
+    },
+}
+
+impl ServerProc {
+    fn id(&self) -> u32 {
+        match self {
+            ServerProc::Exec(c) => c.id(),
+            ServerProc::Forked { pid, .. } => *pid,
+        }
+    }
+
+    /// How it ended, if it did (reaped then); `Err`: it cannot be waited for.
+    fn try_wait(&mut self) -> std::io::Result<Option<String>> {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        match self {
+            ServerProc::Exec(c) => Ok(c.try_wait()?.map(|s| s.to_string())),
+            ServerProc::Forked { ended: Some(e), .. } => Ok(Some(e.clone())),
+            ServerProc::Forked { pid, ended } => {
+                let got = waitpid(
+                    nix::unistd::Pid::from_raw(*pid as i32),
+                    Some(WaitPidFlag::WNOHANG),
+                );
+                let status = match got {
+                    Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => return Ok(None),
+                    Ok(WaitStatus::Exited(_, code)) => format!("exit status: {code}"),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => format!("signal: {sig}"),
+                    Ok(other) => return Ok(Some(format!("{other:?}"))),
+                    Err(e) => return Err(e.into()),
+                };
+                *ended = Some(status.clone());
+                Ok(Some(status))
+            }
+        }
+    }
+
+    /// Kills it (and its process group) and waits for it.
+    fn kill(&mut self) {
+        if let ServerProc::Forked { ended: Some(_), .. } = self {
+            return;
+        }
+        os::signal_group(self.id(), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        match self {
+            ServerProc::Exec(c) => {
+                let _ = c.wait();
+            }
+            ServerProc::Forked { ended: Some(_), .. } => {}
+            ServerProc::Forked { pid, ended } => {
+                let _ = os::wait_pid(*pid);
+                *ended = Some("killed".into());
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ForkServer {
@@ -100,6 +166,28 @@ pub fn prestart(worker_bin: &std::path::Path, env: Vec<(String, String)>) {
     }
 }
 
+/// As [`prestart`], but the fork server is this process forked (see `os::fork_zygote`)
+/// rather than `worker_bin` executed: ready at once, GDAL being loaded here already. For a
+/// worker binary whose kernel this process has built in: `serve` runs that kernel's fork
+/// server (`runtime::serve_forked`). Called while this process is single-threaded (before
+/// its run starts any thread); otherwise, or if the fork fails, the fork server is executed
+/// as by [`prestart`].
+pub fn prestart_forked(
+    worker_bin: &std::path::Path,
+    env: Vec<(String, String)>,
+    serve: fn(OwnedFd) -> !,
+) {
+    let live = match os::become_subreaper().and_then(|()| Live::fork_here(&env, serve)) {
+        Ok(live) => live,
+        Err(e) => {
+            tracing::info!("cannot fork the fork server: {e}; executing it");
+            return prestart(worker_bin, env);
+        }
+    };
+    let fs = ForkServer::with(worker_bin, env, live);
+    *AHEAD.lock().unwrap_or_else(|p| p.into_inner()) = Some(fs);
+}
+
 /// Ends a fork server started ahead of a run that never came (the coordinator stopped
 /// before: a bad input, say): killed and waited for at once (it has no worker).
 pub fn discard_prestarted() {
@@ -107,8 +195,7 @@ pub fn discard_prestarted() {
     if let Some(fs) = ahead {
         let st = fs.state.into_inner().unwrap_or_else(|p| p.into_inner());
         if let Some(mut live) = st.live {
-            os::signal_group(live.child.id(), nix::sys::signal::Signal::SIGKILL);
-            let _ = live.child.wait();
+            live.child.kill();
         }
     }
 }
@@ -137,14 +224,18 @@ impl ForkServer {
     ) -> std::io::Result<ForkServer> {
         os::become_subreaper()?;
         let live = Live::start(worker_bin, &env)?;
-        Ok(ForkServer {
+        Ok(ForkServer::with(worker_bin, env, live))
+    }
+
+    fn with(worker_bin: &std::path::Path, env: Vec<(String, String)>, live: Live) -> ForkServer {
+        ForkServer {
             worker_bin: worker_bin.to_path_buf(),
             env,
             state: Mutex::new(State {
                 live: Some(live),
                 restarts: 0,
             }),
-        })
+        }
     }
 
     /// Forks a worker that connects to `req.connect`, with `shm` as its shared segment.
@@ -174,6 +265,17 @@ impl ForkServer {
         got
     }
 
+    /// Asks the fork server to exit (its control socket closed) without waiting: its exit
+    /// then overlaps the workers' ([`ForkServer::stop`] waits for it). It forks no more.
+    pub fn hang_up(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(live) = st.live.as_mut() {
+            live.hang_up();
+        }
+        // No restart after this: the run is over.
+        st.restarts = MAX_RESTARTS;
+    }
+
     /// Stops the fork server (its live process: asked to exit, then waited for).
     pub fn stop(self) {
         let st = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -185,14 +287,7 @@ impl ForkServer {
 
 impl Live {
     fn start(worker_bin: &std::path::Path, env: &[(String, String)]) -> std::io::Result<Live> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
-        let timeout = nix::sys::time::TimeVal::new(ANSWER_TIMEOUT.as_secs() as i64, 0);
-        nix::sys::socket::setsockopt(&ours, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
+        let (ours, theirs) = control_pair()?;
         let args = ForkServerArgs {
             control_fd: theirs.as_raw_fd(),
         };
@@ -225,20 +320,32 @@ impl Live {
         );
         let mut child = cmd.spawn()?;
         drop((theirs, exe));
-        // What it says goes to the log (it says something only when it fails).
         if let Some(err) = child.stderr.take() {
-            let pid = child.id();
-            std::thread::Builder::new()
-                .name("fork-server-stderr".into())
-                .spawn(move || {
-                    for line in BufReader::new(err).lines().map_while(Result::ok) {
-                        tracing::info!(pid, "fork server: {line}");
-                    }
-                })?;
+            log_stderr(child.id(), err)?;
         }
         Ok(Live {
-            control: ours,
-            child,
+            control: Some(ours),
+            child: ServerProc::Exec(child),
+            ready: false,
+        })
+    }
+
+    /// A fork server forked from this process (see `os::fork_zygote`), running `serve`.
+    fn fork_here(env: &[(String, String)], serve: fn(OwnedFd) -> !) -> std::io::Result<Live> {
+        let (ours, theirs) = control_pair()?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let pid = os::fork_zygote(os::Zygote {
+            control: theirs,
+            stderr: err_w,
+            env: env.to_vec(),
+            serve,
+        })?;
+        // Threads only now: the fork needed a single-threaded process.
+        log_stderr(pid, std::fs::File::from(err_r))?;
+        Ok(Live {
+            control: Some(ours),
+            child: ServerProc::Forked { pid, ended: None },
             ready: false,
         })
     }
@@ -254,18 +361,26 @@ impl Live {
         loop {
             match child.try_wait() {
                 Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() >= give_up => {
-                    os::signal_group(child.id(), nix::sys::signal::Signal::SIGKILL);
-                    let _ = child.wait();
-                    return;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Ok(None) if Instant::now() >= give_up => return child.kill(),
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
             }
         }
     }
 }
 
 impl Live {
+    fn hang_up(&mut self) {
+        self.control = None;
+    }
+
+    /// The control socket, unless hung up.
+    fn control(&self) -> Result<BorrowedFd<'_>, ForkError> {
+        self.control
+            .as_ref()
+            .map(|c| c.as_fd())
+            .ok_or_else(|| ForkError::Failed("the fork server was asked to exit".into()))
+    }
+
     fn fork(
         &mut self,
         req: &ForkRequest,
@@ -282,7 +397,7 @@ impl Live {
         let (stderr_r, stderr_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         os::send_with_fds(
-            self.control.as_fd(),
+            self.control()?,
             &encode(req),
             &[stderr_w.as_raw_fd(), shm.as_raw_fd()],
         )?;
@@ -299,7 +414,7 @@ impl Live {
     fn answer(&mut self) -> Result<FromForkServer, ForkError> {
         let mut buf = [0u8; 4096];
         let n = loop {
-            match nix::sys::socket::recv(self.control.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            match nix::sys::socket::recv(self.control()?.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 other => break other.map_err(std::io::Error::from)?,
             }
@@ -308,9 +423,34 @@ impl Live {
             let status = self.child.try_wait().ok().flatten();
             return Err(ForkError::Io(std::io::Error::other(format!(
                 "the fork server hung up ({})",
-                status.map_or("still running".to_string(), |s| s.to_string())
+                status.unwrap_or_else(|| "still running".to_string())
             ))));
         }
         decode::<FromForkServer>(&buf[..n]).map_err(|e| ForkError::Garbage(e.to_string()))
     }
+}
+
+/// The control socket's two ends (ours with the answer timeout).
+fn control_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let timeout = nix::sys::time::TimeVal::new(ANSWER_TIMEOUT.as_secs() as i64, 0);
+    nix::sys::socket::setsockopt(&ours, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
+    Ok((ours, theirs))
+}
+
+/// What the fork server `pid` says goes to the log (it says something only when it fails).
+fn log_stderr(pid: u32, err: impl std::io::Read + Send + 'static) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("fork-server-stderr".into())
+        .spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                tracing::info!(pid, "fork server: {line}");
+            }
+        })?;
+    Ok(())
 }

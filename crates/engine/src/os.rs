@@ -283,3 +283,142 @@ pub fn wait_pid(pid: u32) -> std::io::Result<(Option<i32>, Option<i32>)> {
         }
     }
 }
+
+/// What a fork server forked from this process (see [`fork_zygote`]) is given.
+pub struct Zygote {
+    /// Its end of the control socket (the only descriptor above 2 it keeps).
+    pub control: std::os::fd::OwnedFd,
+    /// The write end of its stderr pipe.
+    pub stderr: std::os::fd::OwnedFd,
+    /// Environment set in it before it serves (what every worker of the run shares).
+    pub env: Vec<(String, String)>,
+    /// What it runs: serves fork requests on `control`, never returns.
+    pub serve: fn(std::os::fd::OwnedFd) -> !,
+}
+
+/// Forks this process into a fork server (a zygote) that runs `z.serve`, instead of
+/// executing the worker binary: what this process has loaded (GDAL and its ~100 libraries)
+/// is there already, so it is ready at once instead of after another load. The child is set
+/// up as an exec'd one would be: its own process group, SIGKILL when the thread that forked
+/// it exits, stdin and stdout on /dev/null, `z.stderr` as stderr, no descriptor but 0-2 and
+/// `z.control`, every caught signal back to its default (an ignored one stays ignored, as
+/// across exec), no signal blocked. Refused when this process runs more than one thread:
+/// only the child of a single-threaded process holds no lock by accident. Returns its pid,
+/// a child of this process.
+pub fn fork_zygote(z: Zygote) -> std::io::Result<u32> {
+    use nix::unistd::{fork, ForkResult};
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(std::io::Error::other(format!(
+            "this process runs {threads} threads: it cannot fork a fork server"
+        )));
+    }
+    let parent = nix::unistd::getpid();
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    // SAFETY: this process is single-threaded (checked above), so the child is a complete
+    // copy in which no lock is held by a thread that does not exist there.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => {
+            // The child makes itself a group leader too; whichever runs first, the group
+            // exists when this returns (a signal to it must not miss the child).
+            let _ = nix::unistd::setpgid(child, child);
+            Ok(child.as_raw() as u32)
+        }
+        ForkResult::Child => {
+            if zygote_setup(parent, &z, &null).is_err() {
+                exit_at_once(protocol::exit::worker::SETUP);
+            }
+            let Zygote {
+                control,
+                stderr,
+                env,
+                serve,
+            } = z;
+            // Closed already (dup'ed where they are used): their numbers must not be closed
+            // again.
+            std::mem::forget((null, stderr));
+            for (k, v) in env {
+                // Single-threaded: nothing reads the environment meanwhile.
+                std::env::set_var(k, v);
+            }
+            // Nothing may unwind into the caller's frames, which belong to the parent.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(control)));
+            exit_at_once(protocol::exit::worker::SETUP)
+        }
+    }
+}
+
+/// The zygote's side of [`fork_zygote`], in the child before it serves.
+fn zygote_setup(parent: Pid, z: &Zygote, null: &std::fs::File) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    // The parent may have died between fork and prctl: then nobody would kill us.
+    if nix::unistd::getppid() != parent {
+        return Err(nix::errno::Errno::ESRCH);
+    }
+    nix::unistd::dup2_stdin(null)?;
+    nix::unistd::dup2_stdout(null)?;
+    nix::unistd::dup2_stderr(&z.stderr)?;
+    close_all_but(z.control.as_raw_fd());
+    default_signals()
+}
+
+/// Every caught signal back to its default action and the signal mask emptied: what exec
+/// does (ignored signals stay ignored), for a child that is not exec'd.
+fn default_signals() -> nix::Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    // SAFETY: sigaction with a null new action only reads the current one into `old`; with
+    // SIG_DFL it installs the default action, which runs no code of this process.
+    unsafe {
+        for sig in 1..=nix::libc::SIGRTMAX() {
+            if sig == nix::libc::SIGKILL || sig == nix::libc::SIGSTOP {
+                continue;
+            }
+            let mut old: nix::libc::sigaction = std::mem::zeroed();
+            if nix::libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if old.sa_sigaction != nix::libc::SIG_DFL && old.sa_sigaction != nix::libc::SIG_IGN {
+                let mut dfl: nix::libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = nix::libc::SIG_DFL;
+                nix::libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+}
+
+/// Closes every descriptor from 3 up but `keep`.
+fn close_all_but(keep: i32) {
+    let keep = keep as nix::libc::c_uint;
+    // SAFETY: close_range closes descriptors of this (just forked, single-threaded)
+    // process; the only ones used from here are 0-2 and `keep`, and owned handles to the
+    // others are never used again (the child ends with _exit, dropping none of them).
+    let ranges = unsafe {
+        (keep <= 3 || nix::libc::close_range(3, keep - 1, 0) == 0)
+            && nix::libc::close_range(keep + 1, nix::libc::c_uint::MAX, 0) == 0
+    };
+    if !ranges {
+        // Before Linux 5.9: one by one, from the list of open ones.
+        let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for fd in open.into_iter().filter(|&fd| fd > 2 && fd != keep as i32) {
+            // SAFETY: as above.
+            unsafe { nix::libc::close(fd) };
+        }
+    }
+}
+
+/// Ends a forked child at once, running no exit handler of the parent's.
+fn exit_at_once(code: i32) -> ! {
+    // SAFETY: _exit ends the process at once; nothing in this process runs after it.
+    unsafe { nix::libc::_exit(code) }
+}

@@ -1056,18 +1056,15 @@ fn no_chunks_finishes_at_once() {
 
 #[test]
 fn workers_are_retired_when_nothing_is_left_for_them() {
-    // 3 workers, 2 chunks. The third has nothing to do but is kept while a chunk is still
-    // on a worker (it may crash and need another); a worker is let go once every chunk is
-    // past needing one, and the rest at the end.
-    let (mut w, _) = World::new(config(3, 1, 6), 2);
+    // 3 workers, 2 chunks: the third would have nothing to do and is never started. The
+    // first is kept while a chunk is still on a worker (it may crash and need another); a
+    // worker is let go once every chunk is past needing one, and the rest at the end.
+    let (mut w, first) = World::new(config(3, 1, 6), 2);
+    assert_eq!(spawns(&first), vec![key(0, 0), key(1, 0)]);
     w.ready(0);
-    w.ready(1);
-    let a = w.ready(2);
-    assert!(a.is_empty(), "{a:?}");
-    assert!(matches!(
-        w.s.worker_state(WorkerId(2)),
-        WorkerState::Idle { .. }
-    ));
+    let a = w.ready(1);
+    assert!(spawns(&a).is_empty(), "{a:?}");
+    assert_eq!(w.s.worker_state(WorkerId(2)), &WorkerState::Retired);
     let a = w.done(0);
     assert!(shutdowns(&a).is_empty(), "{a:?}");
     let a = w.done(1);
@@ -1081,12 +1078,46 @@ fn workers_are_retired_when_nothing_is_left_for_them() {
         a,
         vec![
             SchedAction::Shutdown { key: key(0, 0) },
-            SchedAction::Shutdown { key: key(2, 0) },
             SchedAction::Finished
         ]
     );
     w.assert_finished();
     assert_eq!(w.s.counters.restarts, 0);
+}
+
+#[test]
+fn the_lanes_not_started_start_only_when_more_chunks_wait_than_workers_start() {
+    // 2 workers and a spare, 1 chunk: one worker starts, and nothing else while it holds
+    // the chunk, nor when its crash puts the chunk back (its own restart takes it).
+    let (mut w, first) = World::new(
+        SchedConfig {
+            max_busy: 2,
+            ..config(3, 1, 6)
+        },
+        1,
+    );
+    assert_eq!(spawns(&first), vec![key(0, 0)]);
+    let a = w.ready(0);
+    assert!(spawns(&a).is_empty(), "{a:?}");
+    let a = w.exit(0, killed_by(SIGSEGV));
+    assert_eq!(spawns(&a), vec![key(0, 1)]);
+    w.run_to_end(&mut Rng::new(7));
+    w.assert_finished();
+    assert!(w.procs.iter().all(|p| p.key.id == WorkerId(0)));
+    // 2 workers and a spare, 3 chunks: both workers start; once one is ready with more
+    // chunks queued than workers starting, the spare starts.
+    let (mut w, first) = World::new(
+        SchedConfig {
+            max_busy: 2,
+            ..config(3, 1, 6)
+        },
+        3,
+    );
+    assert_eq!(spawns(&first), vec![key(0, 0), key(1, 0)]);
+    let a = w.ready(0);
+    assert_eq!(spawns(&a), vec![key(2, 0)]);
+    w.run_to_end(&mut Rng::new(8));
+    w.assert_finished();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -3170,13 +3201,15 @@ fn no_backup_deadline_while_admission_holds_dispatch() {
 
 #[test]
 fn with_no_median_yet_the_floor_alone_decides() {
-    // One chunk, two workers: no attempt ever finished, so no median to take 4x of.
-    let (mut w, _) = World::new(speculation_config(2, 4), 1);
+    // One chunk, two workers: no attempt ever finished, so no median to take 4x of. The
+    // second worker, which the one chunk did not need, starts when the backup is due.
+    let (mut w, first) = World::new(speculation_config(2, 4), 1);
+    assert_eq!(spawns(&first), vec![key(0, 0)]);
     w.ready(0);
-    w.ready(1);
     assert_eq!(w.s.next_deadline(), Some(w.t(1_000)));
     w.at(1_000);
-    let (k, task, attempt, _) = speculative_dispatch(&w.tick());
+    assert_eq!(spawns(&w.tick()), vec![key(1, 0)]);
+    let (k, task, attempt, _) = speculative_dispatch(&w.ready(1));
     assert_eq!((k, task, attempt), (key(1, 0), TaskId(0), Attempt(2)));
     w.at(1_050);
     let a = w.done(1);

@@ -31,16 +31,39 @@ pub(crate) enum Role {
 
 /// The fork server's loop for kernel `K`.
 pub(crate) fn serve_forks<K: ChunkKernel>(args: ForkServerArgs) -> Role {
-    use std::os::fd::{AsRawFd, IntoRawFd};
     // Named apart from its workers in a process table (`ps`, the tests' scans), first thing;
     // each worker takes the binary's name (its command line's first word: the coordinator
     // starts the fork server through /proc/self/fd, which names it after a number).
     let name = worker_name();
     os::set_name(FORK_SERVER_NAME);
-    let control = match os::inherited_fd(args.control_fd) {
-        Ok(fd) => fd,
-        Err(e) => return ended(&format!("the control socket: {e}")),
-    };
+    match os::inherited_fd(args.control_fd) {
+        Ok(control) => serve_on::<K>(control, name),
+        Err(e) => ended(&format!("the control socket: {e}")),
+    }
+}
+
+/// The fork server for kernel `K` in a process that was forked, not executed, by a
+/// coordinator that has `K` built in (its `engine::fork_server::prestart_forked`): serves
+/// fork requests on `control`, and each worker it forks runs as a spawned one would, named
+/// `worker_name` in a process table. Never returns: the fork server and each worker end
+/// with `_exit`.
+pub fn serve_forked<K: ChunkKernel + Send + 'static>(
+    control: std::os::fd::OwnedFd,
+    worker_name: &std::ffi::CStr,
+) -> ! {
+    os::set_name(FORK_SERVER_NAME);
+    // This process has its coordinator's logging (its filter, maybe colours for a
+    // terminal): on this thread, the one a worker runs on, log as a worker binary does.
+    let _log = tracing::subscriber::set_default(crate::serve::worker_log());
+    match serve_on::<K>(control, worker_name.to_owned()) {
+        Role::Ended(code) => os::exit_now(code),
+        Role::Worker(args) => crate::serve::run_worker::<K>(args),
+    }
+}
+
+/// The loop of [`serve_forks`] and [`serve_forked`] on the control socket.
+fn serve_on<K: ChunkKernel>(control: std::os::fd::OwnedFd, name: std::ffi::CString) -> Role {
+    use std::os::fd::{AsRawFd, IntoRawFd};
     K::preload();
     let reply = |control: &std::os::fd::OwnedFd, msg: &FromForkServer| {
         nix::sys::socket::send(

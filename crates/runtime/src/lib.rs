@@ -22,6 +22,7 @@ mod serve;
 
 use serde::de::DeserializeOwned;
 
+pub use fork_server::serve_forked;
 pub use protocol::TaskStats;
 pub use serve::serve;
 

@@ -67,6 +67,25 @@ pub fn serve<K: ChunkKernel + Send + 'static>() -> ExitCode {
             return ExitCode::from(protocol::exit::worker::SETUP as u8);
         }
     };
+    run_worker::<K>(args)
+}
+
+/// A worker's logging as [`serve`] sets it up: to stderr, plain, filtered by `BLOCKSUM_LOG`
+/// (default `warn`).
+pub(crate) fn worker_log() -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BLOCKSUM_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .finish()
+}
+
+/// The worker's life once started, by exec or by a fork server; ends the process.
+pub(crate) fn run_worker<K: ChunkKernel + Send + 'static>(args: WorkerArgs) -> ! {
     match run(args, crate::open::<K>) {
         // Done (told to stop, or the coordinator is gone): its answers are sent and its
         // kernel dropped (inputs closed). C exit handlers (GDAL's registry torn down) would
@@ -74,7 +93,7 @@ pub fn serve<K: ChunkKernel + Send + 'static>() -> ExitCode {
         Ok(()) => crate::os::exit_now(0),
         Err(e) => {
             eprintln!("worker: {e}");
-            ExitCode::from(protocol::exit::worker::SETUP as u8)
+            crate::os::exit_now(protocol::exit::worker::SETUP)
         }
     }
 }

@@ -55,10 +55,13 @@ pub(super) fn run(one: OneRun<'_>) -> Result<RunSummary, CoordError> {
         && cfg.pool.worker_bin.is_file()
         && engine::Spawn::from_env() == engine::Spawn::ForkServer
     {
-        engine::fork_server::prestart(
-            &cfg.pool.worker_bin,
-            vec![("BLOCKSUM_JOB".into(), job_name(one))],
-        );
+        let env = vec![("BLOCKSUM_JOB".into(), job_name(one))];
+        // The default worker binary's kernel is built in here: the fork server is this
+        // process forked (GDAL loaded already), not that binary executed (another load).
+        match cfg.pool.worker_bin == default_worker_bin() {
+            true => engine::fork_server::prestart_forked(&cfg.pool.worker_bin, env, serve_forks),
+            false => engine::fork_server::prestart(&cfg.pool.worker_bin, env),
+        }
     }
     let _unused = Prestarted;
     let prep = prepare(cfg, &one.io.input)?;
@@ -228,6 +231,14 @@ impl Drop for Prestarted {
     fn drop(&mut self) {
         engine::fork_server::discard_prestarted();
     }
+}
+
+/// The fork server forked from this process: the built-in worker's (`worker::WorkerKernel`,
+/// what the `worker` binary runs), its workers named `worker` as that binary's are. GDAL's
+/// error handler goes back to GDAL's own (messages on stderr), as in that binary.
+fn serve_forks(control: std::os::fd::OwnedFd) -> ! {
+    gdal::config::remove_error_handler();
+    runtime::serve_forked::<worker::WorkerKernel>(control, c"worker")
 }
 
 /// The run's name in each worker's environment (`BLOCKSUM_JOB`).

@@ -167,6 +167,11 @@ impl ChunkTable {
         self.pending.is_empty()
     }
 
+    /// Chunks queued for a worker.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The next chunk for a worker.
     pub fn next_pending(&self) -> Option<TaskId> {
         self.pending.front().copied()

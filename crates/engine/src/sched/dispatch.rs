@@ -114,6 +114,8 @@ impl Scheduler {
                 fault,
             });
         }
+        // No idle worker took a backup: one the plan did not need may start for it.
+        self.speculate(now, busy, out);
     }
 
     pub(super) fn on_ready(

@@ -176,10 +176,9 @@ pub struct Scheduler {
     jitter: Jitter,
     admission: Admission,
     done: bool,
-    /// The warm spares (lanes from `max_busy` on) are not started yet: they start once the
-    /// first worker is ready (and holds its first chunk), so that their start-up never
-    /// delays the pool's first worker or its first chunk.
-    spares_waiting: bool,
+    /// Lanes not started yet: the warm spares (lanes from `max_busy` on), and the workers
+    /// beyond the plan's chunks. They start once the pool is busy (`start_waiting_lanes`).
+    unstarted: Vec<WorkerId>,
     pub counters: SchedCounters,
 }
 
@@ -214,7 +213,7 @@ impl Scheduler {
             jitter: Jitter::new(cfg.jitter_seed),
             admission: Admission::new(cfg.admission_open, now),
             done: false,
-            spares_waiting: false,
+            unstarted: Vec::new(),
             counters: SchedCounters::default(),
             cfg,
         };
@@ -224,41 +223,68 @@ impl Scheduler {
             out.push(SchedAction::Finished);
             return (s, out);
         }
-        for id in s
-            .lanes
-            .ids()
-            .take(s.cfg.max_busy as usize)
-            .collect::<Vec<_>>()
-        {
+        // No more workers than chunks at first: a worker without a chunk only costs its
+        // start-up (and CPU the others need).
+        let first = (s.cfg.max_busy as usize).min(chunks);
+        s.unstarted = s.lanes.ids().skip(first).collect();
+        for id in s.lanes.ids().take(first).collect::<Vec<_>>() {
             s.spawn(WorkerKey { id, gen: 0 }, now, &mut out);
         }
-        s.spares_waiting = s.cfg.workers > s.cfg.max_busy;
+        if first < s.cfg.max_busy as usize {
+            tracing::info!(
+                chunks,
+                workers = s.cfg.max_busy,
+                "fewer chunks than workers: starting {first} worker(s); the others start only if chunks wait for them"
+            );
+        }
         s.pump(now, &mut out);
         (s, out)
     }
 
-    /// Starts the warm spares once a worker is ready (see `spares_waiting`).
-    fn start_spares_when_ready(&mut self, now: Instant, out: &mut Vec<SchedAction>) {
-        let ready = |l: &lanes::Lane| {
-            matches!(l.state, WorkerState::Idle { .. } | WorkerState::Busy { .. })
-        };
-        if !self.spares_waiting || !self.lanes.iter().any(ready) {
+    /// Starts the lanes not started yet (see `unstarted`) once a worker is ready and more
+    /// chunks wait than the workers starting will take: their start-up never delays the
+    /// pool's first worker or its first chunk, and a run whose workers take all its chunks
+    /// (a one-chunk raster) starts none. (A speculative backup starts one of them when it
+    /// needs it: `speculate`.)
+    fn start_waiting_lanes(&mut self, now: Instant, out: &mut Vec<SchedAction>) {
+        if self.unstarted.is_empty() || self.chunks.pending_is_empty() {
             return;
         }
-        self.spares_waiting = false;
-        let waiting: Vec<WorkerId> = self
-            .lanes
-            .ids()
-            .skip(self.cfg.max_busy as usize)
-            .filter(|&id| self.lanes.get(id).state == WorkerState::Retired)
-            .collect();
+        let (mut ready, mut starting) = (false, 0);
+        for l in self.lanes.iter() {
+            match l.state {
+                WorkerState::Idle { .. } | WorkerState::Busy { .. } => ready = true,
+                WorkerState::Starting { .. } => starting += 1,
+                _ => {}
+            }
+        }
+        if !ready || self.chunks.pending_len() <= starting {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.unstarted);
         tracing::debug!(
-            spares = waiting.len(),
-            "a worker is ready: starting the warm spares"
+            lanes = waiting.len(),
+            "a worker is ready and chunks wait: starting the warm spares (and the workers not started yet)"
         );
         for id in waiting {
+            self.start_unstarted(id, now, out);
+        }
+    }
+
+    /// Starts lane `id` if it never ran.
+    fn start_unstarted(&mut self, id: WorkerId, now: Instant, out: &mut Vec<SchedAction>) {
+        self.unstarted.retain(|&u| u != id);
+        if self.lanes.get(id).state == WorkerState::Retired {
             self.spawn(WorkerKey { id, gen: 0 }, now, out);
         }
+    }
+
+    /// A lane within `max_busy` that never ran (a worker the plan's chunks did not need).
+    fn startable_lane(&self) -> Option<WorkerId> {
+        self.unstarted
+            .iter()
+            .copied()
+            .find(|id| id.0 < self.cfg.max_busy)
     }
 
     // -----------------------------------------------------------------------------------
@@ -462,7 +488,7 @@ impl Scheduler {
         }
         if !self.done {
             self.pump(now, &mut out);
-            self.start_spares_when_ready(now, &mut out);
+            self.start_waiting_lanes(now, &mut out);
         }
         // Nothing follows a fatal decision.
         if let Some(i) = out.iter().position(|a| matches!(a, SchedAction::Fatal(_))) {

@@ -53,10 +53,20 @@ impl Scheduler {
             return;
         };
         while busy < self.cfg.max_busy {
-            let Some((key, pid)) = self.idle_worker() else {
+            let Some(c) = self.backup_candidate(now, threshold) else {
                 return;
             };
-            let Some(c) = self.backup_candidate(now, threshold) else {
+            let Some((key, pid)) = self.idle_worker() else {
+                // A worker the plan's chunks did not need is started for it: its backup
+                // goes out once it is ready.
+                if let Some(id) = self.startable_lane() {
+                    tracing::debug!(
+                        worker = id.0,
+                        task = c.task.0,
+                        "starting a worker for a speculative backup"
+                    );
+                    self.start_unstarted(id, now, out);
+                }
                 return;
             };
             let Some(slot) = self.slots.take() else {
@@ -126,7 +136,7 @@ impl Scheduler {
             && self.chunks.none_waiting_for_workers()
             && self.slots.free() > 0
             && (self.lanes.with_attempt() as u32) < self.cfg.max_busy
-            && self.idle_worker().is_some();
+            && (self.idle_worker().is_some() || self.startable_lane().is_some());
         if !can_take {
             return None;
         }
