@@ -363,7 +363,9 @@ fn zygote_setup(parent: Pid, z: &Zygote, null: &std::fs::File) -> nix::Result<()
     nix::unistd::dup2_stdin(null)?;
     nix::unistd::dup2_stdout(null)?;
     nix::unistd::dup2_stderr(&z.stderr)?;
-    close_all_but(z.control.as_raw_fd());
+    // SAFETY: the just-forked, single-threaded zygote; its handles to other descriptors are
+    // forgotten or never dropped (it ends with `_exit`).
+    unsafe { runtime::os::close_all_but(z.control.as_raw_fd()) };
     default_signals()
 }
 
@@ -390,31 +392,6 @@ fn default_signals() -> nix::Result<()> {
         }
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-}
-
-/// Closes every descriptor from 3 up but `keep`.
-fn close_all_but(keep: i32) {
-    let keep = keep as nix::libc::c_uint;
-    // SAFETY: close_range closes descriptors of this (just forked, single-threaded)
-    // process; the only ones used from here are 0-2 and `keep`, and owned handles to the
-    // others are never used again (the child ends with _exit, dropping none of them).
-    let ranges = unsafe {
-        (keep <= 3 || nix::libc::close_range(3, keep - 1, 0) == 0)
-            && nix::libc::close_range(keep + 1, nix::libc::c_uint::MAX, 0) == 0
-    };
-    if !ranges {
-        // Before Linux 5.9: one by one, from the list of open ones.
-        let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-            .map(|d| {
-                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for fd in open.into_iter().filter(|&fd| fd > 2 && fd != keep as i32) {
-            // SAFETY: as above.
-            unsafe { nix::libc::close(fd) };
-        }
-    }
 }
 
 /// Ends a forked child at once, running no exit handler of the parent's.

@@ -17,7 +17,7 @@
 
 pub mod fault;
 mod fork_server;
-mod os;
+pub mod os;
 mod serve;
 
 use serde::de::DeserializeOwned;

@@ -316,17 +316,23 @@ fn become_worker(
     }
     drop(stderr);
     let keep = shm.into_raw_fd();
-    close_all_but(keep);
+    // SAFETY: this is the just-forked worker; the fork server's handles are forgotten.
+    unsafe { close_all_but(keep) };
     Ok(Forked::Worker { shm_fd: keep })
 }
 
 /// Closes every descriptor from 3 up but `keep`: nothing of the fork server's (its control
-/// socket, whatever a library opened in it) reaches a worker.
-fn close_all_but(keep: i32) {
+/// socket, whatever a library opened in it) reaches a worker, and nothing of the
+/// coordinator's reaches a fork server forked from it (`engine::os::fork_zygote`).
+///
+/// # Safety
+/// For a just-forked, single-threaded process: no handle to a descriptor other than 0-2 and
+/// `keep` may be used or closed again afterwards (the caller forgets them, or the process
+/// ends with `_exit`).
+pub unsafe fn close_all_but(keep: i32) {
     let keep = keep as nix::libc::c_uint;
     // SAFETY: close_range closes descriptors this process owns; the only ones that stay
-    // in use from here are 0-2 and `keep`. Owned handles to the others (the control
-    // socket) are forgotten by the caller, never closed again.
+    // in use from here are 0-2 and `keep` (the caller's contract above).
     let ranges = unsafe {
         (keep <= 3 || nix::libc::close_range(3, keep - 1, 0) == 0)
             && nix::libc::close_range(keep + 1, nix::libc::c_uint::MAX, 0) == 0

@@ -44,15 +44,8 @@ enum ServeError {
 /// Logs go to stderr (the coordinator keeps the last lines for its report), filtered by
 /// `BLOCKSUM_LOG`.
 pub fn serve<K: ChunkKernel + Send + 'static>() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BLOCKSUM_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .init();
+    use tracing_subscriber::util::SubscriberInitExt;
+    worker_log().init();
     let args = match WorkerCommand::parse(std::env::args().skip(1)) {
         Ok(WorkerCommand::Worker(a)) => a,
         Ok(WorkerCommand::ForkServer(f)) => match crate::fork_server::serve_forks::<K>(f) {

@@ -344,33 +344,14 @@ fn finish(
             fill_section(&mut section, r, s as u32, cfg.one(io), p, start);
             opened_total += section.opened_inputs;
         }
-        match fate {
-            OutputFate::Kept => lines.push(format!(
-                "kept {}: committed by the interrupted run (--resume), nothing recomputed",
-                batch.output_for(input).display()
-            )),
-            OutputFate::Committed {
-                quarantined,
-                resumed,
-                ..
-            } => {
-                let (io, p) = &preps[setup_index.unwrap_or(0)];
-                lines.push(committed_line(
-                    cfg.one(io),
-                    p,
-                    quarantined,
-                    *resumed,
-                    &section,
-                ));
-            }
-            OutputFate::Failed(e) => {
-                // Refusals before the run were said when found.
-                if setup_index.is_some() {
-                    eline(&format!("error: {}: {e}", input.display()));
-                }
-            }
-            OutputFate::Waiting => {}
-        }
+        lines.extend(fate_line(
+            cfg,
+            batch,
+            preps,
+            (input, fate),
+            setup_index,
+            &section,
+        ));
         sections.push(section);
     }
     let failed = batch.inputs.len() - written;
@@ -416,6 +397,45 @@ fn finish(
         say_run_error(e, written, failed);
     }
     Ok(RunSummary { exit_code, message })
+}
+
+/// The summary line of one input's fate (a failure is said on stderr here, unless it was a
+/// refusal before the run, said when found).
+fn fate_line(
+    cfg: &RunConfig,
+    batch: &crate::cli::BatchSpec,
+    preps: &[(Io, Prepared)],
+    (input, fate): (&Path, &OutputFate),
+    setup_index: Option<usize>,
+    section: &InputReport,
+) -> Option<String> {
+    match fate {
+        OutputFate::Kept => Some(format!(
+            "kept {}: committed by the interrupted run (--resume), nothing recomputed",
+            batch.output_for(input).display()
+        )),
+        OutputFate::Committed {
+            quarantined,
+            resumed,
+            ..
+        } => {
+            let (io, p) = &preps[setup_index.unwrap_or(0)];
+            Some(committed_line(
+                cfg.one(io),
+                p,
+                quarantined,
+                *resumed,
+                section,
+            ))
+        }
+        OutputFate::Failed(e) => {
+            if setup_index.is_some() {
+                eline(&format!("error: {}: {e}", input.display()));
+            }
+            None
+        }
+        OutputFate::Waiting => None,
+    }
 }
 
 /// The run's own failure, one line; an interrupt names the outputs committed before it,
