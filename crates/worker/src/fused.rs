@@ -121,6 +121,7 @@ impl<T: Sample> tiffdec::BlockSink for Sink<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::tests::agg;
     use crate::{
         kernel::{aggregate_masked, out_dims},
         types::Agg,
@@ -309,16 +310,6 @@ mod tests {
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         prop_assert_eq!(bits(&got), bits(&want));
         Ok(())
-    }
-
-    fn agg() -> impl Strategy<Value = Agg> {
-        prop_oneof![
-            Just(Agg::Sum),
-            Just(Agg::Mean),
-            Just(Agg::Min),
-            Just(Agg::Max),
-            Just(Agg::Count)
-        ]
     }
 
     proptest! {

@@ -384,7 +384,7 @@ impl<'m, T: Sample> BlockRows<'m, T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -416,7 +416,8 @@ mod tests {
         out
     }
 
-    fn agg() -> impl Strategy<Value = Agg> {
+    /// Every aggregation (the kernels' proptests share it).
+    pub(crate) fn agg() -> impl Strategy<Value = Agg> {
         prop_oneof![
             Just(Agg::Sum),
             Just(Agg::Mean),

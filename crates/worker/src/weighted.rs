@@ -162,6 +162,7 @@ fn run<T: Sample, O: Op, const MASK: bool, const AFFINE: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::tests::agg;
     use crate::kernel::{aggregate_masked, out_dims};
     use proptest::prelude::*;
 
@@ -206,16 +207,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn agg() -> impl Strategy<Value = Agg> {
-        prop_oneof![
-            Just(Agg::Sum),
-            Just(Agg::Mean),
-            Just(Agg::Min),
-            Just(Agg::Max),
-            Just(Agg::Count)
-        ]
     }
 
     fn close(a: f64, b: f64) -> bool {
