@@ -137,12 +137,16 @@ fn hanging_run(fx: &Fixture, out: &Path, rep: &Path) -> (Child, Vec<u32>) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let ws = wait_for(Duration::from_secs(20), "three forked workers", || {
+    let ws = three_forked_workers(child.id());
+    (child, ws)
+}
+
+/// Waits until run `pid` has forked its two workers and the warm spare; their pids.
+fn three_forked_workers(pid: u32) -> Vec<u32> {
+    wait_for(Duration::from_secs(20), "three forked workers", || {
         let ws = forked_workers(pid);
         (ws.len() == 3).then_some(ws)
-    });
-    (child, ws)
+    })
 }
 
 /// The pid of the worker that took chunk 0's first attempt, from the event stream.
@@ -254,10 +258,7 @@ fn the_fork_server_is_the_coordinator_forked_unless_the_worker_binary_is_another
         let pid = child.id();
         // The two workers and the spare: no fork under way then (a process just forked is
         // named like its fork server for a moment).
-        let ws = wait_for(Duration::from_secs(20), "three forked workers", || {
-            let ws = forked_workers(pid);
-            (ws.len() == 3).then_some(ws)
-        });
+        let ws = three_forked_workers(pid);
         let needle = fx.input.to_string_lossy().into_owned();
         let server = processes(FORK_SERVER, &needle);
         assert_eq!(server.len(), 1, "one fork server for the run ({given:?})");
