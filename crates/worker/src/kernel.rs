@@ -2,7 +2,7 @@
 //! of input pixels; nodata and NaN are excluded; partial edge blocks aggregate what exists.
 //! Accumulation is in `f64`.
 
-use crate::{simd::add_row_best, types::Agg};
+use crate::{ffi::simd::add_row_best, types::Agg};
 
 /// A pixel type the kernels read.
 pub trait Sample: Copy + Into<f64> + bytemuck::Pod + Send + Sync + 'static {}

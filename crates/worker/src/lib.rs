@@ -8,25 +8,24 @@
 //!
 //! Modules: `types` (windows, sample types, aggregations), `kernel` (the aggregations,
 //! proptested against a naive reference; `BlockRows`, the same fed tile by tile), `fused` (block
-//! aggregation straight from the native decoder's tiles), `simd` (the kernel's row loop in an
-//! AVX2 build, chosen at run time), `read` (window reads: GDAL's, and the native decoder's for local GeoTIFFs), `choice` (which decoder
+//! aggregation straight from the native decoder's tiles), `read` (window reads: GDAL's, and the native decoder's for local GeoTIFFs), `choice` (which decoder
 //! reads, and why), `exec` (the
 //! block-aggregation kernel over one open raster), `cache` (the [`runtime::ChunkKernel`] a process
 //! serves: the run's inputs, a few kept open), `noop` (the dispatch benchmark's kernel),
 //! `map` (users' own kernels: the `map` job's types, the f64 window read with its validity
-//! mask, and C ABI plug-ins loaded in worker processes only), `gdal_ffi` (a band's type as
-//! the running GDAL names it).
+//! mask, and C ABI plug-ins loaded in worker processes only), `ffi` (every `unsafe` of the
+//! crate: a band's type as the running GDAL names it, the plug-ins' C ABI, the kernel's AVX2
+//! row loop).
 
 pub mod cache;
 pub mod choice;
 pub mod exec;
+pub mod ffi;
 pub mod fused;
-pub mod gdal_ffi;
 pub mod kernel;
 pub mod map;
 pub mod noop;
 pub mod read;
-pub mod simd;
 pub mod types;
 pub mod weighted;
 

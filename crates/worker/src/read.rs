@@ -70,7 +70,7 @@ pub fn signed_byte_view(rb: &gdal::raster::RasterBand<'_>) -> Option<SignedByteV
             == Some("SIGNEDBYTE"))
         .then_some(SignedByteView::ByteSigned),
         // A type newer than the bindings' GDAL reads as Unknown: ask the running GDAL.
-        GdalDataType::Unknown => (crate::gdal_ffi::band_type_name(rb).as_deref() == Some("Int8"))
+        GdalDataType::Unknown => (crate::ffi::gdal::band_type_name(rb).as_deref() == Some("Int8"))
             .then_some(SignedByteView::Int8),
         _ => None,
     }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use gdal::{Dataset, Metadata};
-use worker::{gdal_ffi::band_type_name, Agg, SampleType};
+use worker::{ffi::gdal::band_type_name, Agg, SampleType};
 
 use crate::{error::CoordError, os::gdal_err};
 

@@ -6,7 +6,7 @@
 //! Two ways to bring a kernel:
 //! - a C ABI shared library ([`PluginKernel`], the standard `worker` binary serves it as
 //!   [`crate::WorkerKernel::Map`]): the library is loaded by worker processes only, through
-//!   [`ffi`], the one module of this crate with `unsafe`;
+//!   `crate::ffi::plugin` (the crate's `unsafe` is all in `crate::ffi`);
 //! - a Rust crate that implements [`runtime::ChunkKernel`] with `Setup = MapSetup` and
 //!   `Chunk = MapChunk`, reads with [`MapInput::read`] and serves itself with
 //!   `runtime::serve::<MyKernel>()` (see `examples/rust-kernel`).
@@ -16,7 +16,7 @@
 //!
 //! It does not plan, schedule or write anything.
 
-pub mod ffi;
+pub use crate::ffi::plugin as ffi;
 
 use std::{path::Path, time::Instant};
 

@@ -14,7 +14,7 @@ use std::{
 
 use runtime::KernelError;
 
-use super::MapView;
+use crate::map::MapView;
 
 /// The exported symbol (NUL-terminated, as `libloading` wants it).
 pub const SYMBOL: &[u8] = b"blocksum_kernel_v1\0";

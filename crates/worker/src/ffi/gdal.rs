@@ -1,8 +1,7 @@
 //! The one GDAL call the bindings do not expose that this crate needs: a band's data type as
 //! the running GDAL names it. The `gdal` crate maps the raw type through the enum of the
 //! GDAL it was built against (3.6 here), so a newer GDAL's types (3.7's Int8) read as
-//! "Unknown"; the name comes from the library that runs. The crate's only `unsafe` besides
-//! `map::ffi`.
+//! "Unknown"; the name comes from the library that runs.
 
 /// GDAL's own name for `band`'s data type ("Int8" from GDAL >= 3.7 on a signed-byte band;
 /// "CInt16" for a complex one, which the bindings call "Unknown"), or `None` when GDAL has

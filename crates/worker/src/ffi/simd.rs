@@ -2,7 +2,7 @@
 //! run time where the CPU has it (`is_x86_feature_detected!`, which caches its answer), so a
 //! release build needs no `target-cpu`. The same IEEE operations in the same order as the
 //! baseline (SSE2) build: the same bits (the kernel's proptests compare the two paths on a
-//! CPU with AVX2). One of the crate's modules with `unsafe` (with `gdal_ffi` and `map::ffi`).
+//! CPU with AVX2).
 
 /// Whether the block kernel runs its AVX2 build here.
 pub fn has_avx2() -> bool {
