@@ -1,7 +1,8 @@
 //! The coordinator's own OS and FFI specifics, behind a safe interface: the no-clobber
 //! rename, SIGXFSZ, GDAL's thread-local error state, GDAL's block cache, the names of
 //! data types the bindings do not know, and GDAL's CreateCopy with a progress callback that
-//! stops it on an interrupt (the bindings' copy takes none). Every `unsafe` of the coordinator is here. The process
+//! stops it on an interrupt (the bindings' copy takes none), and early writeback of a file
+//! being written (`sync_file_range`, which the bindings lack). Every `unsafe` of the coordinator is here. The process
 //! specifics of supervision (fork/exec setup, signals, limits) are the engine's
 //! (`engine::os`), re-exported here.
 
@@ -45,6 +46,22 @@ pub fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> std::io
         return Err(std::io::ErrorKind::AlreadyExists.into());
     }
     std::fs::rename(from, to)
+}
+
+/// Starts writing `file`'s dirty pages to disk and returns without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): the `fsync` at the commit then waits for
+/// what is left, not for the whole file. Durability still comes from that `fsync` alone.
+pub fn start_writeback(file: &std::fs::File) -> std::io::Result<()> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the call's length (borrowed from `file`), and the
+    // call reads no memory of this process.
+    let r = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Ignores SIGXFSZ, so that a write past `ulimit -f` fails with EFBIG (and is reported)

@@ -178,7 +178,14 @@ pub struct GtiffSink {
     blocks: Option<(usize, usize)>,
     /// Windows written as quarantined, for the mask when there is no nodata to mark them.
     quarantined: Vec<Window>,
+    /// The file under its temporary name, read-only, and the windows written since its
+    /// writeback last started (`os::start_writeback`): the disk takes the output while the
+    /// workers compute, and the commit's `fsync` waits for the last blocks only.
+    writeback: Option<(std::fs::File, u32)>,
 }
+
+/// Windows written between two starts of the output's writeback.
+const WRITEBACK_EVERY: u32 = 8;
 
 impl GtiffSink {
     /// The output's final name (for messages).
@@ -199,10 +206,11 @@ impl GtiffSink {
         GtiffSink {
             ds,
             spec,
-            tmp,
             adjusted,
             blocks,
             quarantined: Vec::new(),
+            writeback: std::fs::File::open(&tmp).ok().map(|f| (f, 0)),
+            tmp,
         }
     }
 }
@@ -237,7 +245,16 @@ impl engine::ChunkSink for GtiffSink {
             output,
             &mut self.adjusted,
             whole,
-        )
+        )?;
+        if let Some((file, written)) = &mut self.writeback {
+            *written += 1;
+            if *written >= WRITEBACK_EVERY {
+                *written = 0;
+                // Only a head start for the disk: the commit's fsync is what makes it durable.
+                let _ = crate::os::start_writeback(file);
+            }
+        }
+        Ok(())
     }
 
     fn close(mut self, metadata: Vec<(String, String)>) -> Result<Vec<Adjusted>, String> {
