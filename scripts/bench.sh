@@ -10,7 +10,8 @@
 #   scripts/bench.sh grid [options]         a target grid against --factor and gdalwarp (bench_grid.py)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-(cd "$ROOT" && cargo build --release --bins && cargo build --release -p blocksum-worker --example decode_floor)
+(cd "$ROOT" && cargo build --release --bins && cargo build --release -p blocksum-worker --example decode_floor \
+  && cargo build --release -p blocksum-tiffdec --example inflate_floor)
 if [ "${1:-}" = tail ]; then
   shift
   exec python3 "$ROOT/scripts/bench_tail.py" "$@"

@@ -166,6 +166,10 @@ fn start(cfg: &PoolConfig, key: WorkerKey, name: &str) -> std::io::Result<Starte
     })
 }
 
+/// The last lines of a worker's stderr, shared by the thread that reads them and the one
+/// that reports its exit.
+type Tail = Arc<Mutex<VecDeque<String>>>;
+
 /// Spawns the worker `key`, wiring its events into `events`.
 pub fn spawn<E: Send + 'static>(
     cfg: &PoolConfig,
@@ -179,30 +183,13 @@ pub fn spawn<E: Send + 'static>(
         stderr,
         waiter,
     } = start(cfg, key, &name)?;
-    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
-
-    let tail_w = tail.clone();
-    let stderr_thread = thread::Builder::new()
-        .name(format!("w{}-stderr", key.id.0))
-        .spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                tracing::debug!(worker = key.id.0, pid, "stderr: {line}");
-                let mut t = tail_w.lock().unwrap_or_else(|p| p.into_inner());
-                if t.len() == STDERR_TAIL {
-                    t.pop_front();
-                }
-                t.push_back(line);
-            }
-        })?;
-
+    let tail: Tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+    let stderr_thread = keep_stderr_tail(key, pid, stderr, tail.clone())?;
     // The handshake thread drops `recv_done` when it ends; the wait thread waits for that, so
     // everything the handshake reports (and the channel it hands over) comes before the exit.
     // After the handshake, the event loop reads the worker's last words before its exit.
     let (recv_done_tx, recv_done) = mpsc::channel::<()>();
     let ev = events.clone();
-    let tail_x = tail;
-    let server_name = name.clone();
     thread::Builder::new()
         .name(format!("w{}-wait", key.id.0))
         .spawn(move || {
@@ -211,108 +198,146 @@ pub fn spawn<E: Send + 'static>(
             let _ = stderr_thread.join();
             // A worker that died before connecting leaves the handshake blocked in accept():
             // connecting to the server ourselves unblocks it.
-            os::poke_server(&server_name);
+            os::poke_server(&name);
             let _ = recv_done.recv_timeout(std::time::Duration::from_secs(2));
-            let stderr_tail: Vec<String> = tail_x
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned()
-                .collect();
-            // Only an abnormal exit can be an out-of-memory death, and only the last words
-            // count: an allocation failure is the last thing a dying Rust process prints.
-            let abnormal = status.as_ref().map_or(true, |s| *s != (Some(0), None));
-            let out_of_memory = abnormal
-                && stderr_tail.iter().rev().take(3).any(|l| {
-                    l.contains("memory allocation of")
-                        || l.contains("Out of memory")
-                        || l.contains("out of memory")
-                });
-            let exit = match status {
-                Ok((code, signal)) => ExitInfo {
-                    code,
-                    signal,
-                    out_of_memory,
-                    stderr_tail,
-                },
-                Err(_) => ExitInfo {
-                    out_of_memory,
-                    stderr_tail,
-                    ..ExitInfo::default()
-                },
-            };
+            let exit = exit_info(status, &tail);
             let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::WorkerExited {
                 key,
                 exit,
             })));
         })?;
-
     let ev = events.clone();
     let setup = cfg.setup.clone();
     thread::Builder::new()
         .name(format!("w{}-start", key.id.0))
         .spawn(move || {
             let _recv_done = recv_done_tx;
-            let Ok((_boot_rx, (sender, receiver))) = server.accept() else {
-                return;
-            };
-            // One handshake message: a closed channel or garbage is reported here, and the
-            // caller gets only a message that decoded.
-            let next = |what: &str| -> Option<FromWorker> {
-                let se = match receiver.recv().map(|b| decode::<FromWorker>(&b.0)) {
-                    Ok(Ok(m)) => return Some(m),
-                    Ok(Err(e)) => SchedEvent::Garbage {
-                        key,
-                        detail: format!("{what}: {e}"),
-                    },
-                    Err(_) => SchedEvent::Disconnected { key },
-                };
-                let _ = ev.send(wrap(PoolEvent::Sched(se)));
-                None
-            };
-            let garbage = |what: &str, got: FromWorker| {
-                let detail = format!("expected {what}, got {got:?}");
-                let _ = ev.send(wrap(PoolEvent::Sched(SchedEvent::Garbage { key, detail })));
-            };
-            match next("hello") {
-                Some(FromWorker::Hello { version, .. }) if version == PROTOCOL_VERSION => {}
-                Some(FromWorker::Hello { version, .. }) => {
-                    let _ = ev.send(wrap(PoolEvent::VersionMismatch {
-                        key,
-                        theirs: version,
-                    }));
-                    return;
-                }
-                Some(other) => return garbage("hello", other),
-                None => return,
-            }
-            // The setup; the worker is ready once its kernel opened. A worker whose setup
-            // fails says why and exits: its exit (and its last stderr lines) tell the
-            // scheduler it never became ready.
-            if sender
-                .send(&encode(&ToWorker::Setup(setup.to_vec())))
-                .is_err()
-            {
-                return;
-            }
-            match next("ready") {
-                Some(FromWorker::Ready) => {
-                    let _ = ev.send(wrap(PoolEvent::Connected {
-                        key,
-                        pid,
-                        sender,
-                        receiver,
-                    }));
-                }
-                Some(FromWorker::SetupFailed { error }) => {
-                    tracing::debug!(worker = key.id.0, pid, "setup failed: {error}");
-                }
-                Some(other) => garbage("ready", other),
-                None => {}
-            }
+            handshake(server, key, pid, &setup, &|e| {
+                let _ = ev.send(wrap(e));
+            })
         })?;
-
     Ok(Proc { pid, sender: None })
+}
+
+/// A thread that keeps the last [`STDERR_TAIL`] lines of the worker's stderr in `tail` (and
+/// logs each at debug level) until the stream ends with the process.
+fn keep_stderr_tail(
+    key: WorkerKey,
+    pid: u32,
+    stderr: Box<dyn std::io::Read + Send>,
+    tail: Tail,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name(format!("w{}-stderr", key.id.0))
+        .spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                tracing::debug!(worker = key.id.0, pid, "stderr: {line}");
+                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                if t.len() == STDERR_TAIL {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        })
+}
+
+/// How the worker ended, with its stderr's last lines.
+fn exit_info(status: std::io::Result<(Option<i32>, Option<i32>)>, tail: &Tail) -> ExitInfo {
+    let stderr_tail: Vec<String> = tail
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    // Only an abnormal exit can be an out-of-memory death, and only the last words
+    // count: an allocation failure is the last thing a dying Rust process prints.
+    let abnormal = status.as_ref().map_or(true, |s| *s != (Some(0), None));
+    let out_of_memory = abnormal
+        && stderr_tail.iter().rev().take(3).any(|l| {
+            l.contains("memory allocation of")
+                || l.contains("Out of memory")
+                || l.contains("out of memory")
+        });
+    match status {
+        Ok((code, signal)) => ExitInfo {
+            code,
+            signal,
+            out_of_memory,
+            stderr_tail,
+        },
+        Err(_) => ExitInfo {
+            out_of_memory,
+            stderr_tail,
+            ..ExitInfo::default()
+        },
+    }
+}
+
+/// The handshake with the worker that connects to `server`: its hello (the protocol
+/// version), the job's `setup`, its ready; then the channel goes to the event loop
+/// (`PoolEvent::Connected`). A closed channel or garbage is reported through `send`.
+fn handshake(
+    server: IpcOneShotServer<Bootstrap>,
+    key: WorkerKey,
+    pid: u32,
+    setup: &[u8],
+    send: &dyn Fn(PoolEvent),
+) {
+    let Ok((_boot_rx, (sender, receiver))) = server.accept() else {
+        return;
+    };
+    // One handshake message: a closed channel or garbage is reported here, and the
+    // caller gets only a message that decoded.
+    let next = |what: &str| -> Option<FromWorker> {
+        let se = match receiver.recv().map(|b| decode::<FromWorker>(&b.0)) {
+            Ok(Ok(m)) => return Some(m),
+            Ok(Err(e)) => SchedEvent::Garbage {
+                key,
+                detail: format!("{what}: {e}"),
+            },
+            Err(_) => SchedEvent::Disconnected { key },
+        };
+        send(PoolEvent::Sched(se));
+        None
+    };
+    let garbage = |what: &str, got: FromWorker| {
+        let detail = format!("expected {what}, got {got:?}");
+        send(PoolEvent::Sched(SchedEvent::Garbage { key, detail }));
+    };
+    match next("hello") {
+        Some(FromWorker::Hello { version, .. }) if version == PROTOCOL_VERSION => {}
+        Some(FromWorker::Hello { version, .. }) => {
+            return send(PoolEvent::VersionMismatch {
+                key,
+                theirs: version,
+            })
+        }
+        Some(other) => return garbage("hello", other),
+        None => return,
+    }
+    // The setup; the worker is ready once its kernel opened. A worker whose setup
+    // fails says why and exits: its exit (and its last stderr lines) tell the
+    // scheduler it never became ready.
+    if sender
+        .send(&encode(&ToWorker::Setup(setup.to_vec())))
+        .is_err()
+    {
+        return;
+    }
+    match next("ready") {
+        Some(FromWorker::Ready) => send(PoolEvent::Connected {
+            key,
+            pid,
+            sender,
+            receiver,
+        }),
+        Some(FromWorker::SetupFailed { error }) => {
+            tracing::debug!(worker = key.id.0, pid, "setup failed: {error}");
+        }
+        Some(other) => garbage("ready", other),
+        None => {}
+    }
 }
 
 /// What a worker's message after its handshake means to the scheduler.

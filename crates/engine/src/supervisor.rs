@@ -343,6 +343,14 @@ fn install_signals<C: Send + 'static>(
     Ok(handle)
 }
 
+/// What one event of the supervisor's loop leads to.
+enum Next {
+    /// The scheduler's actions, to carry out.
+    Act(Vec<SchedAction>),
+    /// The run is over.
+    End,
+}
+
 struct Supervisor<'a, J: Job> {
     job: &'a mut J,
     cfg: &'a EngineConfig,
@@ -378,17 +386,7 @@ impl<J: Job> Supervisor<'_, J> {
         let mut pending = first;
         let mut closing = false;
         loop {
-            // Say so, now and then, while dispatch waits for memory: also without a terminal.
-            if !self.sched.admission_open() && self.admission_notice.elapsed() >= ADMISSION_NOTICE {
-                self.admission_notice = Instant::now();
-                tracing::info!(
-                    "waiting for free memory: {} MiB available, --min-free-memory {} MiB; {} of {} chunks done",
-                    memory::available_memory() >> 20,
-                    self.cfg.min_free_memory.unwrap_or(0) >> 20,
-                    self.sched.finished(),
-                    self.sched.tasks()
-                );
-            }
+            self.notice_admission();
             self.act(std::mem::take(&mut pending), &mut closing)?;
             if let Some(key) = self.to_spawn.pop_front() {
                 self.spawn_now(key);
@@ -412,65 +410,10 @@ impl<J: Job> Supervisor<'_, J> {
                 }
                 Err(e) => return Err(EngineError::Internal(format!("the event loop: {e}"))),
             };
-            let now = Instant::now();
-            match ev {
-                Event::Sched(se) => {
-                    if let SchedEvent::Admission { open } = se {
-                        self.progress.waiting(!open);
-                        tracing::info!(
-                            open,
-                            "admission (available memory against --min-free-memory)"
-                        );
-                        self.admission_notice = now;
-                    }
-                    pending = self.sched.handle(now, se);
-                }
-                Event::Pool(PoolEvent::Sched(se)) => {
-                    pending = self.on_worker_event(se, now, inbox);
-                }
-                Event::Pool(PoolEvent::Connected {
-                    key,
-                    pid,
-                    sender,
-                    receiver,
-                }) => {
-                    if let Some((k, p)) = self.procs.get_mut(&key.id) {
-                        if *k == key {
-                            p.sender = Some(sender);
-                            let mut m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
-                            m.live.push((key, pid));
-                        }
-                    }
-                    pending = self.sched.handle(now, SchedEvent::WorkerReady { key, pid });
-                    // From here on the event loop reads the worker. A channel it cannot watch
-                    // is a worker it cannot hear: as good as disconnected.
-                    if let Err(e) = inbox.add_worker(key, receiver) {
-                        tracing::info!(worker = key.id.0, "cannot watch the worker's channel: {e}");
-                        pending.extend(self.sched.handle(now, SchedEvent::Disconnected { key }));
-                    }
-                }
-                Event::Pool(PoolEvent::VersionMismatch { theirs, .. }) => {
-                    return Err(EngineError::VersionMismatch {
-                        theirs,
-                        ours: protocol::PROTOCOL_VERSION,
-                    });
-                }
-                Event::Sink(SinkEvent::Written { task, micros }) => {
-                    self.write_us[task.0 as usize] = Some(micros);
-                    self.progress.chunk_done(self.job.chunk(task).weight);
-                    pending = self.sched.handle(now, SchedEvent::Written { task });
-                }
-                Event::Sink(SinkEvent::Closed(c)) => {
-                    self.closed = Some(c);
-                    if closing {
-                        return Ok(());
-                    }
-                }
-                Event::Sink(SinkEvent::Failed(why)) => return Err(EngineError::Sink(why)),
-                Event::Signal(sig) => {
-                    return Err(EngineError::Interrupted(crate::interrupt::name(sig)));
-                }
-            }
+            pending = match self.on_event(ev, inbox, closing)? {
+                Next::Act(actions) => actions,
+                Next::End => return Ok(()),
+            };
             if self
                 .sched
                 .next_deadline()
@@ -480,6 +423,90 @@ impl<J: Job> Supervisor<'_, J> {
                 pending.extend(more);
             }
         }
+    }
+
+    /// Says so, now and then, while dispatch waits for memory: also without a terminal.
+    fn notice_admission(&mut self) {
+        if !self.sched.admission_open() && self.admission_notice.elapsed() >= ADMISSION_NOTICE {
+            self.admission_notice = Instant::now();
+            tracing::info!(
+                "waiting for free memory: {} MiB available, --min-free-memory {} MiB; {} of {} chunks done",
+                memory::available_memory() >> 20,
+                self.cfg.min_free_memory.unwrap_or(0) >> 20,
+                self.sched.finished(),
+                self.sched.tasks()
+            );
+        }
+    }
+
+    /// One event of the loop: the scheduler's actions it leads to, or the end of the run
+    /// (the sink closed after the run finished, `closing`).
+    fn on_event(
+        &mut self,
+        ev: Event<<J::Sink as ChunkSink>::Closed>,
+        inbox: &mut EventLoop<Event<<J::Sink as ChunkSink>::Closed>>,
+        closing: bool,
+    ) -> Result<Next, EngineError> {
+        let now = Instant::now();
+        let actions = match ev {
+            Event::Sched(se) => {
+                if let SchedEvent::Admission { open } = se {
+                    self.progress.waiting(!open);
+                    tracing::info!(
+                        open,
+                        "admission (available memory against --min-free-memory)"
+                    );
+                    self.admission_notice = now;
+                }
+                self.sched.handle(now, se)
+            }
+            Event::Pool(PoolEvent::Sched(se)) => self.on_worker_event(se, now, inbox),
+            Event::Pool(PoolEvent::Connected {
+                key,
+                pid,
+                sender,
+                receiver,
+            }) => {
+                if let Some((k, p)) = self.procs.get_mut(&key.id) {
+                    if *k == key {
+                        p.sender = Some(sender);
+                        let mut m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+                        m.live.push((key, pid));
+                    }
+                }
+                let mut actions = self.sched.handle(now, SchedEvent::WorkerReady { key, pid });
+                // From here on the event loop reads the worker. A channel it cannot watch
+                // is a worker it cannot hear: as good as disconnected.
+                if let Err(e) = inbox.add_worker(key, receiver) {
+                    tracing::info!(worker = key.id.0, "cannot watch the worker's channel: {e}");
+                    actions.extend(self.sched.handle(now, SchedEvent::Disconnected { key }));
+                }
+                actions
+            }
+            Event::Pool(PoolEvent::VersionMismatch { theirs, .. }) => {
+                return Err(EngineError::VersionMismatch {
+                    theirs,
+                    ours: protocol::PROTOCOL_VERSION,
+                });
+            }
+            Event::Sink(SinkEvent::Written { task, micros }) => {
+                self.write_us[task.0 as usize] = Some(micros);
+                self.progress.chunk_done(self.job.chunk(task).weight);
+                self.sched.handle(now, SchedEvent::Written { task })
+            }
+            Event::Sink(SinkEvent::Closed(c)) => {
+                self.closed = Some(c);
+                if closing {
+                    return Ok(Next::End);
+                }
+                Vec::new()
+            }
+            Event::Sink(SinkEvent::Failed(why)) => return Err(EngineError::Sink(why)),
+            Event::Signal(sig) => {
+                return Err(EngineError::Interrupted(crate::interrupt::name(sig)));
+            }
+        };
+        Ok(Next::Act(actions))
     }
 
     /// Carries out the scheduler's actions: splits answered at once, writes last and in their
