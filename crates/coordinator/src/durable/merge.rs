@@ -295,7 +295,7 @@ pub fn merge(cfg: &MergeConfig) -> Result<String, CoordError> {
     }
     let spec = spec_of(&header, &cfg.output, header.output.height, 0);
     let ds = writer::create(&spec, staging.temp())?;
-    let mut sink = GtiffSink::new(ds, spec, staging.temp().to_path_buf());
+    let mut sink = GtiffSink::new(ds, spec, staging.temp().to_path_buf()).writeback(true);
     let all: Vec<&ShardJournal> = shards.iter().collect();
     copy(&all, &mut sink, 0)?;
     engine::ChunkSink::close(sink, header.output.metadata.clone()).map_err(|reason| {
@@ -355,7 +355,7 @@ fn write_vrt(
         let part = staged.temp().to_path_buf();
         let spec = spec_of(header, &tif, y1 - y0, y0);
         let ds = writer::create(&spec, &part)?;
-        let mut sink = GtiffSink::new(ds, spec, part.clone());
+        let mut sink = GtiffSink::new(ds, spec, part.clone()).writeback(true);
         copy(&[sj], &mut sink, y0)?;
         let adj = engine::ChunkSink::close(sink, o.metadata.clone()).map_err(|reason| {
             CoordError::Write {

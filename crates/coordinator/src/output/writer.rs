@@ -179,8 +179,8 @@ pub struct GtiffSink {
     /// Windows written as quarantined, for the mask when there is no nodata to mark them.
     quarantined: Vec<Window>,
     /// The file under its temporary name, read-only, and the windows written since its
-    /// writeback last started (`os::start_writeback`): the disk takes the output while the
-    /// workers compute, and the commit's `fsync` waits for the last blocks only.
+    /// writeback last started (`os::start_writeback`; see [`GtiffSink::writeback`]): the
+    /// disk takes the output while the workers compute.
     writeback: Option<(std::fs::File, u32)>,
 }
 
@@ -209,9 +209,21 @@ impl GtiffSink {
             adjusted,
             blocks,
             quarantined: Vec::new(),
-            writeback: std::fs::File::open(&tmp).ok().map(|f| (f, 0)),
+            writeback: None,
             tmp,
         }
+    }
+
+    /// Starts the file's writeback as windows are written (`os::start_writeback`, every
+    /// [`WRITEBACK_EVERY`] windows) when `on`: for a file that will be committed, whose
+    /// `fsync` then waits for the last blocks only; not for one that is read back and
+    /// replaced (the GeoTIFF a COG is copied from) or thrown away.
+    pub fn writeback(mut self, on: bool) -> GtiffSink {
+        self.writeback = match on {
+            true => std::fs::File::open(&self.tmp).ok().map(|f| (f, 0)),
+            false => None,
+        };
+        self
     }
 }
 

@@ -170,11 +170,10 @@ fn open_journal(
         range: staged.range,
     };
     let mut gtiff = match cfg.durability.shard {
-        None => Some(create_staged(
-            prep,
-            spec,
-            staged.staging.temp().to_path_buf(),
-        )?),
+        None => Some(
+            create_staged(prep, spec, staged.staging.temp().to_path_buf())?
+                .writeback(cfg.output.format == crate::cog::OutputFormat::GTiff),
+        ),
         Some(_) => None,
     };
     let jpath = &staged.jpath;

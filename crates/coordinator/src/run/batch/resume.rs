@@ -100,7 +100,7 @@ pub(super) fn begin(one: OneRun<'_>, p: &Prepared, t: Place) -> Result<Begun, Co
     }
     durable::keep_todo(&mut job, &p.plan, range, opened.earlier.as_ref());
     let remaining = job.tasks.iter().map(|ch| ch.out.pixels()).sum();
-    let pending = Pending::new(
+    let mut pending = Pending::new(
         spec,
         staging,
         job.metadata().to_vec(),
@@ -113,6 +113,7 @@ pub(super) fn begin(one: OneRun<'_>, p: &Prepared, t: Place) -> Result<Begun, Co
         },
         remaining,
     );
+    pending.writeback = cfg.output.format == crate::cog::OutputFormat::GTiff;
     Ok(Begun::Run {
         job: Box::new(job),
         pending: Box::new(pending),

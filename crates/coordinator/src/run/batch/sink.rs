@@ -79,6 +79,9 @@ pub(super) struct Pending {
     journal: Journal,
     quarantined: Vec<Chunk>,
     open: Option<GtiffSink>,
+    /// Start the GeoTIFF's writeback as it is written (`GtiffSink::writeback`): it is the
+    /// file committed (not the source of a COG copy).
+    pub(super) writeback: bool,
     /// Committed: its journal was removed (or, for a shard, is the product).
     settled: bool,
 }
@@ -99,6 +102,7 @@ impl Pending {
             journal,
             quarantined: Vec::new(),
             open: None,
+            writeback: false,
             settled: false,
         }
     }
@@ -114,7 +118,7 @@ impl Pending {
         }
         let tmp = self.staging.temp().to_path_buf();
         let ds = writer::create(&self.spec, &tmp)?;
-        let mut g = GtiffSink::new(ds, self.spec.clone(), tmp);
+        let mut g = GtiffSink::new(ds, self.spec.clone(), tmp).writeback(self.writeback);
         if let Some(scan) = &self.journal.earlier {
             durable::replay(&self.journal.path, scan, &mut g)?;
         }
