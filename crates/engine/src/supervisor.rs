@@ -140,17 +140,7 @@ pub fn run<J: Job>(
         log: cfg.events.clone(),
         ..MemShared::default()
     }));
-    // The scheduler's decisions feed the progress bar and the event stream as they are made.
-    let progress = Progress::new(cfg.tasks as u64, cfg.progress);
-    let observer: Observer = {
-        let (progress, log) = (progress.clone(), cfg.events.clone());
-        Box::new(move |ms, ev| {
-            progress.on_event(ev);
-            if let Some(l) = &log {
-                l.emit(ms, ev);
-            }
-        })
-    };
+    let (progress, observer) = progress_and_observer(&cfg);
     let (sched, first) = Scheduler::observed(cfg.sched.clone(), cfg.tasks, start, Some(observer));
     let record = |sched| RunRecord {
         sched,
@@ -159,12 +149,7 @@ pub fn run<J: Job>(
         start,
         ended: Instant::now(),
     };
-    // Every chunk must fit its slot: a job's mistake here is an internal error, found
-    // before any process starts (a split part is never larger than its parent).
-    if let Some(t) = (0..cfg.tasks as u32).map(TaskId).find(|&t| {
-        let c = job.chunk(t);
-        c.input_len > cfg.layout.input_bytes || c.output_len > cfg.layout.output_bytes
-    }) {
+    if let Some(t) = misfit(job, &cfg) {
         return (
             Err(EngineError::Internal(format!(
                 "chunk {t} does not fit the slot layout"
@@ -229,6 +214,32 @@ pub fn run<J: Job>(
         (Err(e), _) => Err(e),
     };
     (result, rec)
+}
+
+/// The progress bar, and the scheduler's observer that feeds it and the event stream as
+/// decisions are made.
+fn progress_and_observer(cfg: &EngineConfig) -> (Progress, Observer) {
+    let progress = Progress::new(cfg.tasks as u64, cfg.progress);
+    let observer: Observer = {
+        let (progress, log) = (progress.clone(), cfg.events.clone());
+        Box::new(move |ms, ev| {
+            progress.on_event(ev);
+            if let Some(l) = &log {
+                l.emit(ms, ev);
+            }
+        })
+    };
+    (progress, observer)
+}
+
+/// A chunk that does not fit its slot: a job's mistake, an internal error found before any
+/// process starts (a split part is never larger than its parent, so the plan's chunks are
+/// all there is to check).
+fn misfit<J: Job>(job: &J, cfg: &EngineConfig) -> Option<TaskId> {
+    (0..cfg.tasks as u32).map(TaskId).find(|&t| {
+        let c = job.chunk(t);
+        c.input_len > cfg.layout.input_bytes || c.output_len > cfg.layout.output_bytes
+    })
 }
 
 /// The threads a run has beside the supervisor's: the event loop (its inbox and sender),
