@@ -215,7 +215,7 @@ impl GtiffSink {
     }
 
     /// Starts the file's writeback as windows are written (`os::start_writeback`, every
-    /// [`WRITEBACK_EVERY`] windows) when `on`: for a file that will be committed, whose
+    /// `WRITEBACK_EVERY` windows) when `on`: for a file that will be committed, whose
     /// `fsync` then waits for the last blocks only; not for one that is read back and
     /// replaced (the GeoTIFF a COG is copied from) or thrown away.
     pub fn writeback(mut self, on: bool) -> GtiffSink {
