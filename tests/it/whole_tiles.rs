@@ -75,3 +75,54 @@ fn whole_tile_chunks_give_the_same_pixels_as_strips() {
         }
     }
 }
+
+/// More workers than CPUs: only as many run at once as there are CPUs, so the plan keeps
+/// whole output tiles while they give each of those four chunks, where the worker count
+/// alone would cut chunks below one tile (the output's tiles then written in parts).
+#[test]
+fn more_workers_than_cpus_keep_whole_output_tiles() {
+    use gdal::{raster::RasterCreationOptions, DriverManager};
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sparse.tif");
+    // One 256x256 output tile at F = 8 reads 2048x2048 Float32 (16 MiB); 4 of them per CPU.
+    // Sparse: no block is written, only the header `plan` reads.
+    let (w, h) = (2048 * 4 * cpus, 2048);
+    let opts = RasterCreationOptions::from_iter([
+        "TILED=YES",
+        "COMPRESS=DEFLATE",
+        "SPARSE_OK=TRUE",
+        "BIGTIFF=YES",
+    ]);
+    DriverManager::get_driver_by_name("GTiff")
+        .unwrap()
+        .create_with_band_type_with_options::<f32, _>(&input, w, h, 1, &opts)
+        .unwrap();
+    let plan = |workers: usize| {
+        let o = run(coordinator()
+            .args(["--workers", &workers.to_string(), "plan"])
+            .arg(&input)
+            .args(["--factor", "8"]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // Twice the CPUs: the worker count alone would ask for chunks of 8 MiB.
+    let over = plan(2 * cpus);
+    assert!(
+        over.contains(&format!("{} of 2048x2048 pixels", 4 * cpus))
+            && over.contains("whole 256x256 output tiles"),
+        "{over}"
+    );
+    // With a chunk budget below one tile, the budget still rules: strips, not tiles.
+    let o = run(coordinator()
+        .args(["--workers", &(2 * cpus).to_string(), "plan"])
+        .arg(&input)
+        .args(["--factor", "8", "--chunk-mib", "8"]));
+    let small = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success()
+            && small.contains("of 8192x256 pixels")
+            && !small.contains("output tiles"),
+        "{small}"
+    );
+}

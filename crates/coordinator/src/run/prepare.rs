@@ -139,9 +139,25 @@ fn plan_chunks(
         Some(_) => u64::MAX,
         None => (total / (4 * cfg.pool.workers.max(1) as u64)).max(1 << 20),
     };
+    let tile = cfg.output.creation_options.gtiff_tile();
+    // More workers than CPUs (isolation, memory): only as many run at once as there are
+    // CPUs, so when whole output tiles still give each of those a few chunks, take them over
+    // the smaller chunks the worker count asks for, which cut the output's tiles (each then
+    // written in parts) and cost every chunk's overhead more often. Measured on 2 CPUs,
+    // 16384², F = 8, `--workers 50`: 256 chunks of 5 MiB 2.62 s, 64 whole tiles 2.43 s.
+    let running = cfg.pool.workers.min(crate::cli::settings::cpus()).max(1) as u64;
+    let spread = match (&mapping, tile) {
+        (&Mapping::Factor { factor }, Some((tw, th))) if running < cfg.pool.workers as u64 => {
+            let one_tile = (factor * tw) * (factor * th) * pixel_bytes;
+            match total / one_tile.max(1) >= 4 * running {
+                true => spread.max(one_tile),
+                false => spread,
+            }
+        }
+        _ => spread,
+    };
     let target = cfg.pool.chunk_bytes.min(spread);
     let size = (info.width, info.height);
-    let tile = cfg.output.creation_options.gtiff_tile();
     let plan = match mapping {
         Mapping::Factor { factor } => plan(
             size,
