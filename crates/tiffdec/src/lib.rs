@@ -401,34 +401,40 @@ impl<R: ReadAt> Tiff<R> {
             }
         }
         let out = &mut whole[..expect];
-        let size = l.kind.size();
-        let stride = l.block_samples();
-        match l.predictor {
-            // libtiff's floating-point predictor yields native order whatever the file's.
-            Predictor::Float => {
-                scratch.row.resize(row_bytes, 0);
-                for row in out.chunks_exact_mut(row_bytes) {
-                    predict::float(row, size, stride, &mut scratch.row);
-                }
+        undo_predictor(l, out, &mut scratch.row).map_err(bad)?;
+        Ok(Some(out))
+    }
+}
+
+/// Undoes `l`'s predictor on the decoded block `out` (whole rows) and leaves its samples in
+/// native byte order; `row` is scratch space for the floating-point predictor.
+fn undo_predictor(l: &Layout, out: &mut [u8], row: &mut Vec<u8>) -> Result<(), String> {
+    let (row_bytes, size, stride) = (l.row_bytes(), l.kind.size(), l.block_samples());
+    match l.predictor {
+        // libtiff's floating-point predictor yields native order whatever the file's.
+        Predictor::Float => {
+            row.resize(row_bytes, 0);
+            for r in out.chunks_exact_mut(row_bytes) {
+                predict::float(r, size, stride, row);
             }
-            Predictor::Horizontal => {
-                if !l.order.is_native() {
-                    predict::swap_bytes(out, size);
-                }
-                for row in out.chunks_exact_mut(row_bytes) {
-                    if !predict::horizontal(row, size, stride) {
-                        return Err(bad("misaligned row".into()));
-                    }
-                }
+        }
+        Predictor::Horizontal => {
+            if !l.order.is_native() {
+                predict::swap_bytes(out, size);
             }
-            Predictor::None => {
-                if !l.order.is_native() {
-                    predict::swap_bytes(out, size);
+            for r in out.chunks_exact_mut(row_bytes) {
+                if !predict::horizontal(r, size, stride) {
+                    return Err("misaligned row".into());
                 }
             }
         }
-        Ok(Some(out))
+        Predictor::None => {
+            if !l.order.is_native() {
+                predict::swap_bytes(out, size);
+            }
+        }
     }
+    Ok(())
 }
 
 /// Receives a window block by block from [`Tiff::visit_window`].
