@@ -76,9 +76,9 @@ fn whole_tile_chunks_give_the_same_pixels_as_strips() {
     }
 }
 
-/// More workers than CPUs: only as many run at once as there are CPUs, so the plan keeps
-/// whole output tiles while they give each of those four chunks, where the worker count
-/// alone would cut chunks below one tile (the output's tiles then written in parts).
+/// More workers than CPUs: only as many run at once as there are CPUs, so the plan spreads
+/// the raster over those (four chunks each) and keeps whole output tiles, where spreading it
+/// over every worker would cut chunks below one tile (the output's tiles written in parts).
 #[test]
 fn more_workers_than_cpus_keep_whole_output_tiles() {
     use gdal::{raster::RasterCreationOptions, DriverManager};
