@@ -557,3 +557,84 @@ fn resume_over_a_committed_output_of_the_same_plan_exits_0_and_leaves_it_untouch
     assert!(untouched_stamp(&out) == before, "the output was rewritten");
     assert!(!journal.exists(), "the committed run's journal is removed");
 }
+
+/// A retry lands on a node with another CPU count: on a small raster the chunk grid follows
+/// the workers that run at once (no more than the CPUs), so the journal's grid is not the
+/// one the retry plans. `--resume` takes the journal's grid, keeps its chunks, and the output
+/// is the uninterrupted run's.
+#[test]
+fn resume_on_a_node_with_other_cpus_keeps_the_journals_chunk_grid() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let taskset = std::process::Command::new("taskset")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if cpus < 2 || !taskset {
+        crate::common::cannot_check("needs 2 CPUs and taskset to plan on 1 CPU, then on 2");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.tif");
+    // 16 MiB of Float32: four chunks each for 1 running worker, 2 MiB chunks for 2.
+    write_f32(
+        &input,
+        &RasterSpec {
+            width: 2048,
+            height: 2048,
+            tile: Some(256),
+            seed: 7,
+            ..Default::default()
+        },
+    );
+    let out = dir.path().join("o.tif");
+    let journal = dir.path().join("o.tif.journal");
+    let on_cpus = |list: &str| {
+        let mut c = std::process::Command::new("taskset");
+        c.args(["-c", list]).arg(crate::common::bin("coordinator"));
+        c.args(["--workers", "2", "resample"]).arg(&input).arg(&out);
+        c.args(["-f", "8", "-v"]);
+        c
+    };
+    let mut first = on_cpus("0")
+        .args(["--inject-fault", "slow:*"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(120), "a journaled chunk", || {
+        (records(&journal) >= 1).then_some(())
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = first.wait();
+    let journaled = Scan::read(&journal).unwrap().unwrap();
+    let theirs = journaled.header.identity.chunks;
+    let rep = dir.path().join("r.json");
+    let o = run(on_cpus("0,1").arg("--resume").arg("--report").arg(&rep));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the journal's chunk grid"),
+        "{}",
+        stderr(&o)
+    );
+    let r = crate::common::report(&rep);
+    assert_eq!(r["plan"]["chunks"].as_u64(), Some(u64::from(theirs)));
+    let resumed = r["journal"]["resumed_chunks"].as_u64().unwrap();
+    assert!(resumed >= 1, "nothing resumed: {r}");
+    assert_eq!(
+        resumed + r["journal"]["appended_chunks"].as_u64().unwrap(),
+        u64::from(theirs)
+    );
+    // The plan of 2 running workers is another grid: the adoption is what kept the journal.
+    let fresh = dir.path().join("fresh.tif");
+    let frep = dir.path().join("f.json");
+    let o = run(resample_cmd("2", &input, &fresh)
+        .args(["-f", "8", "--report"])
+        .arg(&frep));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f = crate::common::report(&frep);
+    assert_ne!(f["plan"]["chunks"], r["plan"]["chunks"], "{f}");
+    assert_same_raster(&fresh, &out);
+}

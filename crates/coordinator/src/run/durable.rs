@@ -64,7 +64,7 @@ pub(super) fn identity(one: OneRun<'_>, prep: &Prepared) -> Result<PlanIdentity,
         ),
         ("--ignore-mask".into(), cfg.job.ignore_mask.to_string()),
         ("scale/offset applied".into(), prep.unscale.to_string()),
-        (CHUNK_GRID.into(), format!("{}x{}", p.chunk_w, p.chunk_h)),
+        (CHUNK_GRID.into(), grid_entry(p)),
         (
             "creation options".into(),
             cfg.output.creation_options.as_slice().join(" "),
@@ -88,6 +88,57 @@ pub(super) fn identity(one: OneRun<'_>, prep: &Prepared) -> Result<PlanIdentity,
 /// The identity's entry for the chunk grid: it decides what a journal's records are, but not
 /// the output's pixels, so the output's own record of its plan ([`PLAN_KEY`]) leaves it out.
 const CHUNK_GRID: &str = "chunk grid (from --chunk-mib, and --workers on a small raster)";
+
+/// The identity's value for a plan's chunk grid.
+fn grid_entry(p: &Plan) -> String {
+    format!("{}x{}", p.chunk_w, p.chunk_h)
+}
+
+/// `--resume` of a journal whose chunk grid is not the one this run planned: on a small
+/// raster the grid follows the workers that run at once, no more than the CPUs
+/// (`prepare::chunk_target`), so a retry on a node with another CPU count (a Slurm requeue,
+/// a rescheduled Kubernetes pod) or with another `--workers` plans other chunks. The
+/// journal's grid is found among the plans this command makes for 1, 2, ... running workers
+/// and, when found, replaces this run's plan: the journal's records are then this run's
+/// chunks, and the output is the same whatever the grid. Not found: the plan stays, and
+/// `open` refuses the journal, naming the grid.
+pub(super) fn adopt_grid(
+    cfg: &RunConfig,
+    prep: &mut Prepared,
+    earlier: Option<&Scan>,
+) -> Result<(), CoordError> {
+    let theirs = earlier
+        .filter(|_| cfg.durability.resume)
+        .and_then(|scan| {
+            let options = &scan.header.identity.options;
+            options.iter().find(|(k, _)| k == CHUNK_GRID)
+        })
+        .map(|(_, v)| v.as_str());
+    let Some(theirs) = theirs else {
+        return Ok(());
+    };
+    if theirs == grid_entry(&prep.plan) {
+        return Ok(());
+    }
+    let total = prep.info.width * prep.info.height * prep.plan.pixel_bytes;
+    let mut tried = None;
+    // The target stops changing once the spread reaches its 1 MiB floor.
+    for running in 1..=(total >> 22).clamp(1, 1 << 16) {
+        let target = super::prepare::chunk_target(cfg, total, running);
+        if tried.replace(target) == Some(target) {
+            continue;
+        }
+        let other = prep.planned_for(cfg, running)?;
+        if grid_entry(&other.plan) == theirs {
+            tracing::info!(
+                "--resume: the journal's chunk grid {theirs} (planned for {running} running worker(s)) is kept"
+            );
+            *prep = other;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
 
 /// The output's metadata item that records the plan it was made from: a digest of the plan
 /// identity's entries that decide its pixels (input, its size and time, command, options).

@@ -41,7 +41,8 @@ pub fn prepare(cfg: &RunConfig, input: &Path) -> Result<Prepared, CoordError> {
     let sample = raster::common_sample(&bands);
     let mapping = grid::resolve(&cfg.job.grid, &info)?;
     let (unscale, out_type, out_nodata) = output_type(cfg, &bands, sample, (&mapping, &info));
-    let (plan, out_planes) = plan_chunks(cfg, &info, &bands, sample, mapping)?;
+    let running = running_workers(cfg);
+    let (plan, out_planes) = plan_chunks(cfg, (&info, &bands, sample), mapping, running)?;
     // In-process lanes: all the work without workers, one fallback lane with them; none
     // for a plug-in kernel unless the user lets the coordinator load it.
     let lanes = match &cfg.job.kernel {
@@ -62,6 +63,44 @@ pub fn prepare(cfg: &RunConfig, input: &Path) -> Result<Prepared, CoordError> {
         lanes,
         memory,
     })
+}
+
+/// How many workers run at once: the workers, no more than the CPUs (at least 1).
+fn running_workers(cfg: &RunConfig) -> u64 {
+    cfg.pool.workers.min(crate::cli::settings::cpus()).max(1) as u64
+}
+
+impl Prepared {
+    /// The same run planned as a machine where `running` workers run at once plans it: only
+    /// a small raster's chunk grid differs (see `plan_chunks`). For `--resume` of a journal
+    /// written on a machine with another CPU count (`durable::adopt_grid`).
+    pub(super) fn planned_for(
+        &self,
+        cfg: &RunConfig,
+        running: u64,
+    ) -> Result<Prepared, CoordError> {
+        let mapping = self.plan.mapping.clone();
+        let input = (&self.info, self.bands.as_slice(), self.sample);
+        let (plan, out_planes) = plan_chunks(cfg, input, mapping, running)?;
+        let (layout, memory) = plan_memory(cfg, &plan, (self.out_type, out_planes), self.lanes)?;
+        Ok(Prepared {
+            plan,
+            layout,
+            memory,
+            ..self.clone()
+        })
+    }
+}
+
+/// The input bytes a chunk aims at: `--chunk-mib`, or less on a small raster, so that each
+/// of the `running` workers gets about four chunks (never under 1 MiB). A shard's plan must
+/// be the same on every node, whatever its core count: no spread.
+pub(super) fn chunk_target(cfg: &RunConfig, total: u64, running: u64) -> u64 {
+    let spread = match cfg.durability.shard {
+        Some(_) => u64::MAX,
+        None => (total / (4 * running.max(1))).max(1 << 20),
+    };
+    cfg.pool.chunk_bytes.min(spread)
 }
 
 /// Whether the kernels unscale, and the output's type and nodata.
@@ -117,10 +156,9 @@ fn output_type(
 /// The chunks, and the output planes each fills.
 fn plan_chunks(
     cfg: &RunConfig,
-    info: &RasterInfo,
-    bands: &[BandInfo],
-    sample: SampleType,
+    (info, bands, sample): (&RasterInfo, &[BandInfo], SampleType),
     mapping: Mapping,
+    running: u64,
 ) -> Result<(Plan, u64), CoordError> {
     let nb = bands.len() as u64;
     // Input bytes per pixel (all bands) and output planes: a map kernel reads f64 samples
@@ -138,14 +176,8 @@ fn plan_chunks(
     // (each then written in parts) and pay every chunk's overhead more often. Measured on 2
     // CPUs, 16384², F = 8, `--workers 50`: 256 chunks of 5 MiB 2.62 s, 64 of 16 MiB 2.43 s.
     let total = info.width * info.height * pixel_bytes;
-    let running = cfg.pool.workers.min(crate::cli::settings::cpus()).max(1) as u64;
-    // A shard's plan must be the same on every node, whatever its core count: no spread.
-    let spread = match cfg.durability.shard {
-        Some(_) => u64::MAX,
-        None => (total / (4 * running)).max(1 << 20),
-    };
+    let target = chunk_target(cfg, total, running);
     let tile = cfg.output.creation_options.gtiff_tile();
-    let target = cfg.pool.chunk_bytes.min(spread);
     let size = (info.width, info.height);
     let plan = match mapping {
         Mapping::Factor { factor } => plan(

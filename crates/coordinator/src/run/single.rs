@@ -64,8 +64,8 @@ pub(super) fn run(one: OneRun<'_>) -> Result<RunSummary, CoordError> {
         }
     }
     let _unused = Prestarted;
-    let prep = prepare(cfg, &one.io.input)?;
-    let mut staged = match stage(one, &prep)? {
+    let mut prep = prepare(cfg, &one.io.input)?;
+    let mut staged = match stage(one, &mut prep)? {
         Stage::Run(s) => s,
         Stage::Done(summary) => return Ok(summary),
     };
@@ -77,12 +77,12 @@ pub(super) fn run(one: OneRun<'_>) -> Result<RunSummary, CoordError> {
 
 /// Checks the paths, takes the lock, opens the event stream, and reads what an earlier run
 /// left: its journal, or (`--resume`) its committed output.
-pub(super) fn stage(one: OneRun<'_>, prep: &Prepared) -> Result<Stage, CoordError> {
+/// With `--resume`, `prep` takes the earlier journal's chunk grid (`durable::adopt_grid`).
+pub(super) fn stage(one: OneRun<'_>, prep: &mut Prepared) -> Result<Stage, CoordError> {
     let cfg = one.cfg;
     // The journal: OUTPUT.journal for a whole run, OUTPUT.shards/shard-I-of-N.journal for
     // a shard (which writes no GeoTIFF: `merge` does). The lock is on what the run writes.
     let jpath = durable::journal_path(one)?;
-    let range = durable::range(cfg, &prep.plan);
     let lock_target = match cfg.durability.shard {
         None => one.io.output.clone(),
         Some(_) => jpath.clone(),
@@ -134,6 +134,8 @@ pub(super) fn stage(one: OneRun<'_>, prep: &Prepared) -> Result<Stage, CoordErro
         }
     }
     let earlier = durable::existing(&jpath)?;
+    durable::adopt_grid(cfg, prep, earlier.as_ref())?;
+    let range = durable::range(cfg, &prep.plan);
     // A run killed between its commit and removing its journal left a complete output and a
     // complete journal: --resume may then replace the output with the same result.
     let replace = durable::may_replace(cfg, earlier.as_ref(), range);

@@ -149,7 +149,7 @@ fn stage(
         }
         let res = checked
             .and_then(|t| prepare(cfg, &io.input).map(|p| (t, p)))
-            .and_then(|(t, p)| resume::begin(one, &p, t).map(|b| (p, b)));
+            .and_then(|(t, mut p)| resume::begin(one, &mut p, t).map(|b| (p, b)));
         match res {
             Ok((_, resume::Begun::Kept)) => fates[k] = OutputFate::Kept,
             Ok((p, resume::Begun::Run { job, pending })) => ready.push((k, io, p, *job, *pending)),

@@ -60,9 +60,9 @@ pub(super) enum Begun {
 }
 
 /// Locks the input's output, opens its journal (continuing the interrupted run's with
-/// `--resume`, after checking it is this plan's) and keeps in its job the chunks no journal
-/// holds.
-pub(super) fn begin(one: OneRun<'_>, p: &Prepared, t: Place) -> Result<Begun, CoordError> {
+/// `--resume`, after checking it is this plan's, whose chunk grid `p` then takes) and keeps
+/// in its job the chunks no journal holds.
+pub(super) fn begin(one: OneRun<'_>, p: &mut Prepared, t: Place) -> Result<Begun, CoordError> {
     let cfg = one.cfg;
     if t.committed {
         check_committed(one, p)?;
@@ -72,9 +72,11 @@ pub(super) fn begin(one: OneRun<'_>, p: &Prepared, t: Place) -> Result<Begun, Co
         );
         return Ok(Begun::Kept);
     }
-    let range = durable::range(cfg, &p.plan);
     let staging = output::Staging::lock(&t.lock)?;
     let earlier = durable::existing(&t.journal)?;
+    durable::adopt_grid(cfg, p, earlier.as_ref())?;
+    let p = &*p;
+    let range = durable::range(cfg, &p.plan);
     let replace = durable::may_replace(cfg, earlier.as_ref(), range);
     if cfg.durability.shard.is_none()
         && !replace
