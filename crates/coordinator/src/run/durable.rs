@@ -418,6 +418,73 @@ pub(super) fn open(
     }
 }
 
+/// What an earlier run left on a run's journal path, read under the run's lock: the
+/// journal (`--resume` takes its chunk grid), the plan chunks this run owns, and whether the
+/// commit may replace an existing output. The one reading a single run and each input of a
+/// batch do.
+pub(super) struct Earlier {
+    pub(super) scan: Option<Scan>,
+    pub(super) range: (u32, u32),
+    pub(super) replace: bool,
+}
+
+/// Reads the earlier journal at `jpath`, adopts its chunk grid (`--resume`), and refuses an
+/// existing output this run may not replace (a shard writes no output).
+pub(super) fn earlier(
+    one: OneRun<'_>,
+    prep: &mut Prepared,
+    jpath: &Path,
+) -> Result<Earlier, CoordError> {
+    let cfg = one.cfg;
+    let scan = existing(jpath)?;
+    adopt_grid(cfg, prep, scan.as_ref())?;
+    let range = range(cfg, &prep.plan);
+    // A run killed between its commit and removing its journal left a complete output and a
+    // complete journal: --resume may then replace the output with the same result.
+    let replace = may_replace(cfg, scan.as_ref(), range);
+    if cfg.durability.shard.is_none()
+        && !replace
+        && std::fs::symlink_metadata(&one.io.output).is_ok()
+    {
+        return Err(CoordError::OutputExists(one.io.output.clone()));
+    }
+    Ok(Earlier {
+        scan,
+        range,
+        replace,
+    })
+}
+
+/// Opens the run's journal at `jpath` for the output `spec` (continuing the earlier one with
+/// `--resume`, after checking it is this plan's) and returns the job left with the chunks no
+/// journal holds.
+pub(super) fn journal_job(
+    one: OneRun<'_>,
+    prep: &Prepared,
+    (jpath, spec): (&Path, &OutputSpec),
+    earlier: Option<Scan>,
+    range: (u32, u32),
+) -> Result<(BlockAggJob, Opened), CoordError> {
+    let cfg = one.cfg;
+    let mut job = BlockAggJob::new(one, prep);
+    let header = Header {
+        identity: identity(one, prep)?,
+        output: output_header(spec, job.close_item(&[])),
+        shard: cfg.durability.shard.map(|s| (s.index, s.count)),
+        range,
+    };
+    let opened = open(cfg, jpath, &one.io.output, earlier, &header)?;
+    if let Some(scan) = &opened.earlier {
+        tracing::info!(
+            "resuming from '{}': {} chunk(s) journaled",
+            jpath.display(),
+            scan.records.len()
+        );
+    }
+    keep_todo(&mut job, &prep.plan, range, opened.earlier.as_ref());
+    Ok((job, opened))
+}
+
 /// Writes every chunk of `scan` into `sink`, one record in memory at a time.
 pub(super) fn replay(path: &Path, scan: &Scan, sink: &mut GtiffSink) -> Result<(), CoordError> {
     let err = |step: String| move |e| CoordError::write_io(path, step, e);

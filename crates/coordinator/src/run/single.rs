@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::journal::{JournalStats, Scan};
+use crate::journal::JournalStats;
 use engine::observe::{EventLog, RunEvent};
 
 /// The run's lock is held, its journal's place known and what is there read.
@@ -15,11 +15,9 @@ pub(super) struct Staged {
     staging: output::Staging,
     events: Option<EventLog>,
     jpath: PathBuf,
-    /// The plan chunks this run owns.
-    range: (u32, u32),
-    earlier: Option<Scan>,
-    /// The commit may replace an existing output (`durable::may_replace`).
-    replace: bool,
+    /// The earlier journal, the plan chunks this run owns, and whether the commit may
+    /// replace an existing output.
+    earlier: durable::Earlier,
 }
 
 /// What staging found: a run to do, or (`--resume` over this plan's committed output)
@@ -133,25 +131,12 @@ pub(super) fn stage(one: OneRun<'_>, prep: &mut Prepared) -> Result<Stage, Coord
             }));
         }
     }
-    let earlier = durable::existing(&jpath)?;
-    durable::adopt_grid(cfg, prep, earlier.as_ref())?;
-    let range = durable::range(cfg, &prep.plan);
-    // A run killed between its commit and removing its journal left a complete output and a
-    // complete journal: --resume may then replace the output with the same result.
-    let replace = durable::may_replace(cfg, earlier.as_ref(), range);
-    if cfg.durability.shard.is_none()
-        && !replace
-        && std::fs::symlink_metadata(&one.io.output).is_ok()
-    {
-        return Err(CoordError::OutputExists(one.io.output.clone()));
-    }
+    let earlier = durable::earlier(one, prep, &jpath)?;
     Ok(Stage::Run(Box::new(Staged {
         staging,
         events,
         jpath,
-        range,
         earlier,
-        replace,
     })))
 }
 
@@ -164,33 +149,20 @@ fn open_journal(
 ) -> Result<(Journaled, durable::JournaledSink), CoordError> {
     let cfg = one.cfg;
     let spec = durable::output_spec(one, prep);
-    let mut job = BlockAggJob::new(one, prep);
-    let header = crate::journal::Header {
-        identity: durable::identity(one, prep)?,
-        output: durable::output_header(&spec, job.close_item(&[])),
-        shard: cfg.durability.shard.map(|s| (s.index, s.count)),
-        range: staged.range,
-    };
+    let jpath = &staged.jpath;
     let mut gtiff = match cfg.durability.shard {
         None => Some(
-            create_staged(prep, spec, staged.staging.temp().to_path_buf())?
+            create_staged(prep, spec.clone(), staged.staging.temp().to_path_buf())?
                 .writeback(cfg.output.format == crate::cog::OutputFormat::GTiff),
         ),
         Some(_) => None,
     };
-    let jpath = &staged.jpath;
-    let opened = durable::open(cfg, jpath, &one.io.output, staged.earlier.take(), &header)?;
+    let (earlier, range) = (staged.earlier.scan.take(), staged.earlier.range);
+    let (job, opened) = durable::journal_job(one, prep, (jpath, &spec), earlier, range)?;
     let resumed = opened.earlier.as_ref().map_or(0, |e| e.records.len());
-    if let Some(scan) = &opened.earlier {
-        if let Some(g) = &mut gtiff {
-            durable::replay(jpath, scan, g)?;
-        }
-        tracing::info!(
-            "resuming from '{}': {resumed} chunk(s) journaled",
-            jpath.display()
-        );
+    if let (Some(scan), Some(g)) = (&opened.earlier, &mut gtiff) {
+        durable::replay(jpath, scan, g)?;
     }
-    durable::keep_todo(&mut job, &prep.plan, staged.range, opened.earlier.as_ref());
     let stats = Arc::new(Mutex::new(JournalStats {
         path: jpath.display().to_string(),
         resumed_chunks: resumed,
@@ -401,7 +373,7 @@ fn commit(
         (Ok(_), None) => crate::cog::finish(one, base, &mut staged.staging, &run_level)
             .and_then(|f| {
                 finished = f;
-                staged.staging.commit(staged.replace)
+                staged.staging.commit(staged.earlier.replace)
             })
             .map(|()| durable::remove(&staged.jpath)),
         (Ok(_), Some(_)) => Ok(()),
@@ -455,7 +427,11 @@ fn message(
     let mut message = match cfg.durability.shard {
         Some(s) => format!(
             "{}: {computed} chunk(s) computed in {secs:.2} s, {workers} worker(s){}",
-            summary::head(&one.io.output, prep, Some((s, staged.range, &staged.jpath))),
+            summary::head(
+                &one.io.output,
+                prep,
+                Some((s, staged.earlier.range, &staged.jpath))
+            ),
             summary::resumed(resumed, true),
         ),
         None => format!(

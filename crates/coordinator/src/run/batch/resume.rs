@@ -73,34 +73,14 @@ pub(super) fn begin(one: OneRun<'_>, p: &mut Prepared, t: Place) -> Result<Begun
         return Ok(Begun::Kept);
     }
     let staging = output::Staging::lock(&t.lock)?;
-    let earlier = durable::existing(&t.journal)?;
-    durable::adopt_grid(cfg, p, earlier.as_ref())?;
-    let p = &*p;
-    let range = durable::range(cfg, &p.plan);
-    let replace = durable::may_replace(cfg, earlier.as_ref(), range);
-    if cfg.durability.shard.is_none()
-        && !replace
-        && std::fs::symlink_metadata(&one.io.output).is_ok()
-    {
-        return Err(CoordError::OutputExists(one.io.output.clone()));
-    }
-    let spec = durable::output_spec(one, p);
-    let mut job = BlockAggJob::new(one, p);
-    let header = crate::journal::Header {
-        identity: durable::identity(one, p)?,
-        output: durable::output_header(&spec, job.close_item(&[])),
-        shard: cfg.durability.shard.map(|s| (s.index, s.count)),
+    let durable::Earlier {
+        scan: earlier,
         range,
-    };
-    let opened = durable::open(cfg, &t.journal, &one.io.output, earlier, &header)?;
-    if let Some(scan) = &opened.earlier {
-        tracing::info!(
-            "resuming from '{}': {} chunk(s) journaled",
-            t.journal.display(),
-            scan.records.len()
-        );
-    }
-    durable::keep_todo(&mut job, &p.plan, range, opened.earlier.as_ref());
+        replace,
+    } = durable::earlier(one, p, &t.journal)?;
+    let p = &*p;
+    let spec = durable::output_spec(one, p);
+    let (job, opened) = durable::journal_job(one, p, (&t.journal, &spec), earlier, range)?;
     let remaining = job.tasks.iter().map(|ch| ch.out.pixels()).sum();
     let mut pending = Pending::new(
         spec,
