@@ -2,9 +2,10 @@
 //! (see `protocol::exit` and the README).
 //!
 //! A failure of the filesystem or of GDAL keeps its error as the `source`, after the step
-//! that failed ("writing output 'o.tif': syncing the finished file: {source}"). A message
-//! composed from several facts (a journal of another plan, a special file as input, the
-//! engine's sink failures, which cross the engine as text) stays a string.
+//! that failed ("writing output 'o.tif': syncing the finished file: {source}"), the sink's
+//! too: it crosses the engine boxed (`engine::SinkError`) and comes back as it was. A message
+//! composed from several facts (a journal of another plan, a special file as input, a slot
+//! the engine could not lease) stays a string.
 
 use std::path::PathBuf;
 
@@ -81,7 +82,7 @@ pub enum CoordError {
         #[source]
         source: SideFileError,
     },
-    /// A failure composed from several facts, or text from the engine's sink.
+    /// A failure composed from several facts, or the engine's own text about its sink.
     #[error("writing output '{path}': {reason}")]
     Write { path: PathBuf, reason: String },
     /// A filesystem call of writing `path` (the output, its lock, journal or scratch files)
@@ -93,7 +94,8 @@ pub enum CoordError {
         #[source]
         source: std::io::Error,
     },
-    /// A chunk could not be appended to the journal at `path`, or made durable there.
+    /// A chunk could not be appended to the journal of the output at `path`, or made
+    /// durable there (the source names the journal).
     #[error("writing output '{path}': {source}")]
     WriteJournal {
         path: PathBuf,

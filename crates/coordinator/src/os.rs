@@ -180,8 +180,8 @@ pub mod gdal_err {
         }
     }
 
-    /// Where a failure goes on as text: the engine's sink reports its failures as strings
-    /// (`engine::ChunkSink`), and a few steps compose several facts into one message.
+    /// Where a failure goes on as text: a few steps (the COG copy's checks) compose
+    /// several facts into one message.
     impl From<GdalFailure> for String {
         fn from(e: GdalFailure) -> String {
             e.to_string()

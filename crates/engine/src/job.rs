@@ -39,11 +39,18 @@ pub trait Job {
     fn close_item(&self, quarantined: &[TaskId]) -> <Self::Sink as ChunkSink>::Close;
 }
 
+/// A sink's failure as it crosses the engine: the job's own error, boxed with its causes
+/// (the job may downcast it back), or the engine's text (a slot that cannot be leased, a
+/// panic in the sink).
+pub type SinkError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Takes finished chunks, on a thread of its own, one at a time.
 pub trait ChunkSink: Send + 'static {
     type Item: Send + 'static;
     type Close: Send + 'static;
     type Closed: Send + 'static;
+    /// Why a write or the close failed, its causes kept.
+    type Error: std::error::Error + Send + Sync + 'static;
 
     /// `output` is the slot's output region, or `None` for a quarantined chunk.
     fn write(
@@ -51,7 +58,7 @@ pub trait ChunkSink: Send + 'static {
         task: TaskId,
         item: Self::Item,
         output: Option<&[u8]>,
-    ) -> Result<(), String>;
+    ) -> Result<(), Self::Error>;
 
-    fn close(self, close: Self::Close) -> Result<Self::Closed, String>;
+    fn close(self, close: Self::Close) -> Result<Self::Closed, Self::Error>;
 }

@@ -38,5 +38,5 @@ pub mod sink;
 pub mod supervisor;
 pub mod wire;
 
-pub use job::{ChunkSink, ChunkSpec, Job};
+pub use job::{ChunkSink, ChunkSpec, Job, SinkError};
 pub use supervisor::{run, EngineConfig, EngineError, RunRecord, Spawn};

@@ -11,7 +11,10 @@ use std::{
 use protocol::{SlotId, TaskId};
 use shm::SlotRing;
 
-use crate::{event_loop::EventSender, job::ChunkSink};
+use crate::{
+    event_loop::EventSender,
+    job::{ChunkSink, SinkError},
+};
 
 pub enum SinkMsg<S: ChunkSink> {
     Write {
@@ -26,7 +29,7 @@ pub enum SinkMsg<S: ChunkSink> {
 pub enum SinkEvent<C> {
     Written { task: TaskId, micros: u64 },
     Closed(C),
-    Failed(String),
+    Failed(SinkError),
 }
 
 /// Runs `sink` on its own thread. Dropping the sender ends the thread, which drops the sink
@@ -47,16 +50,13 @@ pub fn spawn<S: ChunkSink, E: Send + 'static>(
                     // the supervisor waiting for a write that never comes.
                     let res = catch_unwind(AssertUnwindSafe(|| match slot {
                         Some((slot, len)) => match ring.output_lease(slot, len) {
-                            Ok(lease) => sink.write(task, item, Some(lease.bytes())),
-                            Err(e) => Err(format!("chunk {task}: {e}")),
+                            Ok(lease) => sink.write(task, item, Some(lease.bytes())).map_err(boxed),
+                            Err(e) => Err(format!("chunk {task}: {e}").into()),
                         },
-                        None => sink.write(task, item, None),
+                        None => sink.write(task, item, None).map_err(boxed),
                     }))
                     .unwrap_or_else(|p| {
-                        Err(format!(
-                            "chunk {task}: the sink panicked: {}",
-                            panic_text(&p)
-                        ))
+                        Err(format!("chunk {task}: the sink panicked: {}", panic_text(&p)).into())
                     });
                     // A written chunk frees its slot: the supervisor may read that at its
                     // next wake-up if it said it can wait. A failure wakes it.
@@ -72,10 +72,12 @@ pub fn spawn<S: ChunkSink, E: Send + 'static>(
                     }
                 }
                 SinkMsg::Close(close) => {
-                    let closed = catch_unwind(AssertUnwindSafe(|| sink.close(close)))
-                        .unwrap_or_else(|p| {
-                            Err(format!("closing: the sink panicked: {}", panic_text(&p)))
-                        });
+                    let closed =
+                        catch_unwind(AssertUnwindSafe(|| sink.close(close).map_err(boxed)))
+                            .unwrap_or_else(|p| {
+                                Err(format!("closing: the sink panicked: {}", panic_text(&p))
+                                    .into())
+                            });
                     let ev = match closed {
                         Ok(c) => SinkEvent::Closed(c),
                         Err(e) => SinkEvent::Failed(e),
@@ -87,6 +89,11 @@ pub fn spawn<S: ChunkSink, E: Send + 'static>(
         }
     })?;
     Ok((tx, handle))
+}
+
+/// The job's error as it crosses the engine.
+fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> SinkError {
+    Box::new(e)
 }
 
 /// The text a panic carried, for the run's one-line error.

@@ -87,9 +87,9 @@ pub enum EngineError {
     Fatal(String),
     #[error("the worker binary speaks protocol version {theirs}, this coordinator {ours}: build both from the same source")]
     VersionMismatch { theirs: u32, ours: u32 },
-    /// The sink failed (the job's text).
-    #[error("{0}")]
-    Sink(String),
+    /// The sink failed: the job's error (downcast it to get it back) or the engine's text.
+    #[error(transparent)]
+    Sink(crate::job::SinkError),
     #[error("interrupted by {0}")]
     Interrupted(&'static str),
     #[error("{0}")]

@@ -369,13 +369,6 @@ pub enum AppendError {
     },
 }
 
-/// The engine's sink reports its failures as text (`engine::ChunkSink`).
-impl From<AppendError> for String {
-    fn from(e: AppendError) -> String {
-        e.to_string()
-    }
-}
-
 /// Makes a new or removed name in `path`'s directory durable (best effort: some file systems
 /// refuse to sync a directory).
 pub fn sync_dir(path: &Path) {

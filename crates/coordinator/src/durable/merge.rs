@@ -243,12 +243,7 @@ fn copy(shards: &[&ShardJournal], sink: &mut GtiffSink, y0: u64) -> Result<(), C
                 y: r.out.y - y0,
                 ..r.out
             };
-            engine::ChunkSink::write(sink, TaskId(r.id), out, Some(&buf)).map_err(|reason| {
-                CoordError::Write {
-                    path: sink.path().to_path_buf(),
-                    reason,
-                }
-            })?;
+            engine::ChunkSink::write(sink, TaskId(r.id), out, Some(&buf))?;
         }
     }
     Ok(())
@@ -298,12 +293,7 @@ pub fn merge(cfg: &MergeConfig) -> Result<String, CoordError> {
     let mut sink = GtiffSink::new(ds, spec, staging.temp().to_path_buf()).writeback(true);
     let all: Vec<&ShardJournal> = shards.iter().collect();
     copy(&all, &mut sink, 0)?;
-    engine::ChunkSink::close(sink, header.output.metadata.clone()).map_err(|reason| {
-        CoordError::Write {
-            path: cfg.output.clone(),
-            reason,
-        }
-    })?;
+    engine::ChunkSink::close(sink, header.output.metadata.clone())?;
     staging.commit(cfg.overwrite)?;
     drop(staging);
     if !cfg.keep_shards {
@@ -357,12 +347,7 @@ fn write_vrt(
         let ds = writer::create(&spec, &part)?;
         let mut sink = GtiffSink::new(ds, spec, part.clone()).writeback(true);
         copy(&[sj], &mut sink, y0)?;
-        let adj = engine::ChunkSink::close(sink, o.metadata.clone()).map_err(|reason| {
-            CoordError::Write {
-                path: tif.clone(),
-                reason,
-            }
-        })?;
+        let adj = engine::ChunkSink::close(sink, o.metadata.clone())?;
         for (a, b) in adjusted.iter_mut().zip(adj) {
             a.clamped += b.clamped;
             a.moved_off_nodata += b.moved_off_nodata;

@@ -314,10 +314,6 @@ fn build_pyramid(
     done: &mut Finished,
 ) -> Result<(), CoordError> {
     let (one, base, agg) = (p.one, p.base, p.agg);
-    let err = |reason: String| CoordError::Write {
-        path: one.io.output.clone(),
-        reason,
-    };
     let gdal = |step: String| move |e| CoordError::write_gdal(&one.io.output, step, e);
     let mut ds = check(|| {
         Dataset::open_ex(
@@ -359,7 +355,7 @@ fn build_pyramid(
                 .map_err(gdal(what.to_string()))?;
                 let mut dst = check(|| band.overview(i)).map_err(gdal(what.to_string()))?;
                 changed += pyramid::derive(&src, &mut dst, agg, base.out_type)
-                    .map_err(|e| err(format!("{what} band {b}: {e}")))?;
+                    .map_err(|e| e.at(&one.io.output, format!("{what} band {b}")))?;
             }
             tracing::info!(
                 "pyramid: {what} derived from the level below (exact for {})",
@@ -435,7 +431,7 @@ fn copy_level(
                 sb.size()
             )));
         }
-        copy_band(&sb, &mut ov).map_err(|e| err(format!("{what} band {b}: {e}")))?;
+        copy_band(&sb, &mut ov).map_err(|e| e.at(output, format!("{what} band {b}")))?;
     }
     Ok(adjusted)
 }
@@ -479,12 +475,12 @@ fn run_level(
 fn copy_band(
     src: &gdal::raster::RasterBand,
     dst: &mut gdal::raster::RasterBand,
-) -> Result<(), String> {
+) -> Result<(), pyramid::LevelError> {
     let (w, h) = src.size();
     let strip = (((4 << 20) / 8 / w.max(1)).max(1)).min(h.max(1));
     let mut y = 0;
     while y < h {
-        engine::interrupt::checkpoint("pyramid").map_err(|i| i.to_string())?;
+        engine::interrupt::checkpoint("pyramid")?;
         let rows = strip.min(h - y);
         let buf: Buffer<f64> =
             check(|| src.read_as::<f64>((0, y as isize), (w, rows), (w, rows), None))?;

@@ -16,7 +16,37 @@
 use gdal::raster::{Buffer, RasterBand};
 use worker::{Agg, SampleType};
 
-use crate::{os::gdal_err::check, writer::convert};
+use crate::{
+    error::CoordError,
+    os::gdal_err::{check, GdalFailure},
+    writer::convert,
+};
+
+/// Why an overview level could not be written: GDAL's failure, a level of the wrong shape,
+/// or a signal (which ends the command as an interrupt, exit 130, not as a write failure).
+#[derive(Debug, thiserror::Error)]
+pub enum LevelError {
+    #[error(transparent)]
+    Interrupted(#[from] engine::interrupt::Interrupted),
+    #[error(transparent)]
+    Gdal(#[from] GdalFailure),
+    #[error("{0}")]
+    Shape(String),
+}
+
+impl LevelError {
+    /// The command's error: a write failure of `output` at `step`, or the interrupt.
+    pub fn at(self, output: &std::path::Path, step: String) -> CoordError {
+        match self {
+            LevelError::Interrupted(i) => i.into(),
+            LevelError::Gdal(e) => CoordError::write_gdal(output, step, e),
+            LevelError::Shape(why) => CoordError::Write {
+                path: output.to_path_buf(),
+                reason: format!("{step}: {why}"),
+            },
+        }
+    }
+}
 
 /// Whether a level can be derived from the one below, given what the run knows.
 pub fn derivable(agg: Agg, input: SampleType, out: SampleType, input_pixels: u64) -> bool {
@@ -45,13 +75,13 @@ pub fn derive(
     dst: &mut RasterBand,
     agg: Agg,
     out: SampleType,
-) -> Result<Changed, String> {
+) -> Result<Changed, LevelError> {
     let (w, h) = src.size();
     let (dw, dh) = dst.size();
     if (dw, dh) != (w.div_ceil(2), h.div_ceil(2)) {
-        return Err(format!(
+        return Err(LevelError::Shape(format!(
             "a {dw}x{dh} overview is not half of the {w}x{h} level below"
-        ));
+        )));
     }
     let nodata = src.no_data_value();
     let empty = |v: f64| v.is_nan() || Some(v) == nodata;
@@ -61,7 +91,7 @@ pub fn derive(
     let strip = ((4 << 20) / 16 / w.max(1)).clamp(1, dh.max(1));
     let mut oy = 0;
     while oy < dh {
-        engine::interrupt::checkpoint("pyramid").map_err(|i| i.to_string())?;
+        engine::interrupt::checkpoint("pyramid")?;
         let orows = strip.min(dh - oy);
         let y0 = oy * 2;
         let rows = (orows * 2).min(h - y0);

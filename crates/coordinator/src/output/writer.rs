@@ -12,7 +12,11 @@ use gdal::{
 use protocol::TaskId;
 use worker::{SampleType, Window};
 
-use crate::{error::CoordError, os::gdal_err::check, raster::BandInfo};
+use crate::{
+    error::CoordError,
+    os::gdal_err::{check, GdalFailure},
+    raster::BandInfo,
+};
 
 /// Everything needed to create the output.
 #[derive(Debug, Clone)]
@@ -188,11 +192,6 @@ pub struct GtiffSink {
 const WRITEBACK_EVERY: u32 = 8;
 
 impl GtiffSink {
-    /// The output's final name (for messages).
-    pub fn path(&self) -> &Path {
-        &self.spec.path
-    }
-
     pub fn new(ds: Dataset, spec: OutputSpec, tmp: PathBuf) -> GtiffSink {
         let adjusted = vec![Adjusted::default(); spec.bands.len()];
         let blocks = if spec.bands.len() == 1 {
@@ -234,8 +233,14 @@ impl engine::ChunkSink for GtiffSink {
     type Close = Vec<(String, String)>;
     /// Per band: the valid values the output type could not hold as they were.
     type Closed = Vec<Adjusted>;
+    type Error = CoordError;
 
-    fn write(&mut self, task: TaskId, out: Window, output: Option<&[u8]>) -> Result<(), String> {
+    fn write(
+        &mut self,
+        task: TaskId,
+        out: Window,
+        output: Option<&[u8]>,
+    ) -> Result<(), CoordError> {
         if output.is_none() {
             self.quarantined.push(out);
         }
@@ -269,7 +274,7 @@ impl engine::ChunkSink for GtiffSink {
         Ok(())
     }
 
-    fn close(mut self, metadata: Vec<(String, String)>) -> Result<Vec<Adjusted>, String> {
+    fn close(mut self, metadata: Vec<(String, String)>) -> Result<Vec<Adjusted>, CoordError> {
         if self.spec.nodata.is_none() && !self.quarantined.is_empty() {
             mask_quarantined(&mut self.ds, &self.spec, &self.quarantined)?;
         }
@@ -286,62 +291,72 @@ fn close(
     tmp: &Path,
     metadata: &[(String, String)],
     adjusted: &[Adjusted],
-) -> Result<(), String> {
+) -> Result<(), CoordError> {
+    let err = |step: String| move |e| CoordError::write_gdal(spec.path.clone(), step, e);
     for (k, v) in metadata {
-        check(|| d.set_metadata_item(k, v, ""))
-            .map_err(|e| format!("setting metadata {k}: {e}"))?;
+        check(|| d.set_metadata_item(k, v, "")).map_err(err(format!("setting metadata {k}")))?;
     }
     for (i, a) in adjusted.iter().enumerate() {
         if a.clamped + a.moved_off_nodata > 0 {
-            let mut rb = check(|| d.rasterband(i + 1))?;
+            let step = || format!("setting band {}'s metadata", i + 1);
+            let mut rb = check(|| d.rasterband(i + 1)).map_err(err(step()))?;
             let v = format!("{}", a.clamped + a.moved_off_nodata);
             check(|| rb.set_metadata_item("BLOCKSUM_ADJUSTED_PIXELS", &v, ""))
-                .map_err(|e| format!("setting band metadata: {e}"))?;
+                .map_err(err(step()))?;
         }
     }
-    check(|| d.flush_cache()).map_err(|e| format!("flushing the file: {e}"))?;
-    check(|| d.close()).map_err(|e| format!("closing the file: {e}"))?;
+    check(|| d.flush_cache()).map_err(err("flushing the file".into()))?;
+    check(|| d.close()).map_err(err("closing the file".into()))?;
     let back = check(|| Dataset::open(tmp))
-        .map_err(|e| format!("the finished file does not open again: {e}"))?;
+        .map_err(err("the finished file does not open again".into()))?;
     let (w, h) = back.raster_size();
     if (w as u64, h as u64) != (spec.width, spec.height) || back.raster_count() != spec.bands.len()
     {
-        return Err(format!(
-            "the finished file reads back as {w}x{h} with {} band(s), not {}x{} with {}",
-            back.raster_count(),
-            spec.width,
-            spec.height,
-            spec.bands.len()
-        ));
+        return Err(CoordError::Write {
+            path: spec.path.clone(),
+            reason: format!(
+                "the finished file reads back as {w}x{h} with {} band(s), not {}x{} with {}",
+                back.raster_count(),
+                spec.width,
+                spec.height,
+                spec.bands.len()
+            ),
+        });
     }
     Ok(())
 }
 
 /// An output without nodata (no block could be empty) marks its quarantined windows in a
 /// per-dataset mask instead: 255 everywhere, 0 in each quarantined window.
-fn mask_quarantined(ds: &mut Dataset, spec: &OutputSpec, windows: &[Window]) -> Result<(), String> {
-    let what = |e: String| format!("marking quarantined windows in a mask band: {e}");
-    let mut rb = check(|| ds.rasterband(1)).map_err(|e| what(e.into()))?;
+fn mask_quarantined(
+    ds: &mut Dataset,
+    spec: &OutputSpec,
+    windows: &[Window],
+) -> Result<(), CoordError> {
+    let what = |e| {
+        let step = "marking quarantined windows in a mask band";
+        CoordError::write_gdal(spec.path.clone(), step, e)
+    };
+    let mut rb = check(|| ds.rasterband(1)).map_err(what)?;
     // Inside the file, not a `.msk` sidecar (GDAL's default before 3.9), which would stay
     // behind under the temporary name. GDAL's configuration is per thread here: the writer's.
     gdal::config::set_thread_local_config_option("GDAL_TIFF_INTERNAL_MASK", "YES")
-        .map_err(|e| what(e.to_string()))?;
+        .map_err(|e| what(e.into()))?;
     let created = check(|| rb.create_mask_band(true));
     let _ = gdal::config::clear_thread_local_config_option("GDAL_TIFF_INTERNAL_MASK");
-    created.map_err(|e| what(e.into()))?;
-    let mut mb = check(|| rb.open_mask_band()).map_err(|e| what(e.into()))?;
+    created.map_err(what)?;
+    let mut mb = check(|| rb.open_mask_band()).map_err(what)?;
     let (w, h) = (spec.width as usize, spec.height as usize);
     let rows = (1 << 20) / w.max(1) + 1;
     for y in (0..h).step_by(rows) {
         let n = rows.min(h - y);
         let mut buf = Buffer::new((w, n), vec![255u8; w * n]);
-        check(|| mb.write((0, y as isize), (w, n), &mut buf)).map_err(|e| what(e.into()))?;
+        check(|| mb.write((0, y as isize), (w, n), &mut buf)).map_err(what)?;
     }
     for o in windows {
         let size = (o.w as usize, o.h as usize);
         let mut buf = Buffer::new(size, vec![0u8; size.0 * size.1]);
-        check(|| mb.write((o.x as isize, o.y as isize), size, &mut buf))
-            .map_err(|e| what(e.into()))?;
+        check(|| mb.write((o.x as isize, o.y as isize), size, &mut buf)).map_err(what)?;
     }
     Ok(())
 }
@@ -354,12 +369,12 @@ fn write_job(
     output: Option<&[u8]>,
     adjusted: &mut [Adjusted],
     whole: Option<(usize, usize)>,
-) -> Result<(), String> {
+) -> Result<(), CoordError> {
     let (w, h) = (o.w as usize, o.h as usize);
     let n = w * h;
-    let at = |i: usize, e: String| {
+    let at = |i: usize| {
         format!(
-            "band {} at output window {},{} {}x{} (chunk {task}): {e}",
+            "band {} at output window {},{} {}x{} (chunk {task})",
             i + 1,
             o.x,
             o.y,
@@ -367,17 +382,22 @@ fn write_job(
             o.h,
         )
     };
+    let gdal = |i: usize| move |e| CoordError::write_gdal(spec.path.clone(), at(i), e);
+    let wrong = |i: usize, e: String| CoordError::Write {
+        path: spec.path.clone(),
+        reason: format!("{}: {e}", at(i)),
+    };
     for (i, adj) in adjusted.iter_mut().enumerate() {
         let values: &[f64] = match output {
             Some(bytes) => {
                 let band = bytes
                     .get(i * n * 8..(i + 1) * n * 8)
-                    .ok_or_else(|| at(i, "the slot's output is too short".into()))?;
-                bytemuck::try_cast_slice::<u8, f64>(band).map_err(|e| at(i, e.to_string()))?
+                    .ok_or_else(|| wrong(i, "the slot's output is too short".into()))?;
+                bytemuck::try_cast_slice::<u8, f64>(band).map_err(|e| wrong(i, e.to_string()))?
             }
             None => &[],
         };
-        let mut rb = check(|| ds.rasterband(i + 1)).map_err(|e| at(i, e.into()))?;
+        let mut rb = check(|| ds.rasterband(i + 1)).map_err(gdal(i))?;
         let win = (o.x as isize, o.y as isize);
         // Without a nodata value no valid result can be NaN; quarantined windows get 0 and
         // the mask (`mask_quarantined`).
@@ -394,9 +414,9 @@ fn write_job(
             SampleType::U32 => put::<u32>(&mut rb, win, (w, h), plane, adj, whole),
             SampleType::F32 => put::<f32>(&mut rb, win, (w, h), plane, adj, whole),
             SampleType::F64 => put::<f64>(&mut rb, win, (w, h), plane, adj, whole),
-            SampleType::I8 => Err(INT8_OUTPUT.to_string()),
+            SampleType::I8 => return Err(wrong(i, INT8_OUTPUT.into())),
         };
-        res.map_err(|e| at(i, e))?;
+        res.map_err(gdal(i))?;
     }
     Ok(())
 }
@@ -517,7 +537,7 @@ fn put<T: OutSample>(
     plane: Plane<'_>,
     adj: &mut Adjusted,
     whole: Option<(usize, usize)>,
-) -> Result<(), String> {
+) -> Result<(), GdalFailure> {
     let Plane { values, nodata, t } = plane;
     if let Some(block) = whole {
         return put_blocks::<T>(rb, win, size, plane, adj, block);
@@ -534,7 +554,7 @@ fn put<T: OutSample>(
         convert_all(values, nodata, t, adj)
     };
     let mut buf = Buffer::new(size, data);
-    Ok(check(|| rb.write(win, size, &mut buf))?)
+    check(|| rb.write(win, size, &mut buf))
 }
 
 /// Writes a window of whole blocks one block at a time, converting each block's rows
@@ -547,7 +567,7 @@ fn put_blocks<T: OutSample>(
     plane: Plane<'_>,
     adj: &mut Adjusted,
     (bw, bh): (usize, usize),
-) -> Result<(), String> {
+) -> Result<(), GdalFailure> {
     let Plane { values, nodata, t } = plane;
     let fill = T::from_f64(nodata);
     let mut block = vec![fill; bw * bh];

@@ -94,51 +94,82 @@ fn grid_entry(p: &Plan) -> String {
     format!("{}x{}", p.chunk_w, p.chunk_h)
 }
 
-/// `--resume` of a journal whose chunk grid is not the one this run planned: on a small
-/// raster the grid follows the workers that run at once, no more than the CPUs
-/// (`prepare::chunk_target`), so a retry on a node with another CPU count (a Slurm requeue,
-/// a rescheduled Kubernetes pod) or with another `--workers` plans other chunks. The
-/// journal's grid is found among the plans this command makes for 1, 2, ... running workers
-/// and, when found, replaces this run's plan: the journal's records are then this run's
-/// chunks, and the output is the same whatever the grid. Not found: the plan stays, and
-/// `open` refuses the journal, naming the grid.
+/// `--resume` of a journal whose chunk grid is not the one this run planned, all its other
+/// entries being this run's: on a small raster the grid follows the workers that run at
+/// once, no more than the CPUs (`prepare::chunk_target`), so a retry on a node with another
+/// CPU count (a Slurm requeue, a rescheduled Kubernetes pod) or with another `--workers`
+/// plans other chunks. The journal's grid (its size and its number of chunks) is looked for
+/// among the plans this command makes for 1, 2, ... running workers, up to the most CPUs a
+/// node is likely to have or where the spread stops changing, and, when found, replaces this
+/// run's plan (and its memory plan): the journal's records are then this run's chunks, and
+/// the output is the same whatever the grid. Not found (another `--chunk-mib`): the plan
+/// stays, and `open` refuses the journal, naming the grid.
 pub(super) fn adopt_grid(
-    cfg: &RunConfig,
+    one: OneRun<'_>,
     prep: &mut Prepared,
     earlier: Option<&Scan>,
 ) -> Result<(), CoordError> {
-    let theirs = earlier
-        .filter(|_| cfg.durability.resume)
-        .and_then(|scan| {
-            let options = &scan.header.identity.options;
-            options.iter().find(|(k, _)| k == CHUNK_GRID)
-        })
-        .map(|(_, v)| v.as_str());
-    let Some(theirs) = theirs else {
+    let cfg = one.cfg;
+    let Some(theirs) = earlier.filter(|_| cfg.durability.resume) else {
         return Ok(());
     };
-    if theirs == grid_entry(&prep.plan) {
+    let theirs = &theirs.header.identity;
+    let ours = identity(one, prep)?;
+    let grid = |id: &PlanIdentity| {
+        let found = id.options.iter().find(|(k, _)| k == CHUNK_GRID);
+        found.map(|(_, v)| v.clone())
+    };
+    let rest = |id: &PlanIdentity| {
+        let others = id.options.iter().filter(|(k, _)| k != CHUNK_GRID);
+        others.cloned().collect::<Vec<_>>()
+    };
+    let Some(wanted) = grid(theirs) else {
+        return Ok(());
+    };
+    if grid(&ours).as_ref() == Some(&wanted) || rest(theirs) != rest(&ours) {
         return Ok(());
     }
     let total = prep.info.width * prep.info.height * prep.plan.pixel_bytes;
-    let mut tried = None;
-    // The target stops changing once the spread reaches its 1 MiB floor.
-    for running in 1..=(total >> 22).clamp(1, 1 << 16) {
-        let target = super::prepare::chunk_target(cfg, total, running);
-        if tried.replace(target) == Some(target) {
+    let most = u64::from(cfg.pool.workers).max(MOST_CPUS);
+    let target = |running| super::prepare::chunk_target(cfg, total, running);
+    for running in distinct_targets(target, total, most) {
+        // A candidate that fails (a fault naming a chunk it lacks) is not the journal's.
+        let Ok((plan, planes)) = prep.chunks_for(cfg, running) else {
             continue;
-        }
-        let other = prep.planned_for(cfg, running)?;
-        if grid_entry(&other.plan) == theirs {
+        };
+        if grid_entry(&plan) == wanted && plan.chunks.len() == theirs.chunks as usize {
+            prep.with_plan(cfg, (plan, planes))?;
             tracing::info!(
-                "--resume: the journal's chunk grid {theirs} (planned for {running} running worker(s)) is kept"
+                "--resume: the journal's chunk grid {wanted} (planned for {running} running worker(s)) is kept"
             );
-            *prep = other;
             return Ok(());
         }
     }
     Ok(())
 }
+
+/// The counts of running workers, from 1 to `most`, whose chunk targets (`target`) differ
+/// from the count before's; it stops once the spread of `total` reaches the 1 MiB floor,
+/// that count included (past it the target no longer changes).
+fn distinct_targets(target: impl Fn(u64) -> u64, total: u64, most: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut last = None;
+    for running in 1..=most {
+        let t = target(running);
+        if last != Some(t) {
+            out.push(running);
+            last = Some(t);
+        }
+        if total / (4 * running) <= 1 << 20 {
+            break;
+        }
+    }
+    out
+}
+
+/// The most workers running at once that [`adopt_grid`] looks for (beyond `--workers`): the
+/// CPUs of a large server.
+const MOST_CPUS: u64 = 1024;
 
 /// The output's metadata item that records the plan it was made from: a digest of the plan
 /// identity's entries that decide its pixels (input, its size and time, command, options).
@@ -437,7 +468,7 @@ pub(super) fn earlier(
 ) -> Result<Earlier, CoordError> {
     let cfg = one.cfg;
     let scan = existing(jpath)?;
-    adopt_grid(cfg, prep, scan.as_ref())?;
+    adopt_grid(one, prep, scan.as_ref())?;
     let range = range(cfg, &prep.plan);
     // A run killed between its commit and removing its journal left a complete output and a
     // complete journal: --resume may then replace the output with the same result.
@@ -493,18 +524,9 @@ pub(super) fn replay(path: &Path, scan: &Scan, sink: &mut GtiffSink) -> Result<(
     for r in &scan.records {
         Scan::payload(&mut file, r, &mut buf)
             .map_err(err(format!("reading chunk {} from the journal", r.id)))?;
-        engine::ChunkSink::write(sink, TaskId(r.id), r.out, Some(&buf)).map_err(|reason| {
-            CoordError::Write {
-                path: sink_path(sink),
-                reason,
-            }
-        })?;
+        engine::ChunkSink::write(sink, TaskId(r.id), r.out, Some(&buf))?;
     }
     Ok(())
-}
-
-fn sink_path(s: &GtiffSink) -> PathBuf {
-    s.path().to_path_buf()
 }
 
 /// What the sink needs to place one chunk: its output window, and its plan chunk id when it
@@ -518,12 +540,21 @@ pub struct SinkItem {
 /// The run's sink: writes each chunk into the output (a whole run) and appends it to the
 /// journal.
 pub struct JournaledSink {
+    /// The run's output (a shard's too, which `merge` writes), for messages.
+    pub(super) output: PathBuf,
     pub(super) out: Option<GtiffSink>,
     pub(super) journal: JournalWriter,
     pub(super) stats: Arc<Mutex<JournalStats>>,
 }
 
 impl JournaledSink {
+    fn journal_error(&self, source: journal::AppendError) -> CoordError {
+        CoordError::WriteJournal {
+            path: self.output.clone(),
+            source,
+        }
+    }
+
     fn record(&self) {
         let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         s.appended_chunks = self.journal.appended;
@@ -536,21 +567,31 @@ impl engine::ChunkSink for JournaledSink {
     type Item = SinkItem;
     type Close = Vec<(String, String)>;
     type Closed = Vec<Adjusted>;
+    type Error = CoordError;
 
-    fn write(&mut self, task: TaskId, item: SinkItem, output: Option<&[u8]>) -> Result<(), String> {
+    fn write(
+        &mut self,
+        task: TaskId,
+        item: SinkItem,
+        output: Option<&[u8]>,
+    ) -> Result<(), CoordError> {
         if let Some(g) = &mut self.out {
             g.write(task, item.out, output)?;
         }
         if let (Some(id), Some(bytes)) = (item.plan_id, output) {
-            self.journal.append(id, item.out, bytes)?;
+            self.journal
+                .append(id, item.out, bytes)
+                .map_err(|source| self.journal_error(source))?;
         }
         self.record();
         Ok(())
     }
 
-    fn close(mut self, metadata: Vec<(String, String)>) -> Result<Vec<Adjusted>, String> {
+    fn close(mut self, metadata: Vec<(String, String)>) -> Result<Vec<Adjusted>, CoordError> {
         let t0 = std::time::Instant::now();
-        self.journal.sync()?;
+        self.journal
+            .sync()
+            .map_err(|source| self.journal_error(source))?;
         self.journal.busy += t0.elapsed();
         self.record();
         match self.out {
@@ -568,5 +609,25 @@ pub(super) fn remove(path: &Path) {
             "the output is complete, but removing its journal '{}' failed: {e}",
             path.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_search_reaches_the_floor_of_any_raster() {
+        // 3000 x 3000 Float32: not a multiple of 4 MiB, so the floor is reached one count
+        // past total / 4 MiB (here 9 running workers).
+        for total in [36_000_000u64, 16 << 20, 5 << 20, 1 << 30, 777] {
+            let target = |r| super::super::prepare::spread(64 << 20, total, r);
+            let counts = distinct_targets(target, total, 1024);
+            let last = *counts.last().unwrap();
+            assert_eq!(target(last), target(1024), "{total}");
+            // Every target any count up to 1024 gives is one of the candidates'.
+            let seen: std::collections::HashSet<u64> = counts.iter().map(|&r| target(r)).collect();
+            assert!((1..=1024).all(|r| seen.contains(&target(r))), "{total}");
+        }
     }
 }

@@ -143,10 +143,7 @@ pub(super) fn engine_error(cfg: &RunConfig, output: &Path, e: EngineError) -> Co
             "the worker binary '{}' speaks protocol version {theirs}, this coordinator {ours}: build both from the same source",
             cfg.pool.worker_bin.display()
         )),
-        EngineError::Sink(reason) => CoordError::Write {
-            path: output.to_path_buf(),
-            reason,
-        },
+        EngineError::Sink(e) => sink_error(output, e),
         EngineError::Interrupted(name) => CoordError::Interrupted(name),
         EngineError::Internal(why) => CoordError::Internal(why),
     }
@@ -173,5 +170,51 @@ fn suspect(cfg: &RunConfig) -> String {
                 format!("reading the input {}", name(input))
             }
         },
+    }
+}
+
+/// The sink's failure as the run's: the job's own error comes back as it was, causes and
+/// exit code kept; the engine's text (a slot it could not lease, a panic in the sink) is a
+/// write failure of `output`.
+fn sink_error(output: &Path, e: engine::SinkError) -> CoordError {
+    match e.downcast::<CoordError>() {
+        Ok(own) => *own,
+        Err(text) => CoordError::Write {
+            path: output.to_path_buf(),
+            reason: text.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_sink_error_crosses_the_engine_with_its_cause() {
+        let io = std::io::Error::from_raw_os_error(libc_enospc());
+        let own = CoordError::write_io("o.tif", "flushing", io);
+        let back = sink_error(Path::new("o.tif"), Box::new(own));
+        assert!(matches!(back, CoordError::WriteIo { .. }), "{back:?}");
+        assert_eq!(back.exit_code(), protocol::exit::OUTPUT);
+        let cause = back.source().expect("the io error as the source");
+        assert_eq!(
+            cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|e| e.raw_os_error()),
+            Some(libc_enospc())
+        );
+        // The engine's own text names the output.
+        let text = sink_error(Path::new("o.tif"), "chunk 3: the sink panicked: x".into());
+        assert_eq!(
+            text.to_string(),
+            "writing output 'o.tif': chunk 3: the sink panicked: x"
+        );
+    }
+
+    fn libc_enospc() -> i32 {
+        nix::errno::Errno::ENOSPC as i32
     }
 }

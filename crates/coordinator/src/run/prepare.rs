@@ -71,24 +71,31 @@ fn running_workers(cfg: &RunConfig) -> u64 {
 }
 
 impl Prepared {
-    /// The same run planned as a machine where `running` workers run at once plans it: only
-    /// a small raster's chunk grid differs (see `plan_chunks`). For `--resume` of a journal
-    /// written on a machine with another CPU count (`durable::adopt_grid`).
-    pub(super) fn planned_for(
+    /// The chunks as a machine where `running` workers run at once plans them: only a small
+    /// raster's chunk grid differs (see `plan_chunks`). With the output planes, for
+    /// [`Prepared::with_plan`]. For `--resume` of a journal written on a machine with another
+    /// CPU count (`durable::adopt_grid`).
+    pub(super) fn chunks_for(
         &self,
         cfg: &RunConfig,
         running: u64,
-    ) -> Result<Prepared, CoordError> {
+    ) -> Result<(Plan, u64), CoordError> {
         let mapping = self.plan.mapping.clone();
         let input = (&self.info, self.bands.as_slice(), self.sample);
-        let (plan, out_planes) = plan_chunks(cfg, input, mapping, running)?;
+        plan_chunks(cfg, input, mapping, running)
+    }
+
+    /// This run with `plan` instead of its own, and the memory plan and slot ring for it.
+    pub(super) fn with_plan(
+        &mut self,
+        cfg: &RunConfig,
+        (plan, out_planes): (Plan, u64),
+    ) -> Result<(), CoordError> {
         let (layout, memory) = plan_memory(cfg, &plan, (self.out_type, out_planes), self.lanes)?;
-        Ok(Prepared {
-            plan,
-            layout,
-            memory,
-            ..self.clone()
-        })
+        self.plan = plan;
+        self.layout = layout;
+        self.memory = memory;
+        Ok(())
     }
 }
 
@@ -96,11 +103,16 @@ impl Prepared {
 /// of the `running` workers gets about four chunks (never under 1 MiB). A shard's plan must
 /// be the same on every node, whatever its core count: no spread.
 pub(super) fn chunk_target(cfg: &RunConfig, total: u64, running: u64) -> u64 {
-    let spread = match cfg.durability.shard {
-        Some(_) => u64::MAX,
-        None => (total / (4 * running.max(1))).max(1 << 20),
-    };
-    cfg.pool.chunk_bytes.min(spread)
+    match cfg.durability.shard {
+        Some(_) => cfg.pool.chunk_bytes,
+        None => spread(cfg.pool.chunk_bytes, total, running),
+    }
+}
+
+/// `chunk_bytes`, or less so that each of `running` workers gets about four chunks of
+/// `total` bytes, never under 1 MiB.
+pub(super) fn spread(chunk_bytes: u64, total: u64, running: u64) -> u64 {
+    chunk_bytes.min((total / (4 * running.max(1))).max(1 << 20))
 }
 
 /// Whether the kernels unscale, and the output's type and nodata.

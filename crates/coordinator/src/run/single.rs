@@ -169,6 +169,7 @@ fn open_journal(
         ..Default::default()
     }));
     let sink = durable::JournaledSink {
+        output: one.io.output.clone(),
         out: gtiff,
         journal: opened.writer,
         stats: stats.clone(),

@@ -76,12 +76,13 @@ impl ChunkSink for NullSink {
     type Item = ();
     type Close = ();
     type Closed = ();
+    type Error = std::convert::Infallible;
 
-    fn write(&mut self, _: TaskId, _: (), _: Option<&[u8]>) -> Result<(), String> {
+    fn write(&mut self, _: TaskId, _: (), _: Option<&[u8]>) -> Result<(), Self::Error> {
         Ok(())
     }
 
-    fn close(self, _: ()) -> Result<(), String> {
+    fn close(self, _: ()) -> Result<(), Self::Error> {
         Ok(())
     }
 }

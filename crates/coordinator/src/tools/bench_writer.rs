@@ -207,10 +207,6 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
     }
     let ds = writer::create(&spec, &tmp)?;
     let mut sink = GtiffSink::new(ds, spec, tmp.clone());
-    let write_err = |reason: String| CoordError::Write {
-        path: cfg.output.to_path_buf(),
-        reason,
-    };
 
     let convert = conversion_time(cfg, &p, &distinct);
 
@@ -225,11 +221,11 @@ pub fn bench_writer(cfg: &WriterBenchConfig) -> Result<String, CoordError> {
         }
         let bytes = &distinct[c.id.0 as usize % distinct.len()];
         let t = Instant::now();
-        sink.write(c.id, c.out, Some(bytes)).map_err(write_err)?;
+        sink.write(c.id, c.out, Some(bytes))?;
         worst = worst.max(t.elapsed());
     }
     let wall1 = wall0.elapsed();
-    sink.close(Vec::new()).map_err(write_err)?;
+    sink.close(Vec::new())?;
     let wall = wall0.elapsed();
     let (tcpu, pcpu) = (thread_cpu() - tcpu0, process_cpu() - pcpu0);
     let file_bytes = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);

@@ -185,18 +185,14 @@ impl BatchSink {
     ) -> Result<bool, CoordError> {
         p.open()?;
         if let Some(sink) = p.open.as_mut() {
-            sink.write(task, item.chunk.out, output)
-                .map_err(|reason| CoordError::Write {
-                    path: p.spec.path.clone(),
-                    reason,
-                })?;
+            sink.write(task, item.chunk.out, output)?;
         }
         if let (Some(id), Some(bytes)) = (item.plan_id, output) {
             p.journal
                 .writer
                 .append(id, item.chunk.out, bytes)
                 .map_err(|source| CoordError::WriteJournal {
-                    path: p.journal.path.clone(),
+                    path: p.spec.path.clone(),
                     source,
                 })?;
         }
@@ -217,7 +213,7 @@ impl BatchSink {
             .writer
             .sync()
             .map_err(|source| CoordError::WriteJournal {
-                path: p.journal.path.clone(),
+                path: p.spec.path.clone(),
                 source,
             });
         let committed = synced.and_then(|()| {
@@ -231,10 +227,7 @@ impl BatchSink {
                     p.spec.path.display()
                 )));
             };
-            let adjusted = sink.close(md).map_err(|reason| CoordError::Write {
-                path: p.spec.path.clone(),
-                reason,
-            })?;
+            let adjusted = sink.close(md)?;
             p.staging.commit(overwrite || p.journal.replace)?;
             durable::remove(&p.journal.path);
             Ok(adjusted)
@@ -273,13 +266,14 @@ impl ChunkSink for BatchSink {
     type Item = BatchItem;
     type Close = ();
     type Closed = ();
+    type Error = std::convert::Infallible;
 
     fn write(
         &mut self,
         task: TaskId,
         item: BatchItem,
         output: Option<&[u8]>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Self::Error> {
         let k = item.input as usize;
         // An output that already failed takes no more chunks (its file is gone).
         let Some(p) = self.outputs.get_mut(k).and_then(Option::as_mut) else {
@@ -303,7 +297,7 @@ impl ChunkSink for BatchSink {
         Ok(())
     }
 
-    fn close(mut self, (): ()) -> Result<(), String> {
+    fn close(mut self, (): ()) -> Result<(), Self::Error> {
         // Every chunk was written: an output still pending lacks pixels, which the plan's
         // tiling rules out. Say so rather than lose it silently.
         for k in 0..self.outputs.len() {
