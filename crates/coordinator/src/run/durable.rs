@@ -126,7 +126,8 @@ pub(super) fn adopt_grid(
     let Some(wanted) = grid(theirs) else {
         return Ok(());
     };
-    if grid(&ours).as_ref() == Some(&wanted) || rest(theirs) != rest(&ours) {
+    let same = grid(&ours).as_ref() == Some(&wanted) && ours.chunks == theirs.chunks;
+    if same || rest(theirs) != rest(&ours) {
         return Ok(());
     }
     let total = prep.info.width * prep.info.height * prep.plan.pixel_bytes;
