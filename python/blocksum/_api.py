@@ -74,8 +74,11 @@ def _run_with_report(
     report: Optional[PathLike],
     on_event: Optional[EventHandler],
     options: Dict[str, Any],
+    resuming: Optional[PathLike] = None,
 ) -> RunResult:
-    """Runs a command that writes a report (``resample``, ``map``) and reads it back."""
+    """Runs a command that writes a report (``resample``, ``map``) and reads it back.
+    ``resuming``: the output of a ``--resume`` run, which exits 0 without a report when it
+    finds that output already complete."""
     if on_event is not None and options.get("events") is not None:
         raise ValueError("give either on_event or events=, not both: on_event reads the stream")
     scratch = None
@@ -95,6 +98,8 @@ def _run_with_report(
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     _process.check(done, result)
+    if result is None and done.exit_code == 0 and resuming is not None:
+        return RunResult.kept_output(os.fspath(resuming))
     if result is None:
         raise BlocksumError(
             f"the coordinator exited 0 but wrote no report at {report_path}", exit_code=1
@@ -167,7 +172,8 @@ def resample(
             Float64, mean Float32 for a Float32 input else Float64, min/max the input's
             type, count UInt32 for ``factor`` and Float64 on a target grid).
         overwrite: replace ``dst`` if it exists.
-        resume: continue an interrupted run from its journal.
+        resume: continue an interrupted run from its journal; over an output that a run of
+            the same input and options completed, do nothing (:attr:`RunResult.kept`).
         report: also keep the JSON report at this path (it is always read for the result).
         on_event: called with every event of the run (docs/events.md) as a dict, while the
             run goes, in the calling thread.
@@ -176,7 +182,8 @@ def resample(
             ``co={"COMPRESS": "ZSTD"}``, ``inject_fault=["crash:3:1"]``, ``of="COG"``.
 
     Returns:
-        The run's report as a :class:`RunResult` (exit 0).
+        The run's report as a :class:`RunResult` (exit 0), or with ``resume`` over an output
+        already complete, a result with ``kept`` set and no counts.
 
     Raises:
         UsageError: no grid, or more than one way to give it (``factor`` with ``tr`` or
@@ -195,7 +202,7 @@ def resample(
         *flags({"agg": agg, "band": bands, "ot": ot}),
         *flags({"overwrite": overwrite, "resume": resume}),
     ]
-    return _run_with_report(cmd, report, on_event, options)
+    return _run_with_report(cmd, report, on_event, options, dst if resume else None)
 
 
 def map(  # noqa: A001 - the coordinator's command is called map
@@ -246,7 +253,7 @@ def map(  # noqa: A001 - the coordinator's command is called map
         *flags({"out_bands": out_bands, "kernel_arg": dict(kernel_args or {})}),
         *flags({"overwrite": overwrite, "resume": resume}),
     ]
-    return _run_with_report(cmd, report, on_event, options)
+    return _run_with_report(cmd, report, on_event, options, dst if resume else None)
 
 
 def plan(

@@ -48,6 +48,10 @@ class RunResult:
     raw: Dict[str, Any] = field(repr=False)
     report_path: Optional[str] = None
     """Where the report was written, when the caller asked for one."""
+    kept: bool = False
+    """``resume=True`` found the output complete, committed by a run of the same input and
+    options: it was left as it is, nothing was computed, and no report was written (the
+    counts are then 0 and ``raw`` holds only what is known)."""
 
     @property
     def ok(self) -> bool:
@@ -58,6 +62,27 @@ class RunResult:
     def inputs(self) -> List[Dict[str, Any]]:
         """A batch's per-input sections (empty for a single run)."""
         return list(self.raw.get("inputs", []))
+
+    @classmethod
+    def kept_output(cls, output: str) -> "RunResult":
+        """The result of a resume over an output already complete (see :attr:`kept`)."""
+        raw: Dict[str, Any] = {"status": "ok", "exit_code": 0, "output": output, "kept": True}
+        return cls(
+            exit_code=0,
+            status="ok",
+            output=output,
+            chunks=0,
+            done=0,
+            done_in_process=0,
+            quarantined_windows=[],
+            restarts=0,
+            timeouts=0,
+            deaths_by_cause={},
+            wall_time=0.0,
+            workers_spawned=0,
+            raw=raw,
+            kept=True,
+        )
 
     @classmethod
     def from_report(cls, report: Dict[str, Any], path: Optional[str] = None) -> "RunResult":

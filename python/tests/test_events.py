@@ -107,6 +107,12 @@ def test_ctrl_c_in_python_interrupts_the_run(demo: Path, tmp_path: Path) -> None
     # The journal holds the chunks written before the interrupt: resume computes the rest.
     r = blocksum.resample(demo, out, 8, workers=2, resume=True)
     assert r.ok and r.raw["journal"]["resumed_chunks"] >= 2, r.raw["journal"]
+    assert not r.kept
+    # A retry after that (a requeued job): the output is complete, nothing is done.
+    before = out.stat().st_mtime_ns
+    again = blocksum.resample(demo, out, 8, workers=2, resume=True)
+    assert again.ok and again.kept and again.done == 0, again
+    assert out.stat().st_mtime_ns == before
 
 
 def assert_no_process(needle: str) -> None:

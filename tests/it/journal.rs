@@ -638,3 +638,76 @@ fn resume_on_a_node_with_other_cpus_keeps_the_journals_chunk_grid() {
     assert_ne!(f["plan"]["chunks"], r["plan"]["chunks"], "{f}");
     assert_same_raster(&fresh, &out);
 }
+
+/// A requeued job runs the same command line, side files included. After SIGTERM (what
+/// Slurm sends a preempted job) the interrupted run's report, page and event stream are
+/// there; `--resume` replaces them, whether the run had journaled chunks or stopped before
+/// its first (and so left no journal), and a retry after the commit leaves them as they are.
+#[test]
+fn resume_replaces_the_interrupted_runs_report_page_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_input(dir.path(), 5);
+    let out = dir.path().join("o.tif");
+    let journal = dir.path().join("o.tif.journal");
+    let (rep, page, events) = (
+        dir.path().join("r.json"),
+        dir.path().join("r.html"),
+        dir.path().join("ev.jsonl"),
+    );
+    let cmd = |extra: &[&str]| {
+        let mut c = resample_cmd("1", &input, &out);
+        c.args(["-f", "8", "--chunk-mib", "0.05"]);
+        c.arg("--report").arg(&rep).arg("--report-html").arg(&page);
+        c.arg("--events").arg(&events).args(extra);
+        c
+    };
+    for journaled in [false, true] {
+        for p in [&out, &rep, &page, &events] {
+            let _ = std::fs::remove_file(p);
+        }
+        let mut child = cmd(&["--inject-fault", "slow:*"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(120), "the run under way", || {
+            let started = std::fs::read_to_string(&events).is_ok_and(|t| t.contains("dispatch"));
+            let far = !journaled || records(&journal) >= 1;
+            (started && far).then_some(())
+        });
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(130));
+        let r = crate::common::report(&rep);
+        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(journal.exists(), journaled);
+        let o = run(&mut cmd(&["--resume"]));
+        assert!(o.status.success(), "journaled {journaled}: {}", stderr(&o));
+        let r = crate::common::report(&rep);
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(
+            r["journal"]["resumed_chunks"].as_u64().unwrap() > 0,
+            journaled
+        );
+        let last = std::fs::read_to_string(&events).unwrap();
+        assert!(
+            last.lines().last().unwrap().contains("\"status\":\"ok\""),
+            "{last}"
+        );
+        assert!(std::fs::read_to_string(&page).unwrap().contains("o.tif"));
+    }
+    // The retry after the commit: nothing computed, the side files left as they are.
+    let before = [&rep, &page, &events].map(|p| std::fs::read(p).unwrap());
+    let o = run(&mut cmd(&["--resume"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        [&rep, &page, &events].map(|p| std::fs::read(p).unwrap()),
+        before
+    );
+    let one = dir.path().join("one.tif");
+    let o = run(resample_cmd("2", &input, &one).args(["-f", "8"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_raster(&one, &out);
+}

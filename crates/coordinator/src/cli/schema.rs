@@ -50,8 +50,9 @@ pub struct Cli {
 }
 
 fn parse_factor(s: &str) -> Result<u32, String> {
-    // 0 parses here and is refused with the bad-input code, as before.
-    settings::whole(s, 0)
+    // 0 parses here and is refused with the bad-input code, as before; the message of a
+    // value that does not parse asks for what is accepted in the end.
+    settings::whole(s, 0).map_err(|_| format!("'{s}' is not a whole number >= 1"))
 }
 
 fn parse_band(s: &str) -> Result<u32, String> {

@@ -97,11 +97,23 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 pub struct SidePath<'a> {
     pub flag: &'static str,
     pub path: &'a Path,
+    /// It may replace a file of its name even without `--overwrite`: a `--resume` run's
+    /// side files are the interrupted run's (a requeued job runs the same command line).
+    pub replaces: bool,
 }
 
 impl<'a> SidePath<'a> {
     pub fn new(flag: &'static str, path: &'a Path) -> Self {
-        SidePath { flag, path }
+        SidePath {
+            flag,
+            path,
+            replaces: false,
+        }
+    }
+
+    /// The same, replacing a file of its name when `replaces` (see [`SidePath::replaces`]).
+    pub fn replacing(self, replaces: bool) -> Self {
+        SidePath { replaces, ..self }
     }
 
     /// `--flag 'path' refused: why` (exit 2).
@@ -196,7 +208,7 @@ pub fn check_paths(
         }
         match existing(report) {
             Existing::Nothing => {}
-            Existing::Regular if overwrite => {}
+            Existing::Regular if overwrite || side.replaces => {}
             Existing::Regular => {
                 return Err(refuse(
                     "it exists (pass --overwrite to replace it, as for the output)".into(),

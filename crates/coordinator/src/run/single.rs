@@ -18,6 +18,9 @@ pub(super) struct Staged {
     /// The earlier journal, the plan chunks this run owns, and whether the commit may
     /// replace an existing output.
     earlier: durable::Earlier,
+    /// The report, page and event stream may replace files of those names: `--overwrite`,
+    /// or `--resume` continuing a run (whose side files they are).
+    replace_side: bool,
 }
 
 /// What staging found: a run to do, or (`--resume` over this plan's committed output)
@@ -91,13 +94,16 @@ pub(super) fn stage(one: OneRun<'_>, prep: &mut Prepared) -> Result<Stage, Coord
     let continuing = cfg.durability.resume
         && cfg.durability.shard.is_none()
         && (journal_there || std::fs::symlink_metadata(&one.io.output).is_ok());
+    // The report, page and event stream of a --resume run replace the interrupted run's,
+    // also one stopped before its first chunk (which leaves no journal).
+    let replace_side = cfg.output.overwrite || cfg.durability.resume;
     output::check_paths(
         &one.io.input,
         &lock_target,
         cfg.observe
             .report
             .as_deref()
-            .map(|p| output::SidePath::new("--report", p)),
+            .map(|p| output::SidePath::new("--report", p).replacing(replace_side)),
         // An earlier journal is judged under the lock (`durable::open`), with a message
         // naming --resume; a shard's "output" is its journal. With --resume, an existing
         // output is judged under the lock too (`durable::already_committed`).
@@ -112,16 +118,10 @@ pub(super) fn stage(one: OneRun<'_>, prep: &mut Prepared) -> Result<Stage, Coord
         cfg.observe
             .report_html
             .as_deref()
-            .map(|p| output::SidePath::new("--report-html", p)),
+            .map(|p| output::SidePath::new("--report-html", p).replacing(replace_side)),
         cfg.output.overwrite || continuing,
     )?;
     let staging = output::Staging::lock(&lock_target)?;
-    let events = cfg
-        .observe
-        .events
-        .as_deref()
-        .map(|p| crate::events::open(p, cfg.output.overwrite, &one.io.input, &one.io.output))
-        .transpose()?;
     if cfg.durability.resume && cfg.durability.shard.is_none() {
         let digest = job::plan_digest(one, prep);
         if let Some(message) = durable::already_committed(&one.io.output, &jpath, &digest)? {
@@ -131,12 +131,20 @@ pub(super) fn stage(one: OneRun<'_>, prep: &mut Prepared) -> Result<Stage, Coord
             }));
         }
     }
+    // After that check: a retry of a committed run leaves the stream as it was.
+    let events = cfg
+        .observe
+        .events
+        .as_deref()
+        .map(|p| crate::events::open(p, replace_side, &one.io.input, &one.io.output))
+        .transpose()?;
     let earlier = durable::earlier(one, prep, &jpath)?;
     Ok(Stage::Run(Box::new(Staged {
         staging,
         events,
         jpath,
         earlier,
+        replace_side,
     })))
 }
 
@@ -341,7 +349,8 @@ fn finish(
         Err(e) => e.exit_code(),
     };
     let report = view.report(exit_code, &result, &quarantined);
-    view::write_report_files(one, staged.events.as_ref(), &report, &result)?;
+    let side = (staged.events.as_ref(), staged.replace_side);
+    view::write_report_files(one, side, &report, &result)?;
     result?;
     let message = message(one, prep, staged, journaled, &view, &report, &finished);
     Ok(RunSummary { exit_code, message })
@@ -423,7 +432,10 @@ fn message(
     let quarantined = &t.quarantined;
     let resumed = journaled.resumed;
     let computed = journaled.job.plan_ids.len();
-    let secs = t.wall_ms as f64 / 1000.0;
+    // The chunks' time and rate; the pyramid and the COG copy tell theirs on their own lines.
+    let wall = t.wall_ms as f64 / 1000.0;
+    let secs = (wall - finished.pyramid_secs - finished.cog_secs).max(0.001);
+    let rate = t.input_mib_per_s * wall / secs;
     let workers = prep.memory.workers;
     let mut message = match cfg.durability.shard {
         Some(s) => format!(
@@ -436,9 +448,8 @@ fn message(
             summary::resumed(resumed, true),
         ),
         None => format!(
-            "{} in {secs:.2} s ({:.0} MiB/s), {workers} worker(s), {} restart(s){}{}",
+            "{} in {secs:.2} s ({rate:.0} MiB/s), {workers} worker(s), {} restart(s){}{}",
             summary::head(&one.io.output, prep, None),
-            t.input_mib_per_s,
             t.counters.restarts,
             summary::resumed(resumed, false),
             view.closing_notes(t, finished),

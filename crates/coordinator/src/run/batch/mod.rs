@@ -47,8 +47,11 @@ pub fn resample_batch(
     batch: &crate::cli::BatchSpec,
 ) -> Result<RunSummary, CoordError> {
     out_dir_ready(&batch.out_dir)?;
+    // The report may replace a file of its name with --overwrite, or with --resume (the
+    // interrupted batch's report: `output::SidePath::replaces`).
+    let replace_report = cfg.output.overwrite || cfg.durability.resume;
     let (fates, ready) = stage(cfg, batch)?;
-    let start = Instant::now();
+    let start = (Instant::now(), replace_report);
     if ready.is_empty() {
         let fates = Mutex::new(fates);
         return finish(cfg, batch, &[], None, fates, start);
@@ -140,7 +143,7 @@ fn stage(
                 .observe
                 .report
                 .as_deref()
-                .map(|p| output::SidePath::new("--report", p));
+                .map(|p| output::SidePath::new("--report", p).replacing(cfg.durability.resume));
             output::check_paths(&io.input, &t.lock, report, t.may_exist).map(|()| t)
         });
         if let Err(e @ CoordError::ReportPath { .. }) = checked {
@@ -319,7 +322,7 @@ fn finish(
     preps: &[(Io, Prepared)],
     ran: Option<Ran<'_>>,
     fates: Mutex<Vec<OutputFate>>,
-    start: Instant,
+    (start, replace_report): (Instant, bool),
 ) -> Result<RunSummary, CoordError> {
     let fates = fates.into_inner().unwrap_or_else(|p| p.into_inner());
     let run_error = ran.as_ref().and_then(|r| r.error.as_ref());
@@ -391,7 +394,7 @@ fn finish(
             totals,
             opened_inputs: opened_total,
         };
-        write_report(cfg, batch, path, &report, written)?;
+        write_report(batch, (path, replace_report), &report, written)?;
     }
     if let Some(e) = run_error {
         say_run_error(e, written, failed);
@@ -599,15 +602,14 @@ fn committed_line(
 /// Writes the batch's report. Failing to, after every output was written complete, is exit
 /// 4; otherwise the batch's own outcome is the one reported.
 fn write_report(
-    cfg: &RunConfig,
     batch: &crate::cli::BatchSpec,
-    path: &Path,
+    (path, replace): (&Path, bool),
     report: &BatchReport,
     written: usize,
 ) -> Result<(), CoordError> {
     let written_report = serde_json::to_string_pretty(report)
         .map_err(SideFileError::from)
-        .and_then(|text| Ok(output::write_report(path, &text, cfg.output.overwrite)?));
+        .and_then(|text| Ok(output::write_report(path, &text, replace)?));
     if let Err(source) = written_report {
         if written > 0 && report.exit_code == protocol::exit::OK {
             return Err(CoordError::ReportWrite {
