@@ -93,12 +93,15 @@ def _run_with_report(
         args += ["--events", "-"]
     try:
         done = _process.run(args, on_event)
+        untouched = _stat(report_path) == before
         result = _read_report(report_path, before, None if scratch else report_path)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     _process.check(done, result)
-    if result is None and done.exit_code == 0 and resuming is not None:
+    # Exit 0 with the report not written is a --resume that found the output complete (a
+    # report written but unreadable is an error below).
+    if result is None and done.exit_code == 0 and resuming is not None and untouched:
         return RunResult.kept_output(os.fspath(resuming))
     if result is None:
         raise BlocksumError(
@@ -202,7 +205,8 @@ def resample(
         *flags({"agg": agg, "band": bands, "ot": ot}),
         *flags({"overwrite": overwrite, "resume": resume}),
     ]
-    return _run_with_report(cmd, report, on_event, options, dst if resume else None)
+    single = isinstance(src, (str, os.PathLike))
+    return _run_with_report(cmd, report, on_event, options, dst if resume and single else None)
 
 
 def map(  # noqa: A001 - the coordinator's command is called map

@@ -643,6 +643,7 @@ fn resume_on_a_node_with_other_cpus_keeps_the_journals_chunk_grid() {
 /// Slurm sends a preempted job) the interrupted run's report, page and event stream are
 /// there; `--resume` replaces them, whether the run had journaled chunks or stopped before
 /// its first (and so left no journal), and a retry after the commit leaves them as they are.
+/// A file that is not one of those is refused as without `--resume`.
 #[test]
 fn resume_replaces_the_interrupted_runs_report_page_and_events() {
     let dir = tempfile::tempdir().unwrap();
@@ -661,6 +662,19 @@ fn resume_replaces_the_interrupted_runs_report_page_and_events() {
         c.arg("--events").arg(&events).args(extra);
         c
     };
+    // A file that is not a side file of a run on this output is never replaced unasked.
+    for p in [&rep, &page, &events] {
+        std::fs::write(
+            p,
+            "{\"tool\": \"blocksum coordinator\", \"output\": \"other.tif\"}\n",
+        )
+        .unwrap();
+        let o = run(&mut cmd(&["--resume"]));
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
+        assert!(std::fs::read_to_string(p).unwrap().contains("other.tif"));
+        std::fs::remove_file(p).unwrap();
+    }
     for journaled in [false, true] {
         for p in [&out, &rep, &page, &events] {
             let _ = std::fs::remove_file(p);
@@ -683,6 +697,16 @@ fn resume_replaces_the_interrupted_runs_report_page_and_events() {
         let r = crate::common::report(&rep);
         assert_eq!(r["status"], "failed", "{r}");
         assert_eq!(journal.exists(), journaled);
+        if journaled {
+            // A resume of other options is refused: the interrupted run's files stay.
+            let before = [&rep, &page, &events].map(|p| std::fs::read(p).unwrap());
+            let o = run(&mut cmd(&["--resume", "--ignore-mask"]));
+            assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+            assert_eq!(
+                [&rep, &page, &events].map(|p| std::fs::read(p).unwrap()),
+                before
+            );
+        }
         let o = run(&mut cmd(&["--resume"]));
         assert!(o.status.success(), "journaled {journaled}: {}", stderr(&o));
         let r = crate::common::report(&rep);

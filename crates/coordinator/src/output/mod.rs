@@ -126,6 +126,29 @@ impl<'a> SidePath<'a> {
     }
 }
 
+/// Whether the file at `path` is a side file this tool wrote for a run on `target` (the
+/// output, or a batch's directory, as the command line named it): its JSON report, its page
+/// or its event stream, told by their first 64 KiB. A `--resume` run (a requeued job, same
+/// command line) may replace such a file, as the interrupted run's, without `--overwrite`.
+pub fn side_file_of(path: &Path, target: &Path) -> bool {
+    let mut head = Vec::new();
+    let read = File::open(path).and_then(|f| f.take(1 << 16).read_to_end(&mut head));
+    if read.is_err() {
+        return false;
+    }
+    let text = String::from_utf8_lossy(&head);
+    let name = target.display().to_string();
+    let json = serde_json::to_string(&name).unwrap_or_default();
+    let report = text.contains("\"tool\": \"blocksum coordinator\"")
+        && (text.contains(&format!("\"output\": {json}"))
+            || text.contains(&format!("\"out_dir\": {json}")));
+    let events = text.lines().next().is_some_and(|first| {
+        first.contains("\"event\":\"plan\"") && first.contains(&format!("\"output\":{json}"))
+    });
+    let page_title = format!("<title>blocksum run: {}</title>", crate::html::esc(&name));
+    report || events || text.contains(&page_title)
+}
+
 /// Every path a command line names, against every other, before any work starts: a side file
 /// that is the input, the output or another side file is refused (exit 2), naming both. `-`
 /// (stdout, for `--events`) is no file. The input against the output is

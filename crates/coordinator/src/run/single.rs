@@ -18,9 +18,9 @@ pub(super) struct Staged {
     /// The earlier journal, the plan chunks this run owns, and whether the commit may
     /// replace an existing output.
     earlier: durable::Earlier,
-    /// The report, page and event stream may replace files of those names: `--overwrite`,
-    /// or `--resume` continuing a run (whose side files they are).
-    replace_side: bool,
+    /// The report and the page may replace files of their names: `--overwrite`, or
+    /// `--resume` over the interrupted run's.
+    replace_side: (bool, bool),
 }
 
 /// What staging found: a run to do, or (`--resume` over this plan's committed output)
@@ -94,16 +94,25 @@ pub(super) fn stage(one: OneRun<'_>, prep: &mut Prepared) -> Result<Stage, Coord
     let continuing = cfg.durability.resume
         && cfg.durability.shard.is_none()
         && (journal_there || std::fs::symlink_metadata(&one.io.output).is_ok());
-    // The report, page and event stream of a --resume run replace the interrupted run's,
-    // also one stopped before its first chunk (which leaves no journal).
-    let replace_side = cfg.output.overwrite || cfg.durability.resume;
+    // A --resume run's report, page and event stream replace the interrupted run's: those of
+    // a run it continues, or files this tool wrote for a run on OUTPUT (a run stopped before
+    // its first chunk leaves no journal). Anything else only with --overwrite.
+    let resumes = |p: &Path| {
+        cfg.durability.resume
+            && (continuing || journal_there || output::side_file_of(p, &one.io.output))
+    };
+    let replace = |p: &Path| cfg.output.overwrite || resumes(p);
+    let replace_side = (
+        cfg.observe.report.as_deref().is_some_and(replace),
+        cfg.observe.report_html.as_deref().is_some_and(replace),
+    );
     output::check_paths(
         &one.io.input,
         &lock_target,
         cfg.observe
             .report
             .as_deref()
-            .map(|p| output::SidePath::new("--report", p).replacing(replace_side)),
+            .map(|p| output::SidePath::new("--report", p).replacing(resumes(p))),
         // An earlier journal is judged under the lock (`durable::open`), with a message
         // naming --resume; a shard's "output" is its journal. With --resume, an existing
         // output is judged under the lock too (`durable::already_committed`).
@@ -118,7 +127,7 @@ pub(super) fn stage(one: OneRun<'_>, prep: &mut Prepared) -> Result<Stage, Coord
         cfg.observe
             .report_html
             .as_deref()
-            .map(|p| output::SidePath::new("--report-html", p).replacing(replace_side)),
+            .map(|p| output::SidePath::new("--report-html", p).replacing(resumes(p))),
         cfg.output.overwrite || continuing,
     )?;
     let staging = output::Staging::lock(&lock_target)?;
@@ -136,7 +145,7 @@ pub(super) fn stage(one: OneRun<'_>, prep: &mut Prepared) -> Result<Stage, Coord
         .observe
         .events
         .as_deref()
-        .map(|p| crate::events::open(p, replace_side, &one.io.input, &one.io.output))
+        .map(|p| crate::events::open(p, replace(p), &one.io.input, &one.io.output))
         .transpose()?;
     let earlier = durable::earlier(one, prep, &jpath)?;
     Ok(Stage::Run(Box::new(Staged {
@@ -432,9 +441,13 @@ fn message(
     let quarantined = &t.quarantined;
     let resumed = journaled.resumed;
     let computed = journaled.job.plan_ids.len();
-    // The chunks' time and rate; the pyramid and the COG copy tell theirs on their own lines.
-    let wall = t.wall_ms as f64 / 1000.0;
-    let secs = (wall - finished.pyramid_secs - finished.cog_secs).max(0.001);
+    // The chunks' time and rate; the pyramid and the COG copy tell theirs on their own lines
+    // (the whole run's, where the chunks took next to nothing: all resumed).
+    let wall = t.wall_ms.max(1) as f64 / 1000.0;
+    let secs = match wall - finished.pyramid_secs - finished.cog_secs {
+        s if s >= 0.05 => s,
+        _ => wall,
+    };
     let rate = t.input_mib_per_s * wall / secs;
     let workers = prep.memory.workers;
     let mut message = match cfg.durability.shard {

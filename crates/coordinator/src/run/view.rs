@@ -357,11 +357,11 @@ impl RunView<'_> {
 /// A single run's last words: the `run_end` event, the HTML page, the JSON report. The
 /// run's lock is still held. A side file that cannot be written after a complete output is
 /// exit 4 (`ReportWrite`); after a failed run, the run's own failure is the one reported.
-/// `replace`: the side files may replace files of their names (`--overwrite`, or a resumed
-/// run's own side files).
+/// `replace`: the report and the page may replace files of their names (`--overwrite`, or
+/// the interrupted run's under `--resume`).
 pub(super) fn write_report_files(
     one: OneRun<'_>,
-    (events, replace): (Option<&engine::observe::EventLog>, bool),
+    (events, replace): (Option<&engine::observe::EventLog>, (bool, bool)),
     report: &Report,
     result: &Result<(), CoordError>,
 ) -> Result<(), CoordError> {
@@ -383,7 +383,7 @@ pub(super) fn write_report_files(
     // The side outputs: the HTML page, and whether the event stream was written whole.
     let mut side: Vec<(&'static str, PathBuf, SideFileError)> = Vec::new();
     if let Some(path) = &cfg.observe.report_html {
-        if let Err(e) = output::write_report(path, &crate::html::render(report), replace) {
+        if let Err(e) = output::write_report(path, &crate::html::render(report), replace.1) {
             side.push(("--report-html", path.clone(), e.into()));
         }
     }
@@ -393,7 +393,7 @@ pub(super) fn write_report_files(
         }
     }
     if let Some(path) = &cfg.observe.report {
-        if let Err(e) = write_json(path, report, replace) {
+        if let Err(e) = write_json(path, report, replace.0) {
             side.insert(0, ("--report", path.clone(), e));
         }
     }

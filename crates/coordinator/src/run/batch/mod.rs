@@ -47,9 +47,7 @@ pub fn resample_batch(
     batch: &crate::cli::BatchSpec,
 ) -> Result<RunSummary, CoordError> {
     out_dir_ready(&batch.out_dir)?;
-    // The report may replace a file of its name with --overwrite, or with --resume (the
-    // interrupted batch's report: `output::SidePath::replaces`).
-    let replace_report = cfg.output.overwrite || cfg.durability.resume;
+    let replace_report = cfg.output.overwrite || report_resumes(cfg, batch);
     let (fates, ready) = stage(cfg, batch)?;
     let start = (Instant::now(), replace_report);
     if ready.is_empty() {
@@ -100,6 +98,13 @@ pub fn resample_batch(
     finish(cfg, batch, &preps, Some(ran), fates, start)
 }
 
+/// `--resume` over the interrupted batch's report (`output::side_file_of`): the report may
+/// replace it without `--overwrite`.
+fn report_resumes(cfg: &RunConfig, batch: &crate::cli::BatchSpec) -> bool {
+    let report = cfg.observe.report.as_deref();
+    cfg.durability.resume && report.is_some_and(|p| output::side_file_of(p, &batch.out_dir))
+}
+
 /// `--out-dir` is a directory, made here when its parent is one.
 fn out_dir_ready(out_dir: &Path) -> Result<(), CoordError> {
     match std::fs::symlink_metadata(out_dir) {
@@ -131,6 +136,7 @@ fn stage(
 ) -> Result<(Vec<OutputFate>, Vec<Ready>), CoordError> {
     let n = batch.inputs.len();
     let mut fates: Vec<OutputFate> = (0..n).map(|_| OutputFate::Waiting).collect();
+    let resumes = report_resumes(cfg, batch);
     let mut ready: Vec<Ready> = Vec::new();
     for (k, input) in batch.inputs.iter().enumerate() {
         let io = Io {
@@ -143,7 +149,7 @@ fn stage(
                 .observe
                 .report
                 .as_deref()
-                .map(|p| output::SidePath::new("--report", p).replacing(cfg.durability.resume));
+                .map(|p| output::SidePath::new("--report", p).replacing(resumes));
             output::check_paths(&io.input, &t.lock, report, t.may_exist).map(|()| t)
         });
         if let Err(e @ CoordError::ReportPath { .. }) = checked {
