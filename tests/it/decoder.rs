@@ -203,7 +203,16 @@ fn plan_says_which_decoder_reads_and_why() {
         plan(&lzw, &["--decoder", "native"]),
         "native: tiled GTiff, LZW, predictor 2, Float32, 1 band (--decoder native)"
     );
-    assert_eq!(plan(&pred3, &["--decoder", "gdal"]), "gdal: --decoder gdal");
+    // Asked for GDAL: what the default would do is said too.
+    assert_eq!(
+        plan(&pred3, &["--decoder", "gdal"]),
+        "gdal: --decoder gdal; the default (--decoder auto) would read with native: tiled GTiff, DEFLATE, predictor 3, Float32, 1 band"
+    );
+    let lzw_gdal = plan(&lzw, &["--decoder", "gdal"]);
+    assert!(
+        lzw_gdal.contains("the default (--decoder auto) would read with gdal: LZW (predictor 2)"),
+        "{lzw_gdal}"
+    );
     let j = plan(&jpeg, &[]);
     assert!(
         j.starts_with("gdal: ") && j.contains("JPEG compression (7) is not supported natively"),

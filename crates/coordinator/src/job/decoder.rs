@@ -20,7 +20,18 @@ pub fn plan_choice(
         ));
     }
     let bands: Vec<u32> = prep.bands.iter().map(|b| b.index).collect();
-    let runner = worker::exec::ChunkRunner::open(input, &bands, cfg.job.decoder)
-        .map_err(|e| CoordError::BadInput(e.to_string()))?;
-    Ok(runner.choice_for(prep.sample))
+    let open = |decoder| {
+        worker::exec::ChunkRunner::open(input, &bands, decoder)
+            .map_err(|e| CoordError::BadInput(e.to_string()))
+    };
+    let mut choice = open(cfg.job.decoder)?.choice_for(prep.sample);
+    // Asked for GDAL: say too what the default would do, which is the question behind it.
+    if cfg.job.decoder == worker::types::Decoder::Gdal {
+        let auto = open(worker::types::Decoder::Auto)?.choice_for(prep.sample);
+        choice.reason = format!(
+            "{}; the default (--decoder auto) would read with {}: {}",
+            choice.reason, auto.decoder, auto.reason
+        );
+    }
+    Ok(choice)
 }
