@@ -519,81 +519,20 @@ impl World {
                 "action after the end of the run: {a:?}"
             );
             match a {
-                SchedAction::Spawn { key } => {
-                    let prev = self.procs.iter().rev().find(|p| p.key.id == key.id);
-                    match prev {
-                        Some(p) => {
-                            assert!(!p.alive, "{key:?} spawned while {:?} is alive", p.key);
-                            assert_eq!(key.gen, p.key.gen + 1, "generations go up by one");
-                        }
-                        None => assert_eq!(key.gen, 0),
-                    }
-                    assert!(key.id.0 < 1_000);
-                    self.next_pid += 1;
-                    self.procs.push(Proc {
-                        key: *key,
-                        pid: self.next_pid,
-                        ready: false,
-                        alive: true,
-                        job: None,
-                        shutdown: false,
-                        signals: Vec::new(),
-                    });
-                }
+                SchedAction::Spawn { key } => self.spawn(*key),
                 SchedAction::Dispatch {
                     key,
                     task,
                     attempt,
                     slot,
                     ..
-                } => {
-                    let p = self.proc(*key);
-                    assert!(
-                        p.alive && p.ready && p.job.is_none() && !p.stopping(),
-                        "dispatch of {task:?} to a worker that cannot take it: {p:?}"
-                    );
-                    assert_eq!(*attempt, self.next_attempt(*task));
-                    self.assert_not_running_or_backup(*task);
-                    self.take_slot(
-                        *slot,
-                        SlotUse::Worker {
-                            key: *key,
-                            task: *task,
-                        },
-                    );
-                    let job = Job {
-                        task: *task,
-                        attempt: *attempt,
-                        slot: *slot,
-                    };
-                    self.proc_mut(*key).expect("checked above").job = Some(job);
-                }
+                } => self.dispatch(*key, *task, *attempt, *slot),
                 SchedAction::RunInProcess {
                     lane,
                     task,
                     attempt,
                     slot,
-                } => {
-                    assert!(*lane < self.lanes_n, "lane {lane} does not exist");
-                    assert!(!self.lanes.contains_key(lane), "lane {lane} is busy");
-                    assert_eq!(*attempt, self.next_attempt(*task));
-                    self.assert_not_running(*task);
-                    self.take_slot(
-                        *slot,
-                        SlotUse::Lane {
-                            lane: *lane,
-                            task: *task,
-                        },
-                    );
-                    self.lanes.insert(
-                        *lane,
-                        Job {
-                            task: *task,
-                            attempt: *attempt,
-                            slot: *slot,
-                        },
-                    );
-                }
+                } => self.run_in_process(*lane, *task, *attempt, *slot),
                 SchedAction::Signal { key, sig } => {
                     let p = self
                         .proc_mut(*key)
@@ -608,25 +547,7 @@ impl World {
                     assert!(p.alive, "shutdown of a dead process {key:?}");
                     p.shutdown = true;
                 }
-                SchedAction::Write { task, slot } => {
-                    assert!(
-                        !self.split_parents.contains(task),
-                        "{task:?} written after a split"
-                    );
-                    let n = &mut self.write_count[task.0 as usize];
-                    *n += 1;
-                    assert_eq!(*n, 1, "{task:?} written twice");
-                    if let Some(slot) = slot {
-                        assert_eq!(
-                            self.slot_use.get(slot),
-                            Some(&SlotUse::Result { task: *task }),
-                            "write of {task:?} from a slot that does not hold its result"
-                        );
-                        self.slot_use
-                            .insert(*slot, SlotUse::Writing { task: *task });
-                    }
-                    self.pending_writes.push((*task, *slot));
-                }
+                SchedAction::Write { task, slot } => self.write(*task, *slot),
                 SchedAction::Split { task } => {
                     assert_eq!(self.write_count[task.0 as usize], 0, "split after a write");
                     assert!(!self.split_parents.contains(task), "{task:?} split twice");
@@ -643,6 +564,84 @@ impl World {
                 }
             }
         }
+    }
+
+    /// A worker spawned: a new one, or the next generation of a dead one.
+    fn spawn(&mut self, key: WorkerKey) {
+        let prev = self.procs.iter().rev().find(|p| p.key.id == key.id);
+        match prev {
+            Some(p) => {
+                assert!(!p.alive, "{key:?} spawned while {:?} is alive", p.key);
+                assert_eq!(key.gen, p.key.gen + 1, "generations go up by one");
+            }
+            None => assert_eq!(key.gen, 0),
+        }
+        assert!(key.id.0 < 1_000);
+        self.next_pid += 1;
+        self.procs.push(Proc {
+            key,
+            pid: self.next_pid,
+            ready: false,
+            alive: true,
+            job: None,
+            shutdown: false,
+            signals: Vec::new(),
+        });
+    }
+
+    /// A chunk sent to a ready, idle worker, with the attempt number it is owed.
+    fn dispatch(&mut self, key: WorkerKey, task: TaskId, attempt: Attempt, slot: SlotId) {
+        let p = self.proc(key);
+        assert!(
+            p.alive && p.ready && p.job.is_none() && !p.stopping(),
+            "dispatch of {task:?} to a worker that cannot take it: {p:?}"
+        );
+        assert_eq!(attempt, self.next_attempt(task));
+        self.assert_not_running_or_backup(task);
+        self.take_slot(slot, SlotUse::Worker { key, task });
+        let job = Job {
+            task,
+            attempt,
+            slot,
+        };
+        self.proc_mut(key).expect("checked above").job = Some(job);
+    }
+
+    /// A chunk run on a free in-process lane.
+    fn run_in_process(&mut self, lane: u32, task: TaskId, attempt: Attempt, slot: SlotId) {
+        assert!(lane < self.lanes_n, "lane {lane} does not exist");
+        assert!(!self.lanes.contains_key(&lane), "lane {lane} is busy");
+        assert_eq!(attempt, self.next_attempt(task));
+        self.assert_not_running(task);
+        self.take_slot(slot, SlotUse::Lane { lane, task });
+        self.lanes.insert(
+            lane,
+            Job {
+                task,
+                attempt,
+                slot,
+            },
+        );
+    }
+
+    /// A chunk's output written, once, from the slot that holds its result.
+    fn write(&mut self, task: TaskId, slot: Option<SlotId>) {
+        assert!(
+            !self.split_parents.contains(&task),
+            "{task:?} written after a split"
+        );
+        let n = &mut self.write_count[task.0 as usize];
+        *n += 1;
+        assert_eq!(*n, 1, "{task:?} written twice");
+        if let Some(at) = slot {
+            assert_eq!(
+                self.slot_use.get(&at),
+                Some(&SlotUse::Result { task }),
+                "write of {task:?} from a slot that does not hold its result"
+            );
+            self.slot_use.insert(at, SlotUse::Writing { task });
+        }
+        self.pending_writes.push((task, slot));
     }
 
     /// A chunk dispatched to a worker: not running elsewhere, or (with speculation) its one
@@ -1392,6 +1391,34 @@ fn quarantines_in_a_row_are_fatal() {
 // ---------------------------------------------------------------------------------------
 // 5. Fixed timeout.
 
+/// At the fixed limit (100 ms) worker 0 gets SIGTERM, its chunk goes to lane 0 as attempt
+/// 2, the timeout is counted and recorded, and the kill is due after the grace (150 ms).
+fn timeout_terms_worker_0_and_runs_task_0_in_process(w: &mut World) {
+    let a = w.tick();
+    assert_eq!(signals(&a), vec![(key(0, 0), Sig::Term)]);
+    assert_eq!(
+        in_process_runs(&a),
+        vec![(0, TaskId(0), Attempt(2), SlotId(2))]
+    );
+    assert_eq!(w.s.counters.timeouts, 1);
+    let att = w.s.attempts(TaskId(0));
+    assert_eq!(att.len(), 1);
+    assert_eq!(
+        att[0].failure,
+        Some(FailureCause::Timeout { after_ms: 100 })
+    );
+    assert!(matches!(
+        w.s.worker_state(WorkerId(0)),
+        WorkerState::Stopping {
+            slot: Some(SlotId(0)),
+            kill_at: Some(_),
+            ..
+        }
+    ));
+    // Kill is due at 150, worker 1's own deadline at 160.
+    assert_eq!(w.s.next_deadline(), Some(w.t(150)));
+}
+
 #[test]
 fn fixed_timeout_terms_then_kills_and_runs_the_chunk_in_process() {
     let mut cfg = config(2, 1, 3);
@@ -1418,29 +1445,7 @@ fn fixed_timeout_terms_then_kills_and_runs_the_chunk_in_process() {
     assert!(w.tick().is_empty());
 
     w.at(100);
-    let a = w.tick();
-    assert_eq!(signals(&a), vec![(key(0, 0), Sig::Term)]);
-    assert_eq!(
-        in_process_runs(&a),
-        vec![(0, TaskId(0), Attempt(2), SlotId(2))]
-    );
-    assert_eq!(w.s.counters.timeouts, 1);
-    let att = w.s.attempts(TaskId(0));
-    assert_eq!(att.len(), 1);
-    assert_eq!(
-        att[0].failure,
-        Some(FailureCause::Timeout { after_ms: 100 })
-    );
-    assert!(matches!(
-        w.s.worker_state(WorkerId(0)),
-        WorkerState::Stopping {
-            slot: Some(SlotId(0)),
-            kill_at: Some(_),
-            ..
-        }
-    ));
-    // Kill is due at 150, worker 1's own deadline at 160.
-    assert_eq!(w.s.next_deadline(), Some(w.t(150)));
+    timeout_terms_worker_0_and_runs_task_0_in_process(&mut w);
 
     // Worker 1 finishes; no slot is free (slot 0 is still the stopped worker's).
     w.at(120);
@@ -2617,6 +2622,43 @@ fn in_process_read_errors_are_split_too() {
     }
 }
 
+/// Every task ended (only chunks of more than one block split), and a chunk that crashed a
+/// worker, or any part of one, never ran in process afterwards.
+fn assert_ended_once_and_never_in_process_after_a_crash(w: &World, seed: u64) {
+    for t in 0..w.chunks() as u32 {
+        let task = TaskId(t);
+        match w.s.outcome(task) {
+            Some(ChunkOutcome::Split) => {
+                let (lo, hi) = w.ranges[t as usize];
+                assert!(hi - lo > 1, "seed {seed}: a leaf was split");
+            }
+            Some(_) => {}
+            None => panic!("seed {seed}: task {t} not finished"),
+        }
+        // A chunk that crashed a worker, and every part of one, never runs in process.
+        let att = w.s.attempts(task);
+        let mut ancestor_crashed = false;
+        let mut up = w.s.parent(task);
+        while let Some(u) = up {
+            ancestor_crashed |= w.s.attempts(u).iter().any(|a| a.failure == Some(segv()));
+            up = w.s.parent(u);
+        }
+        let from = if ancestor_crashed {
+            Some(0)
+        } else {
+            att.iter().position(|a| a.failure == Some(segv()))
+        };
+        if let Some(i) = from {
+            assert!(
+                att[i..]
+                    .iter()
+                    .all(|a| matches!(a.executor, Executor::Worker { .. })),
+                "seed {seed}: task {t} ran in process after a crash"
+            );
+        }
+    }
+}
+
 #[test]
 fn every_chunk_ends_exactly_once_under_random_splits_and_faults() {
     for seed in 0..300 {
@@ -2708,38 +2750,7 @@ fn every_chunk_ends_exactly_once_under_random_splits_and_faults() {
                 "seed {seed}: {q:?} vs {bad:?}"
             );
         }
-        for t in 0..w.chunks() as u32 {
-            let task = TaskId(t);
-            match w.s.outcome(task) {
-                Some(ChunkOutcome::Split) => {
-                    let (lo, hi) = w.ranges[t as usize];
-                    assert!(hi - lo > 1, "seed {seed}: a leaf was split");
-                }
-                Some(_) => {}
-                None => panic!("seed {seed}: task {t} not finished"),
-            }
-            // A chunk that crashed a worker, and every part of one, never runs in process.
-            let att = w.s.attempts(task);
-            let mut ancestor_crashed = false;
-            let mut up = w.s.parent(task);
-            while let Some(u) = up {
-                ancestor_crashed |= w.s.attempts(u).iter().any(|a| a.failure == Some(segv()));
-                up = w.s.parent(u);
-            }
-            let from = if ancestor_crashed {
-                Some(0)
-            } else {
-                att.iter().position(|a| a.failure == Some(segv()))
-            };
-            if let Some(i) = from {
-                assert!(
-                    att[i..]
-                        .iter()
-                        .all(|a| matches!(a.executor, Executor::Worker { .. })),
-                    "seed {seed}: task {t} ran in process after a crash"
-                );
-            }
-        }
+        assert_ended_once_and_never_in_process_after_a_crash(&w, seed);
     }
 }
 
