@@ -11,9 +11,14 @@
 //!
 //! Costs per task: two `mprotect` calls to open the regions and two to close them (the
 //! pages stay mapped and populated, so nothing faults in again), and writing and checking at
-//! most a page of canary per region.
+//! most a page of canary per region (`pwrite` and `pread` of the segment's file, which the
+//! mapping shares: no view of the mapping is needed for them).
 
-use std::{io, ops::Range, os::fd::OwnedFd};
+use std::{
+    io,
+    ops::Range,
+    os::{fd::OwnedFd, unix::fs::FileExt},
+};
 
 use nix::sys::mman::ProtFlags;
 use protocol::{Region, PAGE};
@@ -26,11 +31,24 @@ fn canary(i: usize) -> u8 {
     (i as u8).wrapping_mul(31) ^ 0xA5
 }
 
-/// Fills `pad` (the bytes from segment offset `start` on) with the canary.
-pub(crate) fn fill_canary(pad: &mut [u8], start: usize) {
-    pad.iter_mut()
-        .enumerate()
-        .for_each(|(k, b)| *b = canary(start + k));
+/// Writes the canary into the padding of `part`.
+pub(crate) fn fill_canary(seg: &SharedSegment, part: &Part) -> io::Result<()> {
+    let pad = part.padding();
+    let bytes: Vec<u8> = pad.clone().map(canary).collect();
+    seg.file().write_all_at(&bytes, pad.start as u64)
+}
+
+/// Checks the canary in the padding of `which` region (`part`): `Ok(Err(_))` when it
+/// changed.
+pub(crate) fn check_canary(
+    seg: &SharedSegment,
+    part: &Part,
+    which: &'static str,
+) -> io::Result<Result<(), WildWrite>> {
+    let pad = part.padding();
+    let mut bytes = vec![0; pad.len()];
+    seg.file().read_exact_at(&mut bytes, pad.start as u64)?;
+    Ok(compare_canary(&bytes, pad.start, which, part.used.len()))
 }
 
 /// A region's padding whose canary changed: the task wrote past the region's end.
@@ -47,9 +65,9 @@ pub struct WildWrite {
     pub pad: usize,
 }
 
-/// Checks the canary of `which` region (`len` used bytes), whose padding `pad` starts at
-/// segment offset `start`.
-pub(crate) fn check_canary(
+/// Compares the canary of `which` region (`len` used bytes), whose padding `pad` starts at
+/// segment offset `start`, with what it should hold.
+fn compare_canary(
     pad: &[u8],
     start: usize,
     which: &'static str,
@@ -85,7 +103,8 @@ pub enum TaskMemoryError {
     /// The task wrote into its region's padding: this attempt's result cannot be trusted.
     #[error(transparent)]
     Canary(#[from] WildWrite),
-    /// Changing the protection failed: the worker cannot keep its regions apart and must stop.
+    /// Changing the protection (or writing and reading the canaries) failed: the worker
+    /// cannot keep its regions apart and must stop.
     #[error("changing the protection of the shared segment: {0}")]
     Protect(#[source] io::Error),
 }
@@ -102,11 +121,11 @@ pub(crate) struct Part {
 impl Part {
     /// The region `r`, its canary up to the end of its last page.
     pub(crate) fn new(seg: &SharedSegment, r: Region) -> Result<Part, ShmError> {
-        let used = r.checked_range(seg.len, PAGE)?;
+        let used = r.checked_range(seg.len(), PAGE)?;
         let span = r
             .page_span()
             .ok_or(protocol::LayoutError::Overflow(r.len as u128))?;
-        let pages = span.checked_range(seg.len, PAGE)?;
+        let pages = span.checked_range(seg.len(), PAGE)?;
         let canary_end = pages.end;
         Ok(Part {
             used,
@@ -139,16 +158,17 @@ impl WorkerSegment {
     pub fn from_fd(fd: OwnedFd, len: u64) -> io::Result<WorkerSegment> {
         let seg = SharedSegment::from_fd(fd, len)?;
         let w = WorkerSegment { seg };
-        w.seg.protect(0..w.seg.len as usize, ProtFlags::PROT_NONE)?;
+        w.seg
+            .protect(0..w.seg.len() as usize, ProtFlags::PROT_NONE)?;
         Ok(w)
     }
 
     pub fn len(&self) -> u64 {
-        self.seg.len
+        self.seg.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seg.len == 0
+        self.seg.is_empty()
     }
 
     /// Where the segment lies in this process's address space (for a fault handler to tell
@@ -182,43 +202,31 @@ impl WorkerSegment {
                     ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
                 )
                 .map_err(TaskMemoryError::Protect)?;
-            // SAFETY: the padding lies inside the part's pages (in the mapping, checked, now
-            // writable); `mem` borrows the segment mutably, so no other view exists here.
-            let pad = unsafe { mem.seg.seg.view_mut(p.padding()) };
-            fill_canary(pad, p.used.end);
+            fill_canary(&mem.seg.seg, &p).map_err(TaskMemoryError::Protect)?;
         }
         Ok(mem)
     }
 }
 
-/// The two regions of the task being run, accessible while this lives.
+/// The two regions of the task being run, accessible while this lives (their views:
+/// `TaskMemory::regions`, in module `os`).
 pub struct TaskMemory<'a> {
     seg: &'a mut WorkerSegment,
     /// Input, then output.
-    parts: [Part; 2],
+    pub(crate) parts: [Part; 2],
     closed: bool,
 }
 
 impl TaskMemory<'_> {
-    /// The input and output regions: their used bytes only.
-    pub fn regions(&mut self) -> (&mut [u8], &mut [u8]) {
-        let [i, o] = &self.parts;
-        // SAFETY: both ranges lie inside the mapping (checked at open), their pages are
-        // readable and writable until `close` or drop, which need `self` back (the views
-        // borrow it mutably); the pages are disjoint (checked), and the coordinator gives
-        // this task's slot to this worker alone until it answers.
-        unsafe {
-            (
-                self.seg.seg.view_mut(i.used.clone()),
-                self.seg.seg.view_mut(o.used.clone()),
-            )
-        }
+    /// The mapping the regions lie in.
+    pub(crate) fn segment(&self) -> &SharedSegment {
+        &self.seg.seg
     }
 
     /// Where the used bytes of the input and of the output region lie in this process's
     /// address space.
     pub fn addresses(&self) -> [Range<usize>; 2] {
-        let base = self.seg.seg.map.as_ptr() as usize;
+        let base = self.seg.seg.addresses().start;
         let [i, o] = &self.parts;
         [
             base + i.used.start..base + i.used.end,
@@ -238,10 +246,7 @@ impl TaskMemory<'_> {
 
     fn check(&self) -> Result<(), TaskMemoryError> {
         for (p, which) in self.parts.iter().zip(["input", "output"]) {
-            // SAFETY: the padding lies inside the part's pages, still readable; the kernel
-            // is done with the slot (its views are gone: `self` is borrowed here).
-            let pad = unsafe { self.seg.seg.view(p.padding()) };
-            check_canary(pad, p.used.end, which, p.used.len())?;
+            check_canary(&self.seg.seg, p, which).map_err(TaskMemoryError::Protect)??;
         }
         Ok(())
     }
@@ -271,15 +276,13 @@ impl Drop for TaskMemory<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::AsFd;
-
     use protocol::{SlotId, SlotLayout};
 
     use super::*;
 
     fn worker_view(len: u64) -> (SharedSegment, WorkerSegment) {
         let seg = SharedSegment::create(len).unwrap();
-        let fd = seg.file.as_fd().try_clone_to_owned().unwrap();
+        let fd = seg.fd().try_clone_to_owned().unwrap();
         let w = WorkerSegment::from_fd(fd, len).unwrap();
         (seg, w)
     }
@@ -295,17 +298,21 @@ mod tests {
         i.fill(1);
         o.fill(2);
         t.close().unwrap();
-        // The coordinator's mapping sees the bytes.
-        let r = output.checked_range(coord.len, 1).unwrap();
-        // SAFETY: in bounds; nobody writes the segment any more.
-        assert!(unsafe { coord.view(r) }.iter().all(|&b| b == 2));
+        // The coordinator's side of the segment sees the bytes.
+        let mut seen = vec![0; 800];
+        coord
+            .file()
+            .read_exact_at(&mut seen, output.offset)
+            .unwrap();
+        assert!(seen.iter().all(|&b| b == 2));
 
-        let mut t = w.open_task(input, output).unwrap();
-        let (_, o) = t.regions();
-        let o_ptr = o.as_mut_ptr();
-        // SAFETY: the test plays a kernel that writes 4 bytes past its output, inside the
-        // page (its padding), which is mapped and writable.
-        unsafe { std::ptr::write_bytes(o_ptr.add(800), 0, 4) };
+        // A kernel that writes 4 bytes past its output, inside the page (its padding); the
+        // test writes them through the coordinator's file, which the worker's mapping shares.
+        let t = w.open_task(input, output).unwrap();
+        coord
+            .file()
+            .write_all_at(&[0; 4], output.offset + 800)
+            .unwrap();
         let e = t.close().unwrap_err();
         assert!(
             matches!(&e, TaskMemoryError::Canary(w) if w.which == "output" && w.first == 0),
@@ -327,52 +334,5 @@ mod tests {
         assert!(w.open_task(r(0, 10), r(3 * PAGE, PAGE + 1)).is_err());
         assert!(w.open_task(r(1, 10), r(PAGE, 10)).is_err());
         assert!(w.open_task(r(0, PAGE + 1), r(PAGE, 10)).is_err());
-    }
-
-    fn thread_cpu_us() -> f64 {
-        use nix::sys::resource::{getrusage, UsageWho};
-        let u = getrusage(UsageWho::RUSAGE_THREAD).unwrap();
-        let us = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1e6 + t.tv_usec() as f64;
-        us(u.user_time()) + us(u.system_time())
-    }
-
-    /// What isolation costs a task: opening and closing its regions, against the same
-    /// writes through the plain mapping. Prints CPU microseconds a task (this thread's).
-    #[test]
-    #[ignore = "timing: cargo test --release -p blocksum-shm --lib -- --ignored --nocapture"]
-    fn what_opening_and_closing_a_task_costs() {
-        for (input, every_page, n) in [
-            (PAGE, false, 20_000),
-            (16 << 20, false, 2_000),
-            (16 << 20, true, 200),
-        ] {
-            let l = SlotLayout::new(4, input, 0).unwrap();
-            let (plain, mut w) = worker_view(l.total_bytes());
-            let r = l.input(SlotId(1), input);
-            let range = r.checked_range(plain.len, 1).unwrap();
-            let step = if every_page {
-                PAGE as usize
-            } else {
-                input as usize - 1
-            };
-            let touch = |b: &mut [u8]| (0..b.len()).step_by(step).for_each(|k| b[k] += 1);
-            let t0 = thread_cpu_us();
-            for _ in 0..n {
-                // SAFETY: in bounds; this thread is the only one using the segment.
-                touch(unsafe { plain.view_mut(range.clone()) });
-            }
-            let t1 = thread_cpu_us();
-            for _ in 0..n {
-                let mut t = w.open_task(r, l.output(SlotId(1), 0)).unwrap();
-                touch(t.regions().0);
-                t.close().unwrap();
-            }
-            let t2 = thread_cpu_us();
-            // SAFETY: as above.
-            let first = unsafe { plain.view_mut(range.clone()) }[0];
-            assert_eq!(first, (2 * n % 256) as u8);
-            let (a, b) = ((t1 - t0) / n as f64, (t2 - t1) / n as f64);
-            println!("{input}-byte input, every page touched: {every_page}: {a:.1} us a task plain, {b:.1} us guarded");
-        }
     }
 }
