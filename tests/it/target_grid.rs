@@ -433,3 +433,41 @@ fn cog_with_pyramid_batch_with_like_and_plan() {
         "{text}"
     );
 }
+
+/// Each overview of a target grid's pyramid is the run onto that grid coarsened by 2^k, bit
+/// for bit: a count (fractional weights: re-aggregated from the input, never four cells
+/// added) and a max (derived from the level below, which is exact for min and max).
+#[test]
+fn pyramid_levels_on_a_target_grid_are_the_coarser_grids_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, _) = input(dir.path());
+    for agg in ["count", "max"] {
+        let out = dir.path().join(format!("{agg}.tif"));
+        // 1.3 input pixels per cell: weights such as 0.3 and 0.7, not sums of powers of two.
+        let o = resample(
+            &input,
+            &out,
+            &["--tr", "39", "39", "--agg", agg, "--pyramid"],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let ds = Dataset::open(&out).unwrap();
+        let band = ds.rasterband(1).unwrap();
+        let levels = band.overview_count().unwrap() as usize;
+        assert!(levels >= 2, "{agg}: {levels} levels");
+        for i in 0..levels {
+            let ov = band.overview(i).unwrap();
+            let (w, h) = ov.size();
+            let got = ov.read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap();
+            let res = (39u64 << (i + 1)).to_string();
+            let direct = dir.path().join(format!("{agg}-{res}.tif"));
+            let o = resample(&input, &direct, &["--tr", &res, &res, "--agg", agg]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let (dd, want) = read_all(&direct);
+            assert_eq!(dd.raster_size(), (w, h), "{agg} overview {i}: size");
+            assert!(
+                same_pixels(got.data(), &want[0]),
+                "{agg} overview {i}: not the pixels of --tr {res}"
+            );
+        }
+    }
+}

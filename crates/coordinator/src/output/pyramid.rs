@@ -49,10 +49,22 @@ impl LevelError {
 }
 
 /// Whether a level can be derived from the one below, given what the run knows.
-pub fn derivable(agg: Agg, input: SampleType, out: SampleType, input_pixels: u64) -> bool {
+///
+/// `whole_pixels`: every input pixel lies in one cell of the base grid (an integer factor,
+/// or a target grid that is one). On any other target grid, sums and counts carry
+/// fractional weights, so adding four cells is not the coarser cell's own sum: only min and
+/// max (over the pixels a cell overlaps at all) derive exactly there.
+pub fn derivable(
+    agg: Agg,
+    input: SampleType,
+    out: SampleType,
+    input_pixels: u64,
+    whole_pixels: bool,
+) -> bool {
     match agg {
         Agg::Min | Agg::Max => true,
         Agg::Mean => false,
+        Agg::Sum | Agg::Count if !whole_pixels => false,
         // A count is at most the input's pixel count.
         Agg::Count => (input_pixels as f64) <= out.range().1 && input_pixels < 1 << 53,
         Agg::Sum => {
@@ -135,15 +147,21 @@ mod tests {
     #[test]
     fn derivable_where_the_arithmetic_is_exact() {
         use SampleType::*;
-        assert!(derivable(Agg::Min, F32, F32, 1 << 40));
-        assert!(derivable(Agg::Max, F64, U8, 1 << 40));
-        assert!(!derivable(Agg::Mean, U8, F64, 100));
-        assert!(!derivable(Agg::Sum, F32, F64, 100));
-        assert!(derivable(Agg::Sum, U16, F64, 1 << 36));
-        assert!(!derivable(Agg::Sum, U16, F32, 100));
-        assert!(derivable(Agg::Sum, I32, F64, 1 << 20));
-        assert!(!derivable(Agg::Sum, U32, F64, 1 << 30));
-        assert!(derivable(Agg::Count, F32, U32, 1 << 30));
-        assert!(!derivable(Agg::Count, F32, U8, 1000));
+        let whole = |agg, input, out, pixels| derivable(agg, input, out, pixels, true);
+        assert!(whole(Agg::Min, F32, F32, 1 << 40));
+        assert!(whole(Agg::Max, F64, U8, 1 << 40));
+        assert!(!whole(Agg::Mean, U8, F64, 100));
+        assert!(!whole(Agg::Sum, F32, F64, 100));
+        assert!(whole(Agg::Sum, U16, F64, 1 << 36));
+        assert!(!whole(Agg::Sum, U16, F32, 100));
+        assert!(whole(Agg::Sum, I32, F64, 1 << 20));
+        assert!(!whole(Agg::Sum, U32, F64, 1 << 30));
+        assert!(whole(Agg::Count, F32, U32, 1 << 30));
+        assert!(!whole(Agg::Count, F32, U8, 1000));
+        // On a target grid that is no integer multiple, only min and max.
+        assert!(derivable(Agg::Max, F32, F32, 1 << 40, false));
+        assert!(derivable(Agg::Min, I16, I16, 1 << 40, false));
+        assert!(!derivable(Agg::Sum, I16, F64, 100, false));
+        assert!(!derivable(Agg::Count, F32, U32, 100, false));
     }
 }

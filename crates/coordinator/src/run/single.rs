@@ -381,6 +381,7 @@ fn commit(
         input: prep.sample,
         out_type: prep.out_type,
         input_pixels: prep.info.width * prep.info.height,
+        whole_pixels: matches!(prep.plan.mapping, crate::job::grid::Mapping::Factor { .. }),
         quarantined,
         agg: cfg.job.kernel.agg(),
     };
