@@ -2,7 +2,7 @@
 //! chunking, the pool, shards + merge or a SIGKILL + `--resume` did; an integer multiple
 //! through `--tr` is `--factor`'s output; the input's total kept; the refusals; the output
 //! beside `gdalwarp -r sum`'s; COG with a pyramid, batches with `--like`, and `plan`. The
-//! values against an independent numpy reference are in `python/tests/test_target_grid.py`.
+//! values against an independent numpy reference are in `python/tests/test_grid.py`.
 
 use std::{
     path::{Path, PathBuf},
@@ -470,4 +470,77 @@ fn pyramid_levels_on_a_target_grid_are_the_coarser_grids_runs() {
             );
         }
     }
+}
+
+/// `--like` takes the reference's CRS for an input that has none; an integer `--ot` on a
+/// target grid's sum says that it rounds the fractional sums (the total is no longer kept).
+#[test]
+fn like_gives_its_crs_to_an_input_without_one_and_an_integer_sum_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("bare.tif");
+    {
+        let driver = DriverManager::get_driver_by_name("GTiff").unwrap();
+        let mut ds = driver
+            .create_with_band_type::<f32, _>(&bare, 100, 80, 1)
+            .unwrap();
+        ds.set_geo_transform(&[500000.0, 30.0, 0.0, 5200000.0, 0.0, -30.0])
+            .unwrap();
+        let mut buf = gdal::raster::Buffer::new((100, 80), vec![1.0f32; 8000]);
+        ds.rasterband(1)
+            .unwrap()
+            .write((0, 0), (100, 80), &mut buf)
+            .unwrap();
+    }
+    assert!(Dataset::open(&bare).unwrap().projection().is_empty());
+    let reference = dir.path().join("ref.tif");
+    write_grid(
+        &reference,
+        (10, 8),
+        [500000.0, 315.0, 0.0, 5200000.0, 0.0, -315.0],
+        32633,
+    );
+    let out = dir.path().join("out.tif");
+    let (report, events) = (dir.path().join("r.json"), dir.path().join("e.jsonl"));
+    let o = run(resample_cmd("2", &bare, &out)
+        .arg("--like")
+        .arg(&reference)
+        .arg("--report")
+        .arg(&report)
+        .arg("--events")
+        .arg(&events));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The report and the plan event describe the grid (10 x 8 cells of 10.5 x 10.5 pixels).
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(r["options"]["target_grid"].is_string(), "{r}");
+    assert_eq!(r["plan"]["target"]["width"], 10, "{r}");
+    assert_eq!(r["plan"]["target"]["x"]["step"], 10.5, "{r}");
+    let plan = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "plan")
+        .expect("a plan event");
+    assert!(plan["factor"].is_null(), "{plan}");
+    assert_eq!(plan["target"]["height"], 8, "{plan}");
+    let ds = Dataset::open(&out).unwrap();
+    assert_eq!(ds.raster_size(), (10, 8));
+    assert_eq!(
+        ds.spatial_ref().unwrap().auth_code().unwrap(),
+        32633,
+        "the output has the reference's CRS"
+    );
+
+    let (input, _) = input(dir.path());
+    let o = resample(
+        &input,
+        &dir.path().join("int.tif"),
+        &["--tr", "45", "45", "--ot", "Int32"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("a sum on a target grid is fractional"),
+        "{}",
+        stderr(&o)
+    );
 }

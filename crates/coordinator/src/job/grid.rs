@@ -166,13 +166,13 @@ fn usage(msg: String) -> CoordError {
 fn north_up(g: &[f64; 6], whose: &str) -> Result<(), CoordError> {
     if g[2] != 0.0 || g[4] != 0.0 {
         return Err(CoordError::BadInput(format!(
-            "{whose} grid is rotated (geotransform terms {} and {}): only north-up grids are aggregated; warp it first (reprojection and rotation are gdalwarp's job)",
+            "{whose} rotated (geotransform terms {} and {}): only north-up grids are aggregated; warp it first (reprojection and rotation are gdalwarp's job)",
             g[2], g[4]
         )));
     }
     if !(g[1] > 0.0 && g[5] < 0.0 && g.iter().all(|v| v.is_finite())) {
         return Err(CoordError::BadInput(format!(
-            "{whose} grid is not north-up (pixel size {} x {}): only north-up grids are aggregated; warp it first with gdalwarp",
+            "{whose} not north-up (pixel size {} x {}): only north-up grids are aggregated; warp it first with gdalwarp",
             g[1], g[5]
         )));
     }
@@ -183,6 +183,38 @@ fn north_up(g: &[f64; 6], whose: &str) -> Result<(), CoordError> {
 fn cells(lo: f64, hi: f64, step: f64) -> f64 {
     // 0.3 / 0.1 is 2.9999999999999996 in floating point: 3 cells, not 2.
     Axis::snap((hi - lo) / step).ceil().max(1.0)
+}
+
+/// `--like REF` takes REF's CRS too: an input without a CRS gets REF's for its output (the
+/// grid is REF's, in REF's units; the input is taken to be in them). An input with a CRS
+/// keeps it ([`resolve`] refuses a REF in another one).
+pub fn adopt_like_crs(req: &GridRequest, info: &mut RasterInfo) -> Result<(), CoordError> {
+    let GridRequest::Target(TargetRequest {
+        like: Some(path), ..
+    }) = req
+    else {
+        return Ok(());
+    };
+    if !info.projection.is_empty() {
+        return Ok(());
+    }
+    let theirs = open_like(path)?.projection();
+    if !theirs.is_empty() {
+        tracing::info!(
+            "--like '{}': the input has no CRS; the output takes the reference's",
+            path.display()
+        );
+        info.projection = theirs;
+    }
+    Ok(())
+}
+
+fn open_like(path: &Path) -> Result<Dataset, CoordError> {
+    Dataset::open(path).map_err(|source| CoordError::InputGdal {
+        path: path.to_path_buf(),
+        step: "--like".into(),
+        source: Box::new(source),
+    })
 }
 
 /// Resolves `req` against the input `info`.
@@ -197,7 +229,7 @@ pub fn resolve(req: &GridRequest, info: &RasterInfo) -> Result<Mapping, CoordErr
             info.path.display()
         ))
     })?;
-    north_up(&g, "the input's")?;
+    north_up(&g, "the input's grid is")?;
     let (gt, size) = match &t.like {
         Some(r) => like(r, info)?,
         None => from_resolution(t, &g, (info.width, info.height))?,
@@ -297,22 +329,18 @@ fn from_resolution(
 /// `--like REF`: REF's geotransform and size, when its grid is north-up and its CRS the
 /// input's.
 fn like(path: &Path, info: &RasterInfo) -> Result<([f64; 6], (u64, u64)), CoordError> {
-    let ds = Dataset::open(path).map_err(|source| CoordError::InputGdal {
-        path: path.to_path_buf(),
-        step: "--like".into(),
-        source: Box::new(source),
-    })?;
+    let ds = open_like(path)?;
     let gt = ds.geo_transform().map_err(|_| {
         CoordError::BadInput(format!(
             "--like '{}' has no geotransform: it names no grid",
             path.display()
         ))
     })?;
-    north_up(&gt, &format!("--like '{}''s", path.display()))?;
+    north_up(&gt, &format!("the grid of --like '{}' is", path.display()))?;
     let theirs = ds.projection();
     if theirs.is_empty() != info.projection.is_empty() {
         tracing::warn!(
-            "--like '{}': one of it and the input has no CRS; its grid is taken in the input's units",
+            "--like '{}' has no CRS: its grid is taken in the input's units",
             path.display()
         );
     } else if !same_crs(&theirs, &info.projection) {

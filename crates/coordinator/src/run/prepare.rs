@@ -25,7 +25,8 @@ pub fn prepare(cfg: &RunConfig, input: &Path) -> Result<Prepared, CoordError> {
     if cfg.job.grid == GridRequest::Factor(0) {
         return Err(CoordError::BadInput("--factor must be at least 1".into()));
     }
-    let info = raster::inspect(input)?;
+    let mut info = raster::inspect(input)?;
+    grid::adopt_like_crs(&cfg.job.grid, &mut info)?;
     // A factor beyond the raster's sides is fine: the partial-edge rule gives one block.
     let bands = info.select(&cfg.job.bands)?;
     if cfg.job.decoder == worker::types::Decoder::Native && cfg.job.kernel.agg().is_some() {
@@ -153,10 +154,14 @@ fn output_type(
     for w in &c.warnings {
         tracing::warn!("{w}");
     }
-    if cells.is_some() && agg == worker::Agg::Count && !c.out_type.is_float() {
+    if cells.is_some()
+        && matches!(agg, worker::Agg::Count | worker::Agg::Sum)
+        && !c.out_type.is_float()
+    {
         tracing::warn!(
-            "--ot {}: a count on a target grid is fractional (Σ of overlap weights); it is rounded to whole pixels",
-            c.out_type
+            "--ot {}: a {} on a target grid is fractional (overlap weights); it is rounded to whole numbers, so the output's total is no longer the input's",
+            c.out_type,
+            agg.name()
         );
     }
     for n in &c.notes {
