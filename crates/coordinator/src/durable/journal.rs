@@ -398,7 +398,8 @@ pub fn difference_between(
 ) -> Option<String> {
     for (x, y) in a.options.iter().zip(&b.options) {
         if x != y {
-            return Some(format!("{a_is} {} is {}, {b_is} is {}", x.0, x.1, y.1));
+            let (k, told_x, told_y) = (&x.0, told(&x.0, &x.1), told(&y.0, &y.1));
+            return Some(format!("{a_is} {k} is {told_x}, {b_is} is {told_y}"));
         }
     }
     if a.options.len() != b.options.len() {
@@ -413,6 +414,30 @@ pub fn difference_between(
         ));
     }
     None
+}
+
+/// An identity's value for a message: a target grid's transform is kept bit for bit
+/// (`WxH [bits; 6]`) and told in numbers (the shortest text that gives those bits back, so
+/// two grids that differ never read alike).
+fn told(key: &str, value: &str) -> String {
+    let numbers = || {
+        let (size, bits) = value.split_once(' ')?;
+        let g = bits
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(", ")
+            .map(|b| b.parse::<u64>().ok().map(f64::from_bits))
+            .collect::<Option<Vec<f64>>>()?;
+        (g.len() == 6).then(|| {
+            format!(
+                "{size} cells of {} x {} from ({}, {})",
+                g[1], -g[5], g[0], g[3]
+            )
+        })
+    };
+    match key {
+        "target grid" => numbers().unwrap_or_else(|| value.to_string()),
+        _ => value.to_string(),
+    }
 }
 
 /// `1-3, 7, 9-12`: chunk ids for a message, the first `limit` runs of them.
@@ -444,6 +469,25 @@ pub fn ranges(ids: &[u32], limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_grid_that_differs_is_told_in_numbers() {
+        let grid = |gt: [f64; 6]| PlanIdentity {
+            options: vec![(
+                "target grid".into(),
+                format!("10x8 {:?}", gt.map(f64::to_bits)),
+            )],
+            chunks: 1,
+        };
+        let a = grid([10.0, 0.0007, 0.0, 50.0, 0.0, -0.0007]);
+        let b = grid([10.0, 0.0009, 0.0, 50.0, 0.0, -0.0009]);
+        assert_eq!(
+            difference(&a, &b).unwrap(),
+            "its target grid is 10x8 cells of 0.0007 x 0.0007 from (10, 50), \
+             this run's is 10x8 cells of 0.0009 x 0.0009 from (10, 50)"
+        );
+        assert_eq!(difference(&a, &a), None);
+    }
 
     fn header() -> Header {
         Header {

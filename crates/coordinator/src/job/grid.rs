@@ -210,10 +210,20 @@ pub fn adopt_like_crs(req: &GridRequest, info: &mut RasterInfo) -> Result<(), Co
 }
 
 fn open_like(path: &Path) -> Result<Dataset, CoordError> {
-    Dataset::open(path).map_err(|source| CoordError::InputGdal {
-        path: path.to_path_buf(),
-        step: "--like".into(),
-        source: Box::new(source),
+    crate::os::gdal_err::reset();
+    Dataset::open(path).map_err(|e| {
+        // The bindings' open error does not carry GDAL's message; its error state does.
+        let why = match crate::os::gdal_err::take() {
+            _ if !path.to_string_lossy().starts_with("/vsi") && !path.exists() => {
+                "it does not exist".to_string()
+            }
+            Some(m) if !m.is_empty() => format!("GDAL cannot read it: {m}"),
+            _ if e.to_string().contains("NULL pointer") => {
+                "GDAL recognises no raster format in it".to_string()
+            }
+            _ => format!("GDAL cannot read it: {e}"),
+        };
+        CoordError::BadInput(format!("--like '{}': {why}", path.display()))
     })
 }
 
@@ -318,7 +328,7 @@ fn from_resolution(
     const MAX: f64 = i32::MAX as f64;
     if nx > MAX || ny > MAX {
         return Err(usage(format!(
-            "--tr {rx} {ry} makes a grid of {nx} x {ny} cells: GeoTIFF allows at most {} a side",
+            "--tr {rx:?} {ry:?} makes a grid of {nx:.3e} x {ny:.3e} cells: GeoTIFF allows at most {} a side",
             i32::MAX
         )));
     }
