@@ -677,6 +677,38 @@ fn a_batch_killed_mid_run_resumes_bit_identical_computing_only_the_rest() {
         j.push(".journal");
         assert!(!Path::new(&j).exists(), "{j:?} left behind");
     }
+
+    // Killed between a's commit and its journal's removal: the complete journal is still
+    // beside the committed output. --resume keeps the output as it is (not replayed and
+    // rewritten) and removes the journal, as a single run does.
+    let shard = dir.path().join("shard");
+    let o = run(&mut batch(&shard, &["--shard", "0/1"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let a_journal = out.join("a.tif.journal");
+    std::fs::copy(shard.join("a.tif.shards/shard-0-of-1.journal"), &a_journal).unwrap();
+    let stamp = |p: &Path| {
+        (
+            std::fs::read(p).unwrap(),
+            std::fs::metadata(p).unwrap().modified().unwrap(),
+        )
+    };
+    let before = stamp(&a_out);
+    let rep = dir.path().join("again.json");
+    let o = run(&mut batch(
+        &out,
+        &["--resume", "--report", rep.to_str().unwrap()],
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = report(&rep);
+    let computed: Vec<usize> = (0..3)
+        .map(|k| r["inputs"][k]["chunks"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(computed, vec![0, 0, 0]);
+    assert!(stamp(&a_out) == before, "a.tif was rewritten");
+    assert!(
+        !a_journal.exists(),
+        "the committed run's journal is removed"
+    );
 }
 
 #[test]

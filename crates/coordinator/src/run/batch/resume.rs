@@ -73,6 +73,18 @@ pub(super) fn begin(one: OneRun<'_>, p: &mut Prepared, t: Place) -> Result<Begun
         return Ok(Begun::Kept);
     }
     let staging = output::Staging::lock(&t.lock)?;
+    if cfg.durability.resume && cfg.durability.shard.is_none() {
+        // Killed between the commit and the journal's removal: the output is complete, and
+        // the journal beside it goes (the single run's test, under the lock).
+        let digest = crate::run::job::plan_digest(one, p);
+        if durable::already_committed(&one.io.output, &t.journal, &digest)?.is_some() {
+            tracing::info!(
+                "--resume: '{}' was committed by the interrupted run: kept",
+                one.io.output.display()
+            );
+            return Ok(Begun::Kept);
+        }
+    }
     let durable::Earlier {
         scan: earlier,
         range,
