@@ -167,9 +167,7 @@ fn input_u16(dir: &Path) -> PathBuf {
     let mut st = 0x2545_f491_4f6c_dd1du64;
     let data: Vec<u16> = (0..w * h)
         .map(|_| {
-            st ^= st << 13;
-            st ^= st >> 7;
-            st ^= st << 17;
+            let st = crate::common::xorshift(&mut st);
             if st.is_multiple_of(3) {
                 0
             } else {

@@ -25,10 +25,7 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        crate::common::xorshift(&mut self.0)
     }
 
     fn below(&mut self, n: usize) -> usize {
@@ -125,8 +122,6 @@ fn corrupted_inputs_never_panic_hang_or_lose_pixels() {
     let clean = read_all(&clean_out).1.remove(0);
     let pristine = std::fs::read(&input).unwrap();
     let data_start = first_tile_offset(&input);
-    let ow = SIZE / F;
-    let n = SIZE / TILE;
 
     let t_all = Instant::now();
     let mut by_code = std::collections::BTreeMap::new();
@@ -134,28 +129,7 @@ fn corrupted_inputs_never_panic_hang_or_lose_pixels() {
     for case in 0..cases {
         let mut rng = Rng((seed ^ (case as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
         let mut bytes = pristine.clone();
-        let kind = match case % 3 {
-            0 => {
-                // Random bytes in tile data.
-                for _ in 0..1 + rng.below(8) {
-                    let at = data_start + rng.below(bytes.len() - data_start);
-                    bytes[at] = rng.next() as u8;
-                }
-                "tile data"
-            }
-            1 => {
-                // Random bytes in the header and directory (tags, offsets, byte counts).
-                for _ in 0..1 + rng.below(4) {
-                    let at = rng.below(data_start);
-                    bytes[at] = rng.next() as u8;
-                }
-                "directory"
-            }
-            _ => {
-                bytes.truncate(rng.below(bytes.len()));
-                "truncation"
-            }
-        };
+        let kind = corrupt(&mut bytes, &mut rng, data_start, case);
         let what = format!("seed {seed} case {case} ({kind})");
         let path = dir.path().join("bad.tif");
         std::fs::write(&path, &bytes).unwrap();
@@ -200,55 +174,111 @@ fn corrupted_inputs_never_panic_hang_or_lose_pixels() {
             // Another raster now: nothing to compare with.
             continue;
         };
-        let report = report(&rep);
-        let mut inside = vec![false; ow * ow];
-        for q in report["totals"]["quarantined_windows"].as_array().unwrap() {
-            let o: Vec<usize> = serde_json::from_value(q["out_window"].clone()).unwrap();
-            for y in o[1]..o[1] + o[3] {
-                for x in o[0]..o[0] + o[2] {
-                    inside[y * ow + x] = true;
-                }
-            }
-        }
+        let inside = quarantined(&report(&rep), SIZE / F);
         assert_eq!(code == Some(5), inside.iter().any(|&q| q), "{what}: {err}");
         let got = read_all(&out).1.remove(0);
-        for (t, tile) in tiles.iter().enumerate() {
-            let (ox0, oy0) = ((t % n) * TILE / F, (t / n) * TILE / F);
-            let px =
-                (oy0..oy0 + TILE / F).flat_map(|y| (ox0..ox0 + TILE / F).map(move |x| y * ow + x));
-            match tile {
-                // Every block GDAL cannot read is quarantined.
-                None => {
-                    for p in px {
-                        assert!(inside[p], "{what}: unreadable tile {t} not quarantined");
-                        assert!(got[p].is_nan(), "{what}: tile {t}: {}", got[p]);
-                    }
-                }
-                Some(data) => {
-                    if !same_f32(data, &tile_of_clean(&clean_px, t)) {
-                        // GDAL decodes other values without an error: not ours to judge.
-                        changed_silently += 1;
-                        continue;
-                    }
-                    for p in px {
-                        if inside[p] {
-                            assert!(got[p].is_nan(), "{what}: tile {t}: {}", got[p]);
-                        } else {
-                            assert!(
-                                got[p].to_bits() == clean[p].to_bits()
-                                    || (got[p].is_nan() && clean[p].is_nan()),
-                                "{what}: pixel {p} of tile {t}: {} vs clean {}",
-                                got[p],
-                                clean[p]
-                            );
-                        }
-                    }
-                }
-            }
-        }
+        let clean = Clean {
+            input: &clean_px,
+            output: &clean,
+        };
+        changed_silently += check_tiles(&what, &tiles, &got, &inside, clean);
     }
     eprintln!(
         "fuzz: {cases} cases in {:.1} s, exit codes {by_code:?}, {changed_silently} tile(s) GDAL decoded to other values without an error",
         t_all.elapsed().as_secs_f64()
     );
+}
+
+/// Corrupts `bytes` (a copy of the clean file, its tiles from `data_start` on) the way case
+/// `case` does; says how.
+fn corrupt(bytes: &mut Vec<u8>, rng: &mut Rng, data_start: usize, case: usize) -> &'static str {
+    match case % 3 {
+        0 => {
+            // Random bytes in tile data.
+            for _ in 0..1 + rng.below(8) {
+                let at = data_start + rng.below(bytes.len() - data_start);
+                bytes[at] = rng.next() as u8;
+            }
+            "tile data"
+        }
+        1 => {
+            // Random bytes in the header and directory (tags, offsets, byte counts).
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(data_start);
+                bytes[at] = rng.next() as u8;
+            }
+            "directory"
+        }
+        _ => {
+            bytes.truncate(rng.below(bytes.len()));
+            "truncation"
+        }
+    }
+}
+
+/// The output pixels (`ow` a side) inside the report's quarantined windows.
+fn quarantined(report: &serde_json::Value, ow: usize) -> Vec<bool> {
+    let mut inside = vec![false; ow * ow];
+    for q in report["totals"]["quarantined_windows"].as_array().unwrap() {
+        let o: Vec<usize> = serde_json::from_value(q["out_window"].clone()).unwrap();
+        for y in o[1]..o[1] + o[3] {
+            for x in o[0]..o[0] + o[2] {
+                inside[y * ow + x] = true;
+            }
+        }
+    }
+    inside
+}
+
+/// The clean input's pixels and the clean run's output.
+#[derive(Clone, Copy)]
+struct Clean<'a> {
+    input: &'a [f32],
+    output: &'a [f64],
+}
+
+/// Checks each tile's output pixels: an unreadable tile (`None`) quarantined and nodata; a
+/// tile GDAL reads as the clean file's, exact outside the quarantined windows and nodata in
+/// them. Returns how many tiles GDAL decoded to other values without an error (not ours to
+/// judge).
+fn check_tiles(
+    what: &str,
+    tiles: &[Option<Vec<f32>>],
+    got: &[f64],
+    inside: &[bool],
+    clean: Clean<'_>,
+) -> usize {
+    let (ow, n) = (SIZE / F, SIZE / TILE);
+    let mut changed_silently = 0;
+    for (t, tile) in tiles.iter().enumerate() {
+        let (ox0, oy0) = ((t % n) * TILE / F, (t / n) * TILE / F);
+        let px = (oy0..oy0 + TILE / F).flat_map(|y| (ox0..ox0 + TILE / F).map(move |x| y * ow + x));
+        match tile {
+            None => {
+                for p in px {
+                    assert!(inside[p], "{what}: unreadable tile {t} not quarantined");
+                    assert!(got[p].is_nan(), "{what}: tile {t}: {}", got[p]);
+                }
+            }
+            Some(data) if !same_f32(data, &tile_of_clean(clean.input, t)) => {
+                changed_silently += 1;
+            }
+            Some(_) => {
+                for p in px {
+                    let want = clean.output[p];
+                    if inside[p] {
+                        assert!(got[p].is_nan(), "{what}: tile {t}: {}", got[p]);
+                    } else {
+                        assert!(
+                            got[p].to_bits() == want.to_bits()
+                                || (got[p].is_nan() && want.is_nan()),
+                            "{what}: pixel {p} of tile {t}: {} vs clean {want}",
+                            got[p]
+                        );
+                    }
+                }
+            }
+        }
+    }
+    changed_silently
 }

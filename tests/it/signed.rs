@@ -26,12 +26,7 @@ const F: usize = 6;
 /// to `nodata` are scattered, plus one rectangle large enough to empty whole blocks.
 fn signed_tiff(dir: &Path, name: &str, nodata: Option<i8>, extra: &[&str]) -> (PathBuf, Vec<i8>) {
     let mut st: u64 = 0x2545_f491_4f6c_dd1d ^ name.len() as u64;
-    let mut next = || {
-        st ^= st << 13;
-        st ^= st >> 7;
-        st ^= st << 17;
-        st
-    };
+    let mut next = || crate::common::xorshift(&mut st);
     let values: Vec<i8> = (0..W * H)
         .map(|i| {
             let (x, y) = (i % W, i / W);

@@ -285,10 +285,7 @@ fn chaos_random_sigkills_lose_nothing() {
         if ws.is_empty() {
             continue;
         }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let victim = ws[(seed % ws.len() as u64) as usize];
+        let victim = ws[(crate::common::xorshift(&mut seed) % ws.len() as u64) as usize];
         if nix::sys::signal::kill(Pid::from_raw(victim as i32), Signal::SIGKILL).is_ok() {
             kills += 1;
         }

@@ -111,7 +111,8 @@ impl Default for RasterSpec {
     }
 }
 
-fn next(state: &mut u64) -> u64 {
+/// The tests' pseudo-random numbers: xorshift64 (Marsaglia), `state` never 0.
+pub fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
     *state ^= *state << 17;
@@ -150,7 +151,7 @@ pub fn write_f32(path: &Path, spec: &RasterSpec) -> Vec<Vec<f32>> {
         let mut data = Vec::with_capacity(spec.width * spec.height);
         for y in 0..spec.height {
             for x in 0..spec.width {
-                let r = next(&mut st) % 100;
+                let r = xorshift(&mut st) % 100;
                 let in_hole = x > spec.width / 5
                     && x < spec.width / 3
                     && y > spec.height / 4
@@ -161,7 +162,7 @@ pub fn write_f32(path: &Path, spec: &RasterSpec) -> Vec<Vec<f32>> {
                     f32::NAN
                 } else {
                     (x as f32 * 0.37 + y as f32 * 0.11).sin() * 50.0
-                        + (next(&mut st) % 1000) as f32 / 7.0
+                        + (xorshift(&mut st) % 1000) as f32 / 7.0
                         + b as f32
                 };
                 data.push(v);
