@@ -3,9 +3,7 @@
 //! sizes that are not multiples of the block), big-endian and BigTIFF files, and sparse
 //! blocks with and without nodata.
 
-mod common;
-
-use common::{gdal_read, native_read, window, write, Spec, KINDS};
+use crate::common::{gdal_read, native_read, window, write, Spec, KINDS};
 use tiffdec::{ByteOrder, Predictor, SampleKind, Tiff, Window};
 
 fn predictors(kind: SampleKind) -> &'static [u32] {

@@ -2,9 +2,7 @@
 //! or a window, never a panic; the ones that make a block decode to the wrong size, or point
 //! past the end of the file, are errors.
 
-mod common;
-
-use common::{gdal_read, native_read, next, write, Spec, KINDS};
+use crate::common::{gdal_read, native_read, next, write, Spec, KINDS};
 use proptest::prelude::*;
 use tiffdec::{Tiff, TiffError, Window};
 
