@@ -3,8 +3,8 @@
 //! and the worker runtime (`runtime`), whose `worker` processes run this job's kernels
 //! (`worker`).
 //!
-//! Module map, along a chunk's journey: [`cli`] (schema, settings table, resolution into the
-//! run's config) → [`job`] (the input inspected, its metadata carried, the chunk plan, the
+//! Module map, along a chunk's journey: [`commands`] (one function per subcommand, called
+//! by `main.rs`) → [`cli`] (schema, settings table, resolution into the run's config) → [`job`] (the input inspected, its metadata carried, the chunk plan, the
 //! memory arithmetic, the decoder) → [`run`] (the run as phases: prepare, stage, pool up,
 //! engine, finish; single runs and batches) → [`output`] (staging: checks, lock, no-clobber
 //! commit; the writer, the COG copy and the exact pyramid) → [`durable`] (the chunk journal,
@@ -14,6 +14,7 @@
 //! panics on a closed pipe), [`units`]. `sched` is the engine's, re-exported.
 
 pub mod cli;
+pub mod commands;
 pub mod durable;
 pub mod error;
 pub mod job;

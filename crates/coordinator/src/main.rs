@@ -1,15 +1,14 @@
-//! The `coordinator` binary: parse, set up logging, call the library, map errors to the
-//! documented exit codes.
+//! The `coordinator` binary: parse, set up logging and signals, call the command
+//! (`coordinator::commands`), map its error to the documented exit code.
 
 use std::process::ExitCode;
 
 use clap::FromArgMatches;
 use coordinator::{
-    cli::{self, Cli, Command},
+    cli::{self, Cli},
+    commands,
     error::CoordError,
-    run,
-    stdio::{eline, out},
-    synth,
+    stdio::eline,
 };
 
 fn main() -> ExitCode {
@@ -73,7 +72,7 @@ fn main() -> ExitCode {
             _ => tracing::trace!("GDAL: {msg}"),
         }
     });
-    let code = match dispatch(&cli) {
+    let code = match commands::dispatch(&cli) {
         Ok(code) => code,
         Err(e @ CoordError::Usage(_)) => {
             eline(&format!("error: {e} (see --help)"));
@@ -85,170 +84,4 @@ fn main() -> ExitCode {
         }
     };
     coordinator::os::exit_now(code)
-}
-
-fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
-    match &cli.command {
-        Command::Resample(r) => resample(cli, &cli::resolve(cli, &r.job, r)?.0),
-        Command::Map(m) => resample(cli, &cli::resolve_map(cli, m)?.0),
-        Command::Plan(p) => plan(cli, p),
-        Command::BenchDispatch(b) => {
-            let workers = match cli.workers {
-                Some(cli::Workers::N(n)) => n,
-                _ => 2,
-            };
-            let bin = b.worker_bin.clone().unwrap_or_else(run::default_worker_bin);
-            let text = coordinator::bench::bench_dispatch(&coordinator::bench::BenchConfig {
-                input: &b.input,
-                worker_bin: &bin,
-                workers,
-                chunks: b.chunks,
-                slot_bytes: b.slot_mib.max(1) << 20,
-                handovers: b.handovers.max(1),
-            })?;
-            engine::interrupt::check()?;
-            out(&text);
-            Ok(0)
-        }
-        Command::BenchWriter(b) => bench_writer(b),
-        Command::Config(pool) => {
-            let st = cli::settings(cli.config.as_deref(), pool)?;
-            engine::interrupt::check()?;
-            out(&st.describe());
-            Ok(0)
-        }
-        Command::Report(r) => {
-            coordinator::html::report_to_html(&r.report, &r.html, r.overwrite)?;
-            if !cli.quiet {
-                eline(&format!("wrote {}", r.html.display()));
-            }
-            Ok(0)
-        }
-        Command::Completions(c) => {
-            out_bytes(&cli::completions(c.shell));
-            Ok(0)
-        }
-        Command::Man => {
-            let page = cli::man_page().map_err(|e| CoordError::Internal(e.to_string()))?;
-            out_bytes(&page);
-            Ok(0)
-        }
-        Command::Merge(m) => {
-            let line = coordinator::merge::merge(&coordinator::merge::MergeConfig {
-                output: m.output.clone(),
-                vrt: m.vrt,
-                overwrite: m.overwrite,
-                keep_shards: m.keep_shards || m.vrt,
-            })?;
-            if !cli.quiet {
-                eline(&line);
-            }
-            Ok(0)
-        }
-        Command::Synth(s) => {
-            let cfg = synth::SynthConfig {
-                width: s.width,
-                height: s.height,
-                seed: s.seed,
-                overwrite: s.overwrite,
-            };
-            synth::synth(&s.output, &cfg)?;
-            if !cli.quiet {
-                eline(&format!(
-                    "wrote {} ({}x{} Float32, seed {})",
-                    s.output.display(),
-                    s.width,
-                    s.height,
-                    s.seed
-                ));
-            }
-            Ok(0)
-        }
-    }
-}
-
-/// `coordinator resample` and `coordinator map`: the run, and its summary on stderr.
-fn resample(cli: &Cli, cfg: &cli::RunConfig) -> Result<i32, CoordError> {
-    let summary = run::resample(cfg)?;
-    if !cli.quiet {
-        eline(&summary.message);
-    }
-    Ok(summary.exit_code)
-}
-
-/// `coordinator plan`: what a run would do, as text or JSON.
-fn plan(cli: &Cli, p: &cli::PlanArgs) -> Result<i32, CoordError> {
-    let (cfg, _) = cli::resolve_plan(cli, p)?;
-    let prep = run::prepare(&cfg, &p.input)?;
-    let decoder = coordinator::decoder::plan_choice(&cfg, &p.input, &prep)?;
-    if p.json {
-        let summary = coordinator::report::PlanSummary::new(
-            &prep.plan,
-            prep.layout.slots,
-            prep.layout.slot_bytes(),
-        );
-        let mut v =
-            serde_json::to_value(&summary).map_err(|e| CoordError::Internal(e.to_string()))?;
-        v["memory"] =
-            serde_json::to_value(&prep.memory).map_err(|e| CoordError::Internal(e.to_string()))?;
-        v["decoder"] =
-            serde_json::to_value(&decoder).map_err(|e| CoordError::Internal(e.to_string()))?;
-        // As the report's options name them ("Int8" for signed bytes, whichever way GDAL
-        // shows them).
-        v["sample_type"] = prep.sample.gdal_name().into();
-        v["output_type"] = prep.out_type.gdal_name().into();
-        engine::interrupt::check()?;
-        if p.chunks {
-            v["chunk_list"] = serde_json::to_value(&prep.plan.chunks)
-                .map_err(|e| CoordError::Internal(e.to_string()))?;
-        }
-        out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&v).map_err(|e| CoordError::Internal(e.to_string()))?
-        ));
-    } else {
-        engine::interrupt::check()?;
-        let mut text = run::describe(&prep, &cfg);
-        text.push_str(&format!("decoder      {decoder}\n"));
-        if p.chunks {
-            for c in &prep.plan.chunks {
-                let (w, o) = (c.window, c.out);
-                text.push_str(&format!(
-                    "chunk {:>6}  in {}x{}+{}+{}  out {}x{}+{}+{}\n",
-                    c.id.0, w.w, w.h, w.x, w.y, o.w, o.h, o.x, o.y
-                ));
-            }
-        }
-        out(&text);
-    }
-    Ok(0)
-}
-
-/// `coordinator bench-writer`: the writer alone, on synthetic chunks.
-fn bench_writer(b: &cli::BenchWriterArgs) -> Result<i32, CoordError> {
-    let co = cli::resolve::with_default_creation_options(cli::CreationOptions::parse(
-        b.creation_options.clone(),
-    )?);
-    let text =
-        coordinator::bench_writer::bench_writer(&coordinator::bench_writer::WriterBenchConfig {
-            output: &b.output,
-            overwrite: b.overwrite,
-            side: b.side,
-            factor: b.factor as u64,
-            chunk_bytes: (b.chunk_mib * (1 << 20) as f64) as u64,
-            out_type: b.ot,
-            creation_options: co,
-            distinct: b.distinct,
-            worker_bytes_per_s: b.worker_gibps * (1u64 << 30) as f64,
-        })?;
-    out(&text);
-    Ok(0)
-}
-
-/// Bytes on stdout; lost if stdout is closed.
-fn out_bytes(b: &[u8]) {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    let _ = o.write_all(b);
-    let _ = o.flush();
 }

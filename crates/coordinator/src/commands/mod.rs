@@ -1,0 +1,47 @@
+//! One function per subcommand: what `coordinator COMMAND` does once the command line is
+//! parsed and logging is set up (`main.rs`), returning the exit code or the error whose code
+//! `main` prints.
+
+mod bench;
+mod config;
+mod docs;
+mod merge;
+mod plan;
+mod report;
+mod resample;
+mod synth;
+
+use crate::{
+    cli::{Cli, Command},
+    error::CoordError,
+};
+
+/// Runs `cli`'s command.
+pub fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
+    match &cli.command {
+        Command::Resample(r) => resample::resample(cli, r),
+        Command::Map(m) => resample::map(cli, m),
+        Command::Plan(p) => plan::plan(cli, p),
+        Command::BenchDispatch(b) => bench::dispatch(cli, b),
+        Command::BenchWriter(b) => bench::writer(b),
+        Command::Config(pool) => config::config(cli, pool),
+        Command::Report(r) => report::report(cli, r),
+        Command::Completions(c) => docs::completions(c),
+        Command::Man => docs::man(),
+        Command::Merge(m) => merge::merge(cli, m),
+        Command::Synth(s) => synth::synth(cli, s),
+    }
+}
+
+/// Bytes on stdout; lost if stdout is closed.
+fn out_bytes(b: &[u8]) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(b);
+    let _ = o.flush();
+}
+
+/// A JSON value's conversion failing is this tool's fault.
+fn internal(e: impl std::fmt::Display) -> CoordError {
+    CoordError::Internal(e.to_string())
+}
