@@ -88,6 +88,14 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
+    // Before any work: started by a process that takes the command with it when it dies (the
+    // Python package, BLOCKSUM_PARENT_PID), its death is a SIGTERM here, handled as above; a
+    // parent already gone stops the command now, as that SIGTERM would (exit 130).
+    if let Some(parent) = cli::parent_pid(&|k| std::env::var(k).ok())? {
+        coordinator::os::term_with_parent(parent)
+            .map_err(|e| CoordError::Internal(format!("following the parent process: {e}")))?;
+        engine::interrupt::check()?;
+    }
     match &cli.command {
         Command::Resample(r) => resample(cli, &cli::resolve(cli, &r.job, r)?.0),
         Command::Map(m) => resample(cli, &cli::resolve_map(cli, m)?.0),
