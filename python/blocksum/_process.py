@@ -171,7 +171,8 @@ def flags(options: Dict[str, Any]) -> List[str]:
 
 def _text(v: Any) -> str:
     if isinstance(v, os.PathLike):
-        return os.fspath(v)
+        # str for a bytes path too (fspath would hand the bytes on, typed Any).
+        return os.fsdecode(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
