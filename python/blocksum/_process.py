@@ -1,5 +1,6 @@
 """Running the coordinator: its events read from a pipe while it runs, its stderr kept for the
-error line, Ctrl-C forwarded as one SIGINT, and its exit code turned into an exception."""
+error line, Ctrl-C forwarded as one SIGINT, our death its SIGTERM, and its exit code turned into
+an exception."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from ._errors import BlocksumError, error_for
 EventHandler = Callable[[Dict[str, Any]], Any]
 
 log = logging.getLogger("blocksum")
+
+# The coordinator stops (as on SIGTERM) when the process of this PID dies.
+PARENT_PID = "BLOCKSUM_PARENT_PID"
 
 # How long a stopping run may take after its SIGINT (workers get TERM, a grace, then KILL)
 # before a second SIGINT, then SIGKILL.
@@ -74,6 +78,10 @@ def run(args: Sequence[str], on_event: Optional[EventHandler] = None) -> Finishe
         # Its own session: a terminal's Ctrl-C reaches Python only, which sends exactly one
         # SIGINT (a second one would make the coordinator kill its workers at once).
         start_new_session=True,
+        # Nor does anything reach it when Python dies (SIGKILL, SIGTERM, a closed terminal):
+        # it takes our death for a SIGTERM (exit 130, nothing written) instead. The kernel
+        # sends that when the thread that started it ends: this one, which waits for it.
+        env={**os.environ, PARENT_PID: str(os.getpid())},
     )
     assert proc.stdout is not None and proc.stderr is not None
     err = _StderrReader(proc.stderr)
@@ -163,7 +171,8 @@ def flags(options: Dict[str, Any]) -> List[str]:
 
 def _text(v: Any) -> str:
     if isinstance(v, os.PathLike):
-        return os.fspath(v)
+        # str for a bytes path too (fspath would hand the bytes on, typed Any).
+        return os.fsdecode(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)

@@ -1,5 +1,5 @@
 """on_event sees the run's events in order while it runs; Ctrl-C from Python stops the run
-cleanly (exit 130, no process left, the journal kept for resume)."""
+cleanly (exit 130, no process left, the journal kept for resume), and so does Python's death."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import blocksum
 
@@ -115,21 +115,74 @@ def test_ctrl_c_in_python_interrupts_the_run(demo: Path, tmp_path: Path) -> None
     assert out.stat().st_mtime_ns == before
 
 
-def assert_no_process(needle: str) -> None:
-    """No process (coordinator or worker) whose command line or BLOCKSUM_JOB names the input."""
-    deadline = time.monotonic() + 5
+KILLED = textwrap.dedent(
+    """
+    import sys, blocksum
+    src, dst = sys.argv[1], sys.argv[2]
+    # Every chunk sleeps 10 s in its worker, none twice: the run is still going when this
+    # process is killed.
+    blocksum.resample(src, dst, 8, workers=2, inject_fault="slow:*", speculation="off")
+    """
+)
+
+
+def test_a_killed_python_takes_its_run_with_it(demo: Path, tmp_path: Path) -> None:
+    """SIGKILL leaves Python no say: the coordinator learns of it from the kernel (its
+    parent-death signal), stops as on SIGTERM, and its workers go with it."""
+    out_dir, scratch = tmp_path / "out", tmp_path / "tmp"
+    out_dir.mkdir()
+    scratch.mkdir()
+    out = out_dir / "out.tif"
+    # The package's temporary report goes here, not into /tmp: nobody removes it after a KILL.
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    p = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(demo), str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # Going: a worker of this run is up (its BLOCKSUM_JOB, or the coordinator's command
+        # line it was forked with, names the output).
+        while not [c for c, comm in processes(str(out)) if comm == "worker"]:
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "no worker of the run after 60 s"
+            time.sleep(0.05)
+        assert (out_dir / ".out.tif.lock").exists(), sorted(os.listdir(out_dir))
+    finally:
+        p.kill()
+        p.communicate()
+    assert p.returncode == -signal.SIGKILL
+    # Each chunk takes 10 s: a run that went on would write the output after that.
+    assert_no_process(str(out), within=30)
+    assert not out.exists()
+    left = sorted(f.name for f in out_dir.iterdir())
+    assert left in ([], ["out.tif.journal"]), left
+
+
+def processes(needle: str) -> List[Tuple[bytes, str]]:
+    """The command line and name of every live process but this one whose command line or
+    environment (a worker's BLOCKSUM_JOB) has ``needle``."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if needle.encode() in cmd or needle.encode() in env:
+            found.append((cmd, comm))
+    return found
+
+
+def assert_no_process(needle: str, within: float = 5) -> None:
+    """Within ``within`` seconds, no process (coordinator or worker) whose command line or
+    BLOCKSUM_JOB names ``needle`` (the input, or the output)."""
+    deadline = time.monotonic() + within
     while True:
-        found = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit() or int(pid) == os.getpid():
-                continue
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                env = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
-                continue
-            if needle.encode() in cmd or needle.encode() in env:
-                found.append((pid, cmd))
+        found = processes(needle)
         if not found or time.monotonic() > deadline:
             break
         time.sleep(0.1)

@@ -183,9 +183,13 @@ fn documented_commands() -> Vec<Shown> {
         .collect()
 }
 
-/// The first ```toml block: the config file the README shows.
-fn readme_toml(md: &str) -> String {
-    let start = md.find("```toml\n").expect("a toml block in the README") + 8;
+/// The first block of `lang` in the README: the config file it shows, in TOML and YAML.
+fn readme_block(md: &str, lang: &str) -> String {
+    let open = format!("```{lang}\n");
+    let start = md
+        .find(&open)
+        .unwrap_or_else(|| panic!("a {lang} block in the README"))
+        + open.len();
     let len = md[start..].find("```").unwrap();
     md[start..start + len].to_string()
 }
@@ -433,7 +437,7 @@ fn every_help_example_runs_as_written() {
         texts.push((format!("coordinator {sub} --help"), help_of(&[&sub])));
     }
     // The examples assume the files a user would have: the raster the root examples make
-    // first, and the README's config block saved as `blocksum.toml`.
+    // first, and the README's config blocks saved as `blocksum.toml` and `config.yml`.
     let mut demo = None::<tempfile::TempDir>;
     let mut seen = Vec::new();
     for (origin, help) in texts {
@@ -445,7 +449,8 @@ fn every_help_example_runs_as_written() {
         }
         seen.push(key);
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("blocksum.toml"), readme_toml(&md)).unwrap();
+        std::fs::write(dir.path().join("blocksum.toml"), readme_block(&md, "toml")).unwrap();
+        std::fs::write(dir.path().join("config.yml"), readme_block(&md, "yaml")).unwrap();
         let makes_raster = cmds[0].command().starts_with("coordinator synth ");
         if !makes_raster {
             let from = demo
@@ -462,4 +467,27 @@ fn every_help_example_runs_as_written() {
             demo = Some(dir);
         }
     }
+}
+
+#[test]
+fn the_help_lists_every_documented_exit_code() {
+    let md = readme();
+    let table = &md[md.find("### Exit codes").expect("the README's exit codes")..];
+    let documented: Vec<u32> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("| code"))
+        .skip(2)
+        .take_while(|l| l.starts_with("| "))
+        .map(|l| l[2..].split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(documented.len() >= 10, "{documented:?}");
+    let help = help_of(&[]);
+    let line = &help[help.find("Exit codes:").expect("--help's exit codes")..];
+    let line = &line[..line.find(".\n").unwrap_or(line.len())];
+    let listed: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert_eq!(listed, documented, "{line}");
 }

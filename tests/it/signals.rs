@@ -4,7 +4,8 @@
 //! step (`BLOCKSUM_STOP_AT`: it sends itself SIGSTOP there), sends the real signal, lets it
 //! go on (SIGCONT), and checks: exit 130, one line naming the signal, no output, no
 //! temporary and no lock anywhere. A merge killed with SIGKILL (which nothing can handle)
-//! leaves its temporaries; the next merge removes them.
+//! leaves its temporaries; the next merge removes them. The death of the process named by
+//! `BLOCKSUM_PARENT_PID` is a SIGTERM, also when it died before the coordinator could ask.
 
 use std::{
     path::{Path, PathBuf},
@@ -353,5 +354,104 @@ fn report_refuses_a_page_over_its_own_report() {
             "the report was replaced"
         );
     }
+    assert_clean(dir.path());
+}
+
+/// A resample of `input` into `out` with `BLOCKSUM_PARENT_PID=parent`.
+fn resample_under(parent: &str, input: &Path, out: &Path) -> Output {
+    run(resample_cmd("1", input, out)
+        .args(["-f", "2"])
+        .env("BLOCKSUM_PARENT_PID", parent))
+}
+
+#[test]
+fn a_parent_gone_before_the_start_is_a_sigterm_and_a_bad_pid_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 64);
+    let out = dir.path().join("out.tif");
+    // A process that has come and gone: the coordinator's parent died between its spawn and
+    // its prctl, and the coordinator was left to a reaper.
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let o = resample_under(&gone.id().to_string(), &input, &out);
+    interrupted(&o, Signal::SIGTERM);
+    assert_eq!(tree(dir.path()), ["in.tif"]);
+
+    for bad in ["abc", "0", "-3", "1.5"] {
+        let o = resample_under(bad, &input, &out);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "error: BLOCKSUM_PARENT_PID='{bad}' is not a process id (a whole number >= 1) (see --help)"
+            )
+        );
+        assert_eq!(tree(dir.path()), ["in.tif"]);
+    }
+
+    // Its true parent (this test), or nothing: the run goes as ever.
+    let o = resample_under(&std::process::id().to_string(), &input, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = resample_under("", &input, &dir.path().join("out2.tif"));
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_parent_killed_during_the_run_stops_it_as_sigterm_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 256);
+    let (out, err) = (dir.path().join("out.tif"), dir.path().join("err.txt"));
+    // A shell starts the coordinator in the background, naming itself as its parent, says
+    // the coordinator's PID and waits; every chunk sleeps 10 s in its worker.
+    let mut cmd = resample_cmd("1", &input, &out);
+    cmd.args([
+        "-f",
+        "2",
+        "--inject-fault",
+        "slow:*",
+        "--speculation",
+        "off",
+    ]);
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"BLOCKSUM_PARENT_PID=$$ "$0" "$@" 2>"$ERR" & echo $!; wait"#)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env("ERR", &err)
+        .stdout(Stdio::piped());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let mut sh = sh.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(sh.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let pid: u32 = line.trim().parse().expect("the coordinator's PID");
+    wait_for(Duration::from_secs(60), "a worker of the run", || {
+        (!worker_children(pid).is_empty()).then_some(())
+    });
+    assert!(dir.path().join(".out.tif.lock").exists());
+
+    // SIGKILL: the shell has no say; the kernel tells the coordinator.
+    sh.kill().unwrap();
+    sh.wait().unwrap();
+    // Ended (gone, or a zombie where nobody reaps the orphan) well before a chunk's 10 s.
+    wait_for(Duration::from_secs(9), "the coordinator to end", || {
+        matches!(proc_state(pid), None | Some('Z')).then_some(())
+    });
+    let text = std::fs::read_to_string(&err).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "error: interrupted by SIGTERM: no output written"),
+        "{text}"
+    );
+    assert!(!out.exists());
     assert_clean(dir.path());
 }

@@ -1,10 +1,10 @@
 //! The coordinator's own OS and FFI specifics, behind a safe interface: the no-clobber
-//! rename, SIGXFSZ, GDAL's thread-local error state, GDAL's block cache, the names of
-//! data types the bindings do not know, and GDAL's CreateCopy with a progress callback that
-//! stops it on an interrupt (the bindings' copy takes none), and early writeback of a file
-//! being written (`sync_file_range`, which the bindings lack). Every `unsafe` of the coordinator is here. The process
-//! specifics of supervision (fork/exec setup, signals, limits) are the engine's
-//! (`engine::os`), re-exported here.
+//! rename, SIGXFSZ, the parent's death as a SIGTERM, GDAL's thread-local error state, GDAL's
+//! block cache, the names of data types the bindings do not know, and GDAL's CreateCopy with
+//! a progress callback that stops it on an interrupt (the bindings' copy takes none), and
+//! early writeback of a file being written (`sync_file_range`, which the bindings lack).
+//! Every `unsafe` of the coordinator is here. The process specifics of supervision
+//! (fork/exec setup, signals, limits) are the engine's (`engine::os`), re-exported here.
 
 pub use engine::os::*;
 
@@ -70,6 +70,30 @@ pub fn ignore_sigxfsz() {
     use nix::sys::signal::{signal, SigHandler, Signal};
     // SAFETY: installing SIG_IGN runs no code of ours in signal context.
     let _ = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) };
+}
+
+/// Ties this process to `parent`, the process that started it, by its word (the Python package
+/// passes its own PID in `BLOCKSUM_PARENT_PID`): the parent's death is a SIGTERM here
+/// (`PR_SET_PDEATHSIG`), which `engine::interrupt` records like any other, so the command
+/// unwinds and exits 130. A parent already gone is the same SIGTERM, raised here at once.
+/// Call it after `engine::interrupt::install`, then check.
+///
+/// The kernel sends the signal when the thread that started this process ends, not the
+/// whole process: the Python package waits for the run in the thread that started it.
+pub fn term_with_parent(parent: i32) -> nix::Result<()> {
+    use nix::{
+        sys::signal::{raise, Signal},
+        unistd::{getppid, Pid},
+    };
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+    // After the prctl: a parent that dies from now on sends the signal. One that died before
+    // never will; it left this process to a reaper, whose PID is not `parent`.
+    if getppid() != Pid::from_raw(parent) {
+        tracing::info!("the parent process {parent} is gone: stopping as on SIGTERM");
+        // Handled before `raise` returns (a signal sent to the calling thread).
+        raise(Signal::SIGTERM)?;
+    }
+    Ok(())
 }
 
 /// GDAL's error state on this thread (it is thread-local in GDAL), for the write path, where

@@ -74,7 +74,8 @@ pub fn coordinator() -> Command {
     let mut c = Command::new(bin("coordinator"));
     c.env_remove("BLOCKSUM_WORKERS")
         .env_remove("BLOCKSUM_WORKER_BIN")
-        .env_remove("BLOCKSUM_CONFIG");
+        .env_remove("BLOCKSUM_CONFIG")
+        .env_remove("BLOCKSUM_PARENT_PID");
     c
 }
 

@@ -4,7 +4,10 @@
 //! top-level section, and every other key under `resampling`, is the application's and is
 //! ignored; inside the section, what no row takes is an unknown key (the caller's check).
 //! The format: `.yml`/`.yaml` is YAML, `.toml` is TOML, any other name is read as TOML and,
-//! if that fails, as YAML.
+//! if that fails, as YAML. One rule for both: a section with nothing in it is an empty
+//! section, whether TOML's empty table or YAML's null (a key with nothing under it but
+//! comments), at every level the tool reads (the file, `resampling`, the section, its
+//! `queue_sizes`).
 
 use std::{collections::BTreeMap, fmt, path::Path};
 
@@ -35,7 +38,10 @@ pub enum FileValue {
     Float(f64),
     Str(String),
     Table(BTreeMap<String, FileValue>),
-    /// Anything else (a list, a date, YAML's null), by its type's name.
+    /// YAML's null: a key with no value (`queue_sizes:` and nothing under it but comments).
+    /// TOML has none.
+    Null,
+    /// Anything else (a list, a date), by its type's name.
     Other(&'static str),
 }
 
@@ -48,7 +54,18 @@ impl FileValue {
             FileValue::Float(_) => "float",
             FileValue::Str(_) => "string",
             FileValue::Table(_) => "table",
+            FileValue::Null => "null",
             FileValue::Other(t) => t,
+        }
+    }
+
+    /// The table where a section is expected: a null is an empty one (nothing written under
+    /// the key), as TOML's empty table is; any other value is given back.
+    fn into_section(self) -> Result<BTreeMap<String, FileValue>, FileValue> {
+        match self {
+            FileValue::Table(t) => Ok(t),
+            FileValue::Null => Ok(BTreeMap::new()),
+            v => Err(v),
         }
     }
 }
@@ -112,9 +129,8 @@ fn yaml(text: &str) -> Result<FileValue, String> {
     let mut root: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
     root.apply_merge().map_err(|e| e.to_string())?;
     match root {
-        // An empty document is an empty config, as an empty TOML file is.
-        serde_norway::Value::Null => Ok(FileValue::Table(BTreeMap::new())),
-        v @ serde_norway::Value::Mapping(_) => from_yaml(v, ""),
+        // An empty document is null: an empty config, as an empty TOML file is.
+        v @ (serde_norway::Value::Null | serde_norway::Value::Mapping(_)) => from_yaml(v, ""),
         v => Err(format!(
             "expected a mapping at the top, found {}",
             yaml_type(&v)
@@ -132,6 +148,7 @@ fn from_yaml(v: serde_norway::Value, at: &str) -> Result<FileValue, String> {
             None => FileValue::Other("integer too large"),
         },
         V::String(s) => FileValue::Str(s),
+        V::Null => FileValue::Null,
         V::Mapping(m) => {
             let mut t = BTreeMap::new();
             for (k, v) in m {
@@ -171,15 +188,9 @@ fn yaml_type(v: &serde_norway::Value) -> &'static str {
 /// the path stops, so that a misspelt section name (`multiprocesing`) is not silently
 /// ignored along with the application's own sections.
 fn section(root: FileValue) -> Result<BTreeMap<String, FileValue>, String> {
-    let mut table = match root {
-        FileValue::Table(t) => t,
-        v => {
-            return Err(format!(
-                "expected a table at the top, found {}",
-                v.type_str()
-            ))
-        }
-    };
+    let mut table = root
+        .into_section()
+        .map_err(|v| format!("expected a table at the top, found {}", v.type_str()))?;
     let mut at = Vec::new();
     for name in SECTION {
         let here = if at.is_empty() {
@@ -188,9 +199,9 @@ fn section(root: FileValue) -> Result<BTreeMap<String, FileValue>, String> {
             format!("'{}'", at.join("."))
         };
         at.push(name);
-        table = match table.remove(name) {
-            Some(FileValue::Table(t)) => t,
-            Some(v) => {
+        table = match table.remove(name).map(FileValue::into_section) {
+            Some(Ok(t)) => t,
+            Some(Err(v)) => {
                 return Err(format!(
                     "'{}' must be a table, found {}",
                     at.join("."),
@@ -225,9 +236,12 @@ fn flatten(
     for (k, v) in table {
         let path = format!("{prefix}{k}");
         let holds_rows = row_keys.iter().any(|r| r.starts_with(&format!("{path}.")));
+        // A table rows live under is descended into (a null one holds nothing); anything
+        // else is a key, known or not.
+        let v = if holds_rows { v.into_section() } else { Err(v) };
         match v {
-            FileValue::Table(t) if holds_rows => flatten(t, &format!("{path}."), row_keys, out),
-            v => {
+            Ok(t) => flatten(t, &format!("{path}."), row_keys, out),
+            Err(v) => {
                 out.insert(path, v);
             }
         }
@@ -289,5 +303,35 @@ mod tests {
         assert!(e.contains("mapping at the top"), "{e}");
         let e = read_text("c.yml", "resampling:\n  multiprocessing: 3\n").unwrap_err();
         assert!(e.contains("must be a table"), "{e}");
+    }
+
+    #[test]
+    fn a_null_where_a_table_is_read_is_an_empty_table() {
+        for text in [
+            "resampling:\n  multiprocessing:\n",
+            "resampling:\n  multiprocessing: null\n",
+            "resampling:\n  multiprocessing:\n    queue_sizes:\n",
+            "resampling:\n  multiprocessing:\n    queue_sizes: ~\n",
+        ] {
+            let keys = read_text("c.yml", text)
+                .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+                .keys;
+            assert!(keys.is_empty(), "{text:?}: {keys:?}");
+        }
+        // An empty file and an empty `resampling` read as empty: only the section is missing.
+        for text in ["", "# nothing\n"] {
+            let e = read_text("c.yml", text).unwrap_err();
+            assert!(e.contains("the file has nothing"), "{text:?}: {e}");
+        }
+        let e = read_text("c.yml", "resampling:\n").unwrap_err();
+        assert!(e.contains("'resampling' has nothing"), "{e}");
+        // A null elsewhere is a value, for the row (or the unknown-key check) to judge.
+        let s = read_text(
+            "c.yml",
+            "resampling:\n  multiprocessing:\n    max_workers:\n    other:\n",
+        )
+        .unwrap();
+        assert_eq!(s.keys["max_workers"], FileValue::Null);
+        assert_eq!(s.keys["other"], FileValue::Null);
     }
 }

@@ -65,3 +65,46 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
     clap_mangen::Man::new(command()).render(&mut out)?;
     Ok(out)
 }
+
+/// The variable naming the process whose death stops this one (the Python package sets it to
+/// its own PID; see `os::term_with_parent`).
+pub const PARENT_PID: &str = "BLOCKSUM_PARENT_PID";
+
+/// The PID in [`PARENT_PID`] of the environment `env`: `None` when it is unset or empty (as
+/// clap reads the other variables), a usage error when it is not a process id.
+pub fn parent_pid(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<i32>, crate::error::CoordError> {
+    match env(PARENT_PID) {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Ok(None),
+        Some(v) => match v.trim().parse::<i32>() {
+            Ok(pid) if pid > 0 => Ok(Some(pid)),
+            _ => Err(crate::error::CoordError::Usage(format!(
+                "{PARENT_PID}='{v}' is not a process id (a whole number >= 1)"
+            ))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parent_pid_is_a_positive_whole_number_or_unset() {
+        let with = |v: &'static str| move |k: &str| (k == PARENT_PID).then(|| v.to_string());
+        assert_eq!(parent_pid(&|_| None).unwrap(), None);
+        assert_eq!(parent_pid(&with("")).unwrap(), None);
+        assert_eq!(parent_pid(&with("4242")).unwrap(), Some(4242));
+        assert_eq!(parent_pid(&with(" 7\n")).unwrap(), Some(7));
+        for bad in ["abc", "0", "-5", "12x", "99999999999"] {
+            let e = parent_pid(&with(bad)).unwrap_err();
+            assert_eq!(e.exit_code(), protocol::exit::USAGE, "{bad}");
+            assert_eq!(
+                e.to_string(),
+                format!("BLOCKSUM_PARENT_PID='{bad}' is not a process id (a whole number >= 1)")
+            );
+        }
+    }
+}

@@ -23,8 +23,9 @@ Examples:
   coordinator --workers 2 resample demo.tif out.tif -f 8 --overwrite --inject-fault crash:3:1 --report run.json
 
 Logs go to stderr, filtered by BLOCKSUM_LOG (e.g. BLOCKSUM_LOG=debug); -v and -q adjust.
-Exit codes: 0 ok, 2 usage, 3 bad input, 4 output problem, 5 chunks quarantined,
-6 workers cannot be kept alive, 7 memory or descriptor limits cannot be met, 130 interrupted.";
+Exit codes: 0 ok, 1 internal error (a bug), 2 usage, 3 bad input, 4 output problem,
+5 chunks quarantined, 6 workers cannot be kept alive, 7 memory or descriptor limits cannot be
+met, 8 a batch where some inputs failed, 130 interrupted.";
 
 #[derive(Debug, Parser)]
 #[command(name = "coordinator", version, about = "Block-aggregate huge rasters through a supervised pool of worker processes", after_help = EXAMPLES)]
@@ -77,7 +78,7 @@ pub enum Command {
     Synth(SynthArgs),
     /// Print the resolved configuration and where each value came from.
     #[command(
-        after_help = "Examples:\n  coordinator config\n  coordinator --config blocksum.toml config\n  BLOCKSUM_MEMORY_LIMIT_PER_WORKER=1GiB coordinator --config blocksum.toml --workers 4 config"
+        after_help = "Examples:\n  coordinator config\n  coordinator --config blocksum.toml config\n  coordinator --config config.yml config\n  BLOCKSUM_MEMORY_LIMIT_PER_WORKER=1GiB coordinator --config blocksum.toml --workers 4 config"
     )]
     Config(PoolArgs),
     /// Benchmark the pool itself: no-op chunks through real workers (chunks/s, coordinator

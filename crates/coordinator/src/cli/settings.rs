@@ -493,6 +493,73 @@ resampling:
     }
 
     #[test]
+    fn an_empty_yaml_section_is_an_empty_table_as_in_toml() {
+        let defaults = resolved(&file("[resampling.multiprocessing]\n").unwrap());
+        // Each level the tool reads, written with nothing (or only comments) under it: YAML
+        // reads a null there, TOML an empty table; both are an empty section.
+        for (yaml, toml) in [
+            (
+                "resampling:\n  multiprocessing:\n    # max_workers: 2\n",
+                "[resampling.multiprocessing]\n# max_workers = 2\n",
+            ),
+            (
+                "resampling:\n  multiprocessing: ~\n",
+                "[resampling]\nmultiprocessing = {}\n",
+            ),
+            (
+                "resampling:\n  multiprocessing:\n    queue_sizes:\n",
+                "[resampling.multiprocessing.queue_sizes]\n",
+            ),
+            (
+                "resampling:\n  multiprocessing:\n    queue_sizes:\n      # chunk_queue: 100\n",
+                "[resampling.multiprocessing]\nqueue_sizes = {}\n",
+            ),
+        ] {
+            let y = file_named("c.yml", yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+            let t = file_named("c.toml", toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+            assert_eq!(resolved(&y), defaults, "{yaml}");
+            assert_eq!(resolved(&t), defaults, "{toml}");
+        }
+        // Beside keys that are set, which keep their values.
+        let y = file_named(
+            "c.yml",
+            "resampling:\n  multiprocessing:\n    max_workers: 3\n    queue_sizes:\n    chunk_prefetch: 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (y.workers.value, y.chunk_prefetch.value, y.chunk_queue.value),
+            (Workers::N(3), 2, None)
+        );
+        // `resampling` empty is still a file without the section, in both formats.
+        for (name, text) in [("c.yml", "resampling:\n"), ("c.toml", "[resampling]\n")] {
+            let e = file_named(name, text).unwrap_err().to_string();
+            assert!(
+                e.contains("no 'resampling.multiprocessing' section ('resampling' has nothing"),
+                "{e}"
+            );
+        }
+        // A null is an empty table only where a table is read: a setting without a value is
+        // refused, and so is an unknown key without one.
+        for (text, needle) in [
+            (
+                "resampling:\n  multiprocessing:\n    max_workers:\n",
+                "max_workers: expected a whole number, found null",
+            ),
+            (
+                "resampling:\n  multiprocessing:\n    queue_size:\n",
+                "unknown key 'resampling.multiprocessing.queue_size'",
+            ),
+            (
+                "resampling:\n  multiprocessing:\n    queue_sizes:\n      chunk_queue:\n",
+                "chunk_queue: expected a whole number, found null",
+            ),
+        ] {
+            let e = file_named("c.yml", text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn the_seed_yaml_inside_a_whole_application_config() {
         let app = format!(
             "\

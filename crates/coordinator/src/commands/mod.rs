@@ -18,6 +18,15 @@ use crate::{
 
 /// Runs `cli`'s command.
 pub fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
+    // Before any work: started by a process that takes the command with it when it dies (the
+    // Python package, BLOCKSUM_PARENT_PID), its death is a SIGTERM here, handled as every
+    // signal is (`engine::interrupt`); a parent already gone stops the command now, as that
+    // SIGTERM would (exit 130).
+    if let Some(parent) = crate::cli::parent_pid(&|k| std::env::var(k).ok())? {
+        crate::os::term_with_parent(parent)
+            .map_err(|e| CoordError::Internal(format!("following the parent process: {e}")))?;
+        engine::interrupt::check()?;
+    }
     match &cli.command {
         Command::Resample(r) => resample::resample(cli, r),
         Command::Map(m) => resample::map(cli, m),
