@@ -22,10 +22,11 @@ static BUILD: Once = Once::new();
 /// prints the reason and appends it to `target/<profile>/skipped-tests.log`, which
 /// `scripts/test.sh` counts and prints, so a skip is never silent.
 pub fn cannot_check(why: &str) {
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "this check cannot run here, and CI is set: {why}"
-    );
+    skip_unless_ci(std::env::var_os("CI").is_some(), why)
+}
+
+fn skip_unless_ci(ci: bool, why: &str) {
+    assert!(!ci, "this check cannot run here, and CI is set: {why}");
     eprintln!("SKIPPED: {why}");
     let test = std::thread::current().name().unwrap_or("?").to_string();
     let log = bin_dir().join("skipped-tests.log");
@@ -425,4 +426,15 @@ pub fn synth(path: &Path, width: u32, height: u32, seed: u64) {
         &seed.to_string(),
     ]));
     assert!(o.status.success(), "synth: {}", stderr(&o));
+}
+
+#[test]
+fn a_check_that_cannot_run_fails_when_ci_is_set() {
+    let failed = std::panic::catch_unwind(|| skip_unless_ci(true, "no such tool"));
+    let message = failed.expect_err("a skip under CI must fail the test");
+    let text = message
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(text.contains("CI is set: no such tool"), "{text}");
 }

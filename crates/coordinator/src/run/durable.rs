@@ -617,6 +617,45 @@ pub(super) fn remove(path: &Path) {
 mod tests {
     use super::*;
 
+    /// A small GeoTIFF whose metadata holds `items`.
+    fn output_with(path: &Path, items: &[(&str, &str)]) {
+        let driver = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+        let mut ds = driver
+            .create_with_band_type::<f64, _>(path, 4, 4, 1)
+            .unwrap();
+        for (k, v) in items {
+            gdal::Metadata::set_metadata_item(&mut ds, k, v, "").unwrap();
+        }
+    }
+
+    /// `--resume` keeps an output only when its own metadata names this plan and no chunk
+    /// was quarantined; keeping it removes a journal left beside it.
+    #[test]
+    fn an_output_is_kept_only_when_it_names_this_plan_and_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, journal) = (dir.path().join("o.tif"), dir.path().join("o.tif.journal"));
+        assert!(!committed_by(&out, "abc"), "no file");
+        output_with(&out, &[(PLAN_KEY, "abc")]);
+        assert!(committed_by(&out, "abc"));
+        assert!(!committed_by(&out, "abd"), "another plan");
+        std::fs::write(&journal, b"records").unwrap();
+        assert_eq!(already_committed(&out, &journal, "abd").unwrap(), None);
+        assert!(journal.exists(), "another plan's output leaves the journal");
+        let kept = already_committed(&out, &journal, "abc").unwrap().unwrap();
+        assert!(kept.contains("kept as it is"), "{kept}");
+        assert!(!journal.exists(), "the committed run's journal is removed");
+
+        let holed = dir.path().join("q.tif");
+        output_with(
+            &holed,
+            &[(PLAN_KEY, "abc"), ("BLOCKSUM_QUARANTINED_CHUNKS", "1")],
+        );
+        assert!(!committed_by(&holed, "abc"), "quarantined chunks");
+        let not_a_file = dir.path().join("d.tif");
+        std::fs::create_dir(&not_a_file).unwrap();
+        assert!(!committed_by(&not_a_file, "abc"));
+    }
+
     #[test]
     fn the_grid_search_reaches_the_floor_of_any_raster() {
         // 3000 x 3000 Float32: not a multiple of 4 MiB, so the floor is reached one count

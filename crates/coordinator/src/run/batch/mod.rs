@@ -708,3 +708,52 @@ fn fill_section(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::exit;
+
+    fn committed(quarantined: Vec<u32>) -> OutputFate {
+        OutputFate::Committed {
+            adjusted: Vec::new(),
+            quarantined: quarantined.into_iter().map(TaskId).collect(),
+            resumed: 0,
+        }
+    }
+
+    fn failed() -> OutputFate {
+        OutputFate::Failed(CoordError::OutputExists("o.tif".into()))
+    }
+
+    /// The module's rule: 0, 5 when some output has quarantined chunks, 8 when some failed
+    /// and some were written, the first failure's code when none was, the run's own error
+    /// above all.
+    #[test]
+    fn the_batch_exit_code_follows_the_rule() {
+        let run_failed = CoordError::Interrupted("SIGINT");
+        assert_eq!(
+            exit_code(&[committed(vec![]), OutputFate::Kept], None, 1),
+            exit::OK
+        );
+        assert_eq!(
+            exit_code(&[committed(vec![]), committed(vec![3])], None, 2),
+            exit::QUARANTINED
+        );
+        assert_eq!(
+            exit_code(&[committed(vec![]), failed()], None, 1),
+            exit::PARTIAL
+        );
+        assert_eq!(exit_code(&[failed(), failed()], None, 0), exit::OUTPUT);
+        assert_eq!(
+            exit_code(
+                &[committed(vec![]), OutputFate::Waiting],
+                Some(&run_failed),
+                1
+            ),
+            run_failed.exit_code()
+        );
+        // An output left waiting without a run error is this tool's fault, never success.
+        assert_eq!(exit_code(&[OutputFate::Waiting], None, 0), exit::INTERNAL);
+    }
+}
