@@ -265,6 +265,13 @@ fn a_batch_report_names_plan_ids_by_the_single_runs_rule() {
         assert_eq!(b.get("plan_id"), s.get("plan_id"), "batch {b}\nsingle {s}");
         assert!(b.get("plan_id").is_none(), "{b}");
     }
+    // Both reports read back into the coordinator's own types.
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let typed: coordinator::report::BatchReport = serde_json::from_str(&read(&rep)).unwrap();
+    let one: coordinator::report::Report = serde_json::from_str(&read(&single_rep)).unwrap();
+    assert_eq!(typed.inputs.len(), 1);
+    assert_eq!(typed.inputs[0].chunks.len(), one.chunks.len());
+    assert_eq!(typed.inputs[0].status, one.status);
 }
 
 #[test]

@@ -30,6 +30,52 @@ pub struct Report {
     pub journal: Option<crate::journal::JournalStats>,
 }
 
+/// One input's section of the batch report.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InputReport {
+    pub input: String,
+    pub output: String,
+    pub status: RunStatus,
+    pub exit_code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Absent for an input refused before the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<ReportOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanSummary>,
+    /// The engine's task id of this input's chunk 0 (fault injection and the engine's logs
+    /// number the batch's chunks one input after the other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_task: Option<u32>,
+    /// Chunks under their local ids, as a single run of this input numbers them.
+    pub chunks: Vec<ChunkReport>,
+    pub quarantined_windows: Vec<QuarantinedWindow>,
+    pub adjusted_by_band: Vec<crate::writer::Adjusted>,
+    /// Chunk attempts that opened this input in a worker rather than finding it open.
+    pub opened_inputs: u64,
+}
+
+/// The report of a batch (`resample IN1 IN2 ... --out-dir DIR --report PATH`): a section per
+/// input, the pool's workers and totals once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchReport {
+    pub tool: String,
+    pub version: String,
+    pub status: RunStatus,
+    pub exit_code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub out_dir: String,
+    pub inputs: Vec<InputReport>,
+    /// The pool's workers, over the whole batch.
+    pub workers: Vec<WorkerReport>,
+    /// Over the whole batch (chunk ids here are the engine's task ids).
+    pub totals: Option<Totals>,
+    /// Inputs opened by workers and lanes, over the batch (each process keeps a few open).
+    pub opened_inputs: u64,
+}
+
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

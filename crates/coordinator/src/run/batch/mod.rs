@@ -23,10 +23,11 @@
 
 use std::sync::Mutex;
 
-use serde::Serialize;
-
 use super::*;
-use crate::{error::SideFileError, report::RunStatus};
+use crate::{
+    error::SideFileError,
+    report::{BatchReport, InputReport, RunStatus},
+};
 use std::path::Path;
 
 mod job;
@@ -275,50 +276,6 @@ struct Ran<'a> {
     memory: &'a MemoryPlan,
     layout: SlotLayout,
     error: Option<CoordError>,
-}
-
-/// One input's section of the batch report.
-#[derive(Debug, Serialize)]
-struct InputReport {
-    input: String,
-    output: String,
-    status: RunStatus,
-    exit_code: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// Absent for an input refused before the run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    options: Option<crate::report::ReportOptions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    plan: Option<PlanSummary>,
-    /// The engine's task id of this input's chunk 0 (fault injection and the engine's logs
-    /// number the batch's chunks one input after the other).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    first_task: Option<u32>,
-    /// Chunks under their local ids, as a single run of this input numbers them.
-    chunks: Vec<ChunkReport>,
-    quarantined_windows: Vec<QuarantinedWindow>,
-    adjusted_by_band: Vec<Adjusted>,
-    /// Chunk attempts that opened this input in a worker rather than finding it open.
-    opened_inputs: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct BatchReport {
-    tool: String,
-    version: String,
-    status: RunStatus,
-    exit_code: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    out_dir: String,
-    inputs: Vec<InputReport>,
-    /// The pool's workers, over the whole batch.
-    workers: Vec<WorkerReport>,
-    /// Over the whole batch (chunk ids here are the engine's task ids).
-    totals: Option<Totals>,
-    /// Inputs opened by workers and lanes, over the batch (each process keeps a few open).
-    opened_inputs: u64,
 }
 
 /// Per-input fates to exit code, summary and report.
