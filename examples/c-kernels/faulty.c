@@ -5,6 +5,9 @@
  *   abort_x=N  calls abort(),
  *   hang_x=N   loops forever (only a --task-timeout ends it),
  *   fail_x=N   returns an error,
+ *   exit_x=N   calls exit(0) (the worker process ends "successfully", mid-chunk),
+ *   errflood_x=N  writes an error message far longer than the error buffer (errflood_bytes=B
+ *              bytes, default 1 MiB, against the header's error_len), then returns an error,
  *   overrun_x=N  writes past the end of its output (a wild write: overrun_bytes=B bytes,
  *              default 8 MiB, of the value 12345.0), then copies band 1 as usual.
  * Every such chunk is bisected down to the file's blocks; the blocks holding column N are
@@ -38,6 +41,16 @@ static void overrun(struct bs_output *out, unsigned long long bytes) {
     for (unsigned long long i = 0; i < bytes; i++) past[i] = pattern[i % sizeof v];
 }
 
+/* Writes a message of `bytes` bytes (its terminator included) into the error buffer, whatever
+ * its `error_len`: the bug of a kernel that formats without a bound. */
+static void flood_error(struct bs_output *out, unsigned long long bytes) {
+    static const char msg[] = "this message does not fit the error buffer; ";
+    volatile char *e = out->error;
+    if (bytes == 0) return;
+    for (unsigned long long i = 0; i + 1 < bytes; i++) e[i] = msg[i % (sizeof msg - 1)];
+    e[bytes - 1] = '\0';
+}
+
 static int contains(const struct bs_window *w, const char *value) {
     unsigned long long x = strtoull(value, NULL, 10);
     return x >= w->x && x < w->x + w->w;
@@ -60,6 +73,11 @@ int blocksum_kernel_v1(const struct bs_input *in, struct bs_output *out,
             snprintf(out->error, out->error_len, "refusing the window at %llu,%llu",
                      (unsigned long long)in->window.x, (unsigned long long)in->window.y);
             return 3;
+        } else if (strcmp(k, "exit_x") == 0) {
+            exit(0);
+        } else if (strcmp(k, "errflood_x") == 0) {
+            flood_error(out, arg(params, "errflood_bytes", 1ull << 20));
+            return 4;
         } else if (strcmp(k, "overrun_x") == 0) {
             overrun(out, arg(params, "overrun_bytes", 8ull << 20));
         }

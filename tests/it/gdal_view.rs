@@ -360,13 +360,14 @@ fn gdal_cases() -> Vec<Case> {
         ));
     }
     cases.push(case("UInt16", 4, &["PHOTOMETRIC=CMYK"], Refused));
-    // Signed bytes: GDAL 3.6 shows Byte with PIXELTYPE=SIGNEDBYTE.
-    cases.push(case("Byte", 1, &["PIXELTYPE=SIGNEDBYTE"], Either));
+    // Signed bytes: GDAL 3.6 shows Byte with PIXELTYPE=SIGNEDBYTE; the directory declares
+    // them signed (SampleFormat 2), so both decoders read them, as Int8.
+    cases.push(case("Byte", 1, &["PIXELTYPE=SIGNEDBYTE"], Reads));
     cases.push(case(
         "Byte",
         3,
         &[&["PIXELTYPE=SIGNEDBYTE", "INTERLEAVE=BAND"][..], &TILED[..]].concat(),
-        Either,
+        Reads,
     ));
     cases
 }

@@ -52,6 +52,11 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build, a 16384² raster and 58 runs of the coordinator: minutes",
     ),
     (
+        "bash scripts/breaker-bench.sh target/release",
+        "a release build, a 4096² raster and a striped copy, 13 runs that crash, abort or hang \
+         workers on purpose: a minute",
+    ),
+    (
         "bash scripts/memory-bench.sh",
         "a release build and rasters of 8192 and 16384 pixels a side: minutes",
     ),

@@ -154,7 +154,7 @@ const RAW_COLORS: [&str; 7] = [
 /// | photometric | LogL, LogLuv | GDAL converts them to floating point |
 /// | photometric | anything but MinIsWhite, MinIsBlack, RGB, palette | not stored samples for certain |
 /// | structure | `IMAGE_STRUCTURE` `SOURCE_COLOR_SPACE` or `COMPRESSION=YCbCr JPEG` | GDAL converted the colour space |
-/// | band | `PIXELTYPE=SIGNEDBYTE` | signed bytes: GDAL's Byte holds their bits (read through GDAL for now) |
+/// | band | `PIXELTYPE` (`SIGNEDBYTE`) where the directory does not declare signed 8-bit samples (SampleFormat 2) | GDAL's signed bytes are not the stored type; declared ones pass, read as Int8 by both decoders |
 /// | band | `NBITS` | GDAL unpacks samples of fewer bits |
 /// | band | colour interpretation not Undefined, Gray, Palette, Red, Green, Blue, Alpha | GDAL's colour model is not the stored one |
 /// | shape | size or band count differ from the directory's | GDAL shows other bands |
@@ -321,6 +321,14 @@ mod tests {
             native_refusal(&layout(4, Some(2)), SampleType::U8, &view(&rgba)),
             None
         );
+        // Signed bytes the directory declares signed, as GDAL 3.6 shows them (the reader
+        // names the band's type Int8 whichever way GDAL shows it).
+        let mut s8 = layout(1, Some(1));
+        s8.kind = SampleKind::I8;
+        let mut signed = view(&["Gray"]);
+        signed.bands[0].data_type = "Int8".into();
+        signed.bands[0].pixel_type = Some("SIGNEDBYTE".into());
+        assert_eq!(native_refusal(&s8, SampleType::I8, &signed), None);
     }
 
     #[test]
