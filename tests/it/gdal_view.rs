@@ -147,12 +147,7 @@ fn check(input: &Path, native: Native) -> Vec<String> {
 
 // ---- sources: random rasters of every type, written as ENVI (raw) files ----
 
-fn next(st: &mut u64) -> u64 {
-    *st ^= *st << 13;
-    *st ^= *st >> 7;
-    *st ^= *st << 17;
-    *st
-}
+use crate::common::xorshift as next;
 
 const W: usize = 61;
 const H: usize = 47;
@@ -416,6 +411,19 @@ struct Hand {
 }
 
 impl Hand {
+    /// `blocks` stored as they are, each declaring its own length, in the strip tags (also
+    /// for tiles: libtiff and GDAL accept their offsets there).
+    fn exact(tags: Vec<(u16, Vec<u32>)>, blocks: Vec<Vec<u8>>) -> Hand {
+        Hand {
+            tags,
+            counts: blocks.iter().map(|b| b.len() as u32).collect(),
+            blocks,
+            pad: 0,
+            offsets_tag: 273,
+            counts_tag: 279,
+        }
+    }
+
     fn bytes(&self) -> Vec<u8> {
         let mut out = b"II\x2a\x00\0\0\0\0".to_vec();
         let mut offsets = Vec::new();
@@ -535,7 +543,6 @@ fn hand_files(dir: &Path) -> Vec<(PathBuf, Native)> {
     let row = w * spp;
     let rps = 6;
     let plain = strips(&pixels, row, rps);
-    let counts = |b: &[Vec<u8>]| b.iter().map(|s| s.len() as u32).collect::<Vec<_>>();
     let strip_tags = |photometric, compression| {
         let mut t = byte_tags(w, h, spp, photometric, compression);
         t.push((278, vec![rps as u32]));
@@ -566,41 +573,20 @@ fn hand_files(dir: &Path) -> Vec<(PathBuf, Native)> {
     padded.last_mut().unwrap().resize(row * rps, 0);
     save(
         "padded-last.tif",
-        Hand {
-            tags: strip_tags(2, 1),
-            counts: counts(&padded),
-            blocks: padded.clone(),
-            pad: 0,
-            offsets_tag: 273,
-            counts_tag: 279,
-        },
+        Hand::exact(strip_tags(2, 1), padded.clone()),
         Native::Reads,
     );
     let z: Vec<Vec<u8>> = padded.iter().map(|s| zlib(s)).collect();
     save(
         "padded-last-deflate.tif",
-        Hand {
-            tags: strip_tags(2, 8),
-            counts: counts(&z),
-            blocks: z,
-            pad: 0,
-            offsets_tag: 273,
-            counts_tag: 279,
-        },
+        Hand::exact(strip_tags(2, 8), z),
         Native::Reads,
     );
     // A short last strip (fewer rows than RowsPerStrip), as most writers store it.
     let short: Vec<Vec<u8>> = plain.iter().map(|s| zlib(s)).collect();
     save(
         "short-last-deflate.tif",
-        Hand {
-            tags: strip_tags(1, 8),
-            counts: counts(&short),
-            blocks: short,
-            pad: 0,
-            offsets_tag: 273,
-            counts_tag: 279,
-        },
+        Hand::exact(strip_tags(1, 8), short),
         Native::Reads,
     );
     // A last strip cut short of what it needs: GDAL fails those rows, so must auto.
@@ -609,14 +595,7 @@ fn hand_files(dir: &Path) -> Vec<(PathBuf, Native)> {
     last.truncate(last.len() / 2);
     save(
         "truncated-last.tif",
-        Hand {
-            tags: strip_tags(1, 1),
-            counts: counts(&cut),
-            blocks: cut,
-            pad: 0,
-            offsets_tag: 273,
-            counts_tag: 279,
-        },
+        Hand::exact(strip_tags(1, 1), cut),
         Native::Either,
     );
     // Tiles whose offsets and byte counts sit in the strip tags.
@@ -630,18 +609,7 @@ fn hand_files(dir: &Path) -> Vec<(PathBuf, Native)> {
         }
         let mut tags = byte_tags(w, h, spp, 2, compression);
         tags.extend([(322, vec![16]), (323, vec![16])]);
-        save(
-            name,
-            Hand {
-                tags,
-                counts: counts(&t),
-                blocks: t,
-                pad: 0,
-                offsets_tag: 273,
-                counts_tag: 279,
-            },
-            Native::Reads,
-        );
+        save(name, Hand::exact(tags, t), Native::Reads);
     }
     // Old-style (pre-TIFF 5.0) LZW: LSB-first codes, as libtiff still reads them.
     let one_band = random_bytes(w * h, 9);
@@ -659,36 +627,14 @@ fn hand_files(dir: &Path) -> Vec<(PathBuf, Native)> {
     );
     let mut tags = byte_tags(w, h, 1, 1, 5);
     tags.push((278, vec![rps as u32]));
-    save(
-        "old-lzw.tif",
-        Hand {
-            tags,
-            counts: counts(&old),
-            blocks: old,
-            pad: 0,
-            offsets_tag: 273,
-            counts_tag: 279,
-        },
-        Native::Refused,
-    );
+    save("old-lzw.tif", Hand::exact(tags, old), Native::Refused);
     // Uncompressed YCbCr subsampled 2x1: units of Y0 Y1 Cb Cr per two pixels.
     let (yw, yh, yrps) = (40usize, 30usize, 4usize);
     let units = random_bytes(yw / 2 * 4 * yh, 13);
     let ycc = strips(&units, yw / 2 * 4, yrps);
     let mut tags = byte_tags(yw, yh, 3, 6, 1);
     tags.extend([(278, vec![yrps as u32]), (530, vec![2, 1])]);
-    save(
-        "ycbcr-2x1.tif",
-        Hand {
-            tags,
-            counts: counts(&ycc),
-            blocks: ycc,
-            pad: 0,
-            offsets_tag: 273,
-            counts_tag: 279,
-        },
-        Native::Refused,
-    );
+    save("ycbcr-2x1.tif", Hand::exact(tags, ycc), Native::Refused);
     files
 }
 

@@ -6,26 +6,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::{key, stats};
 use engine::{observe::RunEvent, sched::*};
-use protocol::{Attempt, TaskId, TaskStats};
-
-fn key(id: u32, gen: u32) -> WorkerKey {
-    WorkerKey {
-        id: WorkerId(id),
-        gen,
-    }
-}
-
-fn stats() -> TaskStats {
-    TaskStats {
-        read_us: 1_000,
-        compute_us: 2_000,
-        valid_pixels: 42,
-        native_read: false,
-        fallback_read: false,
-        opened_inputs: 0,
-    }
-}
+use protocol::{Attempt, TaskId};
 
 type Seen = Arc<Mutex<Vec<(u64, RunEvent)>>>;
 

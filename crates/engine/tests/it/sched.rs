@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::{key, stats};
 use engine::sched::*;
 use protocol::{Attempt, SlotId, TaskId, TaskStats};
 
@@ -28,24 +29,6 @@ const SIGTERM: i32 = 15;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn key(id: u32, gen: u32) -> WorkerKey {
-    WorkerKey {
-        id: WorkerId(id),
-        gen,
-    }
-}
-
-fn stats() -> TaskStats {
-    TaskStats {
-        read_us: 1_000,
-        compute_us: 2_000,
-        valid_pixels: 42,
-        native_read: false,
-        fallback_read: false,
-        opened_inputs: 0,
-    }
 }
 
 fn killed_by(sig: i32) -> ExitInfo {
