@@ -397,13 +397,12 @@ fn a_parent_gone_before_the_start_is_a_sigterm_and_a_bad_pid_a_usage_error() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-#[test]
-fn a_parent_killed_during_the_run_stops_it_as_sigterm_would() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = input(dir.path(), 256);
-    let (out, err) = (dir.path().join("out.tif"), dir.path().join("err.txt"));
-    // A shell starts the coordinator in the background, naming itself as its parent, says
-    // the coordinator's PID and waits; every chunk sleeps 10 s in its worker.
+/// A slow run (every chunk sleeps 10 s in its worker) started by `sh -c script`, which
+/// must print the coordinator's PID first: the shell, that PID, and where the coordinator's
+/// stderr goes. The script gets the coordinator's command line as `"$0" "$@"` and `$ERR`.
+fn slow_run_under(script: &str, dir: &Path) -> (std::process::Child, u32, PathBuf) {
+    let input = input(dir, 256);
+    let (out, err) = (dir.join("out.tif"), dir.join("err.txt"));
     let mut cmd = resample_cmd("1", &input, &out);
     cmd.args([
         "-f",
@@ -415,7 +414,7 @@ fn a_parent_killed_during_the_run_stops_it_as_sigterm_would() {
     ]);
     let mut sh = Command::new("sh");
     sh.arg("-c")
-        .arg(r#"BLOCKSUM_PARENT_PID=$$ "$0" "$@" 2>"$ERR" & echo $!; wait"#)
+        .arg(script)
         .arg(cmd.get_program())
         .args(cmd.get_args())
         .env("ERR", &err)
@@ -437,21 +436,46 @@ fn a_parent_killed_during_the_run_stops_it_as_sigterm_would() {
     wait_for(Duration::from_secs(60), "a worker of the run", || {
         (!worker_children(pid).is_empty()).then_some(())
     });
-    assert!(dir.path().join(".out.tif.lock").exists());
+    assert!(dir.join(".out.tif.lock").exists());
+    (sh, pid, err)
+}
 
-    // SIGKILL: the shell has no say; the kernel tells the coordinator.
+/// SIGKILLs `sh` (it has no say; the kernel, or the coordinator's watch, tells the
+/// coordinator) and checks that the run ended as on SIGTERM well before a chunk's 10 s.
+fn kill_and_expect_sigterm(mut sh: std::process::Child, pid: u32, err: &Path, dir: &Path) {
     sh.kill().unwrap();
     sh.wait().unwrap();
-    // Ended (gone, or a zombie where nobody reaps the orphan) well before a chunk's 10 s.
+    // Ended (gone, or a zombie where nobody reaps the orphan).
     wait_for(Duration::from_secs(9), "the coordinator to end", || {
         matches!(proc_state(pid), None | Some('Z')).then_some(())
     });
-    let text = std::fs::read_to_string(&err).unwrap();
+    let text = std::fs::read_to_string(err).unwrap();
     assert!(
         text.lines()
             .any(|l| l == "error: interrupted by SIGTERM: no output written"),
         "{text}"
     );
-    assert!(!out.exists());
-    assert_clean(dir.path());
+    assert!(!dir.join("out.tif").exists());
+    assert_clean(dir);
+}
+
+#[test]
+fn a_parent_killed_during_the_run_stops_it_as_sigterm_would() {
+    let dir = tempfile::tempdir().unwrap();
+    // A shell starts the coordinator in the background, naming itself as its parent, says
+    // the coordinator's PID and waits.
+    let script = r#"BLOCKSUM_PARENT_PID=$$ "$0" "$@" 2>"$ERR" & echo $!; wait"#;
+    let (sh, pid, err) = slow_run_under(script, dir.path());
+    kill_and_expect_sigterm(sh, pid, &err, dir.path());
+}
+
+/// The named process is an ancestor, with a wrapper between it and the coordinator (a
+/// shell that does not `exec`): the run goes on while the ancestor lives (it stopped at
+/// once before), and stops as on SIGTERM when it dies, though the wrapper lives on.
+#[test]
+fn an_ancestor_named_through_a_wrapper_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"export BLOCKSUM_PARENT_PID=$$; sh -c '"$0" "$@" 2>"$ERR" & echo $!; wait' "$0" "$@"; true"#;
+    let (sh, pid, err) = slow_run_under(script, dir.path());
+    kill_and_expect_sigterm(sh, pid, &err, dir.path());
 }

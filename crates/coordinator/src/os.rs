@@ -76,7 +76,9 @@ pub fn ignore_sigxfsz() {
 /// passes its own PID in `BLOCKSUM_PARENT_PID`): the parent's death is a SIGTERM here
 /// (`PR_SET_PDEATHSIG`), which `engine::interrupt` records like any other, so the command
 /// unwinds and exits 130. A parent already gone is the same SIGTERM, raised here at once.
-/// Call it after `engine::interrupt::install`, then check.
+/// A `parent` that is alive but not the parent (a wrapper script between them, which does
+/// not `exec`) is followed by a thread that checks it every 200 ms. Call it after
+/// `engine::interrupt::install`, then check.
 ///
 /// The kernel sends the signal when the thread that started this process ends, not the
 /// whole process: the Python package waits for the run in the thread that started it.
@@ -88,12 +90,44 @@ pub fn term_with_parent(parent: i32) -> nix::Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
     // After the prctl: a parent that dies from now on sends the signal. One that died before
     // never will; it left this process to a reaper, whose PID is not `parent`.
-    if getppid() != Pid::from_raw(parent) {
+    let named = Pid::from_raw(parent);
+    if getppid() == named {
+        return Ok(());
+    }
+    if !alive(named) {
         tracing::info!("the parent process {parent} is gone: stopping as on SIGTERM");
         // Handled before `raise` returns (a signal sent to the calling thread).
         raise(Signal::SIGTERM)?;
+        return Ok(());
     }
-    Ok(())
+    // Alive, yet not the parent: a wrapper (a shell script that does not `exec`) sits between.
+    // The prctl follows the wrapper; a thread follows the named process, and its death is the
+    // same SIGTERM, sent to the whole process.
+    tracing::debug!("following process {parent}, an ancestor but not the parent");
+    std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || {
+            while alive(named) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            tracing::info!("the process {parent} is gone: stopping as on SIGTERM");
+            let _ = nix::sys::signal::kill(Pid::this(), Signal::SIGTERM);
+        })
+        .map(|_| ())
+        .map_err(|e| {
+            nix::errno::Errno::from_raw(
+                e.raw_os_error().unwrap_or(nix::errno::Errno::EAGAIN as i32),
+            )
+        })
+}
+
+/// Whether process `pid` exists (signal 0: no signal sent, only the check; EPERM means it
+/// exists under another user).
+fn alive(pid: nix::unistd::Pid) -> bool {
+    !matches!(
+        nix::sys::signal::kill(pid, None),
+        Err(nix::errno::Errno::ESRCH)
+    )
 }
 
 /// GDAL's error state on this thread (it is thread-local in GDAL), for the write path, where

@@ -23,6 +23,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32, CoordError> {
     // signal is (`engine::interrupt`); a parent already gone stops the command now, as that
     // SIGTERM would (exit 130).
     if let Some(parent) = crate::cli::parent_pid(&|k| std::env::var(k).ok())? {
+        // Workers (forked or executed) are this run's, not the parent's: they must not
+        // take the variable with them into anything they start. Read once, before any thread
+        // of the run exists.
+        std::env::remove_var(crate::cli::PARENT_PID);
         crate::os::term_with_parent(parent)
             .map_err(|e| CoordError::Internal(format!("following the parent process: {e}")))?;
         engine::interrupt::check()?;
