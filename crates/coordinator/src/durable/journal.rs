@@ -467,7 +467,7 @@ pub fn ranges(ids: &[u32], limit: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -489,7 +489,8 @@ mod tests {
         assert_eq!(difference(&a, &a), None);
     }
 
-    fn header() -> Header {
+    /// A journal header of a 4 x 4 output in 4 chunks, of input `a.tif`.
+    pub(crate) fn header() -> Header {
         Header {
             identity: PlanIdentity {
                 options: vec![("input".into(), "a.tif".into())],

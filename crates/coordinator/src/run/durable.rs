@@ -220,7 +220,7 @@ pub(super) fn already_committed(
     if !committed_by(output, digest) {
         return Ok(None);
     }
-    if std::fs::symlink_metadata(journal).is_ok() {
+    if std::fs::symlink_metadata(journal).is_ok() && journal_of(journal, digest) {
         std::fs::remove_file(journal).map_err(|e| {
             CoordError::write_io(
                 journal,
@@ -234,6 +234,22 @@ pub(super) fn already_committed(
         "--resume: '{}' is complete, committed by a run of the same input and options: kept as it is (nothing computed, no report written)",
         output.display()
     )))
+}
+
+/// Whether the journal at `path` is one of the plan whose digest is `digest`, or stands for
+/// no work (no complete header): the one a run of this plan left between its commit and the
+/// journal's removal. Another plan's journal beside the output (say, of an `--overwrite`
+/// run of other options, killed) is not this run's to remove; neither is one that cannot be
+/// read.
+fn journal_of(path: &Path, digest: &str) -> bool {
+    match crate::journal::Scan::read(path) {
+        Ok(None) => true,
+        Ok(Some(scan)) => plan_digest(&scan.header.identity) == digest,
+        Err(e) => {
+            tracing::info!("--resume: left '{}' as it is: {e}", path.display());
+            false
+        }
+    }
 }
 
 /// Where the run's journal goes: OUTPUT.journal for a whole run;
@@ -638,11 +654,24 @@ mod tests {
         output_with(&out, &[(PLAN_KEY, "abc")]);
         assert!(committed_by(&out, "abc"));
         assert!(!committed_by(&out, "abd"), "another plan");
-        std::fs::write(&journal, b"records").unwrap();
+        // The journal of the run that committed the output goes; another plan's stays.
+        let ours = crate::journal::tests::header();
+        let digest = plan_digest(&ours.identity);
+        output_with(&out, &[(PLAN_KEY, &digest)]);
+        let mut theirs = crate::journal::tests::header();
+        theirs.identity.options[0].1 = "b.tif".into();
+        drop(crate::journal::JournalWriter::create(&journal, &theirs).unwrap());
         assert_eq!(already_committed(&out, &journal, "abd").unwrap(), None);
         assert!(journal.exists(), "another plan's output leaves the journal");
-        let kept = already_committed(&out, &journal, "abc").unwrap().unwrap();
+        let kept = already_committed(&out, &journal, &digest).unwrap().unwrap();
         assert!(kept.contains("kept as it is"), "{kept}");
+        assert!(
+            journal.exists(),
+            "another plan's journal is not this run's to remove"
+        );
+        std::fs::remove_file(&journal).unwrap();
+        drop(crate::journal::JournalWriter::create(&journal, &ours).unwrap());
+        already_committed(&out, &journal, &digest).unwrap().unwrap();
         assert!(!journal.exists(), "the committed run's journal is removed");
 
         let holed = dir.path().join("q.tif");
