@@ -436,19 +436,35 @@ fn cog_with_pyramid_batch_with_like_and_plan() {
 
 /// Each overview of a target grid's pyramid is the run onto that grid coarsened by 2^k, bit
 /// for bit: a count (fractional weights: re-aggregated from the input, never four cells
-/// added) and a max (derived from the level below, which is exact for min and max).
+/// added) and a max (derived from the level below, which is exact for min and max), also on
+/// a grid that crops the input with odd cell counts (where a coarser last cell takes in
+/// pixels the base grid left out, so even a max is re-aggregated).
 #[test]
 fn pyramid_levels_on_a_target_grid_are_the_coarser_grids_runs() {
     let dir = tempfile::tempdir().unwrap();
     let (input, _) = input(dir.path());
-    for agg in ["count", "max"] {
-        let out = dir.path().join(format!("{agg}.tif"));
-        // 1.3 input pixels per cell: weights such as 0.3 and 0.7, not sums of powers of two.
-        let o = resample(
-            &input,
-            &out,
-            &["--tr", "39", "39", "--agg", agg, "--pyramid"],
-        );
+    // 1.3 input pixels per cell: weights such as 0.3 and 0.7, not sums of powers of two.
+    // The crop: 701 x 551 cells from 300 m inside the input's top-left corner.
+    let crop = (500300.0, 5199700.0, 701.0, 551.0);
+    for (agg, cropped) in [("count", false), ("max", false), ("max", true)] {
+        let te = |res: f64, halvings: i32| {
+            let (x0, y1, w, h) = crop;
+            let n = |cells: f64| (cells / 2f64.powi(halvings)).ceil();
+            [x0, y1 - res * n(h), x0 + res * n(w), y1].map(|v| v.to_string())
+        };
+        let grid = |res: f64, halvings: i32| {
+            let r = res.to_string();
+            let mut a = vec!["--tr".to_string(), r.clone(), r, "--agg".into(), agg.into()];
+            if cropped {
+                a.push("--te".into());
+                a.extend(te(res, halvings));
+            }
+            a
+        };
+        let out = dir.path().join(format!("{agg}-{cropped}.tif"));
+        let mut args = grid(39.0, 0);
+        args.push("--pyramid".into());
+        let o = run(resample_cmd("2", &input, &out).args(&args));
         assert!(o.status.success(), "{}", stderr(&o));
         let ds = Dataset::open(&out).unwrap();
         let band = ds.rasterband(1).unwrap();
@@ -458,15 +474,16 @@ fn pyramid_levels_on_a_target_grid_are_the_coarser_grids_runs() {
             let ov = band.overview(i).unwrap();
             let (w, h) = ov.size();
             let got = ov.read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap();
-            let res = (39u64 << (i + 1)).to_string();
-            let direct = dir.path().join(format!("{agg}-{res}.tif"));
-            let o = resample(&input, &direct, &["--tr", &res, &res, "--agg", agg]);
+            let res = 39.0 * 2f64.powi(i as i32 + 1);
+            let direct = dir.path().join(format!("{agg}-{cropped}-{i}.tif"));
+            let o = run(resample_cmd("2", &input, &direct).args(grid(res, i as i32 + 1)));
             assert!(o.status.success(), "{}", stderr(&o));
             let (dd, want) = read_all(&direct);
-            assert_eq!(dd.raster_size(), (w, h), "{agg} overview {i}: size");
+            let what = format!("{agg} (cropped: {cropped}) overview {i}");
+            assert_eq!(dd.raster_size(), (w, h), "{what}: size");
             assert!(
                 same_pixels(got.data(), &want[0]),
-                "{agg} overview {i}: not the pixels of --tr {res}"
+                "{what}: not the pixels of the run at {res}"
             );
         }
     }

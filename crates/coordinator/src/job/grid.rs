@@ -73,6 +73,16 @@ impl TargetGrid {
         }
     }
 
+    /// Whether the grid holds every pixel of the input (`width x height` pixels): nothing
+    /// of the input lies outside its cells (edges within 1e-9 of a pixel edge count as on
+    /// it, the weights' rounding rule).
+    pub fn covers(&self, (width, height): (u64, u64)) -> bool {
+        let holds = |a: &Axis, cells: u64, pixels: u64| {
+            a.edge(0) <= 1e-9 && a.edge(cells) >= pixels as f64 - 1e-9
+        };
+        holds(&self.x, self.width, width) && holds(&self.y, self.height, height)
+    }
+
     /// Whether every cell overlaps the input (`width x height` pixels): no cell can be
     /// empty for want of input.
     pub fn covered_by(&self, (width, height): (u64, u64)) -> bool {

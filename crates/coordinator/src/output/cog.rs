@@ -219,9 +219,8 @@ pub struct BaseRun {
     pub out_type: SampleType,
     /// Input pixels per band.
     pub input_pixels: u64,
-    /// Every input pixel lies in one output pixel (an integer factor), not split over cells
-    /// by fractional weights (a target grid that is no integer multiple of the input's).
-    pub whole_pixels: bool,
+    /// What the base grid is to the input (which levels derive exactly).
+    pub grid: pyramid::BaseGrid,
     /// The base run quarantined chunks (their pixels are nodata).
     pub quarantined: bool,
     /// The base run's aggregation (`None` for a map kernel, which has no pyramid).
@@ -333,13 +332,8 @@ fn build_pyramid(
         .map_err(gdal("allocating the overviews".into()))?;
     let bands = ds.raster_count();
     let minmax = matches!(agg, Agg::Min | Agg::Max);
-    let in_principle = pyramid::derivable(
-        agg,
-        base.input,
-        base.out_type,
-        base.input_pixels,
-        base.whole_pixels,
-    );
+    let in_principle =
+        pyramid::derivable(agg, base.input, base.out_type, base.input_pixels, base.grid);
     // The level below holds exact values: no quarantined chunk, and for sums and counts no
     // value the writer clamped or moved off nodata.
     let mut below_clean = !base.quarantined

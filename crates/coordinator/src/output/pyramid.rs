@@ -48,21 +48,35 @@ impl LevelError {
     }
 }
 
+/// What the base level's grid is to the input, for [`derivable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseGrid {
+    /// An integer factor: each input pixel in one output pixel, the input held whole.
+    Factor,
+    /// Cells of fractional weights holding every input pixel.
+    Cells,
+    /// Cells of fractional weights that leave some of the input out.
+    Cropped,
+}
+
 /// Whether a level can be derived from the one below, given what the run knows.
 ///
-/// `whole_pixels`: every input pixel lies in one cell of the base grid (an integer factor,
-/// or a target grid that is one). On any other target grid, sums and counts carry
-/// fractional weights, so adding four cells is not the coarser cell's own sum: only min and
-/// max (over the pixels a cell overlaps at all) derive exactly there.
+/// `grid`: what the base grid is to the input. On a target grid that is no integer factor,
+/// sums and counts carry fractional weights, so adding four cells is not the coarser cell's
+/// own sum: only min and max (over the pixels a cell overlaps at all) derive exactly there,
+/// and only when the base grid holds the whole input: a grid that crops it (`--te`,
+/// `--like`) with an odd count of cells gives a coarser last cell input pixels the base has
+/// not.
 pub fn derivable(
     agg: Agg,
     input: SampleType,
     out: SampleType,
     input_pixels: u64,
-    whole_pixels: bool,
+    grid: BaseGrid,
 ) -> bool {
+    let whole_pixels = grid == BaseGrid::Factor;
     match agg {
-        Agg::Min | Agg::Max => true,
+        Agg::Min | Agg::Max => grid != BaseGrid::Cropped,
         Agg::Mean => false,
         Agg::Sum | Agg::Count if !whole_pixels => false,
         // A count is at most the input's pixel count.
@@ -147,7 +161,7 @@ mod tests {
     #[test]
     fn derivable_where_the_arithmetic_is_exact() {
         use SampleType::*;
-        let whole = |agg, input, out, pixels| derivable(agg, input, out, pixels, true);
+        let whole = |agg, input, out, pixels| derivable(agg, input, out, pixels, BaseGrid::Factor);
         assert!(whole(Agg::Min, F32, F32, 1 << 40));
         assert!(whole(Agg::Max, F64, U8, 1 << 40));
         assert!(!whole(Agg::Mean, U8, F64, 100));
@@ -158,10 +172,13 @@ mod tests {
         assert!(!whole(Agg::Sum, U32, F64, 1 << 30));
         assert!(whole(Agg::Count, F32, U32, 1 << 30));
         assert!(!whole(Agg::Count, F32, U8, 1000));
-        // On a target grid that is no integer multiple, only min and max.
-        assert!(derivable(Agg::Max, F32, F32, 1 << 40, false));
-        assert!(derivable(Agg::Min, I16, I16, 1 << 40, false));
-        assert!(!derivable(Agg::Sum, I16, F64, 100, false));
-        assert!(!derivable(Agg::Count, F32, U32, 100, false));
+        // On a target grid that is no integer multiple, only min and max, and only when it
+        // holds the whole input.
+        use BaseGrid::{Cells, Cropped};
+        assert!(derivable(Agg::Max, F32, F32, 1 << 40, Cells));
+        assert!(derivable(Agg::Min, I16, I16, 1 << 40, Cells));
+        assert!(!derivable(Agg::Max, F32, F32, 1 << 40, Cropped));
+        assert!(!derivable(Agg::Sum, I16, F64, 100, Cells));
+        assert!(!derivable(Agg::Count, F32, U32, 100, Cells));
     }
 }

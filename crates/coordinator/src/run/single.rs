@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::journal::JournalStats;
+use crate::{grid::Mapping, journal::JournalStats, pyramid::BaseGrid};
 use engine::observe::{EventLog, RunEvent};
 
 /// The run's lock is held, its journal's place known and what is there read.
@@ -381,7 +381,13 @@ fn commit(
         input: prep.sample,
         out_type: prep.out_type,
         input_pixels: prep.info.width * prep.info.height,
-        whole_pixels: matches!(prep.plan.mapping, crate::job::grid::Mapping::Factor { .. }),
+        grid: match &prep.plan.mapping {
+            Mapping::Factor { .. } => BaseGrid::Factor,
+            Mapping::Cells { target } if target.covers((prep.info.width, prep.info.height)) => {
+                BaseGrid::Cells
+            }
+            Mapping::Cells { .. } => BaseGrid::Cropped,
+        },
         quarantined,
         agg: cfg.job.kernel.agg(),
     };
