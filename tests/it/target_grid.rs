@@ -206,8 +206,20 @@ fn refusals_name_the_problem_and_write_nothing() {
     );
     let like = |p: &Path| vec!["--like".to_string(), p.display().to_string()];
     let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    // GDAL would wait for ever on a FIFO's writer.
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let missing = dir.path().join("missing.tif");
     let cases: Vec<(&str, &Path, Vec<String>, i32, &str)> = vec![
         ("other crs", &input, like(&other_crs), 3, "reproj"),
+        ("fifo ref", &input, like(&fifo), 3, "is a FIFO"),
+        (
+            "missing ref",
+            &input,
+            like(&missing),
+            3,
+            "it does not exist",
+        ),
         ("rotated ref", &input, like(&rotated), 3, "rotated"),
         (
             "rotated input",

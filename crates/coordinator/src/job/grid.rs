@@ -220,6 +220,12 @@ pub fn adopt_like_crs(req: &GridRequest, info: &mut RasterInfo) -> Result<(), Co
 }
 
 fn open_like(path: &Path) -> Result<Dataset, CoordError> {
+    if let Some(what) = crate::raster::special_file(path) {
+        return Err(CoordError::BadInput(format!(
+            "--like '{}': it is {what}, not a raster file",
+            path.display()
+        )));
+    }
     crate::os::gdal_err::reset();
     Dataset::open(path).map_err(|e| {
         // The bindings' open error does not carry GDAL's message; its error state does.

@@ -41,27 +41,32 @@ pub struct RasterInfo {
 /// FIFO blocks until something writes to it (forever, as a rule), and a device is read
 /// without end. A directory passes: some formats are directories (ArcInfo grids).
 fn refuse_special_file(path: &Path) -> Result<(), CoordError> {
+    match special_file(path) {
+        None => Ok(()),
+        Some(what) => Err(CoordError::not_raster(
+            path,
+            format!("it is {what}, not a file (INPUT must be a regular file)"),
+        )),
+    }
+}
+
+/// What `path` is when it is a FIFO, a socket or a device, which GDAL would block on or read
+/// without end (`None` for a file, a directory, or a missing path: GDAL's to judge).
+pub(crate) fn special_file(path: &Path) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt;
-    // Follows symbolic links: a link to a raster is fine. A missing path is GDAL's to judge
-    // (a virtual path), and explained after its failure.
-    let Ok(t) = std::fs::metadata(path).map(|m| m.file_type()) else {
-        return Ok(());
-    };
-    let what = if t.is_fifo() {
-        "a FIFO"
+    // Follows symbolic links: a link to a raster is fine.
+    let t = std::fs::metadata(path).ok()?.file_type();
+    if t.is_fifo() {
+        Some("a FIFO")
     } else if t.is_socket() {
-        "a socket"
+        Some("a socket")
     } else if t.is_char_device() {
-        "a character device"
+        Some("a character device")
     } else if t.is_block_device() {
-        "a block device"
+        Some("a block device")
     } else {
-        return Ok(());
-    };
-    Err(CoordError::not_raster(
-        path,
-        format!("it is {what}, not a file (INPUT must be a regular file)"),
-    ))
+        None
+    }
 }
 
 /// Opens and validates `path`. GDAL is asked first: `/vsizip/`, `/vsicurl/` and other
